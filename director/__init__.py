@@ -1,0 +1,3 @@
+"""director: a keepalived-compatible load-balancer director daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,103 @@
+"""Command line: keepalived's flags where keepalived has them (see CONTRACT.md).
+
+    director -f keepalived.conf -t          validate; exit 0 valid, 1 errors, 2 unreadable
+    director -f keepalived.conf -d          human dump, secrets masked
+    director -f keepalived.conf --dump-json the model as JSON
+    director genhash -s IP -p PORT -u PATH  keepalived's genhash
+    director demo                           the demo (see README)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .config import Unreadable, default_config_id, load_config
+from .config.render import config_json, dump_text
+
+DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
+
+EXIT_OK, EXIT_ERRORS, EXIT_UNREADABLE = 0, 1, 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="director",
+        description="Load-balancer director: VRRP failover, health checks, IPVS; reads "
+                    "keepalived.conf. Subcommands: 'director genhash ...', 'director demo'.")
+    p.add_argument("-f", "--use-file", metavar="FILE", default=DEFAULT_CONFIG,
+                   help=f"configuration file (default {DEFAULT_CONFIG})")
+    p.add_argument("-t", "--config-test", action="store_true",
+                   help="check the configuration, print diagnostics to stderr and exit "
+                        "(0 valid, 1 errors, 2 unreadable)")
+    p.add_argument("-d", "--dump-conf", action="store_true",
+                   help="print the parsed configuration (secrets masked) and exit")
+    p.add_argument("--dump-json", action="store_true",
+                   help="print the parsed configuration as JSON and exit")
+    p.add_argument("-P", "--vrrp", action="store_true", help="run only the VRRP subsystem")
+    p.add_argument("-C", "--check", action="store_true",
+                   help="run only the health checkers and the load-balancer backend")
+    p.add_argument("-n", "--dont-fork", action="store_true",
+                   help="accepted for keepalived compatibility; director never forks")
+    p.add_argument("-l", "--log-console", action="store_true", help="log to stderr")
+    p.add_argument("-D", "--log-detail", action="store_true", help="more detail in the log")
+    p.add_argument("-S", "--log-facility", metavar="N", help="syslog facility LOCAL<N>")
+    p.add_argument("-p", "--pid", metavar="FILE", help="pid file")
+    p.add_argument("-i", "--config-id", metavar="ID",
+                   help="the id that @ID lines match (default: short host name)")
+    p.add_argument("--web", metavar="HOST:PORT|off", default="127.0.0.1:8080",
+                   help="dashboard, JSON API and /metrics address (default 127.0.0.1:8080)")
+    p.add_argument("--backend", choices=("ipvs", "nftables", "none"),
+                   help="how virtual servers reach the kernel (default: ipvs if available)")
+    p.add_argument("--state-dir", metavar="DIR", default="/var/lib/director",
+                   help="where state that survives a restart is kept")
+    p.add_argument("-v", "--version", action="version", version=f"director {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "genhash":
+        from .genhash import main as genhash_main
+        return genhash_main(argv[1:])
+    if argv and argv[0] == "demo":
+        from .demo import main as demo_main
+        return demo_main(argv[1:])
+    args = parser().parse_args(argv)
+    config_id = args.config_id or default_config_id()
+    try:
+        result = load_config(args.use_file, config_id=config_id)
+    except Unreadable as exc:
+        print(f"director: cannot read configuration {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    for diagnostic in result.diagnostics:
+        print(diagnostic, file=sys.stderr)
+    if not result.ok:
+        print(f"director: {args.use_file}: {len(result.errors)} error(s), "
+              f"{len(result.warnings)} warning(s)", file=sys.stderr)
+        return EXIT_ERRORS
+    if args.config_test:
+        return EXIT_OK
+    if args.dump_json:
+        json.dump(config_json(result.config, config_id), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    if args.dump_conf:
+        sys.stdout.write(dump_text(result.config, config_id))
+        return EXIT_OK
+    print("director: the daemon (VRRP, checkers, backends, web) is not built yet; this "
+          "release checks and dumps configurations: use -t, -d or --dump-json",
+          file=sys.stderr)
+    return EXIT_ERRORS
+
+
+def run() -> None:
+    """Console-script entry point: a closed pipe (director -d | head) is not an error."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = EXIT_OK
+    sys.exit(code)

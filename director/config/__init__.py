@@ -1,0 +1,77 @@
+"""keepalived.conf -> a frozen, validated model, or the diagnostics that say why not.
+
+    result = load_config("/etc/keepalived/keepalived.conf", config_id="lb1")
+    if result.ok:
+        run(result.config)
+    for diagnostic in result.diagnostics:
+        print(diagnostic)            # FILE:LINE: error|warning: MESSAGE
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .diagnostics import Diagnostic, Diagnostics, Location
+from .lexer import Preprocessor, read_bytes
+from .loader import Loader
+from .tree import build_tree
+from .validate import validate
+
+
+def default_config_id() -> str:
+    """keepalived's default for ``@ID`` lines: the host name up to its first dot."""
+    return socket.gethostname().split(".")[0]
+
+
+def interface_exists(name: str) -> bool:
+    return os.path.exists(os.path.join("/sys/class/net", name))
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    config: Any | None          # the model (director.config.model's Config), None on errors
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+class Unreadable(Exception):
+    """The main configuration file itself cannot be read (``-t`` exits 2)."""
+
+
+def load_config(path: str, config_id: str | None = None,
+                interface_exists: Callable[[str], bool] | None = interface_exists,
+                read: Callable[[str], bytes] = read_bytes) -> LoadResult:
+    """Parse and validate. ``interface_exists`` is asked about every interface the file
+    names (None: do not check, as for a config written for another host)."""
+    try:
+        read(path)
+    except OSError as exc:
+        raise Unreadable(f"{path}: {exc.strerror or exc}") from exc
+    diagnostics = Diagnostics()
+    lines = Preprocessor(diagnostics, config_id or default_config_id(), read).run(path)
+    tree = build_tree(lines, diagnostics)
+    config = None
+    if tree is not None:
+        config = Loader(diagnostics).load(tree, path)
+        validate(config, diagnostics, interface_exists)
+    if diagnostics.has_errors():
+        config = None
+    return LoadResult(config, tuple(diagnostics))
+
+
+__all__ = ["Diagnostic", "Diagnostics", "LoadResult", "Location", "Unreadable",
+           "default_config_id", "load_config"]

@@ -1,0 +1,49 @@
+"""The keyword tables, one module per family of blocks, and the file's top level."""
+
+from __future__ import annotations
+
+from ..schema import Block, Kw, Lines, Opaque, model_for
+from ..values import route, rule, virtual_address
+from .checkers import SSL
+from .common import unsupported
+from .global_defs import GLOBAL_DEFS
+from .virtual_server import VIRTUAL_SERVER, VIRTUAL_SERVER_GROUP
+from .vrrp import TRACK_FILE, VRRP_INSTANCE, VRRP_SCRIPT, VRRP_SYNC_GROUP
+
+STATIC = "static addresses, routes and rules are not programmed by director"
+NOT_PLANNED = "director does not act on this block"
+
+
+
+def _root_finish(values, ctx):
+    if values["global_defs"] is None:      # every default of global_defs still applies
+        values["global_defs"] = model_for(GLOBAL_DEFS)()
+
+
+ROOT = Block(
+    "(top level)", "Config",
+    finish=_root_finish,
+    keywords=(
+        Kw("global_defs", GLOBAL_DEFS),
+        Kw("vrrp_script", VRRP_SCRIPT, field="vrrp_scripts", repeat="append"),
+        Kw("track_file", TRACK_FILE, field="track_files", repeat="append"),
+        Kw("vrrp_track_file", TRACK_FILE, field="track_files", repeat="append",
+           deprecated="vrrp_track_file is deprecated: use track_file"),
+        Kw("vrrp_sync_group", VRRP_SYNC_GROUP, field="vrrp_sync_groups", repeat="append"),
+        Kw("vrrp_instance", VRRP_INSTANCE, field="vrrp_instances", repeat="append"),
+        Kw("virtual_server_group", VIRTUAL_SERVER_GROUP, field="virtual_server_groups",
+           repeat="append"),
+        Kw("virtual_server", VIRTUAL_SERVER, field="virtual_servers", repeat="append"),
+        Kw("SSL", SSL, field="ssl"),
+        Kw("static_ipaddress", Lines(virtual_address, "ADDRESS[/PREFIX] [options]"),
+           unsupported=STATIC),
+        Kw("static_routes", Lines(route, "routes in ip-route(8) syntax"), unsupported=STATIC),
+        Kw("static_rules", Lines(rule, "rules in ip-rule(8) syntax"), unsupported=STATIC),
+        *(Kw(name, Opaque(), unsupported=NOT_PLANNED, field=name, repeat="append")
+          for name in ("bfd_instance", "garp_group", "vrrp_track_process", "track_group",
+                       "linkbeat_interfaces", "interface_up_down_delays")),
+        *unsupported("net_namespace net_namespace_ipvs namespace_with_ipsets instance "
+                     "use_pid_dir linkbeat_use_polling child_wait_time",
+                     "director does not act on this keyword"),
+    ),
+)

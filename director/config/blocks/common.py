@@ -1,0 +1,69 @@
+"""Small helpers the keyword tables share."""
+
+from __future__ import annotations
+
+from ..schema import Block, Context, Custom, Invalid, Kw, Raw, _one
+from ..values import parse_ip, parse_port
+
+
+def name_header(field: str = "name"):
+    """``vrrp_instance VI_1 {``: exactly one name before the brace."""
+
+    def header(args: list[str], ctx: Context) -> dict:
+        if len(args) != 1:
+            raise Invalid(f"expects one name before '{{', got '{' '.join(args) or 'nothing'}'")
+        return {field: str(args[0])}
+
+    return header
+
+
+def no_header(args: list[str], ctx: Context) -> dict:
+    if args:
+        raise Invalid(f"takes nothing before '{{', got '{' '.join(args)}'")
+    return {}
+
+
+def constant_header(**fields):
+    def header(args: list[str], ctx: Context) -> dict:
+        no_header(args, ctx)
+        return dict(fields)
+
+    return header
+
+
+def required(values: dict, ctx: Context, block: str, *fields: str) -> None:
+    for name in fields:
+        if values.get(name) is None:
+            ctx.error(f"{block} needs '{name}'")
+
+
+def server_address(args: list[str], ctx: Context) -> tuple[str, int | None]:
+    """An SMTP server: ``IP|HOST [PORT]``."""
+    if not 1 <= len(args) <= 2:
+        raise Invalid(f"expects an address and an optional port, got '{' '.join(args)}'")
+    host = str(args[0])
+    try:
+        host = str(parse_ip(host))
+    except Invalid:
+        pass     # a host name is allowed; it is resolved when mail is sent
+    return host, (parse_port(args[1], 1) if len(args) == 2 else None)
+
+
+def unsupported(names: str, why: str) -> tuple[Kw, ...]:
+    """keepalived keywords accepted as written and reported by -t as not acted on; their
+    (name, value) pairs collect in the block's ``unsupported`` field."""
+    return tuple(Kw(name, Raw(name), field="unsupported", repeat="append", unsupported=why)
+                 for name in names.split())
+
+
+def lookup_block(block: Block, name: str) -> Block:
+    kw = block.lookup(name)
+    assert kw is not None and isinstance(kw.value, Block), name
+    return kw.value
+
+
+def _ip(args: list[str], ctx: Context) -> str:
+    return str(parse_ip(_one(args, "an IP address")))
+
+
+IP_ADDRESS = Custom(_ip, "IP address")

@@ -1,0 +1,92 @@
+"""global_defs { ... }: router id, mail, script security and the vrrp_* / lvs_* defaults."""
+
+from __future__ import annotations
+
+from ..schema import Block, Custom, Flag, Int, Kw, Lines, Seconds, Text, Word
+from ..values import email
+from .common import IP_ADDRESS, no_header, server_address, unsupported
+
+NOT_PLANNED = "director does not act on this keyword"
+
+GLOBAL_DEFS = Block(
+    "global_defs", "GlobalDefs",
+    header=no_header,
+    keywords=(
+        Kw("router_id", Word("a router id"), aliases=("lvs_id",),
+           doc="Names this director in alerts, logs and the dashboard. Default: the short "
+               "host name."),
+        Kw("notification_email", Lines(email, "e-mail addresses"),
+           doc="Who receives the alert mails."),
+        Kw("notification_email_from", Word("an e-mail address")),
+        Kw("smtp_server", Custom(server_address, "IP|HOST [PORT]")),
+        Kw("smtp_helo_name", Word("a host name")),
+        Kw("smtp_connect_timeout", Int(1, 4294), default=30),
+        Kw("smtp_alert", Flag(), doc="Default smtp_alert for instances and checkers."),
+        Kw("smtp_alert_vrrp", Flag()),
+        Kw("smtp_alert_checker", Flag()),
+        Kw("no_email_faults", Flag()),
+        Kw("script_user", Text("USER [GROUP]"),
+           doc="The user that notify, track and check scripts run as."),
+        Kw("enable_script_security", Flag(),
+           doc="Refuse scripts that a non-root user could change."),
+        Kw("default_interface", Word("an interface")),
+        Kw("vrrp_mcast_group4", IP_ADDRESS, default="224.0.0.18"),
+        Kw("vrrp_mcast_group6", IP_ADDRESS, default="ff02::12"),
+        Kw("vrrp_version", Int(2, 3), default=2),
+        Kw("vrrp_strict", Flag(), doc="RFC-strict VRRP: no unicast, no auth, VIPs unreachable "
+                                      "unless owner."),
+        Kw("vrrp_check_unicast_src", Flag()),
+        Kw("vrrp_skip_check_adv_addr", Flag()),
+        Kw("vrrp_garp_master_delay", Int(0, 86400), default=5),
+        Kw("vrrp_garp_master_repeat", Int(1, 1000), default=5),
+        Kw("vrrp_garp_master_refresh", Int(0, 86400), default=0),
+        Kw("vrrp_garp_master_refresh_repeat", Int(1, 1000), default=1),
+        Kw("vrrp_garp_lower_prio_delay", Int(0, 86400)),
+        Kw("vrrp_garp_lower_prio_repeat", Int(0, 1000)),
+        Kw("vrrp_garp_interval", Seconds(0, 1)),
+        Kw("vrrp_gna_interval", Seconds(0, 1)),
+        Kw("vrrp_min_garp", Flag()),
+        Kw("vrrp_lower_prio_no_advert", Flag()),
+        Kw("vrrp_higher_prio_send_advert", Flag()),
+        Kw("vrrp_startup_delay", Seconds(0, 3600)),
+        Kw("lvs_flush", Flag(), doc="Flush every IPVS entry at start-up."),
+        Kw("lvs_flush_on_stop", Text("[VS]"), aliases=("lvs_flush_onstop",),
+           doc="Remove our IPVS entries on stop (VS: only the virtual servers)."),
+        Kw("lvs_timeouts", Text("tcp N tcpfin N udp N")),
+        Kw("checker_log_all_failures", Flag()),
+        Kw("lvs_sync_daemon", Text("INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] "
+                                   "[group IP]"),
+           unsupported="the IPVS connection sync daemon is not managed by director"),
+        *unsupported(
+            "vrrp_iptables vrrp_ipsets nftables nftables_priority nftables_ifindex "
+            "nftables_counters vrrp_notify_fifo vrrp_notify_fifo_script notify_fifo "
+            "notify_fifo_script lvs_notify_fifo lvs_notify_fifo_script enable_traps "
+            "enable_dbus enable_dbus_read_only enable_snmp_vrrp enable_snmp_keepalived "
+            "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 "
+            "snmp_socket net_namespace net_namespace_ipvs namespace_with_ipsets instance "
+            "dynamic_interfaces use_pid_dir linkbeat_use_polling process_names "
+            "vrrp_process_name checker_process_name bfd_process_name vrrp_priority "
+            "checker_priority bfd_priority vrrp_no_swap checker_no_swap bfd_no_swap "
+            "vrrp_rt_priority checker_rt_priority bfd_rt_priority vrrp_rlimit_rtime "
+            "checker_rlimit_rtime bfd_rlimit_rtime vrrp_cpu_affinity checker_cpu_affinity "
+            "bfd_cpu_affinity vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force "
+            "vrrp_netlink_monitor_rcv_bufs vrrp_netlink_monitor_rcv_bufs_force "
+            "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force "
+            "lvs_netlink_monitor_rcv_bufs lvs_netlink_monitor_rcv_bufs_force "
+            "process_monitor_rcv_bufs process_monitor_rcv_bufs_force vrrp_rx_bufs_policy "
+            "vrrp_rx_bufs_multiplier umask random_seed max_auto_priority "
+            "min_auto_priority_delay script_rlimit vrrp_startup_delay_ignore "
+            "vrrp_owner_ignore_adverts vrrp_skip_check_adv_addr_ignore "
+            "checker_process_script_user data_use_instance tmp_config_directory "
+            "reload_check_config reload_time_file reload_repeat reload_file "
+            "config_save_dir include_check vrrp_ipsets_off startup_script shutdown_script "
+            "startup_script_timeout shutdown_script_timeout process_name lvs_process_name "
+            "disable_local_igmp v3_checksum_as_v2 vrrp_garp_extra_if vrrp_vmac_garp_intvl "
+            "vrrp_down_timer_adverts nftables_ipvs nftables_ipvs_priority "
+            "nftables_ipvs_start_fwmark vrrp_rlimit_rttime checker_rlimit_rttime "
+            "bfd_rlimit_rttime vrrp_notify_priority_changes fifo_write_vrrp_states_on_reload "
+            "rs_init_notifies no_checker_emails dbus_service_name log_unknown_vrids vmac_prefix "
+            "vmac_addr_prefix json_version vrrp_delay_after_boot set_supplementary_groups "
+            "state_dump_file stats_dump_file json_dump_file", NOT_PLANNED),
+    ),
+)

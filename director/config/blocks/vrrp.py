@@ -1,0 +1,223 @@
+"""vrrp_script, vrrp_track_file, vrrp_sync_group and vrrp_instance."""
+
+from __future__ import annotations
+
+from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
+                      SecretText, Text, Word)
+from ..values import Script, route, rule, single_name, tracked, unicast_peer, virtual_address
+from .common import IP_ADDRESS, name_header, no_header, required, unsupported
+
+NOT_PLANNED = "director does not act on this keyword"
+
+
+def _script_weight(args, ctx):
+    """``weight N [reverse]``: what a failing (or, reversed, a succeeding) script adds."""
+    if not args or len(args) > 2 or (len(args) == 2 and args[1] != "reverse"):
+        raise Invalid(f"expects a number from -253 to 253 and an optional 'reverse', got "
+                      f"'{' '.join(args)}'")
+    weight = Int(-253, 253).parse(args[:1], ctx)
+    return (weight, len(args) == 2)
+
+
+def _use_vmac(args, ctx):
+    if len(args) > 1:
+        raise Invalid(f"expects an optional interface name, got '{' '.join(args)}'")
+    return str(args[0]) if args else True
+
+
+def _script_finish(values, ctx):
+    if values.get("script") is None:
+        ctx.warn(f"vrrp_script {values['name']} has no 'script': it is disabled and counts "
+                 "as failed, as in keepalived")
+
+
+VRRP_SCRIPT = Block(
+    "vrrp_script", "VrrpScript",
+    header=name_header(), header_fields=(("name", None),),
+    finish=_script_finish,
+    keywords=(
+        Kw("script", Script(with_user=False), doc="Command to run; exit 0 means healthy."),
+        Kw("interval", Seconds(0.001, 86400), default=1.0),
+        Kw("timeout", Seconds(0.001, 86400)),
+        Kw("weight", Custom(_script_weight, "N [reverse]"), default=(0, False)),
+        Kw("rise", Int(1, 1000), default=1),
+        Kw("fall", Int(1, 1000), default=1),
+        Kw("user", Text("USER [GROUP]")),
+        Kw("init_fail", Flag()),
+    ),
+)
+
+TRACK_FILE = Block(
+    "track_file", "TrackFile",
+    header=name_header(), header_fields=(("name", None),),
+    keywords=(
+        Kw("file", Text("a path")),
+        Kw("weight", Custom(_script_weight, "N [reverse]"), default=(1, False)),
+        Kw("init_file", Raw(), doc="Create the file if missing: [VALUE] [overwrite]."),
+    ),
+)
+
+_TRACKING = (
+    Kw("track_interface", Lines(tracked, "INTERFACE [weight N [reverse]]")),
+    Kw("track_script", Lines(tracked, "SCRIPT [weight N [reverse]]")),
+    Kw("track_file", Lines(tracked, "FILE [weight N [reverse]]")),
+    Kw("track_process", Lines(tracked, "PROCESS [weight N [reverse]]"),
+       unsupported="process tracking is not implemented by director"),
+    Kw("track_group", Lines(single_name, "track_group names"),
+       unsupported="track groups are not implemented by director"),
+    Kw("track_bfd", Lines(tracked, "BFD [weight N [reverse]]"),
+       unsupported="BFD is not implemented by director"),
+)
+
+_NOTIFY = (
+    Kw("notify_master", Script()),
+    Kw("notify_backup", Script()),
+    Kw("notify_fault", Script()),
+    Kw("notify_stop", Script()),
+    Kw("notify", Script(), doc="Called with TYPE NAME STATE PRIORITY on each change."),
+    Kw("smtp_alert", Flag()),
+    Kw("notify_priority_changes", Flag()),
+)
+
+
+def _sync_group_finish(values, ctx):
+    members = tuple(values["group"]) + tuple(values["legacy_members"])
+    values["group"] = members
+    values["legacy_members"] = ()
+    if not members:
+        ctx.error(f"vrrp_sync_group {values['name']} lists no instances (group {{ ... }})")
+
+
+VRRP_SYNC_GROUP = Block(
+    "vrrp_sync_group", "VrrpSyncGroup",
+    header=name_header(), header_fields=(("name", None),),
+    items=("legacy_members", single_name,
+           "instance names written straight into vrrp_sync_group: keepalived 2 drops such a "
+           "group and runs the instances unsynchronised; director synchronises them as written. "
+           "Put them in a 'group { ... }' block"),
+    finish=_sync_group_finish,
+    keywords=(
+        Kw("group", Lines(single_name, "instance names")),
+        *_NOTIFY,
+        *_TRACKING,
+        Kw("global_tracking", Flag(), deprecated="global_tracking is deprecated in keepalived: "
+                                                 "use sync_group_tracking_weight"),
+        Kw("sync_group_tracking_weight", Flag()),
+    ),
+)
+
+
+def _auth_finish(values, ctx):
+    if values.get("auth_type") is None:
+        ctx.error("authentication needs 'auth_type' (PASS or AH)")
+    elif values.get("auth_pass") is None:
+        ctx.error("authentication needs 'auth_pass'")
+    elif values["auth_type"] == "AH":
+        ctx.warn("auth_type AH is not implemented by director (RFC 3768 dropped it; keepalived "
+                 "users report problems with it); adverts will carry no authentication")
+
+
+AUTHENTICATION = Block(
+    "authentication", "Authentication",
+    header=no_header, finish=_auth_finish,
+    keywords=(
+        Kw("auth_type", Choice(("PASS", "AH"))),
+        Kw("auth_pass", SecretText(max_chars=8),
+           doc="VRRPv2 simple password; only the first 8 characters are sent."),
+    ),
+)
+
+
+def _instance_finish(values, ctx):
+    name = f"vrrp_instance {values['name']}"
+    if values.get("virtual_router_id") is None:
+        ctx.error(f"{name} needs 'virtual_router_id'")
+    if values.get("interface") is None and not values.get("unicast_peer"):
+        ctx.error(f"{name} needs 'interface' (only unicast instances may leave it out)")
+    if values["priority"] is None:
+        # keepalived's rule: "state MASTER" with no priority claims the owner's 255.
+        master = values["initial_state"] == "MASTER"
+        values["priority"] = 255 if master else 100
+        if master:
+            ctx.warn(f"{name}: 'state MASTER' without 'priority' means priority 255 (address "
+                     "owner), as in keepalived; set a priority to share the address")
+    if values["initial_state"] is None:
+        values["initial_state"] = "MASTER" if values["priority"] == 255 else "BACKUP"
+    if not values["preempt"] and (values["initial_state"] == "MASTER" or
+                                  values["priority"] == 255):
+        ctx.warn(f"{name}: nopreempt needs 'state BACKUP' and a priority below 255; "
+                 "keepalived ignores it here, and so does director")
+        values["preempt"] = True
+    if values.get("unicast_src_ip") and not values.get("unicast_peer"):
+        ctx.warn(f"{name}: unicast_src_ip without unicast_peer: adverts still go to the "
+                 "multicast group")
+
+
+VRRP_INSTANCE = Block(
+    "vrrp_instance", "VrrpInstance",
+    header=name_header(), header_fields=(("name", None),),
+    finish=_instance_finish,
+    keywords=(
+        Kw("state", Choice(("MASTER", "BACKUP")), field="initial_state",
+           doc="Only a wish: priority decides who is MASTER. Default: MASTER at priority 255, "
+               "else BACKUP."),
+        Kw("interface", Word("an interface")),
+        Kw("vrf", Word("a VRF interface"), unsupported="VRFs are not handled by director"),
+        Kw("virtual_router_id", Int(1, 255)),
+        Kw("priority", Int(1, 255),
+           doc="1-255; default 100, or 255 when 'state MASTER' is given without it."),
+        Kw("advert_int", Seconds(0.01, 255), default=1.0),
+        Kw("version", Int(2, 3), doc="VRRP version; default: global_defs vrrp_version (2)."),
+        Kw("authentication", AUTHENTICATION),
+        Kw("virtual_ipaddress", Lines(virtual_address, "ADDRESS[/PREFIX] [dev IF] [brd IP] "
+                                                       "[scope S] [label L]")),
+        Kw("virtual_ipaddress_excluded", Lines(virtual_address, "ADDRESS[/PREFIX] [options]")),
+        Kw("virtual_routes", Lines(route, "routes in ip-route(8) syntax")),
+        Kw("virtual_rules", Lines(rule, "rules in ip-rule(8) syntax"),
+           unsupported="policy rules are not programmed by director"),
+        Kw("nopreempt", Flag(sets=False), field="preempt", default=True),
+        Kw("preempt", Flag(), field="preempt", default=True),
+        Kw("preempt_delay", Seconds(0, 1000), default=0.0),
+        Kw("mcast_src_ip", IP_ADDRESS),
+        Kw("unicast_src_ip", IP_ADDRESS),
+        Kw("unicast_peer", Lines(unicast_peer, "ADDRESS [min_ttl N] [max_ttl N]")),
+        Kw("unicast_ttl", Int(0, 255)),
+        Kw("check_unicast_src", Flag()),
+        Kw("unicast_fault_no_peer", Flag()),
+        Kw("dont_track_primary", Flag()),
+        Kw("accept", Flag(), field="accept"),
+        Kw("no_accept", Flag(sets=False), field="accept"),
+        Kw("strict_mode", Flag()),
+        Kw("promote_secondaries", Flag()),
+        Kw("no_virtual_ipaddress", Flag()),
+        Kw("down_timer_adverts", Int(1, 100), doc="Adverts missed before the master is down "
+                                                  "(default 3, RFC)."),
+        Kw("timer_expired_backup", Raw(), unsupported="not implemented by director"),
+        Kw("skip_check_adv_addr", Flag()),
+        Kw("garp_master_delay", Int(0, 86400)),
+        Kw("garp_master_repeat", Int(1, 1000)),
+        Kw("garp_master_refresh", Int(0, 86400)),
+        Kw("garp_master_refresh_repeat", Int(1, 1000)),
+        Kw("garp_lower_prio_delay", Int(0, 86400)),
+        Kw("garp_lower_prio_repeat", Int(0, 1000)),
+        Kw("garp_interval", Seconds(0, 1)),
+        Kw("gna_interval", Seconds(0, 1)),
+        Kw("lower_prio_no_advert", Flag()),
+        Kw("higher_prio_send_advert", Flag()),
+        *_NOTIFY,
+        Kw("notify_master_rx_lower_pri", Script()),
+        Kw("notify_deleted", Script()),
+        *_TRACKING,
+        Kw("use_vmac", Custom(_use_vmac, "[INTERFACE]"),
+           unsupported="VMAC interfaces are not created by director"),
+        Kw("vmac_xmit_base", Flag(), unsupported="VMAC interfaces are not created by director"),
+        Kw("use_vmac_addr", Flag(), unsupported="VMAC interfaces are not created by director"),
+        Kw("use_ipvlan", Raw(), unsupported="ipvlan interfaces are not created by director"),
+        Kw("lvs_sync_daemon_interface", Word("an interface"),
+           ignored="lvs_sync_daemon_interface was replaced by global_defs "
+                   "'lvs_sync_daemon INTERFACE INSTANCE'; ignored"),
+        *unsupported("debug native_ipv6 kernel_rx_buf_size track_src_ip linkbeat_use_polling "
+                     "old_unicast_checksum mcast_dst_ip v3_checksum_as_v2 garp_extra_if "
+                     "vmac_garp_intvl", NOT_PLANNED),
+    ),
+)

@@ -1,0 +1,407 @@
+"""Lexer and preprocessor: keepalived.conf text -> logical lines of words, each with file:line.
+
+Everything keepalived does before a keyword is looked at happens here, line by line:
+comments, ``@ID`` / ``@^ID`` conditional lines, ``$NAME=value`` definitions and ``$NAME`` /
+``${NAME}`` substitution, ``~SEQ`` / ``~LST`` repetition, ``include`` (globs, relative to the
+including file) and quoting. Braces become words of their own so that the tree builder can
+treat ``name {`` and ``name`` + ``{`` on the next line alike.
+
+Bad input never raises: each problem is a diagnostic and the rest of the file is still read.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import random
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from .diagnostics import Diagnostics, Location
+
+MAX_LINE_CHARS = 65536          # keepalived's own buffer is far smaller; this is a sanity bound
+MAX_INCLUDE_DEPTH = 32
+MAX_EXPANDED_LINES = 2_000_000  # bounds ~SEQ / $VAR blow-ups (a line repeated a billion times)
+MAX_SUBSTITUTION_ROUNDS = 16    # $A=$B, $B=$A must end
+
+_DEFINITION = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
+# ${NAME} anywhere; $NAME only before white space, ',', ')' or the end (keepalived's rule, so
+# "$1" or "$HOME/x" in a script line stay as written).
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?: ([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=[ \t,)]|\Z)")
+_REPEAT = re.compile(r"~(SEQx?|LST)\(([^)]*)\)\s*(.*)\Z", re.S)
+_QUOTED_OR_WORD = re.compile(r'"((?:[^"\\]|\\.)*)("?)|([^\s"]+)')
+_BRACE_PARTS = re.compile(r"[{}]|[^{}]+")
+_GLOB_CHARS = re.compile(r"[*?\[{]")
+
+
+class Quoted(str):
+    """A word that was written in double quotes: a quoted ``{`` is text, not a brace."""
+
+    __slots__ = ()
+
+
+@dataclass(slots=True)
+class SourceLine:
+    words: list[str]
+    location: Location
+    indent: int
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+class Preprocessor:
+    """Turns one configuration file (and what it includes) into SourceLines."""
+
+    def __init__(self, diagnostics: Diagnostics, config_id: str,
+                 read: Callable[[str], bytes] = read_bytes) -> None:
+        self.diagnostics = diagnostics
+        self.config_id = config_id
+        self.read = read
+        self.variables: dict[str, str] = {}
+        self.lines: list[SourceLine] = []
+        self._include_stack: list[str] = []
+        self._expanded = 0
+        self._overflowed = False
+        self.random = random.Random()
+
+    # -- files -------------------------------------------------------------------------------
+
+    def run(self, path: str) -> list[SourceLine]:
+        self._read_file(path, None)
+        return self.lines
+
+    def _read_file(self, path: str, included_at: Location | None) -> None:
+        real = os.path.realpath(path)
+        if real in self._include_stack:
+            chain = " -> ".join(os.path.basename(p) for p in self._include_stack + [real])
+            self.diagnostics.error(included_at, f"include cycle: {chain}")
+            return
+        if len(self._include_stack) >= MAX_INCLUDE_DEPTH:
+            self.diagnostics.error(included_at, f"includes nested deeper than {MAX_INCLUDE_DEPTH}")
+            return
+        try:
+            data = self.read(path)
+        except OSError as exc:
+            where = included_at or Location(path, 0)
+            self.diagnostics.error(where, f"cannot read {path}: {exc.strerror or exc}")
+            return
+        nul = data.find(b"\0")
+        if nul >= 0:
+            line = data.count(b"\n", 0, nul) + 1
+            self.diagnostics.error(Location(path, line),
+                                   "binary data (NUL byte): not a text configuration file")
+            return
+        text = data.decode("utf-8", errors="replace")
+        if "\ufffd" in text:
+            line = text.count("\n", 0, text.index("\ufffd")) + 1
+            self.diagnostics.warning(Location(path, line),
+                                     "text is not valid UTF-8; undecodable bytes were replaced")
+        self._include_stack.append(real)
+        try:
+            self._read_text(path, text)
+        finally:
+            self._include_stack.pop()
+
+    def _read_text(self, path: str, text: str) -> None:
+        pending_name: str | None = None   # a $NAME=value definition continued with '\'
+        pending_value: list[str] = []
+        pending_location: Location | None = None
+        for number, raw in enumerate(text.split("\n"), 1):
+            if len(raw) > MAX_LINE_CHARS:
+                self.diagnostics.error(Location(path, number),
+                                       f"line is {len(raw)} characters long; the limit is "
+                                       f"{MAX_LINE_CHARS}: line ignored")
+                continue
+            if pending_name is not None:
+                piece = raw.strip()
+                if piece.endswith("\\"):
+                    pending_value.append(piece[:-1].rstrip())
+                    continue
+                pending_value.append(piece)
+                self.variables[pending_name] = "\n".join(pending_value)
+                pending_name = None
+                continue
+            line = strip_comment(raw) if ("#" in raw or "!" in raw) else raw
+            body = line.strip()
+            if not body:
+                continue
+            location = Location(path, number)
+            indent = len(line) - len(line.lstrip())
+            if body[0] == "@":
+                body = self._conditional(body)
+                if not body:
+                    continue
+            if body[0] == "$":
+                match = _DEFINITION.match(body)
+                if match:
+                    name, value = match.group(1), match.group(2).strip()
+                    if value.endswith("\\"):
+                        pending_name, pending_value = name, [value[:-1].rstrip()]
+                        pending_location = location
+                    else:
+                        self.variables[name] = value
+                    continue
+            self._expand(body, location, indent)
+        if pending_name is not None:
+            self.diagnostics.error(pending_location,
+                                   f"definition of ${pending_name} continues with '\\' past the "
+                                   "end of the file")
+            self.variables[pending_name] = "\n".join(pending_value)
+
+    # -- line level --------------------------------------------------------------------------
+
+    def _conditional(self, body: str) -> str:
+        """``@ID line`` keeps the line only when ID is ours; ``@^ID line`` only when it is not."""
+        head, _, rest = body.partition(" ")
+        if "\t" in head:
+            head, _, more = head.partition("\t")
+            rest = more + " " + rest
+        negate = head.startswith("@^")
+        wanted = head[2:] if negate else head[1:]
+        keep = (wanted == self.config_id) != negate
+        return rest.strip() if keep else ""
+
+    def _expand(self, body: str, location: Location, indent: int) -> None:
+        if "$" in body:
+            body = self._substitute(body, location)
+            if "\n" in body:   # a multi-line definition expands into several lines
+                for part in body.split("\n"):
+                    if part.strip():
+                        self._expand(part.strip(), location, indent)
+                return
+        if body.startswith("~SEQ") or body.startswith("~LST("):
+            self._repeat(body, location, indent)
+            return
+        if body.startswith("include") and body[7:8] in (" ", "\t", ""):
+            self._include(body[7:].strip(), location)
+            return
+        words = split_words(body, location, self.diagnostics)
+        if not words:
+            return
+        self._expanded += 1
+        if self._expanded > MAX_EXPANDED_LINES:
+            if not self._overflowed:
+                self._overflowed = True
+                self.diagnostics.error(location, f"configuration expands to more than "
+                                                 f"{MAX_EXPANDED_LINES} lines: rest ignored")
+            return
+        self.lines.append(SourceLine(words, location, indent))
+
+    def _substitute(self, body: str, location: Location) -> str:
+        for _ in range(MAX_SUBSTITUTION_ROUNDS):
+            changed = False
+
+            def replace(match: re.Match) -> str:
+                nonlocal changed
+                name = match.group(1) or match.group(3)
+                value = self._lookup(name, match.group(2), location)
+                if value is None:
+                    return match.group(0)   # undefined: left as written, as keepalived does
+                changed = True
+                return value
+
+            body = _VARIABLE.sub(replace, body)
+            if not changed or "$" not in body:
+                return body
+        self.diagnostics.error(location, "variable substitution does not end "
+                                         f"(more than {MAX_SUBSTITUTION_ROUNDS} rounds)")
+        return body
+
+    def _lookup(self, name: str, args: str | None, location: Location) -> str | None:
+        if name in self.variables:
+            return self.variables[name]
+        if name == "_PWD":
+            return os.path.dirname(os.path.abspath(location.file))
+        if name == "_INSTANCE":
+            return self.config_id
+        if name == "_HASH":
+            return "#"
+        if name == "_BANG":
+            return "!"
+        if name == "_RANDOM":
+            bounds = (args or "").split()
+            try:
+                low = int(bounds[0]) if bounds else 0
+                high = int(bounds[1]) if len(bounds) > 1 else 32767
+            except ValueError:
+                self.diagnostics.error(location, f"${{_RANDOM {args}}}: bounds must be integers")
+                return ""
+            return str(self.random.randint(min(low, high), max(low, high)))
+        return None
+
+    def _repeat(self, body: str, location: Location, indent: int) -> None:
+        """``~SEQ(var,start,step,end) line`` and ``~LST(var,a,b,...) line`` (or
+        ``~LST({v,w},{1,2},{3,4})``): the line once per value, with $var set."""
+        match = _REPEAT.match(body)
+        if not match:
+            self.diagnostics.error(location, "malformed ~SEQ/~LST: expected ~SEQ(var,start,step,end)"
+                                             " or ~LST(var,value,...) followed by a line")
+            return
+        kind, inside, rest = match.groups()
+        if kind == "LST":
+            names, rows = self._list_rows(inside, location)
+        else:
+            names, rows = self._sequence_rows(kind, inside, location)
+        if rows is None:
+            return
+        if not rest.strip():
+            self.diagnostics.error(location, f"~{kind}: nothing to repeat after the parentheses")
+            return
+        saved = {name: self.variables.get(name) for name in names}
+        try:
+            for row in rows:
+                if self._overflowed:
+                    return
+                self.variables.update(zip(names, row))
+                self._expand(rest.strip(), location, indent)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    self.variables.pop(name, None)
+                else:
+                    self.variables[name] = value
+
+    def _check_name(self, kind: str, name: str, location: Location) -> bool:
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            return True
+        self.diagnostics.error(location, f"~{kind}: '{name}' is not a variable name")
+        return False
+
+    def _sequence_rows(self, kind: str, inside: str, location: Location):
+        """(var,end), (var,start,end), (var,start,step,end); end inclusive, numbers in C
+        notation (0x10); the step defaults to 1 or -1 toward the end."""
+        params = [p.strip() for p in inside.split(",")]
+        if not self._check_name(kind, params[0], location):
+            return [], None
+        try:
+            numbers = [int(p, 0) for p in params[1:]]
+        except ValueError:
+            self.diagnostics.error(location, f"~{kind}: parameters must be integers, got "
+                                             f"'{','.join(params[1:])}'")
+            return [], None
+        if len(numbers) == 1:
+            end = numbers[0]
+            start = 1 if end > 0 else -1
+            step = 1 if end >= start else -1
+        elif len(numbers) == 2:
+            start, end = numbers
+            step = 1 if end >= start else -1
+        elif len(numbers) == 3:
+            start, step, end = numbers
+        else:
+            self.diagnostics.error(location, f"~{kind} takes (var,end), (var,start,end) or "
+                                             "(var,start,step,end)")
+            return [], None
+        if step == 0 or (end - start) * step < 0:
+            self.diagnostics.error(location, f"~{kind}: step {step} never goes from {start} "
+                                             f"to {end}")
+            return [], None
+        if kind == "SEQx" and min(start, end) < 0:
+            self.diagnostics.error(location, "~SEQx: hex sequences take positive values only")
+            return [], None
+        values = range(start, end + (1 if step > 0 else -1), step)
+        fmt = (lambda v: format(v, "x")) if kind == "SEQx" else str
+        return [params[0]], ([fmt(v)] for v in values)
+
+    def _list_rows(self, inside: str, location: Location):
+        if inside.lstrip().startswith("{"):
+            sets = re.findall(r"\{([^}]*)\}", inside)
+            names = [n.strip() for n in sets[0].split(",")] if sets else []
+            rows = []
+            for values in sets[1:]:
+                row = [v.strip() for v in values.split(",")]
+                if len(row) > len(names):
+                    self.diagnostics.error(location, f"~LST: {{{values}}} has more values than "
+                                                     "variables")
+                    return names, None
+                rows.append(row + [""] * (len(names) - len(row)))
+        else:
+            params = [p.strip() for p in inside.split(",")]
+            names, rows = params[:1], [[value] for value in params[1:]]
+        if not names or not all(self._check_name("LST", n, location) for n in names):
+            return names, None
+        return names, rows
+
+    def _include(self, pattern: str, location: Location) -> None:
+        """``include PATTERN``: the rest of the line, relative to the including file, with
+        glob(3)'s * ? [..] and {a,b}. A pattern that matches nothing is only a warning, as in
+        keepalived; a named file that cannot be read is an error."""
+        if len(pattern) >= 2 and pattern[0] == pattern[-1] == '"':
+            pattern = pattern[1:-1]
+        if not pattern:
+            self.diagnostics.error(location, "include needs a file name or pattern")
+            return
+        base = os.path.dirname(location.file)
+        full = os.path.join(base, os.path.expanduser(pattern))
+        if not _GLOB_CHARS.search(pattern):
+            self._read_file(full, location)
+            return
+        matches = sorted({path for alternative in expand_braces(full)
+                          for path in glob.glob(alternative)})
+        if not matches:
+            self.diagnostics.warning(location, f"include pattern '{pattern}' matches no file")
+        for path in matches:
+            if os.path.isfile(path):
+                self._read_file(path, location)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """``a{b,c}d`` -> [abd, acd] (GLOB_BRACE), innermost-first, nested braces included."""
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if not match or "," not in match.group(1):
+        return [pattern]
+    head, tail = pattern[:match.start()], pattern[match.end():]
+    return [result for choice in match.group(1).split(",")
+            for result in expand_braces(head + choice + tail)]
+
+
+def strip_comment(line: str) -> str:
+    """Cut a line at the first ``!`` or ``#`` outside double quotes, as keepalived 2.2 does,
+    even inside a word (``auth_pass ab#c`` is ``ab``: a keepalived peer reads it so too).
+    ``\\#`` and ``\\!`` stand for the characters themselves."""
+    if '"' not in line and "\\" not in line:
+        cut = min((i for i in (line.find("#"), line.find("!")) if i >= 0), default=-1)
+        return line if cut < 0 else line[:cut]
+    out: list[str] = []
+    quoted = False
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if char == '"':
+            quoted = not quoted
+        elif char == "\\" and not quoted and line[index + 1:index + 2] in ("#", "!"):
+            out.append(line[index + 1])
+            index += 2
+            continue
+        elif char in "#!" and not quoted:
+            break
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def split_words(body: str, location: Location, diagnostics: Diagnostics) -> list[str]:
+    if '"' not in body:
+        words = body.split()
+    else:
+        words = []
+        for match in _QUOTED_OR_WORD.finditer(body):
+            if match.group(3) is not None:
+                words.append(match.group(3))
+                continue
+            if not match.group(2):
+                diagnostics.error(location, "unterminated quoted string")
+            words.append(Quoted(match.group(1).replace('\\"', '"')))
+    if "{" in body or "}" in body:
+        split: list[str] = []
+        for word in words:
+            if isinstance(word, Quoted) or len(word) == 1 or ("{" not in word and "}" not in word):
+                split.append(word)
+            else:
+                split.extend(_BRACE_PARTS.findall(word))
+        words = split
+    return words

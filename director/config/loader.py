@@ -1,0 +1,204 @@
+"""Loader: statement tree + keyword tables -> frozen model, with diagnostics.
+
+The walk is the same for every block: look the keyword up in the block's table, parse its
+value with the keyword's value type, store it in the keyword's field. What differs from one
+block to another lives in the tables, not here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from .blocks import ROOT
+from .diagnostics import Diagnostics, Location
+from .schema import Block, Invalid, Kw, Lines, Opaque, model_for
+from .tree import Stmt
+
+
+class _Context:
+    """What value parsers see: where they are, and a way to warn or complain there."""
+
+    __slots__ = ("diagnostics", "location")
+
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        self.diagnostics = diagnostics
+        self.location = Location("", 0)
+
+    def warn(self, message: str) -> None:
+        self.diagnostics.warning(self.location, message)
+
+    def error(self, message: str) -> None:
+        self.diagnostics.error(self.location, message)
+
+
+def _all_blocks(block: Block, seen: dict[int, Block] | None = None) -> dict[int, Block]:
+    seen = {} if seen is None else seen
+    if id(block) not in seen:
+        seen[id(block)] = block
+        for kw in block.keywords:
+            if isinstance(kw.value, Block):
+                _all_blocks(kw.value, seen)
+    return seen
+
+
+def _home_blocks() -> dict[str, list[str]]:
+    """keyword -> the blocks it belongs to, to say where a misplaced keyword should go."""
+    homes: dict[str, list[str]] = {}
+    for block in _all_blocks(ROOT).values():
+        for word in block.known_words():
+            homes.setdefault(word, [])
+            if block.name not in homes[word]:
+                homes[word].append(block.name)
+    return homes
+
+
+_HOMES = _home_blocks()
+
+
+class Loader:
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        self.diagnostics = diagnostics
+        self.ctx = _Context(diagnostics)
+
+    def load(self, statements: list[Stmt], path: str) -> Any:
+        top = Stmt(ROOT.name, [], Location(path, 1), statements)
+        return self.block(ROOT, top)
+
+    def block(self, block: Block, stmt: Stmt) -> Any | None:
+        ctx = self.ctx
+        ctx.location = stmt.location
+        values = block.defaults()
+        if block.header is not None:
+            try:
+                values.update(block.header(stmt.args, ctx))
+            except Invalid as exc:
+                ctx.error(f"{block.name}: {exc}")
+                return None
+        set_at: dict[str, Location] = {}
+        warned_items = False
+        for child in stmt.children or ():
+            ctx.location = child.location
+            kw = block.lookup(child.keyword)
+            if kw is None:
+                if block.items is None:
+                    self._unknown(block, child)
+                    continue
+                field, parse_item, warning = block.items
+                item = self._item(parse_item, child, block.name,
+                                  misplaced=lambda: self._unknown(block, child))
+                if item is not None:
+                    values[field] = values[field] + (item,)
+                    if warning and not warned_items:
+                        ctx.warn(warning)
+                        warned_items = True
+                continue
+            if kw.ignored:
+                ctx.warn(kw.ignored)
+                continue
+            if kw.deprecated:
+                ctx.warn(kw.deprecated)
+            if kw.unsupported:
+                ctx.warn(f"'{child.keyword}' is accepted but not acted on: {kw.unsupported}")
+            value = self._value(kw, child)
+            ctx.location = child.location
+            if value is _INVALID:
+                continue
+            field = kw.field_name
+            if kw.repeat == "append":
+                values[field] = values[field] + (value,)
+            else:
+                if field in set_at:
+                    ctx.warn(f"'{child.keyword}' overrides the value set at line "
+                             f"{set_at[field].line}")
+                set_at[field] = child.location
+                values[field] = value
+        if block.finish is not None:
+            ctx.location = stmt.location
+            block.finish(values, ctx)
+        return model_for(block)(**values, location=stmt.location)
+
+    def _value(self, kw: Kw, stmt: Stmt) -> Any:
+        value_type = kw.value
+        name = stmt.keyword
+        ctx = self.ctx
+        if isinstance(value_type, (Block, Lines, Opaque)):
+            if stmt.children is None:
+                ctx.error(f"'{name}' needs a block: {name} {{ ... }}")
+                return _INVALID
+            if isinstance(value_type, Block):
+                model = self.block(value_type, stmt)
+                return _INVALID if model is None else model
+            if stmt.args:
+                ctx.error(f"'{name}' takes nothing before '{{', got '{' '.join(stmt.args)}'")
+            if isinstance(value_type, Opaque):
+                return _opaque(stmt.children)
+            items = []
+            for line in stmt.children:
+                ctx.location = line.location
+                item = self._item(value_type.item, line, name)
+                if item is not None:
+                    items.append(item)
+            return tuple(items)
+        if stmt.children is not None:
+            ctx.error(f"'{name}' does not take a block")
+            return _INVALID
+        try:
+            return value_type.parse(stmt.args, ctx)
+        except Invalid as exc:
+            ctx.error(f"{name}: {exc}")
+            return _INVALID
+
+    def _item(self, parse_item, stmt: Stmt, where: str, misplaced=None) -> Any:
+        """One line of a list block. ``misplaced`` reports a line that is no item but a
+        keyword of another block (a '}' forgotten above it, most often)."""
+        if stmt.children is not None:
+            if misplaced is not None and stmt.keyword in _HOMES:
+                misplaced()
+            else:
+                self.ctx.error(f"unexpected block after '{' '.join(stmt.words)}' in {where}")
+            return None
+        try:
+            return parse_item(stmt.words, self.ctx)
+        except Invalid as exc:
+            if misplaced is not None and stmt.keyword in _HOMES:
+                misplaced()
+            else:
+                self.ctx.error(f"{where}: {exc}")
+            return None
+
+    def _unknown(self, block: Block, stmt: Stmt) -> None:
+        word = stmt.keyword
+        known = block.known_words()
+        homes = [home for home in _HOMES.get(word, ()) if home != block.name]
+        if homes:
+            self.ctx.error(f"'{word}' does not belong in {block.name} (it goes in "
+                           f"{' or '.join(homes)})")
+            return
+        guess = _closest(word, known)
+        if guess is None:
+            self.ctx.error(f"unknown keyword '{word}' in {block.name}")
+            return
+        hint = f"unknown keyword '{word}' in {block.name} (did you mean '{guess}'?)"
+        guessed = block.lookup(guess)
+        if guessed is not None and guessed.ignored:
+            # A misspelt keyword that would be ignored anyway loses nothing: the HOWTO's
+            # lvs_sync_daemon_inteface must not stop a config that keepalived runs.
+            self.ctx.warn(f"{hint}: ignored")
+        else:
+            self.ctx.error(hint)
+
+
+_INVALID = object()
+
+
+def _closest(word: str, known: list[str]) -> str | None:
+    lowered = {k.lower(): k for k in known}
+    if word.lower() in lowered:
+        return lowered[word.lower()]
+    matches = difflib.get_close_matches(word, known, n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
+def _opaque(children: list[Stmt]) -> tuple:
+    return tuple((tuple(c.words), _opaque(c.children) if c.children else ()) for c in children)

@@ -1,0 +1,141 @@
+"""The model as JSON (``--dump-json``, the shape of /api/v1/state without live fields) and as
+a human-readable dump (``-d``). Secrets are masked in both: they are ``Secret`` objects,
+which only ``reveal()`` opens."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from typing import Any
+
+from .blocks.virtual_server import virtual_server_name
+from .schema import Secret
+from .validate import effective_version
+
+MASK = "********"
+
+
+def plain(value: Any) -> Any:
+    """Model -> JSON-ready data: dataclasses become dicts (without their file location)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if isinstance(value, Secret):
+            return MASK
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.name != "location"}
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return str(value)
+    return value
+
+
+def instance_json(instance, global_defs, sync_group: str | None) -> dict:
+    return {
+        "name": instance.name,
+        "vrid": instance.virtual_router_id,
+        "interface": instance.interface,
+        "priority": instance.priority,
+        "effective_priority": instance.priority,
+        "vips": [vip.address for vip in instance.virtual_ipaddress],
+        "sync_group": sync_group,
+        "effective_version": effective_version(instance, global_defs),
+        **plain(instance),
+    }
+
+
+def real_server_json(real) -> dict:
+    kinds = [checker.kind for checker in real.checkers]
+    return {
+        "address": real.address,
+        "port": real.port,
+        "weight": real.weight,
+        "configured_weight": real.weight,
+        "checker": "+".join(kinds) if kinds else None,
+        **plain(real),
+    }
+
+
+def virtual_server_json(server) -> dict:
+    data = {"name": virtual_server_name(server), **plain(server)}
+    data["real_servers"] = [real_server_json(real) for real in server.real_servers]
+    return data
+
+
+def config_json(config, router_id: str) -> dict:
+    """``router_id`` is the fallback when global_defs has none (keepalived: the host name)."""
+    defs = config.global_defs
+    sync_of = {member: group.name for group in config.vrrp_sync_groups for member in group.group}
+    return {
+        "router_id": defs.router_id or router_id,
+        "global_defs": plain(defs),
+        "vrrp": {
+            "instances": [instance_json(i, defs, sync_of.get(i.name))
+                          for i in config.vrrp_instances],
+            "sync_groups": [{"name": g.name, "instances": list(g.group), **plain(g)}
+                            for g in config.vrrp_sync_groups],
+            "scripts": plain(config.vrrp_scripts),
+            "track_files": plain(config.track_files),
+        },
+        "virtual_server_groups": plain(config.virtual_server_groups),
+        "virtual_servers": [virtual_server_json(s) for s in config.virtual_servers],
+        "static_ipaddress": plain(config.static_ipaddress),
+        "static_routes": plain(config.static_routes),
+        "static_rules": plain(config.static_rules),
+        "ssl": plain(config.ssl),
+    }
+
+
+def dump_text(config, router_id: str) -> str:
+    """keepalived's ``-d`` in spirit: every section, every value, one per line, indented."""
+    data = config_json(config, router_id)
+    lines: list[str] = []
+    lines.append("------< Global definitions >------")
+    lines.append(f" Router ID = {data['router_id']}")
+    _dump(data["global_defs"], lines, 1)
+    sections = [
+        ("VRRP scripts", data["vrrp"]["scripts"], "VRRP script"),
+        ("VRRP sync groups", data["vrrp"]["sync_groups"], "VRRP sync group"),
+        ("VRRP topology", data["vrrp"]["instances"], "VRRP instance"),
+        ("Virtual server groups", data["virtual_server_groups"], "Virtual server group"),
+        ("Virtual servers", data["virtual_servers"], "Virtual server"),
+    ]
+    for title, items, label in sections:
+        if not items:
+            continue
+        lines.append(f"------< {title} >------")
+        for item in items:
+            lines.append(f" {label} = {item.get('name')}")
+            _dump({k: v for k, v in item.items() if k != "name"}, lines, 2)
+    return "\n".join(lines) + "\n"
+
+
+def _dump(value: Any, lines: list[str], depth: int) -> None:
+    pad = " " * (2 * depth - 1)
+    for key, item in value.items():
+        label = key.replace("_", " ").capitalize()
+        if item is None or item == () or item == []:
+            continue
+        if isinstance(item, dict):
+            lines.append(f"{pad}{label}:")
+            _dump(item, lines, depth + 1)
+        elif isinstance(item, list) and any(isinstance(i, dict) for i in item):
+            for index, element in enumerate(item, 1):
+                lines.append(f"{pad}{label} #{index}:")
+                if isinstance(element, dict):
+                    _dump(element, lines, depth + 1)
+                else:
+                    lines.append(f"{pad}  {_scalar(element)}")
+        elif isinstance(item, list):
+            lines.append(f"{pad}{label} = {', '.join(_scalar(i) for i in item)}")
+        else:
+            lines.append(f"{pad}{label} = {_scalar(item)}")
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, list):
+        return "-".join(str(v) for v in value)
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return str(value)

@@ -1,0 +1,324 @@
+"""The keyword table mechanism: one declaration per keyword drives parsing, defaults,
+validation, the model's fields and the generated documentation.
+
+A :class:`Block` lists its :class:`Kw` keywords; :func:`model_for` turns a Block into a frozen
+dataclass whose fields are exactly the block's keywords (plus its header fields), so a keyword
+cannot be parsed without landing in the model, and the model cannot grow a field no keyword
+fills.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .diagnostics import Location
+
+
+class Invalid(Exception):
+    """A value that does not parse: the message says what was expected and what was found."""
+
+
+class Context(Protocol):
+    location: Location
+
+    def warn(self, message: str) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+
+class Value(Protocol):
+    """Parses the words after a keyword into one value, or raises Invalid."""
+
+    def parse(self, args: list[str], ctx: Context) -> Any: ...
+
+    def describe(self) -> str: ...
+
+
+ItemParser = Callable[[list[str], Context], Any]
+
+
+@dataclass(frozen=True)
+class Lines:
+    """A keyword followed by a block whose every line is one item (virtual_ipaddress { ... })."""
+
+    item: ItemParser
+    what: str
+
+    def describe(self) -> str:
+        return f"block of {self.what}, one per line"
+
+
+@dataclass(frozen=True)
+class Kw:
+    name: str
+    value: Any                      # a Value, a Lines or a Block
+    default: Any = None
+    field: str = ""                 # model field; defaults to the keyword's name
+    aliases: tuple[str, ...] = ()
+    repeat: str = "replace"         # "replace": the last one wins; "append": values collect
+    deprecated: str = ""            # used: a warning with this text; still applied
+    ignored: str = ""               # accepted and dropped; the text says why or what replaced it
+    unsupported: str = ""           # kept in the model but not acted on: a warning says so
+    doc: str = ""
+
+    @property
+    def field_name(self) -> str:
+        return self.field or self.name
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block keyword: ``name [header words] { keywords and sub-blocks }``."""
+
+    name: str
+    model_name: str
+    keywords: tuple[Kw, ...]
+    header: Callable[[list[str], Context], dict] | None = None
+    header_fields: tuple[tuple[str, Any], ...] = ()
+    # Lines that are not keywords: (field, item parser, warning or ""), e.g. the members
+    # written straight into an old-style vrrp_sync_group, or virtual_server_group entries.
+    items: tuple[str, ItemParser, str] | None = None
+    finish: Callable[[dict, Context], None] | None = None   # cross-keyword checks in one block
+    doc: str = ""
+    _index: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for kw in self.keywords:
+            for name in (kw.name, *kw.aliases):
+                if name in self._index:
+                    raise ValueError(f"{self.name}: keyword {name} declared twice")
+                self._index[name] = kw
+
+    def lookup(self, word: str) -> Kw | None:
+        return self._index.get(word)
+
+    def known_words(self) -> list[str]:
+        return list(self._index)
+
+    def defaults(self) -> dict[str, Any]:
+        values = dict(self.header_fields)
+        for kw in self.keywords:
+            if kw.ignored:
+                continue
+            name = kw.field_name
+            if kw.repeat == "append" or (isinstance(kw.value, Lines) and kw.default is None):
+                values.setdefault(name, ())
+            elif isinstance(kw.value, Flag) and kw.default is None:
+                values.setdefault(name, False)
+            else:
+                values.setdefault(name, kw.default)
+        if self.items:
+            values.setdefault(self.items[0], ())
+        return values
+
+    def describe(self) -> str:
+        return f"block {self.name}"
+
+
+_MODELS: dict[int, type] = {}
+
+
+def model_for(block: Block) -> type:
+    """The frozen dataclass for a block: its fields are the keywords' fields, and equality
+    ignores where in the file the block was (a moved block is not a changed block)."""
+    key = id(block)
+    if key not in _MODELS:
+        fields = [(name, Any, dataclasses.field(default=default))
+                  for name, default in block.defaults().items()]
+        fields.append(("location", Any, dataclasses.field(default=None, compare=False,
+                                                             repr=False)))
+        model = dataclasses.make_dataclass(block.model_name, fields, frozen=True, slots=True)
+        model.__module__ = "director.config.model"
+        _MODELS[key] = model
+    return _MODELS[key]
+
+
+# -- scalar value types --------------------------------------------------------------------
+
+def _one(args: list[str], what: str) -> str:
+    if len(args) != 1:
+        if not args:
+            raise Invalid(f"expects {what}, got nothing")
+        raise Invalid(f"expects one value ({what}), got {len(args)}: '{' '.join(args)}'")
+    return args[0]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A keyword that is on when written (alpha). keepalived 2.x also takes an explicit
+    boolean after some flags, so ``on``/``off``-style words are accepted too. ``sets`` is what
+    writing it stores: ``nopreempt`` is Flag(sets=False) on the field ``preempt``."""
+
+    sets: bool = True
+
+    def parse(self, args, ctx):
+        if not args:
+            return self.sets
+        word = _one(args, "nothing, or true/false").lower()
+        if word in ("true", "on", "yes", "1"):
+            return self.sets
+        if word in ("false", "off", "no", "0"):
+            return not self.sets
+        raise Invalid(f"takes no value (or true/false), got '{args[0]}'")
+
+    def describe(self):
+        return "flag"
+
+
+@dataclass(frozen=True)
+class Int:
+    low: int
+    high: int
+
+    def parse(self, args, ctx):
+        word = _one(args, f"an integer from {self.low} to {self.high}")
+        try:
+            number = int(word, 10)
+        except ValueError:
+            raise Invalid(f"must be an integer from {self.low} to {self.high}, got '{word}'")
+        if not self.low <= number <= self.high:
+            raise Invalid(f"must be an integer from {self.low} to {self.high}, got {number}")
+        return number
+
+    def describe(self):
+        return f"integer {self.low}..{self.high}"
+
+
+@dataclass(frozen=True)
+class Seconds:
+    """A time in seconds; keepalived takes fractions (advert_int 0.5, connect_timeout 1.5)."""
+
+    low: float
+    high: float
+
+    def parse(self, args, ctx):
+        word = _one(args, "a number of seconds")
+        try:
+            number = float(word)
+        except ValueError:
+            raise Invalid(f"must be a number of seconds from {self.low:g} to {self.high:g}, "
+                          f"got '{word}'")
+        if number != number or not self.low <= number <= self.high:   # NaN fails too
+            raise Invalid(f"must be a number of seconds from {self.low:g} to {self.high:g}, "
+                          f"got {word}")
+        return number
+
+    def describe(self):
+        return f"seconds {self.low:g}..{self.high:g}"
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word (an interface name, a router id, an instance name)."""
+
+    what: str = "a name"
+
+    def parse(self, args, ctx):
+        return str(_one(args, self.what))
+
+    def describe(self):
+        return self.what
+
+
+@dataclass(frozen=True)
+class Text:
+    """The rest of the line as one string (helo names, notify commands): keepalived joins
+    unquoted words with single spaces and keeps a quoted string as written."""
+
+    what: str = "text"
+
+    def parse(self, args, ctx):
+        if not args:
+            raise Invalid(f"expects {self.what}, got nothing")
+        return " ".join(str(a) for a in args)
+
+    def describe(self):
+        return self.what
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple[str, ...]
+    case: str = "upper"      # how the value is stored: "upper", "lower" or "keep"
+
+    def parse(self, args, ctx):
+        word = _one(args, "one of " + ", ".join(self.options))
+        for option in self.options:
+            if option.lower() == word.lower():
+                return option if self.case == "keep" else (
+                    option.upper() if self.case == "upper" else option.lower())
+        raise Invalid(f"must be one of {', '.join(self.options)}, got '{word}'")
+
+    def describe(self):
+        return "one of " + "|".join(self.options)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A password: compared and sent by the engines, never shown. ``str()`` is masked so a log
+    line or a dump cannot leak it by accident; ``reveal()`` is the one way to read it."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return "********"
+
+    __repr__ = __str__
+
+
+@dataclass(frozen=True)
+class SecretText:
+    max_chars: int = 0      # keepalived only uses the first 8 characters of a PASS password
+
+    def parse(self, args, ctx):
+        word = _one(args, "a password")
+        if self.max_chars and len(word) > self.max_chars:
+            ctx.warn(f"only the first {self.max_chars} characters of the password are used "
+                     f"(it has {len(word)})")
+        return Secret(str(word))
+
+    def describe(self):
+        return "secret"
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Any words, kept as written: for keepalived keywords director accepts but does not act
+    on (their Kw carries ``unsupported``, so -t says so). With ``name`` the value is the pair
+    (name, text), so that many such keywords can share one list field."""
+
+    name: str = ""
+
+    def parse(self, args, ctx):
+        text = " ".join(str(a) for a in args) if args else True
+        return (self.name, text) if self.name else text
+
+    def describe(self):
+        return "any value"
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A whole block director does not act on (bfd_instance): kept as nested word tuples."""
+
+    def describe(self):
+        return "block (not interpreted)"
+
+
+@dataclass(frozen=True)
+class Custom:
+    """A value parsed by a function of its own (addresses, status codes, digests)."""
+
+    function: Callable[[list[str], Context], Any]
+    what: str
+
+    def parse(self, args, ctx):
+        return self.function(args, ctx)
+
+    def describe(self):
+        return self.what

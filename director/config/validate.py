@@ -1,0 +1,176 @@
+"""Checks across blocks that keepalived never made (its HOWTO: it "does not report errors").
+
+Each check reads the finished model and reports at the line of the block concerned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .blocks.virtual_server import virtual_server_name
+from .diagnostics import Diagnostics
+
+
+def instance_family(instance: Any) -> int:
+    """4 or 6: the family of an instance's adverts, that of its first virtual address
+    (keepalived's rule), else of its unicast source."""
+    if instance.virtual_ipaddress:
+        return instance.virtual_ipaddress[0].family
+    source = instance.unicast_src_ip or instance.mcast_src_ip
+    return 6 if source and ":" in source else 4
+
+
+def effective_version(instance: Any, global_defs: Any) -> int:
+    """VRRP version in force: the instance's, else 3 for IPv6 (v2 has no IPv6), else global."""
+    if instance.version is not None:
+        return instance.version
+    if instance_family(instance) == 6:
+        return 3
+    return global_defs.vrrp_version
+
+
+def validate(config: Any, diagnostics: Diagnostics,
+             interface_exists: Callable[[str], bool] | None) -> None:
+    _vrrp_instances(config, diagnostics)
+    _sync_groups(config, diagnostics)
+    _tracking(config, diagnostics)
+    _virtual_servers(config, diagnostics)
+    _alerts(config, diagnostics)
+    if interface_exists is not None:
+        _interfaces(config, diagnostics, interface_exists)
+
+
+def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
+    names: dict[str, Any] = {}
+    routers: dict[tuple, Any] = {}
+    vips: dict[str, Any] = {}
+    for instance in config.vrrp_instances:
+        where = instance.location
+        if instance.name in names:
+            diagnostics.error(where, f"vrrp_instance {instance.name} is defined twice (first at "
+                                     f"line {names[instance.name].location.line})")
+        names.setdefault(instance.name, instance)
+        families = {vip.family for vip in instance.virtual_ipaddress}
+        if len(families) > 1:
+            diagnostics.error(where, f"vrrp_instance {instance.name} mixes IPv4 and IPv6 in "
+                                     "virtual_ipaddress: put the other family in "
+                                     "virtual_ipaddress_excluded")
+        family = instance_family(instance)
+        version = effective_version(instance, config.global_defs)
+        if family == 6 and version == 2:
+            diagnostics.error(where, f"vrrp_instance {instance.name}: VRRP version 2 has no "
+                                     "IPv6; use version 3")
+        if version == 2 and instance.advert_int != int(instance.advert_int):
+            diagnostics.warning(where, f"vrrp_instance {instance.name}: VRRPv2 advertises whole "
+                                       f"seconds; advert_int {instance.advert_int:g} is rounded "
+                                       f"to {max(1, round(instance.advert_int))}")
+        if version == 3 and instance.advert_int > 40.95:
+            diagnostics.error(where, f"vrrp_instance {instance.name}: VRRPv3 advert_int is at "
+                                     f"most 40.95 s, got {instance.advert_int:g}")
+        if instance.interface and instance.virtual_router_id:
+            key = (instance.interface, instance.virtual_router_id, family)
+            if key in routers:
+                other = routers[key]
+                diagnostics.error(where, f"vrrp_instance {instance.name} uses virtual_router_id "
+                                         f"{instance.virtual_router_id} on {instance.interface} "
+                                         f"(IPv{family}), as vrrp_instance {other.name} does "
+                                         f"(line {other.location.line})")
+            routers.setdefault(key, instance)
+        for vip in instance.virtual_ipaddress:
+            if vip.address in vips and vips[vip.address] is not instance:
+                diagnostics.warning(where, f"{vip.address} is a virtual address of both "
+                                           f"{vips[vip.address].name} and {instance.name}")
+            vips.setdefault(vip.address, instance)
+        for peer in instance.unicast_peer:
+            if (6 if ":" in peer.address else 4) != family:
+                diagnostics.error(where, f"vrrp_instance {instance.name}: unicast_peer "
+                                         f"{peer.address} is not IPv{family} like the instance")
+
+
+def _sync_groups(config, diagnostics: Diagnostics) -> None:
+    instances = {i.name for i in config.vrrp_instances}
+    member_of: dict[str, str] = {}
+    for group in config.vrrp_sync_groups:
+        for name in group.group:
+            if name not in instances:
+                diagnostics.error(group.location, f"vrrp_sync_group {group.name} names "
+                                                  f"vrrp_instance {name}, which is not defined")
+            elif name in member_of:
+                diagnostics.error(group.location, f"vrrp_instance {name} is in two sync groups: "
+                                                  f"{member_of[name]} and {group.name}")
+            else:
+                member_of[name] = group.name
+        if len(group.group) == 1:
+            diagnostics.warning(group.location, f"vrrp_sync_group {group.name} has a single "
+                                                "instance: it synchronises nothing")
+
+
+def _tracking(config, diagnostics: Diagnostics) -> None:
+    scripts = {s.name for s in config.vrrp_scripts}
+    files = {f.name for f in config.track_files}
+    owners = [("vrrp_instance", i) for i in config.vrrp_instances] + \
+             [("vrrp_sync_group", g) for g in config.vrrp_sync_groups]
+    for kind, owner in owners:
+        for tracked in owner.track_script:
+            if tracked.name not in scripts:
+                diagnostics.error(owner.location, f"{kind} {owner.name} tracks vrrp_script "
+                                                  f"{tracked.name}, which is not defined")
+        for tracked in owner.track_file:
+            if tracked.name not in files:
+                diagnostics.error(owner.location, f"{kind} {owner.name} tracks track_file "
+                                                  f"{tracked.name}, which is not defined")
+
+
+def _virtual_servers(config, diagnostics: Diagnostics) -> None:
+    groups = {g.name: g for g in config.virtual_server_groups}
+    seen: dict[str, Any] = {}
+    for server in config.virtual_servers:
+        name = virtual_server_name(server)
+        if server.group is not None and server.group not in groups:
+            diagnostics.error(server.location, f"virtual_server group {server.group}: no "
+                                               "virtual_server_group of that name")
+        if name in seen:
+            diagnostics.error(server.location, f"virtual_server {name} is defined twice (first "
+                                               f"at line {seen[name].location.line})")
+        seen.setdefault(name, server)
+        reals: dict[tuple, Any] = {}
+        for real in server.real_servers:
+            key = (real.address, real.port)
+            if key in reals:
+                diagnostics.error(real.location, f"real_server {real.address} "
+                                                 f"{real.port or ''} is listed twice in "
+                                                 f"virtual_server {name}".replace("  ", " "))
+            reals.setdefault(key, real)
+        if server.quorum > 1 and server.hysteresis >= server.quorum:
+            diagnostics.warning(server.location, f"virtual_server {name}: hysteresis "
+                                                 f"{server.hysteresis} is not below quorum "
+                                                 f"{server.quorum}: the quorum can never be lost")
+
+
+def _alerts(config, diagnostics: Diagnostics) -> None:
+    defs = config.global_defs
+    if defs.smtp_server is not None:
+        return
+    alerting = [i for i in config.vrrp_instances if i.smtp_alert] + \
+               [s for s in config.virtual_servers if s.smtp_alert]
+    if alerting:
+        diagnostics.warning(alerting[0].location, "smtp_alert is set but global_defs has no "
+                                                  "smtp_server: no mail will be sent")
+
+
+def _interfaces(config, diagnostics: Diagnostics, exists: Callable[[str], bool]) -> None:
+    """A missing interface is a warning: the file may be meant for another host."""
+    reported: set[str] = set()
+
+    def check(name: str | None, instance, role: str) -> None:
+        if name and name not in reported and not exists(name):
+            reported.add(name)
+            diagnostics.warning(instance.location, f"interface {name} ({role} of vrrp_instance "
+                                                   f"{instance.name}) does not exist on this host")
+
+    for instance in config.vrrp_instances:
+        check(instance.interface, instance, "interface")
+        for tracked in instance.track_interface:
+            check(tracked.name, instance, "track_interface")
+        for vip in instance.virtual_ipaddress + instance.virtual_ipaddress_excluded:
+            check(vip.dev, instance, "dev")
