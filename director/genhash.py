@@ -1,6 +1,6 @@
 """genhash: compute the digest of a web page the way keepalived's HTTP_GET checker does.
 
-Port of keepalived's genhash (``keepalived --genhash``; keepalived/check/check_genhash.c,
+Reimplements keepalived's genhash (``keepalived --genhash``; keepalived/check/check_genhash.c,
 check_http.c, check_ssl.c, lib/html.c; the older standalone genhash/ tree for -H).
 The digest printed here must equal the one keepalived computes, so that ``digest``
 values operators generated with keepalived stay valid with director and vice versa.
@@ -281,5 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point (``genhash``)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

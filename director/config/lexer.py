@@ -57,13 +57,15 @@ class Preprocessor:
     """Turns one configuration file (and what it includes) into SourceLines."""
 
     def __init__(self, diagnostics: Diagnostics, config_id: str,
-                 read: Callable[[str], bytes] = read_bytes) -> None:
+                 read: Callable[[str], bytes] = read_bytes,
+                 max_lines: int = MAX_EXPANDED_LINES) -> None:
         self.diagnostics = diagnostics
         self.config_id = config_id
         self.read = read
         self.variables: dict[str, str] = {}
         self.lines: list[SourceLine] = []
         self._include_stack: list[str] = []
+        self.max_lines = max_lines
         self._expanded = 0
         self._overflowed = False
         self.random = random.Random()
@@ -183,11 +185,11 @@ class Preprocessor:
         if not words:
             return
         self._expanded += 1
-        if self._expanded > MAX_EXPANDED_LINES:
+        if self._expanded > self.max_lines:
             if not self._overflowed:
                 self._overflowed = True
                 self.diagnostics.error(location, f"configuration expands to more than "
-                                                 f"{MAX_EXPANDED_LINES} lines: rest ignored")
+                                                 f"{self.max_lines} lines: rest ignored")
             return
         self.lines.append(SourceLine(words, location, indent))
 

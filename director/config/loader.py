@@ -19,11 +19,14 @@ from .tree import Stmt
 class _Context:
     """What value parsers see: where they are, and a way to warn or complain there."""
 
-    __slots__ = ("diagnostics", "location")
+    __slots__ = ("diagnostics", "location", "invalid")
 
     def __init__(self, diagnostics: Diagnostics) -> None:
         self.diagnostics = diagnostics
         self.location = Location("", 0)
+        # Fields of the block being finished whose value was given but did not parse: a
+        # "needs X" on top of "X: must be ..." would say the same mistake twice.
+        self.invalid: set[str] = set()
 
     def warn(self, message: str) -> None:
         self.diagnostics.warning(self.location, message)
@@ -76,6 +79,7 @@ class Loader:
                 ctx.error(f"{block.name}: {exc}")
                 return None
         set_at: dict[str, Location] = {}
+        invalid: set[str] = set()
         warned_items = False
         for child in stmt.children or ():
             ctx.location = child.location
@@ -103,6 +107,7 @@ class Loader:
             value = self._value(kw, child)
             ctx.location = child.location
             if value is _INVALID:
+                invalid.add(kw.field_name)
                 continue
             field = kw.field_name
             if kw.repeat == "append":
@@ -115,6 +120,7 @@ class Loader:
                 values[field] = value
         if block.finish is not None:
             ctx.location = stmt.location
+            ctx.invalid = invalid
             block.finish(values, ctx)
         return model_for(block)(**values, location=stmt.location)
 

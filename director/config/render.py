@@ -126,7 +126,8 @@ def _dump(value: Any, lines: list[str], depth: int) -> None:
                 else:
                     lines.append(f"{pad}  {_scalar(element)}")
         elif isinstance(item, list):
-            lines.append(f"{pad}{label} = {', '.join(_scalar(i) for i in item)}")
+            shown = ", ".join(_scalar(i) for i in item if i is not None)
+            lines.append(f"{pad}{label} = {shown}")
         else:
             lines.append(f"{pad}{label} = {_scalar(item)}")
 

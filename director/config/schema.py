@@ -22,6 +22,7 @@ class Invalid(Exception):
 
 class Context(Protocol):
     location: Location
+    invalid: set[str]
 
     def warn(self, message: str) -> None: ...
 

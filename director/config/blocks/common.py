@@ -32,8 +32,10 @@ def constant_header(**fields):
 
 
 def required(values: dict, ctx: Context, block: str, *fields: str) -> None:
+    """A missing keyword is an error, unless it was given with a value that did not parse
+    (that error is already said)."""
     for name in fields:
-        if values.get(name) is None:
+        if values.get(name) is None and name not in ctx.invalid:
             ctx.error(f"{block} needs '{name}'")
 
 

@@ -130,17 +130,18 @@ AUTHENTICATION = Block(
 
 def _instance_finish(values, ctx):
     name = f"vrrp_instance {values['name']}"
-    if values.get("virtual_router_id") is None:
-        ctx.error(f"{name} needs 'virtual_router_id'")
-    if values.get("interface") is None and not values.get("unicast_peer"):
+    required(values, ctx, name, "virtual_router_id")
+    if values.get("interface") is None and not values.get("unicast_peer") \
+            and "interface" not in ctx.invalid:
         ctx.error(f"{name} needs 'interface' (only unicast instances may leave it out)")
-    if values["priority"] is None:
+    if values["priority"] is None and "priority" not in ctx.invalid:
         # keepalived's rule: "state MASTER" with no priority claims the owner's 255.
         master = values["initial_state"] == "MASTER"
         values["priority"] = 255 if master else 100
         if master:
             ctx.warn(f"{name}: 'state MASTER' without 'priority' means priority 255 (address "
                      "owner), as in keepalived; set a priority to share the address")
+    values["priority"] = values["priority"] or 100
     if values["initial_state"] is None:
         values["initial_state"] = "MASTER" if values["priority"] == 255 else "BACKUP"
     if not values["preempt"] and (values["initial_state"] == "MASTER" or

@@ -1,0 +1,131 @@
+"""Property: whatever the input, the loader returns a model or diagnostics, never raises.
+
+Hypothesis builds inputs from keepalived's own vocabulary (so they reach deep into the
+keyword tables, not only the lexer) mixed with braces, quotes, preprocessor syntax and
+arbitrary text and bytes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from director.config import LoadResult, load_config
+from director.config.loader import _all_blocks
+from director.config.blocks import ROOT
+from director.config.render import config_json, dump_text
+
+KEYWORDS = sorted({word for block in _all_blocks(ROOT).values() for word in block.known_words()})
+SYNTAX = ["{", "}", '"', "!", "#", "\\", "@lb1", "@^lb1", "$X=1", "$X", "${X}", "~SEQ(i,3)",
+          "~LST(i,a,b)", "include", "*", "-", "/", "0", "1", "255", "256", "-1", "1.5",
+          "10.0.0.1", "10.0.0.1/24", "::1", "ae00::2-9", "fwmark", "group", "weight", "reverse",
+          "MASTER", "BACKUP", "PASS", "TCP", "NAT", "rr", "eth0", "VI_1", "200-299"]
+WORDS = st.one_of(st.sampled_from(KEYWORDS), st.sampled_from(SYNTAX),
+                  st.text(min_size=1, max_size=6))
+SEPARATORS = st.sampled_from([" ", " ", "\n", "\n", "\t", " {\n", "\n}\n", "\\\n"])
+
+
+@st.composite
+def config_texts(draw) -> bytes:
+    parts = draw(st.lists(st.tuples(WORDS, SEPARATORS), max_size=80))
+    return "".join(word + sep for word, sep in parts).encode("utf-8", "surrogatepass")
+
+
+def load(data: bytes) -> LoadResult:
+    def read(path: str) -> bytes:
+        if path == "/fuzz/main.conf":
+            return data
+        raise FileNotFoundError(2, "No such file or directory")
+
+    return load_config("/fuzz/main.conf", config_id="lb1", interface_exists=lambda n: True,
+                       read=read)
+
+
+def check(result: LoadResult) -> None:
+    assert isinstance(result, LoadResult)
+    if result.ok:
+        json.dumps(config_json(result.config, "lb1"))
+        dump_text(result.config, "lb1")
+    else:
+        assert result.errors
+    for diagnostic in result.diagnostics:
+        assert str(diagnostic).startswith("/fuzz/main.conf:")
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config_texts())
+def test_structured_input_never_raises(data):
+    check(load(data))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_never_raise(data):
+    check(load(data))
+
+
+HEADERS = st.sampled_from(["", "VI_1", "10.0.0.1 80", "10.0.0.2", "fwmark 1", "group G",
+                           "ae00::1 443", "x y z"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(KEYWORDS), HEADERS), min_size=1, max_size=6),
+       st.lists(WORDS, max_size=4))
+def test_every_keyword_with_any_arguments_in_every_block(path, args):
+    """A chain of nested blocks named by keywords, the innermost with arbitrary arguments."""
+    opening = "".join(f"{word} {header} {{\n" for word, header in path[:-1])
+    text = opening + f"{path[-1][0]} {' '.join(args)}\n" + "}\n" * (len(path) - 1)
+    check(load(text.encode("utf-8", "surrogatepass")))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(KEYWORDS), st.lists(WORDS, max_size=5))
+def test_any_keyword_inside_a_complete_config(keyword, args):
+    """A valid config with one more line in each block: reaches the finish and validation
+    steps, which a broken outer structure never does."""
+    check(load(complete_config(f"{keyword} {' '.join(args)}").encode("utf-8", "surrogatepass")))
+
+
+def test_the_complete_config_is_valid_without_the_extra_line():
+    result = load(complete_config("").encode())
+    assert result.ok, [str(d) for d in result.diagnostics]
+    assert result.config.vrrp_instances[0].track_script[0].name == "chk"
+
+
+def complete_config(extra: str) -> str:
+    return f"""global_defs {{
+    router_id lb1
+    {extra}
+}}
+vrrp_script chk {{
+    script "/bin/true"
+    {extra}
+}}
+vrrp_instance VI_1 {{
+    interface eth0
+    virtual_router_id 51
+    {extra}
+    track_script {{
+        chk
+    }}
+    virtual_ipaddress {{
+        10.0.0.1/24
+    }}
+}}
+virtual_server 10.0.0.1 80 {{
+    protocol TCP
+    {extra}
+    real_server 10.0.0.2 80 {{
+        {extra}
+        HTTP_GET {{
+            {extra}
+            url {{
+                path /
+                {extra}
+            }}
+        }}
+    }}
+}}
+"""

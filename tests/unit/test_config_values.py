@@ -1,0 +1,96 @@
+"""Value parsers: address lines, routes, group ranges, status codes, digests, commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from director.config.schema import Invalid
+from director.config.values import (Command, GroupEntry, Route, Tracked, VirtualAddress, command,
+                                    digest, group_entry, route, status_codes, tracked,
+                                    virtual_address)
+
+
+class Ctx:
+    def __init__(self):
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+    def error(self, message):  # pragma: no cover - parsers raise instead
+        raise AssertionError(message)
+
+
+def test_virtual_address_with_every_option():
+    vip = virtual_address("192.168.1.11/24 brd 192.168.1.255 dev eth0 scope global label "
+                          "eth0:1 no_track".split(), Ctx())
+    assert vip == VirtualAddress("192.168.1.11/24", dev="eth0", brd="192.168.1.255",
+                                 scope="global", label="eth0:1", flags=("no_track",))
+    assert virtual_address(["ae00::1"], Ctx()) == VirtualAddress("ae00::1/128")
+    assert virtual_address(["10.0.0.1"], Ctx()).address == "10.0.0.1/32"
+
+
+@pytest.mark.parametrize("words, message", [
+    ("10.0.0.300", "expects an address[/prefix], got '10.0.0.300'"),
+    ("10.0.0.1/33", "expects an address[/prefix], got '10.0.0.1/33'"),
+    ("10.0.0.1 colour blue", "unknown address option 'colour'"),
+    ("10.0.0.1 dev", "'dev' needs a value"),
+    ("10.0.0.1 scope galaxy", "scope must be"),
+    ("10.0.0.1 label averyveryverylonglabel", "longer than the kernel's 15 characters"),
+])
+def test_bad_virtual_address(words, message):
+    with pytest.raises(Invalid, match=message.replace("[", r"\[").replace("]", r"\]")):
+        virtual_address(words.split(), Ctx())
+
+
+def test_routes_in_ip_route_syntax():
+    assert route("src 192.168.100.1 192.168.109.0/24 via 192.168.200.254 dev eth1".split(),
+                 Ctx()) == Route("192.168.109.0/24", src="192.168.100.1", via="192.168.200.254",
+                                 dev="eth1")
+    assert route("blackhole 192.168.113.1/32".split(), Ctx()).type == "blackhole"
+    multipath = route("192.168.113.0/24 via 192.168.100.252 or 192.168.100.253".split(), Ctx())
+    assert multipath.nexthops == ("192.168.100.253",)
+    assert route("0.0.0.0/0 gw 192.168.0.1 table 100".split(), Ctx()).table == "100"
+    with pytest.raises(Invalid, match="unknown route option 'sideways'"):
+        route("10.0.0.0/8 sideways 1".split(), Ctx())
+    with pytest.raises(Invalid, match="needs a destination"):
+        route("dev eth0".split(), Ctx())
+
+
+def test_group_entries_and_ranges():
+    assert group_entry(["192.168.200.3-10", "80"], Ctx()) == \
+        GroupEntry("192.168.200.3", "192.168.200.10", 80)
+    assert group_entry(["ae00::2-9", "80"], Ctx()).range_end == "ae00::9"
+    assert group_entry(["fwmark", "2"], Ctx()) == GroupEntry(fwmark=2)
+    with pytest.raises(Invalid, match="ends below its start"):
+        group_entry(["10.0.0.9-3", "80"], Ctx())
+    with pytest.raises(Invalid, match="fwmark N"):
+        group_entry(["fwmark", "0"], Ctx())
+
+
+def test_status_codes_and_digest():
+    assert status_codes("200-299 400-499 503".split(), Ctx()) == ((200, 299), (400, 499),
+                                                                  (503, 503))
+    with pytest.raises(Invalid, match="within 100-599"):
+        status_codes(["299-200"], Ctx())
+    assert digest(["422834D1D2B972EEE9E5B875E4BD8C33"], Ctx()) == \
+        "422834d1d2b972eee9e5b875e4bd8c33"
+    with pytest.raises(Invalid, match="32 hex digits"):
+        digest(["422834d1d2b972eee9e5b875e4bd8c3"], Ctx())
+
+
+def test_tracked_weights_clamp_like_keepalived():
+    ctx = Ctx()
+    assert tracked("eth1 weight 254".split(), ctx) == Tracked("eth1", 253)
+    assert ctx.warnings == ["eth1: weight 254 is clamped to 253, as keepalived does"]
+    assert tracked("chk weight -2 reverse".split(), Ctx()) == Tracked("chk", -2, True)
+    with pytest.raises(Invalid):
+        tracked("chk weight 300".split(), Ctx())
+
+
+def test_commands_take_user_and_group_like_keepalived():
+    assert command(["/bin/notify arg", "nobody", "nogroup"], Ctx()) == \
+        Command("/bin/notify arg", "nobody", "nogroup")
+    ctx = Ctx()
+    assert command(["killall", "-0", "haproxy"], ctx, with_user=False) == Command("killall")
+    assert "quote the whole command" in ctx.warnings[0]
