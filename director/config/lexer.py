@@ -69,6 +69,7 @@ class Preprocessor:
         self._expanded = 0
         self._overflowed = False
         self.random = random.Random()
+        self._undefined: set[str] = set()
 
     # -- files -------------------------------------------------------------------------------
 
@@ -112,7 +113,10 @@ class Preprocessor:
         pending_name: str | None = None   # a $NAME=value definition continued with '\'
         pending_value: list[str] = []
         pending_location: Location | None = None
-        for number, raw in enumerate(text.split("\n"), 1):
+        physical = text.split("\n")
+        if physical and physical[-1] == "":
+            physical.pop()          # the newline that ends the last line starts no line
+        for number, raw in enumerate(physical, 1):
             if len(raw) > MAX_LINE_CHARS:
                 self.diagnostics.error(Location(path, number),
                                        f"line is {len(raw)} characters long; the limit is "
@@ -202,7 +206,11 @@ class Preprocessor:
                 name = match.group(1) or match.group(3)
                 value = self._lookup(name, match.group(2), location)
                 if value is None:
-                    return match.group(0)   # undefined: left as written, as keepalived does
+                    if match.group(1) and name not in self._undefined:
+                        self._undefined.add(name)
+                        self.diagnostics.warning(location, f"${{{name}}} is not defined: left "
+                                                           "as written, as keepalived does")
+                    return match.group(0)
                 changed = True
                 return value
 
@@ -401,7 +409,8 @@ def split_words(body: str, location: Location, diagnostics: Diagnostics) -> list
     if "{" in body or "}" in body:
         split: list[str] = []
         for word in words:
-            if isinstance(word, Quoted) or len(word) == 1 or ("{" not in word and "}" not in word):
+            if isinstance(word, Quoted) or len(word) == 1 or "${" in word \
+                    or ("{" not in word and "}" not in word):
                 split.append(word)
             else:
                 split.extend(_BRACE_PARTS.findall(word))

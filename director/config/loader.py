@@ -156,8 +156,8 @@ class Loader:
             return _INVALID
 
     def _item(self, parse_item, stmt: Stmt, where: str, misplaced=None) -> Any:
-        """One line of a list block. ``misplaced`` reports a line that is no item but a
-        keyword of another block (a '}' forgotten above it, most often)."""
+        """One line of a list block. ``misplaced`` reports a block keyword of another block
+        found among the items (a '}' forgotten above it, most often)."""
         if stmt.children is not None:
             if misplaced is not None and stmt.keyword in _HOMES:
                 misplaced()
@@ -167,10 +167,7 @@ class Loader:
         try:
             return parse_item(stmt.words, self.ctx)
         except Invalid as exc:
-            if misplaced is not None and stmt.keyword in _HOMES:
-                misplaced()
-            else:
-                self.ctx.error(f"{where}: {exc}")
+            self.ctx.error(f"{where}: {exc}")
             return None
 
     def _unknown(self, block: Block, stmt: Stmt) -> None:
@@ -181,7 +178,7 @@ class Loader:
             self.ctx.error(f"'{word}' does not belong in {block.name} (it goes in "
                            f"{' or '.join(homes)})")
             return
-        guess = _closest(word, known)
+        guess = _closest(word, block, opens_block=stmt.children is not None)
         if guess is None:
             self.ctx.error(f"unknown keyword '{word}' in {block.name}")
             return
@@ -198,12 +195,23 @@ class Loader:
 _INVALID = object()
 
 
-def _closest(word: str, known: list[str]) -> str | None:
+def _closest(word: str, block: Block, opens_block: bool) -> str | None:
+    """The keyword most likely meant: same spelling but for case, else one of the same shape
+    (a block for a block, a value for a value) that the typo starts or resembles."""
+    known = block.known_words()
     lowered = {k.lower(): k for k in known}
     if word.lower() in lowered:
         return lowered[word.lower()]
-    matches = difflib.get_close_matches(word, known, n=1, cutoff=0.75)
-    return matches[0] if matches else None
+    same_shape = [k for k in known
+                  if isinstance(block.lookup(k).value, (Block, Lines, Opaque)) == opens_block]
+    prefixed = [k for k in same_shape if k.startswith(word) and len(word) >= 4]
+    if prefixed:
+        return min(prefixed, key=len)
+    for candidates in (same_shape, known):
+        matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.75)
+        if matches:
+            return matches[0]
+    return None
 
 
 def _opaque(children: list[Stmt]) -> tuple:

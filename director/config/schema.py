@@ -16,6 +16,9 @@ from typing import Any, Callable, Protocol
 from .diagnostics import Location
 
 
+UINT_MAX = 4294967295     # keepalived reads counts into C unsigned ints
+
+
 class Invalid(Exception):
     """A value that does not parse: the message says what was expected and what was found."""
 
@@ -84,6 +87,7 @@ class Block:
     finish: Callable[[dict, Context], None] | None = None   # cross-keyword checks in one block
     doc: str = ""
     _index: dict = field(default_factory=dict, compare=False, repr=False)
+    _index_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for kw in self.keywords:
@@ -99,20 +103,24 @@ class Block:
         return list(self._index)
 
     def defaults(self) -> dict[str, Any]:
-        values = dict(self.header_fields)
-        for kw in self.keywords:
-            if kw.ignored:
-                continue
-            name = kw.field_name
-            if kw.repeat == "append" or (isinstance(kw.value, Lines) and kw.default is None):
-                values.setdefault(name, ())
-            elif isinstance(kw.value, Flag) and kw.default is None:
-                values.setdefault(name, False)
-            else:
-                values.setdefault(name, kw.default)
-        if self.items:
-            values.setdefault(self.items[0], ())
-        return values
+        """Field -> default value, a fresh dict each call (computed once: it is asked for
+        every block of the file)."""
+        if "defaults" not in self._index_cache:
+            values = dict(self.header_fields)
+            for kw in self.keywords:
+                if kw.ignored:
+                    continue
+                name = kw.field_name
+                if kw.repeat == "append" or (isinstance(kw.value, Lines) and kw.default is None):
+                    values.setdefault(name, ())
+                elif isinstance(kw.value, Flag) and kw.default is None:
+                    values.setdefault(name, False)
+                else:
+                    values.setdefault(name, kw.default)
+            if self.items:
+                values.setdefault(self.items[0], ())
+            self._index_cache["defaults"] = values
+        return dict(self._index_cache["defaults"])
 
     def describe(self) -> str:
         return f"block {self.name}"

@@ -48,6 +48,10 @@ def build_tree(lines: list[SourceLine], diagnostics: Diagnostics) -> list[Stmt] 
     for line in lines:
         words = line.words
         current = stack[-1].children if stack else root
+        if "{" not in words and "}" not in words:   # most lines: one statement, no brace
+            previous = Stmt(words[0], words[1:], line.location, None, line.indent)
+            current.append(previous)
+            continue
         start = 0
         last_in_line: Stmt | None = None
         for index in range(len(words) + 1):
@@ -95,13 +99,13 @@ def build_tree(lines: list[SourceLine], diagnostics: Diagnostics) -> list[Stmt] 
     for unclosed in reversed(stack):
         owner = unclosed.owner
         name = " ".join([owner.keyword, *owner.args])
-        diagnostics.error(owner.location, f"unbalanced '{{': block '{name}' opened here is never "
-                                          "closed")
-        if unclosed.mismatched_close is not None:
+        if unclosed.mismatched_close is not None:   # the likely culprit first
             close, inner = unclosed.mismatched_close
             diagnostics.error(inner.location,
                               f"block '{' '.join(inner.words)}' opened here is probably missing "
                               f"its '}}': the '}}' at line {close.line} is indented like "
                               f"'{name}' (line {owner.location.line})")
+        diagnostics.error(owner.location, f"unbalanced '{{': block '{name}' opened here is never "
+                                          "closed")
         balanced = False
     return root if balanced else None

@@ -11,6 +11,11 @@ from .blocks.virtual_server import virtual_server_name
 from .diagnostics import Diagnostics
 
 
+def _at(item: Any, fallback):
+    """The line of a list item (a VIP, a tracked script, a member name) when it knows it."""
+    return getattr(item, "location", None) or fallback
+
+
 def instance_family(instance: Any) -> int:
     """4 or 6: the family of an instance's adverts, that of its first virtual address
     (keepalived's rule), else of its unicast source."""
@@ -50,12 +55,12 @@ def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
             diagnostics.error(where, f"vrrp_instance {instance.name} is defined twice (first at "
                                      f"line {names[instance.name].location.line})")
         names.setdefault(instance.name, instance)
-        families = {vip.family for vip in instance.virtual_ipaddress}
-        if len(families) > 1:
-            diagnostics.error(where, f"vrrp_instance {instance.name} mixes IPv4 and IPv6 in "
-                                     "virtual_ipaddress: put the other family in "
-                                     "virtual_ipaddress_excluded")
         family = instance_family(instance)
+        odd = [vip for vip in instance.virtual_ipaddress if vip.family != family]
+        if odd:
+            diagnostics.error(_at(odd[0], where), f"vrrp_instance {instance.name} mixes IPv4 and "
+                                                  "IPv6 in virtual_ipaddress: put the other "
+                                                  "family in virtual_ipaddress_excluded")
         version = effective_version(instance, config.global_defs)
         if family == 6 and version == 2:
             diagnostics.error(where, f"vrrp_instance {instance.name}: VRRP version 2 has no "
@@ -78,12 +83,12 @@ def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
             routers.setdefault(key, instance)
         for vip in instance.virtual_ipaddress:
             if vip.address in vips and vips[vip.address] is not instance:
-                diagnostics.warning(where, f"{vip.address} is a virtual address of both "
+                diagnostics.warning(_at(vip, where), f"{vip.address} is a virtual address of both "
                                            f"{vips[vip.address].name} and {instance.name}")
             vips.setdefault(vip.address, instance)
         for peer in instance.unicast_peer:
             if (6 if ":" in peer.address else 4) != family:
-                diagnostics.error(where, f"vrrp_instance {instance.name}: unicast_peer "
+                diagnostics.error(_at(peer, where), f"vrrp_instance {instance.name}: unicast_peer "
                                          f"{peer.address} is not IPv{family} like the instance")
 
 
@@ -93,11 +98,11 @@ def _sync_groups(config, diagnostics: Diagnostics) -> None:
     for group in config.vrrp_sync_groups:
         for name in group.group:
             if name not in instances:
-                diagnostics.error(group.location, f"vrrp_sync_group {group.name} names "
-                                                  f"vrrp_instance {name}, which is not defined")
+                diagnostics.error(_at(name, group.location), f"vrrp_sync_group {group.name} names"
+                                  f" vrrp_instance {name}, which is not defined")
             elif name in member_of:
-                diagnostics.error(group.location, f"vrrp_instance {name} is in two sync groups: "
-                                                  f"{member_of[name]} and {group.name}")
+                diagnostics.error(_at(name, group.location), f"vrrp_instance {name} is in two "
+                                  f"sync groups: {member_of[name]} and {group.name}")
             else:
                 member_of[name] = group.name
         if len(group.group) == 1:
@@ -113,12 +118,12 @@ def _tracking(config, diagnostics: Diagnostics) -> None:
     for kind, owner in owners:
         for tracked in owner.track_script:
             if tracked.name not in scripts:
-                diagnostics.error(owner.location, f"{kind} {owner.name} tracks vrrp_script "
-                                                  f"{tracked.name}, which is not defined")
+                diagnostics.error(_at(tracked, owner.location), f"{kind} {owner.name} tracks "
+                                  f"vrrp_script {tracked.name}, which is not defined")
         for tracked in owner.track_file:
             if tracked.name not in files:
-                diagnostics.error(owner.location, f"{kind} {owner.name} tracks track_file "
-                                                  f"{tracked.name}, which is not defined")
+                diagnostics.error(_at(tracked, owner.location), f"{kind} {owner.name} tracks "
+                                  f"track_file {tracked.name}, which is not defined")
 
 
 def _virtual_servers(config, diagnostics: Diagnostics) -> None:
@@ -137,9 +142,9 @@ def _virtual_servers(config, diagnostics: Diagnostics) -> None:
         for real in server.real_servers:
             key = (real.address, real.port)
             if key in reals:
-                diagnostics.error(real.location, f"real_server {real.address} "
-                                                 f"{real.port or ''} is listed twice in "
-                                                 f"virtual_server {name}".replace("  ", " "))
+                diagnostics.error(real.location, f"real_server {real.address} {real.port} is "
+                                                 f"listed twice in virtual_server {name} (first "
+                                                 f"at line {reals[key].location.line})")
             reals.setdefault(key, real)
         if server.quorum > 1 and server.hysteresis >= server.quorum:
             diagnostics.warning(server.location, f"virtual_server {name}: hysteresis "
@@ -162,15 +167,15 @@ def _interfaces(config, diagnostics: Diagnostics, exists: Callable[[str], bool])
     """A missing interface is a warning: the file may be meant for another host."""
     reported: set[str] = set()
 
-    def check(name: str | None, instance, role: str) -> None:
+    def check(name: str | None, instance, role: str, item=None) -> None:
         if name and name not in reported and not exists(name):
             reported.add(name)
-            diagnostics.warning(instance.location, f"interface {name} ({role} of vrrp_instance "
-                                                   f"{instance.name}) does not exist on this host")
+            diagnostics.warning(_at(item, instance.location), f"interface {name} ({role} of "
+                                f"vrrp_instance {instance.name}) does not exist on this host")
 
     for instance in config.vrrp_instances:
         check(instance.interface, instance, "interface")
         for tracked in instance.track_interface:
-            check(tracked.name, instance, "track_interface")
+            check(tracked.name, instance, "track_interface", tracked)
         for vip in instance.virtual_ipaddress + instance.virtual_ipaddress_excluded:
-            check(vip.dev, instance, "dev")
+            check(vip.dev, instance, "dev", vip)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .diagnostics import Location
 from .schema import Context, Invalid
 
 # -- addresses -----------------------------------------------------------------------------
@@ -28,7 +29,13 @@ def parse_prefix(word: str, what: str = "an address[/prefix]") -> ipaddress.IPv4
     try:
         return ipaddress.ip_interface(word)
     except ValueError:
-        raise Invalid(f"expects {what}, got '{word}'")
+        address, _, prefix = word.partition("/")
+        try:
+            family = ipaddress.ip_address(address).version
+        except ValueError:
+            raise Invalid(f"expects {what}, got '{word}'")
+        limit = 32 if family == 4 else 128
+        raise Invalid(f"prefix '/{prefix}' of '{word}' must be a number from 0 to {limit}")
 
 
 def parse_network(word: str) -> str:
@@ -78,6 +85,7 @@ class VirtualAddress:
     preferred_lft: str | None = None
     track_group: str | None = None
     flags: tuple[str, ...] = ()     # home, -nodad, noprefixroute, autojoin, no_track
+    location: Location | None = field(default=None, compare=False, repr=False)
 
     @property
     def family(self) -> int:
@@ -118,7 +126,8 @@ def virtual_address(words: list[str], ctx: Context) -> VirtualAddress:
             raise Invalid(f"label '{value}' is longer than the kernel's 15 characters")
         options[word] = value
         index += 2
-    return VirtualAddress(address=str(address), flags=tuple(flags), **options)
+    return VirtualAddress(address=str(address), flags=tuple(flags), location=ctx.location,
+                          **options)
 
 
 # -- virtual_routes / static_routes ----------------------------------------------------------
@@ -235,6 +244,7 @@ class Tracked:
     name: str
     weight: int | None = None
     reverse: bool = False
+    location: Location | None = field(default=None, compare=False, repr=False)
 
 
 def tracked(words: list[str], ctx: Context) -> Tracked:
@@ -262,13 +272,21 @@ def tracked(words: list[str], ctx: Context) -> Tracked:
             rest = rest[1:]
     if rest:
         raise Invalid(f"expects NAME [weight N [reverse]], got '{' '.join(words)}'")
-    return Tracked(name, weight, reverse)
+    return Tracked(name, weight, reverse, ctx.location)
 
 
-def single_name(words: list[str], ctx: Context) -> str:
+class Name(str):
+    """A name from a list block (a sync group's member) that knows its line."""
+
+    location: Location | None = None
+
+
+def single_name(words: list[str], ctx: Context) -> Name:
     if len(words) != 1:
         raise Invalid(f"expects one name per line, got '{' '.join(words)}'")
-    return str(words[0])
+    name = Name(words[0])
+    name.location = ctx.location
+    return name
 
 
 def email(words: list[str], ctx: Context) -> str:
@@ -282,6 +300,7 @@ class UnicastPeer:
     address: str
     min_ttl: int | None = None
     max_ttl: int | None = None
+    location: Location | None = field(default=None, compare=False, repr=False)
 
 
 def unicast_peer(words: list[str], ctx: Context) -> UnicastPeer:
@@ -295,7 +314,7 @@ def unicast_peer(words: list[str], ctx: Context) -> UnicastPeer:
                           f"'{' '.join(words)}'")
         options[rest[0]] = int(rest[1])
         rest = rest[2:]
-    return UnicastPeer(address, **options)
+    return UnicastPeer(address, **options, location=ctx.location)
 
 
 # -- virtual_server_group entries ---------------------------------------------------------
@@ -370,8 +389,10 @@ def status_codes(args: list[str], ctx: Context) -> tuple[tuple[int, int], ...]:
             high = int(high_text) if dash else low
         except ValueError:
             raise Invalid(f"expects an HTTP status code or a range such as 200-299, got '{word}'")
-        if not (100 <= low <= 599 and 100 <= high <= 599 and low <= high):
-            raise Invalid(f"status code range '{word}' must lie within 100-599, low to high")
+        if not (100 <= low <= 599 and 100 <= high <= 599):
+            raise Invalid(f"status code '{word}' must lie within 100-599")
+        if low > high:
+            raise Invalid(f"status code range '{word}' is reversed: write {high}-{low}")
         ranges.append((low, high))
     return tuple(ranges)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds, SecretText, Text,
+from ..schema import (UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds, SecretText, Text,
                       Word, _one)
 from ..values import Script, digest, parse_port, status_codes
 from .common import IP_ADDRESS, constant_header, no_header, required
@@ -27,9 +27,9 @@ COMMON = (
     Kw("bind_port", PORT),
     Kw("bind_if", Word("an interface")),
     Kw("connect_timeout", Seconds(0.000001, 4294.967295), doc="Default: 5 s."),
-    Kw("retry", Int(0, 1 << 32),
+    Kw("retry", Int(0, UINT_MAX),
        doc="Failed attempts in a row before the server is marked down."),
-    Kw("nb_get_retry", Int(0, 1 << 32), field="retry",
+    Kw("nb_get_retry", Int(0, UINT_MAX), field="retry",
        deprecated="nb_get_retry is deprecated: use 'retry'"),
     Kw("delay_before_retry", Seconds(0, 86400), doc="Pause between the attempts of one check."),
     Kw("delay_loop", Seconds(0.001, 86400), doc="Overrides the virtual server's delay_loop."),

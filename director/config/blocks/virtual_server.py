@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..schema import Block, Choice, Custom, Flag, Int, Invalid, Kw, Raw, Seconds, Word
+from ..schema import (UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Raw, Seconds,
+                      Word)
 from ..values import Script, group_entry, ip_port, parse_ip, parse_port
 from .checkers import checker_keywords
 from .common import name_header, unsupported
@@ -51,7 +52,7 @@ REAL_SERVER = Block(
            doc="Forwarding method for this server only."),
         Kw("delay_loop", Seconds(0.001, 86400)),
         Kw("alpha", Flag()),
-        Kw("retry", Int(1, 1 << 32)),
+        Kw("retry", Int(1, UINT_MAX)),
         Kw("delay_before_retry", Seconds(0, 86400)),
         Kw("warmup", Seconds(0, 86400)),
         Kw("connect_timeout", Seconds(0.001, 3600)),
@@ -93,10 +94,11 @@ def _virtual_server_finish(values, ctx):
     name = virtual_server_name(values)
     if values["protocol"] is None:
         values["protocol"] = "TCP"
-        if values["fwmark"] is None:
+        if values["fwmark"] is None and "protocol" not in ctx.invalid:
             ctx.warn(f"virtual_server {name} has no 'protocol': director uses TCP, keepalived "
                      "uses UDP (and says so as an error); write it out")
-    if not values["real_servers"] and values.get("sorry_server") is None:
+    if not values["real_servers"] and values.get("sorry_server") is None \
+            and "real_servers" not in ctx.invalid:
         ctx.warn(f"virtual_server {name} has no real_server")
     if values["port"] is None and values["fwmark"] is None and values["group"] is None:
         ctx.error(f"virtual_server {name} needs a port")
@@ -156,8 +158,8 @@ VIRTUAL_SERVER = Block(
         Kw("virtualhost", Word("a host name"), doc="Default Host header of HTTP checks."),
         Kw("alpha", Flag()),
         Kw("omega", Flag()),
-        Kw("quorum", Int(1, 1 << 32), default=1, doc="Sum of live weights needed."),
-        Kw("hysteresis", Int(0, 1 << 32), default=0),
+        Kw("quorum", Int(1, UINT_MAX), default=1, doc="Sum of live weights needed."),
+        Kw("hysteresis", Int(0, UINT_MAX), default=0),
         Kw("weight", Int(1, 2147483647), default=1, doc="Default weight of the real servers."),
         Kw("quorum_up", Script()),
         Kw("quorum_down", Script()),
@@ -166,7 +168,7 @@ VIRTUAL_SERVER = Block(
         Kw("sorry_server_lvs_method", Custom(_method, "NAT|DR|TUN")),
         Kw("inhibit_on_failure", Flag()),
         Kw("smtp_alert", Flag()),
-        Kw("retry", Int(1, 1 << 32)),
+        Kw("retry", Int(1, UINT_MAX)),
         Kw("delay_before_retry", Seconds(0, 86400)),
         Kw("warmup", Seconds(0, 86400)),
         Kw("connect_timeout", Seconds(0.001, 4294.967295)),

@@ -108,6 +108,8 @@ VRRP_SYNC_GROUP = Block(
 
 
 def _auth_finish(values, ctx):
+    if ctx.invalid:
+        return
     if values.get("auth_type") is None:
         ctx.error("authentication needs 'auth_type' (PASS or AH)")
     elif values.get("auth_pass") is None:
