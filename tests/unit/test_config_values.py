@@ -11,6 +11,8 @@ from director.config.values import (Command, GroupEntry, Route, Tracked, Virtual
 
 
 class Ctx:
+    location = None
+
     def __init__(self):
         self.warnings = []
 
@@ -32,7 +34,7 @@ def test_virtual_address_with_every_option():
 
 @pytest.mark.parametrize("words, message", [
     ("10.0.0.300", "expects an address[/prefix], got '10.0.0.300'"),
-    ("10.0.0.1/33", "expects an address[/prefix], got '10.0.0.1/33'"),
+    ("10.0.0.1/33", "prefix '/33' of '10.0.0.1/33' must be a number from 0 to 32"),
     ("10.0.0.1 colour blue", "unknown address option 'colour'"),
     ("10.0.0.1 dev", "'dev' needs a value"),
     ("10.0.0.1 scope galaxy", "scope must be"),
@@ -71,8 +73,10 @@ def test_group_entries_and_ranges():
 def test_status_codes_and_digest():
     assert status_codes("200-299 400-499 503".split(), Ctx()) == ((200, 299), (400, 499),
                                                                   (503, 503))
-    with pytest.raises(Invalid, match="within 100-599"):
+    with pytest.raises(Invalid, match="is reversed: write 200-299"):
         status_codes(["299-200"], Ctx())
+    with pytest.raises(Invalid, match="within 100-599"):
+        status_codes(["600-700"], Ctx())
     assert digest(["422834D1D2B972EEE9E5B875E4BD8C33"], Ctx()) == \
         "422834d1d2b972eee9e5b875e4bd8c33"
     with pytest.raises(Invalid, match="32 hex digits"):
