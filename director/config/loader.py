@@ -135,10 +135,10 @@ class Loader:
             if isinstance(value_type, Block):
                 model = self.block(value_type, stmt)
                 return _INVALID if model is None else model
+            if isinstance(value_type, Opaque):     # kept whole, its name words included
+                return (tuple(stmt.args), _opaque(stmt.children))
             if stmt.args:
                 ctx.error(f"'{name}' takes nothing before '{{', got '{' '.join(stmt.args)}'")
-            if isinstance(value_type, Opaque):
-                return _opaque(stmt.children)
             items = []
             for line in stmt.children:
                 ctx.location = line.location

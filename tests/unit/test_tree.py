@@ -1,0 +1,87 @@
+"""Braces -> statement tree, and the hostile inputs the issue names: deep nesting, binary
+garbage, a megabyte line. None may raise; each gives its diagnostic."""
+
+from __future__ import annotations
+
+import os
+
+from director import cli
+from director.config import load_config
+from director.config.diagnostics import Diagnostics
+from director.config.lexer import Preprocessor
+from director.config.tree import MAX_DEPTH, build_tree
+
+
+def tree_of(text: str):
+    diagnostics = Diagnostics()
+    lines = Preprocessor(diagnostics, "x", lambda p: text.encode()).run("/m.conf")
+    return build_tree(lines, diagnostics), diagnostics
+
+
+def messages(diagnostics):
+    return [(d.location.line, d.severity, d.message) for d in diagnostics]
+
+
+def test_nested_blocks_and_arguments():
+    tree, diagnostics = tree_of("a 1 {\n  b 2 {\n    c 3\n  }\n  d\n}\ne 5\n")
+    assert not diagnostics.items
+    assert [(s.keyword, s.args) for s in tree] == [("a", ["1"]), ("e", ["5"])]
+    assert [s.words for s in tree[0].children] == [["b", "2"], ["d"]]
+    assert tree[0].children[0].children[0].location.line == 3
+
+
+def test_missing_close_names_the_opening_line():
+    tree, diagnostics = tree_of("global_defs {\n  router_id x\n")
+    assert tree is None
+    assert messages(diagnostics) == [
+        (1, "error", "unbalanced '{': block 'global_defs' opened here is never closed")]
+
+
+def test_extra_close_and_brace_without_keyword():
+    _, diagnostics = tree_of("a {\n}\n}\n")
+    assert messages(diagnostics) == [(3, "error", "unexpected '}': no block is open here")]
+    _, diagnostics = tree_of("a {\n}\n{\n}\n")
+    assert messages(diagnostics) == [(3, "error", "'{' with no keyword before it")]
+
+
+def test_deep_nesting_is_one_diagnostic_not_a_recursion_error():
+    depth = 100_000
+    text = "a {\n" * depth + "}\n" * depth
+    tree, diagnostics = tree_of(text)
+    assert tree is None
+    assert messages(diagnostics) == [(MAX_DEPTH + 1, "error",
+                                      f"blocks nested deeper than {MAX_DEPTH} levels")]
+
+
+def test_deep_but_legal_nesting_in_an_uninterpreted_block(tmp_path):
+    text = "bfd_instance b {\n" + "x {\n" * 60 + "}\n" * 60 + "}\n"
+    path = tmp_path / "deep.conf"
+    path.write_text(text)
+    result = load_config(str(path), config_id="x", interface_exists=None)
+    assert result.ok
+    assert [d.severity for d in result.diagnostics] == ["warning"]   # bfd is not acted on
+
+
+def test_binary_garbage_through_the_command_line(tmp_path, capsys):
+    path = tmp_path / "garbage.conf"
+    path.write_bytes(os.urandom(4096).replace(b"\0", b"") + b"\0")
+    assert cli.main(["-t", "-f", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "binary data (NUL byte): not a text configuration file" in err
+    assert "Traceback" not in err
+
+
+def test_random_bytes_without_nul_give_diagnostics(tmp_path, capsys):
+    path = tmp_path / "noise.conf"
+    path.write_bytes(bytes(range(1, 256)) * 40)
+    assert cli.main(["-t", "-f", str(path)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_megabyte_line_through_the_command_line(tmp_path, capsys):
+    path = tmp_path / "long.conf"
+    path.write_text("global_defs {\n router_id " + "x" * 1_048_576 + "\n}\n")
+    assert cli.main(["-t", "-f", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:2: error: line is 1048587 characters long; the limit is 65536: line " \
+           "ignored" in err
