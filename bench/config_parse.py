@@ -54,7 +54,8 @@ def generate(path: str, virtual_servers: int, per_server: int) -> int:
             lines += [f"    real_server 172.16.{v % 250}.{r + 1} 8080 {{", "        weight 1"]
             if r % 2:
                 lines += ["        HTTP_GET {", "            url {", "                path /health",
-                          "                digest 422834d1d2b972eee9e5b875e4bd8c33", "            }",
+                          "                digest 422834d1d2b972eee9e5b875e4bd8c33",
+                          "            }",
                           "            connect_timeout 3", "            retry 3",
                           "            delay_before_retry 3", "        }"]
             else:
@@ -98,8 +99,9 @@ def main() -> None:
     growth = max(r["rss_growth_mb"] for r in inner)
     print(f"parsed: {inner[0]['virtual_servers']} virtual servers, "
           f"{inner[0]['real_servers']} real servers")
-    print(f"director load_config(): median {parse:.3f} s (min {min(r['seconds'] for r in inner):.3f}"
-          f", max {max(r['seconds'] for r in inner):.3f}); peak RSS {peak:.0f} MB "
+    fastest, slowest = (f(r["seconds"] for r in inner) for f in (min, max))
+    print(f"director load_config(): median {parse:.3f} s (min {fastest:.3f}"
+          f", max {slowest:.3f}); peak RSS {peak:.0f} MB "
           f"(+{growth:.0f} MB for the parse)")
     print(f"director -t (whole process): median {statistics.median(cli):.3f} s")
     if anchor:

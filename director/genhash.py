@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-s", "--server", required=True, help="server IP address (IPv4 or IPv6)")
     p.add_argument("-p", "--port", required=True, help="server TCP port")
     p.add_argument("-u", "--url", required=True, help="path to GET, e.g. /index.html")
-    p.add_argument("-S", "--use-ssl", action="store_true", help="use TLS (certificate not verified)")
+    p.add_argument("-S", "--use-ssl", action="store_true",
+                   help="use TLS (certificate not verified)")
     p.add_argument("-I", "--use-sni", action="store_true",
                    help="accepted for keepalived compatibility; SNI is always sent with -V")
     p.add_argument("-V", "--use-virtualhost", metavar="NAME", help="Host header and TLS SNI")

@@ -28,7 +28,8 @@ MAX_SUBSTITUTION_ROUNDS = 16    # $A=$B, $B=$A must end
 _DEFINITION = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
 # ${NAME} anywhere; $NAME only before white space, ',', ')' or the end (keepalived's rule, so
 # "$1" or "$HOME/x" in a script line stay as written).
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?: ([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=[ \t,)]|\Z)")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?: ([^}]*))?\}"
+                       r"|\$([A-Za-z_][A-Za-z0-9_]*)(?=[ \t,)]|\Z)")
 _REPEAT = re.compile(r"~(SEQx?|LST)\(([^)]*)\)\s*(.*)\Z", re.S)
 _QUOTED_OR_WORD = re.compile(r'"((?:[^"\\]|\\.)*)("?)|([^\s"]+)')
 _BRACE_PARTS = re.compile(r"[{}]|[^{}]+")
@@ -248,8 +249,9 @@ class Preprocessor:
         ``~LST({v,w},{1,2},{3,4})``): the line once per value, with $var set."""
         match = _REPEAT.match(body)
         if not match:
-            self.diagnostics.error(location, "malformed ~SEQ/~LST: expected ~SEQ(var,start,step,end)"
-                                             " or ~LST(var,value,...) followed by a line")
+            self.diagnostics.error(location, "malformed ~SEQ/~LST: expected "
+                                             "~SEQ(var,start,step,end) or ~LST(var,value,...) "
+                                             "followed by a line")
             return
         kind, inside, rest = match.groups()
         if kind == "LST":
@@ -266,7 +268,7 @@ class Preprocessor:
             for row in rows:
                 if self._overflowed:
                     return
-                self.variables.update(zip(names, row))
+                self.variables.update(zip(names, row, strict=True))
                 self._expand(rest.strip(), location, indent)
         finally:
             for name, value in saved.items():

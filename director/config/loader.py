@@ -8,6 +8,7 @@ block to another lives in the tables, not here.
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any
 
 from .blocks import ROOT
@@ -90,7 +91,7 @@ class Loader:
                     continue
                 field, parse_item, warning = block.items
                 item = self._item(parse_item, child, block.name,
-                                  misplaced=lambda: self._unknown(block, child))
+                                  misplaced=functools.partial(self._unknown, block, child))
                 if item is not None:
                     values[field] = values[field] + (item,)
                     if warning and not warned_items:
@@ -172,7 +173,6 @@ class Loader:
 
     def _unknown(self, block: Block, stmt: Stmt) -> None:
         word = stmt.keyword
-        known = block.known_words()
         homes = [home for home in _HOMES.get(word, ()) if home != block.name]
         if homes:
             self.ctx.error(f"'{word}' does not belong in {block.name} (it goes in "

@@ -146,7 +146,7 @@ def model_for(block: Block) -> type:
 
 # -- scalar value types --------------------------------------------------------------------
 
-def _one(args: list[str], what: str) -> str:
+def one_value(args: list[str], what: str) -> str:
     if len(args) != 1:
         if not args:
             raise Invalid(f"expects {what}, got nothing")
@@ -165,7 +165,7 @@ class Flag:
     def parse(self, args, ctx):
         if not args:
             return self.sets
-        word = _one(args, "nothing, or true/false").lower()
+        word = one_value(args, "nothing, or true/false").lower()
         if word in ("true", "on", "yes", "1"):
             return self.sets
         if word in ("false", "off", "no", "0"):
@@ -182,11 +182,12 @@ class Int:
     high: int
 
     def parse(self, args, ctx):
-        word = _one(args, f"an integer from {self.low} to {self.high}")
+        word = one_value(args, f"an integer from {self.low} to {self.high}")
         try:
             number = int(word, 10)
         except ValueError:
-            raise Invalid(f"must be an integer from {self.low} to {self.high}, got '{word}'")
+            raise Invalid(f"must be an integer from {self.low} to {self.high}, "
+                          f"got '{word}'") from None
         if not self.low <= number <= self.high:
             raise Invalid(f"must be an integer from {self.low} to {self.high}, got {number}")
         return number
@@ -203,12 +204,12 @@ class Seconds:
     high: float
 
     def parse(self, args, ctx):
-        word = _one(args, "a number of seconds")
+        word = one_value(args, "a number of seconds")
         try:
             number = float(word)
         except ValueError:
             raise Invalid(f"must be a number of seconds from {self.low:g} to {self.high:g}, "
-                          f"got '{word}'")
+                          f"got '{word}'") from None
         if number != number or not self.low <= number <= self.high:   # NaN fails too
             raise Invalid(f"must be a number of seconds from {self.low:g} to {self.high:g}, "
                           f"got {word}")
@@ -225,7 +226,7 @@ class Word:
     what: str = "a name"
 
     def parse(self, args, ctx):
-        return str(_one(args, self.what))
+        return str(one_value(args, self.what))
 
     def describe(self):
         return self.what
@@ -253,7 +254,7 @@ class Choice:
     case: str = "upper"      # how the value is stored: "upper", "lower" or "keep"
 
     def parse(self, args, ctx):
-        word = _one(args, "one of " + ", ".join(self.options))
+        word = one_value(args, "one of " + ", ".join(self.options))
         for option in self.options:
             if option.lower() == word.lower():
                 return option if self.case == "keep" else (
@@ -285,7 +286,7 @@ class SecretText:
     max_chars: int = 0      # keepalived only uses the first 8 characters of a PASS password
 
     def parse(self, args, ctx):
-        word = _one(args, "a password")
+        word = one_value(args, "a password")
         if self.max_chars and len(word) > self.max_chars:
             ctx.warn(f"only the first {self.max_chars} characters of the password are used "
                      f"(it has {len(word)})")

@@ -17,14 +17,18 @@ from .schema import Context, Invalid
 # -- addresses -----------------------------------------------------------------------------
 
 
-def parse_ip(word: str, what: str = "an IP address") -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def parse_ip(word: str, what: str = "an IP address") -> IPAddress:
     try:
         return ipaddress.ip_address(word)
     except ValueError:
-        raise Invalid(f"expects {what}, got '{word}'")
+        raise Invalid(f"expects {what}, got '{word}'") from None
 
 
-def parse_prefix(word: str, what: str = "an address[/prefix]") -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+def parse_prefix(word: str, what: str = "an address[/prefix]") -> IPInterface:
     """``10.0.0.1``, ``10.0.0.1/24`` or ``ae00::1/64``; a bare address gets a host prefix."""
     try:
         return ipaddress.ip_interface(word)
@@ -33,9 +37,10 @@ def parse_prefix(word: str, what: str = "an address[/prefix]") -> ipaddress.IPv4
         try:
             family = ipaddress.ip_address(address).version
         except ValueError:
-            raise Invalid(f"expects {what}, got '{word}'")
+            raise Invalid(f"expects {what}, got '{word}'") from None
         limit = 32 if family == 4 else 128
-        raise Invalid(f"prefix '/{prefix}' of '{word}' must be a number from 0 to {limit}")
+        raise Invalid(f"prefix '/{prefix}' of '{word}' must be a number from 0 to "
+                      f"{limit}") from None
 
 
 def parse_network(word: str) -> str:
@@ -45,14 +50,14 @@ def parse_network(word: str) -> str:
     try:
         return str(ipaddress.ip_network(word, strict=False))
     except ValueError:
-        raise Invalid(f"expects a destination prefix, got '{word}'")
+        raise Invalid(f"expects a destination prefix, got '{word}'") from None
 
 
 def parse_port(word: str, low: int = 0) -> int:
     try:
         port = int(word, 10)
     except ValueError:
-        raise Invalid(f"expects a port number from {low} to 65535, got '{word}'")
+        raise Invalid(f"expects a port number from {low} to 65535, got '{word}'") from None
     if not low <= port <= 65535:
         raise Invalid(f"expects a port number from {low} to 65535, got {port}")
     return port
@@ -216,7 +221,7 @@ def route(words: list[str], ctx: Context) -> Route:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    words: tuple[str, ...]          # as written; director does not program rules (a warning says so)
+    words: tuple[str, ...]     # as written; director does not program rules (-t warns)
 
 
 def rule(words: list[str], ctx: Context) -> Rule | None:
@@ -260,7 +265,7 @@ def tracked(words: list[str], ctx: Context) -> Tracked:
         try:
             weight = int(rest[1])
         except ValueError:
-            raise Invalid(f"weight must be a number from -254 to 254, got '{rest[1]}'")
+            raise Invalid(f"weight must be a number from -254 to 254, got '{rest[1]}'") from None
         if not -254 <= weight <= 254:
             raise Invalid(f"weight must be a number from -254 to 254, got {weight}")
         if abs(weight) == 254:
@@ -356,7 +361,7 @@ def _range_end(start, last: str, written: str) -> str:
             value = int(last, 16)
             limit, shift = 0xFFFF, 16
     except ValueError:
-        raise Invalid(f"range '{written}': '{last}' is not a number")
+        raise Invalid(f"range '{written}': '{last}' is not a number") from None
     base = int(start) & ~((1 << shift) - 1)
     low = int(start) - base
     if not low <= value <= limit:
@@ -388,7 +393,8 @@ def status_codes(args: list[str], ctx: Context) -> tuple[tuple[int, int], ...]:
             low = int(low_text)
             high = int(high_text) if dash else low
         except ValueError:
-            raise Invalid(f"expects an HTTP status code or a range such as 200-299, got '{word}'")
+            raise Invalid(f"expects an HTTP status code or a range such as 200-299, got "
+                          f"'{word}'") from None
         if not (100 <= low <= 599 and 100 <= high <= 599):
             raise Invalid(f"status code '{word}' must lie within 100-599")
         if low > high:

@@ -356,7 +356,8 @@ def test_lf_only_reply_is_rejected(capsys):
     (["-s", "127.0.0.1", "-p", "0", "-u", "/"], "invalid port number '0'"),
     (["-s", "127.0.0.1", "-p", "80", "-u", "/", "-P", "2"], "invalid HTTP protocol version '2'"),
     (["-s", "127.0.0.1", "-p", "80", "-u", "/", "-t", "x"], "invalid timeout 'x'"),
-    (["-s", "127.0.0.1", "-p", "80", "-u", "/", "-H", "crc"], "unknown hash algorithm: crc (use md5 or sha1)"),
+    (["-s", "127.0.0.1", "-p", "80", "-u", "/", "-H", "crc"],
+     "unknown hash algorithm: crc (use md5 or sha1)"),
 ])
 def test_invalid_arguments(capsys, argv, message):
     rc, out, err = run(argv, capsys)

@@ -83,7 +83,8 @@ def test_definitions_and_substitution():
 
 
 def test_multi_line_definition_expands_into_lines():
-    text = "$VIPS=10.0.0.1 \\\n   10.0.0.2 dev eth0 \\\n   10.0.0.3\nvirtual_ipaddress {\n$VIPS\n}\n"
+    text = ("$VIPS=10.0.0.1 \\\n   10.0.0.2 dev eth0 \\\n   10.0.0.3\n"
+            "virtual_ipaddress {\n$VIPS\n}\n")
     assert words_of(text) == [["virtual_ipaddress", "{"], ["10.0.0.1"],
                               ["10.0.0.2", "dev", "eth0"], ["10.0.0.3"], ["}"]]
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 
-from ..schema import (UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds, SecretText, Text,
-                      Word, _one)
+from ..schema import (UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds,
+                      SecretText, Text, Word, one_value)
 from ..values import Script, digest, parse_port, status_codes
 from .common import IP_ADDRESS, constant_header, no_header, required
 
 
 def _port(args, ctx):
-    return parse_port(_one(args, "a port number"), 1)
+    return parse_port(one_value(args, "a port number"), 1)
 
 
 PORT = Custom(_port, "port 1-65535")
@@ -49,7 +49,7 @@ def _regex(args, ctx):
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise Invalid(f"'{pattern}' is not a valid regular expression: {exc}")
+        raise Invalid(f"'{pattern}' is not a valid regular expression: {exc}") from None
     return pattern
 
 
@@ -139,7 +139,7 @@ SMTP_CHECK = Block(
 )
 
 def _domain(args, ctx):
-    name = _one(args, "a domain name")
+    name = one_value(args, "a domain name")
     if ".." in name or len(name) > 253:
         raise Invalid(f"'{name}' is not a domain name (empty label or too long)")
     return name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..schema import Block, Context, Custom, Invalid, Kw, Raw, _one
+from ..schema import Block, Context, Custom, Flag, Int, Invalid, Kw, Raw, Seconds, one_value
 from ..values import parse_ip, parse_port
 
 
@@ -65,7 +65,31 @@ def lookup_block(block: Block, name: str) -> Block:
 
 
 def _ip(args: list[str], ctx: Context) -> str:
-    return str(parse_ip(_one(args, "an IP address")))
+    return str(parse_ip(one_value(args, "an IP address")))
 
 
 IP_ADDRESS = Custom(_ip, "IP address")
+
+
+# Gratuitous ARP / NA and advert-suppression settings: (name, value type, keepalived's
+# default). global_defs has each as "vrrp_<name>" with that default; a vrrp_instance has it
+# bare, unset meaning "the global value".
+VRRP_INSTANCE_DEFAULTS = (
+    ("garp_master_delay", Int(0, 86400), 5),
+    ("garp_master_repeat", Int(1, 1000), 5),
+    ("garp_master_refresh", Int(0, 86400), 0),
+    ("garp_master_refresh_repeat", Int(1, 1000), 1),
+    ("garp_lower_prio_delay", Int(0, 86400), None),
+    ("garp_lower_prio_repeat", Int(0, 1000), None),
+    ("garp_interval", Seconds(0, 1), None),
+    ("gna_interval", Seconds(0, 1), None),
+    ("lower_prio_no_advert", Flag(), None),
+    ("higher_prio_send_advert", Flag(), None),
+)
+
+
+def instance_default_keywords(global_level: bool) -> tuple[Kw, ...]:
+    if global_level:
+        return tuple(Kw(f"vrrp_{name}", value, default=default)
+                     for name, value, default in VRRP_INSTANCE_DEFAULTS)
+    return tuple(Kw(name, value) for name, value, _ in VRRP_INSTANCE_DEFAULTS)

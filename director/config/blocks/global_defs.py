@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..schema import Block, Custom, Flag, Int, Kw, Lines, Seconds, Text, Word
 from ..values import email
-from .common import IP_ADDRESS, no_header, server_address, unsupported
+from .common import (IP_ADDRESS, instance_default_keywords, no_header, server_address,
+                     unsupported)
 
 NOT_PLANNED = "director does not act on this keyword"
 
@@ -37,17 +38,8 @@ GLOBAL_DEFS = Block(
                                       "unless owner."),
         Kw("vrrp_check_unicast_src", Flag()),
         Kw("vrrp_skip_check_adv_addr", Flag()),
-        Kw("vrrp_garp_master_delay", Int(0, 86400), default=5),
-        Kw("vrrp_garp_master_repeat", Int(1, 1000), default=5),
-        Kw("vrrp_garp_master_refresh", Int(0, 86400), default=0),
-        Kw("vrrp_garp_master_refresh_repeat", Int(1, 1000), default=1),
-        Kw("vrrp_garp_lower_prio_delay", Int(0, 86400)),
-        Kw("vrrp_garp_lower_prio_repeat", Int(0, 1000)),
-        Kw("vrrp_garp_interval", Seconds(0, 1)),
-        Kw("vrrp_gna_interval", Seconds(0, 1)),
+        *instance_default_keywords(global_level=True),
         Kw("vrrp_min_garp", Flag()),
-        Kw("vrrp_lower_prio_no_advert", Flag()),
-        Kw("vrrp_higher_prio_send_advert", Flag()),
         Kw("vrrp_startup_delay", Seconds(0, 3600)),
         Kw("lvs_flush", Flag(), doc="Flush every IPVS entry at start-up."),
         Kw("lvs_flush_on_stop", Text("[VS]"), aliases=("lvs_flush_onstop",),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..schema import (UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Raw, Seconds,
-                      Word)
+from ..schema import UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds, Word
 from ..values import Script, group_entry, ip_port, parse_ip, parse_port
 from .checkers import checker_keywords
 from .common import name_header, unsupported
@@ -86,7 +85,8 @@ def _persistence_granularity(args, ctx):
     try:
         parse_ip(word, "a netmask")
     except Invalid:
-        raise Invalid(f"expects a netmask (255.255.255.0) or a prefix length, got '{word}'")
+        raise Invalid(f"expects a netmask (255.255.255.0) or a prefix length, got "
+                      f"'{word}'") from None
     return word
 
 

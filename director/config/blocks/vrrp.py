@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
                       SecretText, Text, Word)
 from ..values import Script, route, rule, single_name, tracked, unicast_peer, virtual_address
-from .common import IP_ADDRESS, name_header, no_header, required, unsupported
+from .common import (IP_ADDRESS, instance_default_keywords, name_header, no_header, required,
+                     unsupported)
 
 NOT_PLANNED = "director does not act on this keyword"
 
@@ -197,16 +198,7 @@ VRRP_INSTANCE = Block(
                                                   "(default 3, RFC)."),
         Kw("timer_expired_backup", Raw(), unsupported="not implemented by director"),
         Kw("skip_check_adv_addr", Flag()),
-        Kw("garp_master_delay", Int(0, 86400)),
-        Kw("garp_master_repeat", Int(1, 1000)),
-        Kw("garp_master_refresh", Int(0, 86400)),
-        Kw("garp_master_refresh_repeat", Int(1, 1000)),
-        Kw("garp_lower_prio_delay", Int(0, 86400)),
-        Kw("garp_lower_prio_repeat", Int(0, 1000)),
-        Kw("garp_interval", Seconds(0, 1)),
-        Kw("gna_interval", Seconds(0, 1)),
-        Kw("lower_prio_no_advert", Flag()),
-        Kw("higher_prio_send_advert", Flag()),
+        *instance_default_keywords(global_level=False),
         *_NOTIFY,
         Kw("notify_master_rx_lower_pri", Script()),
         Kw("notify_deleted", Script()),
