@@ -80,6 +80,7 @@ class Loader:
                 ctx.error(f"{block.name}: {exc}")
                 return None
         set_at: dict[str, Location] = {}
+        appended: dict[str, list] = {}      # repeated keywords and items, frozen at the end
         invalid: set[str] = set()
         warned_items = False
         for child in stmt.children or ():
@@ -93,7 +94,7 @@ class Loader:
                 item = self._item(parse_item, child, block.name,
                                   misplaced=functools.partial(self._unknown, block, child))
                 if item is not None:
-                    values[field] = values[field] + (item,)
+                    appended.setdefault(field, []).append(item)
                     if warning and not warned_items:
                         ctx.warn(warning)
                         warned_items = True
@@ -112,13 +113,15 @@ class Loader:
                 continue
             field = kw.field_name
             if kw.repeat == "append":
-                values[field] = values[field] + (value,)
+                appended.setdefault(field, []).append(value)
             else:
                 if field in set_at:
                     ctx.warn(f"'{child.keyword}' overrides the value set at line "
                              f"{set_at[field].line}")
                 set_at[field] = child.location
                 values[field] = value
+        for field, items in appended.items():
+            values[field] = values[field] + tuple(items)
         if block.finish is not None:
             ctx.location = stmt.location
             ctx.invalid = invalid
