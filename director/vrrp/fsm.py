@@ -1,0 +1,328 @@
+"""The VRRP state machine, pure: ``step(params, state, event, now) -> (state, actions)``.
+
+It never reads a clock, touches a socket or logs: timers are deadlines kept in the state,
+which the instance's greenlet sleeps until and then reports as a ``Timeout`` event. That is
+what makes a table-driven test of every RFC transition possible (tests/unit/test_vrrp_fsm.py).
+
+RFC 3768 / 5798 section 6.4, with keepalived's additions kept where its users rely on them:
+priority 0 on leaving MASTER (also into FAULT), a MASTER that hears a lower priority
+re-advertises at once (how a split brain heals in one advert), ``preempt_delay``, and the
+tracking faults that hold an instance in FAULT.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, replace
+
+INIT, BACKUP, MASTER, FAULT, STOP = "INIT", "BACKUP", "MASTER", "FAULT", "STOP"
+OWNER_PRIORITY = 255
+STOP_PRIORITY = 0
+
+
+@dataclass(frozen=True)
+class Params:
+    """What the configuration fixes for one instance."""
+
+    name: str
+    vrid: int
+    priority: int                   # configured; the state holds the effective one
+    advert_int: float
+    version: int = 2
+    preempt: bool = True
+    preempt_delay: float = 0.0
+    primary_ip: str = "0.0.0.0"     # our source address: breaks ties between equal priorities
+    down_timer_adverts: int = 3     # adverts missed before the master is declared down
+
+
+@dataclass(frozen=True)
+class State:
+    role: str = INIT
+    priority: int = 100                      # effective priority (tracking applied)
+    master_adver_interval: float = 1.0       # v3: learned from the master
+    master_down_at: float | None = None      # BACKUP: when the master is declared down
+    advert_at: float | None = None           # MASTER: when the next advert goes out
+    preempt_at: float | None = None          # BACKUP: when a lower master gets preempted
+    master_ip: str | None = None
+    master_priority: int | None = None
+    since: float = 0.0                       # when the role last changed
+    reason: str = "startup"                  # why it changed
+    faults: frozenset[str] = frozenset()
+
+    def next_deadline(self) -> float | None:
+        times = [t for t in (self.master_down_at, self.advert_at) if t is not None]
+        return min(times) if times else None
+
+
+# -- events --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Startup:
+    pass
+
+
+@dataclass(frozen=True)
+class AdvertReceived:
+    priority: int
+    src: str
+    advert_int: float          # v3: the master's Max Adver Int; v2: ours (checked equal)
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """A deadline of the state has come (the driver sleeps until next_deadline())."""
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+@dataclass(frozen=True)
+class FaultRaised:
+    name: str                  # "interface eth0", "script chk_http", "sync group VG1"
+
+
+@dataclass(frozen=True)
+class FaultCleared:
+    name: str
+
+
+@dataclass(frozen=True)
+class PriorityChanged:
+    priority: int
+
+
+@dataclass(frozen=True)
+class ForceRole:
+    """A sync group moves a member with the others."""
+
+    role: str                  # MASTER or BACKUP
+    reason: str
+
+
+# -- actions -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SendAdvert:
+    priority: int
+
+
+@dataclass(frozen=True)
+class AddAddresses:
+    pass
+
+
+@dataclass(frozen=True)
+class RemoveAddresses:
+    pass
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Gratuitous ARP / unsolicited NA for our addresses."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    old: str
+    new: str
+    reason: str
+
+
+Event = Startup | AdvertReceived | Timeout | Shutdown | FaultRaised | FaultCleared | \
+    PriorityChanged | ForceRole
+Action = SendAdvert | AddAddresses | RemoveAddresses | Announce | Transition
+
+
+# -- timers ----------------------------------------------------------------------------------
+
+def skew_time(params: Params, state: State) -> float:
+    """v2: (256 - priority) / 256 seconds (RFC 3768); v3: scaled by the master's interval."""
+    if params.version == 2:
+        return (256 - state.priority) / 256
+    return (256 - state.priority) * state.master_adver_interval / 256
+
+
+def master_down_interval(params: Params, state: State) -> float:
+    interval = params.advert_int if params.version == 2 else state.master_adver_interval
+    return params.down_timer_adverts * interval + skew_time(params, state)
+
+
+def initial_state(params: Params) -> State:
+    return State(priority=params.priority, master_adver_interval=params.advert_int)
+
+
+# -- the machine -------------------------------------------------------------------------------
+
+def step(params: Params, state: State, event: Event,
+         now: float) -> tuple[State, tuple[Action, ...]]:
+    handler = _HANDLERS.get((state.role, type(event))) or _ANY_ROLE.get(type(event))
+    if handler is None:
+        return state, ()
+    return handler(params, state, event, now)
+
+
+def _become_master(params, state, now, reason) -> tuple[State, tuple[Action, ...]]:
+    new = replace(state, role=MASTER, since=now, reason=reason, master_down_at=None,
+                  preempt_at=None, advert_at=now + params.advert_int, master_ip=None,
+                  master_priority=None)
+    return new, (Transition(state.role, MASTER, reason), SendAdvert(state.priority),
+                 AddAddresses(), Announce())
+
+
+def _become_backup(params, state, now, reason):
+    new = replace(state, role=BACKUP, since=now, reason=reason, advert_at=None, preempt_at=None)
+    new = replace(new, master_down_at=now + master_down_interval(params, new))
+    actions: tuple[Action, ...] = (Transition(state.role, BACKUP, reason),)
+    if state.role == MASTER:
+        actions += (RemoveAddresses(),)
+    return new, actions
+
+
+def _start(params, state, now, reason):
+    """INIT or a cleared FAULT: the owner takes over at once, others wait as BACKUP."""
+    if state.faults:
+        return _enter_fault(params, state, now, "fault: " + ", ".join(sorted(state.faults)))
+    if state.priority == OWNER_PRIORITY:
+        return _become_master(params, state, now, reason)
+    state = replace(state, master_adver_interval=params.advert_int)
+    return _become_backup(params, state, now, reason)
+
+
+def _enter_fault(params, state, now, reason):
+    new = replace(state, role=FAULT, since=now, reason=reason, advert_at=None,
+                  master_down_at=None, preempt_at=None)
+    actions: tuple[Action, ...] = (Transition(state.role, FAULT, reason),)
+    if state.role == MASTER:
+        actions += (SendAdvert(STOP_PRIORITY), RemoveAddresses())
+    return new, actions
+
+
+def _on_startup(params, state, event, now):
+    return _start(params, state, now, "startup")
+
+
+def _higher_ip(src: str, ours: str) -> bool:
+    try:
+        return ipaddress.ip_address(src) > ipaddress.ip_address(ours)
+    except (ValueError, TypeError):     # mixed families never tie-break; keep our role
+        return False
+
+
+def _backup_advert(params, state, event, now):
+    if event.priority == STOP_PRIORITY:
+        # The master is leaving: take over after the skew alone (RFC 3768 6.4.2).
+        return replace(state, master_down_at=now + skew_time(params, state)), ()
+    interval = event.advert_int if params.version == 3 else params.advert_int
+    if not params.preempt or event.priority >= state.priority:
+        new = replace(state, master_adver_interval=interval, master_ip=event.src,
+                      master_priority=event.priority, preempt_at=None)
+        return replace(new, master_down_at=now + master_down_interval(params, new)), ()
+    # A lower-priority master while we may preempt: RFC discards the advert so that our
+    # timer runs out; preempt_delay lets the lower master serve that much longer first.
+    new = replace(state, master_ip=event.src, master_priority=event.priority)
+    if params.preempt_delay > 0:
+        preempt_at = state.preempt_at if state.preempt_at is not None \
+            else now + params.preempt_delay
+        new = replace(new, preempt_at=preempt_at, master_adver_interval=interval,
+                      master_down_at=min(now + master_down_interval(params, new), preempt_at))
+    return new, ()
+
+
+def _backup_timeout(params, state, event, now):
+    if state.master_down_at is not None and now >= state.master_down_at:
+        reason = "preempt" if state.master_priority is not None and \
+            state.master_priority < state.priority and state.master_priority > 0 \
+            else "master_down"
+        return _become_master(params, state, now, reason)
+    return state, ()
+
+
+def _master_advert(params, state, event, now):
+    if event.priority == STOP_PRIORITY:
+        return replace(state, advert_at=now + params.advert_int), (SendAdvert(state.priority),)
+    if event.priority > state.priority or (
+            event.priority == state.priority and _higher_ip(event.src, params.primary_ip)):
+        interval = event.advert_int if params.version == 3 else params.advert_int
+        new = replace(state, master_adver_interval=interval, master_ip=event.src,
+                      master_priority=event.priority)
+        return _become_backup(params, new, now, "higher_priority")
+    # Another master with a lower priority: answer at once so it steps down now, not
+    # at our next advert (a healed partition converges in one advert).
+    return replace(state, advert_at=now + params.advert_int), (SendAdvert(state.priority),)
+
+
+def _master_timeout(params, state, event, now):
+    if state.advert_at is None or now < state.advert_at:
+        return state, ()
+    following = state.advert_at + params.advert_int
+    if following <= now:          # we were held up past a whole interval: do not burst
+        following = now + params.advert_int
+    return replace(state, advert_at=following), (SendAdvert(state.priority),)
+
+
+def _on_shutdown(params, state, event, now):
+    actions: tuple[Action, ...] = (Transition(state.role, STOP, "shutdown"),)
+    if state.role == MASTER:
+        actions += (SendAdvert(STOP_PRIORITY), RemoveAddresses())
+    return replace(state, role=STOP, since=now, reason="shutdown", advert_at=None,
+                   master_down_at=None, preempt_at=None), actions
+
+
+def _on_fault_raised(params, state, event, now):
+    new = replace(state, faults=state.faults | {event.name})
+    if state.role in (INIT, STOP, FAULT):
+        return new, ()
+    return _enter_fault(params, new, now, f"fault: {event.name}")
+
+
+def _on_fault_cleared(params, state, event, now):
+    new = replace(state, faults=state.faults - {event.name})
+    if state.role == FAULT and not new.faults:
+        return _start(params, new, now, f"recovered: {event.name}")
+    return new, ()
+
+
+def _on_priority(params, state, event, now):
+    priority = OWNER_PRIORITY if params.priority == OWNER_PRIORITY else \
+        max(1, min(254, event.priority))
+    if priority == state.priority:
+        return state, ()
+    new = replace(state, priority=priority)
+    if state.role == MASTER:      # tell the backups now, not at the next tick
+        return replace(new, advert_at=now + params.advert_int), (SendAdvert(priority),)
+    return new, ()
+
+
+def _on_force(params, state, event, now):
+    if state.role == BACKUP and event.role == MASTER:
+        return _become_master(params, state, now, event.reason)
+    if state.role == MASTER and event.role == BACKUP:
+        return _become_backup(params, state, now, event.reason)
+    return state, ()
+
+
+_HANDLERS = {
+    (INIT, Startup): _on_startup,
+    (BACKUP, AdvertReceived): _backup_advert,
+    (BACKUP, Timeout): _backup_timeout,
+    (MASTER, AdvertReceived): _master_advert,
+    (MASTER, Timeout): _master_timeout,
+}
+_ANY_ROLE = {
+    Shutdown: _on_shutdown,
+    FaultRaised: _on_fault_raised,
+    FaultCleared: _on_fault_cleared,
+    PriorityChanged: _on_priority,
+    ForceRole: _on_force,
+}
+
+
+
+def _ignore(params, state, event, now):
+    return state, ()
+
+
+# STOP is final: nothing leaves it.
+_HANDLERS.update({(STOP, event_type): _ignore for event_type in _ANY_ROLE})
