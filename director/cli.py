@@ -87,10 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.dump_conf:
         sys.stdout.write(dump_text(result.config, config_id))
         return EXIT_OK
-    print("director: the daemon (VRRP, checkers, backends, web) is not built yet; this "
-          "release checks and dumps configurations: use -t, -d or --dump-json",
-          file=sys.stderr)
-    return EXIT_ERRORS
+    return run_daemon(result.config, args, config_id)
+
+
+def run_daemon(config, args, config_id: str) -> int:
+    from . import log
+    from .daemon import Director
+    from .pidfile import PidFileBusy
+    log.setup(detail=args.log_detail)
+    try:
+        return Director(config, args, config_id).run()
+    except PidFileBusy as exc:
+        print(f"director: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
 
 
 def run() -> None:

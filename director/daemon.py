@@ -1,0 +1,115 @@
+"""The daemon: owns the subsystems, turns signals into commands for the main greenlet.
+
+Signal handlers only enqueue; the main greenlet dispatches ``handle_<command>`` (gunicorn's
+arbiter). No side effects before ``run()``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from . import hub, pidfile
+from .clock import Clock, MonotonicClock
+from .config import load_config
+from .log import event
+
+log = logging.getLogger("director")
+
+
+class Director:
+    def __init__(self, config: Any, options: Any, config_id: str,
+                 clock: Clock | None = None) -> None:
+        self.config = config
+        self.options = options
+        self.config_id = config_id
+        self.clock = clock or MonotonicClock()
+        self.commands: hub.Queue = hub.Queue()
+        self.vrrp = None
+        self.exit_code = 0
+
+    def run(self) -> int:
+        if self.options.pid:
+            pidfile.acquire(self.options.pid)
+        try:
+            self._start()
+            for name, signum in hub.SIGNALS.items():
+                command = {"TERM": "stop", "INT": "stop", "HUP": "reload", "USR1": "dump",
+                           "USR2": "stats"}[name]
+                hub.on_signal(signum, lambda command=command: self.commands.put(command))
+            event(log, "director.started", pid=os.getpid(), config=self.options.use_file,
+                  vrrp_instances=len(self.vrrp.instances) if self.vrrp else 0)
+            while True:
+                command = self.commands.get()
+                if getattr(self, f"handle_{command}")() is False:
+                    break
+        finally:
+            if self.options.pid:
+                pidfile.release(self.options.pid)
+        return self.exit_code
+
+    def _start(self) -> None:
+        if not self.options.check:
+            from .vrrp.arp import Announcer
+            from .vrrp.service import VrrpService
+            self.vrrp = VrrpService(self.config, self.clock, Announcer())
+            self.vrrp.start()
+        if not self.options.vrrp and self.config.virtual_servers:
+            event(log, "director.not_built", logging.WARNING, subsystem="checkers and backends",
+                  virtual_servers=len(self.config.virtual_servers),
+                  note="health checks and IPVS arrive with issues 4 and 5; virtual servers "
+                       "are not managed yet")
+
+    def handle_stop(self) -> bool:
+        event(log, "director.stopping")
+        if self.vrrp is not None:
+            self.vrrp.stop()
+        event(log, "director.stopped")
+        return False
+
+    def handle_reload(self) -> bool:
+        result = load_config(self.options.use_file, config_id=self.config_id)
+        for diagnostic in result.diagnostics:
+            event(log, "config.diagnostic", logging.WARNING, diagnostic=str(diagnostic))
+        if not result.ok:
+            event(log, "reload.failed", logging.ERROR, errors=len(result.errors),
+                  note="keeping the running configuration")
+            return True
+        if result.config == self.config:
+            event(log, "reload.unchanged")
+        else:
+            event(log, "reload.deferred", logging.WARNING,
+                  note="the new configuration is valid; applying a changed configuration "
+                       "without a restart arrives with issue 7")
+        return True
+
+    def snapshot(self) -> dict:
+        return {"router_id": self.config.global_defs.router_id or self.config_id,
+                "vrrp": self.vrrp.snapshot() if self.vrrp else {"instances": [],
+                                                                "sync_groups": []}}
+
+    def _write_state_file(self, name: str, content: str) -> None:
+        directory = self.options.state_dir
+        try:
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, name)
+            temporary = f"{path}.tmp"
+            with open(temporary, "w") as handle:
+                handle.write(content)
+            os.replace(temporary, path)
+            event(log, "director.wrote", file=path)
+        except OSError as exc:
+            event(log, "director.write_error", logging.ERROR, file=name, error=exc)
+
+    def handle_dump(self) -> bool:
+        self._write_state_file("director.data", json.dumps(self.snapshot(), indent=2) + "\n")
+        return True
+
+    def handle_stats(self) -> bool:
+        vrrp = self.snapshot()["vrrp"]
+        stats = {i["name"]: i["counters"] for i in vrrp["instances"]}
+        stats["dropped_by_interface"] = vrrp.get("dropped_by_interface", {})
+        self._write_state_file("director.stats", json.dumps(stats, indent=2) + "\n")
+        return True

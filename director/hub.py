@@ -1,0 +1,61 @@
+"""The one module that imports gevent: greenlets, queues, timers and signals.
+
+Everything else asks this module for concurrency, so that a crash in a greenlet is always
+logged and counted, and tests can see which greenlets died.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal as _signal
+from typing import Any, Callable
+
+import gevent
+import gevent.event
+import gevent.queue
+
+log = logging.getLogger("director.hub")
+
+Empty = gevent.queue.Empty
+Queue = gevent.queue.Queue
+Event = gevent.event.Event
+Greenlet = gevent.Greenlet
+sleep = gevent.sleep
+joinall = gevent.joinall
+killall = gevent.killall
+
+crashes: dict[str, int] = {}      # greenlet name -> times it died of an exception
+
+
+def spawn(function: Callable[..., Any], *args: Any, name: str = "") -> gevent.Greenlet:
+    """Start a greenlet whose death by exception is logged with its traceback and counted."""
+    greenlet = gevent.spawn(function, *args)
+    label = name or getattr(function, "__qualname__", repr(function))
+    greenlet.name = label
+
+    def crashed(dead: gevent.Greenlet) -> None:
+        crashes[label] = crashes.get(label, 0) + 1
+        log.error("hub.crash greenlet=%s error=%r", label, dead.exception,
+                  exc_info=(type(dead.exception), dead.exception,
+                            dead.exception.__traceback__))
+
+    greenlet.link_exception(crashed)
+    return greenlet
+
+
+def spawn_later(seconds: float, function: Callable[..., Any], *args: Any,
+                name: str = "") -> gevent.Greenlet:
+    def delayed() -> Any:
+        gevent.sleep(seconds)
+        return function(*args)
+
+    return spawn(delayed, name=name or getattr(function, "__qualname__", "later"))
+
+
+def on_signal(signum: int, callback: Callable[[], None]) -> None:
+    """Run ``callback`` in the hub when the signal arrives (never inside the handler)."""
+    gevent.signal_handler(signum, callback)
+
+
+SIGNALS = {"TERM": _signal.SIGTERM, "INT": _signal.SIGINT, "HUP": _signal.SIGHUP,
+           "USR1": _signal.SIGUSR1, "USR2": _signal.SIGUSR2}

@@ -1,0 +1,195 @@
+"""Virtual addresses and routes in the kernel, through pyroute2's netlink.
+
+Adding what is already there and removing what is already gone both succeed: a MASTER that
+restarts, or a crashed earlier run that left its addresses behind, must converge, not fail.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..config.values import Route, VirtualAddress
+from ..log import event
+
+log = logging.getLogger("director.vrrp.addresses")
+
+SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8, "throw": 9}
+IFA_F_NODAD = 0x02
+IFA_F_HOMEADDRESS = 0x10
+IFA_F_NOPREFIXROUTE = 0x200
+FLAG_BITS = {"nodad": IFA_F_NODAD, "home": IFA_F_HOMEADDRESS,
+             "noprefixroute": IFA_F_NOPREFIXROUTE}
+
+
+class Addresses:
+    """``open()`` makes the netlink socket; the constructor does nothing."""
+
+    def __init__(self) -> None:
+        self.ipr: IPRoute | None = None
+
+    def open(self) -> "Addresses":
+        self.ipr = IPRoute()
+        return self
+
+    def close(self) -> None:
+        if self.ipr is not None:
+            self.ipr.close()
+            self.ipr = None
+
+    def ifindex(self, ifname: str) -> int | None:
+        found = self.ipr.link_lookup(ifname=ifname)
+        return found[0] if found else None
+
+    def link_up(self, ifname: str) -> bool:
+        index = self.ifindex(ifname)
+        if index is None:
+            return False
+        link = self.ipr.get_links(index)[0]
+        return link.get("state") == "up" or bool(link["flags"] & 1)   # IFF_UP
+
+    def primary_address(self, ifname: str, family: int) -> str | None:
+        """The interface's first address of the family (for IPv6 its link-local one, as
+        VRRPv3 adverts are sent from it): the source of our adverts and our tie-breaker."""
+        index = self.ifindex(ifname)
+        if index is None:
+            return None
+        found = []
+        for message in self.ipr.get_addr(index=index,
+                                          family=2 if family == 4 else 10):
+            address = message.get("IFA_ADDRESS")
+            if address:
+                found.append(address)
+        if family == 6:
+            link_local = [a for a in found if ipaddress.IPv6Address(a).is_link_local]
+            return link_local[0] if link_local else None
+        return found[0] if found else None
+
+    def present(self, vip: VirtualAddress, default_ifname: str) -> bool:
+        index = self.ifindex(vip.dev or default_ifname)
+        if index is None:
+            return False
+        interface = ipaddress.ip_interface(vip.address)
+        family = 2 if interface.version == 4 else 10
+        for message in self.ipr.get_addr(index=index, family=family):
+            if message.get("IFA_ADDRESS") == str(interface.ip) and \
+                    message["prefixlen"] == interface.network.prefixlen:
+                return True
+        return False
+
+    def add(self, vip: VirtualAddress, default_ifname: str) -> None:
+        self._address("add", vip, default_ifname)
+
+    def remove(self, vip: VirtualAddress, default_ifname: str) -> None:
+        self._address("del", vip, default_ifname)
+
+    def _address(self, command: str, vip: VirtualAddress, default_ifname: str) -> None:
+        ifname = vip.dev or default_ifname
+        index = self.ifindex(ifname)
+        if index is None:
+            raise OSError(errno.ENODEV, f"interface {ifname} does not exist")
+        interface = ipaddress.ip_interface(vip.address)
+        arguments = {"index": index, "address": str(interface.ip),
+                     "prefixlen": interface.network.prefixlen}
+        if command == "add":
+            arguments.update(_address_options(vip, interface))
+        try:
+            self.ipr.addr(command, **arguments)
+        except NetlinkError as exc:
+            if command == "add" and exc.code == errno.EEXIST:
+                return
+            if command == "del" and exc.code in (errno.EADDRNOTAVAIL, errno.ENOENT,
+                                                  errno.ESRCH, errno.ENODEV):
+                return
+            raise OSError(exc.code, f"{command} {vip.address} on {ifname}: {exc}") from exc
+
+    def add_route(self, route: Route, default_ifname: str) -> None:
+        self._route("replace", route, default_ifname)
+
+    def remove_route(self, route: Route, default_ifname: str) -> None:
+        try:
+            self._route("del", route, default_ifname)
+        except OSError as exc:
+            if exc.errno not in (errno.ESRCH, errno.ENOENT):
+                raise
+
+    def _route(self, command: str, route: Route, default_ifname: str) -> None:
+        arguments: dict = {"dst": "0.0.0.0/0" if route.destination == "default"
+                           else route.destination,
+                           "type": ROUTE_TYPES.get(route.type, 1)}
+        if route.type == "unicast":
+            ifname = route.dev or (None if route.via else default_ifname)
+            if ifname:
+                index = self.ifindex(ifname)
+                if index is None:
+                    raise OSError(errno.ENODEV, f"interface {ifname} does not exist")
+                arguments["oif"] = index
+            if route.via and route.nexthops:
+                arguments["multipath"] = [{"gateway": g} for g in (route.via, *route.nexthops)]
+            elif route.via:
+                arguments["gateway"] = route.via
+        if route.src:
+            arguments["prefsrc"] = route.src
+        if route.table:
+            arguments["table"] = int(route.table) if route.table.isdigit() else 254
+        if route.metric is not None:
+            arguments["priority"] = route.metric
+        if route.scope:
+            arguments["scope"] = SCOPES.get(route.scope, 0) if not route.scope.isdigit() \
+                else int(route.scope)
+        try:
+            self.ipr.route(command, **arguments)
+        except NetlinkError as exc:
+            raise OSError(exc.code, f"route {command} {route.destination}: {exc}") from exc
+
+
+def _address_options(vip: VirtualAddress, interface) -> dict:
+    options: dict = {}
+    if vip.label:
+        options["label"] = vip.label
+    if vip.scope:
+        options["scope"] = SCOPES.get(vip.scope, 0) if not vip.scope.isdigit() \
+            else int(vip.scope)
+    if vip.brd and interface.version == 4:
+        if vip.brd == "+":
+            options["broadcast"] = str(interface.network.broadcast_address)
+        elif vip.brd != "-":
+            options["broadcast"] = vip.brd
+    if vip.peer:
+        options["local"] = str(interface.ip)
+        options["address"] = str(ipaddress.ip_interface(vip.peer).ip)
+    flags = 0
+    for flag in vip.flags:
+        flags |= FLAG_BITS.get(flag, 0)
+    if interface.version == 6:
+        flags |= IFA_F_NODAD      # a VIP moves between routers; DAD would delay it seconds
+    if flags:
+        options["flags"] = flags
+    return options
+
+
+def apply_all(addresses: Addresses, vips, routes, ifname: str, add: bool,
+              instance: str) -> int:
+    """Add (or remove) every VIP and route of an instance; a failure is logged and counted,
+    and the rest still go on. Returns the number of failures."""
+    failures = 0
+    for vip in vips:
+        try:
+            (addresses.add if add else addresses.remove)(vip, ifname)
+        except OSError as exc:
+            failures += 1
+            event(log, "vrrp.address_error", logging.ERROR, instance=instance,
+                  address=vip.address, action="add" if add else "remove", error=exc)
+    for route in routes:
+        try:
+            (addresses.add_route if add else addresses.remove_route)(route, ifname)
+        except OSError as exc:
+            failures += 1
+            event(log, "vrrp.route_error", logging.ERROR, instance=instance,
+                  route=route.destination, action="add" if add else "remove", error=exc)
+    return failures

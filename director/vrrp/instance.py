@@ -1,0 +1,258 @@
+"""One VRRP instance at run time: a greenlet owns its state, feeds the pure state machine
+with events (adverts, timeouts, faults, priority changes) and carries out its actions.
+
+Nothing else writes the state: the receiver, the trackers and the daemon only post events to
+the inbox, which is what keeps the instance's story consistent (keepalived assigns instance
+state from dozens of places; we do not).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import hub
+from ..clock import Clock
+from ..log import event as log_event
+from . import fsm
+from .addresses import Addresses, apply_all
+from .packet import (AUTH_PASS, MULTICAST, Advert, Expectation, encode, pass_auth_data)
+
+log = logging.getLogger("director.vrrp")
+
+
+@dataclass
+class Counters:
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    send_errors: int = 0
+    address_errors: int = 0
+    became_master: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    noted: dict[str, int] = field(default_factory=dict)
+    transitions: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+class Instance:
+    def __init__(self, config: Any, global_defs: Any, version: int, family: int,
+                 clock: Clock, addresses: Addresses, announcer: Any, sender: Any) -> None:
+        self.config = config
+        self.name = config.name
+        self.global_defs = global_defs
+        self.version = version
+        self.family = family
+        self.clock = clock
+        self.addresses = addresses
+        self.announcer = announcer
+        self.sender = sender                  # VrrpSocket of our interface and family
+        self.inbox: hub.Queue = hub.Queue()
+        self.counters = Counters()
+        self.params: fsm.Params | None = None
+        self.state: fsm.State | None = None
+        self.last_transition_wall: float | None = None
+        self.listeners: list[Callable[["Instance", fsm.Transition], None]] = []
+        self._announcing: hub.Greenlet | None = None
+        self.greenlet: hub.Greenlet | None = None
+        self.source = config.unicast_src_ip or config.mcast_src_ip
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def prepare(self, primary_ip: str) -> None:
+        """Fix the parameters once the interface's address is known (I/O done by the caller)."""
+        config = self.config
+        self.source = self.source or primary_ip
+        self.params = fsm.Params(
+            name=config.name, vrid=config.virtual_router_id, priority=config.priority,
+            advert_int=self._advert_int(), version=self.version, preempt=config.preempt,
+            preempt_delay=config.preempt_delay or 0.0, primary_ip=self.source,
+            down_timer_adverts=config.down_timer_adverts or 3)
+        self.state = fsm.initial_state(self.params)
+
+    def _advert_int(self) -> float:
+        if self.version == 2:
+            return float(max(1, round(self.config.advert_int)))
+        return max(0.01, round(self.config.advert_int * 100) / 100)
+
+    def vips(self) -> tuple:
+        return self.config.virtual_ipaddress
+
+    def advertised_addresses(self) -> tuple[str, ...]:
+        return tuple(vip.address.split("/")[0] for vip in self.config.virtual_ipaddress
+                     if vip.family == self.family)
+
+    def expectation(self) -> Expectation:
+        auth = self.config.authentication
+        use_pass = self.version == 2 and auth is not None and auth.auth_type == "PASS"
+        unicast = bool(self.config.unicast_peer)
+        peers = self.config.unicast_peer
+        return Expectation(
+            version=self.version, advert_int=self.params.advert_int,
+            addresses=frozenset(self.advertised_addresses()),
+            auth_type=AUTH_PASS if use_pass else 0,
+            auth_data=pass_auth_data(auth.auth_pass.reveal()) if use_pass else b"",
+            check_ttl=not unicast,
+            min_ttl=min((p.min_ttl for p in peers if p.min_ttl is not None), default=None),
+            max_ttl=max((p.max_ttl for p in peers if p.max_ttl is not None), default=None))
+
+    # -- the greenlet ------------------------------------------------------------------------
+
+    def start(self) -> hub.Greenlet:
+        self.greenlet = hub.spawn(self.run, name=f"vrrp instance {self.name}")
+        return self.greenlet
+
+    def post(self, event: fsm.Event) -> None:
+        self.inbox.put(event)
+
+    def run(self) -> None:
+        # What tracking reported before we started (a link already down, a priority
+        # already lowered) is known before Startup, so we start in the right state.
+        while not self.inbox.empty():
+            self.apply(self.inbox.get_nowait())
+        self.apply(fsm.Startup())
+        while self.state.role != fsm.STOP:
+            deadline = self.state.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
+            try:
+                event = self.inbox.get(timeout=timeout)
+            except hub.Empty:
+                event = fsm.Timeout()
+            self.apply(event)
+
+    def apply(self, event: fsm.Event) -> None:
+        if isinstance(event, fsm.AdvertReceived):
+            self.counters.adverts_received += 1
+        self.state, actions = fsm.step(self.params, self.state, event, self.clock.now())
+        for action in actions:
+            self._carry_out(action)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def _carry_out(self, action: fsm.Action) -> None:
+        if isinstance(action, fsm.SendAdvert):
+            self.send_advert(action.priority)
+        elif isinstance(action, fsm.AddAddresses):
+            self._addresses(add=True)
+        elif isinstance(action, fsm.RemoveAddresses):
+            self._addresses(add=False)
+        elif isinstance(action, fsm.Announce):
+            self._start_announcing()
+        elif isinstance(action, fsm.Transition):
+            self._transition(action)
+
+    def send_advert(self, priority: int) -> None:
+        auth = self.config.authentication
+        use_pass = self.version == 2 and auth is not None and auth.auth_type == "PASS"
+        advert = Advert(self.version, self.params.vrid, priority, self.params.advert_int,
+                        self.advertised_addresses(), self.family,
+                        AUTH_PASS if use_pass else 0,
+                        pass_auth_data(auth.auth_pass.reveal()) if use_pass else b"")
+        peers = [peer.address for peer in self.config.unicast_peer]
+        group = self.global_defs.vrrp_mcast_group4 if self.family == 4 else \
+            self.global_defs.vrrp_mcast_group6
+        for destination in peers or [group or MULTICAST[self.family]]:
+            try:
+                self.sender.send(encode(advert, self.source, destination), destination)
+                self.counters.adverts_sent += 1
+            except OSError as exc:
+                self.counters.send_errors += 1
+                log_event(log, "vrrp.send_error", logging.WARNING, instance=self.name,
+                          destination=destination, error=exc)
+
+    def _addresses(self, add: bool) -> None:
+        if add is False and self._announcing is not None:
+            self._announcing.kill(block=False)
+            self._announcing = None
+        failures = apply_all(self.addresses, self.config.virtual_ipaddress +
+                             self.config.virtual_ipaddress_excluded,
+                             self.config.virtual_routes if add else (), self.config.interface,
+                             add, self.name)
+        if not add:
+            apply_all(self.addresses, (), self.config.virtual_routes, self.config.interface,
+                      False, self.name)
+        self.counters.address_errors += failures
+
+    def _transition(self, transition: fsm.Transition) -> None:
+        key = (transition.old, transition.new)
+        self.counters.transitions[key] = self.counters.transitions.get(key, 0) + 1
+        if transition.new == fsm.MASTER:
+            self.counters.became_master += 1
+        self.last_transition_wall = self.clock.wall()
+        log_event(log, "vrrp.transition", instance=self.name, vrid=self.params.vrid,
+                  **{"from": transition.old, "to": transition.new},
+                  reason=transition.reason, priority=self.state.priority)
+        for listener in list(self.listeners):
+            listener(self, transition)
+
+    # -- gratuitous ARP / unsolicited NA --------------------------------------------------
+
+    def _setting(self, name: str, fallback):
+        value = getattr(self.config, name)
+        if value is None or value is False:
+            value = getattr(self.global_defs, f"vrrp_{name}")
+        return fallback if value is None else value
+
+    def _start_announcing(self) -> None:
+        if self._announcing is not None:
+            self._announcing.kill(block=False)
+        self._announcing = hub.spawn(self._announce, name=f"vrrp announce {self.name}")
+
+    def _announce(self) -> None:
+        """keepalived's schedule: a set at once, another after garp_master_delay, then one
+        every garp_master_refresh seconds while MASTER."""
+        repeat = self._setting("garp_master_repeat", 5)
+        interval = self._setting("garp_interval", 0) or 0
+        self._announce_set(repeat, interval)
+        delay = self._setting("garp_master_delay", 5)
+        if delay:
+            hub.sleep(delay)
+            self._announce_set(repeat, interval)
+        refresh = self._setting("garp_master_refresh", 0)
+        refresh_repeat = self._setting("garp_master_refresh_repeat", 1)
+        while refresh and self.state.role == fsm.MASTER:
+            hub.sleep(refresh)
+            self._announce_set(refresh_repeat, interval)
+
+    def _announce_set(self, repeat: int, interval: float) -> None:
+        by_interface: dict[str, list[str]] = {}
+        for vip in self.config.virtual_ipaddress + self.config.virtual_ipaddress_excluded:
+            by_interface.setdefault(vip.dev or self.config.interface, []).append(
+                vip.address.split("/")[0])
+        for count in range(max(1, repeat)):
+            if self.state.role != fsm.MASTER:
+                return
+            for ifname, addresses in by_interface.items():
+                try:
+                    self.announcer.announce(ifname, addresses)
+                except OSError as exc:
+                    log_event(log, "vrrp.announce_error", logging.WARNING, instance=self.name,
+                              interface=ifname, error=exc)
+            if interval and count + 1 < repeat:
+                hub.sleep(interval)
+
+    # -- what the dashboard, the metrics and the dump files read ---------------------------
+
+    def snapshot(self) -> dict:
+        state = self.state
+        return {
+            "name": self.name, "state": state.role if state else fsm.INIT,
+            "vrid": self.config.virtual_router_id, "interface": self.config.interface,
+            "priority": self.config.priority,
+            "effective_priority": state.priority if state else self.config.priority,
+            "master_ip": (self.source if state and state.role == fsm.MASTER
+                          else state.master_ip if state else None),
+            "vips": [vip.address for vip in self.config.virtual_ipaddress],
+            "last_transition": self.last_transition_wall,
+            "reason": state.reason if state else None,
+            "faults": sorted(state.faults) if state else [],
+            "version": self.version,
+            "counters": {"adverts_sent": self.counters.adverts_sent,
+                         "adverts_received": self.counters.adverts_received,
+                         "send_errors": self.counters.send_errors,
+                         "address_errors": self.counters.address_errors,
+                         "became_master": self.counters.became_master,
+                         "dropped": dict(self.counters.dropped),
+                         "noted": dict(self.counters.noted),
+                         "transitions": {f"{a}->{b}": n
+                                         for (a, b), n in self.counters.transitions.items()}},
+        }

@@ -1,0 +1,47 @@
+"""Sync groups: the members of a vrrp_sync_group move together.
+
+A member that becomes MASTER on its own pulls the others up; one that steps down to BACKUP
+takes them down; one in FAULT holds the whole group in FAULT until it recovers. Transitions
+caused by the group itself (reason "sync group ...") do not echo back.
+"""
+
+from __future__ import annotations
+
+from . import fsm
+
+
+class SyncGroup:
+    def __init__(self, name: str, members: list) -> None:
+        self.name = name
+        self.members = members
+        self.reason = f"sync group {name}"
+
+    def attach(self) -> None:
+        for member in self.members:
+            member.listeners.append(self.on_transition)
+
+    def on_transition(self, member, transition: fsm.Transition) -> None:
+        if self.reason in transition.reason:     # caused by the group: no echo
+            return
+        others = [m for m in self.members if m is not member]
+        fault_name = f"{self.reason}: {member.name}"
+        if transition.new == fsm.FAULT:
+            for other in others:
+                other.post(fsm.FaultRaised(fault_name))
+            return
+        if transition.old == fsm.FAULT:
+            for other in others:
+                other.post(fsm.FaultCleared(fault_name))
+        if transition.new in (fsm.MASTER, fsm.BACKUP):
+            for other in others:
+                other.post(fsm.ForceRole(transition.new, self.reason))
+
+    def state(self) -> str:
+        roles = {m.state.role if m.state else fsm.INIT for m in self.members}
+        if fsm.FAULT in roles:
+            return fsm.FAULT
+        return roles.pop() if len(roles) == 1 else "MIXED"
+
+    def snapshot(self) -> dict:
+        return {"name": self.name, "state": self.state(),
+                "instances": [m.name for m in self.members]}

@@ -1,0 +1,177 @@
+"""Tracking: interfaces and vrrp_scripts that change an instance's priority or hold it in
+FAULT (keepalived's track_interface / track_script).
+
+The rule is pure (``effect``); the watchers are greenlets that post ``PriorityChanged`` and
+``FaultRaised``/``FaultCleared`` to the instance, never touching its state.
+
+keepalived's weights: no weight (or 0) puts the instance in FAULT while the tracked thing
+fails; a positive weight is added while it is fine; a negative weight is added while it
+fails; ``reverse`` swaps fine and failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+
+from .. import hub
+from ..log import event as log_event
+from . import fsm
+
+log = logging.getLogger("director.vrrp.tracking")
+
+
+@dataclass(frozen=True)
+class Tracked:
+    key: str                   # "interface eth1", "script chk_http"
+    weight: int | None
+    reverse: bool = False
+
+
+def effect(base: int, tracked: list[Tracked], ok: dict[str, bool]) -> tuple[int, frozenset[str]]:
+    """The effective priority and the set of faults, from what is fine (``ok``)."""
+    priority = base
+    faults = set()
+    for item in tracked:
+        fine = ok.get(item.key, True) != item.reverse
+        if not item.weight:
+            if not fine:
+                faults.add(item.key)
+        elif item.weight > 0 and fine:
+            priority += item.weight
+        elif item.weight < 0 and not fine:
+            priority += item.weight
+    return max(1, min(254, priority)) if base != fsm.OWNER_PRIORITY else base, frozenset(faults)
+
+
+def interface_up(ifname: str) -> bool:
+    """Administratively up with carrier (keepalived: IFF_UP and IFF_RUNNING)."""
+    try:
+        with open(f"/sys/class/net/{ifname}/flags") as handle:
+            flags = int(handle.read(), 16)
+        with open(f"/sys/class/net/{ifname}/carrier") as handle:
+            carrier = handle.read().strip() == "1"
+    except (OSError, ValueError):
+        return False
+    return bool(flags & 0x1) and carrier
+
+
+class Tracker:
+    """Owns the tracked state of one instance and tells the instance what changed."""
+
+    def __init__(self, instance, tracked: list[Tracked]) -> None:
+        self.instance = instance
+        self.tracked = tracked
+        self.ok: dict[str, bool] = {}
+        self.priority = instance.config.priority
+        self.faults: frozenset[str] = frozenset()
+
+    def update(self, key: str, fine: bool) -> None:
+        if self.ok.get(key) == fine:
+            return
+        self.ok[key] = fine
+        log_event(log, "vrrp.track", instance=self.instance.name, tracked=key,
+                  state="up" if fine else "down")
+        priority, faults = effect(self.instance.config.priority, self.tracked, self.ok)
+        for name in sorted(faults - self.faults):
+            self.instance.post(fsm.FaultRaised(name))
+        for name in sorted(self.faults - faults):
+            self.instance.post(fsm.FaultCleared(name))
+        if priority != self.priority:
+            self.instance.post(fsm.PriorityChanged(priority))
+        self.priority, self.faults = priority, faults
+
+
+class InterfaceWatcher:
+    """Polls link state (a tenth of a second: cheap, and no netlink subscription to lose)."""
+
+    def __init__(self, period: float = 0.1) -> None:
+        self.period = period
+        self.subscribers: dict[str, list[Tracker]] = {}
+        self.greenlet: hub.Greenlet | None = None
+
+    def watch(self, ifname: str, tracker: Tracker) -> None:
+        self.subscribers.setdefault(ifname, []).append(tracker)
+        tracker.update(f"interface {ifname}", interface_up(ifname))
+
+    def start(self) -> None:
+        if self.subscribers:
+            self.greenlet = hub.spawn(self.run, name="vrrp interface watcher")
+
+    def run(self) -> None:
+        while True:
+            for ifname, trackers in self.subscribers.items():
+                up = interface_up(ifname)
+                for tracker in trackers:
+                    tracker.update(f"interface {ifname}", up)
+            hub.sleep(self.period)
+
+    def stop(self) -> None:
+        if self.greenlet is not None:
+            self.greenlet.kill(block=False)
+
+
+class ScriptRunner:
+    """Runs one vrrp_script every interval, without a shell, killed at its timeout; rise and
+    fall successive results change its state (init_fail: it starts failed)."""
+
+    def __init__(self, script) -> None:
+        self.script = script
+        self.subscribers: list[Tracker] = []
+        self.fine = not script.init_fail
+        self.streak = 0
+        self.greenlet: hub.Greenlet | None = None
+        self.runs = 0
+        self.timeouts = 0
+
+    @property
+    def key(self) -> str:
+        return f"script {self.script.name}"
+
+    def start(self) -> None:
+        for tracker in self.subscribers:
+            tracker.update(self.key, self.fine)
+        if self.script.script is not None:
+            self.greenlet = hub.spawn(self.run, name=f"vrrp script {self.script.name}")
+
+    def run(self) -> None:
+        while True:
+            self.record(self.run_once())
+            hub.sleep(self.script.interval)
+
+    def run_once(self) -> bool:
+        argv = shlex.split(self.script.script.line)
+        timeout = self.script.timeout or self.script.interval
+        self.runs += 1
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=timeout,
+                                  close_fds=True, env={"PATH": os.environ.get("PATH", "")})
+        except subprocess.TimeoutExpired:
+            self.timeouts += 1
+            log_event(log, "vrrp.script_timeout", logging.WARNING, script=self.script.name,
+                      timeout=timeout)
+            return False
+        except OSError as exc:
+            log_event(log, "vrrp.script_error", logging.WARNING, script=self.script.name,
+                      error=exc)
+            return False
+        return done.returncode == 0
+
+    def record(self, success: bool) -> None:
+        if success == self.fine:
+            self.streak = 0
+            return
+        self.streak += 1
+        needed = self.script.rise if success else self.script.fall
+        if self.streak >= needed:
+            self.fine, self.streak = success, 0
+            for tracker in self.subscribers:
+                tracker.update(self.key, success)
+
+    def stop(self) -> None:
+        if self.greenlet is not None:
+            self.greenlet.kill(block=False)

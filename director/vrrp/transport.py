@@ -1,0 +1,119 @@
+"""Raw IP sockets for VRRP (protocol 112): one per (interface, family), shared by the
+instances on that interface, which the receiver tells apart by vrid.
+
+IPv4: the kernel builds the IP header; TTL 255 for multicast and unicast (RFC 3768 7.1);
+224.0.0.18 joined on the interface; a received packet comes with its IP header, from which
+the TTL and the destination are read. IPv6: the kernel fills and verifies the checksum
+(IPV6_CHECKSUM at offset 6, RFC 5798 5.2.8); hop limit and destination come as ancillary
+data. Multicast loop is off: an instance never hears itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+from .packet import MULTICAST, PROTOCOL, TTL
+
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
+RECEIVE_BUFFER = 65535
+
+
+class VrrpSocket:
+    """``open()`` does the I/O; constructing one touches nothing."""
+
+    def __init__(self, ifname: str, family: int, source: str | None = None) -> None:
+        self.ifname = ifname
+        self.family = family
+        self.source = source
+        self.sock: socket.socket | None = None
+        self.ifindex = 0
+
+    def open(self) -> "VrrpSocket":
+        self.ifindex = socket.if_nametoindex(self.ifname)
+        if self.family == 4:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, PROTOCOL)
+            try:
+                self._setup_v4(sock)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, PROTOCOL)
+            try:
+                self._setup_v6(sock)
+            except OSError:
+                sock.close()
+                raise
+        self.sock = sock
+        return self
+
+    def _setup_v4(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, TTL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        local = socket.inet_aton(self.source or "0.0.0.0")
+        mreqn = struct.pack("4s4si", socket.inet_aton(MULTICAST[4]), local, self.ifindex)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        if self.source:
+            sock.bind((self.source, 0))
+
+    def _setup_v6(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 6)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, TTL)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, TTL)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        group = socket.inet_pton(socket.AF_INET6, MULTICAST[6]) + struct.pack("@I", self.ifindex)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+        if self.source:
+            sock.bind((self.source, 0, 0, self.ifindex))
+
+    def send(self, message: bytes, destination: str) -> None:
+        if self.family == 4:
+            self.sock.sendto(message, (destination, 0))
+        else:
+            scope = self.ifindex if ipaddress.IPv6Address(destination).is_link_local or \
+                destination == MULTICAST[6] else 0
+            self.sock.sendto(message, (destination, 0, 0, scope))
+
+    def receive(self) -> tuple[bytes, str, str, int]:
+        """Blocks (cooperatively under gevent) for the next packet:
+        (VRRP message, source, destination, TTL or hop limit)."""
+        if self.family == 4:
+            packet, _ = self.sock.recvfrom(RECEIVE_BUFFER)
+            return split_ipv4(packet)
+        data, ancillary, _flags, address = self.sock.recvmsg(
+            RECEIVE_BUFFER, socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4))
+        destination, hop_limit = "", 0
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+                destination = str(ipaddress.IPv6Address(value[:16]))
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
+                hop_limit = struct.unpack("@i", value[:4])[0]
+        source = address[0].split("%")[0]
+        return data, source, destination, hop_limit
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def split_ipv4(packet: bytes) -> tuple[bytes, str, str, int]:
+    """An IPv4 packet as a raw socket returns it -> (payload, source, destination, TTL).
+    A packet too short for its own header yields an empty payload (counted as 'length')."""
+    if len(packet) < 20:
+        return b"", "0.0.0.0", "0.0.0.0", 0
+    header = (packet[0] & 0x0F) * 4
+    total = struct.unpack_from("!H", packet, 2)[0]
+    source = socket.inet_ntoa(packet[12:16])
+    destination = socket.inet_ntoa(packet[16:20])
+    return packet[header:max(header, min(total, len(packet)))], source, destination, packet[8]
