@@ -19,6 +19,7 @@ from .packet import MULTICAST, PROTOCOL, TTL
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
 RECEIVE_BUFFER = 65535
+TOS_INTERNETWORK_CONTROL = 0xC0   # what keepalived marks adverts with (DSCP CS6)
 
 
 class VrrpSocket:
@@ -55,6 +56,7 @@ class VrrpSocket:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, TTL)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, TOS_INTERNETWORK_CONTROL)
         local = socket.inet_aton(self.source or "0.0.0.0")
         mreqn = struct.pack("4s4si", socket.inet_aton(MULTICAST[4]), local, self.ifindex)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
@@ -68,6 +70,7 @@ class VrrpSocket:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, TTL)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, TTL)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, TOS_INTERNETWORK_CONTROL)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
