@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import gevent
 import gevent.event
+import gevent.lock
 import gevent.queue
 
 log = logging.getLogger("director.hub")
@@ -19,6 +20,7 @@ log = logging.getLogger("director.hub")
 Empty = gevent.queue.Empty
 Queue = gevent.queue.Queue
 Event = gevent.event.Event
+Lock = gevent.lock.RLock
 Greenlet = gevent.Greenlet
 sleep = gevent.sleep
 joinall = gevent.joinall

@@ -2,6 +2,9 @@
 
 Adding what is already there and removing what is already gone both succeed: a MASTER that
 restarts, or a crashed earlier run that left its addresses behind, must converge, not fail.
+
+pyroute2's synchronous API drives an asyncio loop of its own: two greenlets inside it at once
+fail with "event loop is already running", so every call holds one lock.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from .. import hub
 from ..config.values import Route, VirtualAddress
 from ..log import event
 
@@ -27,32 +31,39 @@ FLAG_BITS = {"nodad": IFA_F_NODAD, "home": IFA_F_HOMEADDRESS,
              "noprefixroute": IFA_F_NOPREFIXROUTE}
 
 
+def _locked(method):
+    def call(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    call.__name__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call
+
+
 class Addresses:
     """``open()`` makes the netlink socket; the constructor does nothing."""
 
     def __init__(self) -> None:
         self.ipr: IPRoute | None = None
+        self.lock = hub.Lock()
 
+    @_locked
     def open(self) -> "Addresses":
         self.ipr = IPRoute()
         return self
 
+    @_locked
     def close(self) -> None:
         if self.ipr is not None:
             self.ipr.close()
             self.ipr = None
 
+    @_locked
     def ifindex(self, ifname: str) -> int | None:
         found = self.ipr.link_lookup(ifname=ifname)
         return found[0] if found else None
 
-    def link_up(self, ifname: str) -> bool:
-        index = self.ifindex(ifname)
-        if index is None:
-            return False
-        link = self.ipr.get_links(index)[0]
-        return link.get("state") == "up" or bool(link["flags"] & 1)   # IFF_UP
-
+    @_locked
     def primary_address(self, ifname: str, family: int) -> str | None:
         """The interface's first address of the family (for IPv6 its link-local one, as
         VRRPv3 adverts are sent from it): the source of our adverts and our tie-breaker."""
@@ -70,6 +81,7 @@ class Addresses:
             return link_local[0] if link_local else None
         return found[0] if found else None
 
+    @_locked
     def present(self, vip: VirtualAddress, default_ifname: str) -> bool:
         index = self.ifindex(vip.dev or default_ifname)
         if index is None:
@@ -82,9 +94,11 @@ class Addresses:
                 return True
         return False
 
+    @_locked
     def add(self, vip: VirtualAddress, default_ifname: str) -> None:
         self._address("add", vip, default_ifname)
 
+    @_locked
     def remove(self, vip: VirtualAddress, default_ifname: str) -> None:
         self._address("del", vip, default_ifname)
 
@@ -108,9 +122,11 @@ class Addresses:
                 return
             raise OSError(exc.code, f"{command} {vip.address} on {ifname}: {exc}") from exc
 
+    @_locked
     def add_route(self, route: Route, default_ifname: str) -> None:
         self._route("replace", route, default_ifname)
 
+    @_locked
     def remove_route(self, route: Route, default_ifname: str) -> None:
         try:
             self._route("del", route, default_ifname)
