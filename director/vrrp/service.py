@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import hub
 from ..clock import Clock
+from ..notify import Notifier
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
 from . import fsm
@@ -22,10 +23,12 @@ log = logging.getLogger("director.vrrp")
 
 
 class VrrpService:
-    def __init__(self, config: Any, clock: Clock, announcer: Any) -> None:
+    def __init__(self, config: Any, clock: Clock, announcer: Any,
+                 notifier: Notifier | None = None) -> None:
         self.config = config
         self.clock = clock
         self.announcer = announcer
+        self.notifier = notifier or Notifier(config.global_defs.script_user)
         self.addresses = Addresses()
         self.sockets: dict[tuple, VrrpSocket] = {}
         self.members: dict[tuple, dict[int, Instance]] = {}
@@ -61,7 +64,14 @@ class VrrpService:
             sync = SyncGroup(group.name, [by_name[name] for name in group.group
                                           if name in by_name])
             sync.attach()
+            sync.listeners.append(lambda sync, state, config=group:
+                                  self._notify(config, "GROUP", sync.name, state, None))
             self.sync_groups.append(sync)
+        for instance in self.instances:
+            instance.listeners.append(
+                lambda instance, transition: self._notify(
+                    instance.config, "INSTANCE", instance.name, transition.new,
+                    instance.state.priority))
         for key, sock in self.sockets.items():
             self.greenlets.append(hub.spawn(self._receive, key, sock,
                                             name=f"vrrp receive {key[0]}/IPv{key[1]}"))
@@ -70,6 +80,17 @@ class VrrpService:
         self.interface_watcher.start()
         for runner in self.scripts.values():
             runner.start()
+
+    def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
+        """keepalived's scripts: notify_<state> as written, then ``notify`` with
+        TYPE NAME STATE PRIORITY."""
+        specific = {fsm.MASTER: config.notify_master, fsm.BACKUP: config.notify_backup,
+                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop}.get(state)
+        if specific is not None:
+            self.notifier.notify(specific, (), f"{kind.lower()} {name} {state}")
+        if config.notify is not None:
+            extra = (kind, name, state) + ((str(priority),) if priority is not None else ())
+            self.notifier.notify(config.notify, extra, f"{kind.lower()} {name} {state}")
 
     def _remove_leftovers(self, instance: Instance) -> None:
         """VIPs of ours that a crashed earlier run left behind go before we start as BACKUP
@@ -147,6 +168,7 @@ class VrrpService:
         for instance in self.instances:
             instance.post(fsm.Shutdown())
         hub.joinall([i.greenlet for i in self.instances if i.greenlet], timeout=timeout)
+        self.notifier.wait(timeout=1.0)
         hub.killall(self.greenlets, block=False)
         for sock in self.sockets.values():
             sock.close()

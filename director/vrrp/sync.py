@@ -15,12 +15,15 @@ class SyncGroup:
         self.name = name
         self.members = members
         self.reason = f"sync group {name}"
+        self.last_state = fsm.INIT
+        self.listeners: list = []           # called with (group, new state) on a change
 
     def attach(self) -> None:
         for member in self.members:
             member.listeners.append(self.on_transition)
 
     def on_transition(self, member, transition: fsm.Transition) -> None:
+        self._group_changed()
         if self.reason in transition.reason:     # caused by the group: no echo
             return
         others = [m for m in self.members if m is not member]
@@ -35,6 +38,13 @@ class SyncGroup:
         if transition.new in (fsm.MASTER, fsm.BACKUP):
             for other in others:
                 other.post(fsm.ForceRole(transition.new, self.reason))
+
+    def _group_changed(self) -> None:
+        state = self.state()
+        if state != self.last_state and state != "MIXED":
+            self.last_state = state
+            for listener in list(self.listeners):
+                listener(self, state)
 
     def state(self) -> str:
         roles = {m.state.role if m.state else fsm.INIT for m in self.members}

@@ -273,3 +273,29 @@ def test_second_daemon_on_the_same_pid_file_refuses_to_start(lab, pair):
     assert "already running" in done.stderr
     assert first.poll() is None, "the first daemon must be untouched"
     assert int(pid_file.read_text().strip()) > 0
+
+
+def test_notify_scripts_get_keepalived_arguments_and_a_hung_one_does_not_stall(lab, pair):
+    _, a, b = pair
+    record = Path(lab.tmp) / "notes"
+    script = Path(lab.tmp) / "note.sh"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {record}\n')
+    script.chmod(0o755)
+    hang = Path(lab.tmp) / "hang.sh"
+    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    hang.chmod(0o755)
+    extra = (f'    notify_master "{script} became master"\n'
+             f'    notify "{script}"\n'
+             f'    notify_backup "{hang}"\n')
+    first = start_director(lab, a, vrrp_config(150, extra=extra), "a")
+    start_director(lab, b, vrrp_config(100), "b")
+    until(holds(a), down_interval(150) + 2, lambda: lab.log_of(first))
+    until(lambda: record.exists() and len(record.read_text().splitlines()) >= 3, 5,
+          lambda: lab.log_of(first))
+    lines = record.read_text().splitlines()
+    assert "became master" in lines
+    assert "INSTANCE VI_1 BACKUP 150" in lines and "INSTANCE VI_1 MASTER 150" in lines
+    # notify_backup hangs: the engine still ran, and stops cleanly while it hangs
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(5) == 0
+    assert "INSTANCE VI_1 STOP 150" in record.read_text().splitlines()

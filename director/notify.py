@@ -1,0 +1,68 @@
+"""Notification scripts (notify_master, notify, quorum_up, notify_up, ...): each runs in a
+greenlet of its own, without a shell, as ``script_user``, killed at its timeout, so that a
+failing or hanging script never stalls the engine that asked for it."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+from typing import Any
+
+from . import hub
+from .log import event
+
+log = logging.getLogger("director.notify")
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class Notifier:
+    def __init__(self, script_user: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        user, _, group = (script_user or "").partition(" ")
+        self.user = user or None
+        self.group = group.strip() or None
+        self.timeout = timeout
+        self.results: dict[str, int] = {}        # ok, failed, timeout, error -> count
+        self.running: set[hub.Greenlet] = set()
+
+    def notify(self, command: Any, extra: tuple[str, ...] = (), why: str = "") -> hub.Greenlet:
+        """Start ``command`` (a config Command) with ``extra`` arguments; returns at once."""
+        greenlet = hub.spawn(self._run, command, extra, why, name=f"notify {why}")
+        self.running.add(greenlet)
+        greenlet.link(self.running.discard)
+        return greenlet
+
+    def _run(self, command: Any, extra: tuple[str, ...], why: str) -> str:
+        try:
+            argv = shlex.split(command.line) + list(extra)
+        except ValueError as exc:
+            return self._count("error", why, command, f"cannot split the command: {exc}")
+        if not argv:
+            return self._count("error", why, command, "empty command")
+        user = command.user or self.user
+        group = command.group or (self.group if not command.user else None)
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, timeout=self.timeout, close_fds=True,
+                                  user=user, group=group)
+        except subprocess.TimeoutExpired:
+            return self._count("timeout", why, command, f"killed after {self.timeout:g} s")
+        except (OSError, KeyError, ValueError) as exc:    # no such file, unknown user, ...
+            return self._count("error", why, command, str(exc))
+        if done.returncode != 0:
+            detail = done.stderr.decode(errors="replace").strip()[-200:]
+            return self._count("failed", why, command, f"exit {done.returncode} {detail}")
+        return self._count("ok", why, command, "")
+
+    def _count(self, result: str, why: str, command: Any, detail: str) -> str:
+        self.results[result] = self.results.get(result, 0) + 1
+        level = logging.INFO if result == "ok" else logging.WARNING
+        event(log, "notify.done", level, why=why, command=command.line, result=result,
+              detail=detail)
+        return result
+
+    def wait(self, timeout: float) -> None:
+        """At shutdown: give running scripts (notify_stop) a bounded chance to finish."""
+        hub.joinall(list(self.running), timeout=timeout)

@@ -1,0 +1,34 @@
+"""Notification scripts: no shell, arguments appended, results counted, hung ones killed."""
+
+from __future__ import annotations
+
+import time
+
+from director.config.values import Command
+from director.notify import Notifier
+
+
+def run(notifier, command, extra=()):
+    return notifier.notify(command, extra, "test").get(timeout=10)
+
+
+def test_arguments_are_appended_without_a_shell(tmp_path):
+    out = tmp_path / "out"
+    script = tmp_path / "s.sh"
+    script.write_text(f'#!/bin/sh\nprintf "%s|" "$@" > {out}\n')
+    script.chmod(0o755)
+    notifier = Notifier()
+    assert run(notifier, Command(f"{script} 'two words' $HOME;x"), ("INSTANCE", "VI_1")) == "ok"
+    assert out.read_text() == "two words|$HOME;x|INSTANCE|VI_1|"     # nothing expanded
+    assert notifier.results == {"ok": 1}
+
+
+def test_failures_errors_and_timeouts_are_counted(tmp_path):
+    notifier = Notifier(timeout=0.3)
+    assert run(notifier, Command("/bin/false")) == "failed"
+    assert run(notifier, Command(str(tmp_path / "missing"))) == "error"
+    assert run(notifier, Command("/bin/true", user="no-such-user-here")) == "error"
+    started = time.monotonic()
+    assert run(notifier, Command("/bin/sleep 30")) == "timeout"
+    assert time.monotonic() - started < 5
+    assert notifier.results == {"failed": 1, "error": 2, "timeout": 1}
