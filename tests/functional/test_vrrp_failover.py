@@ -299,3 +299,69 @@ def test_notify_scripts_get_keepalived_arguments_and_a_hung_one_does_not_stall(l
     first.send_signal(signal.SIGTERM)
     assert first.wait(5) == 0
     assert "INSTANCE VI_1 STOP 150" in record.read_text().splitlines()
+
+
+@pytest.mark.parametrize("peer", ["ours", "keepalived"])
+def test_ipv6_vrrpv3_with_ours_as_master(lab, peer):
+    switch = lab.switch()
+    a = lab.host("a", [(switch, "eth0", ["2001:db8::1/64"])])
+    b = lab.host("b", [(switch, "eth0", ["2001:db8::2/64"])])
+    vip6 = "2001:db8::100"
+    config = [vrrp_config(priority, version=3, password=None, vips=(f"{vip6}/64",))
+              for priority in (150, 100)]
+    first = start_director(lab, a, config[0], "a")
+    second = start_director(lab, b, config[1], "b") if peer == "ours" \
+        else start_keepalived(b, config[1])
+    until(holds(a, vip6), down_interval(150, 1.0, 3) + 2, lambda: lab.log_of(first))
+    stays(lacks(b, vip6), 1.5, lambda: f"B holds the VIP too\n{lab.log_of(second)}")
+    first.kill()
+    until(holds(b, vip6), down_interval(100, 1.0, 3) + SLACK, lambda: lab.log_of(second))
+
+
+def test_vrrpv3_fast_adverts_fail_over_in_half_a_second(lab, pair):
+    _, a, b = pair
+    first = start_director(lab, a, vrrp_config(150, version=3, advert_int=0.1, password=None),
+                           "a")
+    second = start_director(lab, b, vrrp_config(100, version=3, advert_int=0.1, password=None),
+                            "b")
+    until(holds(a), down_interval(150, 0.1, 3) + 2, lambda: lab.log_of(first))
+    stays(lacks(b), 1.0, "B holds the VIP while A advertises every 100 ms")
+    first.kill()
+    killed = time.monotonic()
+    until(holds(b), down_interval(100, 0.1, 3) + SLACK, lambda: lab.log_of(second))
+    assert time.monotonic() - killed < 0.5 + SLACK
+
+
+def test_track_script_weight_hands_the_vip_over(lab, pair):
+    """A failing vrrp_script lowers the master's priority below the backup's."""
+    _, a, b = pair
+    flag = Path(lab.tmp) / "healthy"
+    flag.write_text("yes")
+    scripts = (f'vrrp_script chk {{\n    script "/usr/bin/test -e {flag}"\n    interval 0.2\n'
+               "    weight -60\n    fall 2\n    rise 2\n}\n")
+    tracking = "    track_script {\n        chk\n    }\n"
+    first = start_director(lab, a, scripts + vrrp_config(150, extra=tracking), "a")
+    second = start_director(lab, b, vrrp_config(100), "b")
+    until(holds(a), down_interval(150) + 2, lambda: lab.log_of(first))
+    flag.unlink()              # 150 - 60 = 90 < 100: B preempts
+    until(holds(b), 0.2 * 3 + down_interval(100) + SLACK,
+          lambda: f"{lab.log_of(first)}\n{lab.log_of(second)}")
+    until(lacks(a), 1.0, lambda: lab.log_of(first))
+    assert "tracked=\"script chk\" state=down" in lab.log_of(first)
+    flag.write_text("yes")     # back to 150: A preempts again
+    until(holds(a), 0.2 * 3 + down_interval(150) + 1.0 + SLACK, lambda: lab.log_of(first))
+
+
+def test_tracked_interface_without_weight_puts_the_instance_in_fault(lab):
+    outside, inside = lab.switch("out"), lab.switch("in")
+    a = lab.host("a", [(outside, "eth0", ["192.0.2.1/24"]), (inside, "eth1", ["198.51.100.1/24"])])
+    b = lab.host("b", [(outside, "eth0", ["192.0.2.2/24"])])
+    tracking = "    track_interface {\n        eth1\n    }\n"
+    first = start_director(lab, a, vrrp_config(150, extra=tracking), "a")
+    second = start_director(lab, b, vrrp_config(100), "b")
+    until(holds(a), down_interval(150) + 2, lambda: lab.log_of(first))
+    a.link("eth1", False)
+    until(holds(b), skew(100) + 0.2 + SLACK, lambda: lab.log_of(second))   # priority 0 sent
+    assert "to=FAULT" in lab.log_of(first)
+    a.link("eth1", True)
+    until(holds(a), down_interval(150) + 0.2 + 1.0 + SLACK, lambda: lab.log_of(first))
