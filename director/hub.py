@@ -29,11 +29,15 @@ killall = gevent.killall
 crashes: dict[str, int] = {}      # greenlet name -> times it died of an exception
 
 
-def spawn(function: Callable[..., Any], *args: Any, name: str = "") -> gevent.Greenlet:
-    """Start a greenlet whose death by exception is logged with its traceback and counted."""
+def spawn(function: Callable[..., Any], *args: Any, name: str = "",
+          report: bool = True) -> gevent.Greenlet:
+    """Start a greenlet whose death by exception is logged with its traceback and counted.
+    ``report=False`` is for a caller that collects the exception itself (a check attempt)."""
     greenlet = gevent.spawn(function, *args)
     label = name or getattr(function, "__qualname__", repr(function))
     greenlet.name = label
+    if not report:
+        return greenlet
 
     def crashed(dead: gevent.Greenlet) -> None:
         crashes[label] = crashes.get(label, 0) + 1
@@ -52,6 +56,36 @@ def spawn_later(seconds: float, function: Callable[..., Any], *args: Any,
         return function(*args)
 
     return spawn(delayed, name=name or getattr(function, "__qualname__", "later"))
+
+
+class Handle:
+    """A callback registered on the loop itself (no greenlet): cancel() is idempotent."""
+
+    __slots__ = ("watcher",)
+
+    def __init__(self, watcher) -> None:
+        self.watcher = watcher
+
+    def cancel(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher.close()
+            self.watcher = None
+
+
+def when_writable(fd: int, callback: Callable[[], None]) -> Handle:
+    """Call ``callback`` from the loop when ``fd`` can be written (a connect finished).
+    Callbacks run in the hub: they must not block, and the caller catches their errors."""
+    watcher = gevent.get_hub().loop.io(fd, 2)
+    watcher.start(callback)
+    return Handle(watcher)
+
+
+def call_later(seconds: float, callback: Callable[[], None]) -> Handle:
+    """Call ``callback`` from the loop after ``seconds`` (no greenlet is made)."""
+    watcher = gevent.get_hub().loop.timer(max(0.0, seconds))
+    watcher.start(callback)
+    return Handle(watcher)
 
 
 def on_signal(signum: int, callback: Callable[[], None]) -> None:
