@@ -15,6 +15,7 @@ from . import hub, pidfile
 from .clock import Clock, MonotonicClock
 from .config import load_config
 from .log import event
+from .notify import Notifier
 
 log = logging.getLogger("director")
 
@@ -28,17 +29,20 @@ class Director:
         self.clock = clock or MonotonicClock()
         self.commands: hub.Queue = hub.Queue()
         self.vrrp = None
+        self.checks = None
         self.exit_code = 0
 
     def run(self) -> int:
         if self.options.pid:
             pidfile.acquire(self.options.pid)
         try:
-            self._start()
+            # Handlers first: a signal during start-up is queued, not fatal (USR1's default
+            # action would end the process).
             for name, signum in hub.SIGNALS.items():
                 command = {"TERM": "stop", "INT": "stop", "HUP": "reload", "USR1": "dump",
                            "USR2": "stats"}[name]
                 hub.on_signal(signum, lambda command=command: self.commands.put(command))
+            self._start()
             event(log, "director.started", pid=os.getpid(), config=self.options.use_file,
                   vrrp_instances=len(self.vrrp.instances) if self.vrrp else 0)
             while True:
@@ -51,19 +55,25 @@ class Director:
         return self.exit_code
 
     def _start(self) -> None:
+        notifier = Notifier(self.config.global_defs.script_user)
         if not self.options.check:
             from .vrrp.arp import Announcer
             from .vrrp.service import VrrpService
-            self.vrrp = VrrpService(self.config, self.clock, Announcer())
+            self.vrrp = VrrpService(self.config, self.clock, Announcer(), notifier)
             self.vrrp.start()
         if not self.options.vrrp and self.config.virtual_servers:
-            event(log, "director.not_built", logging.WARNING, subsystem="checkers and backends",
+            from .check.service import CheckService
+            self.checks = CheckService(self.config, self.clock, notifier)
+            self.checks.start()
+            event(log, "director.not_built", logging.WARNING, subsystem="backends",
                   virtual_servers=len(self.config.virtual_servers),
-                  note="health checks and IPVS arrive with issues 4 and 5; virtual servers "
-                       "are not managed yet")
+                  note="real servers are checked; programming IPVS/nftables arrives with "
+                       "issue 5")
 
     def handle_stop(self) -> bool:
         event(log, "director.stopping")
+        if self.checks is not None:
+            self.checks.stop()
         if self.vrrp is not None:
             self.vrrp.stop()
         event(log, "director.stopped")
@@ -88,7 +98,8 @@ class Director:
     def snapshot(self) -> dict:
         return {"router_id": self.config.global_defs.router_id or self.config_id,
                 "vrrp": self.vrrp.snapshot() if self.vrrp else {"instances": [],
-                                                                "sync_groups": []}}
+                                                                "sync_groups": []},
+                "virtual_servers": self.checks.snapshot() if self.checks else []}
 
     def _write_state_file(self, name: str, content: str) -> None:
         directory = self.options.state_dir
