@@ -1,0 +1,213 @@
+"""HTTP_GET and SSL_GET: GET every url of the block in turn, as keepalived does, and judge
+each reply by its status code, digest and regex. The check is good only if every url is.
+
+What keepalived does, and so do we:
+
+* one connection per url, sending the request genhash sends (genhash.build_request), and
+  reading until the server closes: a server that holds the connection open fails at the
+  timeout even after a complete reply;
+* the digest is genhash's (genhash.parse_response + compute_digest): MD5 of the raw bytes
+  after CRLF CRLF, capped at Content-Length, chunked bodies not de-chunked, so a digest
+  printed by either genhash keeps matching;
+* status first, then digest, then regex, and the first failure decides; no status_code
+  means 200-299;
+* the regex (PCRE there, Python ``re`` on bytes here: both byte-wise) searches everything
+  received after the headers, Content-Length not applied; a match must start between
+  regex_min_offset and regex_max_offset; regex_no_match inverts;
+* the Host header: the url's virtualhost, else the checker's, else the real or virtual
+  server's (Target.virtualhost), else address:port;
+* TLS without certificate verification.
+
+Where we differ on purpose: connect_timeout is one deadline for the whole url (connect,
+handshake, request, reply), not a timer restarted at each step, so a server trickling a
+byte at a time cannot hold a check up; SNI is the virtualhost whenever there is one (as
+genhash -V), where keepalived sends it only with enable_sni.
+
+Plain stdlib socket and ssl, looked up at call time: the daemon monkey-patches them with
+gevent, so every wait here is cooperative.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import ssl
+import time
+
+from ..genhash import GenhashError, build_request, compute_digest, parse_response
+from ..log import event as log_event
+from .base import CheckResult, Target
+
+log = logging.getLogger("director.check.http")
+
+DEFAULT_STATUS = ((200, 299),)
+MAX_REPLY = 16 << 20        # a health page is small: refuse to buffer a runaway body
+SO_MARK = getattr(socket, "SO_MARK", 36)
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+# keepalived's regex_options with a Python equivalent; the rest only tune PCRE.
+REGEX_FLAGS = {"caseless": re.IGNORECASE, "multiline": re.MULTILINE, "dotall": re.DOTALL,
+               "extended": re.VERBOSE}
+
+
+class _Failed(Exception):
+    """One url failed; the message is the reason shown on the dashboard."""
+
+
+def format_ranges(ranges) -> str:
+    return ", ".join(f"{low}" if low == high else f"{low}-{high}" for low, high in ranges)
+
+
+def judge(url, raw: bytes) -> str | None:
+    """Why the raw reply ``raw`` fails ``url`` (a parsed url block), None if it passes."""
+    try:
+        reply = parse_response(raw)
+    except GenhashError as exc:
+        return f"not an HTTP reply ({exc})"
+    ranges = url.status_code or DEFAULT_STATUS
+    if not any(low <= reply.status_code <= high for low, high in ranges):
+        return f"status {reply.status_code} not in {format_ranges(ranges)}"
+    if url.digest:
+        got, want = compute_digest(reply.body), url.digest.lower()
+        if got != want:
+            return f"digest mismatch: got {got}, want {want}"
+    if url.regex:
+        flags = 0
+        for option in (url.regex_options or "").split():
+            flags |= REGEX_FLAGS.get(option, 0)
+        try:
+            pattern = re.compile(url.regex.encode(), flags)
+        except re.error as exc:
+            return f"regex {url.regex!r}: {exc}"
+        match = pattern.search(raw[len(reply.header_block):], url.regex_min_offset or 0)
+        found = match is not None and (url.regex_max_offset is None
+                                       or match.start() <= url.regex_max_offset)
+        if found and url.regex_no_match:
+            return f"regex {url.regex!r} matched (regex_no_match)"
+        if not found and not url.regex_no_match:
+            return f"regex {url.regex!r} not found"
+    return None
+
+
+def certificate_detail(der: bytes | None) -> dict:
+    """cert_not_after (epoch seconds) and cert_subject (the CN) of a DER certificate, for
+    the dashboard's expiry warning; empty if there is none or it cannot be parsed (a
+    strange certificate is no reason to fail the check)."""
+    if not der:
+        return {}
+    # cryptography comes with pyOpenSSL, whose own certificate accessors are deprecated;
+    # imported here so HTTP_GET alone never loads it.
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return {"cert_not_after": int(cert.not_valid_after_utc.timestamp()),
+                "cert_subject": str(names[0].value) if names else ""}
+    except ValueError:
+        return {}
+
+
+def _left(deadline: float) -> float:
+    """Seconds until the deadline, for settimeout(); TimeoutError once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+class HttpCheck:
+    def __init__(self, config, target: Target) -> None:
+        self.kind = config.kind
+        self.config = config
+        self.target = target
+        self.tls = config.kind == "SSL_GET"
+        self._context: ssl.SSLContext | None = None     # built on first use, then kept
+
+    def check(self) -> CheckResult:
+        started = time.monotonic()
+        detail: dict = {}
+        error = None
+        for url in self.config.url:
+            vhost = url.virtualhost or self.config.virtualhost or self.target.virtualhost
+            try:
+                raw = self._fetch(url.path, vhost, detail)
+                reason = judge(url, raw)
+            except _Failed as exc:
+                reason = str(exc)
+            if reason:
+                error = f"GET {url.path}: {reason}"
+                log_event(log, "check.http.fail", logging.DEBUG, kind=self.kind,
+                          virtual_server=self.target.virtual_server,
+                          real_server=self.target.real_server, error=error)
+                break
+        return CheckResult(ok=error is None, duration=time.monotonic() - started,
+                           error=error, detail=detail)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._context is None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False          # keepalived verifies nothing
+            context.verify_mode = ssl.CERT_NONE
+            self._context = context
+        return self._context
+
+    def _fetch(self, path: str, vhost: str | None, detail: dict) -> bytes:
+        """The raw reply to one GET, read until the server closes; _Failed on any error.
+        Records the server certificate in ``detail`` for SSL_GET."""
+        t = self.target
+        if t.port is None:
+            raise _Failed("no port to connect to (set connect_port)")
+        request = build_request(path, t.host, t.port, vhost, self.config.http_protocol)
+        deadline = time.monotonic() + t.connect_timeout
+        stage, sock = "socket setup", None
+        try:
+            family, _, _, _, address = socket.getaddrinfo(
+                t.host, t.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            self._prepare(sock, family)
+            stage = "connect"
+            sock.settimeout(_left(deadline))
+            sock.connect(address)
+            if self.tls:
+                stage = "TLS handshake"
+                sock.settimeout(_left(deadline))
+                sock = self._tls_context().wrap_socket(sock, server_hostname=vhost)
+                detail.update(certificate_detail(sock.getpeercert(binary_form=True)))
+            stage = "send"
+            sock.settimeout(_left(deadline))
+            sock.sendall(request)
+            stage = "read"
+            reply = bytearray()
+            while True:
+                sock.settimeout(_left(deadline))
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return bytes(reply)
+                reply += chunk
+                if len(reply) >= 5 and not reply.startswith(b"HTTP/"):
+                    return bytes(reply)     # not HTTP (an SMTP banner?): no use waiting
+                if len(reply) > MAX_REPLY:
+                    raise _Failed(f"reply larger than {MAX_REPLY >> 20} MiB")
+        except TimeoutError:
+            raise _Failed(f"timeout after {t.connect_timeout:g} s ({stage})") from None
+        except ssl.SSLError as exc:                 # an OSError too: keep it first
+            raise _Failed(f"{stage}: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise _Failed(f"{stage}: {exc.strerror or exc}") from None
+        finally:
+            if sock is not None:
+                sock.close()
+
+    def _prepare(self, sock: socket.socket, family: int) -> None:
+        """fwmark, bind_if and bindto/bind_port, before connecting."""
+        t = self.target
+        if t.fwmark is not None:
+            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, t.fwmark)
+        if t.bind_if:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, t.bind_if.encode())
+        if t.bind_ip or t.bind_port:
+            if t.bind_port:     # a fixed source port is reused check after check
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            any_ip = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            sock.bind((t.bind_ip or any_ip, t.bind_port or 0))
