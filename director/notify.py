@@ -5,6 +5,7 @@ failing or hanging script never stalls the engine that asked for it."""
 from __future__ import annotations
 
 import logging
+import pwd
 import shlex
 import subprocess
 from typing import Any
@@ -43,10 +44,20 @@ class Notifier:
             return self._count("error", why, command, "empty command")
         user = command.user or self.user
         group = command.group or (self.group if not command.user else None)
+        identity = {}
+        if user is not None:       # keepalived: the user's primary group, no others
+            try:
+                entry = pwd.getpwnam(user)
+            except KeyError:
+                return self._count("error", why, command, f"no user {user}")
+            identity = {"user": entry.pw_uid, "group": group or entry.pw_gid,
+                        "extra_groups": []}
+        elif group is not None:
+            identity = {"group": group}
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, timeout=self.timeout, close_fds=True,
-                                  user=user, group=group)
+                                  **identity)
         except subprocess.TimeoutExpired:
             return self._count("timeout", why, command, f"killed after {self.timeout:g} s")
         except (OSError, KeyError, ValueError) as exc:    # no such file, unknown user, ...

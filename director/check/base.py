@@ -58,7 +58,10 @@ class CheckSettings:
 
 
 # keepalived's per-kind defaults (check_*.c): retry and delay_before_retry.
-RETRY_DEFAULTS = {"MISC_CHECK": 0, "DNS_CHECK": 3}
+RETRY_DEFAULTS = {"MISC_CHECK": 0, "DNS_CHECK": 3, "FILE_CHECK": 0}
+# keepalived watches a FILE_CHECK's file with inotify and reacts at once; we read it at
+# least this often.
+FILE_POLL = 1.0
 DELAY_BEFORE_RETRY_DEFAULTS = {"HTTP_GET": 3.0, "SSL_GET": 3.0}
 
 
@@ -75,6 +78,8 @@ def resolve_settings(virtual_server: Any, real_server: Any, checker: Any) -> Che
 
     kind = checker.kind
     delay_loop = pick("delay_loop", 60.0)
+    if kind == "FILE_CHECK":
+        delay_loop = min(delay_loop, FILE_POLL)
     retry_default = RETRY_DEFAULTS.get(kind, 1)
     before_retry = delay_loop if kind == "DNS_CHECK" else \
         DELAY_BEFORE_RETRY_DEFAULTS.get(kind, 1.0)

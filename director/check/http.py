@@ -124,6 +124,11 @@ class HttpCheck:
         self.tls = config.kind == "SSL_GET"
         self._context: ssl.SSLContext | None = None     # built on first use, then kept
 
+    @property
+    def hard_deadline(self) -> float:
+        """One connect_timeout per url, in turn."""
+        return len(self.config.url) * self.target.connect_timeout + 1.0
+
     def check(self) -> CheckResult:
         started = time.monotonic()
         detail: dict = {}

@@ -78,10 +78,11 @@ class CheckService:
         settings = resolve_settings(virtual, real, block)
         target = make_target(virtual, real, block, settings, names)
         cls = implementation(block.kind)
-        if block.kind == "MISC_CHECK":
-            checker = cls(block, target, script_user=self.config.global_defs.script_user)
-        elif block.kind == "FILE_CHECK":
-            checker = cls(block, target, track_files=track_files)
+        if block.kind == "MISC_CHECK":     # keepalived: misc_timeout defaults to delay_loop
+            checker = cls(block, target, script_user=self.config.global_defs.script_user,
+                          delay_loop=settings.delay_loop)
+        elif block.kind == "FILE_CHECK":   # the file's value adjusts the configured weight
+            checker = cls(block, target, track_files=track_files, base_weight=real.weight)
         else:
             checker = cls(block, target)
         return self.scheduler.add((*names, block.kind), checker, settings)

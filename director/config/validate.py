@@ -128,6 +128,7 @@ def _tracking(config, diagnostics: Diagnostics) -> None:
 
 def _virtual_servers(config, diagnostics: Diagnostics) -> None:
     groups = {g.name: g for g in config.virtual_server_groups}
+    track_files = {f.name for f in config.track_files}
     seen: dict[str, Any] = {}
     for server in config.virtual_servers:
         name = virtual_server_name(server)
@@ -140,6 +141,11 @@ def _virtual_servers(config, diagnostics: Diagnostics) -> None:
         seen.setdefault(name, server)
         reals: dict[tuple, Any] = {}
         for real in server.real_servers:
+            for checker in real.checkers:
+                if checker.kind == "FILE_CHECK" and checker.track_file not in track_files:
+                    diagnostics.error(checker.location, f"FILE_CHECK tracks track_file "
+                                                        f"{checker.track_file}, which is not "
+                                                        "defined")
             key = (real.address, real.port)
             if key in reals:
                 diagnostics.error(real.location, f"real_server {real.address} {real.port} is "
