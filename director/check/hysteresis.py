@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from .base import CheckSettings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Health:
     up: bool
     failures: int = 0          # failed attempts in a row in the current check
@@ -25,7 +25,7 @@ def initial_health(settings: CheckSettings) -> Health:
     return Health(up=not settings.alpha)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict:
     health: Health
     next_in: float             # seconds until the next attempt
@@ -34,8 +34,9 @@ class Verdict:
 
 def judge(settings: CheckSettings, health: Health, ok: bool) -> Verdict:
     if ok:
-        if health.up:
-            return Verdict(replace(health, failures=0, successes=0), settings.delay_loop, False)
+        if health.up:          # the common case: keep the same (immutable) Health
+            steady = health if not health.failures else Health(up=True)
+            return Verdict(steady, settings.delay_loop, False)
         successes = health.successes + 1
         if successes >= settings.rise:
             return Verdict(Health(up=True), settings.delay_loop, True)

@@ -10,6 +10,7 @@ a thundering herd). The pure rule of hysteresis.py turns results into up/down.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -26,7 +27,8 @@ from .hysteresis import Health, initial_health, judge
 log = logging.getLogger("director.check")
 
 HARD_DEADLINE_SLACK = 1.0       # beyond connect_timeout before a worker kills an attempt
-LATENESS_SAMPLES = 4096
+LATENESS_SAMPLES = 4096         # the most recent start delays, for the bench and the metrics
+BATCH = 128                     # checks started per loop turn before the loop may run again
 
 
 @dataclass(eq=False)
@@ -41,6 +43,8 @@ class Job:
     last_at: float | None = None         # wall clock of the last result
     counts: dict[str, int] = field(default_factory=dict)    # "ok"/"failed" -> attempts
     removed: bool = False
+    callback: bool = False               # the checker runs on the loop (start()), no greenlet
+    done: Any = None                     # bound once: called with the result
 
 
 class Scheduler:
@@ -58,6 +62,7 @@ class Scheduler:
         self.listeners: list[Callable[[Job, CheckResult], None]] = []   # on up/down changes
         self.heartbeat = 0.0                 # last time the loop turned (for /healthz)
         self.lateness: list[float] = []      # recent start delays past the due time
+        self._lateness_at = 0
         self.crashes = 0
 
     def add(self, key: tuple[str, str, str], checker: Any, settings: CheckSettings,
@@ -65,6 +70,8 @@ class Scheduler:
         """``health`` carries a server's state across a reload; new ones start as keepalived
         starts them (up, or down with alpha)."""
         job = Job(key, checker, settings, health or initial_health(settings))
+        job.callback = hasattr(checker, "start")
+        job.done = functools.partial(self._finished, job)
         job.due = self.clock.now() + self.rng.uniform(0, max(settings.warmup, 0.0))
         self.jobs.append(job)
         self._push(job)
@@ -75,8 +82,10 @@ class Scheduler:
         self.jobs.remove(job)
 
     def _push(self, job: Job) -> None:
-        heapq.heappush(self._heap, (job.due, next(self._sequence), job))
-        self._wake.set()
+        heap = self._heap
+        if not heap or job.due < heap[0][0]:    # only an earlier deadline needs a wake-up
+            self._wake.set()
+        heapq.heappush(heap, (job.due, next(self._sequence), job))
 
     # -- running -------------------------------------------------------------------------------
 
@@ -90,35 +99,45 @@ class Scheduler:
         self._greenlets.clear()
 
     def _dispatch(self) -> None:
+        """Start what is due, at most BATCH per loop turn: the results of the checks just
+        started must be read while they are fresh, or they look slow and fall due together
+        again (a herd that grows with every round)."""
+        heap = self._heap
+        clock = self.clock
         while True:
-            now = self.clock.now()
+            now = clock.now()
             self.heartbeat = now
-            heap = self._heap
-            while heap and heap[0][0] <= now:
+            started = 0
+            while heap and heap[0][0] <= now and started < BATCH:
                 due, _, job = heapq.heappop(heap)
                 if job.removed or job.running:
                     continue
                 self._note_lateness(now - due)
                 job.running = True
-                if hasattr(job.checker, "start"):
+                started += 1
+                if job.callback:
                     self._start_callback(job)
                 else:
                     self._ready.put(job)
+            if started == BATCH:
+                hub.sleep(0)                 # let the loop deliver results, then go on
+                continue
             self._wake.clear()
-            wait = min(heap[0][0] - self.clock.now(), 1.0) if heap else 1.0
+            wait = min(heap[0][0] - clock.now(), 1.0) if heap else 1.0
             if wait > 0:
                 self._wake.wait(wait)
 
     def _note_lateness(self, late: float) -> None:
         samples = self.lateness
-        if len(samples) >= LATENESS_SAMPLES:
-            samples[self.rng.randrange(LATENESS_SAMPLES)] = late   # a reservoir, bounded
-        else:
+        if len(samples) < LATENESS_SAMPLES:
             samples.append(late)
+        else:                                  # a ring: the most recent LATENESS_SAMPLES
+            samples[self._lateness_at] = late
+            self._lateness_at = (self._lateness_at + 1) % LATENESS_SAMPLES
 
     def _start_callback(self, job: Job) -> None:
         try:
-            job.checker.start(lambda result, job=job: self._finished(job, result))
+            job.checker.start(job.done)
         except Exception as exc:            # a checker bug must not stop the dispatcher
             self.crashes += 1
             self._finished(job, CheckResult(False, 0.0, f"checker crashed: {exc!r}"))
@@ -153,7 +172,13 @@ class Scheduler:
         job.counts[outcome] = job.counts.get(outcome, 0) + 1
         verdict = judge(job.settings, job.health, result.ok)
         job.health = verdict.health
-        job.due = self.clock.now() + verdict.next_in
+        now = self.clock.now()
+        if verdict.next_in == job.settings.delay_loop and job.due + verdict.next_in > now:
+            # A fixed cadence from the last due time, not from when the check ended: the
+            # warmup spread survives, and a slow check does not push its server later.
+            job.due += verdict.next_in
+        else:
+            job.due = now + verdict.next_in
         self._push(job)
         if verdict.changed:
             event(log, "check.state", virtual_server=job.key[0], real_server=job.key[1],
