@@ -36,6 +36,7 @@ if sys.argv[1:3] == ["--role", "ours"]:      # the checker process: patch before
     monkey.patch_all()
 
 import argparse
+import gc
 import collections
 import json
 import os
@@ -192,35 +193,26 @@ def run_ours(args) -> None:
     ports = read_ports(args.ports_file)
     settings = CheckSettings(delay_loop=1.0, connect_timeout=2.0, retry=1,
                              delay_before_retry=1.0, warmup=1.0, alpha=False)
-    scheduler = Scheduler(MonotonicClock())
+    # Room for every start delay of the window, so that none is overwritten before it is read.
+    scheduler = Scheduler(MonotonicClock(),
+                          lateness_samples=int(args.servers * (args.window + 10) * 1.2))
     for port in ports:
         name = f"127.0.0.1:{port}"
         target = Target("127.0.0.1", port, settings.connect_timeout,
                         virtual_server="bench", real_server=name)
         scheduler.add(("bench", name, "TCP_CHECK"), TcpCheck(None, target), settings)
     scheduler.start()
+    gc.freeze()          # as the daemon does once its subsystems are up
 
     def totals() -> tuple[int, int]:
         ok = failed = 0
         for job in scheduler.jobs:
-            ok += job.counts.get("ok", 0)
-            failed += job.counts.get("failed", 0)
+            ok += job.ok
+            failed += job.failed
         return ok, failed
 
     gevent.sleep(args.warmup)
-    # The scheduler keeps a bounded reservoir (4096) where each new sample replaces a random
-    # old one: after a 30 s window it holds mostly the last second or two. To read the whole
-    # window, every sample is also kept here (the scheduler's own code still runs).
     scheduler.lateness.clear()
-    window: list[float] = []
-    keep = window.append
-    note = scheduler._note_lateness
-
-    def note_and_keep(late: float) -> None:
-        note(late)
-        keep(late)
-
-    scheduler._note_lateness = note_and_keep
     ok0, failed0 = totals()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.monotonic()
@@ -230,9 +222,8 @@ def run_ours(args) -> None:
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     print("window-end", flush=True)
     ok1, failed1 = totals()
-    scheduler._note_lateness = note
-    reservoir = sorted(scheduler.lateness)
-    window.sort()
+    window = sorted(scheduler.lateness)
+    reservoir = window
     errors = collections.Counter(job.last.error for job in scheduler.jobs
                                  if job.last is not None and not job.last.ok)
     durations = sorted(job.last.duration for job in scheduler.jobs if job.last is not None)

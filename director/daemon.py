@@ -6,6 +6,7 @@ arbiter). No side effects before ``run()``.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -43,6 +44,9 @@ class Director:
                            "USR2": "stats"}[name]
                 hub.on_signal(signum, lambda command=command: self.commands.put(command))
             self._start()
+            # Everything built so far lives as long as the daemon: keep the collector from
+            # walking it again and again (measured: a sixth of the checker's CPU at scale).
+            gc.freeze()
             event(log, "director.started", pid=os.getpid(), config=self.options.use_file,
                   vrrp_instances=len(self.vrrp.instances) if self.vrrp else 0)
             while True:

@@ -73,12 +73,13 @@ class Handle:
             self.watcher = None
 
 
-def when_writable(fd: int, callback: Callable[[], None]) -> Handle:
-    """Call ``callback`` from the loop when ``fd`` can be written (a connect finished).
-    Callbacks run in the hub: they must not block, and the caller catches their errors."""
+def when_writable(fd: int, callback: Callable[[], None]) -> Any:
+    """Call ``callback`` from the loop when ``fd`` can be written (a connect finished);
+    returns the loop's watcher (``stop()`` then ``close()``), with no wrapper: this runs ten
+    thousand times a second. Callbacks run in the hub: they must not block."""
     watcher = gevent.get_hub().loop.io(fd, 2)
     watcher.start(callback)
-    return Handle(watcher)
+    return watcher
 
 
 def call_later(seconds: float, callback: Callable[[], None]) -> Handle:

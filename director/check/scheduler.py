@@ -15,7 +15,7 @@ import heapq
 import itertools
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import hub
@@ -29,6 +29,9 @@ log = logging.getLogger("director.check")
 HARD_DEADLINE_SLACK = 1.0       # beyond connect_timeout before a worker kills an attempt
 LATENESS_SAMPLES = 4096         # the most recent start delays, for the bench and the metrics
 BATCH = 128                     # checks started per loop turn before the loop may run again
+TICK = 0.005                    # the dispatcher wakes at most this often: each wake-up costs a
+                                # greenlet switch, so ten thousand checks a second start in
+                                # batches (lateness stays a few ms, far under the 50 ms goal)
 
 
 @dataclass(eq=False)
@@ -40,16 +43,17 @@ class Job:
     due: float = 0.0
     running: bool = False
     last: CheckResult | None = None
-    last_at: float | None = None         # wall clock of the last result
-    counts: dict[str, int] = field(default_factory=dict)    # "ok"/"failed" -> attempts
+    last_at: float | None = None         # monotonic time of the last result (see wall_time)
+    ok: int = 0                          # attempts that passed
+    failed: int = 0                      # attempts that failed
     removed: bool = False
     callback: bool = False               # the checker runs on the loop (start()), no greenlet
     done: Any = None                     # bound once: called with the result
 
 
 class Scheduler:
-    def __init__(self, clock: Clock, workers: int = 256,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, clock: Clock, workers: int = 256, rng: random.Random | None = None,
+                 lateness_samples: int = LATENESS_SAMPLES) -> None:
         self.clock = clock
         self.workers = workers
         self.rng = rng or random.Random()
@@ -63,6 +67,7 @@ class Scheduler:
         self.heartbeat = 0.0                 # last time the loop turned (for /healthz)
         self.lateness: list[float] = []      # recent start delays past the due time
         self._lateness_at = 0
+        self.lateness_samples = lateness_samples
         self.crashes = 0
 
     def add(self, key: tuple[str, str, str], checker: Any, settings: CheckSettings,
@@ -104,6 +109,7 @@ class Scheduler:
         again (a herd that grows with every round)."""
         heap = self._heap
         clock = self.clock
+        lateness = self.lateness
         while True:
             now = clock.now()
             self.heartbeat = now
@@ -112,7 +118,12 @@ class Scheduler:
                 due, _, job = heapq.heappop(heap)
                 if job.removed or job.running:
                     continue
-                self._note_lateness(now - due)
+                late = now - due
+                if len(lateness) < self.lateness_samples:
+                    lateness.append(late)
+                else:                      # a ring: the most recent lateness_samples
+                    lateness[self._lateness_at] = late
+                    self._lateness_at = (self._lateness_at + 1) % self.lateness_samples
                 job.running = True
                 started += 1
                 if job.callback:
@@ -125,15 +136,7 @@ class Scheduler:
             self._wake.clear()
             wait = min(heap[0][0] - clock.now(), 1.0) if heap else 1.0
             if wait > 0:
-                self._wake.wait(wait)
-
-    def _note_lateness(self, late: float) -> None:
-        samples = self.lateness
-        if len(samples) < LATENESS_SAMPLES:
-            samples.append(late)
-        else:                                  # a ring: the most recent LATENESS_SAMPLES
-            samples[self._lateness_at] = late
-            self._lateness_at = (self._lateness_at + 1) % LATENESS_SAMPLES
+                self._wake.wait(max(wait, TICK))
 
     def _start_callback(self, job: Job) -> None:
         try:
@@ -167,20 +170,29 @@ class Scheduler:
         job.running = False
         if job.removed:
             return
-        job.last, job.last_at = result, self.clock.wall()
-        outcome = "ok" if result.ok else "failed"
-        job.counts[outcome] = job.counts.get(outcome, 0) + 1
-        verdict = judge(job.settings, job.health, result.ok)
-        job.health = verdict.health
         now = self.clock.now()
-        if verdict.next_in == job.settings.delay_loop and job.due + verdict.next_in > now:
+        job.last, job.last_at = result, now
+        health = job.health
+        if result.ok and health.up and not health.failures:
+            # The steady case, ten thousand times a second: judge() would say "stay up, next
+            # at delay_loop"; say it without building a Verdict.
+            job.ok += 1
+            next_in, changed = job.settings.delay_loop, False
+        else:
+            if result.ok:
+                job.ok += 1
+            else:
+                job.failed += 1
+            verdict = judge(job.settings, health, result.ok)
+            job.health, next_in, changed = verdict.health, verdict.next_in, verdict.changed
+        if next_in == job.settings.delay_loop and job.due + next_in > now:
             # A fixed cadence from the last due time, not from when the check ended: the
             # warmup spread survives, and a slow check does not push its server later.
-            job.due += verdict.next_in
+            job.due += next_in
         else:
-            job.due = now + verdict.next_in
+            job.due = now + next_in
         self._push(job)
-        if verdict.changed:
+        if changed:
             event(log, "check.state", virtual_server=job.key[0], real_server=job.key[1],
                   checker=job.key[2], state="up" if job.health.up else "down",
                   error=result.error or "")
@@ -189,6 +201,10 @@ class Scheduler:
                     listener(job, result)
                 except Exception as exc:     # a listener bug must not stop the checks
                     event(log, "check.listener_error", logging.ERROR, error=repr(exc))
+
+    def wall_time(self, monotonic: float) -> float:
+        """A monotonic stamp (Job.last_at) as epoch seconds, for people and the API."""
+        return self.clock.wall() - (self.clock.now() - monotonic)
 
     def stalled(self, limit: float = 5.0) -> bool:
         return self.clock.now() - self.heartbeat > limit

@@ -125,10 +125,10 @@ class CheckService:
                 "checker": "+".join(job.key[2] for job in state.jobs) or None,
                 "last_check": None if last is None else {
                     "ok": last.last.ok, "duration_seconds": round(last.last.duration, 6),
-                    "error": last.last.error, "at": last.last_at,
+                    "error": last.last.error, "at": self.scheduler.wall_time(last.last_at),
                     **({"cert_not_after": last.last.detail["cert_not_after"]}
                        if "cert_not_after" in last.last.detail else {})},
-                "checks": {"ok": sum(j.counts.get("ok", 0) for j in state.jobs),
-                           "failed": sum(j.counts.get("failed", 0) for j in state.jobs)},
+                "checks": {"ok": sum(job.ok for job in state.jobs),
+                           "failed": sum(job.failed for job in state.jobs)},
             })
         return list(out.values())

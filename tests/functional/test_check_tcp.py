@@ -45,14 +45,33 @@ def test_ipv6_loopback():
         server.close()
 
 
-def test_bindto_sets_the_source_address():
+def test_bindto_is_applied_before_connecting():
+    """The check resets before the server accepts (TCP_QUICKACK off), so the source address
+    is proven by binding: a local one works, one this host does not have fails at bind."""
     server = listener()
     port = server.getsockname()[1]
     try:
-        target = Target("127.0.0.1", port, 1.0, bind_ip="127.0.0.2")
-        assert TcpCheck(None, target).check().ok
-        _, (peer, _) = server.accept()
-        assert peer == "127.0.0.2"
+        assert TcpCheck(None, Target("127.0.0.1", port, 1.0, bind_ip="127.0.0.2")).check().ok
+        result = TcpCheck(None, Target("127.0.0.1", port, 1.0, bind_ip="203.0.113.9")).check()
+        assert not result.ok and result.error == "socket: Cannot assign requested address"
+    finally:
+        server.close()
+
+
+def test_the_server_is_spared_the_accept():
+    """SYN-ACK answers the check; the reset goes before the final ACK (HAProxy's way)."""
+    server = listener()
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    try:
+        for _ in range(5):
+            assert TcpCheck(None, Target("127.0.0.1", port, 1.0)).check().ok
+        try:
+            server.accept()
+        except BlockingIOError:
+            pass
+        else:
+            raise AssertionError("a check left a connection for the server to accept")
     finally:
         server.close()
 
