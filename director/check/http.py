@@ -117,7 +117,11 @@ def _left(deadline: float) -> float:
 
 
 class HttpCheck:
-    def __init__(self, config, target: Target) -> None:
+    def __init__(self, config, target: Target, ssl_defs=None) -> None:
+        """``ssl_defs``: the configuration's top-level SSL block, whose certificate and key
+        (and the key's password) SSL_GET presents to servers that ask for a client
+        certificate, as keepalived does."""
+        self.ssl_defs = ssl_defs
         self.kind = config.kind
         self.config = config
         self.target = target
@@ -154,6 +158,11 @@ class HttpCheck:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False          # keepalived verifies nothing
             context.verify_mode = ssl.CERT_NONE
+            defs = self.ssl_defs
+            if defs is not None and defs.certificate:
+                password = defs.password.reveal() if defs.password else None
+                context.load_cert_chain(defs.certificate, keyfile=defs.key or None,
+                                        password=password)
             self._context = context
         return self._context
 
@@ -177,7 +186,11 @@ class HttpCheck:
             if self.tls:
                 stage = "TLS handshake"
                 sock.settimeout(_left(deadline))
-                sock = self._tls_context().wrap_socket(sock, server_hostname=vhost)
+                try:
+                    context = self._tls_context()
+                except (OSError, ssl.SSLError) as exc:
+                    raise _Failed(f"client certificate: {exc.strerror or exc}") from None
+                sock = context.wrap_socket(sock, server_hostname=vhost)
                 detail.update(certificate_detail(sock.getpeercert(binary_form=True)))
             stage = "send"
             sock.settimeout(_left(deadline))

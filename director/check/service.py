@@ -83,6 +83,8 @@ class CheckService:
                           delay_loop=settings.delay_loop)
         elif block.kind == "FILE_CHECK":   # the file's value adjusts the configured weight
             checker = cls(block, target, track_files=track_files, base_weight=real.weight)
+        elif block.kind == "SSL_GET":      # the SSL block's client certificate, if any
+            checker = cls(block, target, ssl_defs=self.config.ssl)
         else:
             checker = cls(block, target)
         return self.scheduler.add((*names, block.kind), checker, settings)

@@ -711,3 +711,61 @@ def test_checks_are_cooperative_under_gevent(cert):
     assert results[3] == [True, None, {"cert_not_after": cert[2],
                                        "cert_subject": "director.test"}]
     assert results[4] == [False, "GET /: timeout after 1 s (TLS handshake)", {}]
+
+
+# --- client certificates from the SSL block --------------------------------------------
+
+def _issue(name, issuer_name=None, issuer_key=None, ca=False):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(subject)
+               .issuer_name(issuer_name or subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    return key, builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def _pem(folder, name, key, certificate, password=None):
+    from cryptography.hazmat.primitives import serialization
+
+    encryption = serialization.BestAvailableEncryption(password.encode()) if password \
+        else serialization.NoEncryption()
+    (folder / f"{name}.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (folder / f"{name}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+    return str(folder / f"{name}.crt"), str(folder / f"{name}.key")
+
+
+def test_ssl_block_client_certificate_is_presented(tmp_path, cert):
+    from director.config.blocks.checkers import SSL
+    from director.config.schema import Secret
+
+    ca_key, ca_cert = _issue("director test CA", ca=True)
+    client_key, client_cert = _issue("director checker", ca_cert.subject, ca_key)
+    ca_file, _ = _pem(tmp_path, "ca", ca_key, ca_cert)
+    client_file, client_key_file = _pem(tmp_path, "client", client_key, client_cert, "s3cret")
+    server_context = tls_context(cert)
+    server_context.verify_mode = ssl.CERT_REQUIRED          # no client certificate, no reply
+    server_context.load_verify_locations(ca_file)
+    ssl_defs = model_for(SSL)(certificate=client_file, key=client_key_file,
+                              password=Secret("s3cret"))
+    with Server(send(OK), tls=server_context) as srv:
+        without = make_check(srv.port, kind="SSL_GET").check()
+        assert not without.ok and without.error.startswith("GET /: ")
+        check = make_check(srv.port, kind="SSL_GET")
+        check.ssl_defs = ssl_defs
+        result = check.check()
+        assert result.ok, result.error
+        wrong = make_check(srv.port, kind="SSL_GET")
+        wrong.ssl_defs = model_for(SSL)(certificate=client_file, key=client_key_file,
+                                        password=Secret("wrong"))
+        failed = wrong.check()
+        assert not failed.ok and "client certificate" in failed.error
