@@ -4,8 +4,9 @@ One greenlet keeps the deadlines in a heap and starts what is due. Checkers with
 (TCP) run as callbacks on the loop; the others run in a bounded set of worker greenlets, each
 attempt under a hard deadline (the checker's ``hard_deadline`` when it has one: an SMTP
 conversation or several urls take longer than one connect_timeout), so a checker that hangs
-or raises costs its own server one failed attempt and delays nobody else. First checks are spread over ``warmup`` (jitter, never
-a thundering herd). The pure rule of hysteresis.py turns results into up/down.
+or raises costs its own server one failed attempt and delays nobody else. First checks are
+spread over ``warmup`` (jitter, never a thundering herd). The pure rule of hysteresis.py
+turns results into up/down.
 """
 
 from __future__ import annotations

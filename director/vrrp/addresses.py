@@ -191,21 +191,20 @@ def _address_options(vip: VirtualAddress, interface) -> dict:
 
 def apply_all(addresses: Addresses, vips, routes, ifname: str, add: bool,
               instance: str) -> int:
-    """Add (or remove) every VIP and route of an instance; a failure is logged and counted,
+    """Add (or remove) every VIP and route of an instance: addresses before the routes that
+    may use them, and routes gone before their addresses. A failure is logged and counted,
     and the rest still go on. Returns the number of failures."""
+    action = "add" if add else "remove"
+    steps = [(addresses.add if add else addresses.remove, vip, "address", vip.address)
+             for vip in vips]
+    routing = [(addresses.add_route if add else addresses.remove_route, route, "route",
+                route.destination) for route in routes]
     failures = 0
-    for vip in vips:
+    for apply, item, kind, name in (steps + routing if add else routing + steps):
         try:
-            (addresses.add if add else addresses.remove)(vip, ifname)
+            apply(item, ifname)
         except OSError as exc:
             failures += 1
-            event(log, "vrrp.address_error", logging.ERROR, instance=instance,
-                  address=vip.address, action="add" if add else "remove", error=exc)
-    for route in routes:
-        try:
-            (addresses.add_route if add else addresses.remove_route)(route, ifname)
-        except OSError as exc:
-            failures += 1
-            event(log, "vrrp.route_error", logging.ERROR, instance=instance,
-                  route=route.destination, action="add" if add else "remove", error=exc)
+            event(log, f"vrrp.{kind}_error", logging.ERROR, instance=instance, **{kind: name},
+                  action=action, error=exc)
     return failures

@@ -163,14 +163,10 @@ class Instance:
         if add is False and self._announcing is not None:
             self._announcing.kill(block=False)
             self._announcing = None
-        failures = apply_all(self.addresses, self.config.virtual_ipaddress +
-                             self.config.virtual_ipaddress_excluded,
-                             self.config.virtual_routes if add else (), self.config.interface,
-                             add, self.name)
-        if not add:
-            apply_all(self.addresses, (), self.config.virtual_routes, self.config.interface,
-                      False, self.name)
-        self.counters.address_errors += failures
+        config = self.config
+        self.counters.address_errors += apply_all(
+            self.addresses, config.virtual_ipaddress + config.virtual_ipaddress_excluded,
+            config.virtual_routes, config.interface, add, self.name)
 
     def _transition(self, transition: fsm.Transition) -> None:
         key = (transition.old, transition.new)

@@ -34,20 +34,13 @@ class VrrpSocket:
 
     def open(self) -> "VrrpSocket":
         self.ifindex = socket.if_nametoindex(self.ifname)
-        if self.family == 4:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, PROTOCOL)
-            try:
-                self._setup_v4(sock)
-            except OSError:
-                sock.close()
-                raise
-        else:
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, PROTOCOL)
-            try:
-                self._setup_v6(sock)
-            except OSError:
-                sock.close()
-                raise
+        v4 = self.family == 4
+        sock = socket.socket(socket.AF_INET if v4 else socket.AF_INET6, socket.SOCK_RAW, PROTOCOL)
+        try:
+            (self._setup_v4 if v4 else self._setup_v6)(sock)
+        except OSError:
+            sock.close()
+            raise
         self.sock = sock
         return self
 

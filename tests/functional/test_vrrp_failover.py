@@ -365,3 +365,19 @@ def test_tracked_interface_without_weight_puts_the_instance_in_fault(lab):
     assert "to=FAULT" in lab.log_of(first)
     a.link("eth1", True)
     until(holds(a), down_interval(150) + 0.2 + 1.0 + SLACK, lambda: lab.log_of(first))
+
+
+def test_virtual_routes_follow_the_master(lab, pair):
+    _, a, b = pair
+    routes = ("    virtual_routes {\n        203.0.113.0/24 via 192.0.2.254 dev eth0\n"
+              "        blackhole 198.51.100.0/24\n    }\n")
+    first = start_director(lab, a, vrrp_config(150, extra=routes), "a")
+
+    def has_routes():
+        table = a.run(["ip", "route", "show"]).stdout
+        return "203.0.113.0/24 via 192.0.2.254" in table and "blackhole 198.51.100.0/24" in table
+
+    until(has_routes, down_interval(150) + 2, lambda: lab.log_of(first))
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(5) == 0
+    assert not has_routes() and not a.has_address("eth0", VIP)
