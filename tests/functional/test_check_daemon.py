@@ -99,3 +99,75 @@ virtual_server 127.0.0.1 {port} {{
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         log.close()
+
+
+def test_http_get_goes_down_on_a_wrong_status_after_its_retries(tmp_path):
+    import http.server
+    import threading
+
+    status = {"code": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status["code"])
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    delay_loop, retry, timeout, before_retry = 1, 1, 1, 0.5
+    config = tmp_path / "keepalived.conf"
+    config.write_text(f"""
+virtual_server 127.0.0.1 {port} {{
+    delay_loop {delay_loop}
+    protocol TCP
+    real_server 127.0.0.1 {port} {{
+        HTTP_GET {{
+            url {{
+                path /health
+            }}
+            connect_timeout {timeout}
+            retry {retry}
+            delay_before_retry {before_retry}
+        }}
+    }}
+}}
+""")
+    state = tmp_path / "state"
+    log_path = tmp_path / "log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "director", "-C", "-l", "-f", str(config),
+                             "--state-dir", str(state), "--web", "off"], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        wait_for(lambda: "director.started" in log_path.read_text(), 15,
+                 message=lambda: log_path.read_text())
+
+        def real():
+            return dump(proc, state)["virtual_servers"][0]["real_servers"][0]
+
+        wait_for(lambda: (real()["last_check"] or {}).get("ok"), 5,
+                 message=lambda: log_path.read_text())
+        status["code"] = 503
+        changed = time.monotonic()
+        bound = delay_loop + retry * (timeout + before_retry) + 1
+        down = wait_for(lambda: (lambda r: r if not r["up"] else None)(real()), bound,
+                        message=lambda: log_path.read_text())
+        assert down["last_check"]["error"] == "GET /health: status 503 not in 200-299"
+        assert down["checker"] == "HTTP_GET"
+        assert time.monotonic() - changed <= bound
+        status["code"] = 200
+        wait_for(lambda: real()["up"], delay_loop + 2, message=lambda: log_path.read_text())
+    finally:
+        server.shutdown()
+        server.server_close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        log.close()
