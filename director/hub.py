@@ -21,6 +21,7 @@ Empty = gevent.queue.Empty
 Queue = gevent.queue.Queue
 Event = gevent.event.Event
 Lock = gevent.lock.RLock
+Timeout = gevent.Timeout
 Greenlet = gevent.Greenlet
 sleep = gevent.sleep
 joinall = gevent.joinall

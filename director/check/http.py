@@ -176,8 +176,13 @@ class HttpCheck:
         deadline = time.monotonic() + t.connect_timeout
         stage, sock = "socket setup", None
         try:
-            family, _, _, _, address = socket.getaddrinfo(
-                t.host, t.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)[0]
+            # The host is an address literal (connect_ip or the real server's): no resolver.
+            # gevent's would send every check through its thread pool (measured: 43 % of
+            # the CPU of 2,000 HTTP checks a second).
+            if ":" in t.host:
+                family, address = socket.AF_INET6, (t.host, t.port, 0, 0)
+            else:
+                family, address = socket.AF_INET, (t.host, t.port)
             sock = socket.socket(family, socket.SOCK_STREAM)
             self._prepare(sock, family)
             stage = "connect"
