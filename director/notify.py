@@ -18,12 +18,25 @@ log = logging.getLogger("director.notify")
 DEFAULT_TIMEOUT = 10.0
 
 
+def identity(user: str | None, group: str | None) -> dict:
+    """subprocess arguments to run as ``user`` (and ``group``): keepalived's rule is the
+    user's primary group and no supplementary groups. Raises KeyError for an unknown user."""
+    if user is None:
+        return {"group": group} if group is not None else {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": group or entry.pw_gid, "extra_groups": []}
+
+
+def split_user(text: str | None) -> tuple[str | None, str | None]:
+    """``"USER [GROUP]"`` (script_user, a script's user) -> (user, group)."""
+    user, _, group = (text or "").partition(" ")
+    return user or None, group.strip() or None
+
+
 class Notifier:
     def __init__(self, script_user: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
-        user, _, group = (script_user or "").partition(" ")
-        self.user = user or None
-        self.group = group.strip() or None
+        self.user, self.group = split_user(script_user)
         self.timeout = timeout
         self.results: dict[str, int] = {}        # ok, failed, timeout, error -> count
         self.running: set[hub.Greenlet] = set()
@@ -44,20 +57,14 @@ class Notifier:
             return self._count("error", why, command, "empty command")
         user = command.user or self.user
         group = command.group or (self.group if not command.user else None)
-        identity = {}
-        if user is not None:       # keepalived: the user's primary group, no others
-            try:
-                entry = pwd.getpwnam(user)
-            except KeyError:
-                return self._count("error", why, command, f"no user {user}")
-            identity = {"user": entry.pw_uid, "group": group or entry.pw_gid,
-                        "extra_groups": []}
-        elif group is not None:
-            identity = {"group": group}
+        try:
+            as_user = identity(user, group)
+        except KeyError:
+            return self._count("error", why, command, f"no user {user}")
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, timeout=self.timeout, close_fds=True,
-                                  **identity)
+                                  **as_user)
         except subprocess.TimeoutExpired:
             return self._count("timeout", why, command, f"killed after {self.timeout:g} s")
         except (OSError, KeyError, ValueError) as exc:    # no such file, unknown user, ...

@@ -124,7 +124,10 @@ class VrrpService:
                 if ifname != config.interface or not config.dont_track_primary:
                     self.interface_watcher.watch(ifname, tracker)
             for item in config.track_script:
-                runner = self.scripts.setdefault(item.name, ScriptRunner(scripts[item.name]))
+                if item.name not in self.scripts:
+                    self.scripts[item.name] = ScriptRunner(
+                        scripts[item.name], self.config.global_defs.script_user)
+                runner = self.scripts[item.name]
                 runner.subscribers.append(tracker)
 
     def _receive(self, key: tuple, sock: VrrpSocket) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .. import hub
 from ..log import event as log_event
+from ..notify import identity, split_user
 from . import fsm
 
 log = logging.getLogger("director.vrrp.tracking")
@@ -118,8 +119,10 @@ class ScriptRunner:
     """Runs one vrrp_script every interval, without a shell, killed at its timeout; rise and
     fall successive results change its state (init_fail: it starts failed)."""
 
-    def __init__(self, script) -> None:
+    def __init__(self, script, script_user: str | None = None) -> None:
         self.script = script
+        # The script's own user, else global_defs script_user (keepalived's order).
+        self.user, self.group = split_user(script.user or script_user)
         self.subscribers: list[Tracker] = []
         self.fine = not script.init_fail
         self.streak = 0
@@ -149,13 +152,14 @@ class ScriptRunner:
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, timeout=timeout,
-                                  close_fds=True, env={"PATH": os.environ.get("PATH", "")})
+                                  close_fds=True, env={"PATH": os.environ.get("PATH", "")},
+                                  **identity(self.user, self.group))
         except subprocess.TimeoutExpired:
             self.timeouts += 1
             log_event(log, "vrrp.script_timeout", logging.WARNING, script=self.script.name,
                       timeout=timeout)
             return False
-        except OSError as exc:
+        except (OSError, KeyError) as exc:      # no such program, no such user
             log_event(log, "vrrp.script_error", logging.WARNING, script=self.script.name,
                       error=exc)
             return False

@@ -32,3 +32,25 @@ def test_failures_errors_and_timeouts_are_counted(tmp_path):
     assert run(notifier, Command("/bin/sleep 30")) == "timeout"
     assert time.monotonic() - started < 5
     assert notifier.results == {"failed": 1, "error": 2, "timeout": 1}
+
+
+def test_scripts_run_as_the_configured_user_with_its_primary_group_only():
+    import pwd
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))     # pytest's tmp_path is closed to nobody
+    folder.chmod(0o777)
+    out = folder / "who"
+    script = folder / "who.sh"
+    script.write_text(f'#!/bin/sh\nid -u > {out}\nid -G >> {out}\n')
+    script.chmod(0o755)
+    nobody = pwd.getpwnam("nobody")
+    assert run(Notifier(script_user="nobody"), Command(str(script))) == "ok"
+    try:
+        uid, groups = out.read_text().split("\n")[:2]
+    finally:
+        shutil.rmtree(folder)
+    assert int(uid) == nobody.pw_uid
+    assert groups.split() == [str(nobody.pw_gid)]

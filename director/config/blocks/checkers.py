@@ -11,7 +11,7 @@ import re
 from ..schema import (UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds,
                       SecretText, Text, Word, one_value)
 from ..values import Script, digest, parse_port, status_codes
-from .common import IP_ADDRESS, constant_header, no_header, required
+from .common import NOT_YET, IP_ADDRESS, constant_header, no_header, required
 
 
 def _port(args, ctx):
@@ -36,7 +36,7 @@ COMMON = (
     Kw("warmup", Seconds(0, 86400), doc="Random delay, up to this, before the first check."),
     Kw("alpha", Flag(), doc="Start the server down until its first good check."),
     Kw("fwmark", Int(0, 0xFFFFFFFF), doc="Mark on the checker's packets (SO_MARK)."),
-    Kw("log_all_failures", Flag()),
+    Kw("log_all_failures", Flag(), unsupported=NOT_YET),
 )
 
 # -- HTTP_GET / SSL_GET ----------------------------------------------------------------------
@@ -69,8 +69,8 @@ URL = Block(
         Kw("regex", Custom(_regex, "a regular expression")),
         Kw("regex_no_match", Flag()),
         Kw("regex_options", Text("PCRE options")),
-        Kw("regex_stack", Text("START MAX")),
-        Kw("tls_compliant", Flag()),
+        Kw("regex_stack", Text("START MAX"), unsupported=NOT_YET),
+        Kw("tls_compliant", Flag(), unsupported=NOT_YET),
         Kw("regex_min_offset", Int(0, 1 << 30)),
         Kw("regex_max_offset", Int(0, 1 << 30)),
     ),
@@ -93,7 +93,7 @@ def _http_checker(kind: str, model_name: str) -> Block:
             Kw("http_protocol", Choice(("1.0", "1.0C", "1.1"), case="keep"),
                default="1.0", doc="1.0C adds Connection: close; 1.1 sends Host."),
             Kw("enable_sni", Flag()),
-            Kw("fast_recovery", Flag()),
+            Kw("fast_recovery", Flag(), unsupported=NOT_YET),
             Kw("tls_compliant", Flag()),
         ),
     )

@@ -51,6 +51,12 @@ def server_address(args: list[str], ctx: Context) -> tuple[str, int | None]:
     return host, (parse_port(args[1], 1) if len(args) == 2 else None)
 
 
+# Why a keyword is parsed but not acted on (yet): -t says so for each one used.
+MAIL = "mail alerts arrive with issue 7"
+LVS = "programming IPVS / nftables arrives with issue 5"
+NOT_YET = "not implemented yet"
+
+
 def unsupported(names: str, why: str) -> tuple[Kw, ...]:
     """keepalived keywords accepted as written and reported by -t as not acted on; their
     (name, value) pairs collect in the block's ``unsupported`` field."""
@@ -74,22 +80,23 @@ IP_ADDRESS = Custom(_ip, "IP address")
 # Gratuitous ARP / NA and advert-suppression settings: (name, value type, keepalived's
 # default). global_defs has each as "vrrp_<name>" with that default; a vrrp_instance has it
 # bare, unset meaning "the global value".
-VRRP_INSTANCE_DEFAULTS = (
-    ("garp_master_delay", Int(0, 86400), 5),
-    ("garp_master_repeat", Int(1, 1000), 5),
-    ("garp_master_refresh", Int(0, 86400), 0),
-    ("garp_master_refresh_repeat", Int(1, 1000), 1),
-    ("garp_lower_prio_delay", Int(0, 86400), None),
-    ("garp_lower_prio_repeat", Int(0, 1000), None),
-    ("garp_interval", Seconds(0, 1), None),
-    ("gna_interval", Seconds(0, 1), None),
-    ("lower_prio_no_advert", Flag(), None),
-    ("higher_prio_send_advert", Flag(), None),
+VRRP_INSTANCE_DEFAULTS = (       # (name, value type, default, why it is not acted on yet)
+    ("garp_master_delay", Int(0, 86400), 5, ""),
+    ("garp_master_repeat", Int(1, 1000), 5, ""),
+    ("garp_master_refresh", Int(0, 86400), 0, ""),
+    ("garp_master_refresh_repeat", Int(1, 1000), 1, ""),
+    ("garp_lower_prio_delay", Int(0, 86400), None, NOT_YET),
+    ("garp_lower_prio_repeat", Int(0, 1000), None, NOT_YET),
+    ("garp_interval", Seconds(0, 1), None, ""),
+    ("gna_interval", Seconds(0, 1), None, NOT_YET),
+    ("lower_prio_no_advert", Flag(), None, NOT_YET),
+    ("higher_prio_send_advert", Flag(), None, NOT_YET),
 )
 
 
 def instance_default_keywords(global_level: bool) -> tuple[Kw, ...]:
     if global_level:
-        return tuple(Kw(f"vrrp_{name}", value, default=default)
-                     for name, value, default in VRRP_INSTANCE_DEFAULTS)
-    return tuple(Kw(name, value) for name, value, _ in VRRP_INSTANCE_DEFAULTS)
+        return tuple(Kw(f"vrrp_{name}", value, default=default, unsupported=why)
+                     for name, value, default, why in VRRP_INSTANCE_DEFAULTS)
+    return tuple(Kw(name, value, unsupported=why)
+                 for name, value, _, why in VRRP_INSTANCE_DEFAULTS)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..schema import Block, Custom, Flag, Int, Kw, Lines, Seconds, Text, Word
 from ..values import email
-from .common import (IP_ADDRESS, instance_default_keywords, no_header, server_address,
-                     unsupported)
+from .common import (IP_ADDRESS, LVS, MAIL, NOT_YET, instance_default_keywords, no_header,
+                     server_address, unsupported)
 
 NOT_PLANNED = "director does not act on this keyword"
 
@@ -17,35 +17,36 @@ GLOBAL_DEFS = Block(
            doc="Names this director in alerts, logs and the dashboard. Default: the short "
                "host name."),
         Kw("notification_email", Lines(email, "e-mail addresses"),
-           doc="Who receives the alert mails."),
-        Kw("notification_email_from", Word("an e-mail address")),
-        Kw("smtp_server", Custom(server_address, "IP|HOST [PORT]")),
-        Kw("smtp_helo_name", Word("a host name")),
-        Kw("smtp_connect_timeout", Int(1, 4294), default=30),
-        Kw("smtp_alert", Flag(), doc="Default smtp_alert for instances and checkers."),
-        Kw("smtp_alert_vrrp", Flag()),
-        Kw("smtp_alert_checker", Flag()),
-        Kw("no_email_faults", Flag()),
+           doc="Who receives the alert mails.", unsupported=MAIL),
+        Kw("notification_email_from", Word("an e-mail address"), unsupported=MAIL),
+        Kw("smtp_server", Custom(server_address, "IP|HOST [PORT]"), unsupported=MAIL),
+        Kw("smtp_helo_name", Word("a host name"), unsupported=MAIL),
+        Kw("smtp_connect_timeout", Int(1, 4294), default=30, unsupported=MAIL),
+        Kw("smtp_alert", Flag(), doc="Default smtp_alert for instances and checkers.",
+           unsupported=MAIL),
+        Kw("smtp_alert_vrrp", Flag(), unsupported=MAIL),
+        Kw("smtp_alert_checker", Flag(), unsupported=MAIL),
+        Kw("no_email_faults", Flag(), unsupported=MAIL),
         Kw("script_user", Text("USER [GROUP]"),
            doc="The user that notify, track and check scripts run as."),
         Kw("enable_script_security", Flag(),
-           doc="Refuse scripts that a non-root user could change."),
-        Kw("default_interface", Word("an interface")),
+           doc="Refuse scripts that a non-root user could change.", unsupported=NOT_YET),
+        Kw("default_interface", Word("an interface"), unsupported=NOT_YET),
         Kw("vrrp_mcast_group4", IP_ADDRESS, default="224.0.0.18"),
         Kw("vrrp_mcast_group6", IP_ADDRESS, default="ff02::12"),
         Kw("vrrp_version", Int(2, 3), default=2),
         Kw("vrrp_strict", Flag(), doc="RFC-strict VRRP: no unicast, no auth, VIPs unreachable "
-                                      "unless owner."),
-        Kw("vrrp_check_unicast_src", Flag()),
-        Kw("vrrp_skip_check_adv_addr", Flag()),
+                                      "unless owner.", unsupported=NOT_YET),
+        Kw("vrrp_check_unicast_src", Flag(), unsupported=NOT_YET),
+        Kw("vrrp_skip_check_adv_addr", Flag(), unsupported=NOT_YET),
         *instance_default_keywords(global_level=True),
-        Kw("vrrp_min_garp", Flag()),
-        Kw("vrrp_startup_delay", Seconds(0, 3600)),
-        Kw("lvs_flush", Flag(), doc="Flush every IPVS entry at start-up."),
+        Kw("vrrp_min_garp", Flag(), unsupported=NOT_YET),
+        Kw("vrrp_startup_delay", Seconds(0, 3600), unsupported=NOT_YET),
+        Kw("lvs_flush", Flag(), doc="Flush every IPVS entry at start-up.", unsupported=LVS),
         Kw("lvs_flush_on_stop", Text("[VS]"), aliases=("lvs_flush_onstop",),
-           doc="Remove our IPVS entries on stop (VS: only the virtual servers)."),
-        Kw("lvs_timeouts", Text("tcp N tcpfin N udp N")),
-        Kw("checker_log_all_failures", Flag()),
+           doc="Remove our IPVS entries on stop (VS: only the virtual servers).", unsupported=LVS),
+        Kw("lvs_timeouts", Text("tcp N tcpfin N udp N"), unsupported=LVS),
+        Kw("checker_log_all_failures", Flag(), unsupported=NOT_YET),
         Kw("lvs_sync_daemon", Text("INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] "
                                    "[group IP]"),
            unsupported="the IPVS connection sync daemon is not managed by director"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
                       SecretText, Text, Word)
 from ..values import Script, route, rule, single_name, tracked, unicast_peer, virtual_address
-from .common import (IP_ADDRESS, instance_default_keywords, name_header, no_header, required,
-                     unsupported)
+from .common import (IP_ADDRESS, MAIL, NOT_YET, instance_default_keywords, name_header,
+                     no_header, required, unsupported)
 
 NOT_PLANNED = "director does not act on this keyword"
 
@@ -58,17 +58,20 @@ TRACK_FILE = Block(
     ),
 )
 
-_TRACKING = (
-    Kw("track_interface", Lines(tracked, "INTERFACE [weight N [reverse]]")),
-    Kw("track_script", Lines(tracked, "SCRIPT [weight N [reverse]]")),
-    Kw("track_file", Lines(tracked, "FILE [weight N [reverse]]")),
-    Kw("track_process", Lines(tracked, "PROCESS [weight N [reverse]]"),
-       unsupported="process tracking is not implemented by director"),
-    Kw("track_group", Lines(single_name, "track_group names"),
-       unsupported="track groups are not implemented by director"),
-    Kw("track_bfd", Lines(tracked, "BFD [weight N [reverse]]"),
-       unsupported="BFD is not implemented by director"),
-)
+def _tracking(why: str = "") -> tuple[Kw, ...]:
+    """The tracking keywords; a sync group's are parsed but not acted on yet (``why``)."""
+    return (
+        Kw("track_interface", Lines(tracked, "INTERFACE [weight N [reverse]]"),
+           unsupported=why),
+        Kw("track_script", Lines(tracked, "SCRIPT [weight N [reverse]]"), unsupported=why),
+        Kw("track_file", Lines(tracked, "FILE [weight N [reverse]]"), unsupported=NOT_YET),
+        Kw("track_process", Lines(tracked, "PROCESS [weight N [reverse]]"),
+           unsupported="process tracking is not implemented by director"),
+        Kw("track_group", Lines(single_name, "track_group names"),
+           unsupported="track groups are not implemented by director"),
+        Kw("track_bfd", Lines(tracked, "BFD [weight N [reverse]]"),
+           unsupported="BFD is not implemented by director"),
+    )
 
 _NOTIFY = (
     Kw("notify_master", Script()),
@@ -76,8 +79,8 @@ _NOTIFY = (
     Kw("notify_fault", Script()),
     Kw("notify_stop", Script()),
     Kw("notify", Script(), doc="Called with TYPE NAME STATE PRIORITY on each change."),
-    Kw("smtp_alert", Flag()),
-    Kw("notify_priority_changes", Flag()),
+    Kw("smtp_alert", Flag(), unsupported=MAIL),
+    Kw("notify_priority_changes", Flag(), unsupported=NOT_YET),
 )
 
 
@@ -100,10 +103,11 @@ VRRP_SYNC_GROUP = Block(
     keywords=(
         Kw("group", Lines(single_name, "instance names")),
         *_NOTIFY,
-        *_TRACKING,
+        *_tracking(why="sync group tracking " + NOT_YET),
         Kw("global_tracking", Flag(), deprecated="global_tracking is deprecated in keepalived: "
-                                                 "use sync_group_tracking_weight"),
-        Kw("sync_group_tracking_weight", Flag()),
+                                                 "use sync_group_tracking_weight",
+                                                    unsupported=NOT_YET),
+        Kw("sync_group_tracking_weight", Flag(), unsupported=NOT_YET),
     ),
 )
 
@@ -185,24 +189,24 @@ VRRP_INSTANCE = Block(
         Kw("mcast_src_ip", IP_ADDRESS),
         Kw("unicast_src_ip", IP_ADDRESS),
         Kw("unicast_peer", Lines(unicast_peer, "ADDRESS [min_ttl N] [max_ttl N]")),
-        Kw("unicast_ttl", Int(0, 255)),
-        Kw("check_unicast_src", Flag()),
-        Kw("unicast_fault_no_peer", Flag()),
+        Kw("unicast_ttl", Int(0, 255), unsupported=NOT_YET),
+        Kw("check_unicast_src", Flag(), unsupported=NOT_YET),
+        Kw("unicast_fault_no_peer", Flag(), unsupported=NOT_YET),
         Kw("dont_track_primary", Flag()),
         Kw("accept", Flag(), field="accept"),
-        Kw("no_accept", Flag(sets=False), field="accept"),
-        Kw("strict_mode", Flag()),
-        Kw("promote_secondaries", Flag()),
-        Kw("no_virtual_ipaddress", Flag()),
+        Kw("no_accept", Flag(sets=False), field="accept", unsupported=NOT_YET),
+        Kw("strict_mode", Flag(), unsupported=NOT_YET),
+        Kw("promote_secondaries", Flag(), unsupported=NOT_YET),
+        Kw("no_virtual_ipaddress", Flag(), unsupported=NOT_YET),
         Kw("down_timer_adverts", Int(1, 100), doc="Adverts missed before the master is down "
                                                   "(default 3, RFC)."),
         Kw("timer_expired_backup", Raw(), unsupported="not implemented by director"),
-        Kw("skip_check_adv_addr", Flag()),
+        Kw("skip_check_adv_addr", Flag(), unsupported=NOT_YET),
         *instance_default_keywords(global_level=False),
         *_NOTIFY,
-        Kw("notify_master_rx_lower_pri", Script()),
-        Kw("notify_deleted", Script()),
-        *_TRACKING,
+        Kw("notify_master_rx_lower_pri", Script(), unsupported=NOT_YET),
+        Kw("notify_deleted", Script(), unsupported=NOT_YET),
+        *_tracking(),
         Kw("use_vmac", Custom(_use_vmac, "[INTERFACE]"),
            unsupported="VMAC interfaces are not created by director"),
         Kw("vmac_xmit_base", Flag(), unsupported="VMAC interfaces are not created by director"),
