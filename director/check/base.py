@@ -90,6 +90,7 @@ def resolve_settings(virtual_server: Any, real_server: Any, checker: Any) -> Che
         delay_before_retry=pick("delay_before_retry", before_retry),
         warmup=pick("warmup", delay_loop),
         alpha=bool(pick("alpha", False)),
+        rise=pick("rise", 1),
     )
 
 

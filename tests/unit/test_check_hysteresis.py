@@ -82,3 +82,6 @@ def test_settings_inherit_from_checker_then_real_then_virtual_server():
     dns = resolve_settings(vs, NS(**{**rs.__dict__, "retry": None}),
                            NS(**{**checker.__dict__, "kind": "DNS_CHECK", "retry": None}))
     assert (dns.retry, dns.delay_before_retry) == (3, 10.0)
+    assert dns.rise == 1
+    rising = resolve_settings(NS(**{**vs.__dict__, "rise": 3}), rs, checker)
+    assert rising.rise == 3

@@ -35,6 +35,8 @@ COMMON = (
     Kw("delay_loop", Seconds(0.001, 86400), doc="Overrides the virtual server's delay_loop."),
     Kw("warmup", Seconds(0, 86400), doc="Random delay, up to this, before the first check."),
     Kw("alpha", Flag(), doc="Start the server down until its first good check."),
+    Kw("rise", Int(1, 1000), doc="director's addition (HAProxy's rise): good checks in a row "
+                                 "before a down server is up again. Default 1, as keepalived."),
     Kw("fwmark", Int(0, 0xFFFFFFFF), doc="Mark on the checker's packets (SO_MARK)."),
     Kw("log_all_failures", Flag(), unsupported=NOT_YET),
 )
