@@ -1,0 +1,147 @@
+"""keepalived's pool logic, pure: from the configuration and what the checks say, the
+services and destinations the kernel should have.
+
+- A real server is in its pool while its checkers say it is up, with its configured weight,
+  the weight a MISC_CHECK (misc_dynamic) or FILE_CHECK asked for, or 0 while drained.
+- A real server that is down leaves the pool, or stays at weight 0 with inhibit_on_failure.
+- Quorum: the live weight (sum of the weights of the servers up) must reach quorum; with
+  hysteresis it is lost below quorum - hysteresis and regained at quorum + hysteresis.
+  While it is lost the real servers leave and the sorry server serves (keepalived's
+  perform_quorum_state); sorry_server_inhibit keeps it at weight 0 the rest of the time.
+- A virtual_server_group expands into one service per address (ranges) or fwmark, all with
+  the same pool; ha_suspend leaves a service out while its address is not ours.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..config.blocks.virtual_server import virtual_server_name
+from .model import Destination, DestinationKey, Pool, Service, ServiceKey, State
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the checks say of one real server now."""
+
+    up: bool = True
+    weight: int | None = None       # a weight the checks asked for (misc_dynamic, FILE_CHECK)
+    drained: bool = False           # an operator set it to weight 0 (dashboard "drain")
+
+
+@dataclass(frozen=True)
+class QuorumChange:
+    up: bool                        # True: quorum_up runs; False: quorum_down runs
+
+
+def _family(address: str) -> int:
+    return 6 if ":" in address else 4
+
+
+def service_keys(virtual: Any, groups: dict[str, Any]) -> list[ServiceKey]:
+    """The kernel services one virtual_server block stands for."""
+    protocol = virtual.protocol or "TCP"
+    if virtual.fwmark is not None:
+        family = 6 if virtual.ip_family == "inet6" else 4
+        return [ServiceKey(protocol, fwmark=virtual.fwmark, family=family)]
+    if virtual.group is None:
+        return [ServiceKey(protocol, virtual.address, virtual.port,
+                           family=_family(virtual.address))]
+    keys = []
+    for entry in groups[virtual.group].entries:
+        if entry.fwmark is not None:
+            keys.append(ServiceKey(protocol, fwmark=entry.fwmark,
+                                   family=6 if virtual.ip_family == "inet6" else 4))
+            continue
+        first = ipaddress.ip_address(entry.address)
+        last = ipaddress.ip_address(entry.range_end) if entry.range_end else first
+        port = entry.port if entry.port is not None else virtual.port
+        for value in range(int(first), int(last) + 1):
+            address = str(ipaddress.ip_address(value))
+            keys.append(ServiceKey(protocol, address, port, family=first.version))
+    return keys
+
+
+def service(virtual: Any, key: ServiceKey) -> Service:
+    flags = tuple(name for name, on in (("ops", virtual.ops), ("sh-port", virtual.sh_port),
+                                        ("sh-fallback", virtual.sh_fallback),
+                                        ("mh-port", virtual.mh_port),
+                                        ("mh-fallback", virtual.mh_fallback)) if on)
+    timeout = virtual.persistence_timeout
+    if timeout is None and virtual.persistence_granularity is not None:
+        timeout = 360                # keepalived: a granularity alone implies persistence
+    return Service(key, virtual.lb_algo or "wlc", timeout, virtual.persistence_granularity,
+                   flags)
+
+
+def weight_of(real: Any, live: Live) -> int:
+    if live.drained:
+        return 0
+    return live.weight if live.weight is not None else real.weight
+
+
+def live_weight(virtual: Any, lives: Callable[[Any], Live]) -> int:
+    return sum(weight_of(real, lives(real)) for real in virtual.real_servers
+               if lives(real).up)
+
+
+def quorum_step(virtual: Any, quorum_up: bool, weight: int) -> tuple[bool, QuorumChange | None]:
+    """keepalived's rule: lost when nothing is up or below quorum - hysteresis; regained at
+    quorum + hysteresis."""
+    if quorum_up and (weight == 0 or weight < virtual.quorum - virtual.hysteresis):
+        return False, QuorumChange(False)
+    if not quorum_up and weight > 0 and weight >= virtual.quorum + virtual.hysteresis:
+        return True, QuorumChange(True)
+    return quorum_up, None
+
+
+def initial_quorum(virtual: Any, lives: Callable[[Any], Live]) -> bool:
+    """At start the quorum is up if the servers that start up reach it (with alpha they all
+    start down, so it is down: keepalived.conf.quorum's sample)."""
+    weight = live_weight(virtual, lives)
+    return weight > 0 and weight >= virtual.quorum
+
+
+def pool(virtual: Any, key: ServiceKey, lives: Callable[[Any], Live], quorum_up: bool) -> Pool:
+    destinations: dict[DestinationKey, Destination] = {}
+    method = virtual.lb_kind or "NAT"
+    sorry = virtual.sorry_server
+    if quorum_up or sorry is None:
+        for real in virtual.real_servers:
+            live = lives(real)
+            inhibit = real.inhibit_on_failure or virtual.inhibit_on_failure
+            if not live.up and not inhibit:
+                continue
+            dest_key = DestinationKey(real.address, real.port)
+            destinations[dest_key] = Destination(
+                dest_key, weight_of(real, live) if live.up else 0,
+                real.lvs_method or method, real.uthreshold or 0, real.lthreshold or 0)
+    if sorry is not None and (not quorum_up or virtual.sorry_server_inhibit):
+        address, port = sorry
+        sorry_key = DestinationKey(address, port if port is not None else virtual.port)
+        destinations[sorry_key] = Destination(sorry_key, 1 if not quorum_up else 0,
+                                              virtual.sorry_server_lvs_method or method)
+    return Pool(service(virtual, key), destinations)
+
+
+def desired_state(config: Any, lives: Callable[[str, Any], Live],
+                  quorum: dict[str, bool], suspended: frozenset[str] = frozenset()) -> State:
+    """Every service of the configuration as it should be in the kernel now. ``lives`` tells
+    what the checks say of (virtual server name, real server); ``quorum`` holds each virtual
+    server's quorum state; ``suspended`` names the ha_suspend services whose address is not
+    ours."""
+    groups = {group.name: group for group in config.virtual_server_groups}
+    state: State = {}
+    for virtual in config.virtual_servers:
+        name = virtual_server_name(virtual)
+        if name in suspended:
+            continue
+
+        def live(real, name=name):
+            return lives(name, real)
+
+        for key in service_keys(virtual, groups):
+            state[key] = pool(virtual, key, live, quorum.get(name, True))
+    return state
