@@ -36,6 +36,9 @@ class QuorumChange:
     up: bool                        # True: quorum_up runs; False: quorum_down runs
 
 
+FWMARK_PROTOCOL = "TCP"
+
+
 def _family(address: str) -> int:
     return 6 if ":" in address else 4
 
@@ -43,16 +46,18 @@ def _family(address: str) -> int:
 def service_keys(virtual: Any, groups: dict[str, Any]) -> list[ServiceKey]:
     """The kernel services one virtual_server block stands for."""
     protocol = virtual.protocol or "TCP"
+    # The kernel keeps no protocol for a fwmark service (IPVS reads it back as TCP): the key
+    # must not carry one, or a restart would never recognise its own service.
     if virtual.fwmark is not None:
         family = 6 if virtual.ip_family == "inet6" else 4
-        return [ServiceKey(protocol, fwmark=virtual.fwmark, family=family)]
+        return [ServiceKey(FWMARK_PROTOCOL, fwmark=virtual.fwmark, family=family)]
     if virtual.group is None:
         return [ServiceKey(protocol, virtual.address, virtual.port,
                            family=_family(virtual.address))]
     keys = []
     for entry in groups[virtual.group].entries:
         if entry.fwmark is not None:
-            keys.append(ServiceKey(protocol, fwmark=entry.fwmark,
+            keys.append(ServiceKey(FWMARK_PROTOCOL, fwmark=entry.fwmark,
                                    family=6 if virtual.ip_family == "inet6" else 4))
             continue
         first = ipaddress.ip_address(entry.address)

@@ -133,6 +133,13 @@ def test_groups_expand_ranges_and_fwmarks():
     assert len(state) == 13 and all(len(pool.destinations) == 2 for pool in state.values())
 
 
+def test_fwmark_services_carry_no_protocol_of_their_own(tmp_path):
+    config = parse(tmp_path, POOL.replace("virtual_server 192.0.2.10 80", "virtual_server fwmark 9")
+                   .replace("protocol TCP", "protocol UDP"))
+    (key,) = desired_state(config, lives_from(), {})
+    assert key == ServiceKey("TCP", fwmark=9)       # as IPVS reads it back
+
+
 def test_ha_suspend_leaves_the_service_out(tmp_path):
     config = parse(tmp_path, POOL)
     assert desired_state(config, lives_from(), {}, frozenset({"192.0.2.10:80/TCP"})) == {}

@@ -1,0 +1,251 @@
+"""The IPVS backend: reads the kernel's virtual services into model objects and applies plan
+operations, over generic netlink with pyroute2's IPVS socket.
+
+pyroute2 0.9.7 pitfalls this works around (see shared/notes/ipvs-in-qemu.md): ``IPVSDest``
+defaults to direct routing, so the forwarding method is always given; ``"update"`` maps to a
+delete, so edits use ``"set"``; ``from_message()`` returns defaults for the forwarding method
+and the flags, so reading parses the raw attributes instead.
+
+Conventions of the model this maps to:
+
+- fwmark services: the kernel keeps no protocol for them (it reports none; we say "TCP").
+- persistence: ``persistence_timeout`` None when the kernel's service is not persistent;
+  ``persistence_netmask`` None for the full mask (255.255.255.255, or /128 for IPv6), else
+  the dotted mask (IPv4) or the prefix length as a string (IPv6, "64").
+- destination port 0 (fwmark services' real servers) reads as None.
+- flags: ops (one-packet scheduling), sh-/mh-port and sh-/mh-fallback (the scheduler's
+  flags 2 and 1, named after the service's scheduler).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+from .model import Destination, DestinationKey, Pool, Service, ServiceKey, State
+from .plan import (AddDestination, AddService, DeleteDestination, DeleteService,
+                   EditDestination, EditService, Operation)
+
+PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
+PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
+FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
+FAMILY_NUMBERS = {number: version for version, number in FAMILIES.items()}
+METHODS = {"NAT": 0, "TUN": 2, "DR": 3}          # IP_VS_CONN_F_MASQ, _TUNNEL, _DROUTE
+METHOD_NAMES = {0: "NAT", 1: "LOCAL", 2: "TUN", 3: "DR", 4: "BYPASS"}
+
+F_PERSISTENT = 0x0001
+F_HASHED = 0x0002                                 # kernel-internal
+F_ONEPACKET = 0x0004
+F_SCHED1 = 0x0008                                 # sh-fallback / mh-fallback
+F_SCHED2 = 0x0010                                 # sh-port / mh-port
+FULL_MASK = {4: "255.255.255.255", 6: "128"}
+
+
+class IpvsError(Exception):
+    pass
+
+
+def _flag_bits(service: Service) -> int:
+    bits = F_PERSISTENT if service.persistence_timeout is not None else 0
+    for name in service.flags:
+        if name == "ops":
+            bits |= F_ONEPACKET
+        elif name.endswith("-fallback"):
+            bits |= F_SCHED1
+        elif name.endswith("-port"):
+            bits |= F_SCHED2
+        else:
+            raise IpvsError(f"unknown service flag {name!r}")
+    return bits
+
+
+def _flag_names(bits: int, scheduler: str) -> tuple[str, ...]:
+    prefix = "mh" if scheduler == "mh" else "sh"
+    names = []
+    if bits & F_ONEPACKET:
+        names.append("ops")
+    if bits & F_SCHED2:
+        names.append(f"{prefix}-port")
+    if bits & F_SCHED1:
+        names.append(f"{prefix}-fallback")
+    return tuple(names)
+
+
+def _netmask_attr(family: int, netmask: str | None) -> str:
+    """IPVS_SVC_ATTR_NETMASK as pyroute2's ip4addr: a mask (IPv4) or, for IPv6, the prefix
+    length the kernel reads from the attribute's raw (host order) 32 bits."""
+    netmask = netmask or FULL_MASK[family]
+    if family == 4:
+        return netmask
+    return socket.inet_ntoa(struct.pack("=I", int(netmask.lstrip("/"))))
+
+
+def _netmask_model(family: int, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if family == 6:
+        value = str(struct.unpack("=I", socket.inet_aton(value))[0])
+    return None if value == FULL_MASK[family] else value
+
+
+def _attrs(nla: Any) -> dict[str, Any]:
+    return {name: value for name, value in nla["attrs"]}
+
+
+class IpvsBackend:
+    """``open()``, then ``read()`` and ``apply()``; ``close()``. Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._ipvs: Any = None
+
+    def open(self) -> None:
+        if self._ipvs is None:
+            from pyroute2 import IPVS
+            self._ipvs = IPVS()
+
+    def close(self) -> None:
+        if self._ipvs is not None:
+            self._ipvs.close()
+            self._ipvs = None
+
+    def __enter__(self) -> IpvsBackend:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _socket(self) -> Any:
+        if self._ipvs is None:
+            raise IpvsError("IpvsBackend is not open")
+        return self._ipvs
+
+    # reading
+
+    def read(self) -> State:
+        state: State = {}
+        for message in self._socket.service("dump"):
+            attrs = _attrs(message.get_attr("IPVS_CMD_ATTR_SERVICE"))
+            service = self._service_from(attrs)
+            destinations: dict[DestinationKey, Destination] = {}
+            for dest_message in self._socket.dest("dump", service=self._service_key(service.key)):
+                destination = self._destination_from(
+                    _attrs(dest_message.get_attr("IPVS_CMD_ATTR_DEST")))
+                destinations[destination.key] = destination
+            state[service.key] = Pool(service, destinations)
+        return state
+
+    @staticmethod
+    def _service_from(attrs: dict[str, Any]) -> Service:
+        family = FAMILY_NUMBERS.get(attrs["IPVS_SVC_ATTR_AF"], attrs["IPVS_SVC_ATTR_AF"])
+        fwmark = attrs.get("IPVS_SVC_ATTR_FWMARK") or None
+        if fwmark is not None:
+            key = ServiceKey("TCP", fwmark=fwmark, family=family)
+        else:
+            protocol = attrs["IPVS_SVC_ATTR_PROTOCOL"]
+            key = ServiceKey(PROTOCOL_NAMES.get(protocol, str(protocol)),
+                             attrs["IPVS_SVC_ATTR_ADDR"], attrs["IPVS_SVC_ATTR_PORT"],
+                             family=family)
+        flags = attrs.get("IPVS_SVC_ATTR_FLAGS")
+        bits = flags["flags"] if flags is not None else 0
+        scheduler = attrs.get("IPVS_SVC_ATTR_SCHED_NAME", "")
+        persistent = bool(bits & F_PERSISTENT)
+        return Service(
+            key, scheduler,
+            attrs.get("IPVS_SVC_ATTR_TIMEOUT") if persistent else None,
+            _netmask_model(family, attrs.get("IPVS_SVC_ATTR_NETMASK")) if persistent else None,
+            _flag_names(bits, scheduler))
+
+    @staticmethod
+    def _destination_from(attrs: dict[str, Any]) -> Destination:
+        key = DestinationKey(attrs["IPVS_DEST_ATTR_ADDR"], attrs["IPVS_DEST_ATTR_PORT"] or None)
+        method = attrs.get("IPVS_DEST_ATTR_FWD_METHOD", 0) & 0x7
+        return Destination(key, attrs.get("IPVS_DEST_ATTR_WEIGHT", 0),
+                           METHOD_NAMES.get(method, str(method)),
+                           attrs.get("IPVS_DEST_ATTR_U_THRESH", 0),
+                           attrs.get("IPVS_DEST_ATTR_L_THRESH", 0))
+
+    # writing
+
+    @staticmethod
+    def _service_key(key: ServiceKey) -> Any:
+        from pyroute2 import IPVSService
+        if key.fwmark is not None:
+            return IPVSService(af=FAMILIES[key.family], fwmark=key.fwmark)
+        return IPVSService(af=FAMILIES[key.family], protocol=PROTOCOLS[key.protocol],
+                           addr=key.address, port=key.port)
+
+    @staticmethod
+    def _service_spec(service: Service) -> Any:
+        from pyroute2 import IPVSService
+        key = service.key
+        fields: dict[str, Any] = {"af": FAMILIES[key.family]}
+        if key.fwmark is not None:
+            fields["fwmark"] = key.fwmark
+        else:
+            fields.update(protocol=PROTOCOLS[key.protocol], addr=key.address, port=key.port)
+        fields.update(sched_name=service.scheduler,
+                      timeout=service.persistence_timeout or 0,
+                      netmask=_netmask_attr(key.family, service.persistence_netmask),
+                      flags={"flags": _flag_bits(service), "mask": 0xFFFF})
+        return IPVSService(**fields)
+
+    @staticmethod
+    def _dest_spec(destination: Destination) -> Any:
+        from pyroute2 import IPVSDest
+        try:
+            method = METHODS[destination.method]
+        except KeyError:
+            raise IpvsError(f"unknown forwarding method {destination.method!r}") from None
+        return IPVSDest(addr=destination.key.address, port=destination.key.port or 0,
+                        fwd_method=method, weight=destination.weight,
+                        u_thresh=destination.upper_threshold,
+                        l_thresh=destination.lower_threshold)
+
+    def apply_one(self, operation: Operation) -> None:
+        ipvs = self._socket
+        if isinstance(operation, AddService):
+            ipvs.service("add", service=self._service_spec(operation.service))
+        elif isinstance(operation, EditService):
+            ipvs.service("set", service=self._service_spec(operation.service))
+        elif isinstance(operation, DeleteService):
+            ipvs.service("del", service=self._service_key(operation.key))
+        elif isinstance(operation, AddDestination):
+            ipvs.dest("add", service=self._service_key(operation.service),
+                      dest=self._dest_spec(operation.destination))
+        elif isinstance(operation, EditDestination):
+            ipvs.dest("set", service=self._service_key(operation.service),
+                      dest=self._dest_spec(operation.destination))
+        elif isinstance(operation, DeleteDestination):
+            from pyroute2 import IPVSDest
+            dest = IPVSDest(addr=operation.destination.address,
+                            port=operation.destination.port or 0)
+            ipvs.dest("del", service=self._service_key(operation.service), dest=dest)
+        else:
+            raise IpvsError(f"unknown operation {operation!r}")
+
+    def apply(self, operations: list[Operation]) -> list[str]:
+        """Applies every operation; returns one message per operation that failed."""
+        errors = []
+        for operation in operations:
+            try:
+                self.apply_one(operation)
+            except Exception as exc:          # NetlinkError, IpvsError, bad addresses
+                errors.append(f"{describe(operation)}: {exc}")
+        return errors
+
+
+def describe(operation: Operation) -> str:
+    if isinstance(operation, (AddService, EditService)):
+        return f"{type(operation).__name__} {operation.service.key}"
+    if isinstance(operation, DeleteService):
+        return f"DeleteService {operation.key}"
+    if isinstance(operation, (AddDestination, EditDestination)):
+        key = operation.destination.key
+        return f"{type(operation).__name__} {operation.service} -> {key.address}:{key.port}"
+    if isinstance(operation, DeleteDestination):
+        key = operation.destination
+        return f"DeleteDestination {operation.service} -> {key.address}:{key.port}"
+    return repr(operation)
