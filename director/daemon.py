@@ -33,6 +33,7 @@ class Director:
         self.commands: hub.Queue = hub.Queue()
         self.vrrp = None
         self.checks = None
+        self.lb = None
         self.exit_code = 0
 
     def run(self) -> int:
@@ -69,15 +70,23 @@ class Director:
             self.vrrp.start()
         if not self.options.vrrp and self.config.virtual_servers:
             from .check.service import CheckService
+            from .lb.service import LoadBalancer, ipvs_available
             self.checks = CheckService(self.config, self.clock, notifier)
             self.checks.start()
-            event(log, "director.not_built", logging.WARNING, subsystem="backends",
-                  virtual_servers=len(self.config.virtual_servers),
-                  note="real servers are checked; programming IPVS/nftables arrives with "
-                       "issue 5")
+            backend = self.options.backend
+            if backend is None:
+                backend = "ipvs" if ipvs_available() else "none"
+                if backend == "none":
+                    event(log, "lb.observe_only", logging.WARNING,
+                          note="this kernel has no IP_VS: virtual servers are checked but not "
+                               "programmed (use --backend nftables to program nftables)")
+            self.lb = LoadBalancer(self.config, self.checks, backend, notifier)
+            self.lb.start()
 
     def handle_stop(self) -> bool:
         event(log, "director.stopping")
+        if self.lb is not None:
+            self.lb.stop()
         if self.checks is not None:
             self.checks.stop()
         if self.vrrp is not None:

@@ -33,6 +33,7 @@ class RealServerState:
     name: tuple[str, str]
     jobs: list[Job] = field(default_factory=list)
     up: bool = True
+    drained: bool = False           # weight 0 on an operator's request, still checked
 
     def compute_up(self) -> bool:
         return all(job.health.up for job in self.jobs)
@@ -54,6 +55,7 @@ class CheckService:
         self.scheduler = Scheduler(clock, workers=workers)
         self.real_servers: list[RealServerState] = []
         self._by_job: dict[int, RealServerState] = {}
+        self._by_name: dict[tuple, RealServerState] = {}
         self.listeners: list[Callable[[RealServerState], None]] = []   # up/down changes
 
     def start(self) -> None:
@@ -70,10 +72,14 @@ class CheckService:
                     self._by_job[id(job)] = state
                 state.up = state.compute_up()
                 self.real_servers.append(state)
+                self._by_name[(vs_name, real.address, real.port)] = state
         self.scheduler.listeners.append(self._changed)
         self.scheduler.start()
         event(log, "check.started", jobs=len(self.scheduler.jobs),
               real_servers=len(self.real_servers))
+
+    def state_of(self, virtual_name: str, real: Any) -> RealServerState | None:
+        return self._by_name.get((virtual_name, real.address, real.port))
 
     def _job(self, virtual, real, block, names, track_files) -> Job:
         settings = resolve_settings(virtual, real, block)

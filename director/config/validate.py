@@ -41,7 +41,6 @@ def validate(config: Any, diagnostics: Diagnostics,
     _tracking(config, diagnostics)
     _virtual_servers(config, diagnostics)
     _alerts(config, diagnostics)
-    _lvs_pending(config, diagnostics)
     if interface_exists is not None:
         _interfaces(config, diagnostics, interface_exists)
 
@@ -157,14 +156,6 @@ def _virtual_servers(config, diagnostics: Diagnostics) -> None:
             diagnostics.warning(server.location, f"virtual_server {name}: hysteresis "
                                                  f"{server.hysteresis} is not below quorum "
                                                  f"{server.quorum}: the quorum can never be lost")
-
-
-def _lvs_pending(config, diagnostics: Diagnostics) -> None:
-    if config.virtual_servers:
-        first = config.virtual_servers[0]
-        diagnostics.warning(first.location, "virtual servers are health-checked but not yet "
-                                            "programmed into the kernel: IPVS / nftables "
-                                            "arrive with issue 5")
 
 
 def _alerts(config, diagnostics: Diagnostics) -> None:

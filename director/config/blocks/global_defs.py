@@ -44,7 +44,7 @@ GLOBAL_DEFS = Block(
         Kw("vrrp_startup_delay", Seconds(0, 3600), unsupported=NOT_YET),
         Kw("lvs_flush", Flag(), doc="Flush every IPVS entry at start-up.", unsupported=LVS),
         Kw("lvs_flush_on_stop", Text("[VS]"), aliases=("lvs_flush_onstop",),
-           doc="Remove our IPVS entries on stop (VS: only the virtual servers).", unsupported=LVS),
+           doc="Remove our IPVS entries on stop (VS: only the virtual servers)."),
         Kw("lvs_timeouts", Text("tcp N tcpfin N udp N"), unsupported=LVS),
         Kw("checker_log_all_failures", Flag(), unsupported=NOT_YET),
         Kw("lvs_sync_daemon", Text("INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] "

@@ -7,7 +7,7 @@ import dataclasses
 from ..schema import UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds, Word
 from ..values import Script, group_entry, ip_port, parse_ip, parse_port
 from .checkers import checker_keywords
-from .common import MAIL, name_header, unsupported
+from .common import MAIL, NOT_YET, name_header, unsupported
 
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf",
               "mh", "twos")
@@ -155,10 +155,11 @@ VIRTUAL_SERVER = Block(
            doc="Seconds a client sticks to a server (360 when given without a value)."),
         Kw("persistence_granularity", Custom(_persistence_granularity, "NETMASK|PREFIX")),
         Kw("persistence_engine", Word("an IPVS persistence engine")),
-        Kw("ha_suspend", Flag(), doc="Program the service only while its VIP is ours."),
+        Kw("ha_suspend", Flag(), doc="Program the service only while its VIP is ours.",
+           unsupported=NOT_YET),
         Kw("virtualhost", Word("a host name"), doc="Default Host header of HTTP checks."),
         Kw("alpha", Flag()),
-        Kw("omega", Flag()),
+        Kw("omega", Flag(), doc="Run quorum_down when the daemon stops.", unsupported=NOT_YET),
         Kw("rise", Int(1, 1000), doc="director's addition: see the checkers' rise."),
         Kw("quorum", Int(1, UINT_MAX), default=1, doc="Sum of live weights needed."),
         Kw("hysteresis", Int(0, UINT_MAX), default=0),
