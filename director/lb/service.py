@@ -11,6 +11,8 @@ when the rendering changed; ``none`` only observes.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 from typing import Any
 
 from .. import hub
@@ -101,11 +103,14 @@ BACKENDS = {"ipvs": IpvsSync, "nftables": NftablesSync, "none": ObserveOnly}
 
 
 def ipvs_available() -> bool:
-    try:
-        with open("/proc/net/ip_vs"):
-            return True
-    except OSError:
-        return False
+    """Whether the kernel has IPVS, loading the module first as keepalived does."""
+    if not os.path.exists("/proc/net/ip_vs"):
+        try:
+            subprocess.run(["modprobe", "-q", "ip_vs"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return os.path.exists("/proc/net/ip_vs")
 
 
 class LoadBalancer:
