@@ -18,6 +18,7 @@ Command line: ``python tests/qemu/guest.py 'ipvsadm -Ln'`` prints the command's 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -52,7 +53,6 @@ mount --bind /host{modules} /lib/modules
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
-mount -t tmpfs tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run/lock 2>/dev/null
 ip link set lo up
 chroot /host /bin/sh -c 'cd {results} && RESULTS={results} /bin/sh ./run.sh \
@@ -198,7 +198,9 @@ def prepare() -> Guest:
     if sys.platform != "linux" or os.uname().machine != "x86_64":
         raise GuestUnavailable("the qemu guest needs an x86_64 Linux host")
     kernel_dir, version = _unpacked_kernel()
-    initramfs = CACHE / f"initramfs-{version}.cpio"
+    # Keyed by what goes into it, so that a changed init script is rebuilt, not reused.
+    recipe = hashlib.sha256((INIT + " ".join(BOOT_MODULES)).encode()).hexdigest()[:12]
+    initramfs = CACHE / f"initramfs-{version}-{recipe}.cpio"
     if not initramfs.exists():
         _build_initramfs(kernel_dir, version, initramfs)
     return Guest(kernel_dir / "boot" / f"vmlinuz-{version}", initramfs, version)
