@@ -39,10 +39,8 @@ if sys.argv[1:3] == ["--role", "http-ours"]:     # the checker process: patch be
 
 import argparse
 import collections
-import gc
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -93,9 +91,7 @@ def keepalived_conf(ports: list[int], digest: str) -> str:
 
 
 def run_ours(args) -> None:
-    import gevent
 
-    from director import hub
     from director.check.base import implementation, make_target, resolve_settings
     from director.check.scheduler import Scheduler
     from director.check.service import real_server_name
@@ -122,51 +118,7 @@ def run_ours(args) -> None:
                 scheduler.add((*names, block.kind), implementation(block.kind)(block, target),
                               settings)
     print("settings " + repr(sorted(settings_seen, key=repr)), flush=True)
-    scheduler.start()
-    gc.freeze()          # as the daemon does once its subsystems are up
-
-    def totals() -> tuple[int, int]:
-        ok = failed = 0
-        for job in scheduler.jobs:
-            ok += job.ok
-            failed += job.failed
-        return ok, failed
-
-    gevent.sleep(args.warmup)
-    scheduler.lateness.clear()
-    ok0, failed0 = totals()
-    usage0 = resource.getrusage(resource.RUSAGE_SELF)
-    start = time.monotonic()
-    print("window-start", flush=True)
-    gevent.sleep(args.window)
-    elapsed = time.monotonic() - start
-    usage1 = resource.getrusage(resource.RUSAGE_SELF)
-    print("window-end", flush=True)
-    ok1, failed1 = totals()
-    window = sorted(scheduler.lateness)
-    errors = collections.Counter(job.last.error for job in scheduler.jobs
-                                 if job.last is not None and not job.last.ok)
-    durations = sorted(job.last.duration for job in scheduler.jobs if job.last is not None)
-    rss_now, _ = rss_mb(os.getpid())
-    result = {
-        "elapsed": elapsed,
-        "cpu": (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime),
-        "ok": ok1 - ok0, "failed": failed1 - failed0,
-        "errors": errors.most_common(5),
-        "down": sum(1 for job in scheduler.jobs if not job.health.up),
-        "lateness": {"count": len(window), "p50": percentile(window, 0.50),
-                     "p99": percentile(window, 0.99), "max": window[-1] if window else 0.0},
-        "duration": {"p50": percentile(durations, 0.50), "p99": percentile(durations, 0.99),
-                     "max": durations[-1] if durations else 0.0},
-        "crashes": scheduler.crashes, "hub_crashes": dict(hub.crashes),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_mb": rss_now,
-    }
-    print("result " + json.dumps(result), flush=True)
-    if args.hold > 0:                    # kept running for the profiler
-        print("holding", flush=True)
-        gevent.sleep(args.hold)
-    scheduler.stop()
+    tcp.measure_window(scheduler, args)
 
 
 # -- the parent ----------------------------------------------------------------------------------

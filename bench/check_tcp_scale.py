@@ -181,9 +181,7 @@ def run_listener(args) -> None:
 
 def run_ours(args) -> None:
     sys.path.insert(0, ROOT)
-    import gevent
 
-    from director import hub
     from director.check.base import CheckSettings, Target
     from director.check.scheduler import Scheduler
     from director.check.tcp import TcpCheck
@@ -201,6 +199,15 @@ def run_ours(args) -> None:
         target = Target("127.0.0.1", port, settings.connect_timeout,
                         virtual_server="bench", real_server=name)
         scheduler.add(("bench", name, "TCP_CHECK"), TcpCheck(None, target), settings)
+    measure_window(scheduler, args)
+
+
+def measure_window(scheduler, args) -> None:
+    """Start the scheduler, let it warm up, measure one window and print the result line the
+    parent reads (shared by check_http_scale.py)."""
+    import gevent
+
+    from director import hub
     scheduler.start()
     gc.freeze()          # as the daemon does once its subsystems are up
 
@@ -235,6 +242,7 @@ def run_ours(args) -> None:
         "cpu_sys": usage1.ru_stime - usage0.ru_stime,
         "ok": ok1 - ok0, "failed": failed1 - failed0,
         "errors": errors.most_common(5),
+        "down": sum(1 for job in scheduler.jobs if not job.health.up),
         "lateness": {"count": len(window), "p50": percentile(window, 0.50),
                      "p99": percentile(window, 0.99), "max": window[-1] if window else 0.0},
         "duration": {"p50": percentile(durations, 0.50), "p99": percentile(durations, 0.99),
