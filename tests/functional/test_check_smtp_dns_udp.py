@@ -24,6 +24,7 @@ from director.check.smtp import SmtpCheck
 from director.check.udp import FILLER, UdpCheck
 from director.config.blocks.checkers import DNS_CHECK, SMTP_CHECK, SMTP_HOST, UDP_CHECK
 from director.config.schema import model_for
+from tests.functional.loopback import LoopbackServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,49 +80,25 @@ def smtp_server():
         loop.close()
 
 
-class Scripted:
+class Scripted(LoopbackServer):
     """A TCP server for one connection at a time that plays ``script``: bytes to send, or
     None to read one line from the client (what it read goes to ``heard``); then it waits
     for the client to close, or with ``hang_up`` closes at once."""
 
     def __init__(self, script, hang_up=False):
+        super().__init__()
         self.script = script
         self.hang_up = hang_up
         self.heard = []
-        self.stop = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)     # poll interval so stop is noticed; not a sleep
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(DEADLINE)
-        self.listener.close()
-        assert not self.thread.is_alive()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(DEADLINE)
-                try:
-                    for step in self.script:
-                        if step is None:
-                            self.heard.append(conn.makefile("rb").readline())
-                        else:
-                            conn.sendall(step)
-                    if not self.hang_up:
-                        conn.recv(1)          # until the client closes (or the deadline)
-                except OSError:
-                    pass
+    def handle(self, conn):
+        for step in self.script:
+            if step is None:
+                self.heard.append(conn.makefile("rb").readline())
+            else:
+                conn.sendall(step)
+        if not self.hang_up:
+            conn.recv(1)          # until the client closes (or the deadline)
 
 
 def test_smtp_healthy_server(smtp_server):

@@ -13,52 +13,25 @@ from pathlib import Path
 import pytest
 
 from director.genhash import main
+from tests.functional.loopback import DEADLINE, LoopbackServer
 
 pytestmark = pytest.mark.timeout(30)
 
 REPO = Path(__file__).resolve().parents[2]
-DEADLINE = 10.0  # seconds any single server-side wait may take
 
 
-class RawServer:
+class RawServer(LoopbackServer):
     """TCP server on 127.0.0.1:0 in a thread; for each connection it reads the request
     (up to CRLF CRLF) unless read_request is False, then calls handler(conn, request)."""
 
     def __init__(self, handler, ssl_ctx=None, read_request=True):
+        super().__init__()
         self.handler, self.ssl_ctx, self.read_request = handler, ssl_ctx, read_request
-        self.requests, self.sni, self.errors = [], [], []
-        self.stop = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)  # poll interval so stop is noticed; not a sleep
-        self.port = self.listener.getsockname()[1]
+        self.requests, self.sni = [], []
         if ssl_ctx is not None:
             ssl_ctx.sni_callback = lambda sslobj, name, ctx: self.sni.append(name)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(DEADLINE)
-        self.listener.close()
-        assert not self.thread.is_alive()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                try:
-                    self._handle(conn)
-                except (OSError, ssl.SSLError) as exc:  # client went away: fine for odd cases
-                    self.errors.append(exc)
-
-    def _handle(self, conn):
-        conn.settimeout(DEADLINE)
+    def handle(self, conn):
         if self.ssl_ctx is not None:
             with self.ssl_ctx.wrap_socket(conn, server_side=True) as tls:
                 return self._talk(tls)

@@ -1,0 +1,48 @@
+"""A TCP server on 127.0.0.1 (a free port) in a thread, for checker and genhash tests.
+
+Subclasses say what to do with one connection in ``handle(conn)``; the loop, the stop flag,
+the bounded waits and the tear-down are written once here."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+
+DEADLINE = 10.0          # seconds any single server-side wait may take
+
+
+class LoopbackServer:
+    def __init__(self) -> None:
+        self.errors: list[Exception] = []
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)     # poll interval so stop is noticed; not a sleep
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(DEADLINE)
+        self.listener.close()
+        assert not self.thread.is_alive()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(DEADLINE)
+                try:
+                    self.handle(conn)
+                except (OSError, ssl.SSLError) as exc:   # the client went away: fine here
+                    self.errors.append(exc)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
