@@ -2,9 +2,14 @@
 
 ``render(state)`` turns the desired State into one ``nft -f`` script that replaces the whole
 table director owns in one transaction (nft applies a file atomically: ``add table`` so that
-the ``delete table`` cannot fail, ``delete table``, then the table as it should be). There are
-no incremental operations: plan() is not needed, and a failed apply leaves the previous
-table in place.
+the ``delete table`` cannot fail, ``delete table``, then the table as it should be): the
+first apply, and the fallback. ``render_changes(before, after)`` turns the table
+``render(before)`` made into ``render(after)``'s, also in one transaction, touching only what
+changed: the chains (and persistence sets) of the services that changed are flushed and
+filled again, added or deleted, and the ``prerouting`` dispatch chain (one rule per service)
+or the ``input`` reject chain is rebuilt only when one of its rules changed. Chain and set
+names derive from the service's key (and the destination's), not from positions, so that
+services coming and going rename nothing. A failed apply leaves the previous table in place.
 
 Design:
 
@@ -14,7 +19,8 @@ Design:
   protocol and port (``ip daddr V tcp dport P``) or its firewall mark (``meta mark M``, set
   earlier, e.g. in a mangle chain at priority -150), with a counter (new connections only:
   nat chains see the first packet of a connection), jumping to the service's chain
-  ``svc_N``, which picks a destination and DNATs to it.
+  ``svc_<digest of its key>`` (chain_name()), which picks a destination and DNATs to it;
+  the map of destinations is anonymous, in the rule, so flushing the chain replaces it.
 - Schedulers: rr -> ``numgen inc mod N map { 0 : d1, 1 : d2, ... }``; wrr -> the same map
   with each destination ``weight`` times (weights divided by their gcd, slots interleaved);
   sh -> ``jhash ip saddr mod N`` over the same weighted slots (sh-port adds the source
@@ -30,12 +36,13 @@ Design:
 - NAT return path: as in LVS-NAT, the real servers route back through the director and
   conntrack undoes the DNAT on the replies: no SNAT, no masquerade.
 - Persistence (persistence_timeout, persistence_granularity): the scheduler picks a chain
-  per destination (``numgen ... vmap { 0 : goto svc_N_d0, ... }``) which adds the client's
-  address (masked by the granularity) to that destination's dynamic set, with the timeout;
-  the service chain looks the client up in these sets before scheduling. Unlike IPVS, an
-  entry expires ``timeout`` after the client's last new connection (not after its last
-  connection ends), and every apply re-creates the table, so the sets start empty again:
-  listed by ``unsupported()``.
+  per destination (``numgen ... vmap { 0 : goto svc_X_dY, ... }``, Y a digest of the
+  destination's key) which adds the client's address (masked by the granularity) to that
+  destination's dynamic set, with the timeout; the service chain looks the client up in
+  these sets before scheduling. Unlike IPVS, an entry expires ``timeout`` after the
+  client's last new connection (not after its last connection ends), and a full apply
+  re-creates the table, so the sets start empty again (render_changes() keeps the sets of
+  unchanged destinations, and their clients): listed by ``unsupported()``.
 - Not expressible with DNAT, listed by ``unsupported()`` and left out: DR and TUN
   destinations, upper/lower connection thresholds, one-packet scheduling (ops), sh-fallback
   and the mh flags.
@@ -43,6 +50,7 @@ Design:
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
@@ -58,54 +66,139 @@ _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 _EXACT = {"rr", "wrr", "sh", "dh", "fo"}
 _APPROXIMATE = {"mh": "sh"}           # scheduled like: jhash of the source
 _FLAGS_UNSUPPORTED = ("ops", "sh-fallback", "mh-port", "mh-fallback")
+_SET_REF = re.compile(r"@(\w+)")
+_BASE_CHAINS = {
+    "prerouting": "type nat hook prerouting priority dstnat; policy accept;",
+    "input": "type filter hook input priority filter; policy accept;",
+}
 
 
 # === the pure part ============================================================================
 
-def render(state: State, table: str = "director") -> str:
-    """An ``nft -f`` script replacing ``table inet <table>`` with one implementing state."""
-    _check_name(table)
-    services = sorted(state.values(), key=lambda pool: pool.service.key.order())
-    out = [f"# director: load balancing by DNAT ({len(services)} services)",
-           f"add table inet {table}",
-           f"delete table inet {table}",
-           f"table inet {table} {{"]
-    prerouting: list[str] = []
-    rejects: list[str] = []
-    chains: list[str] = []
-    maps: list[str] = []
-    for index, pool in enumerate(services):
+def chain_name(key: ServiceKey) -> str:
+    """The chain of a service: ``svc_`` and a digest of its key, so that it keeps its name
+    when other services come and go (its dispatch rule's comment names the service)."""
+    text = f"{key.fwmark}|{key.family}|{key.protocol}|{key.address}|{key.port}"
+    return "svc_" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _dest_chain_name(service_chain: str, dest: Destination) -> str:
+    text = f"{dest.key.address}|{dest.key.port}"
+    return f"{service_chain}_d{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+class _Objects:
+    """What some services put in the table: the sets and chains of their own (by name, in
+    order; a chain is its comment lines and its rules) and their rules in the shared
+    ``prerouting`` (dispatch) and ``input`` (reject) chains, by service."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, list[str]] = {}
+        self.chains: dict[str, tuple[list[str], list[str]]] = {}
+        self.dispatch: dict[ServiceKey, str] = {}
+        self.rejects: dict[ServiceKey, str] = {}
+
+
+def _objects(pools: Iterable[Pool], chains: bool = True) -> _Objects:
+    """The objects of these services (without their own sets and chains: not chains)."""
+    objects = _Objects()
+    for pool in sorted(pools, key=lambda pool: pool.service.key.order()):
         key = pool.service.key
         match = _service_match(key)
-        name = f"svc_{index}"
         live = _live(pool)
         if not live:
-            rejects.append(f"{_reject(key, match)} comment {_quote(f'{key}: no destination')}")
+            objects.rejects[key] = (f"{_reject(key, match)} "
+                                    f"comment {_quote(f'{key}: no destination')}")
             continue
+        name = chain_name(key)
         scheduler = pool.service.scheduler
         label = f"{key} {scheduler}"
         if _as_scheduler(scheduler) != scheduler:
             label += f" (as {_as_scheduler(scheduler)})"
-        prerouting.append(f"{match} counter jump {name} comment {_quote(label)}")
-        service_maps, service_chains = _service_chains(pool, name, live)
-        maps += service_maps
-        chains += service_chains
-    for lines in maps:
-        out += ["", *(f"    {line}" for line in lines)]
+        objects.dispatch[key] = f"{match} counter jump {name} comment {_quote(label)}"
+        if chains:
+            _service_chains(pool, name, live, objects)
+    return objects
+
+
+def render(state: State, table: str = "director") -> str:
+    """An ``nft -f`` script replacing ``table inet <table>`` with one implementing state."""
+    _check_name(table)
+    objects = _objects(state.values())
+    out = [f"# director: load balancing by DNAT ({len(state)} services)",
+           f"add table inet {table}",
+           f"delete table inet {table}",
+           f"table inet {table} {{"]
+    for name, body in objects.sets.items():
+        out += ["", f"    set {name} {{", *(f"        {line}" for line in body), "    }"]
     out += ["",
             "    chain prerouting {",
-            "        type nat hook prerouting priority dstnat; policy accept;",
-            *(f"        {rule}" for rule in prerouting),
+            f"        {_BASE_CHAINS['prerouting']}",
+            *(f"        {rule}" for rule in objects.dispatch.values()),
             "    }"]
-    for lines in chains:
-        out += ["", *(f"    {line}" for line in lines)]
-    if rejects:
+    for name, (comments, rules) in objects.chains.items():
+        out += ["", f"    chain {name} {{", *(f"        {line}" for line in comments + rules),
+                "    }"]
+    if objects.rejects:
         out += ["",
                 "    chain input {",
-                "        type filter hook input priority filter; policy accept;",
-                *(f"        {rule}" for rule in rejects),
+                f"        {_BASE_CHAINS['input']}",
+                *(f"        {rule}" for rule in objects.rejects.values()),
                 "    }"]
     out += ["}", ""]
+    return "\n".join(out)
+
+
+def render_changes(before: State, after: State, table: str = "director") -> str:
+    """An ``nft -f`` script turning the table render(before) made into the one render(after)
+    makes, in one transaction, touching only what changed: the chains (and sets) of the
+    services that changed, flushed and filled again (or added, or deleted), and the
+    ``prerouting`` or ``input`` chain only when a service's rule there changed (a service
+    added, removed or renamed its scheduler, or lost or regained all its destinations).
+    Unchanged services keep their chains, counters and persistence sets; so do the
+    unchanged destinations of a changed persistent service."""
+    _check_name(table)
+    changed = [key for key in before.keys() | after.keys() if before.get(key) != after.get(key)]
+    old = _objects(before[key] for key in changed if key in before)
+    new = _objects(after[key] for key in changed if key in after)
+    where = f"inet {table}"
+    out = [f"# director: {len(changed)} of {len(after)} services changed"]
+
+    dispatch = old.dispatch != new.dispatch
+    rejects = old.rejects != new.rejects
+    prerouting = _objects(after.values(), chains=False).dispatch if dispatch else {}
+    had_input = rejects and any(not _live(pool) for pool in before.values())
+    rejecting = _objects(after.values(), chains=False).rejects if rejects else {}
+
+    sets_gone = [name for name in old.sets if name not in new.sets]
+    sets_new = [name for name in new.sets if name not in old.sets]
+    sets_redo = [name for name in new.sets if name in old.sets and old.sets[name] != new.sets[name]]
+    redone = set(sets_redo)
+    chains_gone = [name for name in old.chains if name not in new.chains]
+    chains_new = [name for name in new.chains if name not in old.chains]
+    chains_redo = [name for name, (_, rules) in new.chains.items() if name in old.chains and (
+        old.chains[name][1] != rules or any(ref in redone for rule in rules
+                                            for ref in _SET_REF.findall(rule)))]
+
+    if dispatch:
+        out.append(f"flush chain {where} prerouting")
+    if had_input:
+        out.append(f"flush chain {where} input")
+    out += [f"flush chain {where} {name}" for name in chains_redo + chains_gone]
+    out += [f"delete chain {where} {name}" for name in chains_gone]
+    if had_input and not rejecting:
+        out.append(f"delete chain {where} input")
+    out += [f"delete set {where} {name}" for name in sets_gone + sets_redo]
+    out += [f"add set {where} {name} {{ {'; '.join(new.sets[name])}; }}"
+            for name in sets_new + sets_redo]
+    if rejecting and not had_input:
+        out.append(f"add chain {where} input {{ {_BASE_CHAINS['input']} }}")
+    out += [f"add chain {where} {name}" for name in chains_new]
+    for name in chains_redo + chains_new:
+        out += [f"add rule {where} {name} {rule}" for rule in new.chains[name][1]]
+    out += [f"add rule {where} prerouting {rule}" for rule in prerouting.values()]
+    out += [f"add rule {where} input {rule}" for rule in rejecting.values()]
+    out.append("")
     return "\n".join(out)
 
 
@@ -125,7 +218,7 @@ def unsupported(state: State) -> list[str]:
         if service.persistence_timeout:
             warnings.append(f"{key}: persistence is approximate with nftables: a client's "
                             f"entry expires {service.persistence_timeout} s after its last new "
-                            f"connection, and every apply forgets all clients")
+                            f"connection, and a full apply forgets all clients")
         for dest in _sorted(pool.destinations.values()):
             where = f"{key}: destination {_dest_name(key, dest)}"
             if dest.method != "NAT":
@@ -282,9 +375,9 @@ def _client_key(pool: Pool) -> tuple[str, str]:
     return kind, expr
 
 
-def _service_chains(pool: Pool, name: str, live: list[Destination]
-                    ) -> tuple[list[list[str]], list[list[str]]]:
-    """The maps and chains of one service: svc_N and, with persistence, svc_N_dK."""
+def _service_chains(pool: Pool, name: str, live: list[Destination], objects: _Objects) -> None:
+    """Adds the sets and chains of one service to objects: its chain and, with persistence,
+    one chain and one client set per destination, named after the destination."""
     service = pool.service
     key = service.key
     fam = _ip(key)
@@ -305,41 +398,34 @@ def _service_chains(pool: Pool, name: str, live: list[Destination]
                                 for i, dest in enumerate(slots))
             dnat = f"dnat {fam} addr . port to" if with_port else f"dnat {fam} to"
             rule = f"{l4}{dnat} {_selector(pool, len(slots))} map {{ {entries} }}"
-        return [], [[f"chain {name} {{", *(f"    {c}" for c in comment), f"    {rule}", "}"]]
+        objects.chains[name] = (comment, [rule])
+        return
 
     # One client set per destination (not one client -> destination map: nft 1.0.6 cannot
     # add an IPv6 address . port to a map from the packet path). A known client is sent to
     # its destination's chain, whose `update` refreshes its entry's timeout.
     kind, client = _client_key(pool)
-    maps: list[list[str]] = []
-    chains: list[list[str]] = []
     dest_chains: dict = {}
     lookups = []
+    chains: dict[str, tuple[list[str], list[str]]] = {}
     for dest in live:
         if dest not in slots:
             continue
-        chain = f"{name}_d{len(dest_chains)}"
+        chain = _dest_chain_name(name, dest)
         dest_chains[dest.key] = chain
-        maps.append([f"set {chain}_clients {{",
-                     f"    type {kind}",
-                     "    flags dynamic,timeout",
-                     f"    timeout {int(service.persistence_timeout)}s",
-                     "}"])
-        lookups.append(f"    {client} @{chain}_clients goto {chain}")
-        chains.append([f"chain {chain} {{",
-                       f"    update @{chain}_clients {{ {client} }}",
-                       f"    {l4}dnat {fam} to {_target(key, dest, with_port, concat=False)}",
-                       "}"])
+        objects.sets[f"{chain}_clients"] = [f"type {kind}", "flags dynamic,timeout",
+                                             f"timeout {int(service.persistence_timeout)}s"]
+        lookups.append(f"{client} @{chain}_clients goto {chain}")
+        chains[chain] = ([], [f"update @{chain}_clients {{ {client} }}",
+                              f"{l4}dnat {fam} to {_target(key, dest, with_port, concat=False)}"])
     if len(slots) == 1:
         choose = f"goto {dest_chains[slots[0].key]}"
     else:
         entries = ", ".join(f"{i} : goto {dest_chains[dest.key]}" for i, dest in enumerate(slots))
         choose = f"{_selector(pool, len(slots))} vmap {{ {entries} }}"
-    service_chain = [f"chain {name} {{", *(f"    {c}" for c in comment),
-                     "    # a known client goes where it went before",
-                     *lookups,
-                     f"    {choose}", "}"]
-    return maps, [service_chain, *chains]
+    objects.chains[name] = ([*comment, "# a known client goes where it went before"],
+                            [*lookups, choose])
+    objects.chains.update(chains)
 
 
 # === the backend: runs nft ====================================================================
@@ -355,6 +441,11 @@ class NftablesBackend:
     def apply(self, state: State) -> None:
         """Replace the table with one implementing state, atomically; OSError on failure."""
         self._run(["-f", "-"], render(state, self.table))
+
+    def apply_changes(self, before: State, after: State) -> None:
+        """Turn the table apply(before) made into apply(after)'s, changing only what differs,
+        in one transaction (render_changes()); OSError on failure (the table is unchanged)."""
+        self._run(["-f", "-"], render_changes(before, after, self.table))
 
     def read(self) -> str:
         """``nft list table inet <table>``: the kernel's view; "" if there is no table."""

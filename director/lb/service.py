@@ -52,27 +52,44 @@ class IpvsSync:
 
 
 class NftablesSync:
+    """The first apply (and any after a failure) replaces the whole table; later ones change
+    only what differs from the state last applied (render_changes), in one transaction,
+    falling back to the whole table if that fails (e.g. the table was changed behind our
+    back)."""
+
     name = "nftables"
 
     def __init__(self) -> None:
-        from .nftables import NftablesBackend, render
+        from .nftables import NftablesBackend
         self.backend = NftablesBackend()
-        self.render = render
-        self.applied: str | None = None
+        self.applied: State | None = None       # what the table implements, if known
         self.kernel: State = {}
 
     def open(self) -> None:
         pass
 
     def sync(self, desired: State, owned: frozenset) -> list[str]:
-        text = self.render(desired)
-        if text == self.applied and self.backend.read():     # unchanged and still there
-            return []
-        try:
-            self.backend.apply(desired)
-        except OSError as exc:
-            return [str(exc)]
-        self.applied, self.kernel = text, desired
+        from .model import Pool
+        desired = {key: Pool(pool.service, dict(pool.destinations))    # a snapshot
+                   for key, pool in desired.items()}
+        previous = self.applied
+        if previous is not None and desired == previous:
+            if self.backend.read():                                 # unchanged and still there
+                return []
+            previous = None
+        if previous is not None:
+            try:
+                self.backend.apply_changes(previous, desired)
+            except OSError as exc:
+                event(log, "lb.nftables_incremental_failed", logging.WARNING, error=exc)
+                previous = None
+        if previous is None:
+            self.applied = None
+            try:
+                self.backend.apply(desired)
+            except OSError as exc:
+                return [str(exc)]
+        self.applied = self.kernel = desired
         return []
 
     def close(self, remove: State | None = None) -> None:

@@ -30,17 +30,23 @@ VIP = "203.0.113.100"
 SERVERS = {"rs1": "10.20.40.10", "rs2": "10.20.40.11", "rs3": "10.20.40.12"}
 READY_TIMEOUT = 10.0
 
-# argv[1]: JSON [scheduler, [[address, port, weight], ...], persistence_timeout or null]
+# argv[1]: JSON [scheduler, [[address, port, weight], ...], persistence_timeout or null];
+# argv[2]: the VIP; argv[3], if given: the same JSON for the state applied before, and then
+# only the changes are applied (apply_changes)
 APPLY = """
 import json, sys
 from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey
 from director.lb.nftables import NftablesBackend
-scheduler, dests, persistence = json.loads(sys.argv[1])
-key = ServiceKey("TCP", sys.argv[2], 80)
-pool = Pool(Service(key, scheduler, persistence),
-            {DestinationKey(a, p): Destination(DestinationKey(a, p), w) for a, p, w in dests})
+def state(spec):
+    scheduler, dests, persistence = json.loads(spec)
+    key = ServiceKey("TCP", sys.argv[2], 80)
+    return {key: Pool(Service(key, scheduler, persistence), {
+        DestinationKey(a, p): Destination(DestinationKey(a, p), w) for a, p, w in dests})}
 backend = NftablesBackend()
-backend.apply({key: pool})
+if len(sys.argv) > 3:
+    backend.apply_changes(state(sys.argv[3]), state(sys.argv[1]))
+else:
+    backend.apply(state(sys.argv[1]))
 print(backend.read())
 """
 
@@ -85,12 +91,19 @@ def topology(lab):
     return client, director
 
 
-def apply(director, scheduler, dests, persistence=None) -> str:
-    """NftablesBackend().apply() in the director's namespace; returns its read()."""
-    spec = json.dumps([scheduler, [[SERVERS[name], 80, weight] for name, weight in dests],
+def _spec(scheduler, dests, persistence=None) -> str:
+    return json.dumps([scheduler, [[SERVERS[name], 80, weight] for name, weight in dests],
                        persistence])
+
+
+def apply(director, scheduler, dests, persistence=None, before=None) -> str:
+    """NftablesBackend().apply() in the director's namespace, or apply_changes() from before
+    (a tuple of apply()'s arguments); returns its read()."""
+    argv = [sys.executable, "-c", APPLY, _spec(scheduler, dests, persistence), VIP]
+    if before is not None:
+        argv.append(_spec(*before))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return director.run([sys.executable, "-c", APPLY, spec, VIP], env=env, timeout=30).stdout
+    return director.run(argv, env=env, timeout=30).stdout
 
 
 def requests(client, count=30) -> collections.Counter:
@@ -136,8 +149,31 @@ def test_persistence_keeps_a_client_on_one_server(topology):
     assert "_clients" in view, view
     counts = requests(client, 10)
     assert len(counts) == 1 and sum(counts.values()) == 10, counts
-    listed = director.run(["nft", "list", "set", "inet", "director", "svc_0_d0_clients"]).stdout
-    assert "203.0.113.2" in listed, listed
+    listed = director.run(["nft", "list", "table", "inet", "director"]).stdout
+    assert "elements = { 203.0.113.2" in listed, listed
+
+
+def test_changes_drain_and_keep_persistent_clients(topology):
+    """apply_changes(): a drained destination gets no new connections, and the clients of
+    the others keep their destination (their sets are not re-created)."""
+    client, director = topology
+    three = [("rs1", 1), ("rs2", 1), ("rs3", 1)]
+    apply(director, "rr", three)
+    assert requests(client, 6) == {"rs1": 2, "rs2": 2, "rs3": 2}
+    drained = [("rs1", 1), ("rs2", 1), ("rs3", 0)]
+    view = apply(director, "rr", drained, before=("rr", three))
+    assert "10.20.40.12" not in view, view
+    assert requests(client) == {"rs1": 15, "rs2": 15}
+    apply(director, "rr", three, before=("rr", drained))
+    assert requests(client, 6) == {"rs1": 2, "rs2": 2, "rs3": 2}
+
+    before = ("rr", [("rs2", 1), ("rs3", 1)], 60)
+    apply(director, *before)
+    assert requests(client, 5) == {"rs2": 5}
+    # rs1 added, rs3 removed: a client nobody knew would go to rs1 (slot 0)
+    view = apply(director, "rr", [("rs1", 1), ("rs2", 1)], persistence=60, before=before)
+    assert SERVERS["rs3"] not in view, view
+    assert requests(client, 5) == {"rs2": 5}                   # where it went before
 
 
 def test_empty_pool_rejects_and_flush_removes_the_table(topology):

@@ -4,6 +4,7 @@ so the host's ruleset is never touched) accepts every rendered script."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -13,10 +14,13 @@ import subprocess
 import pytest
 
 from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey
-from director.lb.nftables import NftablesBackend, render, unsupported
+from director.lb.nftables import (NftablesBackend, chain_name, render, render_changes,
+                                  unsupported)
 
 VIP = ServiceKey("TCP", "203.0.113.100", 80)
 VIP6 = ServiceKey("TCP", "2001:db8::100", 443, family=6)
+FWM7 = ServiceKey("TCP", fwmark=7)
+SVC = chain_name(VIP)
 
 
 def dest(address, port=80, weight=1, **kw):
@@ -87,9 +91,9 @@ def test_table_name_is_checked_and_used():
 def test_rr_numgen_map_over_the_destinations():
     script = render(CASES["rr"])
     assert chain(script, "prerouting")[1] == (
-        'ip daddr 203.0.113.100 tcp dport 80 counter jump svc_0 '
+        f'ip daddr 203.0.113.100 tcp dport 80 counter jump {SVC} '
         'comment "TCP 203.0.113.100:80 rr"')
-    assert chain(script, "svc_0") == [
+    assert chain(script, SVC) == [
         "meta l4proto tcp dnat ip addr . port to numgen inc mod 3 map "
         "{ 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 80, 2 : 10.20.40.12 . 80 }"]
 
@@ -100,7 +104,7 @@ def test_rr_ignores_weights():
 
 
 def test_wrr_each_destination_weight_times_interleaved():
-    assert chain(render(CASES["wrr"]), "svc_0") == [
+    assert chain(render(CASES["wrr"]), SVC) == [
         "meta l4proto tcp dnat ip addr . port to numgen inc mod 4 map { 0 : 10.20.40.10 . 80, "
         "1 : 10.20.40.11 . 80, 2 : 10.20.40.10 . 80, 3 : 10.20.40.10 . 80 }"]
 
@@ -119,7 +123,7 @@ def test_wrr_huge_weights_scaled_and_reported():
 
 
 def test_sh_hashes_the_source():
-    assert chain(render(CASES["sh"]), "svc_0") == [
+    assert chain(render(CASES["sh"]), SVC) == [
         "meta l4proto tcp dnat ip addr . port to jhash ip saddr mod 2 map "
         "{ 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 80 }"]
     assert "jhash ip saddr . tcp sport mod 2" in render(CASES["sh-port"])
@@ -128,10 +132,10 @@ def test_sh_hashes_the_source():
 def test_fwmark_matches_the_mark_and_keeps_the_port():
     script = render(CASES["fwmark"])
     assert chain(script, "prerouting")[1].startswith(
-        "meta mark 0x7 meta nfproto ipv4 counter jump svc_0")
-    assert chain(script, "svc_0") == [
+        f"meta mark 0x7 meta nfproto ipv4 counter jump {chain_name(FWM7)}")
+    assert chain(script, chain_name(FWM7)) == [
         "dnat ip to numgen inc mod 2 map { 0 : 10.20.40.10, 1 : 10.20.40.11 }"]
-    assert chain(render(CASES["fwmark-ports"]), "svc_0") == [
+    assert chain(render(CASES["fwmark-ports"]), chain_name(ServiceKey("UDP", fwmark=9))) == [
         "meta l4proto udp dnat ip addr . port to numgen inc mod 2 map "
         "{ 0 : 10.20.40.10 . 53, 1 : 10.20.40.11 . 53 }"]
 
@@ -144,7 +148,7 @@ def test_destination_without_port_takes_the_service_port():
 def test_weight_zero_gets_no_new_connections():
     script = render(CASES["weight0"])
     assert "10.20.40.11" not in script
-    assert chain(script, "svc_0") == ["meta l4proto tcp dnat ip to 10.20.40.10:80"]
+    assert chain(script, SVC) == ["meta l4proto tcp dnat ip to 10.20.40.10:80"]
 
 
 def test_no_live_destination_rejects():
@@ -159,8 +163,8 @@ def test_no_live_destination_rejects():
 
 def test_ipv6():
     script = render(CASES["ipv6"])
-    assert "ip6 daddr 2001:db8::100 tcp dport 443 counter jump svc_0" in script
-    assert chain(script, "svc_0") == [
+    assert f"ip6 daddr 2001:db8::100 tcp dport 443 counter jump {chain_name(VIP6)}" in script
+    assert chain(script, chain_name(VIP6)) == [
         "meta l4proto tcp dnat ip6 addr . port to numgen inc mod 3 map "
         "{ 0 : 2001:db8::10 . 443, 1 : 2001:db8::11 . 443, 2 : 2001:db8::10 . 443 }"]
     single = render(state(VIP6, "rr", [dest("2001:db8::10", 443)]))
@@ -181,7 +185,7 @@ def test_fallback_scheduler_is_wrr_with_a_comment_and_a_warning():
 def test_fo_sends_everything_to_the_heaviest():
     script = render(state(scheduler="fo", dests=[dest("10.20.40.10", weight=1),
                                                  dest("10.20.40.11", weight=5)]))
-    assert chain(script, "svc_0") == ["meta l4proto tcp dnat ip to 10.20.40.11:80"]
+    assert chain(script, SVC) == ["meta l4proto tcp dnat ip to 10.20.40.11:80"]
 
 
 def test_dr_tun_thresholds_and_flags_are_unsupported():
@@ -199,21 +203,37 @@ def test_dr_tun_thresholds_and_flags_are_unsupported():
 
 def test_persistence_sets_per_destination():
     script = render(CASES["persistent"])
-    assert "set svc_0_d0_clients {\n        type ipv4_addr\n        flags dynamic,timeout\n" \
+    d0, d1, d2 = (f"{SVC}_d{_digest(a, 80)}" for a in ("10.20.40.10", "10.20.40.11",
+                                                         "10.20.40.12"))
+    assert f"set {d0}_clients {{\n        type ipv4_addr\n        flags dynamic,timeout\n" \
            "        timeout 300s\n    }" in script
-    assert chain(script, "svc_0") == [
+    assert chain(script, SVC) == [
         "# a known client goes where it went before",
-        "ip saddr & 255.255.255.0 @svc_0_d0_clients goto svc_0_d0",
-        "ip saddr & 255.255.255.0 @svc_0_d1_clients goto svc_0_d1",
-        "ip saddr & 255.255.255.0 @svc_0_d2_clients goto svc_0_d2",
-        "numgen inc mod 3 vmap { 0 : goto svc_0_d0, 1 : goto svc_0_d1, 2 : goto svc_0_d2 }"]
-    assert chain(script, "svc_0_d1") == [
-        "update @svc_0_d1_clients { ip saddr & 255.255.255.0 }",
+        f"ip saddr & 255.255.255.0 @{d0}_clients goto {d0}",
+        f"ip saddr & 255.255.255.0 @{d1}_clients goto {d1}",
+        f"ip saddr & 255.255.255.0 @{d2}_clients goto {d2}",
+        f"numgen inc mod 3 vmap {{ 0 : goto {d0}, 1 : goto {d1}, 2 : goto {d2} }}"]
+    assert chain(script, d1) == [
+        f"update @{d1}_clients {{ ip saddr & 255.255.255.0 }}",
         "meta l4proto tcp dnat ip to 10.20.40.11:80"]
     assert any("persistence is approximate" in w for w in unsupported(CASES["persistent"]))
     six = render(CASES["persistent6"])
-    assert "update @svc_0_d0_clients { ip6 saddr & ffff:ffff:ffff:ffff:: }" in six
-    assert "ip saddr @svc_0_d0_clients" in render(state(dests=THREE, persistence_timeout=5))
+    six0 = f"{chain_name(VIP6)}_d{_digest('2001:db8::10', 443)}"
+    assert f"update @{six0}_clients {{ ip6 saddr & ffff:ffff:ffff:ffff:: }}" in six
+    assert f"ip saddr @{d0}_clients" in render(state(dests=THREE, persistence_timeout=5))
+
+
+def _digest(address, port):
+    return hashlib.sha1(f"{address}|{port}".encode()).hexdigest()[:8]
+
+
+def test_chain_names_are_stable_and_distinct():
+    keys = [VIP, VIP6, FWM7, ServiceKey("TCP", fwmark=7, family=6),
+            ServiceKey("UDP", "203.0.113.100", 80), ServiceKey("TCP", "203.0.113.100", 81)]
+    names = [chain_name(key) for key in keys]
+    assert len(set(names)) == len(names)
+    assert all(re.fullmatch(r"svc_[0-9a-f]{12}", name) for name in names)
+    assert chain_name(ServiceKey("TCP", "203.0.113.100", 80)) == SVC
 
 
 def test_services_in_a_stable_order():
@@ -279,3 +299,145 @@ def test_backend_raises_oserror_with_nft_stderr(tmp_path):
         NftablesBackend(nft=str(fake)).apply({})
     with pytest.raises(OSError):
         NftablesBackend(nft=str(tmp_path / "missing")).apply({})
+
+
+# === render_changes: only what changed, in one transaction =================================
+
+def _services(count, per_service=3, down=(), scheduler="wrr", **service):
+    pools = {}
+    for s in range(count):
+        key = ServiceKey("TCP", f"10.0.0.{s + 1}", 80)
+        dests = [dest(f"172.16.{s}.{r + 1}", 8080) for r in range(per_service)
+                 if (s, r) not in down]
+        pools.update(state(key, scheduler, dests, **service))
+    return pools
+
+
+BASE = {**_services(4), **CASES["persistent"], **CASES["fwmark"], **CASES["udp-nodest"]}
+PERSISTENT = CASES["persistent"][VIP]
+CHANGES = {
+    "destination-down": (BASE, {**BASE, **_services(4, down={(2, 1)})}),
+    "destination-up": ({**BASE, **_services(4, down={(2, 1)})}, BASE),
+    "persistent-destination-down": (BASE, {**BASE, VIP: Pool(PERSISTENT.service, {
+        k: d for k, d in PERSISTENT.destinations.items() if d.key.address != "10.20.40.11"})}),
+    "persistence-timeout": (BASE, {**BASE, **state(dests=THREE, persistence_timeout=60,
+                                                   persistence_netmask="255.255.255.0")}),
+    "service-added": (BASE, {**BASE, **_services(6)}),
+    "service-removed": (BASE, {k: p for k, p in BASE.items()
+                               if k != ServiceKey("TCP", "10.0.0.2", 80)}),
+    "persistent-removed": (BASE, {k: p for k, p in BASE.items() if k != VIP}),
+    "scheduler": (BASE, {**BASE, **_services(1, scheduler="sh")}),
+    "all-down": (BASE, {**BASE, **_services(1, down={(0, 0), (0, 1), (0, 2)})}),
+    "last-reject-gone": (BASE, {k: p for k, p in BASE.items()
+                                if k != ServiceKey("UDP", "203.0.113.100", 53)}),
+    "from-empty": ({}, BASE),
+    "to-empty": (BASE, {}),
+}
+
+
+def _commands(script):
+    return [line for line in script.splitlines() if line and not line.startswith("#")]
+
+
+def _touched(commands):
+    """The service chains the commands touch, but for the dispatch rules jumping to them."""
+    return {word for command in commands if "director prerouting" not in command
+            for word in command.split() if word.startswith("svc_")}
+
+
+def test_one_destination_down_touches_only_its_chain():
+    before, after = CHANGES["destination-down"]
+    name = chain_name(ServiceKey("TCP", "10.0.0.3", 80))
+    commands = _commands(render_changes(before, after))
+    assert commands == [f"flush chain inet director {name}",
+                        f"add rule inet director {name} meta l4proto tcp dnat ip addr . port to "
+                        "numgen inc mod 2 map { 0 : 172.16.2.1 . 8080, 1 : 172.16.2.3 . 8080 }"]
+    assert _commands(render_changes(after, after)) == []
+
+
+def test_persistent_destination_down_keeps_the_other_client_sets():
+    commands = _commands(render_changes(*CHANGES["persistent-destination-down"]))
+    gone = f"{SVC}_d{_digest('10.20.40.11', 80)}"
+    assert all(SVC in command for command in commands), commands
+    assert f"delete set inet director {gone}_clients" in commands
+    assert not any(command.startswith(("add set", "flush chain inet director prerouting"))
+                   for command in commands)
+
+
+def test_added_and_removed_services_rebuild_only_the_dispatch_chain():
+    added = _commands(render_changes(*CHANGES["service-added"]))
+    new = {chain_name(ServiceKey("TCP", f"10.0.0.{n}", 80)) for n in (5, 6)}
+    assert _touched(added) == new
+    assert f"add chain inet director {min(new)}" in added
+    assert "flush chain inet director prerouting" in added
+    removed = _commands(render_changes(*CHANGES["service-removed"]))
+    name = chain_name(ServiceKey("TCP", "10.0.0.2", 80))
+    assert f"delete chain inet director {name}" in removed
+    assert _touched(removed) == {name}
+    assert "flush chain inet director prerouting" in removed
+
+
+def _normalised(listing):
+    """`nft list table` as a sorted list of its sets and chains (nft lists them in the order
+    they were added, which differs between a full apply and changes)."""
+    blocks, current = [], None
+    for line in listing.splitlines():
+        if re.match(r"^\t(set|map|chain) ", line):
+            current = [line]
+        elif current is not None:
+            current.append(line)
+            if line == "\t}":
+                blocks.append("\n".join(current))
+                current = None
+    return sorted(blocks)
+
+
+@pytest.mark.parametrize("case", sorted(CHANGES))
+def test_changes_give_the_table_a_full_apply_gives(check_namespace, tmp_path, case):
+    before, after = CHANGES[case]
+    wrapper = tmp_path / "nft"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {check_namespace} nft "$@"\n')
+    wrapper.chmod(0o755)
+    backend = NftablesBackend(table="dchanges", nft=str(wrapper))
+    try:
+        backend.apply(after)
+        expected = backend.read()
+        backend.apply(before)
+        backend.apply_changes(before, after)
+        got = backend.read()
+    finally:
+        backend.flush()
+    assert _normalised(got) == _normalised(expected), render_changes(before, after, "dchanges")
+    assert _normalised(expected) or not after
+
+
+def test_sync_applies_the_whole_table_first_then_changes_falling_back_on_failure():
+    from director.lb.service import NftablesSync
+
+    class Fake:
+        def __init__(self):
+            self.calls, self.fail, self.table = [], False, ""
+
+        def apply(self, desired):
+            self.calls.append("apply")
+            self.table = "table"
+
+        def apply_changes(self, before, after):
+            self.calls.append("changes")
+            if self.fail:
+                raise OSError("nft: No such file or directory")
+
+        def read(self):
+            return self.table
+
+    sync = NftablesSync()
+    sync.backend = fake = Fake()
+    before, after = CHANGES["destination-down"]
+    assert sync.sync(before, frozenset()) == [] and fake.calls == ["apply"]
+    assert sync.sync(before, frozenset()) == [] and fake.calls == ["apply"]   # unchanged
+    assert sync.sync(after, frozenset()) == [] and fake.calls[-1] == "changes"
+    assert sync.kernel == after
+    fake.fail = True
+    assert sync.sync(before, frozenset()) == [] and fake.calls[-2:] == ["changes", "apply"]
+    fake.table = ""                                          # the table went away
+    assert sync.sync(before, frozenset()) == [] and fake.calls[-1] == "apply"
