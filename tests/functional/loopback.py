@@ -5,6 +5,7 @@ the bounded waits and the tear-down are written once here."""
 
 from __future__ import annotations
 
+import http.server
 import socket
 import ssl
 import threading
@@ -46,3 +47,39 @@ class LoopbackServer:
 
     def handle(self, conn: socket.socket) -> None:
         raise NotImplementedError
+
+
+class OnePageServer:
+    """http.server with one page: ``body`` at any path with ``status`` and extra ``headers``;
+    the request lines and headers it saw go to ``seen``."""
+
+    def __init__(self, body: bytes = b"<html>healthy</html>\n", status: int = 200,
+                 headers: dict[str, str] | None = None) -> None:
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.requestline, dict(self.headers)))
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(DEADLINE)

@@ -12,7 +12,6 @@ with one basename break collection under pytest's default import mode.)
 """
 import datetime
 import hashlib
-import http.server
 import json
 import socket
 import socketserver
@@ -33,6 +32,7 @@ from director.config.blocks.checkers import HTTP_GET, SSL_GET, URL
 from director.config.schema import model_for
 from director.genhash import compute_digest, parse_response
 from director.genhash import main as genhash_main
+from tests.functional.loopback import OnePageServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -209,6 +209,7 @@ def test_no_port_fails_without_io():
 def test_module_does_not_import_gevent():
     """The daemon monkey-patches socket and ssl; the checker must use them, not gevent."""
     import ast
+
     import director.check.http as module
 
     tree = ast.parse(open(module.__file__).read())
@@ -320,38 +321,6 @@ def routes(table):
     return handler
 
 
-class StdlibServer:
-    """http.server with one page: ``body`` at any path, status ``status``."""
-
-    def __init__(self, body=b"<html>healthy</html>\n", status=200):
-        seen = self.seen = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                seen.append((self.requestline, dict(self.headers)))
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(DEADLINE)
-
-
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
     """Self-signed certificate for CN=director.test: (cert.pem, key.pem, notAfter epoch)."""
@@ -392,7 +361,7 @@ def free_port():
 # --- plain HTTP -------------------------------------------------------------------------
 
 def test_healthy_server_passes_with_keepalived_request():
-    with StdlibServer() as srv:
+    with OnePageServer() as srv:
         result, elapsed = timed(make_check(srv.port, Url(path="/health")))
     assert result.ok and result.error is None, result.error
     assert 0 < result.duration <= elapsed < 2.0
@@ -411,14 +380,14 @@ def test_http11_request_bytes():
 
 
 def test_wrong_status_fails_with_text():
-    with StdlibServer(status=503) as srv:
+    with OnePageServer(status=503) as srv:
         result = make_check(srv.port, Url(path="/health")).check()
     assert not result.ok
     assert result.error == "GET /health: status 503 not in 200-299"
 
 
 def test_configured_status_code_accepts_it():
-    with StdlibServer(status=503) as srv:
+    with OnePageServer(status=503) as srv:
         check = make_check(srv.port, Url(path="/", status_code=((500, 599),)))
         assert check.check().ok
 
@@ -426,7 +395,7 @@ def test_configured_status_code_accepts_it():
 def test_digest_right_and_wrong():
     body = b"<html>digest me \x00\xff</html>\n" * 40
     good = hashlib.md5(body).hexdigest()
-    with StdlibServer(body) as srv:
+    with OnePageServer(body) as srv:
         assert make_check(srv.port, Url(path="/", digest=good)).check().ok
         result = make_check(srv.port, Url(path="/", digest="0" * 32)).check()
     assert not result.ok

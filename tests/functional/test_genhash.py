@@ -1,19 +1,17 @@
 """director.genhash against real servers on 127.0.0.1 (plain HTTP, HTTPS, odd replies)."""
 import datetime
 import hashlib
-import http.server
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from director.genhash import main
-from tests.functional.loopback import DEADLINE, LoopbackServer
+from tests.functional.loopback import DEADLINE, LoopbackServer, OnePageServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -104,37 +102,9 @@ def server_ctx(cert):
     return ctx
 
 
-class StdlibHTTPServer:
-    """http.server serving one fixed body with Content-Length (HTTP/1.0, closes)."""
 
-    def __init__(self, body):
-        seen = self.seen = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                seen.append((self.requestline, dict(self.headers)))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.1}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(DEADLINE)
+def html_page(body):
+    return OnePageServer(body, headers={"Content-Type": "text/html"})
 
 
 BODY = b"<html><body>Hello from director genhash test \xe9\x00\xff</body></html>\n" * 50
@@ -143,7 +113,7 @@ BODY = b"<html><body>Hello from director genhash test \xe9\x00\xff</body></html>
 # --- digests -------------------------------------------------------------------------
 
 def test_http_server_with_content_length(capsys):
-    with StdlibHTTPServer(BODY) as srv:
+    with html_page(BODY) as srv:
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/index.html"], capsys)
     assert rc == 0, err
     assert out == hashlib.md5(BODY).hexdigest() + "\n"
@@ -362,7 +332,7 @@ def test_verbose_shows_request_headers_body_and_ends_with_digest(capsys):
 
 
 def test_end_to_end_in_subprocess():
-    with StdlibHTTPServer(BODY) as srv:
+    with html_page(BODY) as srv:
         proc = subprocess.run(
             [sys.executable, "-c",
              "import sys; from director.genhash import main; sys.exit(main(sys.argv[1:]))",
