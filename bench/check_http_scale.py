@@ -39,7 +39,6 @@ if sys.argv[1:3] == ["--role", "http-ours"]:     # the checker process: patch be
 
 import argparse
 import collections
-import json
 import os
 import shutil
 import socket
@@ -55,14 +54,12 @@ sys.path.insert(0, ROOT)
 # Its own role check does not match ours: importing it patches nothing.
 import check_tcp_scale as tcp
 from check_tcp_scale import (
-    Lines,
     cpu_seconds,
     haproxy_stat,
     hard_nofile,
     machine_busy,
     percentile,
     print_profile,
-    profile,
     raise_nofile,
     rss_mb,
     sockstat,
@@ -239,23 +236,8 @@ def measure_ours(args, config: str, server_pid: int, ncpu: int, tmp: str) -> dic
                "--config", config, "--servers", str(args.servers),
                "--warmup", str(args.warmup), "--window", str(args.window), "--hold", str(hold)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        window = Window(process.pid, server_pid)
-        lines = Lines(process)
-        settings = lines.wait("settings ", 120)[len("settings "):].strip()
-        lines.wait("window-start", args.warmup + 120)
-        first = window.snap()
-        lines.wait("window-end", args.window + 60)
-        outside = Window.delta(first, window.snap(), ncpu)
-        result = json.loads(lines.wait("result ", 60)[len("result "):])
-        result["outside"] = outside
-        result["settings"] = settings
-        if args.profile:
-            lines.wait("holding", 30)
-            result["profile"] = profile(process.pid, args.profile, tmp)
-        return result
-    finally:
-        stop_process(process)
+    return tcp.collect(process, lambda: Window(process.pid, server_pid), args, ncpu, tmp,
+                       before=("settings ",))
 
 
 def measure_haproxy(args, ports: list[int], server_pid: int, ncpu: int, tmp: str) -> dict:

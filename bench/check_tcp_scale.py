@@ -342,15 +342,25 @@ def measure_ours(args, ports_file: str, ports: set[int], ncpu: int, tmp: str) ->
                "--ports-file", ports_file, "--servers", str(args.servers),
                "--warmup", str(args.warmup), "--window", str(args.window), "--hold", str(hold)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    return collect(process, lambda: Window(ports, process.pid), args, ncpu, tmp)
+
+
+def collect(process, make_window, args, ncpu: int, tmp: str, before=()) -> dict:
+    """Read a checker child's window: the lines named in ``before`` (e.g. "settings "),
+    its result line, the machine's view of the window and, if asked, a profile; the child
+    is stopped in any case. Shared with check_http_scale.py."""
     try:
-        window = Window(ports, process.pid)
+        window = make_window()
         lines = Lines(process)
+        found = {prefix.strip(): lines.wait(prefix, 120)[len(prefix):].strip()
+                 for prefix in before}
         lines.wait("window-start", args.warmup + 120)
         first = window.snap()
         lines.wait("window-end", args.window + 60)
-        outside = Window.delta(first, window.snap(), ncpu)
+        outside = window.delta(first, window.snap(), ncpu)    # the caller's Window's own
         result = json.loads(lines.wait("result ", 60)[len("result "):])
         result["outside"] = outside
+        result.update(found)
         if args.profile:
             lines.wait("holding", 30)
             result["profile"] = profile(process.pid, args.profile, tmp)
