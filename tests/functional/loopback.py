@@ -1,4 +1,4 @@
-"""A TCP server on 127.0.0.1 (a free port) in a thread, for checker and genhash tests.
+"""Servers on 127.0.0.1 (a free port) in a thread, for checker and genhash tests.
 
 Subclasses say what to do with one connection in ``handle(conn)``; the loop, the stop flag,
 the bounded waits and the tear-down are written once here."""
@@ -14,12 +14,20 @@ DEADLINE = 10.0          # seconds any single server-side wait may take
 
 
 class LoopbackServer:
-    def __init__(self) -> None:
+    """TCP (``handle(conn)`` per connection) or, with ``kind=SOCK_DGRAM``, UDP
+    (``handle_datagram(data, peer)`` per datagram) on 127.0.0.1, served in a thread."""
+
+    def __init__(self, kind: int = socket.SOCK_STREAM) -> None:
         self.errors: list[Exception] = []
         self.stop = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)     # poll interval so stop is noticed; not a sleep
-        self.port = self.listener.getsockname()[1]
+        self.kind = kind
+        if kind == socket.SOCK_STREAM:
+            self.sock = socket.create_server(("127.0.0.1", 0))
+        else:
+            self.sock = socket.socket(socket.AF_INET, kind)
+            self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)         # poll interval so stop is noticed; not a sleep
+        self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
     def __enter__(self):
@@ -29,13 +37,16 @@ class LoopbackServer:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(DEADLINE)
-        self.listener.close()
+        self.sock.close()
         assert not self.thread.is_alive()
 
     def _serve(self) -> None:
         while not self.stop.is_set():
             try:
-                conn, _ = self.listener.accept()
+                if self.kind != socket.SOCK_STREAM:
+                    self.handle_datagram(*self.sock.recvfrom(65535))
+                    continue
+                conn, _ = self.sock.accept()
             except TimeoutError:
                 continue
             with conn:
@@ -46,6 +57,9 @@ class LoopbackServer:
                     self.errors.append(exc)
 
     def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def handle_datagram(self, data: bytes, peer) -> None:
         raise NotImplementedError
 
 

@@ -271,36 +271,16 @@ def test_dns_skips_strangers_until_its_answer():
 
 # -- UDP ----------------------------------------------------------------------------------
 
-class Echo:
+class Echo(LoopbackServer):
     """UDP echo on 127.0.0.1:0 in a thread; what it received goes to ``received``."""
 
     def __init__(self):
+        super().__init__(socket.SOCK_DGRAM)
         self.received = queue.Queue()
-        self.stop = threading.Event()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)        # poll interval so stop is noticed; not a sleep
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(DEADLINE)
-        self.sock.close()
-        assert not self.thread.is_alive()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                data, peer = self.sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            self.received.put(data)
-            self.sock.sendto(data, peer)
+    def handle_datagram(self, data, peer):
+        self.received.put(data)
+        self.sock.sendto(data, peer)
 
 
 def udp(port, timeout=2.0, **config):
