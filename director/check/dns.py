@@ -23,7 +23,7 @@ from typing import Any
 
 from ..log import event
 from .base import CheckResult, Target
-from .udp import open_socket
+from .sockets import open_socket
 
 log = logging.getLogger("director.check.dns")
 

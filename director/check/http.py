@@ -38,13 +38,12 @@ import time
 from ..genhash import GenhashError, build_request, compute_digest, parse_response
 from ..log import event as log_event
 from .base import CheckResult, Target
+from .sockets import prepare
 
 log = logging.getLogger("director.check.http")
 
 DEFAULT_STATUS = ((200, 299),)
 MAX_REPLY = 16 << 20        # a health page is small: refuse to buffer a runaway body
-SO_MARK = getattr(socket, "SO_MARK", 36)
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 # keepalived's regex_options with a Python equivalent; the rest only tune PCRE.
 REGEX_FLAGS = {"caseless": re.IGNORECASE, "multiline": re.MULTILINE, "dotall": re.DOTALL,
                "extended": re.VERBOSE}
@@ -184,7 +183,7 @@ class HttpCheck:
             else:
                 family, address = socket.AF_INET, (t.host, t.port)
             sock = socket.socket(family, socket.SOCK_STREAM)
-            self._prepare(sock, family)
+            prepare(sock, t, family)
             stage = "connect"
             sock.settimeout(_left(deadline))
             sock.connect(address)
@@ -221,16 +220,3 @@ class HttpCheck:
         finally:
             if sock is not None:
                 sock.close()
-
-    def _prepare(self, sock: socket.socket, family: int) -> None:
-        """fwmark, bind_if and bindto/bind_port, before connecting."""
-        t = self.target
-        if t.fwmark is not None:
-            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, t.fwmark)
-        if t.bind_if:
-            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, t.bind_if.encode())
-        if t.bind_ip or t.bind_port:
-            if t.bind_port:     # a fixed source port is reused check after check
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            any_ip = "::" if family == socket.AF_INET6 else "0.0.0.0"
-            sock.bind((t.bind_ip or any_ip, t.bind_port or 0))

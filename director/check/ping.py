@@ -30,13 +30,12 @@ import time
 from typing import Any
 
 from .base import CheckResult, Target
+from .sockets import prepare
 
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 ICMP6_ECHO_REQUEST, ICMP6_ECHO_REPLY = 128, 129
 PAYLOAD_SIZE = 128               # keepalived's ICMP_BUFSIZE
 TOKEN_SIZE = 16
-SO_MARK = getattr(socket, "SO_MARK", 36)
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 RECV_SIZE = 65535
 
 
@@ -110,16 +109,6 @@ class PingCheck:
             sockaddr = (sockaddr[0], 0, 0, socket.if_nametoindex(self.target.bind_if))
         return family, sockaddr
 
-    def _prepare(self, sock: socket.socket, family: int) -> None:
-        target = self.target
-        if target.bind_if:
-            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, target.bind_if.encode())
-        if target.fwmark:
-            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, target.fwmark)
-        if target.bind_ip:
-            sock.bind((target.bind_ip, 0) if family == socket.AF_INET
-                      else (target.bind_ip, 0, 0, 0))
-
     def check(self) -> CheckResult:
         started = time.monotonic()
         deadline = started + self.target.connect_timeout
@@ -140,7 +129,7 @@ class PingCheck:
         source = ipaddress.ip_address(sockaddr[0].split("%")[0])
         with sock:
             try:
-                self._prepare(sock, family)
+                prepare(sock, self.target, family, with_port=False)
             except OSError as exc:
                 return failed(f"cannot bind: {exc.strerror or exc}")
             try:

@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from .base import CheckResult, Target
-from .udp import open_socket
+from .sockets import open_socket
 
 DEFAULT_HELO = "smtpchecker.keepalived.org"     # check_smtp.h SMTP_DEFAULT_HELO
 SMTP_BUFF_MAX = 512                             # check_smtp.h; a line is at most 511 bytes

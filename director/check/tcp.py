@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 from .. import hub
 from .base import CheckResult, Target
+from .sockets import prepare
 
 LINGER_RESET = struct.pack("ii", 1, 0)
-SO_MARK = getattr(socket, "SO_MARK", 36)
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
 SWEEP_PERIOD = 0.02          # how late a timeout may be noticed
 
@@ -128,15 +128,7 @@ class TcpCheck:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
             sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 0)
-            target = self.target
-            if target.fwmark:
-                sock.setsockopt(socket.SOL_SOCKET, SO_MARK, target.fwmark)
-            if target.bind_if:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
-                                target.bind_if.encode())
-            if target.bind_ip or target.bind_port:
-                sock.bind((target.bind_ip or ("::" if self.family == socket.AF_INET6
-                                              else "0.0.0.0"), target.bind_port or 0))
+            prepare(sock, self.target, self.family)
         except OSError:
             sock.close()
             raise

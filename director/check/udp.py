@@ -15,7 +15,6 @@ keepalived's rules (check_udp.c, core/layer4.c), which a migrated configuration 
   match, an X nibble matching anything. A reply shorter than the pattern that matches as far
   as it goes passes, as in keepalived (set min_reply_length to forbid that).
 
-``open_socket`` is shared with dns.py and smtp.py (base.py belongs to another change).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from typing import Any
 
 from ..log import event
 from .base import CheckResult, Target
+from .sockets import open_socket
 
 log = logging.getLogger("director.check.udp")
 
@@ -36,7 +36,6 @@ FILLER = (b"keepalived check - " * 2)[:32]
 DEFAULT_MAX_REPLY = 255             # check_udp.c: max_reply_len = UINT8_MAX
 RECV_SIZE = 65535
 
-SO_MARK = getattr(socket, "SO_MARK", 36)
 # Linux values; Python < 3.12 does not export them.
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
@@ -49,29 +48,6 @@ ICMP_DEST_UNREACH, ICMPV6_DEST_UNREACH = 3, 1
 UNREACH_CODES = {0: "network", 1: "host", 2: "protocol", 3: "port", 9: "network prohibited",
                  10: "host prohibited", 13: "administratively prohibited"}
 UNREACH6_CODES = {0: "no route", 1: "administratively prohibited", 3: "address", 4: "port"}
-
-
-def family_of(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def open_socket(target: Target, kind: int) -> socket.socket:
-    """A socket of ``kind`` for the target's family with its fwmark, bind_if and source
-    address applied, as keepalived's socket_bind_connect does before connecting."""
-    family = family_of(target.host)
-    sock = socket.socket(family, kind)
-    try:
-        if target.fwmark:
-            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, target.fwmark)
-        if target.bind_if:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, target.bind_if.encode())
-        if target.bind_ip or target.bind_port:
-            any_address = "::" if family == socket.AF_INET6 else "0.0.0.0"
-            sock.bind((target.bind_ip or any_address, target.bind_port or 0))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def parse_pattern(text: str) -> tuple[bytes, bytes]:
