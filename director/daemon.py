@@ -34,6 +34,7 @@ class Director:
         self.vrrp = None
         self.checks = None
         self.lb = None
+        self.notifier: Notifier | None = None
         self.exit_code = 0
 
     def run(self) -> int:
@@ -62,7 +63,7 @@ class Director:
         return self.exit_code
 
     def _start(self) -> None:
-        notifier = Notifier(self.config.global_defs.script_user)
+        self.notifier = notifier = Notifier(self.config.global_defs.script_user)
         if not self.options.check:
             from .vrrp.arp import Announcer
             from .vrrp.service import VrrpService
@@ -91,6 +92,8 @@ class Director:
             self.checks.stop()
         if self.vrrp is not None:
             self.vrrp.stop()
+        if self.notifier is not None:
+            self.notifier.wait(timeout=1.0)       # quorum_down / notify_down of omega
         event(log, "director.stopped")
         return False
 

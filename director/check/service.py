@@ -116,6 +116,12 @@ class CheckService:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        # omega: with the daemon gone the servers are no longer served; keepalived runs their
+        # notify_down as if they had failed.
+        for state in self.real_servers:
+            command = state.real_server.notify_down
+            if state.virtual_server.omega and state.up and command is not None:
+                self.notifier.notify(command, (), f"real server {state.name[1]} down (omega)")
 
     def snapshot(self, yield_every: int = 0) -> list[dict]:
         """The virtual servers with their real servers' live state (contract's shape);

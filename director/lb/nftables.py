@@ -56,6 +56,7 @@ import math
 import re
 import subprocess
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from .model import Destination, Pool, ServiceKey, State
 
@@ -150,6 +151,18 @@ def render(state: State, table: str = "director") -> str:
 
 
 def render_changes(before: State, after: State, table: str = "director") -> str:
+    """``changes(before, after, table)``'s script."""
+    return changes(before, after, table).script
+
+
+@dataclass(frozen=True)
+class Changes:
+    script: str
+    touched: frozenset[str]      # objects the script writes ("chain NAME", "set NAME")
+    gone: frozenset[str]         # objects it deletes
+
+
+def changes(before: State, after: State, table: str = "director") -> Changes:
     """An ``nft -f`` script turning the table render(before) made into the one render(after)
     makes, in one transaction, touching only what changed: the chains (and sets) of the
     services that changed, flushed and filled again (or added, or deleted), and the
@@ -199,7 +212,30 @@ def render_changes(before: State, after: State, table: str = "director") -> str:
     out += [f"add rule {where} prerouting {rule}" for rule in prerouting.values()]
     out += [f"add rule {where} input {rule}" for rule in rejecting.values()]
     out.append("")
-    return "\n".join(out)
+    touched = {f"chain {name}" for name in chains_redo + chains_new}
+    touched |= {f"set {name}" for name in sets_new + sets_redo}
+    touched |= {"chain prerouting"} if dispatch else set()
+    touched |= {"chain input"} if rejecting else set()
+    gone = {f"chain {name}" for name in chains_gone} | {f"set {name}" for name in sets_gone}
+    gone |= {"chain input"} if had_input and not rejecting else set()
+    return Changes("\n".join(out), frozenset(touched), frozenset(gone))
+
+
+def objects_of(listing: str) -> dict[str, str]:
+    """An ``nft list`` output of our table split into its objects: "chain NAME" or
+    "set NAME" -> the object's lines."""
+    found: dict[str, str] = {}
+    name, lines = None, []
+    for line in listing.splitlines():
+        if name is None:
+            if line.startswith("\t") and not line.startswith("\t\t") and line.endswith("{"):
+                name, lines = line.strip()[:-1].strip(), []
+        elif line == "\t}":
+            found[name] = "\n".join(lines)
+            name = None
+        else:
+            lines.append(line)
+    return found
 
 
 def unsupported(state: State) -> list[str]:
@@ -442,19 +478,35 @@ class NftablesBackend:
         """Replace the table with one implementing state, atomically; OSError on failure."""
         self._run(["-f", "-"], render(state, self.table))
 
-    def apply_changes(self, before: State, after: State) -> None:
+    def apply_changes(self, before: State, after: State) -> Changes:
         """Turn the table apply(before) made into apply(after)'s, changing only what differs,
-        in one transaction (render_changes()); OSError on failure (the table is unchanged)."""
-        self._run(["-f", "-"], render_changes(before, after, self.table))
+        in one transaction (changes()); OSError on failure (the table is unchanged)."""
+        done = changes(before, after, self.table)
+        self._run(["-f", "-"], done.script)
+        return done
 
-    def read(self) -> str:
+    def read(self, *options: str) -> str:
         """``nft list table inet <table>``: the kernel's view; "" if there is no table."""
         try:
-            return self._run(["list", "table", "inet", self.table])
+            return self._run([*options, "list", "table", "inet", self.table])
         except OSError as exc:
             if "No such file or directory" in str(exc):
                 return ""
             raise
+
+    def fingerprint(self, names: Iterable[str] | None = None) -> dict[str, str]:
+        """The table's objects (objects_of()) as listed without counters (-s) and set
+        elements (-t), which change with the traffic: equal fingerprints mean nobody edited
+        the table. ``names`` ("chain NAME", "set NAME") lists only those objects, one nft run
+        each (nft 1.0.6 refuses two list commands in one script)."""
+        if names is None:
+            return objects_of(self.read("-s", "-t"))
+        found: dict[str, str] = {}
+        for name in sorted(names):
+            kind, _, object_name = name.partition(" ")
+            found |= objects_of(self._run(["-s", "-t", "list", kind, "inet", self.table,
+                                           object_name]))
+        return found
 
     def flush(self) -> None:
         """Delete the table (idempotent)."""

@@ -1,25 +1,31 @@
 """The load-balancer subsystem: the checks' verdicts reach the kernel.
 
-On every real server change (and every ``reconcile_every`` seconds, so that entries changed
-behind our back come back within a delay_loop) it recomputes the desired state with the
-pool rules, updates each virtual server's quorum (running quorum_up / quorum_down) and has
-the backend converge on it. Backends share one small interface, ``sync(desired, owned)``:
-IPVS reads the kernel and applies the plan's operations; nftables replaces its one table
-when the rendering changed; ``none`` only observes.
+On every real server change it recomputes the desired state with the pool rules, updates
+each virtual server's quorum (running quorum_up / quorum_down) and has the backend converge
+on it; every ``reconcile_every`` seconds (the shortest delay_loop) it also has the backend
+check the kernel, so that entries changed behind our back come back within a delay_loop.
+
+Backends share one small interface, ``sync(desired, owned, verify)``. A change is applied
+against what the backend last programmed (one netlink message or one small nft transaction,
+whatever the pool's size); ``verify`` first reads what the kernel really has: IPVS re-reads
+its services, nftables compares a listing of its table with the one taken after its last
+apply. ``none`` only observes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
+import time
 from typing import Any
 
 from .. import hub
 from ..config.blocks.virtual_server import virtual_server_name
 from ..log import event
 from ..notify import Notifier
-from .model import State
+from .model import Pool, State
 from .plan import plan
 from .pool import Live, desired_state, initial_quorum, live_weight, quorum_step
 
@@ -37,13 +43,27 @@ class IpvsSync:
     def open(self) -> None:
         self.backend.open()
 
-    def sync(self, desired: State, owned: frozenset) -> list[str]:
-        self.kernel = self.backend.read()
-        operations = plan(desired, self.kernel, owned)
-        errors = self.backend.apply(operations) if operations else []
-        if operations:
+    def sync(self, desired: State, owned: frozenset, verify: bool = True) -> list[str]:
+        if verify:
             self.kernel = self.backend.read()
+        operations = plan(desired, self.kernel, owned)
+        if not operations:
+            return []
+        errors = self.backend.apply(operations)
+        if errors:
+            self.kernel = self.backend.read()     # what really happened, for the next plan
+        else:
+            self.kernel = {key: Pool(pool.service, dict(pool.destinations))
+                           for key, pool in desired.items()} | {
+                key: pool for key, pool in self.kernel.items()
+                if key not in desired and key not in owned}
         return errors
+
+    def flush_all(self) -> list[str]:
+        """Every IPVS service, ours or not (lvs_flush, lvs_flush_on_stop without VS)."""
+        current = self.backend.read()
+        self.kernel = {}
+        return self.sync({}, frozenset(current))
 
     def close(self, remove: State | None = None) -> None:
         if remove:
@@ -53,9 +73,15 @@ class IpvsSync:
 
 class NftablesSync:
     """The first apply (and any after a failure) replaces the whole table; later ones change
-    only what differs from the state last applied (render_changes), in one transaction,
-    falling back to the whole table if that fails (e.g. the table was changed behind our
-    back)."""
+    only what differs from the state last applied (changes()), in one transaction, falling
+    back to the whole table if that fails.
+
+    To notice edits made by someone else it keeps the table's objects as nft lists them
+    (without counters and set elements, which move with the traffic): after a whole apply
+    all of them, after a change only those the change wrote (one small nft run), so that an
+    edit elsewhere is never taken for ours. ``verify`` lists the table again; any difference
+    means someone edited it and the whole table is applied again (a listing cannot be turned
+    back into a State; the price is that persistence forgets the clients of that moment)."""
 
     name = "nftables"
 
@@ -63,41 +89,58 @@ class NftablesSync:
         from .nftables import NftablesBackend
         self.backend = NftablesBackend()
         self.applied: State | None = None       # what the table implements, if known
+        self.objects: dict[str, str] = {}       # its objects as listed after that apply
         self.kernel: State = {}
 
     def open(self) -> None:
         pass
 
-    def sync(self, desired: State, owned: frozenset) -> list[str]:
-        from .model import Pool
+    def sync(self, desired: State, owned: frozenset, verify: bool = True) -> list[str]:
         desired = {key: Pool(pool.service, dict(pool.destinations))    # a snapshot
                    for key, pool in desired.items()}
         previous = self.applied
-        if previous is not None and desired == previous:
-            if self.backend.read():                                 # unchanged and still there
+        try:
+            if previous is not None and verify:
+                listed = self.backend.fingerprint()
+                if listed != self.objects:
+                    event(log, "lb.nftables_table_changed", logging.WARNING,
+                          change="edited" if listed else "removed", note="applying it again")
+                    previous = None
+            if previous is not None and desired == previous:
                 return []
-            previous = None
-        if previous is not None:
-            try:
-                self.backend.apply_changes(previous, desired)
-            except OSError as exc:
-                event(log, "lb.nftables_incremental_failed", logging.WARNING, error=exc)
-                previous = None
-        if previous is None:
+            if previous is not None:
+                try:
+                    done = self.backend.apply_changes(previous, desired)
+                except OSError as exc:
+                    event(log, "lb.nftables_incremental_failed", logging.WARNING, error=exc)
+                else:
+                    self.applied = self.kernel = desired
+                    self.objects = {name: text for name, text in self.objects.items()
+                                    if name not in done.gone} | \
+                        self.backend.fingerprint(done.touched)
+                    return []
             self.applied = None
-            try:
-                self.backend.apply(desired)
-            except OSError as exc:
-                return [str(exc)]
-        self.applied = self.kernel = desired
+            self.backend.apply(desired)
+            self.applied = self.kernel = desired
+            self.objects = self.backend.fingerprint()
+        except OSError as exc:
+            self.applied = None                 # unknown: the whole table next time
+            return [str(exc)]
+        return []
+
+    def flush_all(self) -> list[str]:
+        """The table (the only thing in the ruleset that is ours to flush)."""
+        self.applied = None
+        try:
+            self.backend.flush()
+        except OSError as exc:
+            return [str(exc)]
         return []
 
     def close(self, remove: State | None = None) -> None:
         if remove is not None:
-            try:
-                self.backend.flush()
-            except OSError as exc:
-                event(log, "lb.flush_error", logging.ERROR, error=exc)
+            for error in self.flush_all():
+                event(log, "lb.flush_error", logging.ERROR, error=error)
 
 
 class ObserveOnly:
@@ -109,7 +152,10 @@ class ObserveOnly:
     def open(self) -> None:
         pass
 
-    def sync(self, desired: State, owned: frozenset) -> list[str]:
+    def sync(self, desired: State, owned: frozenset, verify: bool = True) -> list[str]:
+        return []
+
+    def flush_all(self) -> list[str]:
         return []
 
     def close(self, remove: State | None = None) -> None:
@@ -130,7 +176,22 @@ def ipvs_available() -> bool:
     return os.path.exists("/proc/net/ip_vs")
 
 
+def address_is_local(address: str) -> bool:
+    """Whether ``address`` is configured on this host now: binding to it succeeds only then
+    (no IP_FREEBIND). A few microseconds, and the same answer whoever added the address: our
+    VRRP, a separate ``director -P``, or keepalived."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
 class LoadBalancer:
+    SUSPEND_POLL = 0.5          # seconds between two looks at the ha_suspend addresses
+
     def __init__(self, config: Any, checks: Any, backend: str, notifier: Notifier,
                  reconcile_every: float | None = None) -> None:
         self.config = config
@@ -140,10 +201,14 @@ class LoadBalancer:
         delays = [v.delay_loop for v in config.virtual_servers] or [60.0]
         self.reconcile_every = reconcile_every or max(1.0, min(delays))
         self.quorum: dict[str, bool] = {}
+        # ha_suspend: a virtual server is programmed only while its address is ours
+        self.ha_suspend = {virtual_server_name(v): v.address for v in config.virtual_servers
+                           if v.ha_suspend and v.address is not None}
+        self.suspended: frozenset[str] = frozenset()
         self.desired: State = {}
         self.owned: frozenset = frozenset()
         self.changed = hub.Event()
-        self.greenlet: hub.Greenlet | None = None
+        self.greenlets: list[hub.Greenlet] = []
         self.errors = 0
 
     def live(self, virtual_name: str, real: Any) -> Live:
@@ -154,21 +219,41 @@ class LoadBalancer:
 
     def start(self) -> None:
         self.backend.open()
+        if self.config.global_defs.lvs_flush:
+            self._report(self.backend.flush_all())
         for virtual in self.config.virtual_servers:
             name = virtual_server_name(virtual)
             self.quorum[name] = initial_quorum(virtual, lambda real, n=name: self.live(n, real))
         self.checks.listeners.append(lambda state: self.changed.set())
-        self._converge()
-        self.greenlet = hub.spawn(self._run, name="load balancer")
-        event(log, "lb.started", backend=self.backend.name, services=len(self.desired))
+        self._converge(verify=True)
+        self.greenlets.append(hub.spawn(self._run, name="load balancer"))
+        if self.ha_suspend:
+            self.greenlets.append(hub.spawn(self._watch_addresses, name="ha_suspend"))
+        event(log, "lb.started", backend=self.backend.name, services=len(self.desired),
+              suspended=len(self.suspended))
 
     def _run(self) -> None:
+        last_verify = time.monotonic()
         while True:
-            self.changed.wait(self.reconcile_every)
+            self.changed.wait(max(0.0, last_verify + self.reconcile_every - time.monotonic()))
             self.changed.clear()
-            self._converge()
+            # Verify on the reconcile cadence even while changes keep coming.
+            verify = time.monotonic() >= last_verify + self.reconcile_every
+            if verify:
+                last_verify = time.monotonic()
+            self._converge(verify)
 
-    def _converge(self) -> None:
+    def _watch_addresses(self) -> None:
+        while True:
+            hub.sleep(self.SUSPEND_POLL)
+            if self._suspended() != self.suspended:
+                self.changed.set()
+
+    def _suspended(self) -> frozenset[str]:
+        return frozenset(name for name, address in self.ha_suspend.items()
+                         if not address_is_local(address))
+
+    def _converge(self, verify: bool) -> None:
         for virtual in self.config.virtual_servers:
             name = virtual_server_name(virtual)
             weight = live_weight(virtual, lambda real, n=name: self.live(n, real))
@@ -179,17 +264,35 @@ class LoadBalancer:
                 script = virtual.quorum_up if change.up else virtual.quorum_down
                 if script is not None:
                     self.notifier.notify(script, (), f"quorum {name}")
-        self.desired = desired_state(self.config, self.live, self.quorum)
+        suspended = self._suspended() if self.ha_suspend else frozenset()
+        if suspended != self.suspended:
+            event(log, "lb.ha_suspend", suspended=",".join(sorted(suspended)) or "none",
+                  resumed=",".join(sorted(self.suspended - suspended)) or "none")
+            self.suspended = suspended
+        self.desired = desired_state(self.config, self.live, self.quorum, suspended)
         self.owned = self.owned | frozenset(self.desired)
-        for error in self.backend.sync(self.desired, self.owned):
+        self._report(self.backend.sync(self.desired, self.owned, verify))
+
+    def _report(self, errors: list[str]) -> None:
+        for error in errors:
             self.errors += 1
             event(log, "lb.error", logging.ERROR, backend=self.backend.name, error=error)
 
     def stop(self) -> None:
-        if self.greenlet is not None:
-            self.greenlet.kill(block=False)
+        hub.killall(self.greenlets, block=False)
+        # omega: the daemon going away counts as the quorum lost (keepalived runs quorum_down)
+        for virtual in self.config.virtual_servers:
+            name = virtual_server_name(virtual)
+            if virtual.omega and self.quorum.get(name) and virtual.quorum_down is not None:
+                self.notifier.notify(virtual.quorum_down, (), f"quorum {name} (omega)")
         flush = self.config.global_defs.lvs_flush_on_stop
-        self.backend.close(remove=self.desired if flush else None)
+        if flush is None:
+            self.backend.close()
+        elif flush == "VS":
+            self.backend.close(remove=self.desired)
+        else:
+            self._report(self.backend.flush_all())
+            self.backend.close()
 
     def weight_in_kernel(self) -> dict[tuple, int]:
         """(service key, destination address, port) -> weight, as last synced."""

@@ -2,7 +2,9 @@
 external VIP and the real servers' gateway by VRRP (a sync group), checks three real HTTP
 servers and programs nftables; a client's requests follow the checks. A server that dies
 leaves the pool within its checker's bound and no request fails after that; it rejoins when
-it is back; losing the quorum hands the service to the sorry server, and back."""
+it is back; losing the quorum hands the service to the sorry server, and back. Edits made
+to the table behind the daemon's back are undone within a delay_loop; ha_suspend, omega and
+lvs_flush_on_stop do what keepalived does."""
 
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from director.lb.nftables import chain_name
+from director.lb.model import ServiceKey
 from tests.functional.lab import wait_for
-from tests.functional.test_lb_nftables_netns import READY_TIMEOUT, SERVERS, VIP, requests
+from tests.functional.test_lb_nftables_netns import (READY_TIMEOUT, SERVERS, VIP, requests,
+                                                     responses)
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -26,7 +31,7 @@ GATEWAY = "10.20.40.1"
 SORRY = "10.20.40.99"
 
 
-def config(extra: str = "") -> str:
+def config(extra: str = "", global_defs: str = "") -> str:
     """The HOWTO's director: the external VIP and the real servers' gateway as two VRRP
     instances in a sync group, and the virtual server on the external VIP."""
     reals = "".join(f"""
@@ -37,7 +42,10 @@ def config(extra: str = "") -> str:
             delay_before_retry {BEFORE_RETRY}
         }}
     }}""" for address in SERVERS.values())
-    return f"""vrrp_sync_group VG1 {{
+    return f"""global_defs {{
+    {global_defs}
+}}
+vrrp_sync_group VG1 {{
     group {{
         VI_1
         VI_GATEWAY
@@ -77,7 +85,7 @@ def listening(host):
     return host.run(["ss", "-Hltn", "sport = :80"]).stdout.strip()
 
 
-def lay_out(lab, extra: str = ""):
+def lay_out(lab, extra: str = "", global_defs: str = ""):
     """The HOWTO's LVS-NAT network: client | director (VIPs by VRRP) | real servers whose
     default gateway is the director's gateway VIP."""
     if shutil.which("nft") is None:
@@ -99,7 +107,7 @@ def lay_out(lab, extra: str = ""):
         wait_for(lambda host=host: listening(host), READY_TIMEOUT, message=f"{name} listening")
     folder = Path(lab.tmp) / "director"
     folder.mkdir()
-    (folder / "keepalived.conf").write_text(config(extra))
+    (folder / "keepalived.conf").write_text(config(extra, global_defs))
     daemon = director.popen([sys.executable, "-m", "director", "-l", "-D",
                              "-f", str(folder / "keepalived.conf"), "--backend", "nftables",
                              "--web", "off", "--state-dir", str(folder / "state"),
@@ -108,6 +116,7 @@ def lay_out(lab, extra: str = ""):
                             env={"PYTHONPATH": str(REPO)})
     wait_for(lambda: director.has_address("eth0", VIP) and director.has_address("eth1", GATEWAY),
              10, message=lambda: lab.log_of(daemon))
+    hosts["director"] = director
     return client, hosts, servers, daemon
 
 
@@ -149,3 +158,58 @@ def test_quorum_loss_switches_to_the_sorry_server_and_back(lab):
              lab.log_of(daemon), READY_TIMEOUT + DELAY_LOOP + 2,
              message=lambda: lab.log_of(daemon))
     assert set(requests(client, 6)) == {"rs1", "rs3"}
+
+
+def table(director) -> str:
+    return director.run(["nft", "list", "table", "inet", "director"], check=False).stdout
+
+
+def test_edits_behind_our_back_are_put_back_within_a_delay_loop(lab):
+    client, hosts, servers, daemon = lay_out(lab)
+    director = hosts["director"]
+    # Someone else's table is never touched.
+    director.run(["nft", "add table inet theirs; add chain inet theirs c; "
+                  "add rule inet theirs c counter"])
+    assert requests(client, 3) == {"rs1": 1, "rs2": 1, "rs3": 1}
+    service_chain = chain_name(ServiceKey("TCP", VIP, 80))
+    for edit in (f"flush chain inet director {service_chain}",
+                 "flush chain inet director prerouting",
+                 "delete table inet director"):
+        noticed = lab.log_of(daemon).count("lb.nftables_table_changed")
+        director.run(["nft", edit])
+        edited = time.monotonic()
+        wait_for(lambda: lab.log_of(daemon).count("lb.nftables_table_changed") > noticed,
+                 DELAY_LOOP + 2, message=lambda: f"{edit} unnoticed: {lab.log_of(daemon)}")
+        assert time.monotonic() - edited <= DELAY_LOOP + 2
+        wait_for(lambda: set(responses(client, 3)) == {"rs1", "rs2", "rs3"}, 5,
+                 message=lambda: f"not put back after {edit}: {lab.log_of(daemon)}")
+    assert "lb.nftables_table_changed change=edited" in lab.log_of(daemon)
+    assert "lb.nftables_table_changed change=removed" in lab.log_of(daemon)
+    assert "counter" in director.run(["nft", "list", "table", "inet", "theirs"]).stdout
+
+
+def test_ha_suspend_programs_the_service_only_while_its_address_is_here(lab):
+    client, hosts, servers, daemon = lay_out(lab, "\n    ha_suspend")
+    director = hosts["director"]
+    wait_for(lambda: VIP in table(director), 5, message=lambda: lab.log_of(daemon))
+    director.run(["ip", "addr", "del", f"{VIP}/24", "dev", "eth0"])
+    wait_for(lambda: VIP not in table(director), 3,
+             message=lambda: f"still programmed without its address: {table(director)}")
+    assert "lb.ha_suspend suspended=203.0.113.100:80/TCP" in lab.log_of(daemon)
+    director.run(["ip", "addr", "add", f"{VIP}/24", "dev", "eth0"])
+    wait_for(lambda: VIP in table(director), 3, message=lambda: lab.log_of(daemon))
+    assert set(requests(client, 6)) == {"rs1", "rs2", "rs3"}
+
+
+def test_stop_runs_omega_scripts_and_flushes_on_stop(lab):
+    marks = Path(lab.tmp) / "marks"
+    marks.mkdir()
+    script = f"/bin/sh -c 'echo $0 >> {marks}/$0'"
+    client, hosts, servers, daemon = lay_out(
+        lab, f"\n    omega\n    quorum_down \"{script} quorum_down\"", "lvs_flush_on_stop")
+    assert requests(client, 3) == {"rs1": 1, "rs2": 1, "rs3": 1}
+    assert VIP in table(hosts["director"])
+    daemon.terminate()
+    assert daemon.wait(10) == 0
+    assert (marks / "quorum_down").read_text() == "quorum_down\n"
+    assert table(hosts["director"]) == ""

@@ -106,14 +106,20 @@ def apply(director, scheduler, dests, persistence=None, before=None) -> str:
     return director.run(argv, env=env, timeout=30).stdout
 
 
-def requests(client, count=30) -> collections.Counter:
-    """count requests from the client, each a new connection; every one must succeed."""
+def responses(client, count=30) -> collections.Counter:
+    """count requests from the client, each a new connection: the bodies (server names) and
+    the errors ("ERROR ...") they got."""
     out = client.run([sys.executable, "-I", "-c", REQUESTS, f"http://{VIP}:80/", count],
                      timeout=count * 4 + 10).stdout
-    bodies = json.loads(out)
+    return collections.Counter(json.loads(out))
+
+
+def requests(client, count=30) -> collections.Counter:
+    """count requests from the client, each a new connection; every one must succeed."""
+    bodies = responses(client, count)
     failures = [b for b in bodies if b.startswith("ERROR")]
     assert not failures, failures
-    return collections.Counter(bodies)
+    return bodies
 
 
 def test_rr_spreads_evenly(topology):

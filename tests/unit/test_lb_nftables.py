@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey
-from director.lb.nftables import (NftablesBackend, chain_name, render, render_changes,
+from director.lb.nftables import (NftablesBackend, chain_name, objects_of, render, render_changes,
                                   unsupported)
 
 VIP = ServiceKey("TCP", "203.0.113.100", 80)
@@ -377,21 +377,6 @@ def test_added_and_removed_services_rebuild_only_the_dispatch_chain():
     assert "flush chain inet director prerouting" in removed
 
 
-def _normalised(listing):
-    """`nft list table` as a sorted list of its sets and chains (nft lists them in the order
-    they were added, which differs between a full apply and changes)."""
-    blocks, current = [], None
-    for line in listing.splitlines():
-        if re.match(r"^\t(set|map|chain) ", line):
-            current = [line]
-        elif current is not None:
-            current.append(line)
-            if line == "\t}":
-                blocks.append("\n".join(current))
-                current = None
-    return sorted(blocks)
-
-
 @pytest.mark.parametrize("case", sorted(CHANGES))
 def test_changes_give_the_table_a_full_apply_gives(check_namespace, tmp_path, case):
     before, after = CHANGES[case]
@@ -403,32 +388,43 @@ def test_changes_give_the_table_a_full_apply_gives(check_namespace, tmp_path, ca
         backend.apply(after)
         expected = backend.read()
         backend.apply(before)
-        backend.apply_changes(before, after)
+        listed = backend.fingerprint()
+        done = backend.apply_changes(before, after)
         got = backend.read()
+        # What NftablesSync keeps: the objects before, less those deleted, plus those written
+        # listed again, must be the table as a whole listing shows it.
+        kept = {name: text for name, text in listed.items() if name not in done.gone}
+        assert kept | backend.fingerprint(done.touched) == backend.fingerprint()
     finally:
         backend.flush()
-    assert _normalised(got) == _normalised(expected), render_changes(before, after, "dchanges")
-    assert _normalised(expected) or not after
+    # nft lists objects in the order they were added, which differs between the two ways.
+    assert objects_of(got) == objects_of(expected), render_changes(before, after, "dchanges")
+    assert objects_of(expected) or not after
 
 
 def test_sync_applies_the_whole_table_first_then_changes_falling_back_on_failure():
+    from director.lb.nftables import Changes
     from director.lb.service import NftablesSync
 
     class Fake:
+        """The table as objects; ``apply_changes`` rewrites chain svc."""
+
         def __init__(self):
-            self.calls, self.fail, self.table = [], False, ""
+            self.calls, self.fail, self.table = [], False, {}
 
         def apply(self, desired):
             self.calls.append("apply")
-            self.table = "table"
+            self.table = {"chain prerouting": "p", "chain svc": "s0", "chain other": "o"}
 
         def apply_changes(self, before, after):
             self.calls.append("changes")
             if self.fail:
                 raise OSError("nft: No such file or directory")
+            self.table["chain svc"] = "s1"
+            return Changes("", frozenset({"chain svc"}), frozenset())
 
-        def read(self):
-            return self.table
+        def fingerprint(self, names=None):
+            return {n: t for n, t in self.table.items() if names is None or n in names}
 
     sync = NftablesSync()
     sync.backend = fake = Fake()
@@ -437,7 +433,17 @@ def test_sync_applies_the_whole_table_first_then_changes_falling_back_on_failure
     assert sync.sync(before, frozenset()) == [] and fake.calls == ["apply"]   # unchanged
     assert sync.sync(after, frozenset()) == [] and fake.calls[-1] == "changes"
     assert sync.kernel == after
+    assert sync.sync(after, frozenset()) == [] and fake.calls[-1] == "changes"  # verified
     fake.fail = True
     assert sync.sync(before, frozenset()) == [] and fake.calls[-2:] == ["changes", "apply"]
-    fake.table = ""                                          # the table went away
-    assert sync.sync(before, frozenset()) == [] and fake.calls[-1] == "apply"
+    fake.fail = False
+    calls = len(fake.calls)
+    fake.table = {}                                          # the table went away:
+    assert sync.sync(before, frozenset(), verify=False) == [] and len(fake.calls) == calls
+    assert sync.sync(before, frozenset()) == [] and fake.calls[-1] == "apply"  # noticed
+    # An edit made before one of our changes, in an object the change does not write, is
+    # not taken for ours: the next verify puts the table back.
+    fake.table["chain other"] = "edited"
+    assert sync.sync(after, frozenset(), verify=False) == [] and fake.calls[-1] == "changes"
+    assert sync.sync(after, frozenset()) == [] and fake.calls[-1] == "apply"
+    assert fake.table["chain other"] == "o"

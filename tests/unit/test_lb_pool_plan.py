@@ -198,3 +198,24 @@ def test_fwmark_and_address_services_sort_together():
     fwmark, plain = ServiceKey("TCP", fwmark=1), ServiceKey("TCP", "192.0.2.1", 80)
     desired = {fwmark: Pool(Service(fwmark)), plain: Pool(Service(plain))}
     assert [op.service.key for op in plan(desired, {}, frozenset())] == [plain, fwmark]
+
+
+@pytest.mark.parametrize("written, value", [("", None), ("lvs_flush_onstop", "ALL"),
+                                            ("lvs_flush_on_stop VS", "VS")])
+def test_lvs_flush_on_stop_alone_or_for_our_services(tmp_path, written, value):
+    config = parse(tmp_path, f"global_defs {{\n    {written}\n}}\n")
+    assert config.global_defs.lvs_flush_on_stop == value
+
+
+def test_lvs_flush_on_stop_refuses_other_words(tmp_path):
+    path = tmp_path / "keepalived.conf"
+    path.write_text("global_defs {\n    lvs_flush_on_stop everything\n}\n")
+    result = load_config(str(path), config_id="t", interface_exists=None)
+    assert [str(d) for d in result.errors] == [
+        f"{path}:2: error: lvs_flush_on_stop: expects nothing or VS, got 'everything'"]
+
+
+def test_an_address_is_local_only_while_configured():
+    from director.lb.service import address_is_local
+    assert address_is_local("127.0.0.1") and address_is_local("::1")
+    assert not address_is_local("192.0.2.77")     # TEST-NET-1: never configured here

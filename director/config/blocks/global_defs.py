@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from ..schema import Block, Custom, Flag, Int, Kw, Lines, Seconds, Text, Word
+from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
 from ..values import email
 from .common import (IP_ADDRESS, LVS, MAIL, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
 
 NOT_PLANNED = "director does not act on this keyword"
+
+
+def _flush_on_stop(args, ctx) -> str:
+    """keepalived: alone, every IPVS service; with VS, only the configuration's. "ALL" or
+    "VS" in the model."""
+    if not args:
+        return "ALL"
+    if len(args) == 1 and args[0].upper() == "VS":
+        return "VS"
+    raise Invalid(f"expects nothing or VS, got {' '.join(args)!r}")
+
 
 GLOBAL_DEFS = Block(
     "global_defs", "GlobalDefs",
@@ -42,9 +53,10 @@ GLOBAL_DEFS = Block(
         *instance_default_keywords(global_level=True),
         Kw("vrrp_min_garp", Flag(), unsupported=NOT_YET),
         Kw("vrrp_startup_delay", Seconds(0, 3600), unsupported=NOT_YET),
-        Kw("lvs_flush", Flag(), doc="Flush every IPVS entry at start-up.", unsupported=LVS),
-        Kw("lvs_flush_on_stop", Text("[VS]"), aliases=("lvs_flush_onstop",),
-           doc="Remove our IPVS entries on stop (VS: only the virtual servers)."),
+        Kw("lvs_flush", Flag(), doc="Flush every IPVS service at start-up (nftables: the "
+                                    "director table)."),
+        Kw("lvs_flush_on_stop", Custom(_flush_on_stop, "[VS]"), aliases=("lvs_flush_onstop",),
+           doc="On stop, flush every IPVS service (VS: only the configuration's)."),
         Kw("lvs_timeouts", Text("tcp N tcpfin N udp N"), unsupported=LVS),
         Kw("checker_log_all_failures", Flag(), unsupported=NOT_YET),
         Kw("lvs_sync_daemon", Text("INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] "

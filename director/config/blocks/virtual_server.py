@@ -155,11 +155,12 @@ VIRTUAL_SERVER = Block(
            doc="Seconds a client sticks to a server (360 when given without a value)."),
         Kw("persistence_granularity", Custom(_persistence_granularity, "NETMASK|PREFIX")),
         Kw("persistence_engine", Word("an IPVS persistence engine")),
-        Kw("ha_suspend", Flag(), doc="Program the service only while its VIP is ours.",
-           unsupported=NOT_YET),
+        Kw("ha_suspend", Flag(), doc="Program the service only while its address is configured "
+                                     "on this host (held by VRRP)."),
         Kw("virtualhost", Word("a host name"), doc="Default Host header of HTTP checks."),
         Kw("alpha", Flag()),
-        Kw("omega", Flag(), doc="Run quorum_down when the daemon stops.", unsupported=NOT_YET),
+        Kw("omega", Flag(), doc="On stop, run quorum_down (if the quorum is up) and the "
+                                "notify_down of the real servers that are up."),
         Kw("rise", Int(1, 1000), doc="director's addition: see the checkers' rise."),
         Kw("quorum", Int(1, UINT_MAX), default=1, doc="Sum of live weights needed."),
         Kw("hysteresis", Int(0, UINT_MAX), default=0),
