@@ -49,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
                    help="the id that @ID lines match (default: short host name)")
     p.add_argument("--web", metavar="HOST:PORT|off", default="127.0.0.1:8080",
                    help="dashboard, JSON API and /metrics address (default 127.0.0.1:8080)")
+    p.add_argument("--admin-token-file", metavar="FILE",
+                   help="enables the dashboard's admin actions (drain, restore, reload) for "
+                        "requests that present the token this file holds; without it the "
+                        "web API is read-only")
     p.add_argument("--backend", choices=("ipvs", "nftables", "none"),
                    help="how virtual servers reach the kernel (default: ipvs if available)")
     p.add_argument("--state-dir", metavar="DIR", default="/var/lib/director",

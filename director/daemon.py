@@ -10,17 +10,40 @@ import gc
 import json
 import logging
 import os
+import time
 from typing import Any
 
 from . import hub, pidfile
+from .snapshot import Snapshot, take, virtual_servers
 from .clock import Clock, MonotonicClock
 from .config import load_config
+from .events import EventLog
 from .log import event
 from .notify import Notifier
 
 log = logging.getLogger("director")
 
 YIELD_EVERY = 500       # lines of a state file written between two turns of the loop
+HEARTBEAT = 1.0         # the main loop proves it turns this often ...
+HEARTBEAT_LIMIT = 5.0   # ... and /healthz fails when it has not for this long
+COMMAND_TIMEOUT = 30.0  # a web request waits this long for the main greenlet's answer
+DRAINED_FILE = "drained.json"
+
+
+def read_admin_token(path: str | None) -> str | None:
+    """The token in ``path`` (--admin-token-file), None without one; OSError (the daemon
+    refuses to start) when it cannot be read or is empty."""
+    if not path:
+        return None
+    with open(path) as handle:
+        token = handle.read().strip()
+    if not token:
+        raise OSError(f"{path}: the admin token file is empty")
+    return token
+
+
+class CommandError(Exception):
+    """A command from the web API that cannot be done (unknown server, ...)."""
 
 
 class Director:
@@ -35,19 +58,33 @@ class Director:
         self.checks = None
         self.lb = None
         self.notifier: Notifier | None = None
+        self.events = EventLog()
+        self.ready = hub.Event()                 # set once every subsystem has started
+        self.web = None
+        self.pid = os.getpid()
+        self.started_wall: float | None = None
+        self.heartbeat = 0.0
+        self.reloads = {"success": 0, "failure": 0}
+        self.last_reload_success: float | None = None
+        self.reload_status: dict[str, Any] = {"result": None, "at": None, "errors": []}
         self.exit_code = 0
 
-    def run(self) -> int:
+    def run(self, signals: bool = True) -> int:
+        """Runs until stopped. ``signals=False`` when embedded in a WSGI server (wsgi.py),
+        whose signals are its own."""
         if self.options.pid:
             pidfile.acquire(self.options.pid)
         try:
             # Handlers first: a signal during start-up is queued, not fatal (USR1's default
             # action would end the process).
-            for name, signum in hub.SIGNALS.items():
+            for name, signum in hub.SIGNALS.items() if signals else ():
                 command = {"TERM": "stop", "INT": "stop", "HUP": "reload", "USR1": "dump",
                            "USR2": "stats"}[name]
                 hub.on_signal(signum, lambda command=command: self.commands.put(command))
             self._start()
+            self.started_wall = time.time()
+            self.ready.set()
+            hub.spawn(self._beat, name="heartbeat")
             # Everything built so far lives as long as the daemon: keep the collector from
             # walking it again and again (measured: a sixth of the checker's CPU at scale).
             gc.freeze()
@@ -55,25 +92,115 @@ class Director:
                   vrrp_instances=len(self.vrrp.instances) if self.vrrp else 0)
             while True:
                 command = self.commands.get()
-                if getattr(self, f"handle_{command}")() is False:
+                if isinstance(command, tuple):          # from the web API: answer it
+                    self._answer(*command)
+                elif getattr(self, f"handle_{command}")() is False:
                     break
         finally:
+            if self.web is not None:
+                self.web.stop(timeout=1)
             if self.options.pid:
                 pidfile.release(self.options.pid)
         return self.exit_code
 
+    def _beat(self) -> None:
+        while True:
+            self.heartbeat = time.monotonic()
+            hub.sleep(HEARTBEAT)
+
+    def healthy(self) -> bool:
+        """/healthz: the loop turns and the checker scheduler dispatches."""
+        if time.monotonic() - self.heartbeat > HEARTBEAT_LIMIT:
+            return False
+        return self.checks is None or not self.checks.scheduler.stalled(HEARTBEAT_LIMIT)
+
+    # commands from the web API: run by the main greenlet, like signals
+
+    def command(self, name: str, **arguments: Any) -> Any:
+        """Called from a web request's greenlet: queue the command, wait for its result.
+        Raises CommandError (bad arguments) or hub.Timeout."""
+        result = hub.AsyncResult()
+        self.commands.put((name, arguments, result))
+        return result.get(timeout=COMMAND_TIMEOUT)
+
+    def _answer(self, name: str, arguments: dict, result: Any) -> None:
+        try:
+            result.set(getattr(self, f"do_{name}")(**arguments))
+        except Exception as exc:
+            result.set_exception(exc)
+
+    def do_reload(self, actor: str = "") -> dict:
+        self.handle_reload()
+        self.events.add("admin", action="reload", actor=actor)
+        return dict(self.reload_status)
+
+    def do_drain(self, virtual_server: str, real_server: str, drained: bool,
+                 actor: str = "") -> dict:
+        if self.checks is None:
+            raise CommandError("this daemon runs no checkers (-P)")
+        state = self.checks.find(virtual_server, real_server)
+        if state is None:
+            raise CommandError(f"no real server {real_server!r} in {virtual_server!r}")
+        action = "drain" if drained else "restore"
+        if state.drained != drained:
+            state.drained = drained
+            self._save_drained()
+            if self.lb is not None:
+                self.lb.changed.set()
+        event(log, f"admin.{action}", virtual_server=virtual_server, real_server=real_server,
+              actor=actor)
+        self.events.add("admin", action=action, virtual_server=virtual_server,
+                        real_server=real_server, actor=actor)
+        return {"virtual_server": virtual_server, "real_server": real_server,
+                "drained": state.drained}
+
+    def _save_drained(self) -> None:
+        """Drained servers survive a restart (an operator's decision is not lost)."""
+        drained = [list(state.name) for state in self.checks.real_servers if state.drained]
+        self._write_state_file(DRAINED_FILE, [json.dumps(drained), "\n"])
+
+    def _load_drained(self) -> None:
+        path = os.path.join(self.options.state_dir, DRAINED_FILE)
+        try:
+            with open(path) as handle:
+                names = json.load(handle)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            event(log, "director.state_file_unreadable", logging.WARNING, file=path, error=exc)
+            return
+        for name in names if isinstance(names, list) else []:
+            state = self.checks.find(*name) if len(name) == 2 else None
+            if state is not None:
+                state.drained = True
+                event(log, "director.drained_kept", virtual_server=name[0], real_server=name[1])
+
     def _start(self) -> None:
         self.notifier = notifier = Notifier(self.config.global_defs.script_user)
+        notifier.listeners.append(lambda why, result: self.events.add(
+            "notify", kind="script", why=why, result=result))
         if not self.options.check:
             from .vrrp.arp import Announcer
             from .vrrp.service import VrrpService
             self.vrrp = VrrpService(self.config, self.clock, Announcer(), notifier)
             self.vrrp.start()
+            for instance in self.vrrp.instances:
+                instance.listeners.append(lambda instance, transition: self.events.add(
+                    "vrrp.transition", instance=instance.name, from_state=transition.old,
+                    to_state=transition.new, reason=transition.reason,
+                    priority=instance.state.priority))
+            for group in self.vrrp.sync_groups:
+                group.listeners.append(lambda group, state: self.events.add(
+                    "vrrp.sync_group", sync_group=group.name, state=state))
         if not self.options.vrrp and self.config.virtual_servers:
             from .check.service import CheckService
             from .lb.service import LoadBalancer, ipvs_available
             self.checks = CheckService(self.config, self.clock, notifier)
             self.checks.start()
+            self._load_drained()
+            self.checks.listeners.append(lambda state: self.events.add(
+                "real_server", virtual_server=state.name[0], real_server=state.name[1],
+                state="up" if state.up else "down", error=state.last_error()))
             backend = self.options.backend
             if backend is None:
                 backend = "ipvs" if ipvs_available() else "none"
@@ -81,8 +208,19 @@ class Director:
                     event(log, "lb.observe_only", logging.WARNING,
                           note="this kernel has no IP_VS: virtual servers are checked but not "
                                "programmed (use --backend nftables to program nftables)")
-            self.lb = LoadBalancer(self.config, self.checks, backend, notifier)
+            self.lb = LoadBalancer(self.config, self.checks, backend, notifier,
+                                   on_event=self.events.add)
             self.lb.start()
+        if self.options.web != "off":
+            self._serve_web()
+
+    def _serve_web(self) -> None:
+        from web import create_app
+        host, _, port = self.options.web.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        token = read_admin_token(self.options.admin_token_file)
+        self.web = hub.serve_wsgi(create_app(self, admin_token=token), host, int(port))
+        event(log, "web.listening", address=f"{host}:{port}", admin=token is not None)
 
     def handle_stop(self) -> bool:
         event(log, "director.stopping")
@@ -98,23 +236,38 @@ class Director:
         return False
 
     def handle_reload(self) -> bool:
-        result = load_config(self.options.use_file, config_id=self.config_id)
+        try:
+            result = load_config(self.options.use_file, config_id=self.config_id)
+        except OSError as exc:                    # Unreadable: the file went away
+            return self._reloaded("failure", [str(exc)])
         for diagnostic in result.diagnostics:
             event(log, "config.diagnostic", logging.WARNING, diagnostic=str(diagnostic))
         if not result.ok:
             event(log, "reload.failed", logging.ERROR, errors=len(result.errors),
                   note="keeping the running configuration")
-            return True
+            return self._reloaded("failure", [str(d) for d in result.errors])
         if result.config == self.config:
             event(log, "reload.unchanged")
-        else:
-            event(log, "reload.deferred", logging.WARNING,
-                  note="the new configuration is valid; applying a changed configuration "
-                       "without a restart arrives with issue 7")
+            return self._reloaded("success", [], "unchanged")
+        event(log, "reload.deferred", logging.WARNING,
+              note="the new configuration is valid; applying a changed configuration "
+                   "without a restart arrives with issue 7")
+        return self._reloaded("success", [], "valid; applied at the next restart")
+
+    def _reloaded(self, result: str, errors: list[str], note: str = "") -> bool:
+        now = time.time()
+        self.reloads[result] += 1
+        if result == "success":
+            self.last_reload_success = now
+        self.reload_status = {"result": result, "at": now, "errors": errors[:20], "note": note}
+        self.events.add("reload", result=result, errors=len(errors), note=note)
         return True
 
     def vrrp_snapshot(self) -> dict:
         return self.vrrp.snapshot() if self.vrrp else {"instances": [], "sync_groups": []}
+
+    def snapshot(self, with_jobs: bool = False) -> Snapshot:
+        return take(self, with_jobs=with_jobs)
 
     def _write_state_file(self, name: str, lines) -> None:
         """Write ``lines`` (an iterable of text) to a state file atomically, yielding to the
@@ -141,7 +294,7 @@ class Director:
         router_id = self.config.global_defs.router_id or self.config_id
         yield "{" + json.dumps("router_id") + ": " + json.dumps(router_id) + ",\n"
         yield ' "vrrp": ' + json.dumps(self.vrrp_snapshot()) + ",\n"
-        servers = self.checks.snapshot(yield_every=YIELD_EVERY) if self.checks else []
+        servers = virtual_servers(self.config, self.checks, self.lb, YIELD_EVERY)
         yield ' "virtual_servers": ['
         for index, server in enumerate(servers):
             reals = server.pop("real_servers")

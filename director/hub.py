@@ -18,6 +18,7 @@ import gevent.queue
 log = logging.getLogger("director.hub")
 
 Empty = gevent.queue.Empty
+Full = gevent.queue.Full
 Queue = gevent.queue.Queue
 Event = gevent.event.Event
 Lock = gevent.lock.RLock
@@ -97,3 +98,22 @@ def on_signal(signum: int, callback: Callable[[], None]) -> None:
 
 SIGNALS = {"TERM": _signal.SIGTERM, "INT": _signal.SIGINT, "HUP": _signal.SIGHUP,
            "USR1": _signal.SIGUSR1, "USR2": _signal.SIGUSR2}
+
+
+AsyncResult = gevent.event.AsyncResult
+
+
+def serve_wsgi(app: Any, host: str, port: int) -> Any:
+    """Serve a WSGI app on the loop (gevent's WSGI server: one greenlet per request, so a
+    slow client costs nobody else). Started now: OSError if the address is taken."""
+    import gevent.pywsgi
+
+    class Log:
+        """Request lines go to the debug log; errors to the log as events."""
+
+        def write(self, line: str) -> None:
+            log.debug("web.request %s", line.strip())
+
+    server = gevent.pywsgi.WSGIServer((host, port), app, log=Log(), error_log=Log())
+    server.start()
+    return server

@@ -40,6 +40,7 @@ class Notifier:
         self.timeout = timeout
         self.results: dict[str, int] = {}        # ok, failed, timeout, error -> count
         self.running: set[hub.Greenlet] = set()
+        self.listeners: list = []                 # called with (why, result) after each run
 
     def notify(self, command: Any, extra: tuple[str, ...] = (), why: str = "") -> hub.Greenlet:
         """Start ``command`` (a config Command) with ``extra`` arguments; returns at once."""
@@ -79,6 +80,8 @@ class Notifier:
         level = logging.INFO if result == "ok" else logging.WARNING
         event(log, "notify.done", level, why=why, command=command.line, result=result,
               detail=detail)
+        for listener in list(self.listeners):
+            listener(why, result)
         return result
 
     def wait(self, timeout: float) -> None:

@@ -11,12 +11,14 @@ turns results into up/down.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import heapq
 import itertools
 import logging
 import random
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import hub
@@ -33,6 +35,11 @@ BATCH = 128                     # checks started per loop turn before the loop m
 TICK = 0.005                    # the dispatcher wakes at most this often: each wake-up costs a
                                 # greenlet switch, so ten thousand checks a second start in
                                 # batches (lateness stays a few ms, far under the 50 ms goal)
+# director_check_duration_seconds: 1 ms to 10 s. Each result adds one to one bucket of its
+# job (a list slot, not a metric object): the metrics collector adds them up when scraped.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0)
+HISTORY = 40                    # recent (duration, ok) per job: the dashboard's sparkline
 
 
 @dataclass(eq=False)
@@ -47,6 +54,9 @@ class Job:
     last_at: float | None = None         # monotonic time of the last result (see wall_time)
     ok: int = 0                          # attempts that passed
     failed: int = 0                      # attempts that failed
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
     removed: bool = False
     callback: bool = False               # the checker runs on the loop (start()), no greenlet
     done: Any = None                     # bound once: called with the result
@@ -178,6 +188,10 @@ class Scheduler:
             return
         now = self.clock.now()
         job.last, job.last_at = result, now
+        duration = result.duration
+        job.buckets[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+        job.duration_sum += duration
+        job.history.append((duration, result.ok))
         health = job.health
         if result.ok and health.up and not health.failures:
             # The steady case, ten thousand times a second: judge() would say "stay up, next

@@ -8,9 +8,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .. import hub
 from ..clock import Clock
-from ..config.blocks.virtual_server import virtual_server_name
+from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
 from ..notify import Notifier
 from .base import CheckResult, implementation, make_target, resolve_settings
@@ -19,11 +18,6 @@ from .scheduler import Job, Scheduler
 log = logging.getLogger("director.check")
 
 NOT_RUN = {"BFD_CHECK"}          # parsed, warned about by -t, not run
-
-
-def real_server_name(real: Any) -> str:
-    host = f"[{real.address}]" if ":" in real.address else real.address
-    return f"{host}:{real.port}" if real.port is not None else host
 
 
 @dataclass(eq=False)
@@ -37,6 +31,12 @@ class RealServerState:
 
     def compute_up(self) -> bool:
         return all(job.health.up for job in self.jobs)
+
+    def last_error(self) -> str:
+        """The error of the most recent failed attempt among its checkers, if any."""
+        failed = [job for job in self.jobs if job.last is not None and not job.last.ok]
+        latest = max(failed, key=lambda job: job.last_at, default=None)
+        return (latest.last.error or "failed") if latest is not None else ""
 
     def dynamic_weight(self) -> int | None:
         """MISC_CHECK misc_dynamic: the weight the script asked for last."""
@@ -56,6 +56,7 @@ class CheckService:
         self.real_servers: list[RealServerState] = []
         self._by_job: dict[int, RealServerState] = {}
         self._by_name: dict[tuple, RealServerState] = {}
+        self._by_label: dict[tuple[str, str], RealServerState] = {}     # the names' pair
         self.listeners: list[Callable[[RealServerState], None]] = []   # up/down changes
 
     def start(self) -> None:
@@ -73,6 +74,7 @@ class CheckService:
                 state.up = state.compute_up()
                 self.real_servers.append(state)
                 self._by_name[(vs_name, real.address, real.port)] = state
+                self._by_label[state.name] = state
         self.scheduler.listeners.append(self._changed)
         self.scheduler.start()
         event(log, "check.started", jobs=len(self.scheduler.jobs),
@@ -114,6 +116,22 @@ class CheckService:
         for listener in list(self.listeners):
             listener(state)
 
+    def history(self, virtual_name: str) -> dict[str, list] | None:
+        """The recent (duration, ok) of each real server of a virtual server (its checkers'
+        results merged in time order), None if there is no such virtual server."""
+        states = [state for state in self.real_servers if state.name[0] == virtual_name]
+        if not states and virtual_name not in {virtual_server_name(v)
+                                               for v in self.config.virtual_servers}:
+            return None
+        return {state.name[1]: [[round(duration, 6), ok] for duration, ok in
+                                (state.jobs[0].history if len(state.jobs) == 1 else
+                                 [point for job in state.jobs for point in job.history])]
+                for state in states}
+
+    def find(self, virtual_name: str, real_name: str) -> RealServerState | None:
+        """By the names the API and the dashboard use."""
+        return self._by_label.get((virtual_name, real_name))
+
     def stop(self) -> None:
         self.scheduler.stop()
         # omega: with the daemon gone the servers are no longer served; keepalived runs their
@@ -122,31 +140,3 @@ class CheckService:
             command = state.real_server.notify_down
             if state.virtual_server.omega and state.up and command is not None:
                 self.notifier.notify(command, (), f"real server {state.name[1]} down (omega)")
-
-    def snapshot(self, yield_every: int = 0) -> list[dict]:
-        """The virtual servers with their real servers' live state (contract's shape);
-        ``yield_every`` lets the loop run between every that many real servers."""
-        out: dict[str, dict] = {}
-        for number, state in enumerate(self.real_servers, 1):
-            if yield_every and number % yield_every == 0:
-                hub.sleep(0)
-            virtual, real = state.virtual_server, state.real_server
-            entry = out.setdefault(state.name[0], {
-                "name": state.name[0], "address": virtual.address, "port": virtual.port,
-                "fwmark": virtual.fwmark, "protocol": virtual.protocol,
-                "lb_algo": virtual.lb_algo, "lb_kind": virtual.lb_kind, "real_servers": []})
-            last = max((job for job in state.jobs if job.last is not None),
-                       key=lambda job: job.last_at, default=None)
-            entry["real_servers"].append({
-                "address": real.address, "port": real.port,
-                "configured_weight": real.weight, "up": state.up,
-                "checker": "+".join(job.key[2] for job in state.jobs) or None,
-                "last_check": None if last is None else {
-                    "ok": last.last.ok, "duration_seconds": round(last.last.duration, 6),
-                    "error": last.last.error, "at": self.scheduler.wall_time(last.last_at),
-                    **({"cert_not_after": last.last.detail["cert_not_after"]}
-                       if "cert_not_after" in last.last.detail else {})},
-                "checks": {"ok": sum(job.ok for job in state.jobs),
-                           "failed": sum(job.failed for job in state.jobs)},
-            })
-        return list(out.values())

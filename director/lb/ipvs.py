@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from .model import Destination, DestinationKey, Pool, Service, ServiceKey, State
@@ -93,11 +94,37 @@ def _attrs(nla: Any) -> dict[str, Any]:
     return {name: value for name, value in nla["attrs"]}
 
 
+@dataclass(frozen=True)
+class Counters:
+    """IPVS's totals for a service or a destination (IPVS_*_ATTR_STATS64)."""
+
+    connections: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Counters:
+        nla = attrs.get("IPVS_SVC_ATTR_STATS64") or attrs.get("IPVS_DEST_ATTR_STATS64")
+        if nla is None:
+            return cls()
+        stats = _attrs(nla)
+        return cls(stats.get("IPVS_STATS_ATTR_CONNS", 0), stats.get("IPVS_STATS_ATTR_INPKTS", 0),
+                   stats.get("IPVS_STATS_ATTR_OUTPKTS", 0),
+                   stats.get("IPVS_STATS_ATTR_INBYTES", 0),
+                   stats.get("IPVS_STATS_ATTR_OUTBYTES", 0))
+
+
 class IpvsBackend:
-    """``open()``, then ``read()`` and ``apply()``; ``close()``. Not thread-safe."""
+    """``open()``, then ``read()`` and ``apply()``; ``close()``. Not thread-safe.
+
+    ``counters`` holds what the last ``read()`` saw: (service key, None) for a service,
+    (service key, destination key) for a destination."""
 
     def __init__(self) -> None:
         self._ipvs: Any = None
+        self.counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
 
     def open(self) -> None:
         if self._ipvs is None:
@@ -126,15 +153,19 @@ class IpvsBackend:
 
     def read(self) -> State:
         state: State = {}
+        counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
         for message in self._socket.service("dump"):
             attrs = _attrs(message.get_attr("IPVS_CMD_ATTR_SERVICE"))
             service = self._service_from(attrs)
+            counters[service.key, None] = Counters.from_attrs(attrs)
             destinations: dict[DestinationKey, Destination] = {}
             for dest_message in self._socket.dest("dump", service=self._service_key(service.key)):
-                destination = self._destination_from(
-                    _attrs(dest_message.get_attr("IPVS_CMD_ATTR_DEST")))
+                dest_attrs = _attrs(dest_message.get_attr("IPVS_CMD_ATTR_DEST"))
+                destination = self._destination_from(dest_attrs)
                 destinations[destination.key] = destination
+                counters[service.key, destination.key] = Counters.from_attrs(dest_attrs)
             state[service.key] = Pool(service, destinations)
+        self.counters = counters
         return state
 
     @staticmethod

@@ -19,7 +19,7 @@ import os
 import socket
 import subprocess
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .. import hub
 from ..config.blocks.virtual_server import virtual_server_name
@@ -27,7 +27,8 @@ from ..log import event
 from ..notify import Notifier
 from .model import Pool, State
 from .plan import plan
-from .pool import Live, desired_state, initial_quorum, live_weight, quorum_step
+from .pool import (Live, desired_state, initial_quorum, live_weight, quorum_step,
+                   service_keys)
 
 log = logging.getLogger("director.lb")
 
@@ -193,8 +194,10 @@ class LoadBalancer:
     SUSPEND_POLL = 0.5          # seconds between two looks at the ha_suspend addresses
 
     def __init__(self, config: Any, checks: Any, backend: str, notifier: Notifier,
-                 reconcile_every: float | None = None) -> None:
+                 reconcile_every: float | None = None,
+                 on_event: Callable[..., Any] = lambda kind, **fields: None) -> None:
         self.config = config
+        self.on_event = on_event            # events for people: quorum, ha_suspend
         self.checks = checks
         self.backend = BACKENDS[backend]()
         self.notifier = notifier
@@ -205,6 +208,9 @@ class LoadBalancer:
         self.ha_suspend = {virtual_server_name(v): v.address for v in config.virtual_servers
                            if v.ha_suspend and v.address is not None}
         self.suspended: frozenset[str] = frozenset()
+        groups = {group.name: group for group in config.virtual_server_groups}
+        self.keys = {virtual_server_name(v): service_keys(v, groups)    # for the snapshot
+                     for v in config.virtual_servers}
         self.desired: State = {}
         self.owned: frozenset = frozenset()
         self.changed = hub.Event()
@@ -261,6 +267,8 @@ class LoadBalancer:
             if change is not None:
                 event(log, "lb.quorum", virtual_server=name, state="up" if change.up else "down",
                       live_weight=weight)
+                self.on_event("quorum", virtual_server=name,
+                              state="up" if change.up else "down", live_weight=weight)
                 script = virtual.quorum_up if change.up else virtual.quorum_down
                 if script is not None:
                     self.notifier.notify(script, (), f"quorum {name}")
@@ -268,6 +276,7 @@ class LoadBalancer:
         if suspended != self.suspended:
             event(log, "lb.ha_suspend", suspended=",".join(sorted(suspended)) or "none",
                   resumed=",".join(sorted(self.suspended - suspended)) or "none")
+            self.on_event("ha_suspend", suspended=sorted(suspended))
             self.suspended = suspended
         self.desired = desired_state(self.config, self.live, self.quorum, suspended)
         self.owned = self.owned | frozenset(self.desired)

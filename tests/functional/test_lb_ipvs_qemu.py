@@ -84,3 +84,24 @@ def test_errors_are_per_operation(guest_run):
     assert "AddService TCP 192.0.2.10:80" in guest_run["partial_errors"][0]
     assert "File exists" in guest_run["partial_errors"][0]
     assert guest_run["partial_rest_applied"]
+
+
+def test_counters_are_read_with_the_services(guest_run):
+    assert guest_run["counters_service"]["connections"] >= 1     # connect_to_vip()'s
+    assert guest_run["counters_destinations"] == guest_run["counters_service"]["connections"]
+
+
+def test_sync_applies_changes_and_puts_back_edits_when_verifying(guest_run):
+    assert guest_run["sync_adopt_errors"] == [] and guest_run["sync_adopted"]
+    # without verifying, the sync trusts what it programmed: the edit stays ...
+    assert guest_run["sync_unverified_errors"] == [] and guest_run["sync_unverified_kept_edit"]
+    # ... until the next verify (each delay_loop) puts it back
+    assert guest_run["sync_verified_errors"] == [] and guest_run["sync_verified_put_back"]
+    assert guest_run["sync_change_errors"] == [] and guest_run["sync_change_applied"]
+    assert guest_run["sync_foreign_kept"]
+
+
+def test_flush_all_removes_every_service_foreign_ones_too(guest_run):
+    # lvs_flush at start, lvs_flush_on_stop without VS: keepalived flushes the whole table
+    assert guest_run["flush_errors"] == []
+    assert "TCP" not in guest_run["flush_left"] and "FWM" not in guest_run["flush_left"]

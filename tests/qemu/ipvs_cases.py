@@ -150,7 +150,35 @@ def main() -> None:
     out["foreign_untouched_end"] = {k: v for k, v in backend.read().items()
                                     if k not in OWNED} == foreign
     out["ipvsadm_final"] = sh("ipvsadm -Ln")
+    backend.read()
+    out["counters_service"] = dataclasses.asdict(backend.counters[VIP, None])
+    out["counters_destinations"] = sum(backend.counters[VIP, key].connections
+                                       for key in backend.read()[VIP].destinations)
     backend.close()
+
+    # 6. the daemon's sync: changes against what it last programmed, the kernel re-read
+    # when verifying (each delay_loop)
+    from director.lb.service import IpvsSync
+    sync = IpvsSync()
+    sync.open()
+    out["sync_adopt_errors"] = sync.sync(edited, OWNED, verify=True)
+    out["sync_adopted"] = ours(sync.backend.read()) == edited
+    sh("ipvsadm -e -t 192.0.2.10:80 -r 10.0.0.1:80 -m -w 9; "
+       "ipvsadm -d -t 192.0.2.10:80 -r 10.0.0.3:80")
+    out["sync_unverified_errors"] = sync.sync(edited, OWNED, verify=False)
+    out["sync_unverified_kept_edit"] = ours(sync.backend.read()) != edited
+    out["sync_verified_errors"] = sync.sync(edited, OWNED, verify=True)
+    out["sync_verified_put_back"] = ours(sync.backend.read()) == edited
+    one_down = dict(edited)
+    one_down[VIP] = Pool(edited[VIP].service, {
+        key: value for key, value in edited[VIP].destinations.items()
+        if key != DestinationKey("10.0.0.2", 80)})
+    out["sync_change_errors"] = sync.sync(one_down, OWNED, verify=False)
+    out["sync_change_applied"] = ours(sync.backend.read()) == one_down
+    out["sync_foreign_kept"] = any(key not in OWNED for key in sync.backend.read())
+    out["flush_errors"] = sync.flush_all()
+    out["flush_left"] = sh("ipvsadm -Ln")
+    sync.close()
     out["seconds_in_script"] = round(time.monotonic() - start, 1)
     print(json.dumps(out))
 

@@ -138,6 +138,12 @@ def virtual_server_name(values) -> str:
     return f"{host}:{get('port')}/{protocol}"
 
 
+def real_server_name(real) -> str:
+    """How the dashboard, the events and the metrics name a real server."""
+    host = f"[{real.address}]" if ":" in real.address else real.address
+    return f"{host}:{real.port}" if real.port is not None else host
+
+
 VIRTUAL_SERVER = Block(
     "virtual_server", "VirtualServer",
     header=_virtual_server_header,

@@ -1,0 +1,276 @@
+"""The web layer through Flask's test client, over a fake director that offers what
+daemon.Director offers the app (snapshot, events, command, healthy, history). The state it
+serves is the contract's example, with a hostile name in it; real daemons are in
+tests/functional/test_web_daemon.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+
+from director.daemon import CommandError
+from director.events import EventLog
+from director.snapshot import JobStats, Snapshot
+from web import create_app
+
+HOSTILE = '<img src=x onerror="window.pwned=1">'
+TOKEN = "s3cret-token"
+
+
+def contract_state():
+    return {
+        "router_id": HOSTILE, "pid": 42, "started": 1764000000.0, "config": "/etc/k.conf",
+        "backend": "ipvs", "reload": {"result": None, "at": None, "errors": []},
+        "vrrp": {
+            "instances": [{"name": "VI_1", "state": "MASTER", "vrid": 51, "interface": "eth0",
+                           "priority": 150, "effective_priority": 150,
+                           "master_ip": "192.168.1.9", "vips": ["192.168.1.11/32"],
+                           "last_transition": 1764000000.0, "sync_group": "VG1",
+                           "counters": {"adverts_sent": 10, "adverts_received": 0,
+                                        "became_master": 1,
+                                        "dropped": {"bad_ttl": 2},
+                                        "transitions": {"INIT->BACKUP": 1,
+                                                        "BACKUP->MASTER": 1}}}],
+            "sync_groups": [{"name": "VG1", "state": "MASTER", "instances": ["VI_1"]}],
+            "dropped_by_interface": {"eth0/unknown_vrid": 3}},
+        "virtual_servers": [{
+            "name": "192.168.1.11:80/TCP", "address": "192.168.1.11", "port": 80,
+            "fwmark": None, "protocol": "TCP", "lb_algo": "rr", "lb_kind": "NAT",
+            "quorum": 1, "quorum_ok": True, "sorry_server": None, "sorry_server_active": False,
+            "up": 1, "total": 1,
+            "counters": {"connections": 7, "packets_in": 70, "packets_out": 60,
+                         "bytes_in": 7000, "bytes_out": 60000},
+            "real_servers": [{
+                "name": "10.20.40.10:80", "address": "10.20.40.10", "port": 80, "weight": 1,
+                "configured_weight": 1, "up": True, "drained": False, "checker": "SSL_GET",
+                "last_check": {"ok": True, "duration_seconds": 0.004, "error": None,
+                               "at": 1764000000.0, "cert_not_after": 1790000000},
+                "counters": {"connections": 7, "packets_in": 70, "packets_out": 60,
+                             "bytes_in": 7000, "bytes_out": 60000}}]}],
+    }
+
+
+class FakeDirector:
+    def __init__(self):
+        self.config = SimpleNamespace(global_defs=SimpleNamespace(router_id=HOSTILE))
+        self.config_id = "test"
+        self.events = EventLog()
+        self.commands = []
+        self.is_healthy = True
+        self.checks = SimpleNamespace(history=lambda name: {"10.20.40.10:80": [[0.004, True]]}
+                                      if name == "192.168.1.11:80/TCP" else None)
+
+    def snapshot(self, with_jobs=False):
+        jobs = (JobStats("192.168.1.11:80/TCP", "10.20.40.10:80", "SSL_GET", 9, 1,
+                         (0, 3, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1), 0.05),)
+        return Snapshot(1764000001.0, contract_state(), jobs if with_jobs else (),
+                        {"success": 2, "failure": 1}, 1764000000.0, {("script", "ok"): 3},
+                        0.002, self.is_healthy)
+
+    def healthy(self):
+        return self.is_healthy
+
+    def command(self, name, **arguments):
+        self.commands.append((name, arguments))
+        if arguments.get("real_server") == "nowhere:1":
+            raise CommandError("no real server 'nowhere:1'")
+        return {"done": name}
+
+
+@pytest.fixture
+def director():
+    return FakeDirector()
+
+
+@pytest.fixture
+def client(director):
+    return create_app(director, admin_token=TOKEN).test_client()
+
+
+@pytest.fixture
+def read_only(director):
+    return create_app(director).test_client()
+
+
+def csrf(client) -> str:
+    return client.get("/api/v1/state") and client.application.config["CSRF_TOKEN"]
+
+
+def test_state_has_the_contract_shape(client):
+    body = client.get("/api/v1/state").get_json()
+    assert body["router_id"] == HOSTILE
+    instance = body["vrrp"]["instances"][0]
+    for key in ("name", "state", "vrid", "interface", "priority", "effective_priority",
+                "master_ip", "vips", "last_transition", "sync_group"):
+        assert key in instance
+    real = body["virtual_servers"][0]["real_servers"][0]
+    assert set(real["last_check"]) >= {"ok", "duration_seconds", "error", "at"}
+    assert body["admin"] is True
+
+
+def test_events_since_and_limits(client, director):
+    for number in range(5):
+        director.events.add("real_server", real_server=f"r{number}", state="down")
+    assert [e["real_server"] for e in client.get("/api/v1/events?since=3").get_json()] == \
+        ["r3", "r4"]
+    assert len(client.get("/api/v1/events?limit=2").get_json()) == 2
+    for bad in ("since=x", "limit=0", "limit=100000", "since=-1"):
+        response = client.get(f"/api/v1/events?{bad}")
+        assert response.status_code == 400, bad
+        assert "error" in response.get_json()
+
+
+def test_event_ring_is_bounded_and_slow_subscribers_are_dropped():
+    events = EventLog(capacity=10)
+    slow = events.subscribe()
+    for number in range(1200):
+        events.add("reload", result="success", n=number)
+    assert len(events.ring) == 10 and events.since(0)[0].fields["n"] == 1190
+    assert slow.dropped and slow not in events.subscribers and events.dropped_subscribers == 1
+
+
+def test_stream_sends_missed_then_new_events(client, director):
+    director.events.add("reload", result="success")
+    response = client.get("/api/v1/stream", headers={"Last-Event-ID": "0"}, buffered=False)
+    assert response.mimetype == "text/event-stream"
+    frames = (frame.decode() for frame in response.response)
+    assert next(frames) == "retry: 2000\n\n"
+    first = next(frames)
+    assert first.startswith("id: 1\nevent: reload\ndata: ")
+    director.events.add("vrrp.transition", instance="VI_1", from_state="BACKUP",
+                        to_state="MASTER", reason="master_down")
+    second = next(frames)
+    data = json.loads(second.split("data: ", 1)[1])
+    assert data["to_state"] == "MASTER" and data["id"] == 2
+    response.close()
+    assert not director.events.subscribers          # the subscription went with the client
+
+
+def test_history_and_unknown_virtual_server(client):
+    assert client.get("/api/v1/history?virtual_server=192.168.1.11:80/TCP").get_json() == \
+        {"10.20.40.10:80": [[0.004, True]]}
+    assert client.get("/api/v1/history?virtual_server=nope").status_code == 404
+
+
+def test_healthz_follows_the_daemon(client, director):
+    assert client.get("/healthz").status_code == 200
+    director.is_healthy = False
+    response = client.get("/healthz")
+    assert response.status_code == 503 and b"stalled" in response.data
+
+
+def test_metrics_names_types_and_labels(client):
+    from prometheus_client.parser import text_string_to_metric_families
+    text = client.get("/metrics").get_data(as_text=True)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    expected = {
+        "director_vrrp_state": ("gauge", {"instance", "vrid", "interface"}),
+        "director_vrrp_transitions": ("counter", {"instance", "from_state", "to_state"}),
+        "director_vrrp_became_master": ("counter", {"instance"}),
+        "director_vrrp_adverts_sent": ("counter", {"instance"}),
+        "director_vrrp_adverts_received": ("counter", {"instance"}),
+        "director_vrrp_packets_dropped": ("counter", {"instance", "interface", "reason"}),
+        "director_vrrp_priority": ("gauge", {"instance"}),
+        "director_check_duration_seconds": ("histogram",
+                                            {"virtual_server", "real_server", "checker"}),
+        "director_checks": ("counter", {"virtual_server", "real_server", "checker", "result"}),
+        "director_real_server_up": ("gauge", {"virtual_server", "real_server"}),
+        "director_real_server_weight": ("gauge", {"virtual_server", "real_server"}),
+        "director_virtual_server_quorum_up": ("gauge", {"virtual_server"}),
+        "director_config_reloads": ("counter", {"result"}),
+        "director_config_last_reload_success_timestamp_seconds": ("gauge", set()),
+        "director_notifications": ("counter", {"kind", "result"}),
+        "director_real_server_connections": ("counter", {"virtual_server", "real_server"}),
+        "director_virtual_server_bytes": ("counter", {"virtual_server", "direction"}),
+    }
+    for name, (kind, labels) in expected.items():
+        assert name in families, name
+        assert families[name].type == kind, name
+        sample_labels = {key for s in families[name].samples for key in s.labels} - {"le"}
+        assert sample_labels == labels, name
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in families.values() for s in f.samples}
+    assert samples[("director_vrrp_state", (("instance", "VI_1"), ("interface", "eth0"),
+                                            ("vrid", "51")))] == 2
+    bucket = ("director_check_duration_seconds_bucket",
+              (("checker", "SSL_GET"), ("le", "0.005"), ("real_server", "10.20.40.10:80"),
+               ("virtual_server", "192.168.1.11:80/TCP")))
+    assert samples[bucket] == 8                      # cumulative: 0 + 3 + 5
+    assert samples[("director_config_reloads_total", (("result", "failure"),))] == 1
+    assert samples[("director_vrrp_packets_dropped_total",
+                    (("instance", ""), ("interface", "eth0"), ("reason", "unknown_vrid")))] == 3
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool missing (apt-get install prometheus)")
+def test_metrics_pass_promtool(client):
+    text = client.get("/metrics").get_data()
+    done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not done.stdout.strip() and not done.stderr.strip(), done.stdout + done.stderr
+
+
+def test_dashboard_escapes_names_and_forbids_inline_script(client):
+    response = client.get("/")
+    page = response.get_data(as_text=True)
+    assert HOSTILE not in page and "&lt;img src=x" in page
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert client.get("/static/dashboard.js").status_code == 200
+
+
+# === admin actions ============================================================================
+
+BODY = {"virtual_server": "192.168.1.11:80/TCP", "real_server": "10.20.40.10:80"}
+
+
+def test_read_only_without_an_admin_token(read_only, director):
+    response = read_only.post("/api/v1/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 403 and "read-only" in response.get_json()["error"]
+    assert read_only.get("/api/v1/state").get_json()["admin"] is False
+    assert director.commands == []
+
+
+@pytest.mark.parametrize("path", ["/api/v1/reload", "/api/v1/real-servers/drain",
+                                  "/api/v1/real-servers/restore"])
+def test_every_action_needs_the_token_and_the_csrf_token(client, director, path):
+    token = csrf(client)
+    assert client.post(path, json=BODY).status_code == 401
+    assert client.post(path, json=BODY).headers["WWW-Authenticate"].startswith("Bearer")
+    assert client.post(path, json=BODY, headers={"Authorization": "Bearer wrong"}
+                       ).status_code == 403
+    assert client.post(path, json=BODY, headers={"Authorization": f"Bearer {TOKEN}"}
+                       ).status_code == 403                                  # no CSRF token
+    assert client.post(path, json=BODY, headers={"Authorization": f"Bearer {TOKEN}",
+                                                 "X-CSRF-Token": "forged"}).status_code == 403
+    assert client.post(path, json=BODY, headers={
+        "Authorization": f"Bearer {TOKEN}", "X-CSRF-Token": token,
+        "Origin": "http://evil.example"}).status_code == 403
+    assert director.commands == []
+    response = client.post(path, json=BODY, headers={"Authorization": f"Bearer {TOKEN}",
+                                                     "X-CSRF-Token": token,
+                                                     "Origin": "http://localhost"})
+    assert response.status_code == 200, response.get_json()
+    name, arguments = director.commands[0]
+    if path.endswith("drain") or path.endswith("restore"):
+        assert name == "drain" and arguments["drained"] is path.endswith("drain")
+        assert arguments["virtual_server"] == BODY["virtual_server"]
+    else:
+        assert name == "reload"
+    assert arguments["actor"]
+
+
+def test_bad_bodies_and_unknown_servers(client, director):
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-CSRF-Token": csrf(client)}
+    for body in (None, "not json", {"virtual_server": 1, "real_server": "x"}, {}):
+        kwargs = {"json": body} if not isinstance(body, str) else {"data": body}
+        response = client.post("/api/v1/real-servers/drain", headers=headers, **kwargs)
+        assert response.status_code == 400, body
+    response = client.post("/api/v1/real-servers/drain", headers=headers,
+                           json={**BODY, "real_server": "nowhere:1"})
+    assert response.status_code == 404 and "nowhere" in response.get_json()["error"]

@@ -1,0 +1,53 @@
+"""The web face of a running director: dashboard, JSON API, Server-Sent Events, /metrics.
+
+``create_app(director)`` builds the Flask app over anything that offers what daemon.Director
+offers: ``snapshot()``, ``events``, ``command()``, ``healthy()`` and, for the histories,
+``checks``. The app reads snapshots only; changes (drain, restore, reload) go to the
+daemon's main greenlet as commands. The daemon serves the app itself on ``--web``;
+wsgi.py exposes the same app to another WSGI server.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Flask
+
+from director import __version__
+from metrics import registry_for
+
+from .admin import admin
+from .api import api
+from .dashboard import dashboard
+
+
+def create_app(director: Any, admin_token: str | None = None) -> Flask:
+    app = Flask(__name__, template_folder="templates", static_folder="static")
+    app.config.update(
+        DIRECTOR=director,
+        ADMIN_TOKEN=admin_token,
+        # Per process: a page served before a restart must fetch a fresh one.
+        CSRF_TOKEN=secrets.token_urlsafe(32),
+        METRICS=registry_for(director.snapshot, __version__),
+        JSON_SORT_KEYS=False,
+        SEND_FILE_MAX_AGE_DEFAULT=300,
+    )
+    app.json.sort_keys = False
+    app.json.compact = True
+    app.register_blueprint(dashboard)
+    app.register_blueprint(api)
+    app.register_blueprint(admin)
+
+    @app.after_request
+    def hardened(response):
+        # The dashboard loads only its own assets: an injected <script> would not run.
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    return app

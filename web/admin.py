@@ -1,0 +1,92 @@
+"""Admin actions: drain / restore a real server, reload the configuration.
+
+Off unless the daemon was given an admin token (--admin-token-file): then every POST needs
+the token (``Authorization: Bearer TOKEN``: 401 without it, 403 when wrong) and the CSRF
+token the dashboard page carries (``X-CSRF-Token``: 403 when missing or wrong), and a
+cross-site Origin is refused. A browser never sends the Authorization header by itself,
+so a forged cross-site form has neither. Every action is logged and becomes an event.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, current_app, jsonify, request
+
+from director import hub
+from director.daemon import CommandError
+
+admin = Blueprint("admin", __name__)
+
+
+def _refusal():
+    """None when the request may act, else the (response, status) refusing it."""
+    token = current_app.config["ADMIN_TOKEN"]
+    if token is None:
+        return jsonify(error="read-only: the daemon runs without an admin token "
+                             "(--admin-token-file)"), 403
+    presented = request.headers.get("Authorization", "")
+    if not presented.startswith("Bearer ") or not presented[7:].strip():
+        response = jsonify(error="an admin token is required (Authorization: Bearer ...)")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="director"'
+        return response, 401
+    if not hmac.compare_digest(presented[7:].strip().encode(), token.encode()):
+        return jsonify(error="wrong admin token"), 403
+    csrf = request.headers.get("X-CSRF-Token", "")
+    if not hmac.compare_digest(csrf.encode(), current_app.config["CSRF_TOKEN"].encode()):
+        return jsonify(error="missing or wrong CSRF token (X-CSRF-Token)"), 403
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.split("://", 1)[-1] != request.host:
+        return jsonify(error=f"cross-site request from {origin[:100]}"), 403
+    return None
+
+
+def _actor() -> str:
+    return request.remote_addr or "?"
+
+
+def _run(name: str, **arguments):
+    refused = _refusal()
+    if refused is not None:
+        return refused
+    try:
+        result = current_app.config["DIRECTOR"].command(name, actor=_actor(), **arguments)
+    except CommandError as exc:
+        return jsonify(error=str(exc)), 404
+    except hub.Timeout:
+        return jsonify(error="the daemon did not answer in time"), 503
+    return jsonify(result)
+
+
+@admin.post("/api/v1/reload")
+def reload():
+    return _run("reload")
+
+
+def _server_from_body():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("virtual_server"), str) \
+            or not isinstance(body.get("real_server"), str):
+        return None
+    return body["virtual_server"], body["real_server"]
+
+
+@admin.post("/api/v1/real-servers/drain")
+def drain():
+    return _drain(True)
+
+
+@admin.post("/api/v1/real-servers/restore")
+def restore():
+    return _drain(False)
+
+
+def _drain(drained: bool):
+    refused = _refusal()
+    if refused is not None:
+        return refused
+    names = _server_from_body()
+    if names is None:
+        return jsonify(error='the body must be JSON: {"virtual_server": NAME, '
+                             '"real_server": NAME}'), 400
+    return _run("drain", virtual_server=names[0], real_server=names[1], drained=drained)

@@ -1,0 +1,117 @@
+"""Read-only endpoints: /api/v1/state, /api/v1/events, /api/v1/stream (SSE),
+/api/v1/history, /healthz and /metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from metrics import CONTENT_TYPE, render
+
+api = Blueprint("api", __name__)
+
+KEEPALIVE = 15.0            # seconds between SSE comments on a quiet stream (proxies close
+                            # idle connections; the browser notices a dead one)
+EVENTS_LIMIT = 1000
+
+
+def _director():
+    return current_app.config["DIRECTOR"]
+
+
+def _int_arg(name: str, default: int, low: int = 0, high: int | None = None) -> int:
+    text = request.args.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {text[:40]!r}") from None
+    if value < low or (high is not None and value > high):
+        raise BadRequest(f"{name} must be between {low} and {high}")
+    return value
+
+
+class BadRequest(Exception):
+    pass
+
+
+@api.errorhandler(BadRequest)
+def bad_request(error):
+    return jsonify(error=str(error)), 400
+
+
+@api.get("/api/v1/state")
+def state():
+    snapshot = _director().snapshot()
+    body = dict(snapshot.state)
+    body["admin"] = current_app.config["ADMIN_TOKEN"] is not None
+    return jsonify(body)
+
+
+@api.get("/api/v1/events")
+def events():
+    since = _int_arg("since", 0)
+    limit = _int_arg("limit", EVENTS_LIMIT, 1, EVENTS_LIMIT)
+    return jsonify([event.as_json() for event in _director().events.since(since, limit)])
+
+
+@api.get("/api/v1/history")
+def history():
+    """Recent check durations of one virtual server's real servers (the sparklines):
+    {real server: [[seconds, ok], ...]}, oldest first."""
+    name = request.args.get("virtual_server", "")
+    checks = getattr(_director(), "checks", None)
+    if checks is None:
+        return jsonify({})
+    found = checks.history(name)
+    if found is None:
+        return jsonify(error=f"no virtual server {name[:100]!r}"), 404
+    return jsonify(found)
+
+
+@api.get("/api/v1/stream")
+def stream():
+    """Each new event as ``id``/``event``/``data``; a client reconnecting with Last-Event-ID
+    (or asking ``?since=ID``) first gets what it missed from the ring."""
+    director = _director()
+    resume = request.headers.get("Last-Event-ID", request.args.get("since"))
+    try:
+        last_id = int(resume) if resume is not None else None
+    except ValueError:
+        last_id = None
+    subscription = director.events.subscribe()
+    missed = director.events.since(last_id, EVENTS_LIMIT) if last_id is not None else []
+
+    def frames() -> Iterator[str]:
+        try:
+            yield "retry: 2000\n\n"
+            for event in missed:
+                yield _frame(event)
+            while not subscription.dropped:
+                event = subscription.get(KEEPALIVE)
+                yield ": keep-alive\n\n" if event is None else _frame(event)
+        finally:
+            subscription.close()
+
+    return Response(frames(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _frame(event) -> str:
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.as_json())}\n\n"
+
+
+@api.get("/healthz")
+def healthz():
+    if _director().healthy():
+        return Response("ok\n", mimetype="text/plain")
+    return Response("unhealthy: the main loop or the check scheduler is stalled\n", 503,
+                    mimetype="text/plain")
+
+
+@api.get("/metrics")
+def metrics():
+    return Response(render(current_app.config["METRICS"]), content_type=CONTENT_TYPE)

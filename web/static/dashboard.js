@@ -1,0 +1,374 @@
+// director's dashboard: draws /api/v1/state, follows /api/v1/stream (Server-Sent Events).
+// Every text from the daemon goes in with textContent, never as HTML: a name in the
+// configuration cannot become markup. No framework, no build step, no CDN.
+"use strict";
+
+const PAGE_SIZE = 20;            // virtual servers per page
+const EXPAND_BELOW = 6;          // pools start expanded when there are this few
+const REFRESH_MS = 5000;         // latencies move without events: redraw this often
+const DEBOUNCE_MS = 250;         // a burst of events costs one state fetch
+const EVENTS_SHOWN = 200;
+const ROLE_ORDER = ["MASTER", "BACKUP", "FAULT", "INIT", "STOP"];
+
+const view = {
+  state: null, page: 0, filter: "", problemsOnly: false,
+  expanded: new Set(), touched: false, histories: new Map(), lastEventId: 0,
+};
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function ago(epoch) {
+  if (!epoch) return "never";
+  const seconds = Math.max(0, Date.now() / 1000 - epoch);
+  if (seconds < 60) return `${Math.round(seconds)} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${(seconds / 3600).toFixed(1)} h ago`;
+  return `${(seconds / 86400).toFixed(1)} d ago`;
+}
+
+function ms(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  return seconds < 0.01 ? `${(seconds * 1000).toFixed(2)} ms` : `${(seconds * 1000).toFixed(1)} ms`;
+}
+
+function badge(text, kind) {
+  return el("span", {class: `badge badge-${kind}`, text});
+}
+
+// --- summary and VRRP -------------------------------------------------------------------
+
+function renderSummary(state) {
+  const box = document.getElementById("summary");
+  const pools = state.virtual_servers;
+  const reals = pools.reduce((n, vs) => n + vs.total, 0);
+  const up = pools.reduce((n, vs) => n + vs.up, 0);
+  const lost = pools.filter((vs) => !vs.quorum_ok).length;
+  const reload = state.reload || {};
+  box.replaceChildren(
+    el("span", {}, "backend ", el("b", {text: state.backend || "—"})),
+    el("span", {}, "real servers up ", el("b", {id: "reals-up", text: `${up}/${reals}`})),
+    lost ? badge(`${lost} pool(s) below quorum`, "bad") : null,
+    reload.result === "failure"
+      ? badge(`last reload failed ${ago(reload.at)}: ${(reload.errors || [])[0] || ""}`, "bad")
+      : reload.result ? el("span", {class: "muted", text: `reloaded ${ago(reload.at)}`}) : null,
+    el("span", {class: "muted", text: `pid ${state.pid} · up since ${ago(state.started)}`}));
+}
+
+function renderVrrp(vrrp) {
+  const groups = document.getElementById("sync-groups");
+  groups.replaceChildren(...vrrp.sync_groups.map((group) =>
+    el("div", {class: "card group", "data-sync-group": group.name},
+       el("div", {class: "card-title"}, el("b", {text: group.name}), " ",
+          badge(group.state, `role-${group.state}`)),
+       el("div", {class: "muted", text: `sync group: ${group.instances.join(", ")}`}))));
+  const box = document.getElementById("instances");
+  if (!vrrp.instances.length) {
+    box.replaceChildren(el("p", {class: "muted", text: "no VRRP instance (checks only)"}));
+    return;
+  }
+  const sorted = [...vrrp.instances].sort((a, b) =>
+    ROLE_ORDER.indexOf(a.state) - ROLE_ORDER.indexOf(b.state) || a.name.localeCompare(b.name));
+  box.replaceChildren(...sorted.map((i) => el("div", {class: "card", "data-instance": i.name},
+    el("div", {class: "card-title"}, el("b", {text: i.name}), " ",
+       el("span", {class: `role badge badge-role-${i.state}`, text: i.state})),
+    el("dl", {},
+       el("dt", {text: "vrid / interface"}), el("dd", {text: `${i.vrid} on ${i.interface}`}),
+       el("dt", {text: "priority"}),
+       el("dd", {class: "priority", text: i.effective_priority === i.priority
+         ? String(i.priority) : `${i.effective_priority} (configured ${i.priority})`}),
+       el("dt", {text: "master"}), el("dd", {class: "master", text: i.master_ip || "—"}),
+       el("dt", {text: "VIPs"}), el("dd", {text: i.vips.join(", ") || "—"}),
+       el("dt", {text: "last transition"}),
+       el("dd", {title: i.reason || "", text: `${ago(i.last_transition)}${i.reason ? ` (${i.reason})` : ""}`}),
+       i.sync_group ? el("dt", {text: "sync group"}) : null,
+       i.sync_group ? el("dd", {text: i.sync_group}) : null))));
+}
+
+// --- pools ------------------------------------------------------------------------------
+
+function realState(real) {
+  if (real.up === null) return ["unchecked", "muted"];
+  if (!real.up) return ["DOWN", "bad"];
+  if (real.drained) return ["DRAINED", "warn"];
+  return ["UP", "good"];
+}
+
+function matches(vs, needle) {
+  if (!needle) return true;
+  if (vs.name.toLowerCase().includes(needle)) return true;
+  return vs.real_servers.some((r) =>
+    r.name.toLowerCase().includes(needle) || (r.checker || "").toLowerCase().includes(needle) ||
+    ((r.last_check && r.last_check.error) || "").toLowerCase().includes(needle));
+}
+
+function problem(vs) {
+  return !vs.quorum_ok || vs.up < vs.total || vs.real_servers.some((r) => r.drained);
+}
+
+function visiblePools(state) {
+  const needle = view.filter.trim().toLowerCase();
+  return state.virtual_servers.filter((vs) =>
+    matches(vs, needle) && (!view.problemsOnly || problem(vs)));
+}
+
+function renderPools(state) {
+  const pools = visiblePools(state);
+  const pages = Math.max(1, Math.ceil(pools.length / PAGE_SIZE));
+  view.page = Math.min(view.page, pages - 1);
+  const shown = pools.slice(view.page * PAGE_SIZE, (view.page + 1) * PAGE_SIZE);
+  if (!view.touched && state.virtual_servers.length < EXPAND_BELOW) {
+    state.virtual_servers.forEach((vs) => view.expanded.add(vs.name));
+  }
+  const pager = document.getElementById("pager");
+  pager.replaceChildren(
+    el("button", {type: "button", disabled: view.page === 0,
+                  onclick: () => { view.page -= 1; redraw(); }}, "‹"),
+    ` page ${view.page + 1} of ${pages} · ${pools.length} of ${state.virtual_servers.length} virtual servers `,
+    el("button", {type: "button", disabled: view.page >= pages - 1,
+                  onclick: () => { view.page += 1; redraw(); }}, "›"));
+  const box = document.getElementById("pools");
+  if (!pools.length) {
+    box.replaceChildren(el("p", {class: "muted", text: state.virtual_servers.length
+      ? "no virtual server matches" : "no virtual server configured"}));
+    return;
+  }
+  box.replaceChildren(...shown.map((vs) => renderPool(vs, state.admin)));
+}
+
+function renderPool(vs, admin) {
+  const open = view.expanded.has(vs.name);
+  const head = el("div", {class: "pool-head", role: "button", tabindex: 0,
+                          onclick: () => toggle(vs.name),
+                          onkeydown: (e) => { if (e.key === "Enter") toggle(vs.name); }},
+    el("span", {class: "caret", text: open ? "▾" : "▸"}),
+    el("b", {class: "vs-name", text: vs.name}),
+    el("span", {class: "muted", text: ` ${vs.lb_algo || ""} ${vs.lb_kind || ""}`}),
+    el("span", {class: "pool-count", text: `${vs.up}/${vs.total} up`}),
+    vs.quorum_ok ? badge("quorum ok", "good") : badge(`quorum lost (needs ${vs.quorum})`, "bad"),
+    vs.sorry_server_active ? badge(`sorry server ${vs.sorry_server}`, "warn") : null,
+    vs.suspended ? badge("suspended (ha_suspend)", "muted") : null,
+    vs.counters ? el("span", {class: "muted", text: ` ${vs.counters.connections} conns`}) : null);
+  const pool = el("div", {class: `pool${problem(vs) ? " pool-problem" : ""}`, "data-vs": vs.name}, head);
+  if (open) pool.append(renderReals(vs, admin));
+  return pool;
+}
+
+function renderReals(vs, admin) {
+  const history = view.histories.get(vs.name) || {};
+  const rows = vs.real_servers.map((r) => {
+    const [label, kind] = realState(r);
+    const last = r.last_check || {};
+    const cert = last.cert_not_after
+      ? `${Math.round((last.cert_not_after - Date.now() / 1000) / 86400)} d` : "";
+    return el("tr", {"data-rs": r.name},
+      el("td", {class: "rs-name", text: r.name}),
+      el("td", {}, el("span", {class: `rs-state badge badge-${kind}`, text: label})),
+      el("td", {class: "num", title: "weight in the kernel / configured",
+                text: `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}`}),
+      el("td", {text: r.checker || "—"}),
+      el("td", {class: "num", text: ms(last.duration_seconds)}),
+      el("td", {}, sparkline(history[r.name])),
+      el("td", {class: "error", text: last.ok === false ? (last.error || "failed") : ""}),
+      el("td", {class: "num", text: cert}),
+      el("td", {}, admin ? el("button", {type: "button", class: "small",
+        onclick: () => drain(vs.name, r.name, !r.drained)}, r.drained ? "restore" : "drain") : null));
+  });
+  return el("table", {class: "reals"},
+    el("thead", {}, el("tr", {}, ...["real server", "state", "weight", "checker", "latency",
+      "recent", "error", "cert", ""].map((h) => el("th", {text: h})))),
+    el("tbody", {}, ...rows));
+}
+
+function sparkline(points) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", "0 0 80 20");
+  if (!points || points.length < 2) return svg;
+  const max = Math.max(...points.map((p) => p[0]), 0.001);
+  const step = 80 / (points.length - 1);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", points.map((p, i) =>
+    `${(i * step).toFixed(1)},${(19 - (p[0] / max) * 18).toFixed(1)}`).join(" "));
+  svg.append(line);
+  points.forEach((p, i) => {
+    if (p[1]) return;
+    const dot = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+    dot.setAttribute("cx", (i * step).toFixed(1));
+    dot.setAttribute("cy", "18");
+    dot.setAttribute("r", "1.5");
+    svg.append(dot);
+  });
+  const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+  title.textContent = `last ${points.length} checks, max ${ms(max)}`;
+  svg.append(title);
+  return svg;
+}
+
+function toggle(name) {
+  view.touched = true;
+  if (view.expanded.has(name)) view.expanded.delete(name);
+  else { view.expanded.add(name); loadHistory(name); }
+  redraw();
+}
+
+async function loadHistory(name) {
+  try {
+    const response = await fetch(`api/v1/history?virtual_server=${encodeURIComponent(name)}`);
+    if (response.ok) { view.histories.set(name, await response.json()); redraw(); }
+  } catch (error) { /* the next refresh tries again */ }
+}
+
+// --- events -----------------------------------------------------------------------------
+
+function describe(event) {
+  switch (event.kind) {
+    case "vrrp.transition":
+      return `${event.instance}: ${event.from_state} → ${event.to_state} (${event.reason})`;
+    case "vrrp.sync_group": return `sync group ${event.sync_group}: ${event.state}`;
+    case "real_server":
+      return `${event.real_server} in ${event.virtual_server}: ${event.state}` +
+        (event.error ? ` (${event.error})` : "");
+    case "quorum": return `${event.virtual_server}: quorum ${event.state} (live weight ${event.live_weight})`;
+    case "reload": return `reload: ${event.result}${event.note ? ` (${event.note})` : ""}` +
+      (event.errors ? `, ${event.errors} error(s)` : "");
+    case "notify": return `notification ${event.why}: ${event.result}`;
+    case "admin": return `admin ${event.action} ${event.real_server || ""} ${event.virtual_server ? `in ${event.virtual_server}` : ""} from ${event.actor}`;
+    case "ha_suspend": return `ha_suspend: ${event.suspended.length ? event.suspended.join(", ") : "none"} suspended`;
+    default: return `${event.kind}`;
+  }
+}
+
+function addEvents(events) {
+  const list = document.getElementById("events");
+  for (const event of events) {
+    if (event.id <= view.lastEventId) continue;
+    view.lastEventId = event.id;
+    const bad = event.to_state === "FAULT" || event.state === "down" || event.result === "failure";
+    list.prepend(el("li", {class: `event event-${event.kind.replace(".", "-")}${bad ? " event-bad" : ""}`,
+                           "data-event-id": event.id},
+      el("time", {text: new Date(event.at * 1000).toLocaleTimeString()}), " ",
+      el("span", {text: describe(event)})));
+  }
+  while (list.children.length > EVENTS_SHOWN) list.lastElementChild.remove();
+}
+
+// --- live updates -----------------------------------------------------------------------
+
+let refreshTimer = null;
+let fetching = false;
+
+function redraw() {
+  if (!view.state) return;
+  renderSummary(view.state);
+  renderVrrp(view.state.vrrp);
+  renderPools(view.state);
+}
+
+async function refresh() {
+  refreshTimer = null;
+  if (fetching) { schedule(); return; }
+  fetching = true;
+  try {
+    const response = await fetch("api/v1/state", {cache: "no-store"});
+    if (!response.ok) throw new Error(`state: HTTP ${response.status}`);
+    view.state = await response.json();
+    document.getElementById("admin-section").hidden = !view.state.admin;
+    for (const name of view.expanded) if (view.histories.has(name)) loadHistory(name);
+    redraw();
+  } catch (error) {
+    setLive(false, String(error));
+  } finally {
+    fetching = false;
+  }
+}
+
+function schedule() {
+  if (refreshTimer === null) refreshTimer = setTimeout(refresh, DEBOUNCE_MS);
+}
+
+function setLive(on, why) {
+  const live = document.getElementById("live");
+  live.textContent = on ? "live" : `reconnecting… ${why || ""}`;
+  live.className = on ? "live live-on" : "live live-off";
+}
+
+const EVENT_KINDS = ["vrrp.transition", "vrrp.sync_group", "real_server", "quorum", "reload",
+                     "notify", "admin", "ha_suspend"];
+
+function follow() {
+  const source = new EventSource("api/v1/stream");
+  source.onopen = () => { setLive(true); schedule(); };
+  source.onerror = () => setLive(false);
+  const onEvent = (message) => {
+    try { addEvents([JSON.parse(message.data)]); } catch (error) { return; }
+    schedule();
+  };
+  for (const kind of EVENT_KINDS) source.addEventListener(kind, onEvent);
+  source.onmessage = onEvent;
+}
+
+// --- admin ------------------------------------------------------------------------------
+
+async function post(path, body) {
+  const token = document.getElementById("admin-token").value.trim();
+  sessionStorage.setItem("director-admin-token", token);
+  const response = await fetch(path, {
+    method: "POST",
+    headers: {"Content-Type": "application/json", "Authorization": `Bearer ${token}`,
+              "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content},
+    body: JSON.stringify(body || {}),
+  });
+  const answer = await response.json().catch(() => ({}));
+  document.getElementById("admin-result").textContent =
+    response.ok ? "done" : `refused (${response.status}): ${answer.error || ""}`;
+  schedule();
+  return response.ok;
+}
+
+function drain(virtualServer, realServer, drained) {
+  return post(`api/v1/real-servers/${drained ? "drain" : "restore"}`,
+              {virtual_server: virtualServer, real_server: realServer});
+}
+
+// --- start ------------------------------------------------------------------------------
+
+function start() {
+  document.getElementById("admin-token").value = sessionStorage.getItem("director-admin-token") || "";
+  document.getElementById("reload").addEventListener("click", () => post("api/v1/reload"));
+  const filter = document.getElementById("filter");
+  filter.addEventListener("input", () => { view.filter = filter.value; view.page = 0; redraw(); });
+  document.getElementById("problems").addEventListener("change", (e) => {
+    view.problemsOnly = e.target.checked; view.page = 0; redraw();
+  });
+  document.getElementById("expand-all").addEventListener("click", () => {
+    view.touched = true;
+    const pools = visiblePools(view.state || {virtual_servers: []});
+    pools.slice(view.page * PAGE_SIZE, (view.page + 1) * PAGE_SIZE).forEach((vs) => {
+      view.expanded.add(vs.name); loadHistory(vs.name);
+    });
+    redraw();
+  });
+  document.getElementById("collapse-all").addEventListener("click", () => {
+    view.touched = true; view.expanded.clear(); redraw();
+  });
+  fetch("api/v1/events?limit=" + EVENTS_SHOWN).then((r) => r.json()).then(addEvents).catch(() => {});
+  refresh().then(() => { for (const name of view.expanded) loadHistory(name); });
+  follow();
+  setInterval(schedule, REFRESH_MS);
+}
+
+document.addEventListener("DOMContentLoaded", start);
