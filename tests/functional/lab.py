@@ -181,15 +181,21 @@ class Lab:
         _sysctl(ns, later)
         return host
 
-    def _popen(self, host, argv, log_path=None, env=None):
+    def _popen(self, host, argv, log_path=None, env=None, pipes=False):
+        """pipes: stdin and stdout are text pipes to the caller, only stderr goes to the log."""
         if self._closed:
             raise RuntimeError("lab is closed")
         argv = [str(a) for a in argv]
         number = len(self.processes) + 1
         log_path = Path(log_path or self.tmp / f"{host.name}-{Path(argv[0]).name}-{number}.log")
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(["ip", "netns", "exec", host.ns, *argv],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            if pipes:
+                streams = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": log,
+                           "text": True}
+            else:
+                streams = {"stdin": subprocess.DEVNULL, "stdout": log,
+                           "stderr": subprocess.STDOUT}
+            proc = subprocess.Popen(["ip", "netns", "exec", host.ns, *argv], **streams,
                                     env={**os.environ, **(env or {})}, start_new_session=True)
         self.processes.append(proc)
         self._logs[proc] = log_path

@@ -58,14 +58,15 @@ function renderSummary(state) {
   const up = pools.reduce((n, vs) => n + vs.up, 0);
   const lost = pools.filter((vs) => !vs.quorum_ok).length;
   const reload = state.reload || {};
-  box.replaceChildren(
+  box.replaceChildren(...[
     el("span", {}, "backend ", el("b", {text: state.backend || "—"})),
     el("span", {}, "real servers up ", el("b", {id: "reals-up", text: `${up}/${reals}`})),
     lost ? badge(`${lost} pool(s) below quorum`, "bad") : null,
     reload.result === "failure"
       ? badge(`last reload failed ${ago(reload.at)}: ${(reload.errors || [])[0] || ""}`, "bad")
       : reload.result ? el("span", {class: "muted", text: `reloaded ${ago(reload.at)}`}) : null,
-    el("span", {class: "muted", text: `pid ${state.pid} · up since ${ago(state.started)}`}));
+    el("span", {class: "muted", text: `pid ${state.pid} · up since ${ago(state.started)}`}),
+  ].filter(Boolean));   // replaceChildren would write a null as the text "null"
 }
 
 function renderVrrp(vrrp) {

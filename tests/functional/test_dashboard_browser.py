@@ -1,0 +1,145 @@
+"""The dashboard in a real browser: headless Chromium in a namespace lab opens the page of a
+director that is VRRP MASTER and checks two real HTTP servers. Without the page ever
+reloading, it shows the role and the pool, then a real server going down, then the role
+turning BACKUP when a keepalived peer with a higher priority takes over. A name from the
+configuration carrying markup is shown as text and runs nothing. A screenshot is saved."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.functional.browser import Browser
+from tests.functional.lab import start_keepalived, wait_for
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
+
+ROOT = Path(__file__).resolve().parents[2]
+VIP = "192.0.2.100"
+SERVERS = {"rs1": "192.0.2.11", "rs2": "192.0.2.12"}
+HOSTILE = "<img/src=x/onerror=window.pwned=1>"
+WEB = "127.0.0.1:8080"
+UI_TIMEOUT = 10        # the page follows the stream; a state fetch is debounced 250 ms
+
+DIRECTOR_CONFIG = f"""global_defs {{
+    router_id LB_BROWSER
+}}
+vrrp_instance VI_1 {{
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    virtual_ipaddress {{
+        {VIP}/24
+    }}
+}}
+vrrp_instance {HOSTILE} {{
+    interface eth0
+    virtual_router_id 61
+    priority 100
+    advert_int 1
+    virtual_ipaddress {{
+        192.0.2.201/24
+    }}
+}}
+virtual_server {VIP} 80 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+""" + "".join(f"""    real_server {address} 80 {{
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.5
+        }}
+    }}
+""" for address in SERVERS.values()) + "}\n"
+
+PEER_CONFIG = f"""vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority 200
+    advert_int 1
+    virtual_ipaddress {{
+        {VIP}/24
+    }}
+}}
+"""
+
+
+def text(browser, selector: str) -> str | None:
+    return browser.eval(f"const e = document.querySelector({json.dumps(selector)}); "
+                        "return e ? e.textContent : null;")
+
+
+def test_dashboard_follows_checks_and_failover_live(lab, tmp_path):
+    switch = lab.switch()
+    lb1 = lab.host("lb1", links=[(switch, "eth0", ["192.0.2.1/24"])])
+    lb2 = lab.host("lb2", links=[(switch, "eth0", ["192.0.2.2/24"])])
+    servers = {}
+    for name, address in SERVERS.items():
+        host = lab.host(name, links=[(switch, "eth0", [f"{address}/24"])])
+        servers[name] = host.popen([sys.executable, "-m", "http.server", "80", "--bind",
+                                    address, "--directory", str(lab.tmp)])
+    config = lab.tmp / "director.conf"
+    config.write_text(DIRECTOR_CONFIG)
+    daemon = lb1.popen([sys.executable, "-m", "director", "-l", "-f", config, "--backend",
+                        "none", "--web", WEB, "--state-dir", lab.tmp / "state"],
+                       env={"PYTHONPATH": str(ROOT)})
+    wait_for(lambda: lb1.has_address("eth0", VIP), 10, message=lambda: lab.log_of(daemon))
+
+    browser = Browser(lb1)
+    try:
+        first_paint = browser.get(f"http://{WEB}/")
+        print(f"first contentful paint: {first_paint}")
+        browser.eval("window.__notReloaded = true; return true;")
+        wait_for(lambda: text(browser, '[data-instance="VI_1"] .role') == "MASTER",
+                 UI_TIMEOUT, message=lambda: browser.eval("return document.body.innerText"))
+        pool = f'[data-vs="{VIP}:80/TCP"]'
+        wait_for(lambda: text(browser, f"{pool} .pool-count") == "2/2 up", UI_TIMEOUT,
+                 message=lambda: browser.eval("return document.body.innerText"))
+        for address in SERVERS.values():
+            assert text(browser, f'{pool} [data-rs="{address}:80"] .rs-state') == "UP"
+
+        # a real server stops: the page shows it down
+        servers["rs2"].kill()
+        wait_for(lambda: text(browser, f'{pool} [data-rs="192.0.2.12:80"] .rs-state') == "DOWN",
+                 1 + 1 * (1 + 0.5) + UI_TIMEOUT,
+                 message=lambda: browser.eval("return document.body.innerText"))
+        assert text(browser, f"{pool} .pool-count") == "1/2 up"
+        assert "192.0.2.12:80 in" in browser.eval(
+            "return document.getElementById('events').textContent")
+
+        # a peer with a higher priority takes over: the page shows the new role
+        peer = start_keepalived(lb2, PEER_CONFIG)
+        wait_for(lambda: lb2.has_address("eth0", VIP), 10, message=lambda: lab.log_of(peer))
+        wait_for(lambda: text(browser, '[data-instance="VI_1"] .role') == "BACKUP",
+                 UI_TIMEOUT, message=lambda: browser.eval("return document.body.innerText"))
+        assert text(browser, '[data-instance="VI_1"] .master') == "192.0.2.2"
+
+        # never reloaded; the hostile name is text, and ran nothing
+        assert browser.eval("return window.__notReloaded === true")
+        assert browser.eval(f"return document.querySelector('[data-instance={json.dumps(HOSTILE)}]')"
+                            ".querySelector('b').textContent") == HOSTILE
+        assert browser.eval("return document.querySelectorAll('#instances img').length") == 0
+        assert browser.eval("return window.pwned === undefined")
+        assert text(browser, "#live") == "live"
+        assert "null" not in text(browser, "#summary") and "undefined" not in text(
+            browser, "main")
+        shot = tmp_path / "dashboard.png"
+        browser.screenshot(shot)
+        assert shot.stat().st_size > 10_000
+        keep = os.environ.get("DIRECTOR_ARTIFACTS")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(keep) / "dashboard.png")
+        print(f"screenshot: {shot}")
+    finally:
+        browser.quit()

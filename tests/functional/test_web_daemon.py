@@ -1,0 +1,236 @@
+"""The web API of a running daemon (``director -C``, checks on loopback servers, backend
+none): the state follows the checks, the event stream delivers a server going down, /metrics
+passes promtool, admin actions need the token and the CSRF token, a drain survives a
+restart, and a broken reload is counted and shown while the old configuration runs on."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.functional.lab import wait_for
+from tests.functional.test_check_daemon import listen
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "web-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def config_text(ports: list[int]) -> str:
+    reals = "".join(f"""
+    real_server 127.0.0.1 {port} {{
+        weight 3
+        TCP_CHECK {{
+            connect_timeout 0.5
+            retry 1
+            delay_before_retry 0.2
+        }}
+    }}""" for port in ports)
+    return f"""global_defs {{
+    router_id WEB_TEST
+}}
+virtual_server 127.0.0.1 80 {{
+    delay_loop 1
+    lb_algo wrr
+    protocol TCP{reals}
+}}
+"""
+
+
+class Daemon:
+    def __init__(self, tmp_path: Path, ports: list[int]):
+        self.tmp = tmp_path
+        self.config = tmp_path / "keepalived.conf"
+        self.config.write_text(config_text(ports))
+        (tmp_path / "token").write_text(TOKEN + "\n")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / "log"
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "director", "-C", "-l", "-f", str(self.config),
+             "--backend", "none", "--web", f"127.0.0.1:{self.port}",
+             "--admin-token-file", str(self.tmp / "token"),
+             "--state-dir", str(self.tmp / "state")],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        log.close()
+        wait_for(lambda: self.status("/healthz") == 200, 15, message=self.log)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(10) == 0
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=3) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.base + path, timeout=5) as response:
+            body = response.read()
+        return json.loads(body) if path.startswith("/api") else body.decode()
+
+    def post(self, path: str, body: dict | None = None, token: str | None = TOKEN,
+             csrf: bool = True) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if csrf:
+            page = self.get("/")
+            headers["X-CSRF-Token"] = re.search(r'name="csrf-token" content="([^"]+)"',
+                                                page).group(1)
+        request = urllib.request.Request(self.base + path, data=json.dumps(body or {}).encode(),
+                                         headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=35) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def reals(self) -> dict:
+        (virtual,) = self.get("/api/v1/state")["virtual_servers"]
+        return {real["port"]: real for real in virtual["real_servers"]}
+
+
+class Stream:
+    """Reads /api/v1/stream in a thread; ``events`` fills as frames arrive."""
+
+    def __init__(self, url: str):
+        self.events: list[dict] = []
+        self.response = urllib.request.urlopen(url, timeout=30)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        try:
+            for raw in self.response:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    self.events.append(json.loads(line[6:]))
+        except (OSError, ValueError, AttributeError):    # closed under us: the end
+            pass
+
+    def close(self):
+        self.response.close()
+
+
+@pytest.fixture
+def servers():
+    socks = [listen(), listen()]
+    yield socks
+    for sock in socks:
+        sock.close()
+
+
+@pytest.fixture
+def daemon(tmp_path, servers):
+    daemon = Daemon(tmp_path, [sock.getsockname()[1] for sock in servers])
+    daemon.start()
+    yield daemon
+    try:
+        daemon.stop()
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+
+
+def test_state_stream_and_metrics_follow_the_checks(daemon, servers):
+    ports = [sock.getsockname()[1] for sock in servers]
+    wait_for(lambda: all(r["last_check"] for r in daemon.reals().values()), 5,
+             message=daemon.log)
+    state = daemon.get("/api/v1/state")
+    assert state["router_id"] == "WEB_TEST" and state["backend"] == "none"
+    assert all(real["up"] and real["configured_weight"] == 3 and real["weight"] is None
+               for real in daemon.reals().values())
+    stream = Stream(daemon.base + "/api/v1/stream")
+    try:
+        servers[0].close()
+        died = time.monotonic()
+        wait_for(lambda: any(e["kind"] == "real_server" and e["state"] == "down"
+                             for e in stream.events), 1 + 1 * (0.5 + 0.2) + 2,
+                 message=lambda: f"no event on the stream: {stream.events}\n{daemon.log()}")
+        assert time.monotonic() - died <= 1 + 1 * (0.5 + 0.2) + 2
+    finally:
+        stream.close()
+    (down,) = [e for e in stream.events if e["kind"] == "real_server"]
+    assert down["real_server"] == f"127.0.0.1:{ports[0]}" and "refused" in down["error"]
+    assert daemon.reals()[ports[0]]["up"] is False and daemon.reals()[ports[1]]["up"] is True
+    assert any(e["id"] == down["id"] for e in daemon.get("/api/v1/events?since=0"))
+    metrics = daemon.get("/metrics")
+    assert (f'director_real_server_up{{real_server="127.0.0.1:{ports[0]}",'
+            f'virtual_server="127.0.0.1:80/TCP"}} 0.0') in metrics
+    if shutil.which("promtool"):
+        done = subprocess.run(["promtool", "check", "metrics"], input=metrics.encode(),
+                              capture_output=True, timeout=30)
+        assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+    history = daemon.get("/api/v1/history?virtual_server=127.0.0.1:80/TCP")
+    assert [ok for _, ok in history[f"127.0.0.1:{ports[0]}"]][-1] is False
+
+
+def test_drain_needs_the_tokens_and_survives_a_restart(daemon, servers):
+    port = servers[1].getsockname()[1]
+    body = {"virtual_server": "127.0.0.1:80/TCP", "real_server": f"127.0.0.1:{port}"}
+    assert daemon.post("/api/v1/real-servers/drain", body, token=None)[0] == 401
+    assert daemon.post("/api/v1/real-servers/drain", body, token="wrong")[0] == 403
+    assert daemon.post("/api/v1/real-servers/drain", body, csrf=False)[0] == 403
+    assert not daemon.reals()[port]["drained"]
+    status, answer = daemon.post("/api/v1/real-servers/drain", body)
+    assert status == 200 and answer["drained"] is True
+    real = daemon.reals()[port]
+    assert real["drained"] and real["desired_weight"] == 0 and real["up"]   # still checked
+    assert any(e["kind"] == "admin" and e["action"] == "drain"
+               for e in daemon.get("/api/v1/events"))
+    daemon.stop()
+    daemon.start()
+    assert daemon.reals()[port]["drained"], daemon.log()
+    assert daemon.post("/api/v1/real-servers/restore", body)[0] == 200
+    assert not daemon.reals()[port]["drained"]
+    assert daemon.post("/api/v1/real-servers/drain",
+                       {**body, "real_server": "127.0.0.1:1"})[0] == 404
+
+
+def test_a_broken_reload_is_counted_and_shown_and_changes_nothing(daemon, servers):
+    before = daemon.reals()
+    daemon.config.write_text(daemon.config.read_text() + "\nvirtual_server {\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: daemon.get("/api/v1/state")["reload"]["result"] == "failure", 5,
+             message=daemon.log)
+    reload = daemon.get("/api/v1/state")["reload"]
+    assert reload["errors"] and "keepalived.conf:" in reload["errors"][0]
+    assert 'director_config_reloads_total{result="failure"} 1.0' in daemon.get("/metrics")
+    assert "director_config_last_reload_successful 0.0" in daemon.get("/metrics")
+    status, answer = daemon.post("/api/v1/reload")               # the same file: fails again
+    assert status == 200 and answer["result"] == "failure"
+    assert daemon.reals().keys() == before.keys()
+    assert daemon.status("/healthz") == 200
