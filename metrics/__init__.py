@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from prometheus_client import CollectorRegistry, generate_latest
 
-from .collector import DirectorCollector
+from .collector import LabelCache, SnapshotCollector, per_server_text
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def registry_for(take_snapshot, version: str = "") -> CollectorRegistry:
-    """A registry of its own (not the global one: tests run several daemons' apps)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DirectorCollector(take_snapshot, version))
-    return registry
+class Exposition:
+    """``render()``: the text exposition of one fresh snapshot."""
 
+    def __init__(self, take_snapshot: Callable[..., Any], version: str = "") -> None:
+        self.take_snapshot = take_snapshot
+        self.version = version
+        self.labels = LabelCache()
 
-def render(registry: CollectorRegistry) -> bytes:
-    return generate_latest(registry)
+    def render(self) -> bytes:
+        snapshot = self.take_snapshot(with_jobs=True)
+        # A registry of its own per scrape (not the global one: several apps in one process
+        # in the tests, and the collector holds this scrape's snapshot).
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SnapshotCollector(snapshot, self.version))
+        return generate_latest(registry) + per_server_text(snapshot, self.labels).encode()

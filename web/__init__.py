@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask
 
 from director import __version__
-from metrics import registry_for
+from metrics import Exposition
 
 from .admin import admin
 from .api import api
@@ -29,7 +29,7 @@ def create_app(director: Any, admin_token: str | None = None) -> Flask:
         ADMIN_TOKEN=admin_token,
         # Per process: a page served before a restart must fetch a fresh one.
         CSRF_TOKEN=secrets.token_urlsafe(32),
-        METRICS=registry_for(director.snapshot, __version__),
+        METRICS=Exposition(director.snapshot, __version__),
         JSON_SORT_KEYS=False,
         SEND_FILE_MAX_AGE_DEFAULT=300,
     )

@@ -8,7 +8,7 @@ from typing import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from metrics import CONTENT_TYPE, render
+from metrics import CONTENT_TYPE
 
 api = Blueprint("api", __name__)
 
@@ -114,4 +114,4 @@ def healthz():
 
 @api.get("/metrics")
 def metrics():
-    return Response(render(current_app.config["METRICS"]), content_type=CONTENT_TYPE)
+    return Response(current_app.config["METRICS"].render(), content_type=CONTENT_TYPE)

@@ -62,6 +62,8 @@ def plan(desired: State, current: State, owned: frozenset[ServiceKey]) -> list[O
                 removals.append(DeleteService(key))
             continue
         want, have = desired[key], current[key]
+        if want == have:                 # the common case: skip the sorting below
+            continue
         for dest_key in sorted(have.destinations, key=DestinationKey.order):
             if dest_key not in want.destinations:
                 removals.append(DeleteDestination(key, dest_key))

@@ -40,17 +40,38 @@ def unavailable() -> str | None:
 
 
 class Browser:
-    """The test side: starts the driver in ``host``'s namespace; the lab kills it at close."""
+    """The test side of one driver process: ``Browser.in_host(host)`` in a lab host's
+    namespace (the lab also kills it at close), ``Browser.in_namespace(ns, log)`` in a
+    namespace of the caller's (the benchmarks); ``quit()`` ends it."""
 
-    def __init__(self, host, width: int = 1400, height: int = 1000):
+    def __init__(self, proc: subprocess.Popen, log_path) -> None:
+        self.proc, self.log_path = proc, Path(log_path)
+        self.call("ready", timeout=60)
+
+    @staticmethod
+    def argv() -> list[str]:
+        return [sys.executable, "-m", "tests.functional.browser", "1400", "1000"]
+
+    @classmethod
+    def in_host(cls, host) -> Browser:
         reason = unavailable()
         if reason:
             pytest.skip(reason)
-        self.host = host
-        self.proc = host.lab._popen(host, [sys.executable, "-m", "tests.functional.browser",
-                                           str(width), str(height)],
-                                    env={"PYTHONPATH": str(ROOT)}, pipes=True)
-        self.call("ready", timeout=60)
+        log_path = host.lab.tmp / f"{host.name}-browser.log"
+        return cls(host.lab._popen(host, cls.argv(), log_path=log_path,
+                                   env={"PYTHONPATH": str(ROOT)}, pipes=True), log_path)
+
+    @classmethod
+    def in_namespace(cls, ns: str, log_path) -> Browser:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, *cls.argv()],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                    text=True, cwd=ROOT, start_new_session=True,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+        return cls(proc, log_path)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def call(self, op: str, timeout: float = 30, **arguments):
         self.proc.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
@@ -58,10 +79,10 @@ class Browser:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         if not ready:
             raise AssertionError(f"browser: no answer to {op} in {timeout} s: "
-                                 f"{self.host.lab.log_of(self.proc)[-2000:]}")
+                                 f"{self.log()[-2000:]}")
         line = self.proc.stdout.readline()
         if not line:
-            raise AssertionError(f"browser exited: {self.host.lab.log_of(self.proc)[-3000:]}")
+            raise AssertionError(f"browser exited: {self.log()[-3000:]}")
         answer = json.loads(line)
         if not answer["ok"]:
             raise AssertionError(f"browser: {op} failed: {answer['error']}")
@@ -81,8 +102,10 @@ class Browser:
         if self.proc.poll() is None:
             try:
                 self.call("quit", timeout=10)
-            except AssertionError:
-                pass
+                self.proc.wait(10)
+            except (AssertionError, subprocess.TimeoutExpired, OSError):
+                self.proc.kill()
+                self.proc.wait(5)
 
 
 def serve(width: int, height: int) -> None:

@@ -95,7 +95,7 @@ def test_dashboard_follows_checks_and_failover_live(lab, tmp_path):
                        env={"PYTHONPATH": str(ROOT)})
     wait_for(lambda: lb1.has_address("eth0", VIP), 10, message=lambda: lab.log_of(daemon))
 
-    browser = Browser(lb1)
+    browser = Browser.in_host(lb1)
     try:
         first_paint = browser.get(f"http://{WEB}/")
         print(f"first contentful paint: {first_paint}")
