@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey  # noqa: E402
-from director.lb.nftables import render, render_changes  # noqa: E402
+from director.lb.nftables import changes, render  # noqa: E402
 
 
 def state(services: int, per_service: int, down: tuple[int, int] | None = None):
@@ -42,10 +42,10 @@ def state(services: int, per_service: int, down: tuple[int, int] | None = None):
     return pools
 
 
-def nft(namespace: str, script: str) -> float:
+def nft(namespace: str, script: str | None = None, *args: str) -> float:
     started = time.perf_counter()
-    subprocess.run(["ip", "netns", "exec", namespace, "nft", "-f", "-"], input=script,
-                   text=True, check=True, capture_output=True, timeout=120)
+    subprocess.run(["ip", "netns", "exec", namespace, "nft", *(args or ("-f", "-"))],
+                   input=script, text=True, check=True, capture_output=True, timeout=120)
     return time.perf_counter() - started
 
 
@@ -59,29 +59,32 @@ def main() -> None:
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     try:
         print(f"{'services':>9} {'entries':>8} {'render (ms)':>12} {'nft -f (ms)':>12} "
-              f"{'total (ms)':>11}")
+              f"{'listing (ms)':>13} {'total (ms)':>11}")
         rows = []
         for services in (args.services // 10, args.services // 2, args.services):
             before = state(services, args.per_service)
             after = state(services, args.per_service, down=(services // 2, 0))
             nft(namespace, render(before))
             current = before
-            renders, applies = [], []
+            renders, applies, listings = [], [], []
             for run in range(args.runs):
                 target = after if run % 2 == 0 else before
                 started = time.perf_counter()
-                script = render_changes(current, target)
+                done = changes(current, target)
                 renders.append(time.perf_counter() - started)
-                applies.append(nft(namespace, script))
+                applies.append(nft(namespace, done.script))
+                listings.append(sum(nft(namespace, None, "-s", "-t", "list", kind, "inet",
+                                        "director", name)
+                                    for kind, name in (o.split(" ", 1) for o in done.touched)))
                 current = target
             row = (services, services * args.per_service, statistics.median(renders) * 1000,
-                   statistics.median(applies) * 1000)
+                   statistics.median(applies) * 1000, statistics.median(listings) * 1000)
             rows.append(row)
-            print(f"{row[0]:>9} {row[1]:>8} {row[2]:>12.1f} {row[3]:>12.1f} "
-                  f"{row[2] + row[3]:>11.1f}")
+            print(f"{row[0]:>9} {row[1]:>8} {row[2]:>12.1f} {row[3]:>12.1f} {row[4]:>13.1f} "
+                  f"{sum(row[2:]):>11.1f}")
         small, large = rows[0], rows[-1]
-        growth = (large[2] + large[3]) / (small[2] + small[3]) / (large[1] / small[1])
-        total = large[2] + large[3]
+        growth = sum(large[2:]) / sum(small[2:]) / (large[1] / small[1])
+        total = sum(large[2:])
         print(f"growth per entry, smallest to largest pool: {growth:.2f}x (1.0 = linear); one "
               f"change on {large[1]} entries: {total:.0f} ms (goal < 100 ms: "
               f"{'within' if total < 100 else 'OVER'})")

@@ -234,3 +234,30 @@ def test_a_broken_reload_is_counted_and_shown_and_changes_nothing(daemon, server
     assert status == 200 and answer["result"] == "failure"
     assert daemon.reals().keys() == before.keys()
     assert daemon.status("/healthz") == 200
+
+
+def test_wsgi_module_runs_the_daemon_in_its_process(tmp_path, servers):
+    """wsgi.py: what gunicorn -k gevent would import; the app answers with the embedded
+    daemon's live state."""
+    config = tmp_path / "keepalived.conf"
+    config.write_text(config_text([sock.getsockname()[1] for sock in servers]))
+    script = """
+import json, time
+import wsgi
+client = wsgi.app.test_client()
+from director import hub
+for _ in range(100):                       # bounded: the first checks take a moment
+    state = client.get("/api/v1/state").get_json()
+    if all(r["last_check"] for r in state["virtual_servers"][0]["real_servers"]):
+        break
+    hub.sleep(0.1)
+print(json.dumps({"health": client.get("/healthz").status_code, "state": state}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT),
+                 DIRECTOR_ARGS=f"-C -f {config} --backend none --state-dir {tmp_path}/s"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["health"] == 200 and answer["state"]["router_id"] == "WEB_TEST"
+    assert all(real["up"] for real in answer["state"]["virtual_servers"][0]["real_servers"])
