@@ -19,6 +19,7 @@ Conventions of the model this maps to:
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
@@ -280,3 +281,94 @@ def describe(operation: Operation) -> str:
         key = operation.destination
         return f"DeleteDestination {operation.service} -> {key.address}:{key.port}"
     return repr(operation)
+
+
+# === the kernel's text view: /proc/net/ip_vs ====================================================
+#
+# Reading every service and destination over netlink costs one dump per service (pyroute2
+# parses each message in Python: a minute for 10,000 destinations under qemu's emulation).
+# /proc/net/ip_vs is the kernel's own listing, what ipvsadm -Ln shows, read in one go: the
+# verify of each delay_loop compares it with what we programmed and reads netlink only when
+# they differ. It lacks the thresholds, the scheduler flags and the counters (those come
+# with the full reads).
+
+PROC = "/proc/net/ip_vs"
+PROC_METHODS = {"Masq": "NAT", "Local": "LOCAL", "Tunnel": "TUN", "Route": "DR"}
+HZ_CANDIDATES = (100, 250, 300, 1000)       # persistence timeouts are shown in jiffies
+
+
+@dataclass(frozen=True)
+class ProcService:
+    scheduler: str
+    one_packet: bool
+    persistence_jiffies: int | None
+    destinations: dict                       # (address, port) -> (method, weight)
+
+
+def _proc_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if host.startswith("["):
+        return str(ipaddress.IPv6Address(host.strip("[]"))), int(port, 16)
+    return str(ipaddress.IPv4Address(int(host, 16))), int(port, 16)
+
+
+def parse_proc(text: str) -> dict[tuple, ProcService]:
+    """Services by (protocol, address, port) or ("FWM", fwmark)."""
+    services: dict[tuple, ProcService] = {}
+    current = None
+    for line in text.splitlines()[3:]:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "->":
+            address, port = _proc_address(words[1])
+            current.destinations[(address, port or None)] = (
+                PROC_METHODS.get(words[2], words[2]), int(words[3]))
+            continue
+        if words[0] == "FWM":
+            key: tuple = ("FWM", int(words[1], 16))
+        else:
+            key = (words[0], *_proc_address(words[1]))
+        rest = words[3:]
+        persistence = int(rest[rest.index("persistent") + 1]) if "persistent" in rest else None
+        current = ProcService(words[2], "ops" in rest, persistence, {})
+        services[key] = current
+    return services
+
+
+def proc_matches(state: State, text: str) -> bool:
+    """Whether /proc/net/ip_vs shows ``state`` (what we programmed), in what it can show:
+    services, schedulers, one-packet scheduling, persistence timeouts, destinations with
+    their forwarding method and weight. Services not in ``state`` are ignored."""
+    shown = parse_proc(text)
+    for key, pool in state.items():
+        found = shown.get(("FWM", key.fwmark) if key.fwmark is not None else
+                          (key.protocol, key.address, key.port))
+        service = pool.service
+        if found is None or found.scheduler != service.scheduler or \
+                found.one_packet != ("ops" in service.flags):
+            return False
+        timeout = service.persistence_timeout
+        if (timeout is None) != (found.persistence_jiffies is None) or (
+                timeout is not None and found.persistence_jiffies not in
+                {timeout * hz for hz in HZ_CANDIDATES}):
+            return False
+        def place(address: str, port: int | None, method: str, key=key) -> tuple:
+            """fwmark destinations have no port; DR and TUN ones take the service's (the
+            kernel does so, as ipvsadm -g shows)."""
+            if key.fwmark is not None:
+                return (address, None)
+            return (address, port if method == "NAT" else key.port)
+
+        wanted = {place(d.key.address, d.key.port, d.method): (d.method, d.weight)
+                  for d in pool.destinations.values()}
+        found_dests = {place(address, port, value[0]): value
+                       for (address, port), value in found.destinations.items()}
+        if found_dests != wanted:
+            return False
+    return True
+
+
+def read_proc(path: str = PROC) -> str:
+    with open(path) as handle:
+        return handle.read()

@@ -34,25 +34,48 @@ log = logging.getLogger("director.lb")
 
 
 class IpvsSync:
+    """``verify`` compares /proc/net/ip_vs with what was programmed (one read of the
+    kernel's text view) and reads every service over netlink only when they differ, at
+    start, after a failed operation, and every FULL_READ_EVERY verifies (for the counters
+    and what /proc does not show: thresholds, scheduler flags)."""
+
     name = "ipvs"
+    FULL_READ_EVERY = 10
 
     def __init__(self) -> None:
         from .ipvs import IpvsBackend
         self.backend = IpvsBackend()
         self.kernel: State = {}
+        self.verifies = 0
+        self.full_reads = 0
 
     def open(self) -> None:
         self.backend.open()
 
+    def _read(self) -> None:
+        self.kernel = self.backend.read()
+        self.full_reads += 1
+
+    def _verify(self) -> None:
+        from .ipvs import proc_matches, read_proc
+        self.verifies += 1
+        if self.full_reads and self.verifies % self.FULL_READ_EVERY:
+            try:
+                if proc_matches(self.kernel, read_proc()):
+                    return
+            except (OSError, ValueError, AttributeError) as exc:   # unreadable or unexpected
+                event(log, "lb.ipvs_proc_unreadable", logging.WARNING, error=exc)
+        self._read()
+
     def sync(self, desired: State, owned: frozenset, verify: bool = True) -> list[str]:
         if verify:
-            self.kernel = self.backend.read()
+            self._verify()
         operations = plan(desired, self.kernel, owned)
         if not operations:
             return []
         errors = self.backend.apply(operations)
         if errors:
-            self.kernel = self.backend.read()     # what really happened, for the next plan
+            self._read()                          # what really happened, for the next plan
         else:
             self.kernel = {key: Pool(pool.service, dict(pool.destinations))
                            for key, pool in desired.items()} | {
@@ -62,9 +85,8 @@ class IpvsSync:
 
     def flush_all(self) -> list[str]:
         """Every IPVS service, ours or not (lvs_flush, lvs_flush_on_stop without VS)."""
-        current = self.backend.read()
-        self.kernel = {}
-        return self.sync({}, frozenset(current))
+        self._read()
+        return self.sync({}, frozenset(self.kernel), verify=False)
 
     def close(self, remove: State | None = None) -> None:
         if remove:

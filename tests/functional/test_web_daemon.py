@@ -188,8 +188,8 @@ def test_state_stream_and_metrics_follow_the_checks(daemon, servers):
     assert daemon.reals()[ports[0]]["up"] is False and daemon.reals()[ports[1]]["up"] is True
     assert any(e["id"] == down["id"] for e in daemon.get("/api/v1/events?since=0"))
     metrics = daemon.get("/metrics")
-    assert (f'director_real_server_up{{real_server="127.0.0.1:{ports[0]}",'
-            f'virtual_server="127.0.0.1:80/TCP"}} 0.0') in metrics
+    assert (f'director_real_server_up{{virtual_server="127.0.0.1:80/TCP",'
+            f'real_server="127.0.0.1:{ports[0]}"}} 0\n') in metrics
     if shutil.which("promtool"):
         done = subprocess.run(["promtool", "check", "metrics"], input=metrics.encode(),
                               capture_output=True, timeout=30)
