@@ -31,21 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-
-def state(services: int, per_service: int, down: tuple[int, int] | None = None):
-    from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey
-    pools = {}
-    for s in range(services):
-        a, b = divmod(s, 250)
-        key = ServiceKey("TCP", f"10.{a}.{b}.1", 80)
-        dests = {}
-        for r in range(per_service):
-            if down == (s, r):
-                continue
-            dest_key = DestinationKey(f"172.16.{s % 250}.{r + 1}", 8080)
-            dests[dest_key] = Destination(dest_key, 1)
-        pools[key] = Pool(Service(key, "wrr"), dests)
-    return pools
+from lb_apply_nftables import state  # noqa: E402  (the same pools for both backends)
 
 
 def timed(function) -> float:
