@@ -96,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_daemon(config, args, config_id: str) -> int:
     from . import log
-    from .daemon import Director
+    from .daemon import Director, StartupError
     from .pidfile import PidFileBusy
     log.setup(detail=args.log_detail)
     try:
         return Director(config, args, config_id).run()
-    except PidFileBusy as exc:
+    except (PidFileBusy, StartupError) as exc:
         print(f"director: {exc}", file=sys.stderr)
         return EXIT_ERRORS
 

@@ -14,12 +14,12 @@ import time
 from typing import Any
 
 from . import hub, pidfile
-from .snapshot import Snapshot, take, virtual_servers
 from .clock import Clock, MonotonicClock
 from .config import load_config
 from .events import EventLog
 from .log import event
 from .notify import Notifier
+from .snapshot import Snapshot, take, virtual_servers
 
 log = logging.getLogger("director")
 
@@ -40,6 +40,11 @@ def read_admin_token(path: str | None) -> str | None:
     if not token:
         raise OSError(f"{path}: the admin token file is empty")
     return token
+
+
+class StartupError(Exception):
+    """The daemon cannot start as asked (its web address is taken, ...): said in one line,
+    before anything (VIPs, kernel entries) has been touched."""
 
 
 class CommandError(Exception):
@@ -176,6 +181,9 @@ class Director:
                 event(log, "director.drained_kept", virtual_server=name[0], real_server=name[1])
 
     def _start(self) -> None:
+        # The web address first: if it is taken the daemon stops before it holds a VIP.
+        if self.options.web != "off":
+            self._serve_web()
         self.notifier = notifier = Notifier(self.config.global_defs.script_user)
         notifier.listeners.append(lambda why, result: self.events.add(
             "notify", kind="script", why=why, result=result))
@@ -211,15 +219,19 @@ class Director:
             self.lb = LoadBalancer(self.config, self.checks, backend, notifier,
                                    on_event=self.events.add)
             self.lb.start()
-        if self.options.web != "off":
-            self._serve_web()
 
     def _serve_web(self) -> None:
         from web import create_app
         host, _, port = self.options.web.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        token = read_admin_token(self.options.admin_token_file)
-        self.web = hub.serve_wsgi(create_app(self, admin_token=token), host, int(port))
+        try:
+            token = read_admin_token(self.options.admin_token_file)
+            self.web = hub.serve_wsgi(create_app(self, admin_token=token), host, int(port))
+        except ValueError:
+            raise StartupError(f"--web {self.options.web}: expected HOST:PORT or off") from None
+        except OSError as exc:
+            raise StartupError(f"cannot serve the web face on {self.options.web}: {exc}") \
+                from None
         event(log, "web.listening", address=f"{host}:{port}", admin=token is not None)
 
     def handle_stop(self) -> bool:

@@ -26,7 +26,10 @@ def start_director(argv: list[str]) -> tuple[Director, str | None]:
     if not result.ok:
         sys.exit(f"director: {args.use_file}: {len(result.errors)} error(s)")
     log.setup(detail=args.log_detail)
-    token = read_admin_token(args.admin_token_file)
+    try:
+        token = read_admin_token(args.admin_token_file)
+    except OSError as exc:
+        sys.exit(f"director: {exc}")
     director = Director(result.config, args, config_id)
     greenlet = hub.spawn(director.run, False, name="director")
     director.ready.wait(START_TIMEOUT)

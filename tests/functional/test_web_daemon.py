@@ -261,3 +261,24 @@ print(json.dumps({"health": client.get("/healthz").status_code, "state": state})
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["health"] == 200 and answer["state"]["router_id"] == "WEB_TEST"
     assert all(real["up"] for real in answer["state"]["virtual_servers"][0]["real_servers"])
+
+
+def test_a_taken_web_address_or_a_missing_token_file_is_one_clear_line(tmp_path, servers):
+    config = tmp_path / "keepalived.conf"
+    config.write_text(config_text([servers[0].getsockname()[1]]))
+    taken = listen()
+    base = [sys.executable, "-m", "director", "-C", "-f", str(config), "--backend", "none",
+            "--state-dir", str(tmp_path / "state")]
+    try:
+        for extra, expected in (
+                (["--web", f"127.0.0.1:{taken.getsockname()[1]}"], "Address already in use"),
+                (["--web", "127.0.0.1:nope"], "expected HOST:PORT or off"),
+                (["--web", f"127.0.0.1:{free_port()}", "--admin-token-file",
+                  str(tmp_path / "missing")], "No such file")):
+            done = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True,
+                                  timeout=30, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            assert done.returncode == 1, done.stderr
+            assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+            assert "check.started" not in done.stderr        # nothing started before it
+    finally:
+        taken.close()
