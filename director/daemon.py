@@ -261,10 +261,28 @@ class Director:
         if result.config == self.config:
             event(log, "reload.unchanged")
             return self._reloaded("success", [], "unchanged")
-        event(log, "reload.deferred", logging.WARNING,
-              note="the new configuration is valid; applying a changed configuration "
-                   "without a restart arrives with issue 7")
-        return self._reloaded("success", [], "valid; applied at the next restart")
+        return self._reloaded("success", [], self._apply(result.config))
+
+    def _apply(self, config: Any) -> str:
+        """Apply a changed configuration's difference; returns what was done, for people."""
+        done = []
+        if self.checks is not None:
+            counts = self.checks.reload(config)
+            done.append("real servers: " + ", ".join(f"{n} {what}"
+                                                     for what, n in counts.items() if n))
+        if self.lb is not None:
+            self.lb.reload(config)
+        vrrp_parts = ("vrrp_instances", "vrrp_sync_groups", "vrrp_scripts")
+        if any(getattr(config, part) != getattr(self.config, part) for part in vrrp_parts):
+            event(log, "reload.vrrp_deferred", logging.WARNING,
+                  note="VRRP instances, sync groups and scripts changed: they keep running "
+                       "as they are until a restart (applying them live arrives with "
+                       "issue 7's next step)")
+            done.append("VRRP changes apply at the next restart")
+        self.config = config
+        note = "; ".join(done) or "applied"
+        event(log, "reload.applied", note=note)
+        return note
 
     def _reloaded(self, result: str, errors: list[str], note: str = "") -> bool:
         now = time.time()

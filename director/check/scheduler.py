@@ -93,9 +93,12 @@ class Scheduler:
         self._push(job)
         return job
 
-    def remove(self, job: Job) -> None:
-        job.removed = True
-        self.jobs.remove(job)
+    def remove(self, *jobs: Job) -> None:
+        """Their deadlines stay in the heap and are skipped when due; an attempt in flight
+        finishes unheard."""
+        for job in jobs:
+            job.removed = True
+        self.jobs = [job for job in self.jobs if not job.removed]
 
     def _push(self, job: Job) -> None:
         heap = self._heap

@@ -218,26 +218,47 @@ class LoadBalancer:
     def __init__(self, config: Any, checks: Any, backend: str, notifier: Notifier,
                  reconcile_every: float | None = None,
                  on_event: Callable[..., Any] = lambda kind, **fields: None) -> None:
-        self.config = config
         self.on_event = on_event            # events for people: quorum, ha_suspend
         self.checks = checks
         self.backend = BACKENDS[backend]()
         self.notifier = notifier
-        delays = [v.delay_loop for v in config.virtual_servers] or [60.0]
-        self.reconcile_every = reconcile_every or max(1.0, min(delays))
+        self.reconcile_asked = reconcile_every
         self.quorum: dict[str, bool] = {}
-        # ha_suspend: a virtual server is programmed only while its address is ours
-        self.ha_suspend = {virtual_server_name(v): v.address for v in config.virtual_servers
-                           if v.ha_suspend and v.address is not None}
         self.suspended: frozenset[str] = frozenset()
-        groups = {group.name: group for group in config.virtual_server_groups}
-        self.keys = {virtual_server_name(v): service_keys(v, groups)    # for the snapshot
-                     for v in config.virtual_servers}
+        self._configure(config)
         self.desired: State = {}
         self.owned: frozenset = frozenset()
         self.changed = hub.Event()
         self.greenlets: list[hub.Greenlet] = []
         self.errors = 0
+
+    def _configure(self, config: Any) -> None:
+        self.config = config
+        delays = [v.delay_loop for v in config.virtual_servers] or [60.0]
+        self.reconcile_every = self.reconcile_asked or max(1.0, min(delays))
+        # ha_suspend: a virtual server is programmed only while its address is ours
+        self.ha_suspend = {virtual_server_name(v): v.address for v in config.virtual_servers
+                           if v.ha_suspend and v.address is not None}
+        groups = {group.name: group for group in config.virtual_server_groups}
+        self.keys = {virtual_server_name(v): service_keys(v, groups)    # for the snapshot
+                     for v in config.virtual_servers}
+
+    def reload(self, config: Any) -> None:
+        """A new configuration: services that went are removed at the next converge (they
+        stay in ``owned``), new ones are added, a virtual server that stayed keeps its
+        quorum state."""
+        self._configure(config)
+        names = set(self.keys)
+        self.quorum = {name: up for name, up in self.quorum.items() if name in names}
+        for virtual in config.virtual_servers:
+            name = virtual_server_name(virtual)
+            if name not in self.quorum:
+                self.quorum[name] = initial_quorum(virtual,
+                                                   lambda real, n=name: self.live(n, real))
+        if self.ha_suspend and not any(g.name == "ha_suspend" for g in self.greenlets
+                                       if not g.dead):
+            self.greenlets.append(hub.spawn(self._watch_addresses, name="ha_suspend"))
+        self.changed.set()
 
     def live(self, virtual_name: str, real: Any) -> Live:
         state = self.checks.state_of(virtual_name, real)

@@ -282,3 +282,47 @@ def test_a_taken_web_address_or_a_missing_token_file_is_one_clear_line(tmp_path,
             assert "check.started" not in done.stderr        # nothing started before it
     finally:
         taken.close()
+
+
+def test_reload_applies_the_difference_without_flapping_what_stayed(daemon, servers):
+    """Add a real server, remove one, change a weight: each HUP applies only that; the
+    servers that stayed keep their state and counters (no down/up event, counts go on)."""
+    first, second = (sock.getsockname()[1] for sock in servers)
+    third = listen()
+    try:
+        wait_for(lambda: all(r["checks"]["ok"] >= 2 for r in daemon.reals().values()), 10,
+                 message=daemon.log)
+
+        def hup(ports, weights=None):
+            text = config_text(ports)
+            for port, weight in (weights or {}).items():
+                text = text.replace(f"real_server 127.0.0.1 {port} {{\n        weight 3",
+                                    f"real_server 127.0.0.1 {port} {{\n        weight {weight}")
+            daemon.config.write_text(text)
+            before = len(daemon.get("/api/v1/events"))
+            daemon.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: any(e["kind"] == "reload" for e in
+                                 daemon.get("/api/v1/events")[before:]), 5, message=daemon.log)
+            return daemon.get("/api/v1/state")["reload"]
+
+        checks_before = daemon.reals()[first]["checks"]["ok"]
+        added = third.getsockname()[1]
+        assert "1 added" in hup([first, second, added])["note"]
+        wait_for(lambda: (daemon.reals().get(added) or {}).get("last_check"), 5,
+                 message=daemon.log)
+        assert daemon.reals()[added]["up"]
+        assert "1 removed" in hup([first, added])["note"]
+        assert set(daemon.reals()) == {first, added}
+        status = hup([first, added], {first: 7})
+        assert status["result"] == "success" and "2 kept" in status["note"], status
+        real = daemon.reals()[first]
+        assert real["configured_weight"] == 7 and real["desired_weight"] == 7
+        assert real["checks"]["ok"] >= checks_before             # not reset ...
+        wait_for(lambda: daemon.reals()[first]["checks"]["ok"] > checks_before, 3,
+                 message=daemon.log)                          # ... and going on
+        assert not [e for e in daemon.get("/api/v1/events") if e["kind"] == "real_server"]
+        metrics = daemon.get("/metrics")
+        assert f'real_server="127.0.0.1:{second}"' not in metrics
+        assert 'director_config_reloads_total{result="success"} 3.0' in metrics
+    finally:
+        third.close()
