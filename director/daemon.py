@@ -191,15 +191,16 @@ class Director:
             from .vrrp.arp import Announcer
             from .vrrp.service import VrrpService
             self.vrrp = VrrpService(self.config, self.clock, Announcer(), notifier)
+            self.vrrp.on_new_instance.append(
+                lambda instance: instance.listeners.append(
+                    lambda instance, transition: self.events.add(
+                        "vrrp.transition", instance=instance.name,
+                        from_state=transition.old, to_state=transition.new,
+                        reason=transition.reason, priority=instance.state.priority)))
+            self.vrrp.on_new_sync_group.append(
+                lambda group: group.listeners.append(lambda group, state: self.events.add(
+                    "vrrp.sync_group", sync_group=group.name, state=state)))
             self.vrrp.start()
-            for instance in self.vrrp.instances:
-                instance.listeners.append(lambda instance, transition: self.events.add(
-                    "vrrp.transition", instance=instance.name, from_state=transition.old,
-                    to_state=transition.new, reason=transition.reason,
-                    priority=instance.state.priority))
-            for group in self.vrrp.sync_groups:
-                group.listeners.append(lambda group, state: self.events.add(
-                    "vrrp.sync_group", sync_group=group.name, state=state))
         if not self.options.vrrp and self.config.virtual_servers:
             from .check.service import CheckService
             from .lb.service import LoadBalancer, ipvs_available
@@ -273,12 +274,11 @@ class Director:
         if self.lb is not None:
             self.lb.reload(config)
         vrrp_parts = ("vrrp_instances", "vrrp_sync_groups", "vrrp_scripts")
-        if any(getattr(config, part) != getattr(self.config, part) for part in vrrp_parts):
-            event(log, "reload.vrrp_deferred", logging.WARNING,
-                  note="VRRP instances, sync groups and scripts changed: they keep running "
-                       "as they are until a restart (applying them live arrives with "
-                       "issue 7's next step)")
-            done.append("VRRP changes apply at the next restart")
+        if self.vrrp is not None and any(getattr(config, part) != getattr(self.config, part)
+                                         for part in vrrp_parts):
+            counts = self.vrrp.reload(config)
+            done.append("VRRP instances: " + ", ".join(f"{n} {what}"
+                                                       for what, n in counts.items() if n))
         self.config = config
         note = "; ".join(done) or "applied"
         event(log, "reload.applied", note=note)

@@ -38,48 +38,162 @@ class VrrpService:
         self.scripts: dict[str, ScriptRunner] = {}
         self.dropped: dict[tuple[str, str], int] = {}     # (interface, reason) -> count
         self.greenlets: list[hub.Greenlet] = []
+        self.receivers: dict[tuple, hub.Greenlet] = {}
+        self.expectations: dict[tuple, dict] = {}
+        self.trackers: dict[str, Tracker] = {}
+        # called with each instance / sync group built, at start and on reload (the daemon's
+        # events); register before start()
+        self.on_new_instance: list = []
+        self.on_new_sync_group: list = []
 
     def start(self) -> None:
         self.addresses.open()
+        added = [self._build(config) for config in self.config.vrrp_instances]
+        self._wire_tracking(added)
+        self._build_sync_groups(self.config.vrrp_sync_groups)
+        for instance in added:
+            self._listen(instance)
+        self._update_receivers()
+        for instance in added:
+            self.greenlets.append(instance.start())
+        self.interface_watcher.start()
+        for runner in self.scripts.values():
+            runner.start()
+
+    @staticmethod
+    def _socket_key(config) -> tuple:
+        return (config.interface, instance_family(config),
+                config.unicast_src_ip or config.mcast_src_ip)
+
+    def _build(self, config) -> Instance:
         defs = self.config.global_defs
-        for config in self.config.vrrp_instances:
-            family = instance_family(config)
-            key = (config.interface, family, config.unicast_src_ip or config.mcast_src_ip)
-            sock = self.sockets.get(key)
-            if sock is None:
-                sock = VrrpSocket(key[0], family, key[2]).open()
-                self.sockets[key] = sock
-                self.members[key] = {}
-            instance = Instance(config, defs, effective_version(config, defs), family,
-                                self.clock, self.addresses, self.announcer, sock)
-            primary = self.addresses.primary_address(config.interface, family) or \
-                ("0.0.0.0" if family == 4 else "::")
-            instance.prepare(primary)
-            self.members[key][config.virtual_router_id] = instance
-            self.instances.append(instance)
-            self._remove_leftovers(instance)
-        self._wire_tracking()
+        key = self._socket_key(config)
+        sock = self.sockets.get(key)
+        if sock is None:
+            sock = VrrpSocket(key[0], key[1], key[2]).open()
+            self.sockets[key] = sock
+            self.members[key] = {}
+        instance = Instance(config, defs, effective_version(config, defs), key[1],
+                            self.clock, self.addresses, self.announcer, sock)
+        primary = self.addresses.primary_address(config.interface, key[1]) or \
+            ("0.0.0.0" if key[1] == 4 else "::")
+        instance.prepare(primary)
+        self.members[key][config.virtual_router_id] = instance
+        self.instances.append(instance)
+        self._remove_leftovers(instance)
+        return instance
+
+    def _build_sync_groups(self, groups) -> None:
         by_name = {instance.name: instance for instance in self.instances}
-        for group in self.config.vrrp_sync_groups:
+        for group in groups:
             sync = SyncGroup(group.name, [by_name[name] for name in group.group
                                           if name in by_name])
             sync.attach()
             sync.listeners.append(lambda sync, state, config=group:
                                   self._notify(config, "GROUP", sync.name, state, None))
+            for callback in self.on_new_sync_group:
+                callback(sync)
             self.sync_groups.append(sync)
-        for instance in self.instances:
-            instance.listeners.append(
-                lambda instance, transition: self._notify(
-                    instance.config, "INSTANCE", instance.name, transition.new,
-                    instance.state.priority))
-        for key, sock in self.sockets.items():
-            self.greenlets.append(hub.spawn(self._receive, key, sock,
-                                            name=f"vrrp receive {key[0]}/IPv{key[1]}"))
-        for instance in self.instances:
+
+    def _listen(self, instance: Instance) -> None:
+        instance.listeners.append(
+            lambda instance, transition: self._notify(
+                instance.config, "INSTANCE", instance.name, transition.new,
+                instance.state.priority))
+        for callback in self.on_new_instance:
+            callback(instance)
+
+    def _update_receivers(self) -> None:
+        """One receiver per socket; what each expects follows the instances on it."""
+        for key, sock in list(self.sockets.items()):
+            members = self.members[key]
+            if not members:                     # its last instance went in a reload
+                receiver = self.receivers.pop(key, None)
+                if receiver is not None:
+                    receiver.kill(block=False)
+                sock.close()
+                del self.sockets[key], self.members[key]
+                self.expectations.pop(key, None)
+                continue
+            self.expectations[key] = {vrid: instance.expectation()
+                                      for vrid, instance in members.items()}
+            if key not in self.receivers:
+                self.receivers[key] = hub.spawn(self._receive, key, sock,
+                                                name=f"vrrp receive {key[0]}/IPv{key[1]}")
+
+    def reload(self, config: Any, timeout: float = 2.0) -> dict[str, int]:
+        """Apply a new configuration's VRRP part. An instance whose configuration (and the
+        scripts it tracks) did not change keeps running untouched: no transition, no missed
+        advert. A removed one leaves as on stop (priority 0 from a master, VIPs removed); an
+        added one starts as at start-up; a changed one does both. Sync groups that changed,
+        or whose members did, are rebuilt."""
+        defs = config.global_defs
+        old_scripts = {script.name: script for script in self.config.vrrp_scripts}
+        new_scripts = {script.name: script for script in config.vrrp_scripts}
+        changed_scripts = {name for name in old_scripts.keys() | new_scripts.keys()
+                           if old_scripts.get(name) != new_scripts.get(name)}
+        running = {instance.name: instance for instance in self.instances}
+
+        def same(config_) -> bool:
+            instance = running.get(config_.name)
+            return (instance is not None and instance.config == config_ and
+                    instance.version == effective_version(config_, defs) and
+                    not {t.name for t in config_.track_script} & changed_scripts)
+
+        kept = {item.name for item in config.vrrp_instances if same(item)}
+        going = [instance for instance in self.instances if instance.name not in kept]
+        old_groups = {group.name: group for group in self.config.vrrp_sync_groups}
+        new_groups = {group.name: group for group in config.vrrp_sync_groups}
+        rebuilt = {name for name in old_groups.keys() | new_groups.keys()
+                   if old_groups.get(name) != new_groups.get(name) or
+                   any(member not in kept for member in new_groups[name].group
+                       if name in new_groups)}
+        for sync in [group for group in self.sync_groups if group.name in rebuilt]:
+            sync.detach()
+            self.sync_groups.remove(sync)
+        for instance in going:
+            instance.post(fsm.Shutdown())
+        hub.joinall([instance.greenlet for instance in going if instance.greenlet],
+                    timeout=timeout)
+        for instance in going:
+            self._forget(instance)
+        self.config = config
+        added = [self._build(item) for item in config.vrrp_instances if item.name not in kept]
+        self._wire_tracking(added)
+        self._build_sync_groups([new_groups[name] for name in sorted(rebuilt)
+                                 if name in new_groups])
+        for instance in added:
+            self._listen(instance)
+        self._update_receivers()
+        for instance in added:
             self.greenlets.append(instance.start())
-        self.interface_watcher.start()
-        for runner in self.scripts.values():
-            runner.start()
+        if self.interface_watcher.greenlet is None:
+            self.interface_watcher.start()
+        for name, runner in list(self.scripts.items()):
+            if not runner.subscribers:          # no instance tracks it any more
+                runner.stop()
+                del self.scripts[name]
+            elif runner.greenlet is None:
+                runner.start()
+        counts = {"kept": len(kept),
+                  "added": len({i.name for i in added} - set(running)),
+                  "changed": len({i.name for i in added} & set(running)),
+                  "removed": len(set(running) - {c.name for c in config.vrrp_instances})}
+        log_event(log, "vrrp.reloaded", **counts)
+        return counts
+
+    def _forget(self, instance: Instance) -> None:
+        key = self._socket_key(instance.config)
+        self.members[key].pop(instance.config.virtual_router_id, None)
+        self.instances.remove(instance)
+        tracker = self.trackers.pop(instance.name, None)
+        if tracker is not None:
+            for trackers in self.interface_watcher.subscribers.values():
+                if tracker in trackers:
+                    trackers.remove(tracker)
+            for runner in self.scripts.values():
+                if tracker in runner.subscribers:
+                    runner.subscribers.remove(tracker)
 
     def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
         """keepalived's scripts: notify_<state> as written, then ``notify`` with
@@ -105,9 +219,9 @@ class VrrpService:
                 log_event(log, "vrrp.address_error", logging.ERROR, instance=instance.name,
                           address=vip.address, action="remove leftover", error=exc)
 
-    def _wire_tracking(self) -> None:
+    def _wire_tracking(self, instances: list[Instance]) -> None:
         scripts = {script.name: script for script in self.config.vrrp_scripts}
-        for instance in self.instances:
+        for instance in instances:
             config = instance.config
             tracked = []
             if not config.dont_track_primary:
@@ -120,6 +234,7 @@ class VrrpService:
                 reverse = item.reverse if item.weight is not None else script.weight[1]
                 tracked.append(Tracked(f"script {item.name}", weight, reverse))
             tracker = Tracker(instance, tracked)
+            self.trackers[instance.name] = tracker
             for ifname in {config.interface} | {t.name for t in config.track_interface}:
                 if ifname != config.interface or not config.dont_track_primary:
                     self.interface_watcher.watch(ifname, tracker)
@@ -131,8 +246,7 @@ class VrrpService:
                 runner.subscribers.append(tracker)
 
     def _receive(self, key: tuple, sock: VrrpSocket) -> None:
-        members = self.members[key]
-        expectations = {vrid: instance.expectation() for vrid, instance in members.items()}
+        # Looked up per packet, not captured: a reload changes what is on this socket.
         while True:
             try:
                 message, source, destination, ttl = sock.receive()
@@ -141,8 +255,9 @@ class VrrpService:
                           error=exc)
                 hub.sleep(0.1)
                 continue
-            outcome = check_received(message, key[1], source, destination, ttl, expectations)
-            instance = members.get(outcome.vrid if isinstance(outcome, Dropped)
+            outcome = check_received(message, key[1], source, destination, ttl,
+                                     self.expectations[key])
+            instance = self.members[key].get(outcome.vrid if isinstance(outcome, Dropped)
                                    else outcome.advert.vrid)
             if isinstance(outcome, Dropped):
                 self._count_drop(key[0], instance, outcome, source)
@@ -172,7 +287,7 @@ class VrrpService:
             instance.post(fsm.Shutdown())
         hub.joinall([i.greenlet for i in self.instances if i.greenlet], timeout=timeout)
         self.notifier.wait(timeout=1.0)
-        hub.killall(self.greenlets, block=False)
+        hub.killall(self.greenlets + list(self.receivers.values()), block=False)
         for sock in self.sockets.values():
             sock.close()
         self.addresses.close()

@@ -22,6 +22,12 @@ class SyncGroup:
         for member in self.members:
             member.listeners.append(self.on_transition)
 
+    def detach(self) -> None:
+        """Before a reload rebuilds the group: its members stop telling it anything."""
+        for member in self.members:
+            if self.on_transition in member.listeners:
+                member.listeners.remove(self.on_transition)
+
     def on_transition(self, member, transition: fsm.Transition) -> None:
         self._group_changed()
         if self.reason in transition.reason:     # caused by the group: no echo
