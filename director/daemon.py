@@ -18,6 +18,7 @@ from .clock import Clock, MonotonicClock
 from .config import load_config
 from .events import EventLog
 from .log import event
+from .mail import Mailer
 from .notify import Notifier
 from .snapshot import Snapshot, take, virtual_servers
 
@@ -63,6 +64,7 @@ class Director:
         self.checks = None
         self.lb = None
         self.notifier: Notifier | None = None
+        self.mailer: Mailer | None = None
         self.events = EventLog()
         self.ready = hub.Event()                 # set once every subsystem has started
         self.web = None
@@ -184,6 +186,9 @@ class Director:
         # The web address first: if it is taken the daemon stops before it holds a VIP.
         if self.options.web != "off":
             self._serve_web()
+        self.mailer = Mailer(self.config, self.router_id())
+        self.events.listeners.append(self.mailer.on_event)
+        self.mailer.start()
         self.notifier = notifier = Notifier(self.config.global_defs.script_user)
         notifier.listeners.append(lambda why, result: self.events.add(
             "notify", kind="script", why=why, result=result))
@@ -245,6 +250,8 @@ class Director:
             self.vrrp.stop()
         if self.notifier is not None:
             self.notifier.wait(timeout=1.0)       # quorum_down / notify_down of omega
+        if self.mailer is not None:
+            self.mailer.stop()
         event(log, "director.stopped")
         return False
 
@@ -273,6 +280,8 @@ class Director:
                                                      for what, n in counts.items() if n))
         if self.lb is not None:
             self.lb.reload(config)
+        if self.mailer is not None:
+            self.mailer.configure(config)
         vrrp_parts = ("vrrp_instances", "vrrp_sync_groups", "vrrp_scripts")
         if self.vrrp is not None and any(getattr(config, part) != getattr(self.config, part)
                                          for part in vrrp_parts):
@@ -293,8 +302,19 @@ class Director:
         self.events.add("reload", result=result, errors=len(errors), note=note)
         return True
 
+    def router_id(self) -> str:
+        return self.config.global_defs.router_id or self.config_id
+
     def vrrp_snapshot(self) -> dict:
         return self.vrrp.snapshot() if self.vrrp else {"instances": [], "sync_groups": []}
+
+    def notifications(self) -> dict[tuple[str, str], int]:
+        """(kind, result) -> count: notify scripts and mails."""
+        counts = {("script", result): n
+                  for result, n in (self.notifier.results if self.notifier else {}).items()}
+        counts.update({("smtp", result): n
+                       for result, n in (self.mailer.results if self.mailer else {}).items()})
+        return counts
 
     def snapshot(self, with_jobs: bool = False) -> Snapshot:
         return take(self, with_jobs=with_jobs)
@@ -321,8 +341,10 @@ class Director:
     def _dump_lines(self):
         """The state as JSON, one real server a line (C encoder: no indent), so that it can
         be written piece by piece and still read by people and by json.load."""
-        router_id = self.config.global_defs.router_id or self.config_id
-        yield "{" + json.dumps("router_id") + ": " + json.dumps(router_id) + ",\n"
+        yield "{" + json.dumps("router_id") + ": " + json.dumps(self.router_id()) + ",\n"
+        yield ' "notifications": ' + json.dumps(
+            {f"{kind} {result}": n for (kind, result), n in self.notifications().items()}) + \
+            ",\n"
         yield ' "vrrp": ' + json.dumps(self.vrrp_snapshot()) + ",\n"
         servers = virtual_servers(self.config, self.checks, self.lb, YIELD_EVERY)
         yield ' "virtual_servers": ['

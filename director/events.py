@@ -53,6 +53,7 @@ class EventLog:
     def __init__(self, capacity: int = CAPACITY, clock=time.time) -> None:
         self.ring: deque[Event] = deque(maxlen=capacity)
         self.subscribers: set[Subscription] = set()
+        self.listeners: list = []        # called with each event, in add(): must not block
         self._ids = itertools.count(1)
         self._clock = clock
         self.dropped_subscribers = 0
@@ -60,6 +61,8 @@ class EventLog:
     def add(self, kind: str, **fields: Any) -> Event:
         event = Event(next(self._ids), round(self._clock(), 3), kind, fields)
         self.ring.append(event)
+        for listener in self.listeners:
+            listener(event)
         for subscriber in list(self.subscribers):
             try:
                 subscriber.queue.put_nowait(event)

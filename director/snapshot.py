@@ -143,7 +143,7 @@ def take(director: Any, yield_every: int = 1000, with_jobs: bool = False) -> Sna
     servers = virtual_servers(config, director.checks, director.lb, yield_every, jobs)
     lb = director.lb
     state = {
-        "router_id": config.global_defs.router_id or director.config_id,
+        "router_id": director.router_id(),
         "pid": director.pid,
         "started": director.started_wall,
         "config": director.options.use_file,
@@ -152,9 +152,7 @@ def take(director: Any, yield_every: int = 1000, with_jobs: bool = False) -> Sna
         "vrrp": {"instances": vrrp["instances"], "sync_groups": vrrp["sync_groups"]},
         "virtual_servers": servers,
     }
-    notifier = director.notifier
-    notifications = {("script", result): count
-                     for result, count in (notifier.results if notifier else {}).items()}
+    notifications = director.notifications()
     lateness = None
     if director.checks is not None and director.checks.scheduler.lateness:
         samples = sorted(director.checks.scheduler.lateness)

@@ -14,6 +14,6 @@ def index():
     director = current_app.config["DIRECTOR"]
     return render_template(
         "index.html",
-        router_id=director.config.global_defs.router_id or director.config_id,
+        router_id=director.router_id(),
         admin=current_app.config["ADMIN_TOKEN"] is not None,
         csrf_token=current_app.config["CSRF_TOKEN"])

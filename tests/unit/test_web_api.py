@@ -56,8 +56,6 @@ def contract_state():
 
 class FakeDirector:
     def __init__(self):
-        self.config = SimpleNamespace(global_defs=SimpleNamespace(router_id=HOSTILE))
-        self.config_id = "test"
         self.events = EventLog()
         self.commands = []
         self.is_healthy = True
@@ -73,6 +71,9 @@ class FakeDirector:
 
     def healthy(self):
         return self.is_healthy
+
+    def router_id(self):
+        return HOSTILE
 
     def command(self, name, **arguments):
         self.commands.append((name, arguments))

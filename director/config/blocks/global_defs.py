@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
 from ..values import email
-from .common import (IP_ADDRESS, LVS, MAIL, NOT_YET, instance_default_keywords, no_header,
+from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
 
 NOT_PLANNED = "director does not act on this keyword"
@@ -28,16 +28,17 @@ GLOBAL_DEFS = Block(
            doc="Names this director in alerts, logs and the dashboard. Default: the short "
                "host name."),
         Kw("notification_email", Lines(email, "e-mail addresses"),
-           doc="Who receives the alert mails.", unsupported=MAIL),
-        Kw("notification_email_from", Word("an e-mail address"), unsupported=MAIL),
-        Kw("smtp_server", Custom(server_address, "IP|HOST [PORT]"), unsupported=MAIL),
-        Kw("smtp_helo_name", Word("a host name"), unsupported=MAIL),
-        Kw("smtp_connect_timeout", Int(1, 4294), default=30, unsupported=MAIL),
-        Kw("smtp_alert", Flag(), doc="Default smtp_alert for instances and checkers.",
-           unsupported=MAIL),
-        Kw("smtp_alert_vrrp", Flag(), unsupported=MAIL),
-        Kw("smtp_alert_checker", Flag(), unsupported=MAIL),
-        Kw("no_email_faults", Flag(), unsupported=MAIL),
+           doc="Who receives the alert mails."),
+        Kw("notification_email_from", Word("an e-mail address")),
+        Kw("smtp_server", Custom(server_address, "IP|HOST [PORT]")),
+        Kw("smtp_helo_name", Word("a host name")),
+        Kw("smtp_connect_timeout", Int(1, 4294), default=30),
+        Kw("smtp_alert", Flag(), doc="Mail on every VRRP and checker change (each object's "
+                                     "own smtp_alert adds to this)."),
+        Kw("smtp_alert_vrrp", Flag(), doc="Mail on every VRRP instance and sync group change."),
+        Kw("smtp_alert_checker", Flag(), doc="Mail on every real server up/down and quorum "
+                                             "change."),
+        Kw("no_email_faults", Flag(), doc="No mail for transitions to FAULT."),
         Kw("script_user", Text("USER [GROUP]"),
            doc="The user that notify, track and check scripts run as."),
         Kw("enable_script_security", Flag(),

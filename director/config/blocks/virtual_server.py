@@ -7,7 +7,7 @@ import dataclasses
 from ..schema import UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds, Word
 from ..values import Script, group_entry, ip_port, parse_ip, parse_port
 from .checkers import checker_keywords
-from .common import MAIL, NOT_YET, name_header, unsupported
+from .common import NOT_YET, name_header, unsupported
 
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf",
               "mh", "twos")
@@ -46,7 +46,7 @@ REAL_SERVER = Block(
         Kw("notify_down", Script()),
         Kw("uthreshold", Int(0, 1 << 31), doc="IPVS upper connection threshold."),
         Kw("lthreshold", Int(0, 1 << 31), doc="IPVS lower connection threshold."),
-        Kw("smtp_alert", Flag(), unsupported=MAIL),
+        Kw("smtp_alert", Flag()),
         Kw("lvs_method", Custom(_method, "NAT|DR|TUN [tunnel options]"),
            doc="Forwarding method for this server only."),
         Kw("delay_loop", Seconds(0.001, 86400)),
@@ -177,7 +177,7 @@ VIRTUAL_SERVER = Block(
         Kw("sorry_server_inhibit", Flag()),
         Kw("sorry_server_lvs_method", Custom(_method, "NAT|DR|TUN")),
         Kw("inhibit_on_failure", Flag()),
-        Kw("smtp_alert", Flag(), unsupported=MAIL),
+        Kw("smtp_alert", Flag()),
         Kw("retry", Int(1, UINT_MAX)),
         Kw("delay_before_retry", Seconds(0, 86400)),
         Kw("warmup", Seconds(0, 86400)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
                       SecretText, Text, Word)
 from ..values import Script, route, rule, single_name, tracked, unicast_peer, virtual_address
-from .common import (IP_ADDRESS, MAIL, NOT_YET, instance_default_keywords, name_header,
+from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, name_header,
                      no_header, required, unsupported)
 
 NOT_PLANNED = "director does not act on this keyword"
@@ -79,7 +79,7 @@ _NOTIFY = (
     Kw("notify_fault", Script()),
     Kw("notify_stop", Script()),
     Kw("notify", Script(), doc="Called with TYPE NAME STATE PRIORITY on each change."),
-    Kw("smtp_alert", Flag(), unsupported=MAIL),
+    Kw("smtp_alert", Flag()),
     Kw("notify_priority_changes", Flag(), unsupported=NOT_YET),
 )
 
