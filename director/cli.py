@@ -43,7 +43,10 @@ def parser() -> argparse.ArgumentParser:
                    help="accepted for keepalived compatibility; director never forks")
     p.add_argument("-l", "--log-console", action="store_true", help="log to stderr")
     p.add_argument("-D", "--log-detail", action="store_true", help="more detail in the log")
-    p.add_argument("-S", "--log-facility", metavar="N", help="syslog facility LOCAL<N>")
+    p.add_argument("-S", "--log-facility", metavar="N", choices=[str(n) for n in range(8)],
+                   help="log to syslog as facility LOCAL<N> (0-7); without -l and where "
+                        "stderr is not collected (terminal, supervisord, journald) director "
+                        "logs to syslog as DAEMON")
     p.add_argument("-p", "--pid", metavar="FILE", help="pid file")
     p.add_argument("-i", "--config-id", metavar="ID",
                    help="the id that @ID lines match (default: short host name)")
@@ -98,7 +101,8 @@ def run_daemon(config, args, config_id: str) -> int:
     from . import log
     from .daemon import Director, StartupError
     from .pidfile import PidFileBusy
-    log.setup(detail=args.log_detail)
+    log.setup(detail=args.log_detail, console=log.console_wanted(args.log_console),
+              facility=args.log_facility)
     try:
         return Director(config, args, config_id).run()
     except (PidFileBusy, StartupError) as exc:

@@ -25,7 +25,8 @@ def start_director(argv: list[str]) -> tuple[Director, str | None]:
         print(diagnostic, file=sys.stderr)
     if not result.ok:
         sys.exit(f"director: {args.use_file}: {len(result.errors)} error(s)")
-    log.setup(detail=args.log_detail)
+    log.setup(detail=args.log_detail, console=log.console_wanted(args.log_console),
+              facility=args.log_facility)
     try:
         token = read_admin_token(args.admin_token_file)
     except OSError as exc:

@@ -54,3 +54,43 @@ def test_scripts_run_as_the_configured_user_with_its_primary_group_only():
         shutil.rmtree(folder)
     assert int(uid) == nobody.pw_uid
     assert groups.split() == [str(nobody.pw_gid)]
+
+
+def test_syslog_gets_one_event_per_datagram_with_the_facility(tmp_path):
+    """-S 3: LOCAL3; what syslog receives is the same event line, tagged director[pid]."""
+    import logging
+    import os
+    import socket
+
+    from director import log
+    path = str(tmp_path / "log.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(5)
+    try:
+        log.setup(console=False, facility="3", syslog_address=path)
+        log.event(logging.getLogger("director.test"), "vrrp.transition", instance="VI_1",
+                  to="MASTER")
+        datagram = server.recv(4096).decode()
+    finally:
+        server.close()
+        log.setup()
+    local3_info = (16 + 3) * 8 + 6
+    assert datagram.startswith(f"<{local3_info}>director[{os.getpid()}]: INFO ")
+    assert "vrrp.transition instance=VI_1 to=MASTER" in datagram
+
+
+def test_without_a_syslog_socket_it_logs_to_stderr_and_says_so(tmp_path, capsys):
+    import io
+    import logging
+
+    from director import log
+    stream = io.StringIO()
+    try:
+        log.setup(console=False, syslog_address=str(tmp_path / "none"), stream=stream)
+        log.event(logging.getLogger("director.test"), "check.state", state="down")
+    finally:
+        log.setup()
+    text = stream.getvalue()
+    assert "log.syslog_unavailable no syslog at" in text
+    assert "check.state state=down" in text
