@@ -49,14 +49,15 @@ def vrrp_config(priority: int, *, vrid: int = 51, version: int = 2, advert_int: 
             f"    virtual_ipaddress {{\n{addresses}    }}\n}}\n")
 
 
-def start_director(lab, host, config_text: str, name: str):
+def start_director(lab, host, config_text: str, name: str, mode: tuple[str, ...] = ("-P",)):
+    """``mode``: -P (VRRP only) by default; () runs the checks too (backend none)."""
     folder = Path(lab.tmp) / name
     folder.mkdir(exist_ok=True)
     (folder / "keepalived.conf").write_text(config_text)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = host.popen([sys.executable, "-m", "director", "-f", str(folder / "keepalived.conf"),
-                       "-P", "-l", "-n", "-D", "--web", "off", "--state-dir",
-                       str(folder / "state"), "-p", str(folder / "director.pid")],
+                       *(mode or ("--backend", "none")), "-l", "-n", "-D", "--web", "off",
+                       "--state-dir", str(folder / "state"), "-p", str(folder / "director.pid")],
                       log_path=str(folder / "log"), env=env)
     proc.state_dir = folder / "state"
     return proc

@@ -1,0 +1,133 @@
+"""Faults an operator meets, injected into a lab: the MASTER's link flapping ten times in
+five seconds ends with exactly one MASTER; a real server flapping every second, checked
+with rise and alpha, is never put in the pool; fifty SIGHUPs in a row under check load
+change nothing (no VRRP transition, no real server flap, the daemon healthy)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.functional.lab import wait_for
+from tests.functional.test_vrrp_failover import (VIP, down_interval, holds, lacks, pair,  # noqa: F401
+                                                 start_director, stats, stays, vrrp_config)
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(150)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_link_flapping_on_the_master_ends_with_one_master(lab, pair):  # noqa: F811
+    _, a, b = pair
+    high = start_director(lab, a, vrrp_config(150), "high")
+    wait_for(holds(a), down_interval(150) + 1, message=lambda: lab.log_of(high))
+    low = start_director(lab, b, vrrp_config(100), "low")
+    wait_for(lambda: "to=BACKUP" in lab.log_of(low), 5, message=lambda: lab.log_of(low))
+    for flap in range(10):                                   # ten flaps in five seconds
+        a.link("eth0", False)
+        time.sleep(0.25)                                     # the fault's own rhythm
+        a.link("eth0", True)
+        time.sleep(0.25)
+    # settles on the higher priority, once; then stays so
+    wait_for(lambda: a.has_address("eth0", VIP) and not b.has_address("eth0", VIP),
+             down_interval(100) + 3,
+             message=lambda: f"{lab.log_of(high)}\n{lab.log_of(low)}")
+    stays(lambda: a.has_address("eth0", VIP) and not b.has_address("eth0", VIP), 3,
+          "more or less than one MASTER after the flaps")
+    assert stats(lab, high)["VI_1"]["transitions"].get("FAULT->BACKUP", 0) >= 1
+
+
+class FlappingServer:
+    """A TCP listener on 127.0.0.1 in the test's own namespace that is there one second and
+    gone the next, for a bounded number of flaps."""
+
+    def __init__(self, flaps: int, period: float = 1.0):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.flaps, self.period = flaps, period
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        for _ in range(self.flaps):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self.port))
+            sock.listen(64)
+            time.sleep(self.period)                          # up for a period ...
+            sock.close()
+            time.sleep(self.period)                          # ... down for the next
+        self.done.set()
+
+
+def test_a_flapping_server_with_rise_and_alpha_never_joins(tmp_path):
+    from tests.functional.test_web_daemon import Daemon, free_port  # noqa: F401
+    flapping = FlappingServer(flaps=5)
+    steady = socket.socket()
+    steady.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    steady.bind(("127.0.0.1", 0))
+    steady.listen(64)
+    daemon = Daemon(tmp_path, [flapping.port, steady.getsockname()[1]])
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "    delay_loop 1\n", "    delay_loop 0.5\n    alpha\n").replace(
+        "            retry 1\n", "            retry 0\n            rise 3\n"))
+    flapping.thread.start()
+    daemon.start()
+    try:
+        wait_for(flapping.done.is_set, 15, message="the flapping server did not finish")
+        events = [e for e in daemon.get("/api/v1/events") if e["kind"] == "real_server"
+                  and e["real_server"] == f"127.0.0.1:{flapping.port}"]
+        # checked every 0.5 s, it passed at most two checks in a row: never three (rise)
+        assert events == [], events
+        assert daemon.reals()[flapping.port]["up"] is False
+        assert daemon.reals()[flapping.port]["checks"]["ok"] >= 3     # it did pass some
+        assert daemon.reals()[steady.getsockname()[1]]["up"] is True   # alpha, then rise 3
+    finally:
+        daemon.stop()
+        steady.close()
+
+
+def test_fifty_hups_under_check_load_change_nothing(lab, pair):  # noqa: F811
+    _, a, b = pair
+    listener = a.popen([sys.executable, "-c", (
+        "import socket, time\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', 9000)); s.listen(4096)\n"
+        "while True:\n    c, _ = s.accept(); c.close()\n")])
+    wait_for(lambda: ":9000" in a.run(["ss", "-Hltn"]).stdout, 10,
+             message=lambda: lab.log_of(listener))
+    reals = "".join(f"""    real_server 127.0.{n // 250}.{n % 250 + 1} 9000 {{
+        TCP_CHECK {{
+            connect_timeout 1
+        }}
+    }}
+""" for n in range(200))
+    config = vrrp_config(150) + (f"virtual_server 192.0.2.100 80 {{\n    delay_loop 1\n"
+                                 f"    protocol TCP\n{reals}}}\n")
+    ours = start_director(lab, a, config, "ours", mode=())
+    peer = start_director(lab, b, vrrp_config(100), "peer")
+    wait_for(holds(a), down_interval(150) + 1, message=lambda: lab.log_of(ours))
+    wait_for(lambda: "check.started jobs=200" in lab.log_of(ours), 5,
+             message=lambda: lab.log_of(ours))
+    transitions = stats(lab, ours)["VI_1"]["transitions"]
+    flaps_before = lab.log_of(ours).count("check.real_server")
+    for _ in range(50):
+        ours.send_signal(signal.SIGHUP)
+    wait_for(lambda: lab.log_of(ours).count("reload.unchanged") >= 1, 10,
+             message=lambda: lab.log_of(ours))
+    stays(holds(a), 3, "ours lost the VIP after the HUPs")
+    assert stats(lab, ours)["VI_1"]["transitions"] == transitions
+    assert lab.log_of(ours).count("check.real_server") == flaps_before
+    assert "to=MASTER" not in lab.log_of(peer)
+    assert ours.poll() is None and "hub.crash" not in lab.log_of(ours)
+    reloads = lab.log_of(ours).count("reload.unchanged")
+    assert 1 <= reloads <= 50
+    assert lacks(b)()
