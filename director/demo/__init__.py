@@ -1,41 +1,229 @@
-"""``director demo``: the demo on the embedded lab configuration (lab.conf beside this file).
+"""``director demo`` (the README's first command): the whole product on one machine.
 
-Today it checks the embedded configuration for both directors of the lab and shows what
-each one parsed; the network-namespace lab that runs both directors, real servers and a
-client is issue 7's, and will start from here.
+As root, where network namespaces work, it builds the keepalived HOWTO's LVS-NAT lab in
+namespaces (director/netlab.py): a client, two directors in VRRP MASTER/BACKUP holding the
+external VIP and the real servers' gateway VIP (a sync group), three real HTTP servers
+behind them; runs director on both with the bundled lab.conf (``-i lb1`` / ``-i lb2``),
+programming nftables where ``nft`` exists; and serves the MASTER's dashboard on
+http://127.0.0.1:8080 of this host (a forwarder in the client's namespace, listening on a
+socket opened here, connects to the VIP: whichever director is MASTER answers). It prints
+what to try and tears everything down on Ctrl-C or SIGTERM.
+
+Without root (or namespaces) it says so and runs observe-only instead: three HTTP servers on
+loopback, director checking them with backend none, the same dashboard.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from ..config import load_config
-from ..config.render import dump_text
-
 LAB_CONFIG = Path(__file__).with_name("lab.conf")
-DIRECTORS = ("lb1", "lb2")
+VIP = "192.168.1.11"
+GATEWAY = "10.20.40.1"
+REAL_SERVERS = {"rs1": "10.20.40.10", "rs2": "10.20.40.11", "rs3": "10.20.40.12"}
+DIRECTORS = {"lb1": ("192.168.1.2", "10.20.40.2"), "lb2": ("192.168.1.3", "10.20.40.3")}
+CLIENT = "192.168.1.100"
+WEB_PORT = 8080             # each director's --web, inside its namespace
+READY_TIMEOUT = 30.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="director demo",
-                                     description="Show the demo lab's configuration as each "
-                                                 "director reads it.")
-    parser.add_argument("--config", default=str(LAB_CONFIG),
-                        help="configuration to use instead of the embedded lab.conf")
+    parser = argparse.ArgumentParser(
+        prog="director demo",
+        description="Run the demo lab: two directors, three real servers and a client in "
+                    "network namespaces, the MASTER's dashboard on this host.")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="port of the dashboard on 127.0.0.1 (default 8080)")
+    parser.add_argument("--observe-only", action="store_true",
+                        help="skip the namespace lab: check loopback servers, backend none")
     args = parser.parse_args(argv)
-    status = 0
-    for director in DIRECTORS:
-        # The lab's interfaces live in its namespaces, not on this host: do not check them.
-        result = load_config(args.config, config_id=director, interface_exists=None)
-        print(f"=== director {director}: {args.config} (-i {director})")
-        for diagnostic in result.diagnostics:
-            print(f"  {diagnostic}")
-        if not result.ok:
-            status = 1
-            continue
-        sys.stdout.write(dump_text(result.config, director))
-    print("\nEach director above is what `director -f lab.conf -i <id> -d` prints. Check your own"
-          " file with: python -m director -t -f /etc/keepalived/keepalived.conf")
-    return status
+    from ..netlab import netns_unavailable
+    reason = None if args.observe_only else netns_unavailable()
+    from .. import hub
+    stop = hub.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # gevent's handler: a plain signal.signal() one would wait for the loop to wake up
+        hub.on_signal(signum, stop.set)
+    if args.observe_only or reason:
+        if reason:
+            print(f"director demo: the namespace lab {reason}.\n"
+                  "Running observe-only instead: director checks three HTTP servers on "
+                  "loopback (backend none), with the same dashboard.\n", flush=True)
+        return observe_only(args.port, stop)
+    return lab(args.port, stop)
+
+
+def _listen(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"director demo: cannot listen on 127.0.0.1:{port}: {exc} "
+                         "(choose another with --port)") from None
+    sock.listen(128)
+    return sock
+
+
+def _site(root: Path, name: str) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "index.html").write_text(f"{name}\n")
+    (folder / "health").write_text("ok\n")
+    return folder
+
+
+def _director_argv(config: Path, state: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "director", "-f", str(config), "-l", "--state-dir", str(state),
+            *extra]
+
+
+def _environment() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[2])
+    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def lab(port: int, stop) -> int:
+    from ..netlab import Lab, wait_for
+    listener = _listen(port)
+    backend = "nftables" if shutil.which("nft") else "none"
+    with Lab() as net:
+        outside, inside = net.switch("ext"), net.switch("int")
+        client = net.host("client", links=[(outside, "eth0", [f"{CLIENT}/24"])])
+        directors = {}
+        for name, (external, internal) in DIRECTORS.items():
+            directors[name] = net.host(name, sysctls={"net.ipv4.ip_forward": 1},
+                                       links=[(outside, "eth0", [f"{external}/24"]),
+                                              (inside, "eth1", [f"{internal}/24"])])
+        servers = {}
+        for name, address in REAL_SERVERS.items():
+            host = net.host(name, links=[(inside, "eth0", [f"{address}/24"])])
+            host.run(["ip", "route", "add", "default", "via", GATEWAY])
+            servers[name] = host.popen([sys.executable, "-m", "http.server", "80", "--bind",
+                                        address, "--directory", _site(net.tmp, name)])
+        daemons = {}
+        for name, host in directors.items():
+            daemons[name] = host.popen(
+                _director_argv(LAB_CONFIG, net.tmp / name, "-i", name, "--backend", backend,
+                               "--web", f"0.0.0.0:{WEB_PORT}"),
+                log_path=net.tmp / f"{name}.log", env=_environment())
+        forwarder = subprocess.Popen(
+            ["ip", "netns", "exec", client.ns, sys.executable, "-m", "director.demo.forward",
+             str(listener.fileno()), VIP, str(WEB_PORT)],
+            pass_fds=[listener.fileno()], env=_environment(), start_new_session=True)
+        net.processes.append(forwarder)
+        listener.close()                 # the forwarder holds it now
+        wait_for(lambda: directors["lb1"].has_address("eth0", VIP), READY_TIMEOUT,
+                 message=lambda: net.log_of(daemons["lb1"]))
+        print(f"""director demo: the lab is up (backend {backend}).
+
+  dashboard (the MASTER's):   http://127.0.0.1:{port}/
+  metrics:                    http://127.0.0.1:{port}/metrics
+
+  namespaces: {' '.join(host.ns for host in (client, *directors.values()))} (and rs1-rs3)
+
+Try:
+  requests to the VIP, from the client:
+      sudo ip netns exec {client.ns} curl -s http://{VIP}/
+  stop a real server (the dashboard shows it down within seconds; the pool goes on):
+      sudo kill {servers['rs2'].pid}
+  stop the MASTER (it sends priority 0, lb2 takes the VIPs, the dashboard follows):
+      sudo kill {daemons['lb1'].pid}
+  logs: {net.tmp}/lb1.log, {net.tmp}/lb2.log
+
+Ctrl-C (or SIGTERM) removes everything.
+ready""", flush=True)
+        stop.wait()
+        print("director demo: tearing the lab down", flush=True)
+    return 0
+
+
+def observe_only(port: int, stop) -> int:
+    from ..netlab import wait_for
+    if port == 0:
+        raise SystemExit("director demo: --port 0 is not supported")
+    with tempfile.TemporaryDirectory(prefix="director-demo-") as folder:
+        root = Path(folder)
+        processes: list[subprocess.Popen] = []
+        try:
+            ports = []
+            for name in REAL_SERVERS:
+                probe = _listen(0)
+                ports.append(probe.getsockname()[1])
+                probe.close()
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "http.server", str(ports[-1]), "--bind",
+                     "127.0.0.1", "--directory", str(_site(root, name))],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            config = root / "keepalived.conf"
+            config.write_text(_observe_config(ports))
+            log = open(root / "director.log", "w")
+            processes.append(subprocess.Popen(
+                _director_argv(config, root / "state", "-C", "--backend", "none", "--web",
+                               f"127.0.0.1:{port}"),
+                stdout=log, stderr=subprocess.STDOUT, env=_environment()))
+            wait_for(lambda: _answers(port) or processes[-1].poll() is not None,
+                     READY_TIMEOUT, message=lambda: (root / "director.log").read_text())
+            if processes[-1].poll() is not None:
+                print((root / "director.log").read_text(), file=sys.stderr)
+                return 1
+            print(f"""director demo (observe-only): director checks three HTTP servers on loopback.
+
+  dashboard:   http://127.0.0.1:{port}/
+  metrics:     http://127.0.0.1:{port}/metrics
+
+Try: stop a real server (the dashboard shows it down within seconds):
+      kill {processes[1].pid}
+
+Ctrl-C (or SIGTERM) stops everything.
+ready""", flush=True)
+            stop.wait()
+        finally:
+            for process in reversed(processes):
+                if process.poll() is None:
+                    process.terminate()
+            for process in processes:
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    return 0
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _observe_config(ports: list[int]) -> str:
+    reals = "".join(f"""    real_server 127.0.0.1 {port} {{
+        HTTP_GET {{
+            url {{
+                path /health
+                status_code 200
+            }}
+            connect_timeout 1
+        }}
+    }}
+""" for port in ports)
+    return f"""global_defs {{
+    router_id director-demo
+}}
+virtual_server 127.0.0.1 80 {{
+    delay_loop 2
+    lb_algo wrr
+    protocol TCP
+{reals}}}
+"""
