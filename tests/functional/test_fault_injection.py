@@ -131,3 +131,11 @@ def test_fifty_hups_under_check_load_change_nothing(lab, pair):  # noqa: F811
     reloads = lab.log_of(ours).count("reload.unchanged")
     assert 1 <= reloads <= 50
     assert lacks(b)()
+    # and a graceful stop under that load: exit 0 within 2 s, VIP and pid file gone
+    pid_file = ours.state_dir.parent / "director.pid"
+    assert pid_file.exists()
+    started = time.monotonic()
+    ours.send_signal(signal.SIGTERM)
+    assert ours.wait(5) == 0
+    assert time.monotonic() - started <= 2.0, lab.log_of(ours)
+    assert lacks(a)() and not pid_file.exists()

@@ -9,6 +9,7 @@ lvs_flush_on_stop do what keepalived does."""
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -213,3 +214,33 @@ def test_stop_runs_omega_scripts_and_flushes_on_stop(lab):
     assert daemon.wait(10) == 0
     assert (marks / "quorum_down").read_text() == "quorum_down\n"
     assert table(hosts["director"]) == ""
+
+
+def test_reload_removes_and_adds_real_servers_in_the_kernel(lab):
+    client, hosts, servers, daemon = lay_out(lab)
+    director = hosts["director"]
+    assert requests(client, 30) == {"rs1": 10, "rs2": 10, "rs3": 10}
+    path = Path(lab.tmp) / "director" / "keepalived.conf"
+    original = path.read_text()
+    rs3 = f"""
+    real_server {SERVERS['rs3']} 80 {{
+        TCP_CHECK {{
+            connect_timeout {TIMEOUT}
+            retry {RETRY}
+            delay_before_retry {BEFORE_RETRY}
+        }}
+    }}"""
+    assert rs3 in original
+    path.write_text(original.replace(rs3, ""))
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: f"dnat ip to {SERVERS['rs3']}" not in table(director) and
+             "reload.applied" in lab.log_of(daemon), 5, message=lambda: lab.log_of(daemon))
+    assert requests(client, 20) == {"rs1": 10, "rs2": 10}
+    path.write_text(original)
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: lab.log_of(daemon).count("reload.applied") >= 2, 5,
+             message=lambda: lab.log_of(daemon))
+    # added back as keepalived starts a server: up at once (no alpha), so in the pool
+    wait_for(lambda: set(requests(client, 6)) == {"rs1", "rs2", "rs3"}, 5,
+             message=lambda: f"{table(director)}\n{lab.log_of(daemon)}")
+    assert "check.real_server" not in lab.log_of(daemon)        # nobody flapped
