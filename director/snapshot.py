@@ -76,8 +76,7 @@ def virtual_servers(config: Any, checks: Any, lb: Any, yield_every: int = 0,
     """The virtual servers in the configuration's order, each with its pool as the checks
     see it and as the kernel has it. ``jobs``, if given, collects each checker's stats."""
     kernel = lb.backend.kernel if lb is not None else {}
-    counters = getattr(getattr(lb, "backend", None), "backend", None)
-    counters = getattr(counters, "counters", {}) or {}
+    counters = lb.backend.counters() if lb is not None else {}
     desired = lb.desired if lb is not None else {}
     out = []
     walked = 0

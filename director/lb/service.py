@@ -83,6 +83,10 @@ class IpvsSync:
                 if key not in desired and key not in owned}
         return errors
 
+    def counters(self) -> dict:
+        """IPVS's per-service and per-destination totals, as of the last full read."""
+        return self.backend.counters
+
     def flush_all(self) -> list[str]:
         """Every IPVS service, ours or not (lvs_flush, lvs_flush_on_stop without VS)."""
         self._read()
@@ -151,6 +155,9 @@ class NftablesSync:
             return [str(exc)]
         return []
 
+    def counters(self) -> dict:
+        return {}                               # nftables keeps none per destination
+
     def flush_all(self) -> list[str]:
         """The table (the only thing in the ruleset that is ours to flush)."""
         self.applied = None
@@ -177,6 +184,9 @@ class ObserveOnly:
 
     def sync(self, desired: State, owned: frozenset, verify: bool = True) -> list[str]:
         return []
+
+    def counters(self) -> dict:
+        return {}
 
     def flush_all(self) -> list[str]:
         return []

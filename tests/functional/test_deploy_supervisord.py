@@ -16,25 +16,16 @@ from pathlib import Path
 import pytest
 
 from tests.functional.lab import wait_for
+from tests.functional.test_vrrp_failover import VIP, vrrp_config
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "deploy" / "supervisor" / "director.conf"
 UNIT = ROOT / "deploy" / "systemd" / "director.service"
-VIP = "192.0.2.100"
 REAL = "192.0.2.11"
 
-CONFIG = f"""vrrp_instance VI_1 {{
-    interface eth0
-    virtual_router_id 51
-    priority 150
-    advert_int 1
-    virtual_ipaddress {{
-        {VIP}/24
-    }}
-}}
-virtual_server {VIP} 80 {{
+CONFIG = vrrp_config(150, password=None) + f"""virtual_server {VIP} 80 {{
     delay_loop 1
     lb_algo rr
     lb_kind NAT

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import select
-import shutil
 import struct
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from director.vrrp.arp import unsolicited_na, unsolicited_na_frame
+from tests.functional.lab import netns_unavailable
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -41,31 +41,11 @@ FAKE_MAC = "02:00:00:00:00:01"
 IF_A, IF_B = "arpa0", "arpb0"    # exist only inside the namespaces
 
 
-def _unavailable() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "network namespaces are Linux-only"
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, veth, packet sockets)"
-    if shutil.which("ip") is None:
-        return "iproute2 'ip' is not installed"
-    probe = f"arpprobe-{os.getpid()}-{secrets.token_hex(3)}"
-    try:
-        made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True,
-                              check=False, timeout=DEADLINE)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"cannot run 'ip netns add': {exc}"
-    if made.returncode != 0:
-        return f"network namespaces unavailable: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False,
-                   timeout=DEADLINE)
-    return None
-
-
 @pytest.fixture(scope="module")
 def netns_ok():
-    reason = _unavailable()
+    reason = netns_unavailable()
     if reason:
-        pytest.skip(reason)
+        pytest.skip(f"network namespaces unavailable: {reason}")
 
 
 @pytest.fixture
