@@ -46,9 +46,7 @@ def _actor() -> str:
 
 
 def _run(name: str, **arguments):
-    refused = _refusal()
-    if refused is not None:
-        return refused
+    """The command, on the daemon's main greenlet; the caller has checked _refusal()."""
     try:
         result = current_app.config["DIRECTOR"].command(name, actor=_actor(), **arguments)
     except CommandError as exc:
@@ -60,7 +58,7 @@ def _run(name: str, **arguments):
 
 @admin.post("/api/v1/reload")
 def reload():
-    return _run("reload")
+    return _refusal() or _run("reload")
 
 
 def _server_from_body():
