@@ -214,7 +214,8 @@ class Director:
             self._load_drained()
             self.checks.listeners.append(lambda state: self.events.add(
                 "real_server", virtual_server=state.name[0], real_server=state.name[1],
-                state="up" if state.up else "down", error=state.last_error()))
+                state="up" if state.up else "down",
+                error="" if state.up else state.last_error()))
             backend = self.options.backend
             if backend is None:
                 backend = "ipvs" if ipvs_available() else "none"
