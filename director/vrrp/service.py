@@ -157,6 +157,8 @@ class VrrpService:
                     timeout=timeout)
         for instance in going:
             self._forget(instance)
+        for name in changed_scripts & self.scripts.keys():   # only going instances used them
+            self.scripts.pop(name).stop()
         self.config = config
         added = [self._build(item) for item in config.vrrp_instances if item.name not in kept]
         self._wire_tracking(added)

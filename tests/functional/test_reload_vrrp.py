@@ -60,3 +60,21 @@ def test_reload_adds_and_removes_instances_without_touching_the_others(lab, pair
     assert "1 changed" in lab.log_of(ours)
     wait_for(holds(b), down_interval(100) + 1, message=lambda: lab.log_of(peer))
     wait_for(lacks(a), 3, message=lambda: lab.log_of(ours))
+
+
+def test_a_changed_track_script_is_run_as_changed(lab, pair):  # noqa: F811
+    """The instance tracking a vrrp_script whose command changed restarts with the new
+    command (not the old script's runner)."""
+    _, a, _ = pair
+
+    def config(command: str) -> str:
+        script = (f'vrrp_script chk {{\n    script "{command}"\n    interval 1\n'
+                  "    fall 1\n    rise 1\n}\n")
+        return script + vrrp_config(150, extra="    track_script {\n        chk\n    }\n")
+
+    ours = start_director(lab, a, config("/bin/true"), "ours")
+    wait_for(holds(a), down_interval(150) + 1, message=lambda: lab.log_of(ours))
+    (lab.tmp / "ours" / "keepalived.conf").write_text(config("/bin/false"))
+    hup_and_wait(lab, ours, "reload.applied", 1)
+    wait_for(lambda: "to=FAULT" in lab.log_of(ours), 5, message=lambda: lab.log_of(ours))
+    wait_for(lacks(a), 3, message=lambda: lab.log_of(ours))
