@@ -270,7 +270,13 @@ class Director:
         if result.config == self.config:
             event(log, "reload.unchanged")
             return self._reloaded("success", [], "unchanged")
-        return self._reloaded("success", [], self._apply(result.config))
+        try:
+            note = self._apply(result.config)
+        except Exception as exc:      # e.g. a new instance's interface cannot be opened
+            event(log, "reload.apply_failed", logging.ERROR, error=repr(exc),
+                  note="what was applied before the error stays; fix the file and reload")
+            return self._reloaded("failure", [f"applying the new configuration: {exc}"])
+        return self._reloaded("success", [], note)
 
     def _apply(self, config: Any) -> str:
         """Apply a changed configuration's difference; returns what was done, for people."""
