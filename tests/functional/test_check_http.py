@@ -14,11 +14,9 @@ import datetime
 import hashlib
 import json
 import socket
-import socketserver
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from director.config.blocks.checkers import HTTP_GET, SSL_GET, URL
 from director.config.schema import model_for
 from director.genhash import compute_digest, parse_response
 from director.genhash import main as genhash_main
-from tests.functional.loopback import OnePageServer
+from tests.functional.loopback import OnePageServer, RequestServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -238,71 +236,11 @@ def timed(check):
     return result, time.monotonic() - started
 
 
-class Server:
-    """TCP server on 127.0.0.1 (port 0 unless given), a thread per connection: TLS first
-    when ``tls`` is a server context (SNI recorded), then the request is read up to CRLF
-    CRLF and recorded with the client address, then ``handler(conn, request)`` answers.
-    ``handler`` may be swapped while the server runs."""
-
-    def __init__(self, handler, tls=None, read_request=True, port=0):
-        self.handler, self.tls, self.read_request = handler, tls, read_request
-        self.requests, self.peers, self.sni, self.errors = [], [], [], []
-        self.stop = threading.Event()
-        if tls is not None:
-            tls.sni_callback = lambda sslobj, name, ctx: self.sni.append(name)
-        outer = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self):
-                outer._handle(self.request, self.client_address)
-
-        class TCPServer(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-            def handle_error(self, request, client_address):
-                outer.errors.append(sys.exc_info()[1])
-
-        self.server = TCPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(DEADLINE)
-        assert not self.thread.is_alive()
-
-    def _handle(self, conn, peer):
-        conn.settimeout(DEADLINE)
-        self.peers.append(peer)
-        if self.tls is None:
-            return self._talk(conn)
-        with self.tls.wrap_socket(conn, server_side=True) as tls:
-            self._talk(tls)
-
-    def _talk(self, conn):
-        request = b""
-        while self.read_request and b"\r\n\r\n" not in request:
-            data = conn.recv(4096)
-            if not data:
-                break
-            request += data
-        self.requests.append(request)
-        self.handler(conn, request)
-
-
 def send(raw):
     return lambda conn, request: conn.sendall(raw)
+
+
+Server = RequestServer          # the name these tests were written with
 
 
 def hang(server):

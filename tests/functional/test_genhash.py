@@ -11,41 +11,11 @@ from pathlib import Path
 import pytest
 
 from director.genhash import main
-from tests.functional.loopback import DEADLINE, LoopbackServer, OnePageServer
+from tests.functional.loopback import DEADLINE, OnePageServer, RequestServer
 
 pytestmark = pytest.mark.timeout(30)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class RawServer(LoopbackServer):
-    """TCP server on 127.0.0.1:0 in a thread; for each connection it reads the request
-    (up to CRLF CRLF) unless read_request is False, then calls handler(conn, request)."""
-
-    def __init__(self, handler, ssl_ctx=None, read_request=True):
-        super().__init__()
-        self.handler, self.ssl_ctx, self.read_request = handler, ssl_ctx, read_request
-        self.requests, self.sni = [], []
-        if ssl_ctx is not None:
-            ssl_ctx.sni_callback = lambda sslobj, name, ctx: self.sni.append(name)
-
-    def handle(self, conn):
-        if self.ssl_ctx is not None:
-            with self.ssl_ctx.wrap_socket(conn, server_side=True) as tls:
-                return self._talk(tls)
-        return self._talk(conn)
-
-    def _talk(self, conn):
-        request = b""
-        if self.read_request:
-            deadline = time.monotonic() + DEADLINE
-            while b"\r\n\r\n" not in request and time.monotonic() < deadline:
-                data = conn.recv(4096)
-                if not data:
-                    break
-                request += data
-            self.requests.append(request)
-        self.handler(conn, request)
 
 
 def reply(raw):
@@ -126,7 +96,7 @@ def test_http_server_with_content_length(capsys):
 
 def test_content_length_shorter_than_sent_is_capped(capsys):
     raw = b"HTTP/1.0 200 OK\r\nContent-Length: 4\r\n\r\nabcdEXTRA-BYTES"
-    with RawServer(reply(raw)) as srv:
+    with RequestServer(reply(raw)) as srv:
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/"], capsys)
     assert rc == 0
     assert last_line(out) == hashlib.md5(b"abcd").hexdigest()
@@ -135,7 +105,7 @@ def test_content_length_shorter_than_sent_is_capped(capsys):
 
 def test_no_content_length_reads_until_close(capsys):
     body = bytes(range(256)) * 1000  # several recv()s worth
-    with RawServer(reply(b"HTTP/1.0 200 OK\r\nServer: raw\r\n\r\n" + body)) as srv:
+    with RequestServer(reply(b"HTTP/1.0 200 OK\r\nServer: raw\r\n\r\n" + body)) as srv:
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/big"], capsys)
     assert rc == 0, err
     assert last_line(out) == hashlib.md5(body).hexdigest()
@@ -145,7 +115,7 @@ def test_chunked_body_is_hashed_raw_like_keepalived(capsys):
     # keepalived does not de-chunk: the digest covers chunk-size lines and the last chunk
     chunked = b"1a\r\nabcdefghijklmnopqrstuvwxyz\r\n3\r\n123\r\n0\r\n\r\n"
     raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked
-    with RawServer(reply(raw)) as srv:
+    with RequestServer(reply(raw)) as srv:
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/", "-P", "1.1"], capsys)
     assert rc == 0, err
     assert last_line(out) == hashlib.md5(raw[raw.index(b"\r\n\r\n") + 4:]).hexdigest()
@@ -153,13 +123,13 @@ def test_chunked_body_is_hashed_raw_like_keepalived(capsys):
 
 
 def test_sha1_hash_option(capsys):
-    with RawServer(reply(b"HTTP/1.0 200 OK\r\n\r\nabc")) as srv:
+    with RequestServer(reply(b"HTTP/1.0 200 OK\r\n\r\nabc")) as srv:
         rc, out, _ = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/", "-H", "SHA1"], capsys)
     assert rc == 0 and out == hashlib.sha1(b"abc").hexdigest() + "\n"
 
 
 def test_non_2xx_still_prints_digest_with_warning(capsys):
-    with RawServer(reply(b"HTTP/1.0 404 Not Found\r\n\r\nmissing")) as srv:
+    with RequestServer(reply(b"HTTP/1.0 404 Not Found\r\n\r\nmissing")) as srv:
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/"], capsys)
     assert rc == 0 and last_line(out) == hashlib.md5(b"missing").hexdigest()
     assert "HTTP status 404" in err
@@ -179,7 +149,7 @@ def host_checking_handler(expected_host):
 
 
 def test_virtualhost_sent_as_host_header(capsys):
-    with RawServer(host_checking_handler("www.example.test")) as srv:
+    with RequestServer(host_checking_handler("www.example.test")) as srv:
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/",
                             "-V", "www.example.test"], capsys)
     assert rc == 0, err
@@ -188,7 +158,7 @@ def test_virtualhost_sent_as_host_header(capsys):
 
 
 def test_http11_request_has_host_and_connection_close(capsys):
-    with RawServer(reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as srv:
+    with RequestServer(reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as srv:
         rc, out, _ = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/p?q=1", "-P", "1.1"],
                          capsys)
     assert rc == 0
@@ -198,7 +168,7 @@ def test_http11_request_has_host_and_connection_close(capsys):
 
 
 def test_http10c_request_has_connection_close(capsys):
-    with RawServer(reply(b"HTTP/1.0 200 OK\r\n\r\nok")) as srv:
+    with RequestServer(reply(b"HTTP/1.0 200 OK\r\n\r\nok")) as srv:
         rc, _, _ = run(["--server", "127.0.0.1", "--port", str(srv.port), "--url", "/",
                         "--protocol", "1.0C"], capsys)
     assert rc == 0
@@ -209,7 +179,7 @@ def test_http10c_request_has_connection_close(capsys):
 # --- HTTPS ---------------------------------------------------------------------------
 
 def test_https_self_signed_with_virtualhost_and_sni(capsys, cert):
-    with RawServer(host_checking_handler("secure.example.test"), ssl_ctx=server_ctx(cert)) as srv:
+    with RequestServer(host_checking_handler("secure.example.test"), tls=server_ctx(cert)) as srv:
         rc, out, err = run(["-S", "-s", "127.0.0.1", "-p", str(srv.port), "-u", "/",
                             "-V", "secure.example.test"], capsys)
     assert rc == 0, err
@@ -220,7 +190,7 @@ def test_https_self_signed_with_virtualhost_and_sni(capsys, cert):
 def test_https_without_virtualhost(capsys, cert):
     body = b"tls body " * 1000
     raw = b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-    with RawServer(reply(raw), ssl_ctx=server_ctx(cert)) as srv:
+    with RequestServer(reply(raw), tls=server_ctx(cert)) as srv:
         rc, out, err = run(["--use-ssl", "-s", "127.0.0.1", "-p", str(srv.port), "-u", "/"],
                            capsys)
     assert rc == 0, err
@@ -231,7 +201,7 @@ def test_https_without_virtualhost(capsys, cert):
 
 def test_tls_handshake_failure(capsys):
     # a plain-text server answering the ClientHello with HTTP
-    with RawServer(reply(b"HTTP/1.0 400 Bad Request\r\n\r\n"), read_request=False) as srv:
+    with RequestServer(reply(b"HTTP/1.0 400 Bad Request\r\n\r\n"), read_request=False) as srv:
         rc, out, err = run(["-S", "-s", "127.0.0.1", "-p", str(srv.port), "-u", "/", "-t", "5"],
                            capsys)
     assert rc != 0 and out == ""
@@ -253,7 +223,7 @@ def test_timeout_when_server_never_answers(capsys):
     def silent(conn, request):
         srv.stop.wait(DEADLINE)  # hold the connection open, silent, until the test ends
 
-    with RawServer(silent) as srv:
+    with RequestServer(silent) as srv:
         started = time.monotonic()
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/", "-t", "1"], capsys)
         elapsed = time.monotonic() - started
@@ -269,7 +239,7 @@ def test_non_http_reply(capsys, raw):
         conn.sendall(raw)
         srv.stop.wait(DEADLINE)  # like an SMTP server: keeps the connection open
 
-    with RawServer(handler) as srv:
+    with RequestServer(handler) as srv:
         started = time.monotonic()
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/", "-t", "20"],
                            capsys)
@@ -280,14 +250,14 @@ def test_non_http_reply(capsys, raw):
 
 
 def test_empty_reply(capsys):
-    with RawServer(lambda conn, request: None) as srv:
+    with RequestServer(lambda conn, request: None) as srv:
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/"], capsys)
     assert rc != 0 and out == ""
     assert "empty reply" in one_line_error(err)
 
 
 def test_lf_only_reply_is_rejected(capsys):
-    with RawServer(reply(b"HTTP/1.0 200 OK\nContent-Length: 2\n\nok")) as srv:
+    with RequestServer(reply(b"HTTP/1.0 200 OK\nContent-Length: 2\n\nok")) as srv:
         rc, out, err = run(["-s", "127.0.0.1", "-p", str(srv.port), "-u", "/"], capsys)
     assert rc != 0 and out == ""
     assert "LF-only" in one_line_error(err)
@@ -319,7 +289,7 @@ def test_missing_mandatory_options_and_help(capsys):
 
 def test_verbose_shows_request_headers_body_and_ends_with_digest(capsys):
     raw = b"HTTP/1.0 200 OK\r\nX-Test: yes\r\nContent-Length: 5\r\n\r\nhello"
-    with RawServer(reply(raw)) as srv:
+    with RequestServer(reply(raw)) as srv:
         rc, out, err = run(["-v", "-s", "127.0.0.1", "-p", str(srv.port), "-u", "/v"], capsys)
     assert rc == 0, err
     digest = hashlib.md5(b"hello").hexdigest()
