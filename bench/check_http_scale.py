@@ -328,16 +328,8 @@ def print_report(args, o: dict, h: dict | None, version: str, ncpu: int, digest:
         ("TIME_WAIT / orphans at window end", *both(lambda w: f"{w['tw']} / {w['orphan']}", "")),
         ("resets sent/s (OutRsts)", *both(lambda w: w["tcp"]["OutRsts"] / w["elapsed"], ",.0f")),
     ]
-    width = max(len(r[0]) for r in rows) + 2
-    print(f"\n{'':<{width}}{'director':>24}{'HAProxy':>26}")
-    for label, mine, other in rows:
-        print(f"{label:<{width}}{mine:>24}{other:>26}")
-    if o["errors"]:
-        print("director errors:", o["errors"])
-    if o["crashes"] or o["hub_crashes"]:
-        print("director crashes:", o["crashes"], o["hub_crashes"])
+    tcp.print_table("", rows, o, h)
     if h:
-        print(f"HAProxy: {h['threads']} threads, check_status {h['check_status']}")
         print(f"ratio director/HAProxy: cores {o_cores / h_cores:.2f}x, CPU per check "
               f"{(o_cores / o_rate) / (h_cores / h_rate):.2f}x")
     lat = o["lateness"]

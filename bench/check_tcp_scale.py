@@ -487,6 +487,20 @@ def profile(pid: int, seconds: int, tmp: str) -> dict:
             "lines": lines.most_common(15)}
 
 
+def print_table(title: str, rows: list[tuple[str, str, str]], o: dict, h: dict | None) -> None:
+    """One measured window side by side, then what went wrong on either side."""
+    width = max(len(r[0]) for r in rows) + 2
+    print(f"\n{title:<{width}}{'director':>24}{'HAProxy':>26}")
+    for label, mine, other in rows:
+        print(f"{label:<{width}}{mine:>24}{other:>26}")
+    if o["errors"]:
+        print("director errors:", o["errors"])
+    if o["crashes"] or o["hub_crashes"]:
+        print("director crashes:", o["crashes"], o["hub_crashes"])
+    if h:
+        print(f"HAProxy: {h['threads']} threads, check_status {h['check_status']}")
+
+
 def print_report(args, ours: list[dict], theirs: list[dict], version: str, ncpu: int,
                  slab: tuple[float, float]) -> None:
     def median(values):
@@ -552,17 +566,7 @@ def print_report(args, ours: list[dict], theirs: list[dict], version: str, ncpu:
             ("longest accept queue; ListenOverflows",
              *both(lambda w: f"{w['max_queue']}; {w['tcp']['ListenOverflows']}", "")),
         ]
-        title = f"round {rnd + 1}" if args.rounds > 1 else ""
-        width = max(len(r[0]) for r in line) + 2
-        print(f"\n{title:<{width}}{'director':>24}{'HAProxy':>26}")
-        for label, mine, other in line:
-            print(f"{label:<{width}}{mine:>24}{other:>26}")
-        if o["errors"]:
-            print("director errors:", o["errors"])
-        if o["crashes"] or o["hub_crashes"]:
-            print("director crashes:", o["crashes"], o["hub_crashes"])
-        if h:
-            print(f"HAProxy: {h['threads']} threads, check_status {h['check_status']}")
+        print_table(f"round {rnd + 1}" if args.rounds > 1 else "", line, o, h)
     print(f"\nkernel slab {slab[0]:.0f} MB before the listeners, {slab[1]:.0f} MB at the end, "
           f"with {slab[2]:,} reset connections waiting in the listeners' accept queues")
     o_cores = median([r[0] for r in rows])
