@@ -38,7 +38,6 @@ if sys.argv[1:3] == ["--role", "http-ours"]:     # the checker process: patch be
     monkey.patch_all()
 
 import argparse
-import collections
 import os
 import shutil
 import socket
@@ -55,13 +54,11 @@ sys.path.insert(0, ROOT)
 import check_tcp_scale as tcp
 from check_tcp_scale import (
     cpu_seconds,
-    haproxy_stat,
     hard_nofile,
     machine_busy,
     percentile,
     print_profile,
     raise_nofile,
-    rss_mb,
     sockstat,
     stop_process,
     tcp_counters,
@@ -243,25 +240,14 @@ def measure_ours(args, config: str, server_pid: int, ncpu: int, tmp: str) -> dic
 def measure_haproxy(args, ports: list[int], server_pid: int, ncpu: int, tmp: str) -> dict:
     process, sock_path, log_path = start_haproxy(checker_config(ports), tmp, "checker")
     try:
-        time.sleep(args.warmup)
-        window = Window(process.pid, server_pid)
-        first = window.snap()
-        time.sleep(args.window)
-        outside = Window.delta(first, window.snap(), ncpu)
-        rss, peak = rss_mb(process.pid)
-        servers = [row for row in haproxy_stat(sock_path) if row.get("svname") not in
-                   ("FRONTEND", "BACKEND")]
-        status = collections.Counter(row.get("check_status", "") for row in servers)
+        result, servers = tcp.haproxy_window(process, sock_path, Window(process.pid, server_pid),
+                                             args, ncpu)
         durations = sorted(int(row["check_duration"]) for row in servers
                            if row.get("check_duration", "").isdigit())
-        threads = len(os.listdir(f"/proc/{process.pid}/task"))
-        return {"outside": outside, "rss_mb": rss, "peak_rss_mb": peak, "threads": threads,
-                "check_status": dict(status),
-                "chkfail": sum(int(row.get("chkfail") or 0) for row in servers),
-                "down": sum(1 for row in servers if row.get("status") != "UP"),
-                "duration": {"p50": percentile(durations, 0.5),
-                             "p99": percentile(durations, 0.99),
-                             "max": durations[-1] if durations else float("nan")}}
+        result["duration"] = {"p50": percentile(durations, 0.5),
+                              "p99": percentile(durations, 0.99),
+                              "max": durations[-1] if durations else float("nan")}
+        return result
     finally:
         stop_process(process)
         haproxy_warnings(log_path, "checker")

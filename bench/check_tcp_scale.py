@@ -417,6 +417,24 @@ def haproxy_stat(sock_path: str) -> list[dict]:
     return [dict(zip(header, line.split(","))) for line in lines[1:]]
 
 
+def haproxy_window(process, sock_path: str, window, args, ncpu: int) -> tuple[dict, list]:
+    """HAProxy's measured window (after --warmup): CPU outside, RSS, threads and what its
+    stats say of the servers; also returns those servers' stats rows."""
+    time.sleep(args.warmup)
+    first = window.snap()
+    time.sleep(args.window)
+    outside = type(window).delta(first, window.snap(), ncpu)     # each bench's own Window
+    rss, peak = rss_mb(process.pid)
+    servers = [row for row in haproxy_stat(sock_path) if row.get("svname") not in
+               ("FRONTEND", "BACKEND")]
+    status = collections.Counter(row.get("check_status", "") for row in servers)
+    threads = len(os.listdir(f"/proc/{process.pid}/task"))
+    return {"outside": outside, "rss_mb": rss, "peak_rss_mb": peak, "threads": threads,
+            "check_status": dict(status),
+            "chkfail": sum(int(row.get("chkfail") or 0) for row in servers),
+            "down": sum(1 for row in servers if row.get("status") != "UP")}, servers
+
+
 def measure_haproxy(args, ports_list: list[int], ports: set[int], ncpu: int, tmp: str) -> dict:
     config = haproxy_config(ports_list, tmp)
     sock_path = os.path.join(tmp, "haproxy.sock")
@@ -431,20 +449,7 @@ def measure_haproxy(args, ports_list: list[int], ports: set[int], ncpu: int, tmp
                 with open(log_path) as handle:
                     raise RuntimeError(f"haproxy did not start: {handle.read()[-2000:]}")
             time.sleep(0.05)
-        time.sleep(args.warmup)
-        window = Window(ports, process.pid)
-        first = window.snap()
-        time.sleep(args.window)
-        outside = Window.delta(first, window.snap(), ncpu)
-        rss, peak = rss_mb(process.pid)
-        servers = [row for row in haproxy_stat(sock_path) if row.get("svname") not in
-                   ("FRONTEND", "BACKEND")]
-        status = collections.Counter(row.get("check_status", "") for row in servers)
-        threads = len(os.listdir(f"/proc/{process.pid}/task"))
-        return {"outside": outside, "rss_mb": rss, "peak_rss_mb": peak, "threads": threads,
-                "check_status": dict(status),
-                "chkfail": sum(int(row.get("chkfail") or 0) for row in servers),
-                "down": sum(1 for row in servers if row.get("status") != "UP")}
+        return haproxy_window(process, sock_path, Window(ports, process.pid), args, ncpu)[0]
     finally:
         stop_process(process)
         with open(log_path) as handle:
