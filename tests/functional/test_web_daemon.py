@@ -267,7 +267,7 @@ def test_a_taken_web_address_or_a_missing_token_file_is_one_clear_line(tmp_path,
     config = tmp_path / "keepalived.conf"
     config.write_text(config_text([servers[0].getsockname()[1]]))
     taken = listen()
-    base = [sys.executable, "-m", "director", "-C", "-f", str(config), "--backend", "none",
+    base = [sys.executable, "-m", "director", "-C", "-l", "-f", str(config), "--backend", "none",
             "--state-dir", str(tmp_path / "state")]
     try:
         for extra, expected in (
