@@ -91,7 +91,7 @@ class Director:
             self._start()
             self.started_wall = time.time()
             self.ready.set()
-            hub.spawn(self._beat, name="heartbeat")
+            hub.supervise(self._beat, name="heartbeat")
             # Everything built so far lives as long as the daemon: keep the collector from
             # walking it again and again (measured: a sixth of the checker's CPU at scale).
             gc.freeze()
@@ -101,8 +101,13 @@ class Director:
                 command = self.commands.get()
                 if isinstance(command, tuple):          # from the web API: answer it
                     self._answer(*command)
-                elif getattr(self, f"handle_{command}")() is False:
-                    break
+                    continue
+                try:
+                    if getattr(self, f"handle_{command}")() is False:
+                        break
+                except Exception as exc:     # a handler's bug must not end the daemon
+                    hub.crashes["main loop"] = hub.crashes.get("main loop", 0) + 1
+                    log.exception("director.command_failed command=%s error=%r", command, exc)
         finally:
             if self.web is not None:
                 self.web.stop(timeout=1)
@@ -115,11 +120,19 @@ class Director:
             self.heartbeat = time.monotonic()
             hub.sleep(HEARTBEAT)
 
-    def healthy(self) -> bool:
-        """/healthz: the loop turns and the checker scheduler dispatches."""
+    def not_running(self) -> list[str]:
+        """/healthz: what is not running as it should: the main loop when it has not turned
+        for HEARTBEAT_LIMIT, a stalled check scheduler, a long-lived greenlet that crashed
+        and waits for its restart."""
+        problems = []
         if time.monotonic() - self.heartbeat > HEARTBEAT_LIMIT:
-            return False
-        return self.checks is None or not self.checks.scheduler.stalled(HEARTBEAT_LIMIT)
+            problems.append("main loop (stalled)")
+        if self.checks is not None and self.checks.scheduler.stalled(HEARTBEAT_LIMIT):
+            problems.append("check scheduler (stalled)")
+        return problems + [f"{name} (crashed, restarting)" for name in hub.not_running()]
+
+    def healthy(self) -> bool:
+        return not self.not_running()
 
     # commands from the web API: run by the main greenlet, like signals
 

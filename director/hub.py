@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal as _signal
+import time
 from typing import Any, Callable
 
 import gevent
@@ -49,6 +50,67 @@ def spawn(function: Callable[..., Any], *args: Any, name: str = "",
 
     greenlet.link_exception(crashed)
     return greenlet
+
+
+class Supervised(gevent.Greenlet):
+    """A long-lived part of the daemon (a loop that must not end): an exception is logged
+    with its traceback, counted in ``crashes`` and the function started again after a pause
+    that doubles from BACKOFF_FIRST to BACKOFF_MAX (back to the first after STEADY seconds
+    without a crash). A return ends it (a VRRP instance that stopped); ``kill()`` ends it
+    for good. While it waits to restart, ``not_running()`` names it: /healthz answers 503."""
+
+    BACKOFF_FIRST = 0.1
+    BACKOFF_MAX = 30.0
+    STEADY = 60.0
+
+    def __init__(self, function: Callable[..., Any], args: tuple, name: str) -> None:
+        super().__init__()
+        self.function = function
+        self.function_args = args
+        self.name = name
+        self.restarts = 0
+        self.waiting = False                # between a crash and its restart
+        self.last_error: str | None = None
+
+    def _run(self) -> None:              # gevent.Greenlet's hook
+        supervised.add(self)
+        pause = self.BACKOFF_FIRST
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    self.function(*self.function_args)
+                    return
+                except Exception as exc:
+                    crashes[self.name] = crashes.get(self.name, 0) + 1
+                    self.last_error = repr(exc)
+                    log.error("hub.crash greenlet=%s error=%r restart_in=%.1fs", self.name,
+                              exc, pause, exc_info=True)
+                if time.monotonic() - started > self.STEADY:
+                    pause = self.BACKOFF_FIRST
+                self.waiting = True
+                gevent.sleep(pause)
+                self.waiting = False
+                self.restarts += 1
+                log.warning("hub.restart greenlet=%s restarts=%d", self.name, self.restarts)
+                pause = min(pause * 2, self.BACKOFF_MAX)
+        finally:
+            supervised.discard(self)
+
+
+supervised: set[Supervised] = set()     # the long-lived greenlets running now
+
+
+def supervise(function: Callable[..., Any], *args: Any, name: str) -> Supervised:
+    """Start ``function`` as a long-lived part of the daemon (see Supervised)."""
+    greenlet = Supervised(function, args, name)
+    greenlet.start()
+    return greenlet
+
+
+def not_running() -> list[str]:
+    """The long-lived greenlets that crashed and wait for their restart (for /healthz)."""
+    return sorted(greenlet.name for greenlet in supervised if greenlet.waiting)
 
 
 def spawn_later(seconds: float, function: Callable[..., Any], *args: Any,

@@ -78,7 +78,7 @@ class Mailer:
         return bool(self.defs.notification_email) and self.defs.smtp_server is not None
 
     def start(self) -> None:
-        self.greenlet = hub.spawn(self._run, name="smtp alerts")
+        self.greenlet = hub.supervise(self._run, name="smtp alerts")
 
     def stop(self) -> None:
         if self.greenlet is not None:

@@ -41,6 +41,7 @@ class Snapshot:
     notifications: dict[tuple[str, str], int] = field(default_factory=dict)   # (kind, result)
     lateness_p99: float | None = None
     healthy: bool = True
+    crashes: dict[str, int] = field(default_factory=dict)   # long-lived greenlet -> crashes
 
 
 def _counters(counters: Any) -> dict[str, int] | None:
@@ -147,6 +148,8 @@ def take(director: Any, yield_every: int = 1000, with_jobs: bool = False) -> Sna
         "started": director.started_wall,
         "config": director.options.use_file,
         "backend": lb.backend.name if lb is not None else None,
+        "load_balancer": None if lb is None else lb.status(),
+        "not_running": director.not_running(),
         "reload": dict(director.reload_status),
         "vrrp": {"instances": vrrp["instances"], "sync_groups": vrrp["sync_groups"]},
         "virtual_servers": servers,
@@ -157,4 +160,5 @@ def take(director: Any, yield_every: int = 1000, with_jobs: bool = False) -> Sna
         samples = sorted(director.checks.scheduler.lateness)
         lateness = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
     return Snapshot(time.time(), state, tuple(jobs or ()), dict(director.reloads),
-                    director.last_reload_success, notifications, lateness, director.healthy())
+                    director.last_reload_success, notifications, lateness,
+                    not state["not_running"], dict(hub.crashes))

@@ -64,6 +64,21 @@ class SnapshotCollector(Collector):
         for (kind, result), count in sorted(snapshot.notifications.items()):
             notifications.add_metric([kind, result], count)
         yield notifications
+        balancer = snapshot.state.get("load_balancer")
+        if balancer is not None:
+            errors = CounterMetricFamily("director_lb_errors_total",
+                                         "Load-balancer backend errors (netlink, nft), by "
+                                         "operation; each is retried.",
+                                         labels=["backend", "operation"])
+            for operation, count in sorted(balancer["errors"].items()):
+                errors.add_metric([balancer["backend"], operation], count)
+            yield errors
+        crashes = CounterMetricFamily("director_greenlet_crashes_total",
+                                      "Exceptions that ended a long-lived part of the daemon "
+                                      "(it is restarted).", labels=["greenlet"])
+        for name, count in sorted(snapshot.crashes.items()):
+            crashes.add_metric([name], count)
+        yield crashes
         if snapshot.lateness_p99 is not None:
             yield GaugeMetricFamily(
                 "director_check_start_lateness_seconds",

@@ -106,9 +106,10 @@ def _frame(event) -> str:
 
 @api.get("/healthz")
 def healthz():
-    if _director().healthy():
+    problems = _director().not_running()
+    if not problems:
         return Response("ok\n", mimetype="text/plain")
-    return Response("unhealthy: the main loop or the check scheduler is stalled\n", 503,
+    return Response("unhealthy: not running: " + ", ".join(problems) + "\n", 503,
                     mimetype="text/plain")
 
 

@@ -109,9 +109,9 @@ class Scheduler:
     # -- running -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._greenlets.append(hub.spawn(self._dispatch, name="check scheduler"))
+        self._greenlets.append(hub.supervise(self._dispatch, name="check scheduler"))
         for number in range(self.workers):
-            self._greenlets.append(hub.spawn(self._work, name=f"check worker {number}"))
+            self._greenlets.append(hub.supervise(self._work, name=f"check worker {number}"))
 
     def stop(self) -> None:
         hub.killall(self._greenlets, block=False)

@@ -1,10 +1,11 @@
 """The IPVS backend: reads the kernel's virtual services into model objects and applies plan
-operations, over generic netlink with pyroute2's IPVS socket.
+operations, over generic netlink (genl.GenlSocket; pyroute2's IPVSService / IPVSDest build
+the attributes).
 
 pyroute2 0.9.7 pitfalls this works around (see shared/notes/ipvs-in-qemu.md): ``IPVSDest``
-defaults to direct routing, so the forwarding method is always given; ``"update"`` maps to a
-delete, so edits use ``"set"``; ``from_message()`` returns defaults for the forwarding method
-and the flags, so reading parses the raw attributes instead.
+defaults to direct routing, so the forwarding method is always given; ``from_message()``
+returns defaults for the forwarding method and the flags, so reading parses the raw
+attributes instead.
 
 Conventions of the model this maps to:
 
@@ -25,7 +26,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Destination, DestinationKey, Pool, Service, ServiceKey, State
+from pyroute2.netlink.generic import ipvs as CMD
+
+from .genl import GenlSocket
+from .model import BackendError, Destination, DestinationKey, Pool, Service, ServiceKey, State
 from .plan import (AddDestination, AddService, DeleteDestination, DeleteService,
                    EditDestination, EditService, Operation)
 
@@ -118,19 +122,18 @@ class Counters:
 
 
 class IpvsBackend:
-    """``open()``, then ``read()`` and ``apply()``; ``close()``. Not thread-safe.
+    """``open()``, then ``read()`` and ``apply()``; ``close()``.
 
     ``counters`` holds what the last ``read()`` saw: (service key, None) for a service,
     (service key, destination key) for a destination."""
 
     def __init__(self) -> None:
-        self._ipvs: Any = None
+        self._ipvs: GenlSocket | None = None
         self.counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
 
     def open(self) -> None:
         if self._ipvs is None:
-            from pyroute2 import IPVS
-            self._ipvs = IPVS()
+            self._ipvs = GenlSocket()
 
     def close(self) -> None:
         if self._ipvs is not None:
@@ -145,22 +148,34 @@ class IpvsBackend:
         self.close()
 
     @property
-    def _socket(self) -> Any:
+    def _socket(self) -> GenlSocket:
         if self._ipvs is None:
             raise IpvsError("IpvsBackend is not open")
         return self._ipvs
+
+    def _service_request(self, command: int, service: Any = None, dump: bool = False) -> list:
+        attrs = [] if service is None else [("IPVS_CMD_ATTR_SERVICE", service.dump_nla())]
+        return self._socket.request(command, attrs, dump)
+
+    def _dest_request(self, command: int, service: Any, dest: Any = None,
+                      dump: bool = False) -> list:
+        attrs = [("IPVS_CMD_ATTR_SERVICE", service.dump_key())]
+        if dest is not None:
+            attrs.append(("IPVS_CMD_ATTR_DEST", dest.dump_nla()))
+        return self._socket.request(command, attrs, dump)
 
     # reading
 
     def read(self) -> State:
         state: State = {}
         counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
-        for message in self._socket.service("dump"):
+        for message in self._service_request(CMD.IPVS_CMD_GET_SERVICE, dump=True):
             attrs = _attrs(message.get_attr("IPVS_CMD_ATTR_SERVICE"))
             service = self._service_from(attrs)
             counters[service.key, None] = Counters.from_attrs(attrs)
             destinations: dict[DestinationKey, Destination] = {}
-            for dest_message in self._socket.dest("dump", service=self._service_key(service.key)):
+            for dest_message in self._dest_request(CMD.IPVS_CMD_GET_DEST,
+                                                   self._service_key(service.key), dump=True):
                 dest_attrs = _attrs(dest_message.get_attr("IPVS_CMD_ATTR_DEST"))
                 destination = self._destination_from(dest_attrs)
                 destinations[destination.key] = destination
@@ -237,35 +252,35 @@ class IpvsBackend:
                         l_thresh=destination.lower_threshold)
 
     def apply_one(self, operation: Operation) -> None:
-        ipvs = self._socket
         if isinstance(operation, AddService):
-            ipvs.service("add", service=self._service_spec(operation.service))
+            self._service_request(CMD.IPVS_CMD_NEW_SERVICE, self._service_spec(operation.service))
         elif isinstance(operation, EditService):
-            ipvs.service("set", service=self._service_spec(operation.service))
+            self._service_request(CMD.IPVS_CMD_SET_SERVICE, self._service_spec(operation.service))
         elif isinstance(operation, DeleteService):
-            ipvs.service("del", service=self._service_key(operation.key))
+            self._service_request(CMD.IPVS_CMD_DEL_SERVICE, self._service_key(operation.key))
         elif isinstance(operation, AddDestination):
-            ipvs.dest("add", service=self._service_key(operation.service),
-                      dest=self._dest_spec(operation.destination))
+            self._dest_request(CMD.IPVS_CMD_NEW_DEST, self._service_key(operation.service),
+                               self._dest_spec(operation.destination))
         elif isinstance(operation, EditDestination):
-            ipvs.dest("set", service=self._service_key(operation.service),
-                      dest=self._dest_spec(operation.destination))
+            self._dest_request(CMD.IPVS_CMD_SET_DEST, self._service_key(operation.service),
+                               self._dest_spec(operation.destination))
         elif isinstance(operation, DeleteDestination):
             from pyroute2 import IPVSDest
             dest = IPVSDest(addr=operation.destination.address,
                             port=operation.destination.port or 0)
-            ipvs.dest("del", service=self._service_key(operation.service), dest=dest)
+            self._dest_request(CMD.IPVS_CMD_DEL_DEST, self._service_key(operation.service), dest)
         else:
             raise IpvsError(f"unknown operation {operation!r}")
 
-    def apply(self, operations: list[Operation]) -> list[str]:
-        """Applies every operation; returns one message per operation that failed."""
+    def apply(self, operations: list[Operation]) -> list[BackendError]:
+        """Applies every operation; returns one error per operation that failed."""
         errors = []
         for operation in operations:
             try:
                 self.apply_one(operation)
-            except Exception as exc:          # NetlinkError, IpvsError, bad addresses
-                errors.append(f"{describe(operation)}: {exc}")
+            except Exception as exc:          # GenlError, IpvsError, bad addresses
+                errors.append(BackendError(type(operation).__name__,
+                                           f"{describe(operation)}: {exc}"))
         return errors
 
 

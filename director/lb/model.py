@@ -67,3 +67,15 @@ class Pool:
 
 
 State = dict[ServiceKey, Pool]
+
+
+@dataclass(frozen=True)
+class BackendError:
+    """One thing a backend could not do: ``operation`` names it for the counters
+    (AddDestination, read, apply, flush, ...), ``message`` says why."""
+
+    operation: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message

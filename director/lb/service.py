@@ -25,7 +25,7 @@ from .. import hub
 from ..config.blocks.virtual_server import virtual_server_name
 from ..log import event
 from ..notify import Notifier
-from .model import Pool, State
+from .model import BackendError, Pool, State
 from .plan import plan
 from .pool import (Live, desired_state, initial_quorum, live_weight, quorum_step,
                    service_keys)
@@ -67,15 +67,24 @@ class IpvsSync:
                 event(log, "lb.ipvs_proc_unreadable", logging.WARNING, error=exc)
         self._read()
 
-    def sync(self, desired: State, owned: frozenset, verify: bool = True) -> list[str]:
-        if verify:
-            self._verify()
+    def sync(self, desired: State, owned: frozenset,
+             verify: bool = True) -> list[BackendError]:
+        try:
+            if verify:
+                self._verify()
+        except OSError as exc:                    # netlink: the next converge reads again
+            self.full_reads = 0
+            return [BackendError("read", str(exc))]
         operations = plan(desired, self.kernel, owned)
         if not operations:
             return []
         errors = self.backend.apply(operations)
         if errors:
-            self._read()                          # what really happened, for the next plan
+            try:
+                self._read()                      # what really happened, for the next plan
+            except OSError as exc:
+                self.full_reads = 0
+                errors.append(BackendError("read", str(exc)))
         else:
             self.kernel = {key: Pool(pool.service, dict(pool.destinations))
                            for key, pool in desired.items()} | {
@@ -87,9 +96,12 @@ class IpvsSync:
         """IPVS's per-service and per-destination totals, as of the last full read."""
         return self.backend.counters
 
-    def flush_all(self) -> list[str]:
+    def flush_all(self) -> list[BackendError]:
         """Every IPVS service, ours or not (lvs_flush, lvs_flush_on_stop without VS)."""
-        self._read()
+        try:
+            self._read()
+        except OSError as exc:
+            return [BackendError("flush", str(exc))]
         return self.sync({}, frozenset(self.kernel), verify=False)
 
     def close(self, remove: State | None = None) -> None:
@@ -122,7 +134,8 @@ class NftablesSync:
     def open(self) -> None:
         pass
 
-    def sync(self, desired: State, owned: frozenset, verify: bool = True) -> list[str]:
+    def sync(self, desired: State, owned: frozenset,
+             verify: bool = True) -> list[BackendError]:
         desired = {key: Pool(pool.service, dict(pool.destinations))    # a snapshot
                    for key, pool in desired.items()}
         previous = self.applied
@@ -152,19 +165,19 @@ class NftablesSync:
             self.objects = self.backend.fingerprint()
         except OSError as exc:
             self.applied = None                 # unknown: the whole table next time
-            return [str(exc)]
+            return [BackendError("apply", str(exc))]
         return []
 
     def counters(self) -> dict:
         return {}                               # nftables keeps none per destination
 
-    def flush_all(self) -> list[str]:
+    def flush_all(self) -> list[BackendError]:
         """The table (the only thing in the ruleset that is ours to flush)."""
         self.applied = None
         try:
             self.backend.flush()
         except OSError as exc:
-            return [str(exc)]
+            return [BackendError("flush", str(exc))]
         return []
 
     def close(self, remove: State | None = None) -> None:
@@ -182,13 +195,14 @@ class ObserveOnly:
     def open(self) -> None:
         pass
 
-    def sync(self, desired: State, owned: frozenset, verify: bool = True) -> list[str]:
+    def sync(self, desired: State, owned: frozenset,
+             verify: bool = True) -> list[BackendError]:
         return []
 
     def counters(self) -> dict:
         return {}
 
-    def flush_all(self) -> list[str]:
+    def flush_all(self) -> list[BackendError]:
         return []
 
     def close(self, remove: State | None = None) -> None:
@@ -224,6 +238,8 @@ def address_is_local(address: str) -> bool:
 
 class LoadBalancer:
     SUSPEND_POLL = 0.5          # seconds between two looks at the ha_suspend addresses
+    RETRY_FIRST = 0.2           # seconds before a failed converge is tried again ...
+    RETRY_MAX = 5.0             # ... doubling up to this
 
     def __init__(self, config: Any, checks: Any, backend: str, notifier: Notifier,
                  reconcile_every: float | None = None,
@@ -240,7 +256,11 @@ class LoadBalancer:
         self.owned: frozenset = frozenset()
         self.changed = hub.Event()
         self.greenlets: list[hub.Greenlet] = []
-        self.errors = 0
+        self.errors: dict[str, int] = {}        # operation -> backend errors, ever
+        self.last_error: dict[str, Any] | None = None
+        self.failing = 0                        # converges in a row that had an error
+        self.retry_at: float | None = None      # when a failed converge is tried again
+        self.retry_pause = self.RETRY_FIRST
 
     def _configure(self, config: Any) -> None:
         self.config = config
@@ -267,7 +287,7 @@ class LoadBalancer:
                                                    lambda real, n=name: self.live(n, real))
         if self.ha_suspend and not any(g.name == "ha_suspend" for g in self.greenlets
                                        if not g.dead):
-            self.greenlets.append(hub.spawn(self._watch_addresses, name="ha_suspend"))
+            self.greenlets.append(hub.supervise(self._watch_addresses, name="ha_suspend"))
         self.changed.set()
 
     def live(self, virtual_name: str, real: Any) -> Live:
@@ -284,23 +304,43 @@ class LoadBalancer:
             name = virtual_server_name(virtual)
             self.quorum[name] = initial_quorum(virtual, lambda real, n=name: self.live(n, real))
         self.checks.listeners.append(lambda state: self.changed.set())
-        self._converge(verify=True)
-        self.greenlets.append(hub.spawn(self._run, name="load balancer"))
+        self._converge_guarded(verify=True)
+        self.greenlets.append(hub.supervise(self._run, name="load balancer"))
         if self.ha_suspend:
-            self.greenlets.append(hub.spawn(self._watch_addresses, name="ha_suspend"))
+            self.greenlets.append(hub.supervise(self._watch_addresses, name="ha_suspend"))
         event(log, "lb.started", backend=self.backend.name, services=len(self.desired),
               suspended=len(self.suspended))
 
     def _run(self) -> None:
         last_verify = time.monotonic()
         while True:
-            self.changed.wait(max(0.0, last_verify + self.reconcile_every - time.monotonic()))
+            wait = last_verify + self.reconcile_every - time.monotonic()
+            if self.retry_at is not None:             # the last converge failed
+                wait = min(wait, self.retry_at - time.monotonic())
+            self.changed.wait(max(0.0, wait))
             self.changed.clear()
-            # Verify on the reconcile cadence even while changes keep coming.
-            verify = time.monotonic() >= last_verify + self.reconcile_every
+            # Verify on the reconcile cadence even while changes keep coming, and after a
+            # failure (what the kernel holds is then unknown).
+            verify = time.monotonic() >= last_verify + self.reconcile_every or \
+                self.retry_at is not None
             if verify:
                 last_verify = time.monotonic()
+            self._converge_guarded(verify)
+
+    def _converge_guarded(self, verify: bool) -> None:
+        """One converge; any error (netlink, nft, a bug) is counted and retried after a
+        pause that doubles from RETRY_FIRST to RETRY_MAX: the loop itself never ends."""
+        try:
             self._converge(verify)
+        except Exception as exc:
+            self._report([BackendError(getattr(exc, "operation", "sync"), repr(exc))])
+            log.debug("lb.converge_failed", exc_info=True)
+        if self.failing:
+            self.retry_pause = min(self.retry_pause * 2, self.RETRY_MAX) \
+                if self.retry_at is not None else self.RETRY_FIRST
+            self.retry_at = time.monotonic() + self.retry_pause
+        else:
+            self.retry_at = None
 
     def _watch_addresses(self) -> None:
         while True:
@@ -335,10 +375,23 @@ class LoadBalancer:
         self.owned = self.owned | frozenset(self.desired)
         self._report(self.backend.sync(self.desired, self.owned, verify))
 
-    def _report(self, errors: list[str]) -> None:
+    def _report(self, errors: list[BackendError]) -> None:
+        """Counts a converge's errors by operation; none means the kernel holds what was
+        wanted (the end of a failing spell is an event, for people)."""
         for error in errors:
-            self.errors += 1
-            event(log, "lb.error", logging.ERROR, backend=self.backend.name, error=error)
+            self.errors[error.operation] = self.errors.get(error.operation, 0) + 1
+            self.last_error = {"operation": error.operation, "error": error.message,
+                               "at": time.time()}
+            event(log, "lb.error", logging.ERROR, backend=self.backend.name,
+                  operation=error.operation, error=error.message)
+        if errors and not self.failing:
+            self.on_event("lb_error", backend=self.backend.name,
+                          operation=errors[0].operation, error=errors[0].message)
+        elif not errors and self.failing:
+            event(log, "lb.recovered", backend=self.backend.name, failed_converges=self.failing)
+            self.on_event("lb_recovered", backend=self.backend.name,
+                          failed_converges=self.failing)
+        self.failing = self.failing + 1 if errors else 0
 
     def stop(self) -> None:
         hub.killall(self.greenlets, block=False)
@@ -355,6 +408,11 @@ class LoadBalancer:
         else:
             self._report(self.backend.flush_all())
             self.backend.close()
+
+    def status(self) -> dict[str, Any]:
+        """For the snapshot: the backend and its errors."""
+        return {"backend": self.backend.name, "errors": dict(self.errors),
+                "last_error": self.last_error, "failing_converges": self.failing}
 
     def weight_in_kernel(self) -> dict[tuple, int]:
         """(service key, destination address, port) -> weight, as last synced."""

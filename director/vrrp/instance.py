@@ -54,6 +54,7 @@ class Instance:
         self.listeners: list[Callable[["Instance", fsm.Transition], None]] = []
         self._announcing: hub.Greenlet | None = None
         self.greenlet: hub.Greenlet | None = None
+        self.started = False                    # Startup was applied
         self.source = config.unicast_src_ip or config.mcast_src_ip
 
     # -- set-up ----------------------------------------------------------------------------
@@ -98,7 +99,7 @@ class Instance:
     # -- the greenlet ------------------------------------------------------------------------
 
     def start(self) -> hub.Greenlet:
-        self.greenlet = hub.spawn(self.run, name=f"vrrp instance {self.name}")
+        self.greenlet = hub.supervise(self.run, name=f"vrrp instance {self.name}")
         return self.greenlet
 
     def post(self, event: fsm.Event) -> None:
@@ -106,10 +107,13 @@ class Instance:
 
     def run(self) -> None:
         # What tracking reported before we started (a link already down, a priority
-        # already lowered) is known before Startup, so we start in the right state.
-        while not self.inbox.empty():
-            self.apply(self.inbox.get_nowait())
-        self.apply(fsm.Startup())
+        # already lowered) is known before Startup, so we start in the right state. After
+        # a crash (hub.supervise restarts run) the state machine goes on where it was.
+        if not self.started:
+            self.started = True
+            while not self.inbox.empty():
+                self.apply(self.inbox.get_nowait())
+            self.apply(fsm.Startup())
         while self.state.role != fsm.STOP:
             deadline = self.state.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock.now())

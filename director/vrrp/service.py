@@ -118,8 +118,8 @@ class VrrpService:
             self.expectations[key] = {vrid: instance.expectation()
                                       for vrid, instance in members.items()}
             if key not in self.receivers:
-                self.receivers[key] = hub.spawn(self._receive, key, sock,
-                                                name=f"vrrp receive {key[0]}/IPv{key[1]}")
+                self.receivers[key] = hub.supervise(self._receive, key, sock,
+                                                    name=f"vrrp receive {key[0]}/IPv{key[1]}")
 
     def reload(self, config: Any, timeout: float = 2.0) -> dict[str, int]:
         """Apply a new configuration's VRRP part. An instance whose configuration (and the

@@ -100,7 +100,7 @@ class InterfaceWatcher:
 
     def start(self) -> None:
         if self.subscribers:
-            self.greenlet = hub.spawn(self.run, name="vrrp interface watcher")
+            self.greenlet = hub.supervise(self.run, name="vrrp interface watcher")
 
     def run(self) -> None:
         while True:
@@ -138,7 +138,7 @@ class ScriptRunner:
         for tracker in self.subscribers:
             tracker.update(self.key, self.fine)
         if self.script.script is not None:
-            self.greenlet = hub.spawn(self.run, name=f"vrrp script {self.script.name}")
+            self.greenlet = hub.supervise(self.run, name=f"vrrp script {self.script.name}")
 
     def run(self) -> None:
         while True:

@@ -67,13 +67,9 @@ def jsonable(value):
 
 def service_conns(backend: IpvsBackend, key: ServiceKey) -> int | None:
     """The service's connection counter: reset when the service is deleted and re-added."""
-    for message in backend._socket.service("dump"):
-        attrs = dict(message.get_attr("IPVS_CMD_ATTR_SERVICE")["attrs"])
-        if attrs.get("IPVS_SVC_ATTR_ADDR") == key.address and \
-                attrs.get("IPVS_SVC_ATTR_PORT") == key.port:
-            stats = dict(attrs["IPVS_SVC_ATTR_STATS64"]["attrs"])
-            return stats["IPVS_STATS_ATTR_CONNS"]
-    return None
+    backend.read()
+    counters = backend.counters.get((key, None))
+    return None if counters is None else counters.connections
 
 
 def connect_to_vip() -> None:
@@ -180,7 +176,7 @@ def main() -> None:
     out["flush_left"] = sh("ipvsadm -Ln")
     sync.close()
     out["seconds_in_script"] = round(time.monotonic() - start, 1)
-    print(json.dumps(out))
+    print(json.dumps(out, default=str))
 
 
 if __name__ == "__main__":

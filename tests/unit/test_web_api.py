@@ -72,6 +72,9 @@ class FakeDirector:
     def healthy(self):
         return self.is_healthy
 
+    def not_running(self):
+        return [] if self.is_healthy else ["load balancer (crashed, restarting)"]
+
     def router_id(self):
         return HOSTILE
 
@@ -161,7 +164,7 @@ def test_healthz_follows_the_daemon(client, director):
     assert client.get("/healthz").status_code == 200
     director.is_healthy = False
     response = client.get("/healthz")
-    assert response.status_code == 503 and b"stalled" in response.data
+    assert response.status_code == 503 and b"not running: load balancer" in response.data
 
 
 def test_metrics_names_types_and_labels(client):
