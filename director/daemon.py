@@ -303,8 +303,10 @@ class Director:
         if self.mailer is not None:
             self.mailer.configure(config)
         vrrp_parts = ("vrrp_instances", "vrrp_sync_groups", "vrrp_scripts")
-        if self.vrrp is not None and any(getattr(config, part) != getattr(self.config, part)
-                                         for part in vrrp_parts):
+        if self.vrrp is not None and (
+                any(getattr(config, part) != getattr(self.config, part) for part in vrrp_parts)
+                or config.global_defs.lvs_sync_daemon !=
+                self.config.global_defs.lvs_sync_daemon):
             counts = self.vrrp.reload(config)
             done.append("VRRP instances: " + ", ".join(f"{n} {what}"
                                                        for what, n in counts.items() if n))

@@ -151,7 +151,8 @@ def take(director: Any, yield_every: int = 1000, with_jobs: bool = False) -> Sna
         "load_balancer": None if lb is None else lb.status(),
         "not_running": director.not_running(),
         "reload": dict(director.reload_status),
-        "vrrp": {"instances": vrrp["instances"], "sync_groups": vrrp["sync_groups"]},
+        "vrrp": {"instances": vrrp["instances"], "sync_groups": vrrp["sync_groups"],
+                 "lvs_sync_daemon": vrrp.get("lvs_sync_daemon")},
         "virtual_servers": servers,
     }
     notifications = director.notifications()

@@ -120,6 +120,29 @@ class SnapshotCollector(Collector):
             interface, _, reason = key.partition("/")
             dropped.add_metric(["", interface, reason], count)
         yield from (role, priority, transitions, became, sent, received, dropped)
+        yield from self._lvs_sync(vrrp.get("lvs_sync_daemon"))
+
+    @staticmethod
+    def _lvs_sync(daemon: dict | None) -> Iterator[Metric]:
+        if daemon is None:
+            return
+        running = GaugeMetricFamily(
+            "director_lvs_sync_daemon_running",
+            "1 while the kernel runs the IPVS connection sync daemon of this state.",
+            labels=["state", "interface", "syncid"])
+        states = {d["state"]: d for d in daemon["running"]}
+        for state in ("master", "backup"):
+            found = states.get(state, {})
+            running.add_metric([state, found.get("interface", daemon["interface"]),
+                                str(found.get("syncid", ""))], 1 if found else 0)
+        yield running
+        yield GaugeMetricFamily("director_lvs_sync_daemon_in_step",
+                                "1 when the kernel's sync daemons are what the followed VRRP "
+                                "instance's state calls for.",
+                                value=1 if daemon["in_step"] else 0)
+        yield CounterMetricFamily("director_lvs_sync_daemon_errors_total",
+                                  "Failed attempts to read, start or stop the sync daemons.",
+                                  value=daemon["errors"])
 
 
 # === the families with samples per real server, as text ========================================

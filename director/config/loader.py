@@ -187,9 +187,10 @@ class Loader:
             return
         hint = f"unknown keyword '{word}' in {block.name} (did you mean '{guess}'?)"
         guessed = block.lookup(guess)
-        if guessed is not None and guessed.ignored:
-            # A misspelt keyword that would be ignored anyway loses nothing: the HOWTO's
-            # lvs_sync_daemon_inteface must not stop a config that keepalived runs.
+        if guessed is not None and (guessed.ignored or guessed.deprecated):
+            # A misspelt keyword that is ignored or deprecated anyway is a warning: the
+            # HOWTO's lvs_sync_daemon_inteface must not stop a config that keepalived runs
+            # (keepalived ignores it as unknown, and so does director, saying so).
             self.ctx.warn(f"{hint}: ignored")
         else:
             self.ctx.error(hint)

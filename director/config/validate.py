@@ -41,6 +41,7 @@ def validate(config: Any, diagnostics: Diagnostics,
     _tracking(config, diagnostics)
     _virtual_servers(config, diagnostics)
     _alerts(config, diagnostics)
+    _lvs_sync_daemon(config, diagnostics)
     if interface_exists is not None:
         _interfaces(config, diagnostics, interface_exists)
 
@@ -167,6 +168,16 @@ def _alerts(config, diagnostics: Diagnostics) -> None:
     if alerting:
         diagnostics.warning(alerting[0].location, "smtp_alert is set but global_defs has no "
                                                   "smtp_server: no mail will be sent")
+
+
+def _lvs_sync_daemon(config, diagnostics: Diagnostics) -> None:
+    daemon = config.global_defs.lvs_sync_daemon
+    if daemon is None:
+        return
+    if daemon.instance not in {instance.name for instance in config.vrrp_instances}:
+        diagnostics.error(_at(daemon, config.global_defs.location),
+                          f"lvs_sync_daemon follows vrrp_instance {daemon.instance}, which is "
+                          f"not defined")
 
 
 def _interfaces(config, diagnostics: Diagnostics, exists: Callable[[str], bool]) -> None:

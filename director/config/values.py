@@ -322,6 +322,53 @@ def unicast_peer(words: list[str], ctx: Context) -> UnicastPeer:
     return UnicastPeer(address, **options, location=ctx.location)
 
 
+# -- lvs_sync_daemon ----------------------------------------------------------------------
+
+SYNC_DAEMON_OPTIONS = {"id": (0, 255), "maxlen": (1, 65507), "port": (1, 65535),
+                       "ttl": (1, 255)}
+
+
+@dataclass(frozen=True, slots=True)
+class LvsSyncDaemon:
+    """global_defs ``lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N]
+    [ttl N] [group IP]``: the kernel's IPVS connection sync daemons on INTERFACE, master
+    while the instance is MASTER and backup otherwise. None: the kernel's default (sync id:
+    the instance's virtual_router_id, as keepalived does)."""
+
+    interface: str
+    instance: str
+    id: int | None = None
+    maxlen: int | None = None
+    port: int | None = None
+    ttl: int | None = None
+    group: str | None = None
+    location: Location | None = field(default=None, compare=False, repr=False)
+
+
+def lvs_sync_daemon(words: list[str], ctx: Context) -> LvsSyncDaemon:
+    usage = "expects INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]"
+    if len(words) < 2:
+        raise Invalid(f"{usage}, got '{' '.join(words)}'")
+    options: dict[str, object] = {}
+    rest = words[2:]
+    while rest:
+        name = rest[0]
+        if len(rest) < 2 or (name not in SYNC_DAEMON_OPTIONS and name != "group"):
+            raise Invalid(f"{usage}, got '{' '.join(words)}'")
+        if name == "group":
+            group = parse_ip(rest[1], "a multicast group")
+            if not group.is_multicast:
+                raise Invalid(f"group: {rest[1]} is not a multicast address")
+            options["group"] = str(group)
+        else:
+            low, high = SYNC_DAEMON_OPTIONS[name]
+            if not rest[1].isdigit() or not low <= int(rest[1]) <= high:
+                raise Invalid(f"{name} must be an integer from {low} to {high}, got {rest[1]}")
+            options[name] = int(rest[1])
+        rest = rest[2:]
+    return LvsSyncDaemon(words[0], words[1], **options, location=ctx.location)
+
+
 # -- virtual_server_group entries ---------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

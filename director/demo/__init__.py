@@ -25,13 +25,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .topology import CLIENT, VIP, WEB_PORT, build, director_argv, environment
+
 LAB_CONFIG = Path(__file__).with_name("lab.conf")
-VIP = "192.168.1.11"
-GATEWAY = "10.20.40.1"
-REAL_SERVERS = {"rs1": "10.20.40.10", "rs2": "10.20.40.11", "rs3": "10.20.40.12"}
-DIRECTORS = {"lb1": ("192.168.1.2", "10.20.40.2"), "lb2": ("192.168.1.3", "10.20.40.3")}
-CLIENT = "192.168.1.100"
-WEB_PORT = 8080             # each director's --web, inside its namespace
+REAL_SERVER_NAMES = ("rs1", "rs2", "rs3")
 READY_TIMEOUT = 30.0
 
 
@@ -82,44 +79,19 @@ def _site(root: Path, name: str) -> Path:
     return folder
 
 
-def _director_argv(config: Path, state: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "director", "-f", str(config), "-l", "--state-dir", str(state),
-            *extra]
-
-
-def _environment() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
 def lab(port: int, stop) -> int:
     from ..netlab import Lab, wait_for
     listener = _listen(port)
     backend = "nftables" if shutil.which("nft") else "none"
     with Lab() as net:
-        outside, inside = net.switch("ext"), net.switch("int")
-        client = net.host("client", links=[(outside, "eth0", [f"{CLIENT}/24"])])
-        directors = {}
-        for name, (external, internal) in DIRECTORS.items():
-            directors[name] = net.host(name, sysctls={"net.ipv4.ip_forward": 1},
-                                       links=[(outside, "eth0", [f"{external}/24"]),
-                                              (inside, "eth1", [f"{internal}/24"])])
-        servers = {}
-        for name, address in REAL_SERVERS.items():
-            host = net.host(name, links=[(inside, "eth0", [f"{address}/24"])])
-            host.run(["ip", "route", "add", "default", "via", GATEWAY])
-            servers[name] = host.popen([sys.executable, "-m", "http.server", "80", "--bind",
-                                        address, "--directory", _site(net.tmp, name)])
-        daemons = {}
-        for name, host in directors.items():
-            daemons[name] = host.popen(
-                _director_argv(LAB_CONFIG, net.tmp / name, "-i", name, "--backend", backend,
-                               "--web", f"0.0.0.0:{WEB_PORT}"),
-                log_path=net.tmp / f"{name}.log", env=_environment())
+        howto = build(net)
+        client, directors, servers = howto.client, howto.directors, howto.web_servers
+        daemons = {name: howto.start_director(name, LAB_CONFIG, backend)
+                   for name in directors}
         forwarder = subprocess.Popen(
             ["ip", "netns", "exec", client.ns, sys.executable, "-m", "director.demo.forward",
              str(listener.fileno()), VIP, str(WEB_PORT)],
-            pass_fds=[listener.fileno()], env=_environment(), start_new_session=True)
+            pass_fds=[listener.fileno()], env=environment(), start_new_session=True)
         net.processes.append(forwarder)
         listener.close()                 # the forwarder holds it now
         wait_for(lambda: directors["lb1"].has_address("eth0", VIP), READY_TIMEOUT,
@@ -156,7 +128,7 @@ def observe_only(port: int, stop) -> int:
         processes: list[subprocess.Popen] = []
         try:
             ports = []
-            for name in REAL_SERVERS:
+            for name in REAL_SERVER_NAMES:
                 probe = _listen(0)
                 ports.append(probe.getsockname()[1])
                 probe.close()
@@ -168,9 +140,9 @@ def observe_only(port: int, stop) -> int:
             config.write_text(_observe_config(ports))
             log = open(root / "director.log", "w")
             processes.append(subprocess.Popen(
-                _director_argv(config, root / "state", "-C", "--backend", "none", "--web",
+                director_argv(config, root / "state", "-C", "--backend", "none", "--web",
                                f"127.0.0.1:{port}"),
-                stdout=log, stderr=subprocess.STDOUT, env=_environment()))
+                stdout=log, stderr=subprocess.STDOUT, env=environment()))
             wait_for(lambda: _answers(port) or processes[-1].poll() is not None,
                      READY_TIMEOUT, message=lambda: (root / "director.log").read_text())
             if processes[-1].poll() is not None:

@@ -14,6 +14,7 @@ from ..log import event as log_event
 from . import fsm
 from .addresses import Addresses
 from .instance import Instance
+from .lvs_sync import SyncDaemons, configured
 from .packet import Dropped, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
@@ -41,6 +42,7 @@ class VrrpService:
         self.receivers: dict[tuple, hub.Greenlet] = {}
         self.expectations: dict[tuple, dict] = {}
         self.trackers: dict[str, Tracker] = {}
+        self.lvs_sync: SyncDaemons | None = None
         # called with each instance / sync group built, at start and on reload (the daemon's
         # events); register before start()
         self.on_new_instance: list = []
@@ -59,6 +61,31 @@ class VrrpService:
         self.interface_watcher.start()
         for runner in self.scripts.values():
             runner.start()
+        self._configure_lvs_sync()
+
+    def _configure_lvs_sync(self) -> None:
+        """The IPVS sync daemons follow their instance (started, reconfigured on a reload
+        that changed them, stopped when the configuration no longer asks for them)."""
+        setting = configured(self.config)
+        if setting is None:
+            if self.lvs_sync is not None:
+                self.lvs_sync.stop()
+                self.lvs_sync = None
+            return
+        instance = next(i for i in self.instances if i.name == setting.instance)
+
+        def role_of(name: str = setting.instance) -> str | None:
+            found = next((i for i in self.instances if i.name == name), None)
+            return None if found is None or found.state is None else found.state.role
+
+        vrid = instance.config.virtual_router_id
+        if self.lvs_sync is None:
+            self.lvs_sync = SyncDaemons(setting, role_of, vrid)
+            self.lvs_sync.start()
+        else:
+            self.lvs_sync.configure(setting, role_of, vrid)
+        if self.lvs_sync.role_changed not in instance.listeners:
+            instance.listeners.append(self.lvs_sync.role_changed)
 
     @staticmethod
     def _socket_key(config) -> tuple:
@@ -177,6 +204,7 @@ class VrrpService:
                 del self.scripts[name]
             elif runner.greenlet is None:
                 runner.start()
+        self._configure_lvs_sync()
         counts = {"kept": len(kept),
                   "added": len({i.name for i in added} - set(running)),
                   "changed": len({i.name for i in added} & set(running)),
@@ -288,6 +316,8 @@ class VrrpService:
         for instance in self.instances:
             instance.post(fsm.Shutdown())
         hub.joinall([i.greenlet for i in self.instances if i.greenlet], timeout=timeout)
+        if self.lvs_sync is not None:
+            self.lvs_sync.stop()
         self.notifier.wait(timeout=1.0)
         hub.killall(self.greenlets + list(self.receivers.values()), block=False)
         for sock in self.sockets.values():
@@ -296,5 +326,6 @@ class VrrpService:
 
     def snapshot(self) -> dict:
         return {"instances": [instance.snapshot() for instance in self.instances],
+                "lvs_sync_daemon": None if self.lvs_sync is None else self.lvs_sync.snapshot(),
                 "sync_groups": [group.snapshot() for group in self.sync_groups],
                 "dropped_by_interface": {f"{i}/{r}": n for (i, r), n in self.dropped.items()}}

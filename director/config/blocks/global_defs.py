@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
-from ..values import email
+from ..values import email, lvs_sync_daemon
 from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
 
@@ -60,9 +60,12 @@ GLOBAL_DEFS = Block(
            doc="On stop, flush every IPVS service (VS: only the configuration's)."),
         Kw("lvs_timeouts", Text("tcp N tcpfin N udp N"), unsupported=LVS),
         Kw("checker_log_all_failures", Flag(), unsupported=NOT_YET),
-        Kw("lvs_sync_daemon", Text("INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] "
-                                   "[group IP]"),
-           unsupported="the IPVS connection sync daemon is not managed by director"),
+        Kw("lvs_sync_daemon", Custom(lvs_sync_daemon, "INTERFACE VRRP_INSTANCE [id N] "
+                                     "[maxlen N] [port N] [ttl N] [group IP]"),
+           doc="The kernel's IPVS connection sync daemons on INTERFACE: master while "
+               "VRRP_INSTANCE is MASTER, backup otherwise, so that the BACKUP director knows "
+               "the connections and they survive a failover. id defaults to the instance's "
+               "virtual_router_id."),
         *unsupported(
             "vrrp_iptables vrrp_ipsets nftables nftables_priority nftables_ifindex "
             "nftables_counters vrrp_notify_fifo vrrp_notify_fifo_script notify_fifo "

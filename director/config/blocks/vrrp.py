@@ -213,8 +213,10 @@ VRRP_INSTANCE = Block(
         Kw("use_vmac_addr", Flag(), unsupported="VMAC interfaces are not created by director"),
         Kw("use_ipvlan", Raw(), unsupported="ipvlan interfaces are not created by director"),
         Kw("lvs_sync_daemon_interface", Word("an interface"),
-           ignored="lvs_sync_daemon_interface was replaced by global_defs "
-                   "'lvs_sync_daemon INTERFACE INSTANCE'; ignored"),
+           deprecated="lvs_sync_daemon_interface was replaced by global_defs "
+                      "'lvs_sync_daemon INTERFACE INSTANCE'; applied as that",
+           doc="keepalived 1.x: the IPVS sync daemons on this interface follow this "
+               "instance (global_defs lvs_sync_daemon, which wins when both are given)."),
         *unsupported("debug native_ipv6 kernel_rx_buf_size track_src_ip linkbeat_use_polling "
                      "old_unicast_checksum mcast_dst_ip v3_checksum_as_v2 garp_extra_if "
                      "vmac_garp_intvl", NOT_PLANNED),
