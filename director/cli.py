@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
                         "web API is read-only")
     p.add_argument("--backend", choices=("ipvs", "nftables", "none"),
                    help="how virtual servers reach the kernel (default: ipvs if available)")
+    p.add_argument("--drain-timeout", metavar="SECONDS", type=float, default=300.0,
+                   help="a drained real server's drain is complete when it has no active "
+                        "connection left, or after this long (default 300)")
     p.add_argument("--state-dir", metavar="DIR", default="/var/lib/director",
                    help="where state that survives a restart is kept")
     p.add_argument("-v", "--version", action="version", version=f"director {__version__}")

@@ -237,6 +237,7 @@ class Director:
                           note="this kernel has no IP_VS: virtual servers are checked but not "
                                "programmed (use --backend nftables to program nftables)")
             self.lb = LoadBalancer(self.config, self.checks, backend, notifier,
+                                   drain_timeout=self.options.drain_timeout,
                                    on_event=self.events.add)
             self.lb.start()
 

@@ -104,8 +104,13 @@ def virtual_servers(config: Any, checks: Any, lb: Any, yield_every: int = 0,
                 "counters": _sum_counters([_counters(counters.get((key, dest_key)))
                                            for key in keys]),
             }
+            connections = lb.connections_of(name, real) if lb is not None else None
+            entry["active_connections"] = None if connections is None else connections[0]
+            entry["inactive_connections"] = None if connections is None else connections[1]
             if state is not None:
                 entry["up"], entry["drained"] = state.up, state.drained
+                drain = lb.drains.get(state.name) if lb is not None and state.drained else None
+                entry["drain"] = None if drain is None else drain.as_json(time.monotonic())
                 entry["checker"] = "+".join(job.key[2] for job in state.jobs) or None
                 entry["last_check"] = last_check(state, checks.scheduler.wall_time)
                 entry["checks"] = {"ok": sum(job.ok for job in state.jobs),

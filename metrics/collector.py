@@ -245,6 +245,7 @@ def per_server_text(snapshot: Any, cache: LabelCache) -> str:
         out.extend(f"{name}{{{cache.of(server['name'])}}} {value_of(server)}\n"
                    for server in servers)
     _traffic(out, servers, cache)
+    _connections_now(out, servers, cache)
     cache.end_scrape()
     return "".join(out)
 
@@ -254,6 +255,24 @@ TRAFFIC = (("connections", "Connections the kernel scheduled (IPVS).", (("", "co
             (("in", "packets_in"), ("out", "packets_out"))),
            ("bytes", "Bytes the kernel forwarded (IPVS).",
             (("in", "bytes_in"), ("out", "bytes_out"))))
+
+
+def _connections_now(out: list[str], servers: list[dict], cache: LabelCache) -> None:
+    """Each real server's connections now, where the backend can tell (IPVS: every
+    delay_loop; nftables: while a drain waits)."""
+    entries = [(cache.of(server["name"], real["name"]), real)
+               for server in servers for real in server["real_servers"]
+               if real.get("active_connections") is not None]
+    if not entries:
+        return
+    for what, text in (("active", "Established connections to the real server now (IPVS "
+                                  "ActiveConn)."),
+                        ("inactive", "Its other connections now (IPVS InActConn: closing, "
+                                     "TIME_WAIT, UDP).")):
+        name = f"director_real_server_{what}_connections"
+        _header(out, name, "gauge", text)
+        for labels, real in entries:
+            out.append(f"{name}{{{labels}}} {real[what + '_connections']}\n")
 
 
 def _traffic(out: list[str], servers: list[dict], cache: LabelCache) -> None:

@@ -4,7 +4,8 @@ As root, where network namespaces work, it builds the keepalived HOWTO's LVS-NAT
 namespaces (director/netlab.py): a client, two directors in VRRP MASTER/BACKUP holding the
 external VIP and the real servers' gateway VIP (a sync group), three real HTTP servers
 behind them; runs director on both with the bundled lab.conf (``-i lb1`` / ``-i lb2``),
-programming nftables where ``nft`` exists; and serves the MASTER's dashboard on
+programming IPVS where the kernel has it, else nftables (refused, in one line, where neither
+can run: a demo that cannot load-balance is no demo); and serves the MASTER's dashboard on
 http://127.0.0.1:8080 of this host (a forwarder in the client's namespace, listening on a
 socket opened here, connects to the VIP: whichever director is MASTER answers). It prints
 what to try and tears everything down on Ctrl-C or SIGTERM.
@@ -79,10 +80,23 @@ def _site(root: Path, name: str) -> Path:
     return folder
 
 
+def lab_backend() -> str:
+    """IPVS where the kernel has it (as on a production director), else nftables; a lab
+    that cannot load-balance is refused, not run half-way."""
+    from ..lb.service import ipvs_available
+    if ipvs_available():
+        return "ipvs"
+    if shutil.which("nft"):
+        return "nftables"
+    raise SystemExit("director demo: this kernel has no IPVS and nft is not installed, so the "
+                     "lab could not load-balance: install nftables (apt-get install nftables; "
+                     "scripts/demo does it when run as root)")
+
+
 def lab(port: int, stop) -> int:
     from ..netlab import Lab, wait_for
     listener = _listen(port)
-    backend = "nftables" if shutil.which("nft") else "none"
+    backend = lab_backend()
     with Lab() as net:
         howto = build(net)
         client, directors, servers = howto.client, howto.directors, howto.web_servers

@@ -29,7 +29,8 @@ from typing import Any
 from pyroute2.netlink.generic import ipvs as CMD
 
 from .genl import GenlSocket
-from .model import BackendError, Destination, DestinationKey, Pool, Service, ServiceKey, State
+from .model import (BackendError, Connections, Counters, Destination, DestinationKey, Pool,
+                    Service, ServiceKey, State)
 from .plan import (AddDestination, AddService, DeleteDestination, DeleteService,
                    EditDestination, EditService, Operation)
 
@@ -99,37 +100,28 @@ def _attrs(nla: Any) -> dict[str, Any]:
     return {name: value for name, value in nla["attrs"]}
 
 
-@dataclass(frozen=True)
-class Counters:
-    """IPVS's totals for a service or a destination (IPVS_*_ATTR_STATS64)."""
-
-    connections: int = 0
-    packets_in: int = 0
-    packets_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-
-    @classmethod
-    def from_attrs(cls, attrs: dict[str, Any]) -> Counters:
-        nla = attrs.get("IPVS_SVC_ATTR_STATS64") or attrs.get("IPVS_DEST_ATTR_STATS64")
-        if nla is None:
-            return cls()
-        stats = _attrs(nla)
-        return cls(stats.get("IPVS_STATS_ATTR_CONNS", 0), stats.get("IPVS_STATS_ATTR_INPKTS", 0),
-                   stats.get("IPVS_STATS_ATTR_OUTPKTS", 0),
-                   stats.get("IPVS_STATS_ATTR_INBYTES", 0),
-                   stats.get("IPVS_STATS_ATTR_OUTBYTES", 0))
+def counters_from(attrs: dict[str, Any]) -> Counters:
+    """IPVS_*_ATTR_STATS64 of a service or a destination."""
+    nla = attrs.get("IPVS_SVC_ATTR_STATS64") or attrs.get("IPVS_DEST_ATTR_STATS64")
+    stats = _attrs(nla) if nla is not None else {}
+    return Counters(stats.get("IPVS_STATS_ATTR_CONNS", 0),
+                    stats.get("IPVS_STATS_ATTR_INPKTS", 0),
+                    stats.get("IPVS_STATS_ATTR_OUTPKTS", 0),
+                    stats.get("IPVS_STATS_ATTR_INBYTES", 0),
+                    stats.get("IPVS_STATS_ATTR_OUTBYTES", 0))
 
 
 class IpvsBackend:
     """``open()``, then ``read()`` and ``apply()``; ``close()``.
 
     ``counters`` holds what the last ``read()`` saw: (service key, None) for a service,
-    (service key, destination key) for a destination."""
+    (service key, destination key) for a destination; ``connections`` each destination's
+    active and inactive connections."""
 
     def __init__(self) -> None:
         self._ipvs: GenlSocket | None = None
         self.counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
+        self.connections: Connections = {}
 
     def open(self) -> None:
         if self._ipvs is None:
@@ -166,22 +158,37 @@ class IpvsBackend:
 
     # reading
 
+    def _services(self):
+        """(service, its counters) for every service in the kernel: one dump."""
+        for message in self._service_request(CMD.IPVS_CMD_GET_SERVICE, dump=True):
+            attrs = _attrs(message.get_attr("IPVS_CMD_ATTR_SERVICE"))
+            yield self._service_from(attrs), counters_from(attrs)
+
+    def read_service_counters(self) -> None:
+        """The services' counters only (one dump, no destinations): every delay_loop."""
+        for service, counters in self._services():
+            self.counters[service.key, None] = counters
+
+
     def read(self) -> State:
         state: State = {}
         counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
-        for message in self._service_request(CMD.IPVS_CMD_GET_SERVICE, dump=True):
-            attrs = _attrs(message.get_attr("IPVS_CMD_ATTR_SERVICE"))
-            service = self._service_from(attrs)
-            counters[service.key, None] = Counters.from_attrs(attrs)
+        connections: Connections = {}
+        for service, service_counters in list(self._services()):
+            counters[service.key, None] = service_counters
             destinations: dict[DestinationKey, Destination] = {}
             for dest_message in self._dest_request(CMD.IPVS_CMD_GET_DEST,
                                                    self._service_key(service.key), dump=True):
                 dest_attrs = _attrs(dest_message.get_attr("IPVS_CMD_ATTR_DEST"))
                 destination = self._destination_from(dest_attrs)
                 destinations[destination.key] = destination
-                counters[service.key, destination.key] = Counters.from_attrs(dest_attrs)
+                counters[service.key, destination.key] = counters_from(dest_attrs)
+                connections[service.key, destination.key] = (
+                    dest_attrs.get("IPVS_DEST_ATTR_ACTIVE_CONNS", 0),
+                    dest_attrs.get("IPVS_DEST_ATTR_INACT_CONNS", 0))
             state[service.key] = Pool(service, destinations)
         self.counters = counters
+        self.connections = connections
         return state
 
     @staticmethod
@@ -304,8 +311,9 @@ def describe(operation: Operation) -> str:
 # parses each message in Python: a minute for 10,000 destinations under qemu's emulation).
 # /proc/net/ip_vs is the kernel's own listing, what ipvsadm -Ln shows, read in one go: the
 # verify of each delay_loop compares it with what we programmed and reads netlink only when
-# they differ. It lacks the thresholds, the scheduler flags and the counters (those come
-# with the full reads).
+# they differ. It also has each destination's active and inactive connections, live for
+# the dashboard and /metrics; it lacks the thresholds, the scheduler flags and the traffic
+# counters (those come with the netlink reads).
 
 PROC = "/proc/net/ip_vs"
 PROC_METHODS = {"Masq": "NAT", "Local": "LOCAL", "Tunnel": "TUN", "Route": "DR"}
@@ -318,6 +326,15 @@ class ProcService:
     one_packet: bool
     persistence_jiffies: int | None
     destinations: dict                       # (address, port) -> (method, weight)
+    connections: dict                        # (address, port) -> (active, inactive)
+
+
+@dataclass(frozen=True)
+class ProcView:
+    """What one read of /proc/net/ip_vs says of the services we programmed."""
+
+    matches: bool                            # it shows what we programmed
+    connections: dict                        # (ServiceKey, DestinationKey) -> (active, inactive)
 
 
 def _proc_address(text: str) -> tuple[str, int]:
@@ -339,6 +356,7 @@ def parse_proc(text: str) -> dict[tuple, ProcService]:
             address, port = _proc_address(words[1])
             current.destinations[(address, port or None)] = (
                 PROC_METHODS.get(words[2], words[2]), int(words[3]))
+            current.connections[(address, port or None)] = (int(words[4]), int(words[5]))
             continue
         if words[0] == "FWM":
             key: tuple = ("FWM", int(words[1], 16))
@@ -346,28 +364,33 @@ def parse_proc(text: str) -> dict[tuple, ProcService]:
             key = (words[0], *_proc_address(words[1]))
         rest = words[3:]
         persistence = int(rest[rest.index("persistent") + 1]) if "persistent" in rest else None
-        current = ProcService(words[2], "ops" in rest, persistence, {})
+        current = ProcService(words[2], "ops" in rest, persistence, {}, {})
         services[key] = current
     return services
 
 
-def proc_matches(state: State, text: str) -> bool:
+def read_proc_view(state: State, text: str) -> ProcView:
     """Whether /proc/net/ip_vs shows ``state`` (what we programmed), in what it can show:
     services, schedulers, one-packet scheduling, persistence timeouts, destinations with
-    their forwarding method and weight. Services not in ``state`` are ignored."""
-    shown = parse_proc(text)
+    their forwarding method and weight; and the connections of the destinations it shows.
+    Services not in ``state`` are ignored."""
+    listed = parse_proc(text)
+    matches = True
+    connections: dict = {}
     for key, pool in state.items():
-        found = shown.get(("FWM", key.fwmark) if key.fwmark is not None else
-                          (key.protocol, key.address, key.port))
+        found = listed.get(("FWM", key.fwmark) if key.fwmark is not None else
+                           (key.protocol, key.address, key.port))
         service = pool.service
         if found is None or found.scheduler != service.scheduler or \
                 found.one_packet != ("ops" in service.flags):
-            return False
+            matches = False
+            continue
         timeout = service.persistence_timeout
         if (timeout is None) != (found.persistence_jiffies is None) or (
                 timeout is not None and found.persistence_jiffies not in
                 {timeout * hz for hz in HZ_CANDIDATES}):
-            return False
+            matches = False
+
         def place(address: str, port: int | None, method: str, key=key) -> tuple:
             """fwmark destinations have no port; DR and TUN ones take the service's (the
             kernel does so, as ipvsadm -g shows)."""
@@ -377,11 +400,20 @@ def proc_matches(state: State, text: str) -> bool:
 
         wanted = {place(d.key.address, d.key.port, d.method): (d.method, d.weight)
                   for d in pool.destinations.values()}
-        found_dests = {place(address, port, value[0]): value
-                       for (address, port), value in found.destinations.items()}
-        if found_dests != wanted:
-            return False
-    return True
+        places = {place(address, port, value[0]): (address, port)
+                  for (address, port), value in found.destinations.items()}
+        if {at: found.destinations[shown] for at, shown in places.items()} != wanted:
+            matches = False
+        for destination in pool.destinations.values():
+            shown = places.get(place(destination.key.address, destination.key.port,
+                                     destination.method))
+            if shown is not None:
+                connections[key, destination.key] = found.connections[shown]
+    return ProcView(matches, connections)
+
+
+def proc_matches(state: State, text: str) -> bool:
+    return read_proc_view(state, text).matches
 
 
 def read_proc(path: str = PROC) -> str:

@@ -79,3 +79,19 @@ class BackendError:
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(frozen=True)
+class Counters:
+    """IPVS's traffic totals for a service or a destination."""
+
+    connections: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+Connections = dict[tuple[ServiceKey, DestinationKey], tuple[int, int]]
+"""(service, destination) -> (active, inactive) connections now: active are established;
+inactive the others (TIME_WAIT, closing, UDP), as IPVS counts them."""

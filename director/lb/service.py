@@ -19,13 +19,14 @@ import os
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import hub
 from ..config.blocks.virtual_server import virtual_server_name
 from ..log import event
 from ..notify import Notifier
-from .model import BackendError, Pool, State
+from .model import BackendError, Connections, DestinationKey, Pool, State
 from .plan import plan
 from .pool import (Live, desired_state, initial_quorum, live_weight, quorum_step,
                    service_keys)
@@ -36,8 +37,9 @@ log = logging.getLogger("director.lb")
 class IpvsSync:
     """``verify`` compares /proc/net/ip_vs with what was programmed (one read of the
     kernel's text view) and reads every service over netlink only when they differ, at
-    start, after a failed operation, and every FULL_READ_EVERY verifies (for the counters
-    and what /proc does not show: thresholds, scheduler flags)."""
+    start, after a failed operation, and every FULL_READ_EVERY verifies (for the
+    destinations' traffic counters and what /proc does not show: thresholds, scheduler
+    flags). Each verify refreshes the destinations' connections and the services' counters."""
 
     name = "ipvs"
     FULL_READ_EVERY = 10
@@ -57,14 +59,20 @@ class IpvsSync:
         self.full_reads += 1
 
     def _verify(self) -> None:
-        from .ipvs import proc_matches, read_proc
+        """Also refreshes the live figures: each destination's connections (from the same
+        /proc read) and the services' counters (one service dump)."""
+        from .ipvs import read_proc, read_proc_view
         self.verifies += 1
         if self.full_reads and self.verifies % self.FULL_READ_EVERY:
             try:
-                if proc_matches(self.kernel, read_proc()):
-                    return
-            except (OSError, ValueError, AttributeError) as exc:   # unreadable or unexpected
+                view = read_proc_view(self.kernel, read_proc())
+            except (OSError, ValueError, AttributeError, IndexError) as exc:
                 event(log, "lb.ipvs_proc_unreadable", logging.WARNING, error=exc)
+            else:
+                if view.matches:
+                    self.backend.connections = view.connections
+                    self.backend.read_service_counters()
+                    return
         self._read()
 
     def sync(self, desired: State, owned: frozenset,
@@ -93,8 +101,16 @@ class IpvsSync:
         return errors
 
     def counters(self) -> dict:
-        """IPVS's per-service and per-destination totals, as of the last full read."""
+        """IPVS's per-service totals as of the last verify, per-destination ones as of the
+        last full read."""
         return self.backend.counters
+
+    def connections(self) -> Connections:
+        """Each destination's connections, as of the last verify (every delay_loop)."""
+        return self.backend.connections
+
+    def refresh_connections(self) -> None:
+        pass                                    # each verify reads them
 
     def flush_all(self) -> list[BackendError]:
         """Every IPVS service, ours or not (lvs_flush, lvs_flush_on_stop without VS)."""
@@ -130,6 +146,7 @@ class NftablesSync:
         self.applied: State | None = None       # what the table implements, if known
         self.objects: dict[str, str] = {}       # its objects as listed after that apply
         self.kernel: State = {}
+        self._connections: Connections = {}
 
     def open(self) -> None:
         pass
@@ -171,6 +188,20 @@ class NftablesSync:
     def counters(self) -> dict:
         return {}                               # nftables keeps none per destination
 
+    def connections(self) -> Connections:
+        return self._connections
+
+    def refresh_connections(self) -> None:
+        """From connection tracking (asked for while a drain waits: the listing can be
+        long, so not on every verify)."""
+        from . import conntrack
+        flows = conntrack.parse(conntrack.read())
+        self._connections = {
+            (key, dest.key): flows.get((key.address, key.port, dest.key.address,
+                                        dest.key.port or key.port), (0, 0))
+            for key, pool in self.kernel.items() if key.fwmark is None
+            for dest in pool.destinations.values()}
+
     def flush_all(self) -> list[BackendError]:
         """The table (the only thing in the ruleset that is ours to flush)."""
         self.applied = None
@@ -201,6 +232,12 @@ class ObserveOnly:
 
     def counters(self) -> dict:
         return {}
+
+    def connections(self) -> Connections:
+        return {}
+
+    def refresh_connections(self) -> None:
+        pass
 
     def flush_all(self) -> list[BackendError]:
         return []
@@ -236,13 +273,32 @@ def address_is_local(address: str) -> bool:
     return True
 
 
+@dataclass
+class Drain:
+    """A drain in progress (or done): since when, the connections left, why it ended."""
+
+    started: float                              # monotonic
+    started_wall: float
+    connections: tuple[int, int] | None = None  # (active, inactive) now, if known
+    completed: str | None = None
+    completed_at: float | None = None
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        return {"since": round(self.started_wall, 3),
+                "seconds": round(now - self.started, 1),
+                "active_connections": None if self.connections is None else self.connections[0],
+                "complete": self.completed is not None, "why": self.completed,
+                "completed_at": self.completed_at}
+
+
 class LoadBalancer:
     SUSPEND_POLL = 0.5          # seconds between two looks at the ha_suspend addresses
     RETRY_FIRST = 0.2           # seconds before a failed converge is tried again ...
     RETRY_MAX = 5.0             # ... doubling up to this
+    DRAIN_TIMEOUT = 300.0       # seconds a drain waits for the connections to end
 
     def __init__(self, config: Any, checks: Any, backend: str, notifier: Notifier,
-                 reconcile_every: float | None = None,
+                 reconcile_every: float | None = None, drain_timeout: float | None = None,
                  on_event: Callable[..., Any] = lambda kind, **fields: None) -> None:
         self.on_event = on_event            # events for people: quorum, ha_suspend
         self.checks = checks
@@ -261,6 +317,8 @@ class LoadBalancer:
         self.failing = 0                        # converges in a row that had an error
         self.retry_at: float | None = None      # when a failed converge is tried again
         self.retry_pause = self.RETRY_FIRST
+        self.drains: dict[tuple[str, str], Drain] = {}
+        self.drain_timeout = drain_timeout or self.DRAIN_TIMEOUT
 
     def _configure(self, config: Any) -> None:
         self.config = config
@@ -374,6 +432,46 @@ class LoadBalancer:
         self.desired = desired_state(self.config, self.live, self.quorum, suspended)
         self.owned = self.owned | frozenset(self.desired)
         self._report(self.backend.sync(self.desired, self.owned, verify))
+        self._follow_drains()
+
+    def connections_of(self, virtual_name: str, real: Any) -> tuple[int, int] | None:
+        """(active, inactive) connections of a real server now, over its services; None
+        where the backend cannot tell."""
+        known = self.backend.connections()
+        dest_key = DestinationKey(real.address, real.port)
+        found = [known[key, dest_key] for key in self.keys.get(virtual_name, ())
+                 if (key, dest_key) in known]
+        if not found:
+            return None
+        return sum(a for a, _ in found), sum(i for _, i in found)
+
+    def _follow_drains(self) -> None:
+        """A drained real server has weight 0: new connections go elsewhere, established
+        ones go on. Its drain is complete when it has no active connection left, or after
+        drain_timeout; completion is an event, and the progress is in the snapshot."""
+        drained = [state for state in self.checks.real_servers if state.drained]
+        now = time.monotonic()
+        names = {state.name for state in drained}
+        for name in [name for name in self.drains if name not in names]:
+            del self.drains[name]                      # restored, or gone in a reload
+        if drained:
+            self.backend.refresh_connections()
+        for state in drained:
+            drain = self.drains.setdefault(state.name, Drain(now, time.time()))
+            drain.connections = self.connections_of(state.name[0], state.real_server)
+            if drain.completed is not None:
+                continue
+            if drain.connections is not None and drain.connections[0] == 0:
+                drain.completed = "no active connections"
+            elif now - drain.started >= self.drain_timeout:
+                drain.completed = f"timeout ({self.drain_timeout:g} s)"
+            if drain.completed is not None:
+                drain.completed_at = time.time()
+                event(log, "lb.drain_complete", virtual_server=state.name[0],
+                      real_server=state.name[1], why=drain.completed,
+                      seconds=round(now - drain.started, 1))
+                self.on_event("drain_complete", virtual_server=state.name[0],
+                              real_server=state.name[1], why=drain.completed)
 
     def _report(self, errors: list[BackendError]) -> None:
         """Counts a converge's errors by operation; none means the kernel holds what was

@@ -86,7 +86,7 @@ def listening(host):
     return host.run(["ss", "-Hltn", "sport = :80"]).stdout.strip()
 
 
-def lay_out(lab, extra: str = "", global_defs: str = ""):
+def lay_out(lab, extra: str = "", global_defs: str = "", daemon_args: tuple = ()):
     """The HOWTO's LVS-NAT network: client | director (VIPs by VRRP) | real servers whose
     default gateway is the director's gateway VIP."""
     if shutil.which("nft") is None:
@@ -111,8 +111,8 @@ def lay_out(lab, extra: str = "", global_defs: str = ""):
     (folder / "keepalived.conf").write_text(config(extra, global_defs))
     daemon = director.popen([sys.executable, "-m", "director", "-l", "-D",
                              "-f", str(folder / "keepalived.conf"), "--backend", "nftables",
-                             "--web", "off", "--state-dir", str(folder / "state"),
-                             "-p", str(folder / "pid")],
+                             "--state-dir", str(folder / "state"),
+                             "-p", str(folder / "pid"), *(daemon_args or ("--web", "off"))],
                             log_path=str(folder / "log"),
                             env={"PYTHONPATH": str(REPO)})
     wait_for(lambda: director.has_address("eth0", VIP) and director.has_address("eth1", GATEWAY),
@@ -244,3 +244,101 @@ def test_reload_removes_and_adds_real_servers_in_the_kernel(lab):
     wait_for(lambda: set(requests(client, 6)) == {"rs1", "rs2", "rs3"}, 5,
              message=lambda: f"{table(director)}\n{lab.log_of(daemon)}")
     assert "check.real_server" not in lab.log_of(daemon)        # nobody flapped
+
+
+# --- drain: weight 0, then wait for the connections to end -----------------------------------
+
+TOKEN = "drain-test-token"
+API = """
+import json, re, sys, urllib.request
+base, method, path, token = sys.argv[1:5]
+body = sys.argv[5] if len(sys.argv) > 5 else None
+headers = {"Content-Type": "application/json"}
+if method == "POST":
+    page = urllib.request.urlopen(base + "/", timeout=5).read().decode()
+    headers["X-CSRF-Token"] = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    headers["Authorization"] = "Bearer " + token
+request = urllib.request.Request(base + path, data=body.encode() if body else None,
+                                 headers=headers, method=method)
+print(urllib.request.urlopen(request, timeout=30).read().decode())
+"""
+HOLD = """
+import socket, sys
+held = []
+for _ in range(int(sys.argv[2])):
+    sock = socket.create_connection((sys.argv[1], 80), timeout=5)
+    sock.sendall(b"GET / HTTP/1.0\\r\\n")          # no blank line: the server waits for it
+    held.append(sock)
+print("held", flush=True)
+sys.stdin.readline()
+for sock in held:
+    sock.close()
+print("closed", flush=True)
+"""
+
+
+def api(director, method: str, path: str, body: dict | None = None):
+    import json
+    argv = [sys.executable, "-c", API, "http://127.0.0.1:8080", method, path, TOKEN]
+    if body is not None:
+        argv.append(json.dumps(body))
+    return json.loads(director.run(argv, timeout=40).stdout)
+
+
+def drain_lab(lab, timeout: float):
+    token_file = Path(lab.tmp) / "token"
+    token_file.write_text(TOKEN)
+    client, hosts, servers, daemon = lay_out(lab, daemon_args=(
+        "--web", "127.0.0.1:8080", "--admin-token-file", str(token_file),
+        "--drain-timeout", str(timeout)))
+    wait_for(lambda: all(r["up"] for r in reals(hosts["director"]).values()), READY_TIMEOUT,
+             message=lambda: lab.log_of(daemon))
+    holder = lab._popen(client, [sys.executable, "-c", HOLD, VIP, "6"], pipes=True)
+    assert holder.stdout.readline().strip() == "held", lab.log_of(holder)
+    return client, hosts, daemon, holder
+
+
+def reals(director) -> dict:
+    (virtual,) = api(director, "GET", "/api/v1/state")["virtual_servers"]
+    return {real["address"]: real for real in virtual["real_servers"]}
+
+
+def test_a_drain_waits_for_the_connections_to_end(lab):
+    client, hosts, daemon, holder = drain_lab(lab, timeout=60)
+    director, rs1 = hosts["director"], SERVERS["rs1"]
+    answer = api(director, "POST", "/api/v1/real-servers/drain",
+                 {"virtual_server": f"{VIP}:80/TCP", "real_server": f"{rs1}:80"})
+    assert answer["drained"] is True
+    # rr over three servers: two of the six held connections are rs1's; they go on
+    draining = wait_for(lambda: (reals(director)[rs1].get("drain") or {}).get(
+        "active_connections") == 2 and reals(director)[rs1], 10,
+        message=lambda: reals(director)[rs1])
+    assert draining["weight"] == 0 and draining["drain"]["complete"] is False
+    assert "rs1" not in requests(client, 12)          # no new connection reaches it
+    holder.stdin.write("close\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline().strip() == "closed"
+    done = wait_for(lambda: reals(director)[rs1]["drain"]["complete"] and reals(director)[rs1],
+                    DELAY_LOOP + 5, message=lambda: reals(director)[rs1])
+    assert done["drain"]["why"] == "no active connections"
+    assert done["drain"]["active_connections"] == 0
+    events = api(director, "GET", "/api/v1/events?since=0")
+    assert any(e["kind"] == "drain_complete" and e["real_server"] == f"{rs1}:80"
+               for e in events), events
+    metrics = director.run([sys.executable, "-c", API, "http://127.0.0.1:8080", "GET",
+                            "/metrics", TOKEN]).stdout
+    assert f'director_real_server_active_connections{{virtual_server="{VIP}:80/TCP",' \
+           f'real_server="{rs1}:80"}} 0' in metrics
+
+
+def test_a_drain_ends_at_its_timeout_with_connections_left(lab):
+    client, hosts, daemon, holder = drain_lab(lab, timeout=2)
+    director, rs2 = hosts["director"], SERVERS["rs2"]
+    api(director, "POST", "/api/v1/real-servers/drain",
+        {"virtual_server": f"{VIP}:80/TCP", "real_server": f"{rs2}:80"})
+    done = wait_for(lambda: (reals(director)[rs2].get("drain") or {}).get("complete") and
+                    reals(director)[rs2], DELAY_LOOP + 6, message=lambda: reals(director)[rs2])
+    assert done["drain"]["why"] == "timeout (2 s)"
+    assert done["drain"]["active_connections"] == 2
+    holder.stdin.write("close\n")
+    holder.stdin.flush()

@@ -123,7 +123,10 @@ def scenario(engine: str, sync: bool, full: bool) -> dict:
             steps(net, engine, sync, full, out)
         except Exception as exc:
             import traceback
-            out["error"] = "".join(traceback.format_exception(exc))[-3000:]
+            where = traceback.extract_tb(exc.__traceback__)
+            lines = [f"line {frame.lineno}: {frame.line}" for frame in where
+                     if frame.filename == __file__]
+            out["error"] = f"{type(exc).__name__} at {lines[-1:]}: {str(exc)[:2000]}"
         out["logs"] = {path.name: path.read_text(errors="replace")[-5000:]
                        for path in net.tmp.glob("lb*.log")}
     return out

@@ -58,6 +58,12 @@ class FailingBackend:
     def counters(self):
         return {}
 
+    def connections(self):
+        return {}
+
+    def refresh_connections(self):
+        pass
+
     def close(self, remove=None):
         pass
 
@@ -76,7 +82,7 @@ def balancer(tmp_path):
     path = tmp_path / "keepalived.conf"
     path.write_text(CONFIG)
     config = load_config(str(path), interface_exists=None).config
-    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[])
+    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], real_servers=[])
     events = []
     lb = LoadBalancer(config, checks, "none", Notifier(None),
                       on_event=lambda kind, **fields: events.append((kind, fields)))

@@ -60,6 +60,8 @@ function renderSummary(state) {
   const reload = state.reload || {};
   box.replaceChildren(...[
     el("span", {}, "backend ", el("b", {text: state.backend || "—"})),
+    lbErrors(state.load_balancer),
+    ...(state.not_running || []).map((part) => badge(`not running: ${part}`, "bad")),
     el("span", {}, "real servers up ", el("b", {id: "reals-up", text: `${up}/${reals}`})),
     lost ? badge(`${lost} pool(s) below quorum`, "bad") : null,
     reload.result === "failure"
@@ -69,7 +71,34 @@ function renderSummary(state) {
   ].filter(Boolean));   // replaceChildren would write a null as the text "null"
 }
 
+function lbErrors(lb) {
+  if (!lb) return null;
+  const total = Object.values(lb.errors).reduce((n, c) => n + c, 0);
+  if (lb.failing_converges && lb.last_error) {
+    return badge(`${lb.backend} failing (${lb.failing_converges} in a row): ` +
+                 `${lb.last_error.operation}: ${lb.last_error.error}`, "bad");
+  }
+  return total ? el("span", {class: "muted lb-errors", title: lb.last_error
+    ? `last: ${lb.last_error.operation}: ${lb.last_error.error} (${ago(lb.last_error.at)})` : "",
+    text: `${total} backend error(s), recovered`}) : null;
+}
+
+function renderSyncDaemon(daemon) {
+  const box = document.getElementById("lvs-sync");
+  if (!daemon) { box.replaceChildren(); return; }
+  const running = daemon.running.map((d) => `${d.state} (syncid ${d.syncid})`).join(", ");
+  box.replaceChildren(el("div", {class: "card", "data-lvs-sync": daemon.interface},
+    el("div", {class: "card-title"}, el("b", {text: "IPVS connection sync"}), " ",
+       daemon.in_step ? badge("in step", "good") : badge("not in step", "bad")),
+    el("dl", {},
+       el("dt", {text: "follows"}), el("dd", {text: `${daemon.instance} on ${daemon.interface}`}),
+       el("dt", {text: "kernel runs"}), el("dd", {class: "lvs-sync-running", text: running || "none"}),
+       daemon.last_error ? el("dt", {text: "error"}) : null,
+       daemon.last_error ? el("dd", {class: "error", text: daemon.last_error}) : null)));
+}
+
 function renderVrrp(vrrp) {
+  renderSyncDaemon(vrrp.lvs_sync_daemon);
   const groups = document.getElementById("sync-groups");
   groups.replaceChildren(...vrrp.sync_groups.map((group) =>
     el("div", {class: "card group", "data-sync-group": group.name},
@@ -104,7 +133,8 @@ function renderVrrp(vrrp) {
 function realState(real) {
   if (real.up === null) return ["unchecked", "muted"];
   if (!real.up) return ["DOWN", "bad"];
-  if (real.drained) return ["DRAINED", "warn"];
+  if (real.drained && real.drain && real.drain.complete) return ["DRAINED", "warn"];
+  if (real.drained) return ["DRAINING", "warn"];
   return ["UP", "good"];
 }
 
@@ -180,18 +210,30 @@ function renderReals(vs, admin) {
       el("td", {}, el("span", {class: `rs-state badge badge-${kind}`, text: label})),
       el("td", {class: "num", title: "weight in the kernel / configured",
                 text: `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}`}),
+      el("td", {class: "num conns", title: "active / inactive connections now",
+                text: r.active_connections === null || r.active_connections === undefined
+                  ? "—" : `${r.active_connections} / ${r.inactive_connections}`}),
       el("td", {text: r.checker || "—"}),
       el("td", {class: "num", text: ms(last.duration_seconds)}),
       el("td", {}, sparkline(history[r.name])),
-      el("td", {class: "error", text: last.ok === false ? (last.error || "failed") : ""}),
+      el("td", {class: "error", text: last.ok === false ? (last.error || "failed") : drainText(r)}),
       el("td", {class: "num", text: cert}),
       el("td", {}, admin ? el("button", {type: "button", class: "small",
         onclick: () => drain(vs.name, r.name, !r.drained)}, r.drained ? "restore" : "drain") : null));
   });
   return el("table", {class: "reals"},
-    el("thead", {}, el("tr", {}, ...["real server", "state", "weight", "checker", "latency",
+    el("thead", {}, el("tr", {}, ...["real server", "state", "weight", "conns", "checker", "latency",
       "recent", "error", "cert", ""].map((h) => el("th", {text: h})))),
     el("tbody", {}, ...rows));
+}
+
+function drainText(real) {
+  const d = real.drain;
+  if (!real.drained || !d) return "";
+  if (d.complete) return `drained: ${d.why}`;
+  const left = d.active_connections === null ? "connections unknown"
+    : `${d.active_connections} active connection(s) left`;
+  return `draining for ${Math.round(d.seconds)} s: ${left}`;
 }
 
 function sparkline(points) {
@@ -248,6 +290,9 @@ function describe(event) {
       (event.errors ? `, ${event.errors} error(s)` : "");
     case "notify": return `notification ${event.why}: ${event.result}`;
     case "admin": return `admin ${event.action} ${event.real_server || ""} ${event.virtual_server ? `in ${event.virtual_server}` : ""} from ${event.actor}`;
+    case "lb_error": return `${event.backend} backend failing: ${event.operation}: ${event.error} (retried)`;
+    case "lb_recovered": return `${event.backend} backend recovered after ${event.failed_converges} failed attempt(s)`;
+    case "drain_complete": return `${event.real_server} in ${event.virtual_server} drained: ${event.why}`;
     case "ha_suspend": return `ha_suspend: ${event.suspended.length ? event.suspended.join(", ") : "none"} suspended`;
     default: return `${event.kind}`;
   }
@@ -258,7 +303,8 @@ function addEvents(events) {
   for (const event of events) {
     if (event.id <= view.lastEventId) continue;
     view.lastEventId = event.id;
-    const bad = event.to_state === "FAULT" || event.state === "down" || event.result === "failure";
+    const bad = event.to_state === "FAULT" || event.state === "down" || event.result === "failure" ||
+      event.kind === "lb_error";
     list.prepend(el("li", {class: `event event-${event.kind.replace(".", "-")}${bad ? " event-bad" : ""}`,
                            "data-event-id": event.id},
       el("time", {text: new Date(event.at * 1000).toLocaleTimeString()}), " ",
