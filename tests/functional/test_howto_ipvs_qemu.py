@@ -50,7 +50,7 @@ def test_http_through_the_vip_follows_the_weights(runs):
 
 def test_a_stopped_server_leaves_both_tables_with_no_failed_request(runs):
     run_ = runs[True]
-    assert run_["rs2_out_lb2"]
+    assert run_["rs2_out_lb2_after"] < 30
     counts = run_["requests_rs2_down"]
     assert counts["failed"] == 0 and "rs2" not in counts, counts
     assert sum(v for k, v in counts.items() if k.startswith("rs")) == 300
@@ -68,8 +68,9 @@ def test_the_backup_holds_the_pool_and_takes_over(runs):
 
 def test_connections_survive_the_failover_with_the_sync_daemon(runs):
     with_sync = runs[True]
-    assert with_sync["lb2_connections_before_failover"] >= CONNECTIONS - 1
-    assert with_sync["survived_failover"] >= CONNECTIONS - 1, with_sync["errors_failover"]
+    details = {k: v for k, v in with_sync.items() if k != "logs"}
+    assert with_sync["lb2_connections_before_failover"] >= CONNECTIONS - 1, details
+    assert with_sync["survived_failover"] >= CONNECTIONS - 1, details
     # the baseline, measured in the same run: without it the BACKUP resets them
     without = runs[False]
     print(f"survived: {with_sync['survived_failover']}/{CONNECTIONS} with lvs_sync_daemon, "

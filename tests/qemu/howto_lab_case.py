@@ -111,6 +111,15 @@ def survived(status: dict, since: float) -> int:
                if not c["error"] and c["last_echo"] is not None and c["last_echo"] > since)
 
 
+def decided(path: Path, since: float) -> dict | None:
+    """The hold's status once every connection either echoed after ``since`` or failed
+    (TCP retransmits back off to several seconds, so this takes a while after a failover)."""
+    status = read_status(path)
+    if all(c["error"] or (c["last_echo"] or 0) > since for c in status["connections"]):
+        return status
+    return None
+
+
 def read_status(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -154,7 +163,8 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
         began = time.monotonic()
         wait_for(lambda: "10.20.40.11" not in pool(lb1, 80), 30, 0.1, message=log)
         out["rs2_out_after"] = round(time.monotonic() - began, 2)
-        out["rs2_out_lb2"] = "10.20.40.11" not in pool(lb2, 80)
+        wait_for(lambda: "10.20.40.11" not in pool(lb2, 80), 30, 0.1, message=log)
+        out["rs2_out_lb2_after"] = round(time.monotonic() - began, 2)
         out["requests_rs2_down"] = client_run(howto, "requests", "300", VIP, "80")
         howto.start_web_server("rs2")
         began = time.monotonic()
@@ -162,15 +172,20 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
         out["rs2_back_after"] = round(time.monotonic() - began, 2)
     # 50 long-lived connections, then lb1 dies as a machine does
     status_path = net.tmp / "hold.json"
-    hold_seconds = 150 if full else 45
+    hold_seconds = 300 if full else 120      # ended by hold.kill() when done
     hold = howto.client.popen([sys.executable, CLIENT_SCRIPT, "hold", str(CONNECTIONS),
                                VIP, str(ECHO_PORT), str(hold_seconds), str(status_path)])
+    # every connection established and a few lines through lb1 each
     wait_for(lambda: status_path.exists() and
-             sum(1 for c in read_status(status_path)["connections"] if c["echoed"]) ==
-             CONNECTIONS, 30, 0.2, message=lambda: net.log_of(hold))
-    through_lb1 = time.monotonic() + 3            # a few lines go through lb1 first
-    while time.monotonic() < through_lb1:
-        time.sleep(0.2)
+             all(c["echoed"] >= 10 for c in read_status(status_path)["connections"]),
+             30, 0.2, message=lambda: net.log_of(hold))
+    if sync:
+        # the kernel's master sync sends a connection after its third packet and flushes
+        # its buffer every 2 s: a connection younger than that is not on the BACKUP yet
+        began = time.monotonic()
+        wait_for(lambda: connections(lb2, ECHO_PORT) >= CONNECTIONS, 30, 0.2,
+                 message=lambda: ipvsadm(lb2, "-Lnc"))
+        out["synced_after"] = round(time.monotonic() - began, 2)
     out["lb2_pool_before_failover"] = sorted(pool(lb2, 80))
     out["lb2_connections_before_failover"] = connections(lb2, ECHO_PORT)
     killed_at = read_status(status_path)["at"]
@@ -181,11 +196,10 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
     wait_for(lambda: holds_vips(lb2), 30, 0.02, message=log)
     out["failover_seconds"] = round(time.monotonic() - began, 3)
     out["daemons_after_failover"] = ipvsadm(lb2, "-L", "--daemon")
-    settle = time.monotonic() + 20                # TCP retransmits back off to ~6 s
-    while time.monotonic() < settle:
-        time.sleep(0.5)
-    status = read_status(status_path)
-    out["survived_failover"] = survived(status, status["at"] - 3)
+    since = read_status(status_path)["at"]
+    status = wait_for(lambda: decided(status_path, since), 60, 0.5,
+                      message=lambda: read_status(status_path))
+    out["survived_failover"] = survived(status, since)
     out["errors_failover"] = sorted({c["error"] for c in status["connections"]
                                      if c["error"]})[:5]
     out["killed_at"] = killed_at
@@ -196,11 +210,12 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
         howto.inside.set_port(lb1, "eth1", up=True)
         daemons["lb1"] = start_director(howto, "lb1", config, engine)
         samples = []
-        for _ in range(int(READY / 0.1)):
+
+        def preempted() -> bool:
             samples.append(connections(lb1, ECHO_PORT))
-            if holds_vips(lb1):
-                break
-            time.sleep(0.1)
+            return holds_vips(lb1)
+
+        wait_for(preempted, READY, 0.1, message=log)
         out["lb1_preempted"] = holds_vips(lb1)
         out["lb1_connections_when_master"] = samples[-1] if samples else 0
         out["lb1_connections_max_before"] = max(samples, default=0)
@@ -209,11 +224,10 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
                  30, 0.1, message=log)
         out["daemons_after_failback"] = {"lb1": ipvsadm(lb1, "-L", "--daemon"),
                                          "lb2": ipvsadm(lb2, "-L", "--daemon")}
-        settle = time.monotonic() + 20
-        while time.monotonic() < settle:
-            time.sleep(0.5)
-        status = read_status(status_path)
-        out["survived_failback"] = survived(status, status["at"] - 3)
+        since = read_status(status_path)["at"]
+        status = wait_for(lambda: decided(status_path, since), 60, 0.5,
+                          message=lambda: read_status(status_path))
+        out["survived_failback"] = survived(status, since)
         out["errors_failback"] = sorted({c["error"] for c in status["connections"]
                                          if c["error"]})[:5]
         # a reload that changes the sync daemon: the kernel follows on both
