@@ -31,6 +31,9 @@ NETLINK_GENERIC = 16
 HEADER = struct.Struct("=IHHII")           # length, type, flags, sequence, port id
 RECEIVE_BUFFER = 4 * 1024 * 1024           # a dump of thousands of destinations in one go
 TIMEOUT = 5.0                              # seconds a reply may take before the socket is new
+GENL_HEADER_SIZE = 4                       # cmd, version, reserved
+NLA_HEADER = struct.Struct("=HH")          # length, type
+NLA_TYPE_MASK = 0x3FFF                     # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 
 class GenlError(OSError):
@@ -106,22 +109,33 @@ class GenlSocket:
         message["cmd"] = CTRL_CMD_GETFAMILY
         message["version"] = 1
         message["attrs"] = [("CTRL_ATTR_FAMILY_NAME", self.family)]
-        (reply,) = self._exchange(message, GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, ctrlmsg)
+        try:
+            (reply,) = self._exchange(message, GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK, ctrlmsg)
+        except GenlError as exc:
+            if exc.errno == errno.ENOENT:
+                raise GenlError(errno.ENOENT, f"the kernel has no {self.family} generic "
+                                              f"netlink family (modprobe ip_vs?)") from None
+            raise
         self._family_id = reply.get_attr("CTRL_ATTR_FAMILY_ID")
 
-    def request(self, command: int, attrs: list, dump: bool = False) -> list[Any]:
+    def request(self, command: int, attrs: list, dump: bool = False,
+                raw: bool = False) -> list[Any]:
         """Sends one command with ``attrs``; returns the decoded replies (a dump's messages,
-        or none for an acknowledged change). Raises GenlError."""
+        or none for an acknowledged change), or with ``raw`` each reply's attributes as
+        bytes (after the netlink and generic netlink headers) for a caller that walks them
+        itself (iter_attrs). Raises GenlError."""
         with self._lock:
             try:
-                if self._socket is None:
+                if self._family_id is None:           # not open, or its look-up failed
+                    self._drop()
                     self._open()
                 message = self.message_class()
                 message["cmd"] = command
                 message["version"] = self.version
                 message["attrs"] = attrs
                 flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
-                return self._exchange(message, self._family_id, flags, self.message_class)
+                return self._exchange(message, self._family_id, flags,
+                                      None if raw else self.message_class)
             except GenlError as exc:
                 if exc.errno in (errno.ETIMEDOUT, errno.EBADMSG):
                     self._reopen()
@@ -136,7 +150,7 @@ class GenlSocket:
         self.reopened += 1
 
     def _exchange(self, message: Any, family_id: int | None, flags: int,
-                  reply_class: type) -> list[Any]:
+                  reply_class: type | None) -> list[Any]:
         assert self._socket is not None and family_id is not None
         self._sequence = self._sequence % 0x7FFFFFFF + 1
         sequence = self._sequence
@@ -173,6 +187,22 @@ class GenlSocket:
                     if code < 0:                   # a dump that failed part way
                         raise GenlError(-code, f"{os.strerror(-code)}")
                     return replies
+                if reply_class is None:
+                    replies.append(chunk[HEADER.size + GENL_HEADER_SIZE:])
+                    continue
                 reply = reply_class(chunk)
                 reply.decode()
                 replies.append(reply)
+
+
+def iter_attrs(data: bytes):
+    """(type, payload) of each netlink attribute in ``data``: for the hot paths where
+    decoding whole messages with pyroute2's classes costs too much (a service dump each
+    delay_loop)."""
+    offset = 0
+    while offset + NLA_HEADER.size <= len(data):
+        length, kind = NLA_HEADER.unpack_from(data, offset)
+        if length < NLA_HEADER.size:
+            return
+        yield kind & NLA_TYPE_MASK, data[offset + NLA_HEADER.size:offset + length]
+        offset += (length + 3) & ~3

@@ -391,7 +391,7 @@ class LoadBalancer:
         try:
             self._converge(verify)
         except Exception as exc:
-            self._report([BackendError(getattr(exc, "operation", "sync"), repr(exc))])
+            self._report([BackendError("converge", repr(exc))])
             log.debug("lb.converge_failed", exc_info=True)
         if self.failing:
             self.retry_pause = min(self.retry_pause * 2, self.RETRY_MAX) \

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import hub
+from ..config.values import LvsSyncDaemon
 from ..log import event
 
 log = logging.getLogger("director.vrrp")
@@ -57,7 +58,6 @@ def configured(config: Any) -> Any | None:
     written ``lvs_sync_daemon IFACE INSTANCE``)."""
     if config.global_defs.lvs_sync_daemon is not None:
         return config.global_defs.lvs_sync_daemon
-    from ..config.values import LvsSyncDaemon
     for instance in config.vrrp_instances:
         if instance.lvs_sync_daemon_interface:
             return LvsSyncDaemon(instance.lvs_sync_daemon_interface, instance.name)

@@ -72,19 +72,19 @@ class VrrpService:
                 self.lvs_sync.stop()
                 self.lvs_sync = None
             return
-        instance = next(i for i in self.instances if i.name == setting.instance)
+        instance = next((i for i in self.instances if i.name == setting.instance), None)
 
         def role_of(name: str = setting.instance) -> str | None:
             found = next((i for i in self.instances if i.name == name), None)
             return None if found is None or found.state is None else found.state.role
 
-        vrid = instance.config.virtual_router_id
+        vrid = instance.config.virtual_router_id if instance is not None else 0
         if self.lvs_sync is None:
             self.lvs_sync = SyncDaemons(setting, role_of, vrid)
             self.lvs_sync.start()
         else:
             self.lvs_sync.configure(setting, role_of, vrid)
-        if self.lvs_sync.role_changed not in instance.listeners:
+        if instance is not None and self.lvs_sync.role_changed not in instance.listeners:
             instance.listeners.append(self.lvs_sync.role_changed)
 
     @staticmethod

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qemu.guest import GuestUnavailable, prepare, run
+from tests.qemu.guest import prepare_or_skip, run
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -22,10 +22,7 @@ CONNECTIONS = 50
 
 @pytest.fixture(scope="module")
 def runs() -> dict:
-    try:
-        guest = prepare()
-    except GuestUnavailable as exc:
-        pytest.skip(f"no qemu guest: {exc}")
+    guest = prepare_or_skip()
     result = run(f"cd {REPO} && {sys.executable} tests/qemu/howto_lab_case.py director both",
                  guest=guest, timeout=900)
     assert result.rc == 0, (result.stderr[-3000:], result.console[-2000:])
@@ -83,6 +80,14 @@ def test_the_restarted_master_is_refilled_before_it_preempts_back(runs):
     assert run_["lb1_preempted"]
     assert run_["lb1_connections_when_master"] >= CONNECTIONS - 1
     assert run_["survived_failback"] >= CONNECTIONS - 1, run_["errors_failback"]
+
+
+def test_the_api_counts_the_live_connections(runs):
+    assert runs[True]["api_active_connections"] == CONNECTIONS
+
+
+def test_a_sync_daemon_stopped_behind_our_back_is_started_again(runs):
+    assert runs[True]["sync_daemon_put_back_after"] < 20
 
 
 def test_the_kernel_runs_the_sync_daemons_the_states_call_for(runs):

@@ -8,6 +8,7 @@ lvs_flush_on_stop do what keepalived does."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -86,7 +87,8 @@ def listening(host):
     return host.run(["ss", "-Hltn", "sport = :80"]).stdout.strip()
 
 
-def lay_out(lab, extra: str = "", global_defs: str = "", daemon_args: tuple = ()):
+def lay_out(lab, extra: str = "", global_defs: str = "", daemon_args: tuple = (),
+            env: dict | None = None):
     """The HOWTO's LVS-NAT network: client | director (VIPs by VRRP) | real servers whose
     default gateway is the director's gateway VIP."""
     if shutil.which("nft") is None:
@@ -114,7 +116,7 @@ def lay_out(lab, extra: str = "", global_defs: str = "", daemon_args: tuple = ()
                              "--state-dir", str(folder / "state"),
                              "-p", str(folder / "pid"), *(daemon_args or ("--web", "off"))],
                             log_path=str(folder / "log"),
-                            env={"PYTHONPATH": str(REPO)})
+                            env={"PYTHONPATH": str(REPO), **(env or {})})
     wait_for(lambda: director.has_address("eth0", VIP) and director.has_address("eth1", GATEWAY),
              10, message=lambda: lab.log_of(daemon))
     hosts["director"] = director
@@ -342,3 +344,57 @@ def test_a_drain_ends_at_its_timeout_with_connections_left(lab):
     assert done["drain"]["active_connections"] == 2
     holder.stdin.write("close\n")
     holder.stdin.flush()
+
+
+# --- a backend that fails: counted, shown, retried; the kernel converges after ---------------
+
+FAILING_NFT = """#!/bin/sh
+# nft, failing while the flag file exists (an injected backend fault)
+if [ -e "{flag}" ]; then echo "Error: injected failure" >&2; exit 1; fi
+exec {nft} "$@"
+"""
+
+
+def test_a_failing_backend_is_retried_and_the_kernel_converges_after(lab):
+    wrappers = Path(lab.tmp) / "bin"
+    wrappers.mkdir()
+    flag = Path(lab.tmp) / "nft-fails"
+    (wrappers / "nft").write_text(FAILING_NFT.format(flag=flag, nft=shutil.which("nft")))
+    (wrappers / "nft").chmod(0o755)
+    client, hosts, servers, daemon = lay_out(
+        lab, daemon_args=("--web", "127.0.0.1:8080"),
+        env={"PATH": f"{wrappers}:{os.environ['PATH']}"})
+    director = hosts["director"]
+    wait_for(lambda: all(r["up"] for r in reals(director).values()), READY_TIMEOUT,
+             message=lambda: lab.log_of(daemon))
+    flag.touch()
+    servers["rs2"].kill()                          # the pool must change: nft fails now
+    failing = wait_for(lambda: (api(director, "GET", "/api/v1/state")["load_balancer"]
+                                ["failing_converges"] >= 3) and
+                       api(director, "GET", "/api/v1/state")["load_balancer"], 30,
+                       message=lambda: lab.log_of(daemon))
+    assert failing["last_error"]["error"].startswith("nft") or \
+        "injected failure" in failing["last_error"]["error"], failing
+    assert "10.20.40.11" in table(director)        # the kernel still has the dead server
+    assert api_status(director, "/healthz") == 200  # failing, but nothing crashed
+    flag.unlink()
+    wait_for(lambda: "10.20.40.11" not in table(director), 10,
+             message=lambda: lab.log_of(daemon))
+    balancer = api(director, "GET", "/api/v1/state")["load_balancer"]
+    assert balancer["failing_converges"] == 0
+    assert sum(balancer["errors"].values()) >= 3
+    assert set(requests(client, 12)) == {"rs1", "rs3"}
+    kinds = [event["kind"] for event in api(director, "GET", "/api/v1/events?since=0")]
+    assert kinds.count("lb_error") == 1 and kinds.count("lb_recovered") == 1, kinds
+    metrics = director.run([sys.executable, "-c", API, "http://127.0.0.1:8080", "GET",
+                            "/metrics", TOKEN]).stdout
+    assert 'director_lb_errors_total{backend="nftables",operation="apply"}' in metrics
+    assert "hub.crash" not in lab.log_of(daemon)
+
+
+def api_status(director, path: str) -> int:
+    code = ("import sys, urllib.request\n"
+            "try:\n print(urllib.request.urlopen(sys.argv[1], timeout=5).status)\n"
+            "except Exception as e:\n print(getattr(e, 'code', 0))")
+    return int(director.run([sys.executable, "-c", code, f"http://127.0.0.1:8080{path}"],
+                            timeout=20).stdout.strip())

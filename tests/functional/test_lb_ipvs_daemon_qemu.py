@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qemu.guest import GuestUnavailable, prepare, run
+from tests.qemu.guest import prepare_or_skip, run
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -17,10 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def guest_files() -> dict:
-    try:
-        guest = prepare()
-    except GuestUnavailable as exc:
-        pytest.skip(f"no qemu guest: {exc}")
+    guest = prepare_or_skip()
     script = f"REPO={REPO}\n" + (REPO / "tests/qemu/daemon_ipvs_case.sh").read_text()
     result = run(script, guest=guest, timeout=300)
     files = dict(result.files)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qemu.guest import GuestUnavailable, prepare, run
+from tests.qemu.guest import prepare_or_skip, run
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -19,10 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def guest_run() -> dict:
-    try:
-        guest = prepare()
-    except GuestUnavailable as exc:
-        pytest.skip(f"no qemu guest: {exc}")
+    guest = prepare_or_skip()
     result = run(f"cd {REPO} && {sys.executable} tests/qemu/ipvs_cases.py", guest=guest)
     if result.rc != 0:
         pytest.fail(f"guest run failed (rc={result.rc}, {result.seconds:.1f} s)\n"

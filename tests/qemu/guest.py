@@ -206,6 +206,15 @@ def prepare() -> Guest:
     return Guest(kernel_dir / "boot" / f"vmlinuz-{version}", initramfs, version)
 
 
+def prepare_or_skip() -> Guest:
+    """prepare() for a pytest fixture: the test skips, saying why, where no guest can run."""
+    try:
+        return prepare()
+    except GuestUnavailable as exc:
+        import pytest
+        pytest.skip(f"no qemu guest: {exc}")
+
+
 def run(script: str, timeout: float = 240, guest: Guest | None = None,
         kvm: bool | None = None) -> GuestResult:
     """Boot the guest, run ``script`` (sh) as root in it, power off. ``kvm`` (default: the

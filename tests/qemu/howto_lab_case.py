@@ -101,6 +101,21 @@ def start_director(howto, name: str, config: Path, engine: str):
     return howto.start_director(name, config, "ipvs")
 
 
+def sync_daemons(lb1, lb2) -> dict[str, str]:
+    """What ``ipvsadm -L --daemon`` shows in each director's namespace."""
+    return {"lb1": ipvsadm(lb1, "-L", "--daemon"), "lb2": ipvsadm(lb2, "-L", "--daemon")}
+
+
+def api_active_connections(host, port: int) -> int:
+    """Active connections of VIP:port's real servers as the director's /api/v1/state says."""
+    code = ("import json, sys, urllib.request\n"
+            "state = json.load(urllib.request.urlopen('http://127.0.0.1:8080/api/v1/state'))\n"
+            "print(sum(r['active_connections'] or 0 for v in state['virtual_servers']\n"
+            "          if v['port'] == int(sys.argv[1]) for r in v['real_servers']))")
+    done = host.run([sys.executable, "-c", code, str(port)], check=False, timeout=30)
+    return int(done.stdout.strip() or -1)
+
+
 def holds_vips(host) -> bool:
     return host.has_address("eth0", VIP) and host.has_address("eth1", "10.20.40.1")
 
@@ -155,8 +170,7 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
     for host in (lb1, lb2):
         wait_for(lambda host=host: len(pool(host, 80)) == 3 and
                  len(pool(host, ECHO_PORT)) == 3, READY, 0.2, message=log)
-    out["daemons_start"] = {"lb1": ipvsadm(lb1, "-L", "--daemon"),
-                            "lb2": ipvsadm(lb2, "-L", "--daemon")}
+    out["daemons_start"] = sync_daemons(lb1, lb2)
     if full:
         out["requests"] = client_run(howto, "requests", "300", VIP, "80")
         howto.web_servers["rs2"].send_signal(signal.SIGKILL)
@@ -186,6 +200,20 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
         wait_for(lambda: connections(lb2, ECHO_PORT) >= CONNECTIONS, 30, 0.2,
                  message=lambda: ipvsadm(lb2, "-Lnc"))
         out["synced_after"] = round(time.monotonic() - began, 2)
+    if engine == "director":
+        # live figures: lb1's API counts the 50 connections (IPVS ActiveConn, each verify)
+        began = time.monotonic()
+        out["api_active_connections"] = wait_for(
+            lambda: api_active_connections(lb1, ECHO_PORT) == CONNECTIONS and CONNECTIONS,
+            15, 0.5, message=lambda: api_active_connections(lb1, ECHO_PORT))
+        out["api_active_after"] = round(time.monotonic() - began, 2)
+    if sync and engine == "director":
+        # a sync daemon stopped behind the director's back is started again
+        lb2.run(["ipvsadm", "--stop-daemon", "backup"])
+        began = time.monotonic()
+        wait_for(lambda: "backup sync daemon" in ipvsadm(lb2, "-L", "--daemon"), 20, 0.2,
+                 message=log)
+        out["sync_daemon_put_back_after"] = round(time.monotonic() - began, 2)
     out["lb2_pool_before_failover"] = sorted(pool(lb2, 80))
     out["lb2_connections_before_failover"] = connections(lb2, ECHO_PORT)
     killed_at = read_status(status_path)["at"]
@@ -222,8 +250,7 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
         wait_for(lambda: not holds_vips(lb2), 30, 0.1, message=log)
         wait_for(lambda: "backup sync" in ipvsadm(lb2, "-L", "--daemon") or engine != "director",
                  30, 0.1, message=log)
-        out["daemons_after_failback"] = {"lb1": ipvsadm(lb1, "-L", "--daemon"),
-                                         "lb2": ipvsadm(lb2, "-L", "--daemon")}
+        out["daemons_after_failback"] = sync_daemons(lb1, lb2)
         since = read_status(status_path)["at"]
         status = wait_for(lambda: decided(status_path, since), 60, 0.5,
                           message=lambda: read_status(status_path))
@@ -237,8 +264,7 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
         for host in (lb1, lb2):
             wait_for(lambda host=host: "syncid=77" in ipvsadm(host, "-L", "--daemon"),
                      30, 0.2, message=log)
-        out["daemons_after_reload"] = {"lb1": ipvsadm(lb1, "-L", "--daemon"),
-                                       "lb2": ipvsadm(lb2, "-L", "--daemon")}
+        out["daemons_after_reload"] = sync_daemons(lb1, lb2)
         # stopped: the sync daemons go with the director
         daemons["lb2"].send_signal(signal.SIGTERM)
         daemons["lb2"].wait(30)

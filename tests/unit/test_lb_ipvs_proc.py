@@ -91,3 +91,37 @@ def test_the_connections_of_each_destination_are_read_with_the_verify():
     gone = "\n".join(line for line in busy.splitlines() if "0A000001:0050" not in line)
     view = read_proc_view(PROGRAMMED, gone)
     assert not view.matches and (VIP, DestinationKey("10.0.0.1", 80)) not in view.connections
+
+
+def test_service_counters_walked_by_hand_match_pyroute2s_decoding():
+    """The service dump of each delay_loop is walked without pyroute2's decoder: messages
+    encoded by pyroute2 (as the kernel lays them out) give the same keys and counters."""
+    from director.lb.genl import HEADER, IpvsMessage
+    from director.lb.ipvs import IpvsBackend, counters_from, service_counters
+
+    def message(service_attrs):
+        stats = [("IPVS_STATS_ATTR_CONNS", 7), ("IPVS_STATS_ATTR_INPKTS", 70),
+                 ("IPVS_STATS_ATTR_OUTPKTS", 60), ("IPVS_STATS_ATTR_INBYTES", 7000),
+                 ("IPVS_STATS_ATTR_OUTBYTES", 2 ** 40)]
+        msg = IpvsMessage()
+        msg["cmd"], msg["version"] = 4, 1
+        msg["attrs"] = [("IPVS_CMD_ATTR_SERVICE", {"attrs": service_attrs + [
+            ("IPVS_SVC_ATTR_SCHED_NAME", "wrr"),
+            ("IPVS_SVC_ATTR_STATS64", {"attrs": stats})]})]
+        msg.encode()
+        decoded = IpvsMessage(msg.data)
+        decoded.decode()
+        attrs = dict(decoded.get_attr("IPVS_CMD_ATTR_SERVICE")["attrs"])
+        return bytes(msg.data[HEADER.size + 4:]), attrs
+
+    for service_attrs in (
+            [("IPVS_SVC_ATTR_AF", 2), ("IPVS_SVC_ATTR_PROTOCOL", 6),
+             ("IPVS_SVC_ATTR_ADDR", "192.0.2.10"), ("IPVS_SVC_ATTR_PORT", 80)],
+            [("IPVS_SVC_ATTR_AF", 10), ("IPVS_SVC_ATTR_PROTOCOL", 17),
+             ("IPVS_SVC_ATTR_ADDR", "2001:db8::10"), ("IPVS_SVC_ATTR_PORT", 53)],
+            [("IPVS_SVC_ATTR_AF", 2), ("IPVS_SVC_ATTR_FWMARK", 7)]):
+        payload, attrs = message(service_attrs)
+        key, counters = service_counters(payload)
+        assert key == IpvsBackend._service_from(attrs).key
+        assert counters == counters_from(attrs)
+        assert counters.connections == 7 and counters.bytes_out == 2 ** 40

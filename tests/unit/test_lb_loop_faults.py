@@ -101,7 +101,7 @@ def test_the_loop_survives_failing_syncs_and_converges_after(balancer, raise_ins
         (backend.calls, balancer.failing)
     loop = [g for g in balancer.greenlets if g.name == "load balancer"][0]
     assert not loop.dead
-    operation = "sync" if raise_instead else "AddDestination"
+    operation = "converge" if raise_instead else "AddDestination"
     assert balancer.errors == {operation: 6}
     assert "Connection reset" in balancer.last_error["error"] if raise_instead else \
         balancer.last_error["error"] == "File exists"
