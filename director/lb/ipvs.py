@@ -20,6 +20,7 @@ Conventions of the model this maps to:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
@@ -29,7 +30,7 @@ from typing import Any
 from pyroute2.netlink.generic import ipvs as CMD
 
 from .genl import GenlSocket, iter_attrs
-from .model import (BackendError, Connections, Counters, Destination, DestinationKey, Pool,
+from .model import (BackendError, Counters, Destination, DestinationKey, Pool,
                     Service, ServiceKey, State)
 from .plan import (AddDestination, AddService, DeleteDestination, DeleteService,
                    EditDestination, EditService, Operation)
@@ -144,13 +145,11 @@ class IpvsBackend:
     """``open()``, then ``read()`` and ``apply()``; ``close()``.
 
     ``counters`` holds what the last ``read()`` saw: (service key, None) for a service,
-    (service key, destination key) for a destination; ``connections`` each destination's
-    active and inactive connections."""
+    (service key, destination key) for a destination."""
 
     def __init__(self) -> None:
         self._ipvs: GenlSocket | None = None
         self.counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
-        self.connections: Connections = {}
 
     def open(self) -> None:
         if self._ipvs is None:
@@ -205,7 +204,6 @@ class IpvsBackend:
     def read(self) -> State:
         state: State = {}
         counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
-        connections: Connections = {}
         for service, service_counters in list(self._services()):
             counters[service.key, None] = service_counters
             destinations: dict[DestinationKey, Destination] = {}
@@ -215,12 +213,8 @@ class IpvsBackend:
                 destination = self._destination_from(dest_attrs)
                 destinations[destination.key] = destination
                 counters[service.key, destination.key] = counters_from(dest_attrs)
-                connections[service.key, destination.key] = (
-                    dest_attrs.get("IPVS_DEST_ATTR_ACTIVE_CONNS", 0),
-                    dest_attrs.get("IPVS_DEST_ATTR_INACT_CONNS", 0))
             state[service.key] = Pool(service, destinations)
         self.counters = counters
-        self.connections = connections
         return state
 
     @staticmethod
@@ -362,18 +356,40 @@ class ProcService:
 
 
 @dataclass(frozen=True)
+class ExpectedService:
+    listed_as: tuple                         # its key in parse_proc()'s result
+    scheduler: str
+    one_packet: bool
+    persistence_jiffies: frozenset | None    # a timeout in jiffies at each possible HZ
+    destinations: dict                       # as parse_proc lists them: place -> (method, weight)
+    place_of: dict                           # DestinationKey -> its place in that listing
+
+
+@dataclass(frozen=True)
 class ProcView:
-    """What one read of /proc/net/ip_vs says of the services we programmed."""
+    """One read of /proc/net/ip_vs against what we programmed."""
 
     matches: bool                            # it shows what we programmed
-    connections: dict                        # (ServiceKey, DestinationKey) -> (active, inactive)
+    listed: dict                             # parse_proc()'s result
+    expected: dict                           # expectation() of what we programmed
+
+    def connections_of(self, key: ServiceKey, dest_key: DestinationKey) -> tuple | None:
+        """(active, inactive) connections of a destination we programmed, as listed;
+        looked up when asked (a snapshot, a drain), not mapped for all at each verify."""
+        want = self.expected.get(key)
+        found = self.listed.get(want.listed_as) if want is not None else None
+        if found is None:
+            return None
+        return found.connections.get(want.place_of.get(dest_key))
 
 
 def _proc_address(text: str) -> tuple[str, int]:
+    """Cached: each verify reads the same ten thousand addresses again."""
     host, _, port = text.rpartition(":")
     if host.startswith("["):
         return str(ipaddress.IPv6Address(host.strip("[]"))), int(port, 16)
-    return str(ipaddress.IPv4Address(int(host, 16))), int(port, 16)
+    # inet_ntoa: a tenth of ipaddress's cost, and this runs for every destination each verify
+    return socket.inet_ntoa(bytes.fromhex(host)), int(port, 16)
 
 
 def parse_proc(text: str) -> dict[tuple, ProcService]:
@@ -401,51 +417,51 @@ def parse_proc(text: str) -> dict[tuple, ProcService]:
     return services
 
 
-def read_proc_view(state: State, text: str) -> ProcView:
-    """Whether /proc/net/ip_vs shows ``state`` (what we programmed), in what it can show:
-    services, schedulers, one-packet scheduling, persistence timeouts, destinations with
-    their forwarding method and weight; and the connections of the destinations it shows.
-    Services not in ``state`` are ignored."""
+def expectation(state: State) -> dict[ServiceKey, ExpectedService]:
+    """What /proc/net/ip_vs must show for ``state``, laid out as the kernel lists it, so that
+    each verify compares dicts instead of walking destinations (built once per programmed
+    state: IpvsSync keeps it until the next apply). The kernel lists fwmark services'
+    destinations without a port and DR and TUN ones with the service's (as ipvsadm -g shows)."""
+    expected = {}
+    for key, pool in state.items():
+        service = pool.service
+        fwmark = key.fwmark is not None
+        place_of = {dest.key: (dest.key.address, None if fwmark else
+                               dest.key.port if dest.method == "NAT" else key.port)
+                    for dest in pool.destinations.values()}
+        timeout = service.persistence_timeout
+        expected[key] = ExpectedService(
+            ("FWM", key.fwmark) if fwmark else (key.protocol, key.address, key.port),
+            service.scheduler, "ops" in service.flags,
+            None if timeout is None else frozenset(timeout * hz for hz in HZ_CANDIDATES),
+            {place_of[dest.key]: (dest.method, dest.weight)
+             for dest in pool.destinations.values()},
+            place_of)
+    return expected
+
+
+def read_proc_view(expected: dict[ServiceKey, ExpectedService], text: str) -> ProcView:
+    """Whether /proc/net/ip_vs (``text``) shows what we programmed (its expectation()), in
+    what it can show: services, schedulers, one-packet scheduling, persistence timeouts,
+    destinations with their forwarding method and weight. Services we did not program are
+    ignored."""
     listed = parse_proc(text)
     matches = True
-    connections: dict = {}
-    for key, pool in state.items():
-        found = listed.get(("FWM", key.fwmark) if key.fwmark is not None else
-                           (key.protocol, key.address, key.port))
-        service = pool.service
-        if found is None or found.scheduler != service.scheduler or \
-                found.one_packet != ("ops" in service.flags):
+    for want in expected.values():
+        found = listed.get(want.listed_as)
+        if found is None or found.scheduler != want.scheduler or \
+                found.one_packet != want.one_packet or \
+                found.destinations != want.destinations or \
+                (want.persistence_jiffies is None) != (found.persistence_jiffies is None) or (
+                    want.persistence_jiffies is not None and
+                    found.persistence_jiffies not in want.persistence_jiffies):
             matches = False
-            continue
-        timeout = service.persistence_timeout
-        if (timeout is None) != (found.persistence_jiffies is None) or (
-                timeout is not None and found.persistence_jiffies not in
-                {timeout * hz for hz in HZ_CANDIDATES}):
-            matches = False
-
-        def place(address: str, port: int | None, method: str, key=key) -> tuple:
-            """fwmark destinations have no port; DR and TUN ones take the service's (the
-            kernel does so, as ipvsadm -g shows)."""
-            if key.fwmark is not None:
-                return (address, None)
-            return (address, port if method == "NAT" else key.port)
-
-        wanted = {place(d.key.address, d.key.port, d.method): (d.method, d.weight)
-                  for d in pool.destinations.values()}
-        places = {place(address, port, value[0]): (address, port)
-                  for (address, port), value in found.destinations.items()}
-        if {at: found.destinations[shown] for at, shown in places.items()} != wanted:
-            matches = False
-        for destination in pool.destinations.values():
-            shown = places.get(place(destination.key.address, destination.key.port,
-                                     destination.method))
-            if shown is not None:
-                connections[key, destination.key] = found.connections[shown]
-    return ProcView(matches, connections)
+            break
+    return ProcView(matches, listed, expected)
 
 
 def proc_matches(state: State, text: str) -> bool:
-    return read_proc_view(state, text).matches
+    return read_proc_view(expectation(state), text).matches
 
 
 def read_proc(path: str = PROC) -> str:

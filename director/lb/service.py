@@ -39,10 +39,12 @@ class IpvsSync:
     kernel's text view) and reads every service over netlink only when they differ, at
     start, after a failed operation, and every FULL_READ_EVERY verifies (for the
     destinations' traffic counters and what /proc does not show: thresholds, scheduler
-    flags). Each verify refreshes the destinations' connections and the services' counters."""
+    flags). The same /proc read has the destinations' connections, live each delay_loop;
+    the services' counters are read when someone looks (counters())."""
 
     name = "ipvs"
     FULL_READ_EVERY = 10
+    COUNTERS_MAX_AGE = 1.0      # seconds the services' counters shown may be old
 
     def __init__(self) -> None:
         from .ipvs import IpvsBackend
@@ -50,6 +52,10 @@ class IpvsSync:
         self.kernel: State = {}
         self.verifies = 0
         self.full_reads = 0
+        self.view: Any = None                   # the last /proc read (ipvs.ProcView)
+        self.counters_at = 0.0                  # when the services' counters were read
+        self._expected: dict = {}
+        self._expected_for: State | None = None
 
     def open(self) -> None:
         self.backend.open()
@@ -59,20 +65,20 @@ class IpvsSync:
         self.full_reads += 1
 
     def _verify(self) -> None:
-        """Also refreshes the live figures: each destination's connections (from the same
-        /proc read) and the services' counters (one service dump)."""
-        from .ipvs import read_proc, read_proc_view
+        """Also refreshes the destinations' connections (the same /proc read, kept as the
+        view, looked up when someone asks)."""
+        from .ipvs import expectation, read_proc, read_proc_view
         self.verifies += 1
-        if self.full_reads and self.verifies % self.FULL_READ_EVERY:
-            try:
-                view = read_proc_view(self.kernel, read_proc())
-            except (OSError, ValueError, AttributeError, IndexError) as exc:
-                event(log, "lb.ipvs_proc_unreadable", logging.WARNING, error=exc)
-            else:
-                if view.matches:
-                    self.backend.connections = view.connections
-                    self.backend.read_service_counters()
-                    return
+        if self._expected_for is not self.kernel:         # built once per apply
+            self._expected, self._expected_for = expectation(self.kernel), self.kernel
+        try:
+            self.view = read_proc_view(self._expected, read_proc())
+        except (OSError, ValueError, AttributeError, IndexError) as exc:
+            self.view = None
+            event(log, "lb.ipvs_proc_unreadable", logging.WARNING, error=exc)
+        if self.full_reads and self.verifies % self.FULL_READ_EVERY and \
+                self.view is not None and self.view.matches:
+            return
         self._read()
 
     def sync(self, desired: State, owned: frozenset,
@@ -101,13 +107,23 @@ class IpvsSync:
         return errors
 
     def counters(self) -> dict:
-        """IPVS's per-service totals as of the last verify, per-destination ones as of the
-        last full read."""
+        """IPVS's totals: the services' read when asked (a scrape, the dashboard) if older
+        than COUNTERS_MAX_AGE (one service dump: a thousand services cost a verify's worth
+        under emulation, so not on every verify); the destinations' as of the last full
+        read (every FULL_READ_EVERY verifies)."""
+        now = time.monotonic()
+        if self.full_reads and now - self.counters_at >= self.COUNTERS_MAX_AGE:
+            self.counters_at = now
+            try:
+                self.backend.read_service_counters()
+            except OSError as exc:
+                event(log, "lb.ipvs_counters_unreadable", logging.WARNING, error=exc)
         return self.backend.counters
 
-    def connections(self) -> Connections:
-        """Each destination's connections, as of the last verify (every delay_loop)."""
-        return self.backend.connections
+    def connections_of(self, key: Any, dest_key: DestinationKey) -> tuple[int, int] | None:
+        """A destination's (active, inactive) connections as of the last verify (every
+        delay_loop)."""
+        return self.view.connections_of(key, dest_key) if self.view is not None else None
 
     def refresh_connections(self) -> None:
         pass                                    # each verify reads them
@@ -188,8 +204,8 @@ class NftablesSync:
     def counters(self) -> dict:
         return {}                               # nftables keeps none per destination
 
-    def connections(self) -> Connections:
-        return self._connections
+    def connections_of(self, key: Any, dest_key: DestinationKey) -> tuple[int, int] | None:
+        return self._connections.get((key, dest_key))
 
     def refresh_connections(self) -> None:
         """From connection tracking (asked for while a drain waits: the listing can be
@@ -233,8 +249,8 @@ class ObserveOnly:
     def counters(self) -> dict:
         return {}
 
-    def connections(self) -> Connections:
-        return {}
+    def connections_of(self, key: Any, dest_key: DestinationKey) -> tuple[int, int] | None:
+        return None
 
     def refresh_connections(self) -> None:
         pass
@@ -437,10 +453,10 @@ class LoadBalancer:
     def connections_of(self, virtual_name: str, real: Any) -> tuple[int, int] | None:
         """(active, inactive) connections of a real server now, over its services; None
         where the backend cannot tell."""
-        known = self.backend.connections()
         dest_key = DestinationKey(real.address, real.port)
-        found = [known[key, dest_key] for key in self.keys.get(virtual_name, ())
-                 if (key, dest_key) in known]
+        found = [counts for counts in (self.backend.connections_of(key, dest_key)
+                                       for key in self.keys.get(virtual_name, ()))
+                 if counts is not None]
         if not found:
             return None
         return sum(a for a, _ in found), sum(i for _, i in found)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from director.lb.ipvs import parse_proc, proc_matches, read_proc_view
+from director.lb.ipvs import expectation, parse_proc, proc_matches, read_proc_view
 from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey
 
 # TCP  192.0.2.10:80 wrr persistent 60         -> 10.0.0.1:80 Masq 2 / 10.0.0.2:80 Route 0
@@ -82,15 +82,16 @@ def test_the_connections_of_each_destination_are_read_with_the_verify():
                         "0A000001:0050      Masq    2      7          12").replace(
         "0A000002:0050      Route   0      0          0",
         "0A000002:0050      Route   0      3          1")
-    view = read_proc_view(PROGRAMMED, busy)
+    view = read_proc_view(expectation(PROGRAMMED), busy)
     assert view.matches
-    assert view.connections[VIP, DestinationKey("10.0.0.1", 80)] == (7, 12)
+    assert view.connections_of(VIP, DestinationKey("10.0.0.1", 80)) == (7, 12)
     # a DR destination is listed with the service's port: still found under its own key
-    assert view.connections[VIP, DestinationKey("10.0.0.2", 8080)] == (3, 1)
-    assert view.connections[FWM, DestinationKey("10.0.1.1", None)] == (0, 0)
+    assert view.connections_of(VIP, DestinationKey("10.0.0.2", 8080)) == (3, 1)
+    assert view.connections_of(FWM, DestinationKey("10.0.1.1", None)) == (0, 0)
+    assert view.connections_of(VIP, DestinationKey("10.9.9.9", 80)) is None   # not ours
     gone = "\n".join(line for line in busy.splitlines() if "0A000001:0050" not in line)
-    view = read_proc_view(PROGRAMMED, gone)
-    assert not view.matches and (VIP, DestinationKey("10.0.0.1", 80)) not in view.connections
+    view = read_proc_view(expectation(PROGRAMMED), gone)
+    assert not view.matches and view.connections_of(VIP, DestinationKey("10.0.0.1", 80)) is None
 
 
 def test_service_counters_walked_by_hand_match_pyroute2s_decoding():

@@ -58,8 +58,8 @@ class FailingBackend:
     def counters(self):
         return {}
 
-    def connections(self):
-        return {}
+    def connections_of(self, key, dest_key):
+        return None
 
     def refresh_connections(self):
         pass
