@@ -153,6 +153,8 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=15.0,
                         help="seconds for every server to be checked once")
     args = parser.parse_args()
+    if shutil.which("haproxy") is None:
+        sys.exit("web_scale: HAProxy, the anchor, is not installed (apt-get install haproxy)")
     from tests.functional.browser import Browser, unavailable
     ns = f"dweb-{os.getpid()}-{uuid.uuid4().hex[:4]}"
     tmp = tempfile.mkdtemp(prefix="director-web-bench-")

@@ -79,6 +79,9 @@ def virtual_servers(config: Any, checks: Any, lb: Any, yield_every: int = 0,
     kernel = lb.backend.kernel if lb is not None else {}
     counters = lb.backend.counters() if lb is not None else {}
     desired = lb.desired if lb is not None else {}
+    # asked per real server only where the backend can tell (a tenth of a scrape otherwise)
+    connections_of = lb.connections_of if lb is not None and \
+        lb.backend.reports_connections else lambda name, dest_key: None
     out = []
     walked = 0
     for virtual in config.virtual_servers:
@@ -104,7 +107,7 @@ def virtual_servers(config: Any, checks: Any, lb: Any, yield_every: int = 0,
                 "counters": _sum_counters([_counters(counters.get((key, dest_key)))
                                            for key in keys]),
             }
-            connections = lb.connections_of(name, real) if lb is not None else None
+            connections = connections_of(name, dest_key)
             entry["active_connections"] = None if connections is None else connections[0]
             entry["inactive_connections"] = None if connections is None else connections[1]
             if state is not None:

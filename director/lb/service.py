@@ -43,6 +43,7 @@ class IpvsSync:
     the services' counters are read when someone looks (counters())."""
 
     name = "ipvs"
+    reports_connections = True
     FULL_READ_EVERY = 10
     COUNTERS_MAX_AGE = 1.0      # seconds the services' counters shown may be old
 
@@ -155,6 +156,7 @@ class NftablesSync:
     back into a State; the price is that persistence forgets the clients of that moment)."""
 
     name = "nftables"
+    reports_connections = True                  # while a drain waits (conntrack)
 
     def __init__(self) -> None:
         from .nftables import NftablesBackend
@@ -235,6 +237,7 @@ class NftablesSync:
 
 class ObserveOnly:
     name = "none"
+    reports_connections = False
 
     def __init__(self) -> None:
         self.kernel: State = {}
@@ -450,10 +453,10 @@ class LoadBalancer:
         self._report(self.backend.sync(self.desired, self.owned, verify))
         self._follow_drains()
 
-    def connections_of(self, virtual_name: str, real: Any) -> tuple[int, int] | None:
+    def connections_of(self, virtual_name: str,
+                       dest_key: DestinationKey) -> tuple[int, int] | None:
         """(active, inactive) connections of a real server now, over its services; None
         where the backend cannot tell."""
-        dest_key = DestinationKey(real.address, real.port)
         found = [counts for counts in (self.backend.connections_of(key, dest_key)
                                        for key in self.keys.get(virtual_name, ()))
                  if counts is not None]
@@ -474,7 +477,9 @@ class LoadBalancer:
             self.backend.refresh_connections()
         for state in drained:
             drain = self.drains.setdefault(state.name, Drain(now, time.time()))
-            drain.connections = self.connections_of(state.name[0], state.real_server)
+            real = state.real_server
+            drain.connections = self.connections_of(state.name[0],
+                                                    DestinationKey(real.address, real.port))
             if drain.completed is not None:
                 continue
             if drain.connections is not None and drain.connections[0] == 0:
