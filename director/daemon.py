@@ -106,7 +106,7 @@ class Director:
                     if getattr(self, f"handle_{command}")() is False:
                         break
                 except Exception as exc:     # a handler's bug must not end the daemon
-                    hub.crashes["main loop"] = hub.crashes.get("main loop", 0) + 1
+                    hub.count_crash("main loop")
                     log.exception("director.command_failed command=%s error=%r", command, exc)
         finally:
             if self.web is not None:

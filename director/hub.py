@@ -32,6 +32,11 @@ killall = gevent.killall
 crashes: dict[str, int] = {}      # greenlet name -> times it died of an exception
 
 
+def count_crash(name: str) -> None:
+    """One more exception that ended (a run of) a long-lived part: for the metrics."""
+    crashes[name] = crashes.get(name, 0) + 1
+
+
 def spawn(function: Callable[..., Any], *args: Any, name: str = "",
           report: bool = True) -> gevent.Greenlet:
     """Start a greenlet whose death by exception is logged with its traceback and counted.
@@ -43,7 +48,7 @@ def spawn(function: Callable[..., Any], *args: Any, name: str = "",
         return greenlet
 
     def crashed(dead: gevent.Greenlet) -> None:
-        crashes[label] = crashes.get(label, 0) + 1
+        count_crash(label)
         log.error("hub.crash greenlet=%s error=%r", label, dead.exception,
                   exc_info=(type(dead.exception), dead.exception,
                             dead.exception.__traceback__))
@@ -82,7 +87,7 @@ class Supervised(gevent.Greenlet):
                     self.function(*self.function_args)
                     return
                 except Exception as exc:
-                    crashes[self.name] = crashes.get(self.name, 0) + 1
+                    count_crash(self.name)
                     self.last_error = repr(exc)
                     log.error("hub.crash greenlet=%s error=%r restart_in=%.1fs", self.name,
                               exc, pause, exc_info=True)

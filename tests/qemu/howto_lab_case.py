@@ -126,6 +126,16 @@ def survived(status: dict, since: float) -> int:
                if not c["error"] and c["last_echo"] is not None and c["last_echo"] > since)
 
 
+def carried_on(path: Path) -> tuple[int, list[str]]:
+    """After a takeover: how many of the held connections echo again, and the errors of
+    the others, once each is one or the other."""
+    since = read_status(path)["at"]
+    status = wait_for(lambda: decided(path, since), 60, 0.5,
+                      message=lambda: read_status(path))
+    return survived(status, since), sorted({c["error"] for c in status["connections"]
+                                            if c["error"]})[:5]
+
+
 def decided(path: Path, since: float) -> dict | None:
     """The hold's status once every connection either echoed after ``since`` or failed
     (TCP retransmits back off to several seconds, so this takes a while after a failover)."""
@@ -227,12 +237,7 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
     wait_for(lambda: holds_vips(lb2), 30, 0.02, message=log)
     out["failover_seconds"] = round(time.monotonic() - began, 3)
     out["daemons_after_failover"] = ipvsadm(lb2, "-L", "--daemon")
-    since = read_status(status_path)["at"]
-    status = wait_for(lambda: decided(status_path, since), 60, 0.5,
-                      message=lambda: read_status(status_path))
-    out["survived_failover"] = survived(status, since)
-    out["errors_failover"] = sorted({c["error"] for c in status["connections"]
-                                     if c["error"]})[:5]
+    out["survived_failover"], out["errors_failover"] = carried_on(status_path)
     out["killed_at"] = killed_at
     if full:
         out["requests_after_failover"] = client_run(howto, "requests", "60", VIP, "80")
@@ -254,12 +259,7 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
         wait_for(lambda: "backup sync" in ipvsadm(lb2, "-L", "--daemon") or engine != "director",
                  30, 0.1, message=log)
         out["daemons_after_failback"] = sync_daemons(lb1, lb2)
-        since = read_status(status_path)["at"]
-        status = wait_for(lambda: decided(status_path, since), 60, 0.5,
-                          message=lambda: read_status(status_path))
-        out["survived_failback"] = survived(status, since)
-        out["errors_failback"] = sorted({c["error"] for c in status["connections"]
-                                         if c["error"]})[:5]
+        out["survived_failback"], out["errors_failback"] = carried_on(status_path)
         # a reload that changes the sync daemon: the kernel follows on both
         config.write_text(configuration("eth1 VI_1 id 77"))
         for process in daemons.values():
