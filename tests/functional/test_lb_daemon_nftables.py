@@ -317,11 +317,27 @@ def test_a_drain_waits_for_the_connections_to_end(lab):
         message=lambda: reals(director)[rs1])
     assert draining["weight"] == 0 and draining["drain"]["complete"] is False
     assert "rs1" not in requests(client, 12)          # no new connection reaches it
-    holder.stdin.write("close\n")
-    holder.stdin.flush()
-    assert holder.stdout.readline().strip() == "closed"
-    done = wait_for(lambda: reals(director)[rs1]["drain"]["complete"] and reals(director)[rs1],
-                    DELAY_LOOP + 5, message=lambda: reals(director)[rs1])
+    browser = dashboard(director)                     # the operator watches it drain
+    row = f'[data-rs="{rs1}:80"]'
+    try:
+        if browser is not None:
+            wait_for(lambda: ui_text(browser, f"{row} .rs-state") == "DRAINING" and
+                     "2 active connection(s) left" in ui_text(browser, f"{row} .error") and
+                     ui_text(browser, f"{row} .conns") == "2 / 0", 10,
+                     message=lambda: browser.eval("return document.body.innerText"))
+        holder.stdin.write("close\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "closed"
+        done = wait_for(lambda: reals(director)[rs1]["drain"]["complete"] and
+                        reals(director)[rs1], DELAY_LOOP + 5,
+                        message=lambda: reals(director)[rs1])
+        if browser is not None:
+            wait_for(lambda: ui_text(browser, f"{row} .rs-state") == "DRAINED" and
+                     ui_text(browser, f"{row} .error") == "drained: no active connections",
+                     10, message=lambda: browser.eval("return document.body.innerText"))
+    finally:
+        if browser is not None:
+            browser.quit()
     assert done["drain"]["why"] == "no active connections"
     assert done["drain"]["active_connections"] == 0
     events = api(director, "GET", "/api/v1/events?since=0")
@@ -331,6 +347,23 @@ def test_a_drain_waits_for_the_connections_to_end(lab):
                             "/metrics", TOKEN]).stdout
     assert f'director_real_server_active_connections{{virtual_server="{VIP}:80/TCP",' \
            f'real_server="{rs1}:80"}} 0' in metrics
+
+
+def dashboard(director):
+    """The dashboard open in headless Chromium in the director's namespace (None where the
+    browser cannot run: the API assertions still hold)."""
+    from tests.functional.browser import Browser, unavailable
+    if unavailable():
+        return None
+    browser = Browser.in_host(director)
+    browser.get("http://127.0.0.1:8080/")
+    return browser
+
+
+def ui_text(browser, selector: str) -> str | None:
+    import json
+    return browser.eval(f"const e = document.querySelector({json.dumps(selector)}); "
+                        "return e ? e.textContent : null;")
 
 
 def test_a_drain_ends_at_its_timeout_with_connections_left(lab):
