@@ -410,9 +410,20 @@ def test_a_failing_backend_is_retried_and_the_kernel_converges_after(lab):
         "injected failure" in failing["last_error"]["error"], failing
     assert "10.20.40.11" in table(director)        # the kernel still has the dead server
     assert api_status(director, "/healthz") == 200  # failing, but nothing crashed
-    flag.unlink()
-    wait_for(lambda: "10.20.40.11" not in table(director), 10,
-             message=lambda: lab.log_of(daemon))
+    browser = dashboard(director)
+    try:
+        if browser is not None:                    # the operator sees it on the page
+            wait_for(lambda: "nftables failing" in ui_text(browser, "#summary"), 10,
+                     message=lambda: ui_text(browser, "#summary"))
+        flag.unlink()
+        wait_for(lambda: "10.20.40.11" not in table(director), 10,
+                 message=lambda: lab.log_of(daemon))
+        if browser is not None:
+            wait_for(lambda: "backend error(s), recovered" in ui_text(browser, "#summary"),
+                     10, message=lambda: ui_text(browser, "#summary"))
+    finally:
+        if browser is not None:
+            browser.quit()
     balancer = api(director, "GET", "/api/v1/state")["load_balancer"]
     assert balancer["failing_converges"] == 0
     assert sum(balancer["errors"].values()) >= 3
