@@ -176,16 +176,13 @@ class GenlSocket:
                 offset += (length + 3) & ~3
                 if seq != sequence:                # a late reply to an abandoned request
                     continue
-                if kind == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", chunk, HEADER.size)
-                    if code:
-                        raise GenlError(-code, f"{os.strerror(-code)}")
-                    return replies                 # the acknowledgement
-                if kind == NLMSG_DONE:
+                if kind in (NLMSG_ERROR, NLMSG_DONE):
+                    # an acknowledgement (error 0), the kernel's error, the end of a dump
+                    # (which carries an error if it failed part way)
                     code = struct.unpack_from("=i", chunk, HEADER.size)[0] \
                         if length >= HEADER.size + 4 else 0
-                    if code < 0:                   # a dump that failed part way
-                        raise GenlError(-code, f"{os.strerror(-code)}")
+                    if code < 0:
+                        raise GenlError(-code, os.strerror(-code))
                     return replies
                 if reply_class is None:
                     replies.append(chunk[HEADER.size + GENL_HEADER_SIZE:])

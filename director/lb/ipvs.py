@@ -460,10 +460,6 @@ def read_proc_view(expected: dict[ServiceKey, ExpectedService], text: str) -> Pr
     return ProcView(matches, listed, expected)
 
 
-def proc_matches(state: State, text: str) -> bool:
-    return read_proc_view(expectation(state), text).matches
-
-
 def read_proc(path: str = PROC) -> str:
     with open(path) as handle:
         return handle.read()

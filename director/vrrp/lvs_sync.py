@@ -15,12 +15,14 @@ for, putting back what someone changed behind the daemon's back (``ipvsadm
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pyroute2.netlink.generic import ipvs
+
 from .. import hub
 from ..config.values import LvsSyncDaemon
+from ..lb.genl import GenlSocket
 from ..log import event
 
 log = logging.getLogger("director.vrrp")
@@ -52,7 +54,7 @@ class Daemon:
         return {name: value for name, value in vars(self).items() if value is not None}
 
 
-def configured(config: Any) -> Any | None:
+def configured(config: Any) -> LvsSyncDaemon | None:
     """The sync daemon a configuration asks for: global_defs lvs_sync_daemon, else the first
     vrrp_instance with keepalived 1.x's lvs_sync_daemon_interface (as if it had been
     written ``lvs_sync_daemon IFACE INSTANCE``)."""
@@ -64,7 +66,7 @@ def configured(config: Any) -> Any | None:
     return None
 
 
-def wanted(setting: Any, role: str | None, vrid: int) -> Daemon | None:
+def wanted(setting: LvsSyncDaemon | None, role: str | None, vrid: int) -> Daemon | None:
     """The daemon for an instance in ``role``: master while MASTER, backup otherwise
     (keepalived starts the backup one at start-up and swaps on each transition); none
     while the instance is stopped."""
@@ -80,11 +82,10 @@ def plan(want: Daemon | None, running: list[Daemon]) -> tuple[list[str], list[Da
     differs from the wanted one is stopped and started again (the kernel cannot change
     one in place); one of the other state is stopped."""
     stop, start = [], []
-    for daemon in running:
-        if want is None or daemon.state != want.state or not want.satisfied_by(daemon):
+    for daemon in running:                      # satisfied_by compares the state too
+        if want is None or not want.satisfied_by(daemon):
             stop.append(daemon.state)
-    if want is not None and not any(d.state == want.state and want.satisfied_by(d)
-                                    for d in running):
+    if want is not None and not any(want.satisfied_by(d) for d in running):
         start.append(want)
     return stop, start
 
@@ -93,11 +94,9 @@ class KernelDaemons:
     """IPVS_CMD_*_DAEMON over the generic netlink client (director/lb/genl.py)."""
 
     def __init__(self) -> None:
-        from ..lb.genl import GenlSocket
         self.socket = GenlSocket()
 
     def read(self) -> list[Daemon]:
-        from pyroute2.netlink.generic import ipvs
         running = []
         for message in self.socket.request(ipvs.IPVS_CMD_GET_DAEMON, [], dump=True):
             nested = message.get_attr("IPVS_CMD_ATTR_DAEMON")
@@ -118,7 +117,6 @@ class KernelDaemons:
         return running
 
     def start(self, daemon: Daemon) -> None:
-        from pyroute2.netlink.generic import ipvs
         attrs: list = [("IPVS_DAEMON_ATTR_STATE", STATE_NUMBERS[daemon.state]),
                        ("IPVS_DAEMON_ATTR_MCAST_IFN", daemon.interface),
                        ("IPVS_DAEMON_ATTR_SYNC_ID", daemon.syncid)]
@@ -133,7 +131,6 @@ class KernelDaemons:
                             [("IPVS_CMD_ATTR_DAEMON", {"attrs": attrs})])
 
     def stop(self, state: str) -> None:
-        from pyroute2.netlink.generic import ipvs
         self.socket.request(ipvs.IPVS_CMD_DEL_DAEMON, [
             ("IPVS_CMD_ATTR_DAEMON", {"attrs": [("IPVS_DAEMON_ATTR_STATE",
                                                   STATE_NUMBERS[state])]})])
@@ -146,12 +143,12 @@ class SyncDaemons:
     """Keeps the kernel's sync daemons as the followed instance's role calls for.
     ``role_of()`` answers the instance's role now (None: no such instance running)."""
 
-    def __init__(self, setting: Any, role_of: Callable[[], str | None], vrid: int,
-                 kernel: Any = None) -> None:
+    def __init__(self, setting: LvsSyncDaemon, role_of: Callable[[], str | None],
+                 vrid: int) -> None:
         self.setting = setting
         self.role_of = role_of
         self.vrid = vrid
-        self.kernel = kernel or KernelDaemons()
+        self.kernel = KernelDaemons()
         self.running: list[Daemon] = []         # as the kernel last said
         self.errors = 0
         self.last_error: str | None = None
@@ -162,7 +159,7 @@ class SyncDaemons:
     def start(self) -> None:
         self.greenlet = hub.supervise(self._run, name="lvs sync daemon")
 
-    def configure(self, setting: Any, role_of: Callable[[], str | None], vrid: int) -> None:
+    def configure(self, setting: LvsSyncDaemon, role_of: Callable[[], str | None], vrid: int) -> None:
         """A reload: the next reconcile starts, stops or restarts what differs."""
         self.setting, self.role_of, self.vrid = setting, role_of, vrid
         self.wake.set()
@@ -219,7 +216,6 @@ class SyncDaemons:
         return {"interface": self.setting.interface, "instance": self.setting.instance,
                 "wanted": None if want is None else want.as_json(),
                 "running": [daemon.as_json() for daemon in self.running],
-                "in_step": (want is None and not self.running) or (
-                    want is not None and plan(want, self.running) == ([], [])),
+                "in_step": plan(want, self.running) == ([], []),
                 "errors": self.errors, "last_error": self.last_error,
-                "changes": self.changes, "at": time.time()}
+                "changes": self.changes}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from director.lb.ipvs import expectation, parse_proc, proc_matches, read_proc_view
+from director.lb.ipvs import expectation, parse_proc, read_proc_view
 from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey
 
 # TCP  192.0.2.10:80 wrr persistent 60         -> 10.0.0.1:80 Masq 2 / 10.0.0.2:80 Route 0
@@ -29,6 +29,10 @@ FWM  00000007 rr ops
 VIP = ServiceKey("TCP", "192.0.2.10", 80)
 VIP6 = ServiceKey("TCP", "2001:db8::10", 443, family=6)
 FWM = ServiceKey("TCP", fwmark=7)
+
+
+def proc_matches(state, text) -> bool:
+    return read_proc_view(expectation(state), text).matches
 
 
 def dest(address, port, weight, method="NAT"):
