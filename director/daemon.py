@@ -15,7 +15,8 @@ from typing import Any
 
 from . import hub, pidfile
 from .clock import Clock, MonotonicClock
-from .config import load_config
+from . import reconcile
+from .config import Unreadable, load_config
 from .events import EventLog
 from .log import event
 from .mail import Mailer
@@ -29,6 +30,7 @@ HEARTBEAT = 1.0         # the main loop proves it turns this often ...
 HEARTBEAT_LIMIT = 5.0   # ... and /healthz fails when it has not for this long
 COMMAND_TIMEOUT = 30.0  # a web request waits this long for the main greenlet's answer
 DRAINED_FILE = "drained.json"
+MAX_LOGGED_DIAGNOSTICS = 50     # a file of garbage must not become half a million log lines
 
 
 def read_admin_token(path: str | None) -> str | None:
@@ -75,6 +77,7 @@ class Director:
         self.last_reload_success: float | None = None
         self.reload_status: dict[str, Any] = {"result": None, "at": None, "errors": []}
         self.exit_code = 0
+        self.stopped = False
 
     def run(self, signals: bool = True) -> int:
         """Runs until stopped. ``signals=False`` when embedded in a WSGI server (wsgi.py),
@@ -109,6 +112,10 @@ class Director:
                     hub.count_crash("main loop")
                     log.exception("director.command_failed command=%s error=%r", command, exc)
         finally:
+            # Every way out (a start-up that failed half-way, an exception nobody expected)
+            # leaves as a stop does: priority 0, VIPs removed, pools as configured.
+            if not self.stopped and (self.vrrp or self.checks or self.lb):
+                self._stop_sequence()
             if self.web is not None:
                 self.web.stop(timeout=1)
             if self.options.pid:
@@ -220,26 +227,31 @@ class Director:
                     "vrrp.sync_group", sync_group=group.name, state=state)))
             self.vrrp.start()
         if not self.options.vrrp and self.config.virtual_servers:
-            from .check.service import CheckService
-            from .lb.service import LoadBalancer, ipvs_available
-            self.checks = CheckService(self.config, self.clock, notifier)
-            self.checks.start()
-            self._load_drained()
-            self.checks.listeners.append(lambda state: self.events.add(
-                "real_server", virtual_server=state.name[0], real_server=state.name[1],
-                state="up" if state.up else "down",
-                error="" if state.up else state.last_error()))
-            backend = self.options.backend
-            if backend is None:
-                backend = "ipvs" if ipvs_available() else "none"
-                if backend == "none":
-                    event(log, "lb.observe_only", logging.WARNING,
-                          note="this kernel has no IP_VS: virtual servers are checked but not "
-                               "programmed (use --backend nftables to program nftables)")
-            self.lb = LoadBalancer(self.config, self.checks, backend, notifier,
-                                   drain_timeout=self.options.drain_timeout,
-                                   on_event=self.events.add)
-            self.lb.start()
+            self._start_pools(self.config)
+
+    def _start_pools(self, config: Any) -> None:
+        """The checkers and the load balancer, at start-up or with the first virtual server
+        a reload brings."""
+        from .check.service import CheckService
+        from .lb.service import LoadBalancer, ipvs_available
+        self.checks = CheckService(config, self.clock, self.notifier)
+        self.checks.start()
+        self._load_drained()
+        self.checks.listeners.append(lambda state: self.events.add(
+            "real_server", virtual_server=state.name[0], real_server=state.name[1],
+            state="up" if state.up else "down",
+            error="" if state.up else state.last_error()))
+        backend = self.options.backend
+        if backend is None:
+            backend = "ipvs" if ipvs_available() else "none"
+            if backend == "none":
+                event(log, "lb.observe_only", logging.WARNING,
+                      note="this kernel has no IP_VS: virtual servers are checked but not "
+                           "programmed (use --backend nftables to program nftables)")
+        self.lb = LoadBalancer(config, self.checks, backend, self.notifier,
+                               drain_timeout=self.options.drain_timeout,
+                               on_event=self.events.add)
+        self.lb.start()
 
     def _serve_web(self) -> None:
         from web import create_app
@@ -256,6 +268,11 @@ class Director:
         event(log, "web.listening", address=f"{host}:{port}", admin=token is not None)
 
     def handle_stop(self) -> bool:
+        self._stop_sequence()
+        return False
+
+    def _stop_sequence(self) -> None:
+        self.stopped = True
         event(log, "director.stopping")
         if self.lb is not None:
             self.lb.stop()
@@ -268,53 +285,92 @@ class Director:
         if self.mailer is not None:
             self.mailer.stop()
         event(log, "director.stopped")
-        return False
 
     def handle_reload(self) -> bool:
         try:
-            result = load_config(self.options.use_file, config_id=self.config_id)
-        except OSError as exc:                    # Unreadable: the file went away
+            return self._reload()
+        except Exception as exc:          # a bug of ours: counted, said, and the daemon goes on
+            hub.count_crash("reload")
+            log.exception("reload.crashed error=%r", exc)
+            return self._reloaded("failure", [f"internal error while reloading: {exc!r}"])
+
+    def _reload(self) -> bool:
+        """One transaction: parse fresh (off the loop), plan old -> new once
+        (reconcile.plan), prepare what can fail, apply, commit ``self.config`` last. A
+        failure before the apply changes nothing; one during it is rolled back to the old
+        configuration. Every outcome is counted and becomes an event."""
+        self._coalesce("reload")
+        try:
+            result = hub.in_thread(load_config, self.options.use_file, self.config_id)
+        except Unreadable as exc:                 # the file went away, a directory, a FIFO
+            event(log, "reload.failed", logging.ERROR, error=str(exc),
+                  note="keeping the running configuration")
             return self._reloaded("failure", [str(exc)])
-        for diagnostic in result.diagnostics:
+        for diagnostic in result.diagnostics[:MAX_LOGGED_DIAGNOSTICS]:
             event(log, "config.diagnostic", logging.WARNING, diagnostic=str(diagnostic))
         if not result.ok:
             event(log, "reload.failed", logging.ERROR, errors=len(result.errors),
                   note="keeping the running configuration")
             return self._reloaded("failure", [str(d) for d in result.errors])
-        if result.config == self.config:
+        plan = reconcile.plan(self.config, result.config)
+        if plan.unchanged:
             event(log, "reload.unchanged")
             return self._reloaded("success", [], "unchanged")
         try:
-            note = self._apply(result.config)
+            prepared = self._prepare(plan)
         except Exception as exc:      # e.g. a new instance's interface cannot be opened
-            event(log, "reload.apply_failed", logging.ERROR, error=repr(exc),
-                  note="what was applied before the error stays; fix the file and reload")
-            return self._reloaded("failure", [f"applying the new configuration: {exc}"])
+            event(log, "reload.refused", logging.ERROR, error=repr(exc),
+                  note="nothing was changed; fix the file and reload")
+            return self._reloaded("failure", [f"preparing the new configuration: {exc}"])
+        try:
+            self._apply(plan, prepared)
+        except Exception as exc:
+            log.exception("reload.apply_failed error=%r", exc)
+            return self._reloaded("failure", [f"applying the new configuration: {exc}; "
+                                              + self._roll_back(plan)])
+        self.config = plan.new
+        note = plan.describe()
+        event(log, "reload.applied", note=note)
         return self._reloaded("success", [], note)
 
-    def _apply(self, config: Any) -> str:
-        """Apply a changed configuration's difference; returns what was done, for people."""
-        done = []
-        if self.checks is not None:
-            counts = self.checks.reload(config)
-            done.append("real servers: " + ", ".join(f"{n} {what}"
-                                                     for what, n in counts.items() if n))
-        if self.lb is not None:
-            self.lb.reload(config)
-        if self.mailer is not None:
-            self.mailer.configure(config)
-        vrrp_parts = ("vrrp_instances", "vrrp_sync_groups", "vrrp_scripts")
-        if self.vrrp is not None and (
-                any(getattr(config, part) != getattr(self.config, part) for part in vrrp_parts)
-                or config.global_defs.lvs_sync_daemon !=
-                self.config.global_defs.lvs_sync_daemon):
-            counts = self.vrrp.reload(config)
-            done.append("VRRP instances: " + ", ".join(f"{n} {what}"
-                                                       for what, n in counts.items() if n))
-        self.config = config
-        note = "; ".join(done) or "applied"
-        event(log, "reload.applied", note=note)
-        return note
+    def _coalesce(self, command: str) -> None:
+        """HUPs that queued while one reload ran are one reload: the file is read once."""
+        while not self.commands.empty() and self.commands.peek_nowait() == command:
+            self.commands.get_nowait()
+
+    def _prepare(self, plan: reconcile.ReloadPlan) -> Any:
+        """What can fail, before anything changes (VRRP sockets and instances)."""
+        if self.vrrp is not None and not plan.instances.unchanged:
+            return self.vrrp.prepare(plan.instances, plan.new)
+        return None
+
+    def _apply(self, plan: reconcile.ReloadPlan, prepared: Any) -> None:
+        """Each subsystem applies its part of the one plan."""
+        if not self.options.vrrp:
+            if self.checks is None:
+                if plan.new.virtual_servers:      # the first virtual servers of this run
+                    self._start_pools(plan.new)
+            elif not plan.servers.unchanged or plan.load_balancer:
+                self.checks.apply(plan.servers, plan.new)
+                self.lb.reload(plan.new)
+        if self.mailer is not None and plan.mail:
+            self.mailer.configure(plan.new)
+        if self.notifier is not None:
+            self.notifier.configure(plan.new.global_defs.script_user)
+        if prepared is not None:
+            self.vrrp.apply(prepared)
+
+    def _roll_back(self, plan: reconcile.ReloadPlan) -> str:
+        """After a failed apply: every subsystem back on the running configuration (a
+        plan from what was being applied to it). Returns what to tell the operator."""
+        back = reconcile.plan(plan.new, plan.old)
+        try:
+            self._apply(back, self._prepare(back))
+        except Exception as exc:
+            log.exception("reload.rollback_failed error=%r", exc)
+            return f"rolling back failed too ({exc}): restart the daemon"
+        event(log, "reload.rolled_back", note="the running configuration is back")
+        return "rolled back to the running configuration"
 
     def _reloaded(self, result: str, errors: list[str], note: str = "") -> bool:
         now = time.time()

@@ -184,3 +184,20 @@ def serve_wsgi(app: Any, host: str, port: int) -> Any:
     server = gevent.pywsgi.WSGIServer((host, port), app, log=Log(), error_log=Log())
     server.start()
     return server
+
+
+def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a CPU-bound ``function`` (parsing a configuration) in a native thread and wait
+    for it cooperatively: the loop keeps sending adverts meanwhile, held back at most by the
+    interpreter's switch interval. Its exception is raised here (caught in the thread: the
+    pool would print it as if nobody handled it)."""
+    def caught() -> tuple[bool, Any]:
+        try:
+            return True, function(*args)
+        except Exception as exc:
+            return False, exc
+
+    ok, value = gevent.get_hub().threadpool.apply(caught)
+    if not ok:
+        raise value
+    return value

@@ -42,6 +42,10 @@ class Notifier:
         self.running: set[hub.Greenlet] = set()
         self.listeners: list = []                 # called with (why, result) after each run
 
+    def configure(self, script_user: str | None) -> None:
+        """A reload's global_defs script_user, for the scripts run from now on."""
+        self.user, self.group = split_user(script_user)
+
     def notify(self, command: Any, extra: tuple[str, ...] = (), why: str = "") -> hub.Greenlet:
         """Start ``command`` (a config Command) with ``extra`` arguments; returns at once."""
         greenlet = hub.spawn(self._run, command, extra, why, name=f"notify {why}")

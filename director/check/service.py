@@ -13,6 +13,7 @@ from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
 from ..notify import Notifier
 from .base import CheckResult, implementation, make_target, resolve_settings
+from .hysteresis import Health
 from .scheduler import Job, Scheduler
 
 log = logging.getLogger("director.check")
@@ -28,7 +29,6 @@ class RealServerState:
     jobs: list[Job] = field(default_factory=list)
     up: bool = True
     drained: bool = False           # weight 0 on an operator's request, still checked
-    signature: tuple = ()           # what its checks are built from (CheckService.reload)
 
     def compute_up(self) -> bool:
         return all(job.health.up for job in self.jobs)
@@ -74,7 +74,6 @@ class CheckService:
         """A real server as keepalived starts one: up, or down with alpha."""
         track_files = {item.name: item for item in self.config.track_files}
         state = RealServerState(virtual, real, name)
-        state.signature = self._signature(self.config, virtual, real, name)
         for block in real.checkers:
             if block.kind in NOT_RUN:
                 continue
@@ -87,60 +86,52 @@ class CheckService:
         self._by_label[state.name] = state
         return state
 
-    @staticmethod
-    def _signature(config: Any, virtual: Any, real: Any, name: tuple[str, str]) -> tuple:
-        """Everything its checkers are built from: equal signatures across a reload mean
-        the same checks, so the server keeps its jobs, up/down state and counters."""
-        blocks = tuple(block for block in real.checkers if block.kind not in NOT_RUN)
-        settings = tuple(resolve_settings(virtual, real, block) for block in blocks)
-        file_check = any(block.kind == "FILE_CHECK" for block in blocks)
-        return (blocks, settings,
-                tuple(make_target(virtual, real, block, setting, name)
-                      for block, setting in zip(blocks, settings)),
-                config.global_defs.script_user, config.ssl,
-                # FILE_CHECK scales the configured weight and reads the track_file blocks
-                (real.weight, tuple(config.track_files)) if file_check else ())
-
-    def reload(self, config: Any) -> dict[str, int]:
-        """Apply a new configuration's real servers: unchanged ones keep their jobs, state
-        and counters (their configuration objects are swapped for the new ones); removed
-        ones stop being checked; added ones, and those whose checks changed, start as
-        keepalived starts them (a drain is kept). Returns how many of each."""
-        old, self.config = self._by_name, config
-        wanted = {}
-        for virtual in config.virtual_servers:
-            vs_name = virtual_server_name(virtual)
-            for real in virtual.real_servers:
-                wanted[(vs_name, real.address, real.port)] = (virtual, real)
-        counts = {"kept": 0, "added": 0, "removed": 0, "changed": 0}
-        gone = [state for key, state in old.items() if key not in wanted]
-        replaced = []
-        for key, (virtual, real) in wanted.items():
-            state = old.get(key)
-            name = (key[0], real_server_name(real))
-            if state is not None and state.signature == self._signature(config, virtual,
-                                                                           real, name):
-                state.virtual_server, state.real_server = virtual, real
-                counts["kept"] += 1
-                continue
-            if state is not None:
-                replaced.append(state)
-            counts["changed" if state is not None else "added"] += 1
-        counts["removed"] = len(gone)
-        self._forget(gone + replaced)
-        for state in replaced:
-            new = self._add(*wanted[(state.name[0], state.real_server.address,
-                                     state.real_server.port)], state.name)
-            new.drained = state.drained
-        for key, (virtual, real) in wanted.items():
-            if key not in old:
-                self._add(virtual, real, (key[0], real_server_name(real)))
-        # keep the configuration's order (the snapshot walks the config, this is for dumps)
-        order = {key: index for index, key in enumerate(wanted)}
+    def apply(self, plan: Any, config: Any) -> None:
+        """Apply a reload's real servers (reconcile.ServerPlan): kept ones keep their jobs,
+        state and counters (their configuration objects are swapped for the new ones);
+        removed ones stop being checked; added ones start as keepalived starts them; changed
+        ones get new checkers and carry their state over (_migrate)."""
+        from ..reconcile import servers_of
+        wanted = servers_of(config)
+        old = self._by_name
+        self.config = config
+        for key in plan.kept:
+            state = old[key]
+            state.virtual_server, state.real_server = wanted[key]
+        replaced = [old[key] for key in plan.changed]
+        self._forget([old[key] for key in plan.removed] + replaced)
+        for before in replaced:
+            key = (before.name[0], before.real_server.address, before.real_server.port)
+            self._migrate(before, self._add(*wanted[key], before.name))
+        for key in plan.added:
+            self._add(*wanted[key], (key[0], real_server_name(wanted[key][1])))
+        # keep the file's order (the dumps walk this list)
+        order = {key: index for index, key in enumerate(plan.order)}
         self.real_servers.sort(key=lambda state: order.get(
             (state.name[0], state.real_server.address, state.real_server.port), 0))
-        event(log, "check.reloaded", **counts)
-        return counts
+        event(log, "check.reloaded", **plan.counts())
+
+    def _migrate(self, before: RealServerState, after: RealServerState) -> None:
+        """keepalived's migrate_checkers: a checker of the same kind as one the server had
+        keeps its health (up/down, retry and rise counters) and its counts; a new kind
+        starts where the server was, so a dead server stays out until a checker finds it
+        alive. A drain is kept. If the server's state changes all the same (its failing
+        checker was removed), that is a change like any other: an event and its notify."""
+        after.drained = before.drained
+        previous: dict[str, Job] = {}
+        for job in before.jobs:
+            previous.setdefault(job.key[2], job)
+        for job in after.jobs:
+            old_job = previous.pop(job.key[2], None)
+            if old_job is not None:
+                job.health = old_job.health
+                job.last, job.last_at = old_job.last, old_job.last_at
+                job.ok, job.failed = old_job.ok, old_job.failed
+            else:
+                job.health = Health(up=before.up)
+        after.up = before.up
+        if after.compute_up() != before.up:
+            self._set_up(after, not before.up, "its checkers changed")
 
     def _forget(self, states: list[RealServerState]) -> None:
         """In one pass each (ten thousand servers removed must not cost n squared)."""
@@ -178,12 +169,13 @@ class CheckService:
         if state is None:
             return
         up = state.compute_up()
-        if up == state.up:
-            return
+        if up != state.up:
+            self._set_up(state, up, result.error or "")
+
+    def _set_up(self, state: RealServerState, up: bool, error: str) -> None:
         state.up = up
         event(log, "check.real_server", virtual_server=state.name[0],
-              real_server=state.name[1], state="up" if up else "down",
-              error=result.error or "")
+              real_server=state.name[1], state="up" if up else "down", error=error)
         command = state.real_server.notify_up if up else state.real_server.notify_down
         if command is not None:
             self.notifier.notify(command, (), f"real server {state.name[1]} "

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+import stat
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -52,12 +54,24 @@ class Unreadable(Exception):
     """The main configuration file itself cannot be read (``-t`` exits 2)."""
 
 
+def _regular_file(path: str) -> None:
+    """Opening a FIFO for reading waits for a writer, and a device has no end: only a
+    regular file is read (a reload must never hang the daemon)."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, "not a regular file")
+
+
 def load_config(path: str, config_id: str | None = None,
                 interface_exists: Callable[[str], bool] | None = interface_exists,
                 read: Callable[[str], bytes] = read_bytes) -> LoadResult:
     """Parse and validate. ``interface_exists`` is asked about every interface the file
     names (None: do not check, as for a config written for another host)."""
     try:
+        if read is read_bytes:
+            _regular_file(path)
         read(path)
     except OSError as exc:
         raise Unreadable(f"{path}: {exc.strerror or exc}") from exc

@@ -4,6 +4,7 @@ interface and family, receives and dispatches adverts, and wires sync groups and
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import hub
@@ -15,12 +16,37 @@ from . import fsm
 from .addresses import Addresses
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
-from .packet import Dropped, check_received
+from .packet import VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import VrrpSocket
 
 log = logging.getLogger("director.vrrp")
+
+
+@dataclass(frozen=True)
+class Receiving:
+    """What one socket's receiver dispatches to. Replaced whole by a reload (one assignment,
+    no yield between its parts), so a packet always meets members and expectations of the
+    same moment: a vrid that left the one but not yet the other once killed the receiver
+    and left every instance on its interface deaf."""
+    members: dict[int, Instance]
+    expectations: dict[int, Expectation]
+
+
+@dataclass
+class Prepared:
+    """A reload's VRRP part with everything that can fail done: the new instances built
+    (not started) and the sockets they need opened. ``abandon()`` undoes it."""
+    plan: Any                                   # reconcile.InstancePlan
+    config: Any
+    instances: list[Instance] = field(default_factory=list)
+    opened: dict[tuple, VrrpSocket] = field(default_factory=dict)
+
+    def abandon(self) -> None:
+        for sock in self.opened.values():
+            sock.close()
+        self.opened.clear()
 
 
 class VrrpService:
@@ -32,7 +58,6 @@ class VrrpService:
         self.notifier = notifier or Notifier(config.global_defs.script_user)
         self.addresses = Addresses()
         self.sockets: dict[tuple, VrrpSocket] = {}
-        self.members: dict[tuple, dict[int, Instance]] = {}
         self.instances: list[Instance] = []
         self.sync_groups: list[SyncGroup] = []
         self.interface_watcher = InterfaceWatcher()
@@ -40,7 +65,7 @@ class VrrpService:
         self.dropped: dict[tuple[str, str], int] = {}     # (interface, reason) -> count
         self.greenlets: list[hub.Greenlet] = []
         self.receivers: dict[tuple, hub.Greenlet] = {}
-        self.expectations: dict[tuple, dict] = {}
+        self.receiving: dict[tuple, Receiving] = {}
         self.trackers: dict[str, Tracker] = {}
         self.lvs_sync: SyncDaemons | None = None
         # called with each instance / sync group built, at start and on reload (the daemon's
@@ -49,19 +74,13 @@ class VrrpService:
         self.on_new_sync_group: list = []
 
     def start(self) -> None:
+        """Start-up is a reload from nothing: every instance and sync group is new."""
+        from ..reconcile import InstancePlan
         self.addresses.open()
-        added = [self._build(config) for config in self.config.vrrp_instances]
-        self._wire_tracking(added)
-        self._build_sync_groups(self.config.vrrp_sync_groups)
-        for instance in added:
-            self._listen(instance)
-        self._update_receivers()
-        for instance in added:
-            self.greenlets.append(instance.start())
-        self.interface_watcher.start()
-        for runner in self.scripts.values():
-            runner.start()
-        self._configure_lvs_sync()
+        config = self.config
+        plan = InstancePlan(added=tuple(i.name for i in config.vrrp_instances),
+                            sync_groups=tuple(g.name for g in config.vrrp_sync_groups))
+        self.apply(self.prepare(plan, config))
 
     def _configure_lvs_sync(self) -> None:
         """The IPVS sync daemons follow their instance (started, reconfigured on a reload
@@ -92,23 +111,81 @@ class VrrpService:
         return (config.interface, instance_family(config),
                 config.unicast_src_ip or config.mcast_src_ip)
 
-    def _build(self, config) -> Instance:
-        defs = self.config.global_defs
-        key = self._socket_key(config)
-        sock = self.sockets.get(key)
-        if sock is None:
-            sock = VrrpSocket(key[0], key[1], key[2]).open()
-            self.sockets[key] = sock
-            self.members[key] = {}
-        instance = Instance(config, defs, effective_version(config, defs), key[1],
-                            self.clock, self.addresses, self.announcer, sock)
-        primary = self.addresses.primary_address(config.interface, key[1]) or \
-            ("0.0.0.0" if key[1] == 4 else "::")
-        instance.prepare(primary)
-        self.members[key][config.virtual_router_id] = instance
-        self.instances.append(instance)
-        self._remove_leftovers(instance)
-        return instance
+    def prepare(self, plan: Any, config: Any) -> Prepared:
+        """Everything of a reload that can fail, before anything changes: the sockets of
+        the starting instances opened (their interfaces must exist), the instances built.
+        Raises with nothing changed (what it opened is closed again)."""
+        prepared = Prepared(plan, config)
+        by_name = {item.name: item for item in config.vrrp_instances}
+        defs = config.global_defs
+        try:
+            for name in plan.starting:
+                item = by_name[name]
+                key = self._socket_key(item)
+                sock = self.sockets.get(key) or prepared.opened.get(key)
+                if sock is None:
+                    sock = prepared.opened[key] = VrrpSocket(*key).open()
+                instance = Instance(item, defs, effective_version(item, defs), key[1],
+                                    self.clock, self.addresses, self.announcer, sock)
+                primary = self.addresses.primary_address(item.interface, key[1]) or \
+                    ("0.0.0.0" if key[1] == 4 else "::")
+                instance.prepare(primary)
+                prepared.instances.append(instance)
+        except Exception:
+            prepared.abandon()
+            raise
+        return prepared
+
+    def apply(self, prepared: Prepared, timeout: float = 2.0) -> dict[str, int]:
+        """Apply a prepared reload. A kept instance runs on untouched: no transition, no
+        missed advert. A going one leaves as on stop (priority 0 from a master, VIPs
+        removed); a starting one starts as at start-up. Sync groups that changed, or whose
+        members restarted, are rebuilt."""
+        plan, config = prepared.plan, prepared.config
+        for sync in [group for group in self.sync_groups if group.name in plan.sync_groups]:
+            sync.detach()
+            self.sync_groups.remove(sync)
+        going = [instance for instance in self.instances if instance.name in plan.going]
+        for instance in going:
+            instance.post(fsm.Shutdown())
+        hub.joinall([instance.greenlet for instance in going if instance.greenlet],
+                    timeout=timeout)
+        for instance in going:
+            self._forget(instance)
+        for name in set(plan.scripts) & self.scripts.keys():   # only going instances used them
+            self.scripts.pop(name).stop()
+        self.config = config
+        for instance in self.instances:                 # kept: global settings apply at once
+            instance.global_defs = config.global_defs
+        self.sockets.update(prepared.opened)
+        prepared.opened = {}
+        added = prepared.instances
+        self.instances.extend(added)
+        order = {item.name: index for index, item in enumerate(config.vrrp_instances)}
+        self.instances.sort(key=lambda instance: order[instance.name])
+        for instance in added:
+            self._remove_leftovers(instance)
+        self._wire_tracking(added)
+        self._build_sync_groups([group for group in config.vrrp_sync_groups
+                                 if group.name in plan.sync_groups])
+        for instance in added:
+            self._listen(instance)
+        self._update_receivers()
+        self.greenlets = [g for g in self.greenlets if not g.dead]
+        for instance in added:
+            self.greenlets.append(instance.start())
+        if self.interface_watcher.greenlet is None:
+            self.interface_watcher.start()
+        for name, runner in list(self.scripts.items()):
+            if not runner.subscribers:          # no instance tracks it any more
+                runner.stop()
+                del self.scripts[name]
+            elif runner.greenlet is None:
+                runner.start()
+        self._configure_lvs_sync()
+        counts = plan.counts()
+        log_event(log, "vrrp.applied", **counts)
+        return counts
 
     def _build_sync_groups(self, groups) -> None:
         by_name = {instance.name: instance for instance in self.instances}
@@ -131,90 +208,29 @@ class VrrpService:
             callback(instance)
 
     def _update_receivers(self) -> None:
-        """One receiver per socket; what each expects follows the instances on it."""
+        """One receiver per socket; what each dispatches to follows the instances on it,
+        replaced whole (Receiving). A socket left without instances closes."""
+        by_key: dict[tuple, dict[int, Instance]] = {}
+        for instance in self.instances:
+            by_key.setdefault(self._socket_key(instance.config), {})[
+                instance.config.virtual_router_id] = instance
         for key, sock in list(self.sockets.items()):
-            members = self.members[key]
+            members = by_key.get(key)
             if not members:                     # its last instance went in a reload
+                self.receiving.pop(key, None)
                 receiver = self.receivers.pop(key, None)
                 if receiver is not None:
                     receiver.kill(block=False)
                 sock.close()
-                del self.sockets[key], self.members[key]
-                self.expectations.pop(key, None)
+                del self.sockets[key]
                 continue
-            self.expectations[key] = {vrid: instance.expectation()
-                                      for vrid, instance in members.items()}
+            self.receiving[key] = Receiving(
+                members, {vrid: instance.expectation() for vrid, instance in members.items()})
             if key not in self.receivers:
                 self.receivers[key] = hub.supervise(self._receive, key, sock,
                                                     name=f"vrrp receive {key[0]}/IPv{key[1]}")
 
-    def reload(self, config: Any, timeout: float = 2.0) -> dict[str, int]:
-        """Apply a new configuration's VRRP part. An instance whose configuration (and the
-        scripts it tracks) did not change keeps running untouched: no transition, no missed
-        advert. A removed one leaves as on stop (priority 0 from a master, VIPs removed); an
-        added one starts as at start-up; a changed one does both. Sync groups that changed,
-        or whose members did, are rebuilt."""
-        defs = config.global_defs
-        old_scripts = {script.name: script for script in self.config.vrrp_scripts}
-        new_scripts = {script.name: script for script in config.vrrp_scripts}
-        changed_scripts = {name for name in old_scripts.keys() | new_scripts.keys()
-                           if old_scripts.get(name) != new_scripts.get(name)}
-        running = {instance.name: instance for instance in self.instances}
-
-        def same(config_) -> bool:
-            instance = running.get(config_.name)
-            return (instance is not None and instance.config == config_ and
-                    instance.version == effective_version(config_, defs) and
-                    not {t.name for t in config_.track_script} & changed_scripts)
-
-        kept = {item.name for item in config.vrrp_instances if same(item)}
-        going = [instance for instance in self.instances if instance.name not in kept]
-        old_groups = {group.name: group for group in self.config.vrrp_sync_groups}
-        new_groups = {group.name: group for group in config.vrrp_sync_groups}
-        rebuilt = {name for name in old_groups.keys() | new_groups.keys()
-                   if old_groups.get(name) != new_groups.get(name) or
-                   any(member not in kept for member in new_groups[name].group
-                       if name in new_groups)}
-        for sync in [group for group in self.sync_groups if group.name in rebuilt]:
-            sync.detach()
-            self.sync_groups.remove(sync)
-        for instance in going:
-            instance.post(fsm.Shutdown())
-        hub.joinall([instance.greenlet for instance in going if instance.greenlet],
-                    timeout=timeout)
-        for instance in going:
-            self._forget(instance)
-        for name in changed_scripts & self.scripts.keys():   # only going instances used them
-            self.scripts.pop(name).stop()
-        self.config = config
-        added = [self._build(item) for item in config.vrrp_instances if item.name not in kept]
-        self._wire_tracking(added)
-        self._build_sync_groups([new_groups[name] for name in sorted(rebuilt)
-                                 if name in new_groups])
-        for instance in added:
-            self._listen(instance)
-        self._update_receivers()
-        for instance in added:
-            self.greenlets.append(instance.start())
-        if self.interface_watcher.greenlet is None:
-            self.interface_watcher.start()
-        for name, runner in list(self.scripts.items()):
-            if not runner.subscribers:          # no instance tracks it any more
-                runner.stop()
-                del self.scripts[name]
-            elif runner.greenlet is None:
-                runner.start()
-        self._configure_lvs_sync()
-        counts = {"kept": len(kept),
-                  "added": len({i.name for i in added} - set(running)),
-                  "changed": len({i.name for i in added} & set(running)),
-                  "removed": len(set(running) - {c.name for c in config.vrrp_instances})}
-        log_event(log, "vrrp.reloaded", **counts)
-        return counts
-
     def _forget(self, instance: Instance) -> None:
-        key = self._socket_key(instance.config)
-        self.members[key].pop(instance.config.virtual_router_id, None)
         self.instances.remove(instance)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
@@ -285,16 +301,22 @@ class VrrpService:
                           error=exc)
                 hub.sleep(0.1)
                 continue
+            receiving = self.receiving.get(key)
+            if receiving is None:               # the socket is closing
+                continue
             outcome = check_received(message, key[1], source, destination, ttl,
-                                     self.expectations[key])
-            instance = self.members[key].get(outcome.vrid if isinstance(outcome, Dropped)
-                                   else outcome.advert.vrid)
+                                     receiving.expectations)
             if isinstance(outcome, Dropped):
-                self._count_drop(key[0], instance, outcome, source)
+                self._count_drop(key[0], receiving.members.get(outcome.vrid), outcome, source)
+                continue
+            advert = outcome.advert
+            instance = receiving.members.get(advert.vrid)
+            if instance is None:                # expected but not a member: never, by design
+                self._count_drop(key[0], None, Dropped(VRID, "no instance", advert.vrid),
+                                 source)
                 continue
             for note in outcome.notes:
                 instance.counters.noted[note] = instance.counters.noted.get(note, 0) + 1
-            advert = outcome.advert
             instance.post(fsm.AdvertReceived(advert.priority, source, advert.advert_int))
 
     def _count_drop(self, ifname: str, instance: Instance | None, dropped: Dropped,

@@ -82,14 +82,17 @@ def test_a_changed_track_script_is_run_as_changed(lab, pair):  # noqa: F811
 
 def test_a_reload_that_cannot_be_applied_fails_and_the_daemon_goes_on(lab, pair):  # noqa: F811
     """An instance on an interface this host lacks passes -t with a warning but cannot open
-    its socket: the reload is a failure, the rest keeps running."""
+    its socket: the reload is refused before anything changes (the valid new instance beside
+    it does not start either: one transaction), the rest keeps running."""
     _, a, _ = pair
     ours = start_director(lab, a, vrrp_config(150), "ours")
     wait_for(holds(a), down_interval(150) + 1, message=lambda: lab.log_of(ours))
     (lab.tmp / "ours" / "keepalived.conf").write_text(
-        vrrp_config(150) + vrrp_config(150, vrid=60, name="VI_9", interface="nope0",
-                                       vips=("192.0.2.160/24",)))
-    hup_and_wait(lab, ours, "reload.apply_failed", 1)
+        vrrp_config(150) + vrrp_config(150, vrid=52, name="VI_2", vips=("192.0.2.152/24",)) +
+        vrrp_config(150, vrid=60, name="VI_9", interface="nope0", vips=("192.0.2.160/24",)))
+    hup_and_wait(lab, ours, "reload.refused", 1)
     assert ours.poll() is None
+    assert set(stats(lab, ours)) == {"VI_1", "dropped_by_interface"}
+    assert "VI_2" not in lab.log_of(ours)
     stays(holds(a), 1.5, "the running instance lost its VIP")
     assert stats(lab, ours)["VI_1"]["transitions"] == {"INIT->BACKUP": 1, "BACKUP->MASTER": 1}

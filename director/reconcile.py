@@ -1,0 +1,203 @@
+"""What a reload changes: the running configuration against the new one, decided here and
+nowhere else, with one identity per object.
+
+- a VRRP instance is its name; it is *kept* (runs on untouched: no transition, no missed
+  advert) when its block, its effective version and the scripts it tracks are unchanged;
+  otherwise it restarts (leaves as on stop, starts as at start-up);
+- a sync group is its name; it is rebuilt when its block changed or a member restarted;
+- a real server is (virtual server name, address, port); it is *kept* (jobs, up/down,
+  counters) when everything its checkers are built from is unchanged (``check_signature``),
+  *changed* otherwise: it then gets new checkers and carries its state over (the services
+  migrate it, see CheckService.apply);
+- the load balancer, the mailer and the lvs sync daemons follow their parts of the file.
+
+Pure: configurations in, a frozen ReloadPlan out. The daemon prepares, applies and
+commits it (daemon.Director.handle_reload); the property test checks that reloading A -> B
+ends where a fresh start on B does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .check.base import make_target, resolve_settings
+from .config.blocks.virtual_server import real_server_name, virtual_server_name
+from .config.validate import effective_version
+
+ServerKey = tuple[str, str, int]          # (virtual server name, address, port)
+NOT_RUN = frozenset({"BFD_CHECK"})       # parsed, warned about by -t, never run
+
+
+@dataclass(frozen=True)
+class InstancePlan:
+    kept: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()           # new names
+    changed: tuple[str, ...] = ()         # restarted with their new block
+    removed: tuple[str, ...] = ()
+    sync_groups: tuple[str, ...] = ()     # rebuilt (or removed, when gone from the file)
+    scripts: tuple[str, ...] = ()         # tracked scripts whose definition changed
+    lvs_sync: bool = False                # the lvs_sync_daemon setting changed
+
+    @property
+    def going(self) -> tuple[str, ...]:
+        return self.changed + self.removed
+
+    @property
+    def starting(self) -> tuple[str, ...]:
+        return self.added + self.changed
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.added or self.changed or self.removed or self.sync_groups or
+                    self.scripts or self.lvs_sync)
+
+    def counts(self) -> dict[str, int]:
+        return {"kept": len(self.kept), "added": len(self.added),
+                "changed": len(self.changed), "removed": len(self.removed)}
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    kept: tuple[ServerKey, ...] = ()
+    added: tuple[ServerKey, ...] = ()
+    changed: tuple[ServerKey, ...] = ()   # new checkers; up/down and counters carried over
+    removed: tuple[ServerKey, ...] = ()
+    order: tuple[ServerKey, ...] = ()     # every server of the new file, in its order
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.added or self.changed or self.removed)
+
+    def counts(self) -> dict[str, int]:
+        return {"kept": len(self.kept), "added": len(self.added),
+                "removed": len(self.removed), "changed": len(self.changed)}
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    old: Any
+    new: Any
+    instances: InstancePlan
+    servers: ServerPlan
+    load_balancer: bool                   # virtual servers, groups or global settings changed
+    mail: bool                            # global_defs changed (smtp_*, router_id, ...)
+
+    @property
+    def unchanged(self) -> bool:
+        return self.old == self.new
+
+    @property
+    def removes_everything(self) -> bool:
+        """Instances or pools ran before and none will after (an empty file)."""
+        before = bool(self.old.vrrp_instances or self.old.virtual_servers)
+        return before and not (self.new.vrrp_instances or self.new.virtual_servers)
+
+    def describe(self) -> str:
+        """For people (the reload event's note)."""
+        parts = []
+        if not self.servers.unchanged or self.servers.kept:
+            parts.append("real servers: " + _counted(self.servers.counts()))
+        if not self.instances.unchanged:
+            parts.append("VRRP instances: " + _counted(self.instances.counts()))
+        if self.removes_everything:
+            parts.append("the new file removes every VRRP instance and virtual server")
+        return "; ".join(parts) or "applied"
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "none"
+
+
+def plan(old: Any, new: Any) -> ReloadPlan:
+    return ReloadPlan(old, new, plan_instances(old, new), plan_servers(old, new),
+                      load_balancer=(old.virtual_servers != new.virtual_servers or
+                                     old.virtual_server_groups != new.virtual_server_groups or
+                                     old.global_defs != new.global_defs),
+                      mail=old.global_defs != new.global_defs)
+
+
+def plan_instances(old: Any, new: Any) -> InstancePlan:
+    old_scripts = {script.name: script for script in old.vrrp_scripts}
+    new_scripts = {script.name: script for script in new.vrrp_scripts}
+    scripts = {name for name in old_scripts.keys() | new_scripts.keys()
+               if old_scripts.get(name) != new_scripts.get(name)}
+    running = {instance.name: instance for instance in old.vrrp_instances}
+
+    def same(instance: Any) -> bool:
+        before = running.get(instance.name)
+        return (before is not None and before == instance and
+                effective_version(before, old.global_defs) ==
+                effective_version(instance, new.global_defs) and
+                not {track.name for track in instance.track_script} & scripts)
+
+    names = [instance.name for instance in new.vrrp_instances]
+    kept = tuple(instance.name for instance in new.vrrp_instances if same(instance))
+    added = tuple(name for name in names if name not in running)
+    changed = tuple(name for name in names if name in running and name not in kept)
+    removed = tuple(name for name in running if name not in set(names))
+    old_groups = {group.name: group for group in old.vrrp_sync_groups}
+    new_groups = {group.name: group for group in new.vrrp_sync_groups}
+    kept_set = set(kept)
+    groups = tuple(sorted(
+        name for name in old_groups.keys() | new_groups.keys()
+        if old_groups.get(name) != new_groups.get(name) or
+        (name in new_groups and any(member not in kept_set
+                                    for member in new_groups[name].group))))
+    return InstancePlan(kept, added, changed, removed, groups, tuple(sorted(scripts)),
+                        old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon)
+
+
+def server_key(virtual: Any, real: Any) -> ServerKey:
+    return (virtual_server_name(virtual), real.address, real.port)
+
+
+def servers_of(config: Any) -> dict[ServerKey, tuple[Any, Any]]:
+    """Every real server of a configuration by its identity, in the file's order."""
+    return {server_key(virtual, real): (virtual, real)
+            for virtual in config.virtual_servers for real in virtual.real_servers}
+
+
+def check_signature(config: Any, virtual: Any, real: Any) -> tuple:
+    """Everything a real server's checkers are built from: equal signatures across a reload
+    mean the same checks, so the server keeps its jobs, up/down state and counters."""
+    blocks = tuple(block for block in real.checkers if block.kind not in NOT_RUN)
+    settings = tuple(resolve_settings(virtual, real, block) for block in blocks)
+    names = (virtual_server_name(virtual), real_server_name(real))
+    file_check = any(block.kind == "FILE_CHECK" for block in blocks)
+    return (blocks, settings,
+            tuple(make_target(virtual, real, block, setting, names)
+                  for block, setting in zip(blocks, settings)),
+            config.global_defs.script_user, config.ssl,
+            # FILE_CHECK scales the configured weight and reads the track_file blocks
+            (real.weight, tuple(config.track_files)) if file_check else ())
+
+
+def plan_servers(old: Any, new: Any) -> ServerPlan:
+    before, after = servers_of(old), servers_of(new)
+    kept, added, changed = [], [], []
+    # The common case, a reload that changed a few things among thousands of servers:
+    # a server whose virtual server, real server and shared settings are equal objects
+    # has equal signatures without building them.
+    shared_same = (old.global_defs.script_user == new.global_defs.script_user and
+                   old.ssl == new.ssl and old.track_files == new.track_files)
+    for key, (virtual, real) in after.items():
+        previous = before.get(key)
+        if previous is None:
+            added.append(key)
+        elif (shared_same and previous[1] == real and _same_settings(previous[0], virtual)) \
+                or check_signature(old, *previous) == check_signature(new, virtual, real):
+            kept.append(key)
+        else:
+            changed.append(key)
+    removed = tuple(key for key in before if key not in after)
+    return ServerPlan(tuple(kept), tuple(added), tuple(changed), removed, tuple(after))
+
+
+def _same_settings(old_virtual: Any, new_virtual: Any) -> bool:
+    """What a real server's checkers inherit from their virtual server (resolve_settings,
+    make_target) is unchanged."""
+    return all(getattr(old_virtual, name, None) == getattr(new_virtual, name, None)
+               for name in ("delay_loop", "connect_timeout", "retry", "delay_before_retry",
+                            "warmup", "alpha", "rise", "virtualhost", "address", "port",
+                            "fwmark", "protocol", "group"))
