@@ -301,18 +301,17 @@ class Director:
         configuration. Every outcome is counted and becomes an event."""
         self._coalesce("reload")
         try:
-            result = hub.in_thread(load_config, self.options.use_file, self.config_id)
+            result, plan = hub.in_thread(self._parse_and_plan, self.config)
         except Unreadable as exc:                 # the file went away, a directory, a FIFO
             event(log, "reload.failed", logging.ERROR, error=str(exc),
                   note="keeping the running configuration")
             return self._reloaded("failure", [str(exc)])
         for diagnostic in result.diagnostics[:MAX_LOGGED_DIAGNOSTICS]:
             event(log, "config.diagnostic", logging.WARNING, diagnostic=str(diagnostic))
-        if not result.ok:
+        if plan is None:
             event(log, "reload.failed", logging.ERROR, errors=len(result.errors),
                   note="keeping the running configuration")
             return self._reloaded("failure", [str(d) for d in result.errors])
-        plan = reconcile.plan(self.config, result.config)
         if plan.unchanged:
             event(log, "reload.unchanged")
             return self._reloaded("success", [], "unchanged")
@@ -329,9 +328,15 @@ class Director:
             return self._reloaded("failure", [f"applying the new configuration: {exc}; "
                                               + self._roll_back(plan)])
         self.config = plan.new
+        gc.freeze()       # the new model lives until the next reload: see run()
         note = plan.describe()
         event(log, "reload.applied", note=note)
         return self._reloaded("success", [], note)
+
+    def _parse_and_plan(self, running: Any) -> tuple[Any, reconcile.ReloadPlan | None]:
+        """The pure part of a reload, run in a thread: nothing here may touch the loop."""
+        result = load_config(self.options.use_file, self.config_id)
+        return result, reconcile.plan(running, result.config) if result.ok else None
 
     def _coalesce(self, command: str) -> None:
         """HUPs that queued while one reload ran are one reload: the file is read once."""

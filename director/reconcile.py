@@ -148,14 +148,14 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
                         old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon)
 
 
-def server_key(virtual: Any, real: Any) -> ServerKey:
-    return (virtual_server_name(virtual), real.address, real.port)
-
-
 def servers_of(config: Any) -> dict[ServerKey, tuple[Any, Any]]:
     """Every real server of a configuration by its identity, in the file's order."""
-    return {server_key(virtual, real): (virtual, real)
-            for virtual in config.virtual_servers for real in virtual.real_servers}
+    servers = {}
+    for virtual in config.virtual_servers:
+        name = virtual_server_name(virtual)           # once per virtual server: it costs
+        for real in virtual.real_servers:
+            servers[(name, real.address, real.port)] = (virtual, real)
+    return servers
 
 
 def check_signature(config: Any, virtual: Any, real: Any) -> tuple:
