@@ -339,9 +339,13 @@ class Director:
         return result, reconcile.plan(running, result.config) if result.ok else None
 
     def _coalesce(self, command: str) -> None:
-        """HUPs that queued while one reload ran are one reload: the file is read once."""
+        """Signals that queued up behind this one are one reload: the file is read once."""
+        merged = 0
         while not self.commands.empty() and self.commands.peek_nowait() == command:
             self.commands.get_nowait()
+            merged += 1
+        if merged:
+            event(log, "reload.coalesced", signals=merged)
 
     def _prepare(self, plan: reconcile.ReloadPlan) -> Any:
         """What can fail, before anything changes (VRRP sockets and instances)."""
