@@ -28,6 +28,29 @@ def parse_ip(word: str, what: str = "an IP address") -> IPAddress:
         raise Invalid(f"expects {what}, got '{word}'") from None
 
 
+def parse_host(word: str, ctx: Context, what: str = "an IP address") -> IPAddress:
+    """One address where keepalived reads it with inet_stosockaddr (source and peer addresses,
+    servers, checker addresses, multicast groups): keepalived drops everything from the first
+    '/' or '-' on, so ``unicast_src_ip 192.168.0.91/24`` copied from ``ip addr`` is
+    192.168.0.91. A prefix length goes without a word; anything else dropped there is most
+    likely a mistake, so it is dropped with a warning."""
+    cut = min((i for i in (word.find("/"), word.find("-")) if i > 0), default=-1)
+    if cut < 0:
+        return parse_ip(word, what)
+    try:
+        address = ipaddress.ip_address(word[:cut])
+    except ValueError:
+        raise Invalid(f"expects {what}, got '{word}'") from None
+    suffix = word[cut:]
+    if suffix[0] == "-":
+        ctx.warn(f"'{word}': one address is expected, not a range; director reads {address}, "
+                 "as keepalived does")
+    elif not (suffix[1:].isdigit() and int(suffix[1:]) <= address.max_prefixlen):
+        ctx.warn(f"'{word}': '{suffix}' is not a prefix length; director reads {address}, "
+                 "as keepalived does")
+    return address
+
+
 def parse_prefix(word: str, what: str = "an address[/prefix]") -> IPInterface:
     """``10.0.0.1``, ``10.0.0.1/24`` or ``ae00::1/64``; a bare address gets a host prefix."""
     try:
@@ -67,7 +90,7 @@ def ip_port(args: list[str], ctx: Context) -> tuple[str, int | None]:
     """``IP [PORT]`` as in real_server and sorry_server."""
     if not 1 <= len(args) <= 2:
         raise Invalid(f"expects an IP address and an optional port, got '{' '.join(args)}'")
-    address = str(parse_ip(args[0]))
+    address = str(parse_host(args[0], ctx))
     return address, (parse_port(args[1]) if len(args) == 2 else None)
 
 
@@ -185,6 +208,11 @@ def route(words: list[str], ctx: Context) -> Route:
             if word == "src":
                 fields["src"] = str(parse_ip(value, "a source address"))
             elif word in ("via", "gw"):
+                if word == "gw":
+                    ctx.warn("'gw' for routes is deprecated: use 'via'")
+                if value in ("inet", "inet6"):       # ip-route(8)'s "via [FAMILY] ADDRESS"
+                    index += 1
+                    value = _gateway_of_family(value, words[index + 1:index + 2])
                 fields["via"] = str(parse_ip(value, "a gateway address"))
             elif word == "or":
                 nexthops.append(str(parse_ip(value, "a gateway address")))
@@ -213,8 +241,21 @@ def route(words: list[str], ctx: Context) -> Route:
         raise Invalid("a route needs a destination prefix")
     if nexthops and "via" not in fields:
         raise Invalid("'or' adds a gateway to a route that has none ('via' first)")
+    addresses = [destination, fields.get("src"), fields.get("via"), *nexthops]
+    if len({":" in a for a in addresses if a and a != "default"}) > 1:
+        raise Invalid(f"cannot mix IPv4 and IPv6 in one route ('{' '.join(words)}'), as "
+                      "keepalived cannot")
     return Route(destination=destination, nexthops=tuple(nexthops), options=tuple(options),
                  flags=tuple(flags), **fields)
+
+
+def _gateway_of_family(family: str, rest: list[str]) -> str:
+    if not rest:
+        raise Invalid(f"'via {family}' needs a gateway address")
+    version = 6 if family == "inet6" else 4
+    if parse_ip(rest[0], "a gateway address").version != version:
+        raise Invalid(f"'via {family}' needs an IPv{version} gateway, got '{rest[0]}'")
+    return rest[0]
 
 
 # -- virtual_rules / static_rules ------------------------------------------------------------
@@ -309,7 +350,7 @@ class UnicastPeer:
 
 
 def unicast_peer(words: list[str], ctx: Context) -> UnicastPeer:
-    address = str(parse_ip(words[0], "a peer address"))
+    address = str(parse_host(words[0], ctx, "a peer address"))
     options: dict[str, int] = {}
     rest = words[1:]
     while rest:
@@ -356,7 +397,7 @@ def lvs_sync_daemon(words: list[str], ctx: Context) -> LvsSyncDaemon:
         if len(rest) < 2 or (name not in SYNC_DAEMON_OPTIONS and name != "group"):
             raise Invalid(f"{usage}, got '{' '.join(words)}'")
         if name == "group":
-            group = parse_ip(rest[1], "a multicast group")
+            group = parse_host(rest[1], ctx, "a multicast group")
             if not group.is_multicast:
                 raise Invalid(f"group: {rest[1]} is not a multicast address")
             options["group"] = str(group)

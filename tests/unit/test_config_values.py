@@ -59,6 +59,36 @@ def test_routes_in_ip_route_syntax():
         route("dev eth0".split(), Ctx())
 
 
+@pytest.mark.parametrize("words, via", [
+    ("fd01::/64 via inet6 fd00::1 dev eth0", "fd00::1"),
+    ("10.9.0.0/16 via inet 192.0.2.1 dev eth0", "192.0.2.1"),
+    ("default via inet6 fe80::1 dev eth0", "fe80::1"),
+    ("via inet 192.0.2.1 10.9.0.0/16", "192.0.2.1"),
+])
+def test_route_gateway_may_name_its_family_as_in_ip_route(words, via):
+    assert route(words.split(), Ctx()).via == via
+
+
+@pytest.mark.parametrize("words, message", [
+    ("10.9.0.0/16 via inet6 fd00::1", "cannot mix IPv4 and IPv6 in one route"),
+    ("10.9.0.0/16 via fd00::1", "cannot mix IPv4 and IPv6 in one route"),
+    ("fd01::/64 src 192.0.2.2", "cannot mix IPv4 and IPv6 in one route"),
+    ("10.9.0.0/16 via 192.0.2.1 or fd00::3", "cannot mix IPv4 and IPv6 in one route"),
+    ("10.9.0.0/16 via inet6 192.0.2.1", "'via inet6' needs an IPv6 gateway, got '192.0.2.1'"),
+    ("fd01::/64 via inet fd00::1", "'via inet' needs an IPv4 gateway, got 'fd00::1'"),
+    ("10.9.0.0/16 via inet", "'via inet' needs a gateway address"),
+])
+def test_route_families_must_agree_as_keepalived_requires(words, message):
+    with pytest.raises(Invalid, match=message):
+        route(words.split(), Ctx())
+
+
+def test_route_gw_is_deprecated_as_keepalived_says():
+    ctx = Ctx()
+    assert route("10.9.0.0/16 gw 192.0.2.1".split(), ctx).via == "192.0.2.1"
+    assert ctx.warnings == ["'gw' for routes is deprecated: use 'via'"]
+
+
 def test_group_entries_and_ranges():
     assert group_entry(["192.168.200.3-10", "80"], Ctx()) == \
         GroupEntry("192.168.200.3", "192.168.200.10", 80)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from ..schema import Block, Context, Custom, Flag, Int, Invalid, Kw, Raw, Seconds, one_value
-from ..values import parse_ip, parse_port
+from ..values import parse_host, parse_ip, parse_port
 
 
 def name_header(field: str = "name"):
@@ -39,15 +41,22 @@ def required(values: dict, ctx: Context, block: str, *fields: str) -> None:
             ctx.error(f"{block} needs '{name}'")
 
 
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+
+
 def server_address(args: list[str], ctx: Context) -> tuple[str, int | None]:
-    """An SMTP server: ``IP|HOST [PORT]``."""
+    """An SMTP server: ``IP|HOST [PORT]``. A host name is resolved when mail is sent (keepalived
+    resolves it while reading the file); one that cannot be a name (``10.1.1.5/24``, ``""``)
+    is an error, as keepalived's "Invalid smtp server"."""
     if not 1 <= len(args) <= 2:
         raise Invalid(f"expects an address and an optional port, got '{' '.join(args)}'")
     host = str(args[0])
     try:
         host = str(parse_ip(host))
     except Invalid:
-        pass     # a host name is allowed; it is resolved when mail is sent
+        labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+        if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+            raise Invalid(f"expects an IP address or a host name, got '{host}'") from None
     return host, (parse_port(args[1], 1) if len(args) == 2 else None)
 
 
@@ -70,10 +79,26 @@ def lookup_block(block: Block, name: str) -> Block:
 
 
 def _ip(args: list[str], ctx: Context) -> str:
-    return str(parse_ip(one_value(args, "an IP address")))
+    return str(parse_host(one_value(args, "an IP address"), ctx))
 
 
 IP_ADDRESS = Custom(_ip, "IP address")
+
+
+def _garp_interval(args: list[str], ctx: Context) -> float:
+    """keepalived reads the pause between gratuitous ARPs / NAs in whole microseconds into an
+    unsigned int, and refuses 0 ("vrrp_garp_interval '0' is invalid")."""
+    word = one_value(args, "a number of seconds")
+    try:
+        seconds = float(word)
+    except ValueError:
+        seconds = float("nan")
+    if not 0.000001 <= seconds <= 4294.967295:    # NaN fails too
+        raise Invalid(f"must be a number of seconds from 0.000001 to 4294.967295, got {word}")
+    return seconds
+
+
+GARP_INTERVAL = Custom(_garp_interval, "seconds 0.000001..4294.967295")
 
 
 # Gratuitous ARP / NA and advert-suppression settings: (name, value type, keepalived's
@@ -86,8 +111,8 @@ VRRP_INSTANCE_DEFAULTS = (       # (name, value type, default, why it is not act
     ("garp_master_refresh_repeat", Int(1, 1000), 1, ""),
     ("garp_lower_prio_delay", Int(0, 86400), None, NOT_YET),
     ("garp_lower_prio_repeat", Int(0, 1000), None, NOT_YET),
-    ("garp_interval", Seconds(0, 1), None, ""),
-    ("gna_interval", Seconds(0, 1), None, NOT_YET),
+    ("garp_interval", GARP_INTERVAL, None, ""),
+    ("gna_interval", GARP_INTERVAL, None, NOT_YET),
     ("lower_prio_no_advert", Flag(), None, NOT_YET),
     ("higher_prio_send_advert", Flag(), None, NOT_YET),
 )

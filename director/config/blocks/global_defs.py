@@ -24,9 +24,15 @@ GLOBAL_DEFS = Block(
     "global_defs", "GlobalDefs",
     header=no_header,
     keywords=(
-        Kw("router_id", Word("a router id"), aliases=("lvs_id",),
+        Kw("router_id", Word("a router id"),
            doc="Names this director in alerts, logs and the dashboard. Default: the short "
                "host name."),
+        # The HOWTO's name for router_id. keepalived 2.2.7 ignores it as an unknown keyword;
+        # director keeps the HOWTO's meaning and says so.
+        Kw("lvs_id", Word("a router id"), field="router_id",
+           deprecated="lvs_id is not a keepalived 2.2.7 keyword (keepalived ignores it and "
+                      "names the router after the host): director takes it as router_id; "
+                      "write router_id"),
         Kw("notification_email", Lines(email, "e-mail addresses"),
            doc="Who receives the alert mails."),
         Kw("notification_email_from", Word("an e-mail address")),
