@@ -173,6 +173,11 @@ class Preprocessor:
         return rest.strip() if keep else ""
 
     def _expand(self, body: str, location: Location, indent: int) -> None:
+        # A repetition first, as keepalived does: its variable must be set before the line
+        # is substituted, and a multi-line definition in it must be repeated whole.
+        if _is_repetition(body):
+            self._repeat(body, location, indent)
+            return
         if "$" in body:
             body = self._substitute(body, location)
             if "\n" in body:   # a multi-line definition expands into several lines
@@ -180,9 +185,9 @@ class Preprocessor:
                     if part.strip():
                         self._expand(part.strip(), location, indent)
                 return
-        if body.startswith("~SEQ") or body.startswith("~LST("):
-            self._repeat(body, location, indent)
-            return
+            if _is_repetition(body):
+                self._repeat(body, location, indent)
+                return
         if body.startswith("include") and body[7:8] in (" ", "\t", ""):
             self._include(body[7:].strip(), location)
             return
@@ -216,7 +221,9 @@ class Preprocessor:
                 return value
 
             body = _VARIABLE.sub(replace, body)
-            if not changed or "$" not in body:
+            # A definition that holds a whole repetition: its own variables are set (and
+            # substituted) per value, not here.
+            if not changed or "$" not in body or _is_repetition(body):
                 return body
         self.diagnostics.error(location, "variable substitution does not end "
                                          f"(more than {MAX_SUBSTITUTION_ROUNDS} rounds)")
@@ -254,6 +261,8 @@ class Preprocessor:
                                              "followed by a line")
             return
         kind, inside, rest = match.groups()
+        if "$" in inside:       # only the parameters: the line is substituted once per value
+            inside = self._substitute(inside, location)
         if kind == "LST":
             names, rows = self._list_rows(inside, location)
         else:
@@ -359,6 +368,10 @@ class Preprocessor:
         for path in matches:
             if os.path.isfile(path):
                 self._read_file(path, location)
+
+
+def _is_repetition(body: str) -> bool:
+    return body.startswith("~SEQ") or body.startswith("~LST(")
 
 
 def expand_braces(pattern: str) -> list[str]:

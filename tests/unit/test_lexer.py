@@ -122,6 +122,36 @@ def test_list_of_several_variables_and_chains():
     assert words_of("~SEQ(i,2) ~SEQ(j,2) ${i}$j\n") == [["11"], ["12"], ["21"], ["22"]]
 
 
+def test_repeated_line_sets_its_variable_before_substitution():
+    """The loop variable is defined when the line is expanded: no "${n} is not defined"."""
+    lines, diagnostics = lines_of({"/etc/k/main.conf": "~SEQ(n,1,1,3) 10.0.0.${n}/24\n"})
+    assert [words for _, words in lines] == [["10.0.0.1/24"], ["10.0.0.2/24"], ["10.0.0.3/24"]]
+    assert list(diagnostics) == []
+
+
+def test_repetition_of_a_multi_line_definition_repeats_every_line():
+    text = ("$RS=real_server 10.1.1.${n} 80 { \\\n"
+            "    weight ${n} \\\n"
+            "}\n"
+            "~SEQ(n,2,3) $RS\n")
+    lines, diagnostics = lines_of({"/etc/k/main.conf": text})
+    assert [words for _, words in lines] == [
+        ["real_server", "10.1.1.2", "80", "{"], ["weight", "2"], ["}"],
+        ["real_server", "10.1.1.3", "80", "{"], ["weight", "3"], ["}"]]
+    assert list(diagnostics) == []
+
+
+def test_repetition_parameters_may_be_definitions():
+    assert words_of("$LAST=3\n~SEQ(i,2,$LAST) v $i\n") == [["v", "2"], ["v", "3"]]
+    assert words_of("$B=b\n~LST(i,a,$B) v $i\n") == [["v", "a"], ["v", "b"]]
+
+
+def test_a_definition_may_hold_a_whole_repetition():
+    lines, diagnostics = lines_of({"/etc/k/main.conf": "$R=~SEQ(i,2) v ${i}\n$R\n"})
+    assert [words for _, words in lines] == [["v", "1"], ["v", "2"]]
+    assert list(diagnostics) == []
+
+
 @pytest.mark.parametrize("line, message", [
     ("~SEQ(i,1,0,5) v", "never goes"),
     ("~SEQ(i,5,1,1) v", "never goes"),
