@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .blocks.virtual_server import virtual_server_name
-from .diagnostics import Diagnostics
+from .diagnostics import Diagnostics, Location
 
 
 def _at(item: Any, fallback):
@@ -44,6 +44,18 @@ def validate(config: Any, diagnostics: Diagnostics,
     _lvs_sync_daemon(config, diagnostics)
     if interface_exists is not None:
         _interfaces(config, diagnostics, interface_exists)
+    _nothing_to_run(config, diagnostics)
+
+
+def _nothing_to_run(config, diagnostics: Diagnostics) -> None:
+    """An empty file loads (keepalived runs it, idle), but a reload with one, a file truncated
+    by an editor or a deploy, silently tears everything down: -t says so. Not on top of
+    errors: such a file is refused anyway, and what failed to parse is likely what is missing."""
+    if config.vrrp_instances or config.virtual_servers or diagnostics.has_errors():
+        return
+    diagnostics.warning(Location(config.location.file, 1),
+                        "the configuration defines no vrrp_instance and no virtual_server: a "
+                        "reload with it removes every instance and pool")
 
 
 def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
