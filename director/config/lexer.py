@@ -20,7 +20,14 @@ from typing import Callable
 
 from .diagnostics import Diagnostics, Location
 
+# Limits that turn absurd input into one clear error, fast, instead of minutes of work and a
+# gigabyte of memory (a HUP with 50 MB of garbage once blocked the daemon for 32 s). A
+# 100,000-line configuration is 2-4 MB; a generated one ten times that still fits.
+MAX_FILE_BYTES = 16 << 20       # one file; also what read_bytes reads at most (+1 to tell)
+MAX_CONFIG_BYTES = 32 << 20     # all files, the included ones counted
+MAX_UNDECODABLE = 16            # a few Latin-1 bytes in a comment are a warning; more is binary
 MAX_LINE_CHARS = 65536          # keepalived's own buffer is far smaller; this is a sanity bound
+MAX_SUBSTITUTED_CHARS = 1 << 20  # a line after $VAR substitution ($B=$A $A $A... grows fast)
 MAX_INCLUDE_DEPTH = 32
 MAX_EXPANDED_LINES = 2_000_000  # bounds ~SEQ / $VAR blow-ups (a line repeated a billion times)
 MAX_SUBSTITUTION_ROUNDS = 16    # $A=$B, $B=$A must end
@@ -49,17 +56,25 @@ class SourceLine:
     indent: int
 
 
-def read_bytes(path: str) -> bytes:
+def read_bytes(path: str, limit: int = MAX_FILE_BYTES + 1) -> bytes:
+    """At most ``limit`` bytes: enough to tell a file is too large without holding it all
+    (``include /dev/zero`` would never end)."""
     with open(path, "rb") as handle:
-        return handle.read()
+        return handle.read(limit)
 
 
 class Preprocessor:
-    """Turns one configuration file (and what it includes) into SourceLines."""
+    """Turns one configuration file (and what it includes) into SourceLines.
+
+    When the diagnostics stop (a fatal error such as a binary or oversized file, or too many
+    errors), reading stops and ``run`` returns no lines: what was read so far, cut anywhere,
+    would only add errors about blocks that do not close."""
 
     def __init__(self, diagnostics: Diagnostics, config_id: str,
                  read: Callable[[str], bytes] = read_bytes,
-                 max_lines: int = MAX_EXPANDED_LINES) -> None:
+                 max_lines: int = MAX_EXPANDED_LINES,
+                 max_file_bytes: int = MAX_FILE_BYTES,
+                 max_config_bytes: int = MAX_CONFIG_BYTES) -> None:
         self.diagnostics = diagnostics
         self.config_id = config_id
         self.read = read
@@ -67,8 +82,11 @@ class Preprocessor:
         self.lines: list[SourceLine] = []
         self._include_stack: list[str] = []
         self.max_lines = max_lines
+        self.max_file_bytes = max_file_bytes
+        self.max_config_bytes = max_config_bytes
         self._expanded = 0
-        self._overflowed = False
+        self._rows = 0              # rows of ~SEQ / ~LST, counted against max_lines too
+        self._bytes_read = 0
         self.random = random.Random()
         self._undefined: set[str] = set()
 
@@ -76,6 +94,8 @@ class Preprocessor:
 
     def run(self, path: str) -> list[SourceLine]:
         self._read_file(path, None)
+        if self.diagnostics.stopped:
+            self.lines = []
         return self.lines
 
     def _read_file(self, path: str, included_at: Location | None) -> None:
@@ -93,22 +113,49 @@ class Preprocessor:
             where = included_at or Location(path, 0)
             self.diagnostics.error(where, f"cannot read {path}: {exc.strerror or exc}")
             return
-        nul = data.find(b"\0")
-        if nul >= 0:
-            line = data.count(b"\n", 0, nul) + 1
-            self.diagnostics.error(Location(path, line),
-                                   "binary data (NUL byte): not a text configuration file")
+        text = self._text_of(path, data, included_at)
+        if text is None:
             return
-        text = data.decode("utf-8", errors="replace")
-        if "\ufffd" in text:
-            line = text.count("\n", 0, text.index("\ufffd")) + 1
-            self.diagnostics.warning(Location(path, line),
-                                     "text is not valid UTF-8; undecodable bytes were replaced")
         self._include_stack.append(real)
         try:
             self._read_text(path, text)
         finally:
             self._include_stack.pop()
+
+    def _text_of(self, path: str, data: bytes, included_at: Location | None) -> str | None:
+        """The file's text, or None after one fatal error: too large, or not text."""
+        where = included_at or Location(path, 1)
+        if len(data) > self.max_file_bytes:
+            self.diagnostics.fatal(where, f"{path} is larger than {_size(self.max_file_bytes)}, "
+                                          "the limit for one file: not a configuration file "
+                                          "director reads")
+            return None
+        self._bytes_read += len(data)
+        if self._bytes_read > self.max_config_bytes:
+            self.diagnostics.fatal(where, f"the configuration is larger than "
+                                          f"{_size(self.max_config_bytes)} with {path}, the limit "
+                                          "for all its files together: not read")
+            return None
+        nul = data.find(b"\0")
+        if nul >= 0:
+            line = data.count(b"\n", 0, nul) + 1
+            self.diagnostics.fatal(Location(path, line),
+                                   "binary data (NUL byte): not a text configuration file")
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            first = Location(path, data.count(b"\n", 0, exc.start) + 1)
+        text = data.decode("utf-8", errors="replace")
+        undecodable = text.count("\ufffd")
+        if undecodable > MAX_UNDECODABLE:
+            self.diagnostics.fatal(first, f"binary data ({undecodable} sequences that are not "
+                                          "UTF-8, the first here): not a text configuration "
+                                          "file")
+            return None
+        self.diagnostics.warning(first, "text is not valid UTF-8; undecodable bytes were "
+                                        "replaced")
+        return text
 
     def _read_text(self, path: str, text: str) -> None:
         pending_name: str | None = None   # a $NAME=value definition continued with '\'
@@ -117,7 +164,10 @@ class Preprocessor:
         physical = text.split("\n")
         if physical and physical[-1] == "":
             physical.pop()          # the newline that ends the last line starts no line
+        diagnostics = self.diagnostics
         for number, raw in enumerate(physical, 1):
+            if diagnostics.stopped:      # a fatal error, or too many: the rest is not read
+                return
             if len(raw) > MAX_LINE_CHARS:
                 self.diagnostics.error(Location(path, number),
                                        f"line is {len(raw)} characters long; the limit is "
@@ -196,19 +246,23 @@ class Preprocessor:
             return
         self._expanded += 1
         if self._expanded > self.max_lines:
-            if not self._overflowed:
-                self._overflowed = True
-                self.diagnostics.error(location, f"configuration expands to more than "
-                                                 f"{self.max_lines} lines: rest ignored")
+            self._too_many_lines(location)
             return
         self.lines.append(SourceLine(words, location, indent))
 
+    def _too_many_lines(self, location: Location) -> None:
+        self.diagnostics.fatal(location, f"configuration expands to more than {self.max_lines} "
+                                         "lines: not read")
+
     def _substitute(self, body: str, location: Location) -> str:
+        """``body`` with its variables replaced; "" (the line dropped, with an error) when it
+        would grow past MAX_SUBSTITUTED_CHARS, checked as it grows, before it is built."""
         for _ in range(MAX_SUBSTITUTION_ROUNDS):
             changed = False
+            length = len(body)
 
             def replace(match: re.Match) -> str:
-                nonlocal changed
+                nonlocal changed, length
                 name = match.group(1) or match.group(3)
                 value = self._lookup(name, match.group(2), location)
                 if value is None:
@@ -217,10 +271,19 @@ class Preprocessor:
                         self.diagnostics.warning(location, f"${{{name}}} is not defined: left "
                                                            "as written, as keepalived does")
                     return match.group(0)
+                length += len(value) - len(match.group(0))
+                if length > MAX_SUBSTITUTED_CHARS:
+                    raise _TooLong
                 changed = True
                 return value
 
-            body = _VARIABLE.sub(replace, body)
+            try:
+                body = _VARIABLE.sub(replace, body)
+            except _TooLong:
+                self.diagnostics.error(location, "variable substitution makes this line longer "
+                                                 f"than {MAX_SUBSTITUTED_CHARS} characters: line "
+                                                 "ignored")
+                return ""
             # A definition that holds a whole repetition: its own variables are set (and
             # substituted) per value, not here.
             if not changed or "$" not in body or _is_repetition(body):
@@ -263,6 +326,8 @@ class Preprocessor:
         kind, inside, rest = match.groups()
         if "$" in inside:       # only the parameters: the line is substituted once per value
             inside = self._substitute(inside, location)
+            if not inside:
+                return
         if kind == "LST":
             names, rows = self._list_rows(inside, location)
         else:
@@ -272,10 +337,16 @@ class Preprocessor:
         if not rest.strip():
             self.diagnostics.error(location, f"~{kind}: nothing to repeat after the parentheses")
             return
+        # Counted before they run: a row may give no line at all (an empty $VAR), and a
+        # billion of those would otherwise pass the line limit by.
+        self._rows += len(rows)
+        if self._rows > self.max_lines:
+            self._too_many_lines(location)
+            return
         saved = {name: self.variables.get(name) for name in names}
         try:
             for row in rows:
-                if self._overflowed:
+                if self.diagnostics.stopped:
                     return
                 self.variables.update(zip(names, row, strict=True))
                 self._expand(rest.strip(), location, indent)
@@ -325,8 +396,7 @@ class Preprocessor:
             self.diagnostics.error(location, "~SEQx: hex sequences take positive values only")
             return [], None
         values = range(start, end + (1 if step > 0 else -1), step)
-        fmt = (lambda v: format(v, "x")) if kind == "SEQx" else str
-        return [params[0]], ([fmt(v)] for v in values)
+        return [params[0]], _Sequence(values, hexadecimal=kind == "SEQx")
 
     def _list_rows(self, inside: str, location: Location):
         if inside.lstrip().startswith("{"):
@@ -368,6 +438,29 @@ class Preprocessor:
         for path in matches:
             if os.path.isfile(path):
                 self._read_file(path, location)
+
+
+class _Sequence:
+    """The rows of a ~SEQ, made as they are used: its length is known without building them."""
+
+    def __init__(self, values: range, hexadecimal: bool) -> None:
+        self.values = values
+        self.format = (lambda v: format(v, "x")) if hexadecimal else str
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self):
+        return ([self.format(v)] for v in self.values)
+
+
+class _TooLong(Exception):
+    """A substitution outgrew MAX_SUBSTITUTED_CHARS: stops re.sub before the string is built."""
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 and not limit % (1 << 20) else \
+        f"{limit} bytes"
 
 
 def _is_repetition(body: str) -> bool:

@@ -84,6 +84,8 @@ class Loader:
         invalid: set[str] = set()
         warned_items = False
         for child in stmt.children or ():
+            if self.diagnostics.stopped:     # too many errors: the rest is not walked
+                break
             ctx.location = child.location
             kw = block.lookup(child.keyword)
             if kw is None:

@@ -40,12 +40,14 @@ class _Open:
 def build_tree(lines: list[SourceLine], diagnostics: Diagnostics) -> list[Stmt] | None:
     """The top-level statements, or None when the braces do not balance (the tree is then
     meaningless, and reporting every keyword that landed in the wrong block would bury the
-    one real mistake)."""
+    one real mistake), or when the diagnostics have stopped."""
     root: list[Stmt] = []
     stack: list[_Open] = []
     balanced = True
     previous: Stmt | None = None     # last statement of the previous line, if it has no block
     for line in lines:
+        if diagnostics.stopped:      # too many errors already: the tree would not be used
+            return None
         words = line.words
         current = stack[-1].children if stack else root
         if "{" not in words and "}" not in words:   # most lines: one statement, no brace
@@ -108,4 +110,4 @@ def build_tree(lines: list[SourceLine], diagnostics: Diagnostics) -> list[Stmt] 
         diagnostics.error(owner.location, f"unbalanced '{{': block '{name}' opened here is never "
                                           "closed")
         balanced = False
-    return root if balanced else None
+    return root if balanced and not diagnostics.stopped else None

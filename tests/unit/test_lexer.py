@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from director.config import lexer
 from director.config.diagnostics import Diagnostics
 from director.config.lexer import Preprocessor, Quoted, expand_braces, strip_comment
 from director.config.tree import build_tree
@@ -165,13 +166,66 @@ def test_bad_repetition_is_a_diagnostic(line, message):
     assert [message in d.message for d in diagnostics.errors] == [True]
 
 
-def test_huge_repetition_is_bounded():
+@pytest.mark.parametrize("text", ["~SEQ(i,100000000) v $i\n",
+                                  "~SEQ(i,100000) ~SEQ(j,100000) v $i $j\n",
+                                  "$V=v \\\n w\n~SEQ(i,100000000) $V\n"])
+def test_huge_repetition_is_one_error_and_nothing_read(text):
     diagnostics = Diagnostics()
-    preprocessor = Preprocessor(diagnostics, "x", lambda p: b"~SEQ(i,100000000) v $i\n",
-                                max_lines=1000)
-    assert len(preprocessor.run("/m")) == 1000
+    preprocessor = Preprocessor(diagnostics, "x", lambda p: text.encode(), max_lines=1000)
+    assert preprocessor.run("/m") == []
     assert [d.message for d in diagnostics] == ["configuration expands to more than 1000 "
-                                                "lines: rest ignored"]
+                                                "lines: not read"]
+
+
+@pytest.mark.timeout(10)
+def test_repetition_counts_against_the_limit_before_it_runs():
+    """A billion rows that each give no line (an empty definition) must not run a billion
+    times: the rows are counted up front."""
+    diagnostics = Diagnostics()
+    preprocessor = Preprocessor(diagnostics, "x", lambda p: b"$E=\n~SEQ(i,1000000000) $E\n",
+                                max_lines=1000)
+    assert preprocessor.run("/m") == []
+    assert [d.message for d in diagnostics] == ["configuration expands to more than 1000 "
+                                                "lines: not read"]
+
+
+def test_substitution_that_outgrows_a_line_is_an_error_before_it_is_built(monkeypatch):
+    monkeypatch.setattr(lexer, "MAX_SUBSTITUTED_CHARS", 1000)
+    text = "$A=" + "x" * 100 + "\n$B=" + " ".join(["$A"] * 20) + "\nv $B\nw 1\n"
+    lines, diagnostics = lines_of({"/etc/k/main.conf": text})
+    assert [words for _, words in lines] == [["w", "1"]]
+    assert [(d.location.line, d.message) for d in diagnostics] == [
+        (3, "variable substitution makes this line longer than 1000 characters: line "
+            "ignored")]
+
+
+def test_a_file_larger_than_the_limit_is_one_error_and_nothing_read():
+    diagnostics = Diagnostics()
+    lines = Preprocessor(diagnostics, "x", lambda p: b"a 1\n" * 300,
+                         max_file_bytes=1000).run("/m.conf")
+    assert lines == []
+    assert [str(d) for d in diagnostics] == [
+        "/m.conf:1: error: /m.conf is larger than 1000 bytes, the limit for one file: not a "
+        "configuration file director reads"]
+
+
+def test_the_files_of_a_configuration_together_have_a_limit():
+    files = {"/m.conf": b"a 1\ninclude x.conf\ninclude y.conf\nb 1\n",
+             "/x.conf": b"x 1\n" * 200, "/y.conf": b"y 1\n" * 200}
+    diagnostics = Diagnostics()
+    lines = Preprocessor(diagnostics, "x", files.__getitem__,
+                         max_config_bytes=1500).run("/m.conf")
+    assert lines == []
+    assert [str(d) for d in diagnostics] == [
+        "/m.conf:3: error: the configuration is larger than 1500 bytes with /y.conf, the "
+        "limit for all its files together: not read"]
+
+
+def test_read_bytes_reads_no_more_than_it_needs_to_refuse(tmp_path):
+    path = tmp_path / "big.conf"
+    path.write_bytes(b"x" * (lexer.MAX_FILE_BYTES + 100))
+    assert len(lexer.read_bytes(str(path))) == lexer.MAX_FILE_BYTES + 1
+    assert lexer.read_bytes("/dev/zero", 10) == b"\0" * 10     # would never end unbounded
 
 
 def test_include_is_relative_to_the_including_file_and_globs(tmp_path):
@@ -223,6 +277,15 @@ def test_binary_file_is_one_error():
     assert lines == []
     assert [(d.location.line, d.message) for d in diagnostics] == \
         [(2, "binary data (NUL byte): not a text configuration file")]
+
+
+def test_many_bytes_that_are_not_utf8_are_binary_one_error_and_nothing_read():
+    data = b"a 1\nb 2\n" + bytes(range(0x80, 0x100)) + b"\nc 3\n"
+    diagnostics = Diagnostics()
+    assert Preprocessor(diagnostics, "x", lambda p: data).run("/m") == []
+    assert [(d.location.line, d.severity) for d in diagnostics] == [(3, "error")]
+    assert diagnostics.items[0].message.startswith("binary data (128 sequences that are not "
+                                                   "UTF-8, the first here)")
 
 
 def test_invalid_utf8_is_a_warning_and_the_rest_is_read():
