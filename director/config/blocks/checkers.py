@@ -20,26 +20,42 @@ def _port(args, ctx):
 
 PORT = Custom(_port, "port 1-65535")
 
-COMMON = (
+CONNECTION = (
     Kw("connect_ip", IP_ADDRESS, doc="Check this address instead of the real server's."),
     Kw("connect_port", PORT, doc="Check this port instead of the real server's."),
     Kw("bindto", IP_ADDRESS, aliases=("bind_to",), doc="Source address of the check."),
     Kw("bind_port", PORT),
     Kw("bind_if", Word("an interface")),
-    Kw("connect_timeout", Seconds(0.000001, 4294.967295), doc="Default: 5 s."),
-    Kw("retry", Int(0, UINT_MAX),
-       doc="Failed attempts in a row before the server is marked down."),
-    Kw("nb_get_retry", Int(0, UINT_MAX), field="retry",
-       deprecated="nb_get_retry is deprecated: use 'retry'"),
-    Kw("delay_before_retry", Seconds(0, 86400), doc="Pause between the attempts of one check."),
-    Kw("delay_loop", Seconds(0.001, 86400), doc="Overrides the virtual server's delay_loop."),
-    Kw("warmup", Seconds(0, 86400), doc="Random delay, up to this, before the first check."),
-    Kw("alpha", Flag(), doc="Start the server down until its first good check."),
-    Kw("rise", Int(1, 1000), doc="director's addition (HAProxy's rise): good checks in a row "
-                                 "before a down server is up again. Default 1, as keepalived."),
-    Kw("fwmark", Int(0, 0xFFFFFFFF), doc="Mark on the checker's packets (SO_MARK)."),
-    Kw("log_all_failures", Flag(), unsupported=NOT_YET),
 )
+
+
+def common(kind: str) -> tuple[Kw, ...]:
+    """The keywords every network checker takes. keepalived 2 reads the old nb_get_retry in
+    HTTP_GET and SSL_GET only (check_http.c); anywhere else it is an unknown keyword that
+    keepalived drops, so here it is accepted and ignored, saying so."""
+    if kind in ("HTTP_GET", "SSL_GET"):
+        nb_get_retry = Kw("nb_get_retry", Int(0, UINT_MAX), field="retry",
+                          deprecated="nb_get_retry is deprecated: use 'retry'")
+    else:
+        nb_get_retry = Kw("nb_get_retry", Int(0, UINT_MAX),
+                          ignored=f"nb_get_retry is ignored in {kind}: keepalived 2 reads it "
+                                  f"only in HTTP_GET and SSL_GET (use 'retry')")
+    return CONNECTION + (
+        Kw("connect_timeout", Seconds(0.000001, 4294.967295), doc="Default: 5 s."),
+        Kw("retry", Int(0, UINT_MAX),
+           doc="Failed attempts in a row before the server is marked down."),
+        nb_get_retry,
+        Kw("delay_before_retry", Seconds(0, 86400),
+           doc="Pause between the attempts of one check."),
+        Kw("delay_loop", Seconds(0.001, 86400), doc="Overrides the virtual server's delay_loop."),
+        Kw("warmup", Seconds(0, 86400), doc="Random delay, up to this, before the first check."),
+        Kw("alpha", Flag(), doc="Start the server down until its first good check."),
+        Kw("rise", Int(1, 1000), doc="director's addition (HAProxy's rise): good checks in a "
+                                     "row before a down server is up again. Default 1, as "
+                                     "keepalived."),
+        Kw("fwmark", Int(0, 0xFFFFFFFF), doc="Mark on the checker's packets (SO_MARK)."),
+        Kw("log_all_failures", Flag(), unsupported=NOT_YET),
+    )
 
 # -- HTTP_GET / SSL_GET ----------------------------------------------------------------------
 
@@ -89,7 +105,7 @@ def _http_checker(kind: str, model_name: str) -> Block:
         kind, model_name,
         header=constant_header(kind=kind), header_fields=(("kind", kind),),
         finish=_http_finish,
-        keywords=COMMON + (
+        keywords=common(kind) + (
             Kw("url", URL, repeat="append"),
             Kw("virtualhost", Word("a host name")),
             Kw("http_protocol", Choice(("1.0", "1.0C", "1.1"), case="keep"),
@@ -115,7 +131,7 @@ MISC_CHECK = Block(
     "MISC_CHECK", "MiscCheck",
     header=constant_header(kind="MISC_CHECK"), header_fields=(("kind", "MISC_CHECK"),),
     finish=_misc_finish,
-    keywords=COMMON + (
+    keywords=common("MISC_CHECK") + (
         Kw("misc_path", Script(with_user=False)),
         Kw("misc_timeout", Seconds(0, 4294), doc="Default: delay_loop."),
         Kw("misc_dynamic", Flag(), doc="Exit code 2-255 sets the weight to code - 2."),
@@ -126,13 +142,13 @@ MISC_CHECK = Block(
 SMTP_HOST = Block(
     "host", "SmtpHost",
     header=no_header,
-    keywords=COMMON[:5],
+    keywords=CONNECTION,
 )
 
 SMTP_CHECK = Block(
     "SMTP_CHECK", "SmtpCheck",
     header=constant_header(kind="SMTP_CHECK"), header_fields=(("kind", "SMTP_CHECK"),),
-    keywords=COMMON + (
+    keywords=common("SMTP_CHECK") + (
         Kw("helo_name", Text("a host name")),
         Kw("host", SMTP_HOST, repeat="append", field="hosts",
            deprecated="SMTP_CHECK 'host' blocks are deprecated in keepalived 2: write one "
@@ -150,7 +166,7 @@ def _domain(args, ctx):
 DNS_CHECK = Block(
     "DNS_CHECK", "DnsCheck",
     header=constant_header(kind="DNS_CHECK"), header_fields=(("kind", "DNS_CHECK"),),
-    keywords=COMMON + (
+    keywords=common("DNS_CHECK") + (
         Kw("type", Choice(("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA", "RRSIG", "DNSKEY")),
            default="SOA"),
         Kw("name", Custom(_domain, "a domain name"), default="",
@@ -172,7 +188,7 @@ def _hex(args, ctx, wildcards: bool = False):
 UDP_CHECK = Block(
     "UDP_CHECK", "UdpCheck",
     header=constant_header(kind="UDP_CHECK"), header_fields=(("kind", "UDP_CHECK"),),
-    keywords=COMMON + (
+    keywords=common("UDP_CHECK") + (
         Kw("payload", Custom(_hex, "hex bytes")),
         Kw("require_reply", Custom(lambda args, ctx: _hex(args, ctx, True) if args else True,
                                    "[hex bytes, X matches any nibble]")),
@@ -184,13 +200,13 @@ UDP_CHECK = Block(
 TCP_CHECK = Block(
     "TCP_CHECK", "TcpCheck",
     header=constant_header(kind="TCP_CHECK"), header_fields=(("kind", "TCP_CHECK"),),
-    keywords=COMMON,
+    keywords=common("TCP_CHECK"),
 )
 
 PING_CHECK = Block(
     "PING_CHECK", "PingCheck",
     header=constant_header(kind="PING_CHECK"), header_fields=(("kind", "PING_CHECK"),),
-    keywords=COMMON,
+    keywords=common("PING_CHECK"),
 )
 
 FILE_CHECK = Block(
