@@ -105,10 +105,8 @@ class CheckService:
             self._migrate(before, self._add(*wanted[key], before.name))
         for key in plan.added:
             self._add(*wanted[key], (key[0], real_server_name(wanted[key][1])))
-        # keep the file's order (the dumps walk this list)
-        order = {key: index for index, key in enumerate(plan.order)}
-        self.real_servers.sort(key=lambda state: order.get(
-            (state.name[0], state.real_server.address, state.real_server.port), 0))
+        # the file's order (the dumps walk this list)
+        self.real_servers = [self._by_name[key] for key in plan.order]
         event(log, "check.reloaded", **plan.counts())
 
     def _migrate(self, before: RealServerState, after: RealServerState) -> None:
