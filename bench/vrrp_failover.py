@@ -4,7 +4,7 @@
         [--jitter-seconds S] [--log-dir DIR]
 
 A benchmark, not a test: it prints a table and ratios and asserts nothing. Needs root
-(network namespaces, AF_PACKET) and keepalived. Everything runs in a director/netlab.py
+(network namespaces, AF_PACKET) and keepalived. Everything runs in a director/demo/netlab.py
 Lab (namespaces with unique names, removed at the end, also on errors, Ctrl-C and SIGTERM).
 
 For each implementation (ours = `python -m director`, keepalived = Debian's binary), two

@@ -6,7 +6,7 @@
 Issue 3's last figure: advert lateness p50/p99 idle and with 10,000 TCP checks/s running in
 the SAME daemon process (one gevent loop for VRRP and the checkers); goal p99 under 20 ms.
 A benchmark, not a test: it prints a table and asserts nothing. Needs root (namespaces,
-AF_PACKET). Everything runs in one director/netlab.py Lab, removed at the end (also on
+AF_PACKET). Everything runs in one director/demo/netlab.py Lab, removed at the end (also on
 errors, Ctrl-C and SIGTERM):
 
   * a switch with two hosts: A (192.0.2.1, our daemon, the only router: MASTER, priority

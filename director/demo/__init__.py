@@ -1,9 +1,9 @@
 """``director demo`` (the README's first command): the whole product on one machine.
 
 As root, where network namespaces work, it builds the keepalived HOWTO's LVS-NAT lab in
-namespaces (director/netlab.py): a client, two directors in VRRP MASTER/BACKUP holding the
-external VIP and the real servers' gateway VIP (a sync group), three real HTTP servers
-behind them; runs director on both with the bundled lab.conf (``-i lb1`` / ``-i lb2``),
+namespaces (netlab.py, beside this file): a client, two directors in VRRP MASTER/BACKUP
+holding the external VIP and the real servers' gateway VIP (a sync group), three real HTTP
+servers behind them; runs director on both with the bundled lab.conf (``-i lb1`` / ``-i lb2``),
 programming IPVS where the kernel has it, else nftables (refused, in one line, where neither
 can run: a demo that cannot load-balance is no demo); and serves the MASTER's dashboard on
 http://127.0.0.1:8080 of this host (a forwarder in the client's namespace, listening on a
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--observe-only", action="store_true",
                         help="skip the namespace lab: check loopback servers, backend none")
     args = parser.parse_args(argv)
-    from ..netlab import netns_unavailable
+    from .netlab import netns_unavailable
     reason = None if args.observe_only else netns_unavailable()
     from .. import hub
     stop = hub.Event()
@@ -94,7 +94,7 @@ def lab_backend() -> str:
 
 
 def lab(port: int, stop) -> int:
-    from ..netlab import Lab, wait_for
+    from .netlab import Lab, wait_for
     listener = _listen(port)
     backend = lab_backend()
     with Lab() as net:
@@ -134,7 +134,7 @@ ready""", flush=True)
 
 
 def observe_only(port: int, stop) -> int:
-    from ..netlab import wait_for
+    from .netlab import wait_for
     if port == 0:
         raise SystemExit("director demo: --port 0 is not supported")
     with tempfile.TemporaryDirectory(prefix="director-demo-") as folder:

@@ -1,5 +1,7 @@
 """A network-namespace lab, for the functional tests and the demo: switches (Linux bridges)
 and hosts (namespaces with veths plugged into the switches), each in a namespace of its own.
+A harness, not part of the daemon: it lives in the demo's package because ``director demo``
+builds its lab with it at run time (tests/functional/lab.py adds what only tests need).
 
     with Lab() as lab:                       # or the `lab` fixture of tests/functional
         sw = lab.switch()

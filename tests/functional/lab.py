@@ -1,5 +1,5 @@
-"""The network-namespace lab of the functional tests: director/netlab.py (shared with the
-demo), plus what only tests need: pytest's skips and Debian's keepalived as a peer."""
+"""The network-namespace lab of the functional tests: the demo's (director/demo/netlab.py),
+plus what only tests need: pytest's skips and Debian's keepalived as a peer."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from director.netlab import (KILL_GRACE, Host, Lab, Switch, keepalived_binary,  # noqa: F401
-                             netns_unavailable, wait_for)
+from director.demo.netlab import (KILL_GRACE, Host, Lab, Switch, keepalived_binary,  # noqa: F401
+                                  netns_unavailable, wait_for)
 
 needs_netns = pytest.mark.skipif(netns_unavailable() is not None,
                                  reason=f"network namespaces unavailable: {netns_unavailable()}")

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from director.demo.topology import REAL_SERVERS, VIP, build  # noqa: E402
-from director.netlab import Lab, keepalived_binary, wait_for  # noqa: E402
+from director.demo.netlab import Lab, keepalived_binary, wait_for  # noqa: E402
 
 LAB_CONF = REPO / "director" / "demo" / "lab.conf"
 CLIENT_SCRIPT = str(Path(__file__).with_name("lab_client.py"))
