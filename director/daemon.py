@@ -58,6 +58,10 @@ class StartupError(Exception):
     before anything (VIPs, kernel entries) has been touched."""
 
 
+class CommandError(Exception):
+    """A command from the web API that cannot be done (unknown server, ...)."""
+
+
 class Director:
     def __init__(self, config: Any, options: Any, config_id: str,
                  clock: Clock | None = None) -> None:
