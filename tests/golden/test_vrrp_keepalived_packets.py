@@ -1,5 +1,5 @@
-"""Adverts captured from the real keepalived 2.2.7 (bench/capture_keepalived_adverts.py wrote
-tests/golden/vrrp/): our decoder reads them, our receive checks accept them, and our encoder
+"""Adverts captured from the real keepalived 2.2.7 (tests/golden/tools/capture_keepalived_adverts.py
+wrote tests/golden/vrrp/): our decoder reads them, our receive checks accept them, and our encoder
 builds the very same bytes from the same fields."""
 
 from __future__ import annotations
