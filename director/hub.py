@@ -118,15 +118,6 @@ def not_running() -> list[str]:
     return sorted(greenlet.name for greenlet in supervised if greenlet.waiting)
 
 
-def spawn_later(seconds: float, function: Callable[..., Any], *args: Any,
-                name: str = "") -> gevent.Greenlet:
-    def delayed() -> Any:
-        gevent.sleep(seconds)
-        return function(*args)
-
-    return spawn(delayed, name=name or getattr(function, "__qualname__", "later"))
-
-
 class Handle:
     """A callback registered on the loop itself (no greenlet): cancel() is idempotent."""
 

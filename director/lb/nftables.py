@@ -3,7 +3,7 @@
 ``render(state)`` turns the desired State into one ``nft -f`` script that replaces the whole
 table director owns in one transaction (nft applies a file atomically: ``add table`` so that
 the ``delete table`` cannot fail, ``delete table``, then the table as it should be): the
-first apply, and the fallback. ``render_changes(before, after)`` turns the table
+first apply, and the fallback. ``changes(before, after)`` turns the table
 ``render(before)`` made into ``render(after)``'s, also in one transaction, touching only what
 changed: the chains (and persistence sets) of the services that changed are flushed and
 filled again, added or deleted, and the ``prerouting`` dispatch chain (one rule per service)
@@ -41,7 +41,7 @@ Design:
   destination's dynamic set, with the timeout; the service chain looks the client up in
   these sets before scheduling. Unlike IPVS, an entry expires ``timeout`` after the
   client's last new connection (not after its last connection ends), and a full apply
-  re-creates the table, so the sets start empty again (render_changes() keeps the sets of
+  re-creates the table, so the sets start empty again (changes() keeps the sets of
   unchanged destinations, and their clients): listed by ``unsupported()``.
 - Not expressible with DNAT, listed by ``unsupported()`` and left out: DR and TUN
   destinations, upper/lower connection thresholds, one-packet scheduling (ops), sh-fallback
@@ -148,11 +148,6 @@ def render(state: State, table: str = "director") -> str:
                 "    }"]
     out += ["}", ""]
     return "\n".join(out)
-
-
-def render_changes(before: State, after: State, table: str = "director") -> str:
-    """``changes(before, after, table)``'s script."""
-    return changes(before, after, table).script
 
 
 @dataclass(frozen=True)

@@ -547,9 +547,3 @@ class LoadBalancer:
         """For the snapshot: the backend and its errors."""
         return {"backend": self.backend.name, "errors": dict(self.errors),
                 "last_error": self.last_error, "failing_converges": self.failing}
-
-    def weight_in_kernel(self) -> dict[tuple, int]:
-        """(service key, destination address, port) -> weight, as last synced."""
-        return {(key, dest.key.address, dest.key.port): dest.weight
-                for key, pool in self.backend.kernel.items()
-                for dest in pool.destinations.values()}

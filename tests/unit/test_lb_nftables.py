@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey
-from director.lb.nftables import (NftablesBackend, chain_name, objects_of, render, render_changes,
+from director.lb.nftables import (NftablesBackend, changes, chain_name, objects_of, render,
                                   unsupported)
 
 VIP = ServiceKey("TCP", "203.0.113.100", 80)
@@ -301,7 +301,7 @@ def test_backend_raises_oserror_with_nft_stderr(tmp_path):
         NftablesBackend(nft=str(tmp_path / "missing")).apply({})
 
 
-# === render_changes: only what changed, in one transaction =================================
+# === changes: only what changed, in one transaction ========================================
 
 def _services(count, per_service=3, down=(), scheduler="wrr", **service):
     pools = {}
@@ -348,15 +348,15 @@ def _touched(commands):
 def test_one_destination_down_touches_only_its_chain():
     before, after = CHANGES["destination-down"]
     name = chain_name(ServiceKey("TCP", "10.0.0.3", 80))
-    commands = _commands(render_changes(before, after))
+    commands = _commands(changes(before, after).script)
     assert commands == [f"flush chain inet director {name}",
                         f"add rule inet director {name} meta l4proto tcp dnat ip addr . port to "
                         "numgen inc mod 2 map { 0 : 172.16.2.1 . 8080, 1 : 172.16.2.3 . 8080 }"]
-    assert _commands(render_changes(after, after)) == []
+    assert _commands(changes(after, after).script) == []
 
 
 def test_persistent_destination_down_keeps_the_other_client_sets():
-    commands = _commands(render_changes(*CHANGES["persistent-destination-down"]))
+    commands = _commands(changes(*CHANGES["persistent-destination-down"]).script)
     gone = f"{SVC}_d{_digest('10.20.40.11', 80)}"
     assert all(SVC in command for command in commands), commands
     assert f"delete set inet director {gone}_clients" in commands
@@ -365,12 +365,12 @@ def test_persistent_destination_down_keeps_the_other_client_sets():
 
 
 def test_added_and_removed_services_rebuild_only_the_dispatch_chain():
-    added = _commands(render_changes(*CHANGES["service-added"]))
+    added = _commands(changes(*CHANGES["service-added"]).script)
     new = {chain_name(ServiceKey("TCP", f"10.0.0.{n}", 80)) for n in (5, 6)}
     assert _touched(added) == new
     assert f"add chain inet director {min(new)}" in added
     assert "flush chain inet director prerouting" in added
-    removed = _commands(render_changes(*CHANGES["service-removed"]))
+    removed = _commands(changes(*CHANGES["service-removed"]).script)
     name = chain_name(ServiceKey("TCP", "10.0.0.2", 80))
     assert f"delete chain inet director {name}" in removed
     assert _touched(removed) == {name}
@@ -398,7 +398,7 @@ def test_changes_give_the_table_a_full_apply_gives(check_namespace, tmp_path, ca
     finally:
         backend.flush()
     # nft lists objects in the order they were added, which differs between the two ways.
-    assert objects_of(got) == objects_of(expected), render_changes(before, after, "dchanges")
+    assert objects_of(got) == objects_of(expected), changes(before, after, "dchanges").script
     assert objects_of(expected) or not after
 
 
