@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from director.lb.nftables import chain_name
+from director.lb.nftables_script import chain_name
 from director.lb.model import ServiceKey
 from tests.functional.lab import wait_for
 from tests.functional.test_lb_nftables_netns import (READY_TIMEOUT, SERVERS, VIP, requests,

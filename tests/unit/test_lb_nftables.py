@@ -1,248 +1,26 @@
-"""The nftables backend's pure part: render() scripts per scheduler, weight 0, fwmark, IPv6,
-persistence, unsupported(); and that `nft -c` (check mode, in a throwaway network namespace
-so the host's ruleset is never touched) accepts every rendered script."""
+"""The nftables backend's runner (nftables.py) and NftablesSync: `nft -c` (check mode, in a
+throwaway network namespace so that the host's ruleset is never touched) accepts every
+script nftables_script.py renders; the backend applies, lists, fingerprints and flushes its
+table there; changes() leave the table a full apply makes."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import secrets
 import shutil
 import subprocess
 
 import pytest
 
-from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey
-from director.lb.nftables import (NftablesBackend, changes, chain_name, objects_of, render,
-                                  unsupported)
-
-VIP = ServiceKey("TCP", "203.0.113.100", 80)
-VIP6 = ServiceKey("TCP", "2001:db8::100", 443, family=6)
-FWM7 = ServiceKey("TCP", fwmark=7)
-SVC = chain_name(VIP)
+from director.lb.nftables import NftablesBackend, objects_of
+from director.lb.nftables_script import Changes, changes, render
+from tests.unit.test_lb_nftables_script import BAD_TABLE_NAMES, CASES, CHANGES
 
 
-def dest(address, port=80, weight=1, **kw):
-    return Destination(DestinationKey(address, port), weight, **kw)
-
-
-def state(key=VIP, scheduler="rr", dests=(), **service):
-    return {key: Pool(Service(key, scheduler, **service), {d.key: d for d in dests})}
-
-
-def chain(script, name):
-    """The lines of one chain in a rendered script."""
-    match = re.search(rf"^    chain {name} {{\n(.*?)^    }}", script, re.M | re.S)
-    assert match, f"no chain {name} in:\n{script}"
-    return [line.strip() for line in match.group(1).splitlines()]
-
-
-THREE = [dest("10.20.40.10"), dest("10.20.40.11"), dest("10.20.40.12")]
-
-CASES = {
-    "empty": {},
-    "rr": state(dests=THREE),
-    "wrr": state(scheduler="wrr", dests=[dest("10.20.40.10", weight=3),
-                                         dest("10.20.40.11", weight=1)]),
-    "sh": state(scheduler="sh", dests=THREE[:2]),
-    "sh-port": state(scheduler="sh", dests=THREE[:2], flags=("sh-port",)),
-    "fwmark": state(ServiceKey("TCP", fwmark=7), "rr",
-                    [dest("10.20.40.10", None), dest("10.20.40.11", None)]),
-    "fwmark-ports": state(ServiceKey("UDP", fwmark=9), "rr",
-                          [dest("10.20.40.10", 53), dest("10.20.40.11", 53)]),
-    "weight0": state(dests=[dest("10.20.40.10"), dest("10.20.40.11", weight=0)]),
-    "nodest": state(dests=[dest("10.20.40.10", weight=0)]),
-    "udp-nodest": state(ServiceKey("UDP", "203.0.113.100", 53), "rr", []),
-    "ipv6": state(VIP6, "wrr", [dest("2001:db8::10", 443, 2), dest("2001:db8::11", 443, 1)]),
-    "fwmark6": state(ServiceKey("TCP", fwmark=8, family=6), "sh",
-                     [dest("2001:db8::10", None), dest("2001:db8::11", None)]),
-    "wlc": state(scheduler="wlc", dests=[dest("10.20.40.10", weight=2),
-                                         dest("10.20.40.11", weight=4)]),
-    "persistent": state(dests=THREE, persistence_timeout=300,
-                        persistence_netmask="255.255.255.0"),
-    "persistent6": state(VIP6, "rr", [dest("2001:db8::10", 443), dest("2001:db8::11", 443)],
-                         persistence_timeout=60, persistence_netmask="64"),
-    "big-weights": state(scheduler="wrr", dests=[dest("10.20.40.10", weight=65535),
-                                                 dest("10.20.40.11", weight=1)]),
-    "all": {**state(dests=THREE), **state(VIP6, "rr", [dest("2001:db8::10", 443)]),
-            **state(ServiceKey("TCP", fwmark=7), "sh", [dest("10.20.40.10", None)])},
-}
-
-
-def test_empty_state_is_just_the_table():
-    script = render({})
-    assert script.splitlines()[1:4] == ["add table inet director", "delete table inet director",
-                                        "table inet director {"]
-    assert "dnat" not in script and "chain input" not in script
-    assert chain(script, "prerouting") == [
-        "type nat hook prerouting priority dstnat; policy accept;"]
-
-
-def test_table_name_is_checked_and_used():
-    assert "table inet lb_test {" in render({}, table="lb_test")
-    for bad in ("", "x y", "a;b", "1abc", "x\n"):
-        with pytest.raises(ValueError):
-            render({}, table=bad)
+def test_table_name_is_checked():
+    for bad in BAD_TABLE_NAMES:
         with pytest.raises(ValueError):
             NftablesBackend(table=bad)
-
-
-def test_rr_numgen_map_over_the_destinations():
-    script = render(CASES["rr"])
-    assert chain(script, "prerouting")[1] == (
-        f'ip daddr 203.0.113.100 tcp dport 80 counter jump {SVC} '
-        'comment "TCP 203.0.113.100:80 rr"')
-    assert chain(script, SVC) == [
-        "meta l4proto tcp dnat ip addr . port to numgen inc mod 3 map "
-        "{ 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 80, 2 : 10.20.40.12 . 80 }"]
-
-
-def test_rr_ignores_weights():
-    script = render(state(dests=[dest("10.20.40.10", weight=5), dest("10.20.40.11", weight=1)]))
-    assert "numgen inc mod 2 map" in script
-
-
-def test_wrr_each_destination_weight_times_interleaved():
-    assert chain(render(CASES["wrr"]), SVC) == [
-        "meta l4proto tcp dnat ip addr . port to numgen inc mod 4 map { 0 : 10.20.40.10 . 80, "
-        "1 : 10.20.40.11 . 80, 2 : 10.20.40.10 . 80, 3 : 10.20.40.10 . 80 }"]
-
-
-def test_wrr_weights_reduced_by_gcd():
-    script = render(state(scheduler="wrr", dests=[dest("10.20.40.10", weight=20),
-                                                  dest("10.20.40.11", weight=10)]))
-    assert "numgen inc mod 3 map { 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 80, " \
-           "2 : 10.20.40.10 . 80 }" in script
-
-
-def test_wrr_huge_weights_scaled_and_reported():
-    script = render(CASES["big-weights"])
-    assert "numgen inc mod 1024 map" in script
-    assert any("scaled to 1024 slots" in w for w in unsupported(CASES["big-weights"]))
-
-
-def test_sh_hashes_the_source():
-    assert chain(render(CASES["sh"]), SVC) == [
-        "meta l4proto tcp dnat ip addr . port to jhash ip saddr mod 2 map "
-        "{ 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 80 }"]
-    assert "jhash ip saddr . tcp sport mod 2" in render(CASES["sh-port"])
-
-
-def test_fwmark_matches_the_mark_and_keeps_the_port():
-    script = render(CASES["fwmark"])
-    assert chain(script, "prerouting")[1].startswith(
-        f"meta mark 0x7 meta nfproto ipv4 counter jump {chain_name(FWM7)}")
-    assert chain(script, chain_name(FWM7)) == [
-        "dnat ip to numgen inc mod 2 map { 0 : 10.20.40.10, 1 : 10.20.40.11 }"]
-    assert chain(render(CASES["fwmark-ports"]), chain_name(ServiceKey("UDP", fwmark=9))) == [
-        "meta l4proto udp dnat ip addr . port to numgen inc mod 2 map "
-        "{ 0 : 10.20.40.10 . 53, 1 : 10.20.40.11 . 53 }"]
-
-
-def test_destination_without_port_takes_the_service_port():
-    script = render(state(dests=[dest("10.20.40.10", None), dest("10.20.40.11", 8080)]))
-    assert "{ 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 8080 }" in script
-
-
-def test_weight_zero_gets_no_new_connections():
-    script = render(CASES["weight0"])
-    assert "10.20.40.11" not in script
-    assert chain(script, SVC) == ["meta l4proto tcp dnat ip to 10.20.40.10:80"]
-
-
-def test_no_live_destination_rejects():
-    script = render(CASES["nodest"])
-    assert "dnat" not in script
-    assert chain(script, "input") == [
-        "type filter hook input priority filter; policy accept;",
-        'ip daddr 203.0.113.100 tcp dport 80 reject with tcp reset '
-        'comment "TCP 203.0.113.100:80: no destination"']
-    assert "udp dport 53 reject comment" in render(CASES["udp-nodest"])
-
-
-def test_ipv6():
-    script = render(CASES["ipv6"])
-    assert f"ip6 daddr 2001:db8::100 tcp dport 443 counter jump {chain_name(VIP6)}" in script
-    assert chain(script, chain_name(VIP6)) == [
-        "meta l4proto tcp dnat ip6 addr . port to numgen inc mod 3 map "
-        "{ 0 : 2001:db8::10 . 443, 1 : 2001:db8::11 . 443, 2 : 2001:db8::10 . 443 }"]
-    single = render(state(VIP6, "rr", [dest("2001:db8::10", 443)]))
-    assert "dnat ip6 to [2001:db8::10]:443" in single
-    assert "meta mark 0x8 meta nfproto ipv6" in render(CASES["fwmark6"])
-    assert "jhash ip6 saddr mod 2" in render(CASES["fwmark6"])
-
-
-def test_fallback_scheduler_is_wrr_with_a_comment_and_a_warning():
-    script = render(CASES["wlc"])
-    assert "# wlc is not available with nftables: scheduled as wrr" in script
-    assert "numgen inc mod 3 map { 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 80, " \
-           "2 : 10.20.40.11 . 80 }" in script
-    assert unsupported(CASES["wlc"]) == [
-        "TCP 203.0.113.100:80: scheduler wlc is not available with nftables; scheduled as wrr"]
-
-
-def test_fo_sends_everything_to_the_heaviest():
-    script = render(state(scheduler="fo", dests=[dest("10.20.40.10", weight=1),
-                                                 dest("10.20.40.11", weight=5)]))
-    assert chain(script, SVC) == ["meta l4proto tcp dnat ip to 10.20.40.11:80"]
-
-
-def test_dr_tun_thresholds_and_flags_are_unsupported():
-    pool = state(dests=[dest("10.20.40.10", method="DR"), dest("10.20.40.11", method="TUN"),
-                        dest("10.20.40.12", upper_threshold=100)], flags=("ops",))
-    script = render(pool)
-    assert "10.20.40.10" not in script and "10.20.40.11" not in script
-    warnings = unsupported(pool)
-    assert any("10.20.40.10:80 uses DR" in w for w in warnings)
-    assert any("10.20.40.11:80 uses TUN" in w for w in warnings)
-    assert any("10.20.40.12:80: connection thresholds" in w for w in warnings)
-    assert any("flag ops" in w for w in warnings)
-    assert unsupported(CASES["rr"]) == [] and unsupported({}) == []
-
-
-def test_persistence_sets_per_destination():
-    script = render(CASES["persistent"])
-    d0, d1, d2 = (f"{SVC}_d{_digest(a, 80)}" for a in ("10.20.40.10", "10.20.40.11",
-                                                         "10.20.40.12"))
-    assert f"set {d0}_clients {{\n        type ipv4_addr\n        flags dynamic,timeout\n" \
-           "        timeout 300s\n    }" in script
-    assert chain(script, SVC) == [
-        "# a known client goes where it went before",
-        f"ip saddr & 255.255.255.0 @{d0}_clients goto {d0}",
-        f"ip saddr & 255.255.255.0 @{d1}_clients goto {d1}",
-        f"ip saddr & 255.255.255.0 @{d2}_clients goto {d2}",
-        f"numgen inc mod 3 vmap {{ 0 : goto {d0}, 1 : goto {d1}, 2 : goto {d2} }}"]
-    assert chain(script, d1) == [
-        f"update @{d1}_clients {{ ip saddr & 255.255.255.0 }}",
-        "meta l4proto tcp dnat ip to 10.20.40.11:80"]
-    assert any("persistence is approximate" in w for w in unsupported(CASES["persistent"]))
-    six = render(CASES["persistent6"])
-    six0 = f"{chain_name(VIP6)}_d{_digest('2001:db8::10', 443)}"
-    assert f"update @{six0}_clients {{ ip6 saddr & ffff:ffff:ffff:ffff:: }}" in six
-    assert f"ip saddr @{d0}_clients" in render(state(dests=THREE, persistence_timeout=5))
-
-
-def _digest(address, port):
-    return hashlib.sha1(f"{address}|{port}".encode()).hexdigest()[:8]
-
-
-def test_chain_names_are_stable_and_distinct():
-    keys = [VIP, VIP6, FWM7, ServiceKey("TCP", fwmark=7, family=6),
-            ServiceKey("UDP", "203.0.113.100", 80), ServiceKey("TCP", "203.0.113.100", 81)]
-    names = [chain_name(key) for key in keys]
-    assert len(set(names)) == len(names)
-    assert all(re.fullmatch(r"svc_[0-9a-f]{12}", name) for name in names)
-    assert chain_name(ServiceKey("TCP", "203.0.113.100", 80)) == SVC
-
-
-def test_services_in_a_stable_order():
-    script = render(CASES["all"])
-    rules = chain(script, "prerouting")[1:]
-    assert [r.split(" counter")[0] for r in rules] == [
-        "ip daddr 203.0.113.100 tcp dport 80", "ip6 daddr 2001:db8::100 tcp dport 443",
-        "meta mark 0x7 meta nfproto ipv4"]
-    assert render(dict(reversed(list(CASES["all"].items())))) == script
 
 
 # === nft -c: the kernel's own check, in a throwaway namespace ===============================
@@ -301,82 +79,6 @@ def test_backend_raises_oserror_with_nft_stderr(tmp_path):
         NftablesBackend(nft=str(tmp_path / "missing")).apply({})
 
 
-# === changes: only what changed, in one transaction ========================================
-
-def _services(count, per_service=3, down=(), scheduler="wrr", **service):
-    pools = {}
-    for s in range(count):
-        key = ServiceKey("TCP", f"10.0.0.{s + 1}", 80)
-        dests = [dest(f"172.16.{s}.{r + 1}", 8080) for r in range(per_service)
-                 if (s, r) not in down]
-        pools.update(state(key, scheduler, dests, **service))
-    return pools
-
-
-BASE = {**_services(4), **CASES["persistent"], **CASES["fwmark"], **CASES["udp-nodest"]}
-PERSISTENT = CASES["persistent"][VIP]
-CHANGES = {
-    "destination-down": (BASE, {**BASE, **_services(4, down={(2, 1)})}),
-    "destination-up": ({**BASE, **_services(4, down={(2, 1)})}, BASE),
-    "persistent-destination-down": (BASE, {**BASE, VIP: Pool(PERSISTENT.service, {
-        k: d for k, d in PERSISTENT.destinations.items() if d.key.address != "10.20.40.11"})}),
-    "persistence-timeout": (BASE, {**BASE, **state(dests=THREE, persistence_timeout=60,
-                                                   persistence_netmask="255.255.255.0")}),
-    "service-added": (BASE, {**BASE, **_services(6)}),
-    "service-removed": (BASE, {k: p for k, p in BASE.items()
-                               if k != ServiceKey("TCP", "10.0.0.2", 80)}),
-    "persistent-removed": (BASE, {k: p for k, p in BASE.items() if k != VIP}),
-    "scheduler": (BASE, {**BASE, **_services(1, scheduler="sh")}),
-    "all-down": (BASE, {**BASE, **_services(1, down={(0, 0), (0, 1), (0, 2)})}),
-    "last-reject-gone": (BASE, {k: p for k, p in BASE.items()
-                                if k != ServiceKey("UDP", "203.0.113.100", 53)}),
-    "from-empty": ({}, BASE),
-    "to-empty": (BASE, {}),
-}
-
-
-def _commands(script):
-    return [line for line in script.splitlines() if line and not line.startswith("#")]
-
-
-def _touched(commands):
-    """The service chains the commands touch, but for the dispatch rules jumping to them."""
-    return {word for command in commands if "director prerouting" not in command
-            for word in command.split() if word.startswith("svc_")}
-
-
-def test_one_destination_down_touches_only_its_chain():
-    before, after = CHANGES["destination-down"]
-    name = chain_name(ServiceKey("TCP", "10.0.0.3", 80))
-    commands = _commands(changes(before, after).script)
-    assert commands == [f"flush chain inet director {name}",
-                        f"add rule inet director {name} meta l4proto tcp dnat ip addr . port to "
-                        "numgen inc mod 2 map { 0 : 172.16.2.1 . 8080, 1 : 172.16.2.3 . 8080 }"]
-    assert _commands(changes(after, after).script) == []
-
-
-def test_persistent_destination_down_keeps_the_other_client_sets():
-    commands = _commands(changes(*CHANGES["persistent-destination-down"]).script)
-    gone = f"{SVC}_d{_digest('10.20.40.11', 80)}"
-    assert all(SVC in command for command in commands), commands
-    assert f"delete set inet director {gone}_clients" in commands
-    assert not any(command.startswith(("add set", "flush chain inet director prerouting"))
-                   for command in commands)
-
-
-def test_added_and_removed_services_rebuild_only_the_dispatch_chain():
-    added = _commands(changes(*CHANGES["service-added"]).script)
-    new = {chain_name(ServiceKey("TCP", f"10.0.0.{n}", 80)) for n in (5, 6)}
-    assert _touched(added) == new
-    assert f"add chain inet director {min(new)}" in added
-    assert "flush chain inet director prerouting" in added
-    removed = _commands(changes(*CHANGES["service-removed"]).script)
-    name = chain_name(ServiceKey("TCP", "10.0.0.2", 80))
-    assert f"delete chain inet director {name}" in removed
-    assert _touched(removed) == {name}
-    assert "flush chain inet director prerouting" in removed
-
-
 @pytest.mark.parametrize("case", sorted(CHANGES))
 def test_changes_give_the_table_a_full_apply_gives(check_namespace, tmp_path, case):
     before, after = CHANGES[case]
@@ -403,7 +105,6 @@ def test_changes_give_the_table_a_full_apply_gives(check_namespace, tmp_path, ca
 
 
 def test_sync_applies_the_whole_table_first_then_changes_falling_back_on_failure():
-    from director.lb.nftables import Changes
     from director.lb.service import NftablesSync
 
     class Fake:

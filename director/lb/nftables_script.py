@@ -1,0 +1,441 @@
+"""The nftables backend's rules, pure (no subprocess, no I/O): State in, nft script out.
+
+LVS-NAT done with DNAT, for kernels without IP_VS; nftables.py runs the scripts with nft.
+
+``render(state)`` turns the desired State into one ``nft -f`` script that replaces the whole
+table director owns in one transaction (nft applies a file atomically: ``add table`` so that
+the ``delete table`` cannot fail, ``delete table``, then the table as it should be): the
+first apply, and the fallback. ``changes(before, after)`` turns the table
+``render(before)`` made into ``render(after)``'s, also in one transaction, touching only what
+changed: the chains (and persistence sets) of the services that changed are flushed and
+filled again, added or deleted, and the ``prerouting`` dispatch chain (one rule per service)
+or the ``input`` reject chain is rebuilt only when one of its rules changed. Chain and set
+names derive from the service's key (and the destination's), not from positions, so that
+services coming and going rename nothing. A failed apply leaves the previous table in place.
+
+Design:
+
+- One ``inet`` table (``table inet director``) for IPv4 and IPv6 alike: one name to add,
+  delete, list and flush; nat chains in the inet family need Linux >= 5.2.
+- ``prerouting`` (nat, priority dstnat): one rule per service matching its address,
+  protocol and port (``ip daddr V tcp dport P``) or its firewall mark (``meta mark M``, set
+  earlier, e.g. in a mangle chain at priority -150), with a counter (new connections only:
+  nat chains see the first packet of a connection), jumping to the service's chain
+  ``svc_<digest of its key>`` (chain_name()), which picks a destination and DNATs to it;
+  the map of destinations is anonymous, in the rule, so flushing the chain replaces it.
+- Schedulers: rr -> ``numgen inc mod N map { 0 : d1, 1 : d2, ... }``; wrr -> the same map
+  with each destination ``weight`` times (weights divided by their gcd, slots interleaved);
+  sh -> ``jhash ip saddr mod N`` over the same weighted slots (sh-port adds the source
+  port); dh -> ``jhash ip daddr``; fo -> the destination of highest weight; mh -> like sh
+  (not Maglev: a pool change moves more clients); anything else (lc, wlc, sed, nq, lblc,
+  lblcr, ovf, twos) needs connection counts nftables does not have here: wrr, said in a
+  comment in the script and by ``unsupported()``.
+- Weight 0 (drained, inhibited): the destination is left out of the map, so it gets no new
+  connections; established ones keep their DNAT, which conntrack holds per connection, and
+  so do connections to a destination removed from the state.
+- A service with no live destination: its packets to a local address are rejected in an
+  ``input`` filter chain (TCP reset, ICMP port unreachable), as IPVS does.
+- NAT return path: as in LVS-NAT, the real servers route back through the director and
+  conntrack undoes the DNAT on the replies: no SNAT, no masquerade.
+- Persistence (persistence_timeout, persistence_granularity): the scheduler picks a chain
+  per destination (``numgen ... vmap { 0 : goto svc_X_dY, ... }``, Y a digest of the
+  destination's key) which adds the client's address (masked by the granularity) to that
+  destination's dynamic set, with the timeout; the service chain looks the client up in
+  these sets before scheduling. Unlike IPVS, an entry expires ``timeout`` after the
+  client's last new connection (not after its last connection ends), and a full apply
+  re-creates the table, so the sets start empty again (changes() keeps the sets of
+  unchanged destinations, and their clients): listed by ``unsupported()``.
+- Not expressible with DNAT, listed by ``unsupported()`` and left out: DR and TUN
+  destinations, upper/lower connection thresholds, one-packet scheduling (ops), sh-fallback
+  and the mh flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .model import Destination, Pool, ServiceKey, State
+
+MAX_SLOTS = 1024           # the largest numgen/jhash modulus we emit; bigger weights are scaled
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
+
+_EXACT = {"rr", "wrr", "sh", "dh", "fo"}
+_APPROXIMATE = {"mh": "sh"}           # scheduled like: jhash of the source
+_FLAGS_UNSUPPORTED = ("ops", "sh-fallback", "mh-port", "mh-fallback")
+_SET_REF = re.compile(r"@(\w+)")
+_BASE_CHAINS = {
+    "prerouting": "type nat hook prerouting priority dstnat; policy accept;",
+    "input": "type filter hook input priority filter; policy accept;",
+}
+
+
+def chain_name(key: ServiceKey) -> str:
+    """The chain of a service: ``svc_`` and a digest of its key, so that it keeps its name
+    when other services come and go (its dispatch rule's comment names the service)."""
+    text = f"{key.fwmark}|{key.family}|{key.protocol}|{key.address}|{key.port}"
+    return "svc_" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _dest_chain_name(service_chain: str, dest: Destination) -> str:
+    text = f"{dest.key.address}|{dest.key.port}"
+    return f"{service_chain}_d{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+class _Objects:
+    """What some services put in the table: the sets and chains of their own (by name, in
+    order; a chain is its comment lines and its rules) and their rules in the shared
+    ``prerouting`` (dispatch) and ``input`` (reject) chains, by service."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, list[str]] = {}
+        self.chains: dict[str, tuple[list[str], list[str]]] = {}
+        self.dispatch: dict[ServiceKey, str] = {}
+        self.rejects: dict[ServiceKey, str] = {}
+
+
+def _objects(pools: Iterable[Pool], chains: bool = True) -> _Objects:
+    """The objects of these services (without their own sets and chains: not chains)."""
+    objects = _Objects()
+    for pool in sorted(pools, key=lambda pool: pool.service.key.order()):
+        key = pool.service.key
+        match = _service_match(key)
+        live = _live(pool)
+        if not live:
+            objects.rejects[key] = (f"{_reject(key, match)} "
+                                    f"comment {_quote(f'{key}: no destination')}")
+            continue
+        name = chain_name(key)
+        scheduler = pool.service.scheduler
+        label = f"{key} {scheduler}"
+        if _as_scheduler(scheduler) != scheduler:
+            label += f" (as {_as_scheduler(scheduler)})"
+        objects.dispatch[key] = f"{match} counter jump {name} comment {_quote(label)}"
+        if chains:
+            _service_chains(pool, name, live, objects)
+    return objects
+
+
+def render(state: State, table: str = "director") -> str:
+    """An ``nft -f`` script replacing ``table inet <table>`` with one implementing state."""
+    check_name(table)
+    objects = _objects(state.values())
+    out = [f"# director: load balancing by DNAT ({len(state)} services)",
+           f"add table inet {table}",
+           f"delete table inet {table}",
+           f"table inet {table} {{"]
+    for name, body in objects.sets.items():
+        out += ["", f"    set {name} {{", *(f"        {line}" for line in body), "    }"]
+    out += ["",
+            "    chain prerouting {",
+            f"        {_BASE_CHAINS['prerouting']}",
+            *(f"        {rule}" for rule in objects.dispatch.values()),
+            "    }"]
+    for name, (comments, rules) in objects.chains.items():
+        out += ["", f"    chain {name} {{", *(f"        {line}" for line in comments + rules),
+                "    }"]
+    if objects.rejects:
+        out += ["",
+                "    chain input {",
+                f"        {_BASE_CHAINS['input']}",
+                *(f"        {rule}" for rule in objects.rejects.values()),
+                "    }"]
+    out += ["}", ""]
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class Changes:
+    script: str
+    touched: frozenset[str]      # objects the script writes ("chain NAME", "set NAME")
+    gone: frozenset[str]         # objects it deletes
+
+
+def changes(before: State, after: State, table: str = "director") -> Changes:
+    """An ``nft -f`` script turning the table render(before) made into the one render(after)
+    makes, in one transaction, touching only what changed: the chains (and sets) of the
+    services that changed, flushed and filled again (or added, or deleted), and the
+    ``prerouting`` or ``input`` chain only when a service's rule there changed (a service
+    added, removed or renamed its scheduler, or lost or regained all its destinations).
+    Unchanged services keep their chains, counters and persistence sets; so do the
+    unchanged destinations of a changed persistent service."""
+    check_name(table)
+    changed = [key for key in before.keys() | after.keys() if before.get(key) != after.get(key)]
+    old = _objects(before[key] for key in changed if key in before)
+    new = _objects(after[key] for key in changed if key in after)
+    where = f"inet {table}"
+    out = [f"# director: {len(changed)} of {len(after)} services changed"]
+
+    dispatch = old.dispatch != new.dispatch
+    rejects = old.rejects != new.rejects
+    prerouting = _objects(after.values(), chains=False).dispatch if dispatch else {}
+    had_input = rejects and any(not _live(pool) for pool in before.values())
+    rejecting = _objects(after.values(), chains=False).rejects if rejects else {}
+
+    sets_gone = [name for name in old.sets if name not in new.sets]
+    sets_new = [name for name in new.sets if name not in old.sets]
+    sets_redo = [name for name in new.sets if name in old.sets and old.sets[name] != new.sets[name]]
+    redone = set(sets_redo)
+    chains_gone = [name for name in old.chains if name not in new.chains]
+    chains_new = [name for name in new.chains if name not in old.chains]
+    chains_redo = [name for name, (_, rules) in new.chains.items() if name in old.chains and (
+        old.chains[name][1] != rules or any(ref in redone for rule in rules
+                                            for ref in _SET_REF.findall(rule)))]
+
+    if dispatch:
+        out.append(f"flush chain {where} prerouting")
+    if had_input:
+        out.append(f"flush chain {where} input")
+    out += [f"flush chain {where} {name}" for name in chains_redo + chains_gone]
+    out += [f"delete chain {where} {name}" for name in chains_gone]
+    if had_input and not rejecting:
+        out.append(f"delete chain {where} input")
+    out += [f"delete set {where} {name}" for name in sets_gone + sets_redo]
+    out += [f"add set {where} {name} {{ {'; '.join(new.sets[name])}; }}"
+            for name in sets_new + sets_redo]
+    if rejecting and not had_input:
+        out.append(f"add chain {where} input {{ {_BASE_CHAINS['input']} }}")
+    out += [f"add chain {where} {name}" for name in chains_new]
+    for name in chains_redo + chains_new:
+        out += [f"add rule {where} {name} {rule}" for rule in new.chains[name][1]]
+    out += [f"add rule {where} prerouting {rule}" for rule in prerouting.values()]
+    out += [f"add rule {where} input {rule}" for rule in rejecting.values()]
+    out.append("")
+    touched = {f"chain {name}" for name in chains_redo + chains_new}
+    touched |= {f"set {name}" for name in sets_new + sets_redo}
+    touched |= {"chain prerouting"} if dispatch else set()
+    touched |= {"chain input"} if rejecting else set()
+    gone = {f"chain {name}" for name in chains_gone} | {f"set {name}" for name in sets_gone}
+    gone |= {"chain input"} if had_input and not rejecting else set()
+    return Changes("\n".join(out), frozenset(touched), frozenset(gone))
+
+
+def unsupported(state: State) -> list[str]:
+    """What render() cannot do as IPVS would, one sentence each (for logs and the dashboard)."""
+    warnings = []
+    for pool in sorted(state.values(), key=lambda pool: pool.service.key.order()):
+        service = pool.service
+        key = service.key
+        scheduler = service.scheduler
+        if scheduler not in _EXACT:
+            warnings.append(f"{key}: scheduler {scheduler} is not available with nftables; "
+                            f"scheduled as {_as_scheduler(scheduler)}")
+        for flag in service.flags:
+            if flag in _FLAGS_UNSUPPORTED or (flag == "sh-port" and key.fwmark is not None):
+                warnings.append(f"{key}: flag {flag} is not supported with nftables; ignored")
+        if service.persistence_timeout:
+            warnings.append(f"{key}: persistence is approximate with nftables: a client's "
+                            f"entry expires {service.persistence_timeout} s after its last new "
+                            f"connection, and a full apply forgets all clients")
+        for dest in _sorted(pool.destinations.values()):
+            where = f"{key}: destination {_dest_name(key, dest)}"
+            if dest.method != "NAT":
+                warnings.append(f"{where} uses {dest.method}: only NAT can be done with "
+                                f"nftables; left out")
+            if dest.upper_threshold or dest.lower_threshold:
+                warnings.append(f"{where}: connection thresholds are not supported with "
+                                f"nftables; ignored")
+        if key.fwmark is not None and _port_mode(pool, _live(pool)) == "mixed":
+            warnings.append(f"{key}: some destinations have a port and some do not; the "
+                            f"ports are ignored (connections keep their port)")
+        if len(_live(pool)) > 1 and _needs_scaling(pool, _live(pool)):
+            warnings.append(f"{key}: weights scaled to {MAX_SLOTS} slots; ratios approximate")
+    return warnings
+
+
+def check_name(name: str) -> None:
+    """ValueError unless ``name`` can be written into a script as a table name unquoted."""
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(f"bad nftables table name {name!r} ([A-Za-z][A-Za-z0-9_]{{0,30}})")
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', "'") + '"'
+
+
+def _sorted(dests: Iterable[Destination]) -> list[Destination]:
+    return sorted(dests, key=lambda dest: dest.key.order())
+
+
+def _live(pool: Pool) -> list[Destination]:
+    """The destinations that take new connections: NAT, weight > 0."""
+    return [dest for dest in _sorted(pool.destinations.values())
+            if dest.weight > 0 and dest.method == "NAT"]
+
+
+def _as_scheduler(scheduler: str) -> str:
+    if scheduler in _EXACT:
+        return scheduler
+    return _APPROXIMATE.get(scheduler, "wrr")
+
+
+def _ip(key: ServiceKey) -> str:
+    return "ip6" if key.family == 6 else "ip"
+
+
+def _proto(key: ServiceKey) -> str:
+    return (key.protocol or "TCP").lower()
+
+
+def _service_match(key: ServiceKey) -> str:
+    if key.fwmark is not None:
+        nfproto = "ipv6" if key.family == 6 else "ipv4"
+        return f"meta mark {key.fwmark:#x} meta nfproto {nfproto}"
+    return f"{_ip(key)} daddr {key.address} {_proto(key)} dport {key.port}"
+
+
+def _reject(key: ServiceKey, match: str) -> str:
+    if key.fwmark is None and _proto(key) == "tcp":
+        return f"{match} reject with tcp reset"
+    return f"{match} reject"
+
+
+def _port_mode(pool: Pool, live: list[Destination]) -> str:
+    """'port': DNAT to address and port; 'address': the port is kept; 'mixed' (fwmark only,
+    some destinations with a port, some without): treated as 'address'."""
+    if pool.service.key.fwmark is None:
+        return "port"               # a destination without a port takes the service's port
+    with_port = [bool(dest.key.port) for dest in live]
+    if all(with_port):
+        return "port"
+    return "mixed" if any(with_port) else "address"
+
+
+def _target(key: ServiceKey, dest: Destination, with_port: bool, concat: bool) -> str:
+    """A destination as nft writes it: in a map (concat: ``a . p``) or after ``dnat to``."""
+    address = dest.key.address
+    if not with_port:
+        return address
+    port = dest.key.port or key.port
+    if concat:
+        return f"{address} . {port}"
+    return f"[{address}]:{port}" if key.family == 6 else f"{address}:{port}"
+
+
+def _dest_name(key: ServiceKey, dest: Destination) -> str:
+    if dest.key.port:
+        host = f"[{dest.key.address}]" if key.family == 6 else dest.key.address
+        return f"{host}:{dest.key.port}"
+    return dest.key.address
+
+
+def _needs_scaling(pool: Pool, live: list[Destination]) -> bool:
+    weights = _raw_weights(pool, live)
+    return sum(weights) // math.gcd(*weights) > MAX_SLOTS
+
+
+def _raw_weights(pool: Pool, live: list[Destination]) -> list[int]:
+    if _as_scheduler(pool.service.scheduler) == "rr":
+        return [1] * len(live)
+    return [dest.weight for dest in live]
+
+
+def _weights(pool: Pool, live: list[Destination]) -> list[int]:
+    """Slots per live destination: the weights over their gcd, scaled down to MAX_SLOTS."""
+    weights = _raw_weights(pool, live)
+    divisor = math.gcd(*weights)
+    weights = [weight // divisor for weight in weights]
+    total = sum(weights)
+    if total > MAX_SLOTS:
+        weights = [max(1, weight * MAX_SLOTS // total) for weight in weights]
+        weights[weights.index(max(weights))] += MAX_SLOTS - sum(weights)
+    return weights
+
+
+def _slots(pool: Pool, live: list[Destination]) -> list[Destination]:
+    """The scheduler's slots, each destination `weight` times, interleaved (d1 d2 d3 d1 ...)
+    so that numgen spreads consecutive connections as IPVS's wrr does."""
+    if _as_scheduler(pool.service.scheduler) == "fo":
+        best = max(dest.weight for dest in live)
+        return [next(dest for dest in live if dest.weight == best)]
+    weights = _weights(pool, live)
+    return [dest for turn in range(max(weights))
+            for dest, weight in zip(live, weights, strict=True) if weight > turn]
+
+
+def _selector(pool: Pool, modulus: int) -> str:
+    """The expression choosing a slot: numgen (rr, wrr, fallbacks) or jhash (sh, dh, mh)."""
+    service = pool.service
+    key = service.key
+    scheduler = _as_scheduler(service.scheduler)
+    if scheduler in ("sh", "dh"):
+        field = f"{_ip(key)} {'saddr' if scheduler == 'sh' else 'daddr'}"
+        if scheduler == "sh" and "sh-port" in service.flags and key.fwmark is None:
+            field += f" . {_proto(key)} sport"
+        return f"jhash {field} mod {modulus}"
+    return f"numgen inc mod {modulus}"
+
+
+def _client_key(pool: Pool) -> tuple[str, str]:
+    """The persistence map's key: its type and the expression (the client's masked address)."""
+    service = pool.service
+    key = service.key
+    kind = "ipv6_addr" if key.family == 6 else "ipv4_addr"
+    expr = f"{_ip(key)} saddr"
+    granularity = service.persistence_netmask
+    if granularity:
+        text = str(granularity).lstrip("/")
+        if key.family == 6:
+            mask = ipaddress.IPv6Network(f"::/{text}").netmask
+        else:
+            mask = ipaddress.IPv4Network(f"0.0.0.0/{text}").netmask
+        if int(mask) != (1 << mask.max_prefixlen) - 1:       # not /32, /128
+            expr += f" & {mask}"
+    return kind, expr
+
+
+def _service_chains(pool: Pool, name: str, live: list[Destination], objects: _Objects) -> None:
+    """Adds the sets and chains of one service to objects: its chain and, with persistence,
+    one chain and one client set per destination, named after the destination."""
+    service = pool.service
+    key = service.key
+    fam = _ip(key)
+    mode = _port_mode(pool, live)
+    with_port = mode == "port"
+    # a transport protocol match must come before a port mapping or a port hash
+    l4 = f"meta l4proto {_proto(key)} " if key.fwmark is None or with_port else ""
+    slots = _slots(pool, live)
+    comment = []
+    if _as_scheduler(service.scheduler) != service.scheduler:
+        comment = [f"# {service.scheduler} is not available with nftables: "
+                   f"scheduled as {_as_scheduler(service.scheduler)}"]
+    if not service.persistence_timeout:
+        if len(slots) == 1:
+            rule = f"{l4}dnat {fam} to {_target(key, slots[0], with_port, concat=False)}"
+        else:
+            entries = ", ".join(f"{i} : {_target(key, dest, with_port, concat=True)}"
+                                for i, dest in enumerate(slots))
+            dnat = f"dnat {fam} addr . port to" if with_port else f"dnat {fam} to"
+            rule = f"{l4}{dnat} {_selector(pool, len(slots))} map {{ {entries} }}"
+        objects.chains[name] = (comment, [rule])
+        return
+
+    # One client set per destination (not one client -> destination map: nft 1.0.6 cannot
+    # add an IPv6 address . port to a map from the packet path). A known client is sent to
+    # its destination's chain, whose `update` refreshes its entry's timeout.
+    kind, client = _client_key(pool)
+    dest_chains: dict = {}
+    lookups = []
+    chains: dict[str, tuple[list[str], list[str]]] = {}
+    for dest in live:
+        if dest not in slots:
+            continue
+        chain = _dest_chain_name(name, dest)
+        dest_chains[dest.key] = chain
+        objects.sets[f"{chain}_clients"] = [f"type {kind}", "flags dynamic,timeout",
+                                             f"timeout {int(service.persistence_timeout)}s"]
+        lookups.append(f"{client} @{chain}_clients goto {chain}")
+        chains[chain] = ([], [f"update @{chain}_clients {{ {client} }}",
+                              f"{l4}dnat {fam} to {_target(key, dest, with_port, concat=False)}"])
+    if len(slots) == 1:
+        choose = f"goto {dest_chains[slots[0].key]}"
+    else:
+        entries = ", ".join(f"{i} : goto {dest_chains[dest.key]}" for i, dest in enumerate(slots))
+        choose = f"{_selector(pool, len(slots))} vmap {{ {entries} }}"
+    objects.chains[name] = ([*comment, "# a known client goes where it went before"],
+                            [*lookups, choose])
+    objects.chains.update(chains)
