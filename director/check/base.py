@@ -1,68 +1,19 @@
-"""What every checker shares: where a check goes (Target), what it found (CheckResult), the
-settings in force (CheckSettings, resolved with keepalived's inheritance), and the Checker
-protocol the scheduler drives.
+"""What the check service needs to turn a parsed checker block into a checker: the settings in
+force (resolve_settings, with keepalived's inheritance and the kind's defaults), where the check
+goes (make_target), and the kind's declaration (kinds/), which builds it.
 
-A checker is a class built from its parsed config block and a Target, doing no I/O in its
-constructor; ``check()`` runs one attempt in a greenlet and returns a CheckResult. It honours
-``target.connect_timeout`` for its own waits; the scheduler also kills it at a hard deadline,
-so a checker that hangs or raises costs only its own server a failed attempt.
+The types of checker.py are here too, for the callers that import them from here.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from .checker import CheckResult, Checker, CheckSettings, Target
+from .kinds import KINDS, Kind, kind
 
-@dataclass(frozen=True)
-class Target:
-    host: str                       # connect_ip, else the real server's address
-    port: int | None                # connect_port, else the real server's port
-    connect_timeout: float
-    bind_ip: str | None = None
-    bind_port: int | None = None
-    bind_if: str | None = None
-    fwmark: int | None = None
-    virtual_server: str = ""        # names for logs and metrics
-    real_server: str = ""
-    virtualhost: str | None = None  # the VS/RS default Host header for HTTP checks
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    ok: bool
-    duration: float                 # seconds the attempt took
-    error: str | None = None        # why it failed, for the dashboard and the log
-    weight: int | None = None       # MISC_CHECK misc_dynamic: the weight the script asked for
-    detail: dict = field(default_factory=dict, compare=False)   # e.g. cert_not_after
-
-
-class Checker(Protocol):
-    kind: str
-
-    def __init__(self, config: Any, target: Target) -> None: ...
-
-    def check(self) -> CheckResult: ...
-
-
-@dataclass(frozen=True)
-class CheckSettings:
-    delay_loop: float
-    connect_timeout: float
-    retry: int
-    delay_before_retry: float
-    warmup: float
-    alpha: bool
-    rise: int = 1
-
-
-# keepalived's per-kind defaults (check_*.c): retry and delay_before_retry.
-RETRY_DEFAULTS = {"MISC_CHECK": 0, "DNS_CHECK": 3, "FILE_CHECK": 0}
-# keepalived watches a FILE_CHECK's file with inotify and reacts at once; we read it at
-# least this often.
-FILE_POLL = 1.0
-DELAY_BEFORE_RETRY_DEFAULTS = {"HTTP_GET": 3.0, "SSL_GET": 3.0}
+__all__ = ["KINDS", "CheckResult", "CheckSettings", "Checker", "Kind", "Target", "implementation",
+           "kind", "make_target", "resolve_settings"]
 
 
 def resolve_settings(virtual_server: Any, real_server: Any, checker: Any) -> CheckSettings:
@@ -76,17 +27,16 @@ def resolve_settings(virtual_server: Any, real_server: Any, checker: Any) -> Che
                 return value
         return default
 
-    kind = checker.kind
+    declared = kind(checker.kind)
     delay_loop = pick("delay_loop", 60.0)
-    if kind == "FILE_CHECK":
-        delay_loop = min(delay_loop, FILE_POLL)
-    retry_default = RETRY_DEFAULTS.get(kind, 1)
-    before_retry = delay_loop if kind == "DNS_CHECK" else \
-        DELAY_BEFORE_RETRY_DEFAULTS.get(kind, 1.0)
+    if declared.max_delay_loop is not None:
+        delay_loop = min(delay_loop, declared.max_delay_loop)
+    before_retry = delay_loop if declared.delay_before_retry is None else \
+        declared.delay_before_retry
     return CheckSettings(
         delay_loop=delay_loop,
         connect_timeout=pick("connect_timeout", 5.0),
-        retry=pick("retry", retry_default),
+        retry=pick("retry", declared.retry),
         delay_before_retry=pick("delay_before_retry", before_retry),
         warmup=pick("warmup", delay_loop),
         alpha=bool(pick("alpha", False)),
@@ -109,24 +59,9 @@ def make_target(virtual_server: Any, real_server: Any, checker: Any,
         getattr(virtual_server, "virtualhost", None))
 
 
-# Kind -> "module:Class", imported when first needed, so a checker module is only loaded
-# by a configuration that uses it.
-IMPLEMENTATIONS = {
-    "TCP_CHECK": "director.check.tcp:TcpCheck",
-    "HTTP_GET": "director.check.http:HttpCheck",
-    "SSL_GET": "director.check.http:HttpCheck",
-    "MISC_CHECK": "director.check.misc:MiscCheck",
-    "SMTP_CHECK": "director.check.smtp:SmtpCheck",
-    "DNS_CHECK": "director.check.dns:DnsCheck",
-    "UDP_CHECK": "director.check.udp:UdpCheck",
-    "PING_CHECK": "director.check.ping:PingCheck",
-    "FILE_CHECK": "director.check.file:FileCheck",
-}
-
-
-def implementation(kind: str) -> type:
-    path = IMPLEMENTATIONS.get(kind)
-    if path is None:
-        raise LookupError(f"no checker implements {kind}")
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+def implementation(name: str) -> type:
+    """The checker class of a kind (bench/check_http_scale.py builds checkers by hand)."""
+    declared = kind(name)
+    if declared.implementation is None:
+        raise LookupError(f"no checker implements {name}")
+    return declared.implementation()

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from ..log import event
-from .base import CheckResult, Target
+from .checker import CheckResult, Target
 from .sockets import open_socket
 
 log = logging.getLogger("director.check.dns")

@@ -35,7 +35,7 @@ import os
 import time
 from typing import Any, Mapping
 
-from .base import CheckResult, Target
+from .checker import CheckResult, Target
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1

@@ -37,7 +37,7 @@ import time
 
 from ..genhash import GenhashError, build_request, compute_digest, parse_response
 from ..log import event as log_event
-from .base import CheckResult, Target
+from .checker import CheckResult, Target
 from .sockets import prepare
 
 log = logging.getLogger("director.check.http")

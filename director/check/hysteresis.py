@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .base import CheckSettings
+from .checker import CheckSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ import subprocess
 import time
 from typing import Any
 
-from .base import CheckResult, Target
+from .checker import CheckResult, Target
 
 DYNAMIC_OFFSET = 2           # misc_dynamic: weight = exit code - 2
 KILL_GRACE = 0.5             # SIGTERM -> SIGKILL (keepalived: 2 s)

@@ -29,7 +29,7 @@ import struct
 import time
 from typing import Any
 
-from .base import CheckResult, Target
+from .checker import CheckResult, Target
 from .sockets import prepare
 
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0

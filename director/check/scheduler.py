@@ -24,7 +24,7 @@ from typing import Any, Callable
 from .. import hub
 from ..clock import Clock
 from ..log import event
-from .base import CheckResult, CheckSettings
+from .checker import CheckResult, CheckSettings
 from .hysteresis import Health, initial_health, judge
 
 log = logging.getLogger("director.check")

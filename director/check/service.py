@@ -12,13 +12,11 @@ from ..clock import Clock
 from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
 from ..notify import Notifier
-from .base import CheckResult, implementation, make_target, resolve_settings
+from .base import CheckResult, kind, make_target, resolve_settings
 from .hysteresis import Health
 from .scheduler import Job, Scheduler
 
 log = logging.getLogger("director.check")
-
-NOT_RUN = {"BFD_CHECK"}          # parsed, warned about by -t, not run
 
 
 @dataclass(eq=False)
@@ -72,12 +70,11 @@ class CheckService:
 
     def _add(self, virtual: Any, real: Any, name: tuple[str, str]) -> RealServerState:
         """A real server as keepalived starts one: up, or down with alpha."""
-        track_files = {item.name: item for item in self.config.track_files}
         state = RealServerState(virtual, real, name)
         for block in real.checkers:
-            if block.kind in NOT_RUN:
+            if not kind(block.kind).runs:     # parsed, warned about by -t (BFD_CHECK)
                 continue
-            job = self._job(virtual, real, block, state.name, track_files)
+            job = self._job(virtual, real, block, state.name)
             state.jobs.append(job)
             self._by_job[id(job)] = state
         state.up = state.compute_up()
@@ -147,19 +144,10 @@ class CheckService:
     def state_of(self, virtual_name: str, real: Any) -> RealServerState | None:
         return self._by_name.get((virtual_name, real.address, real.port))
 
-    def _job(self, virtual, real, block, names, track_files) -> Job:
+    def _job(self, virtual: Any, real: Any, block: Any, names: tuple[str, str]) -> Job:
         settings = resolve_settings(virtual, real, block)
         target = make_target(virtual, real, block, settings, names)
-        cls = implementation(block.kind)
-        if block.kind == "MISC_CHECK":     # keepalived: misc_timeout defaults to delay_loop
-            checker = cls(block, target, script_user=self.config.global_defs.script_user,
-                          delay_loop=settings.delay_loop)
-        elif block.kind == "FILE_CHECK":   # the file's value adjusts the configured weight
-            checker = cls(block, target, track_files=track_files, base_weight=real.weight)
-        elif block.kind == "SSL_GET":      # the SSL block's client certificate, if any
-            checker = cls(block, target, ssl_defs=self.config.ssl)
-        else:
-            checker = cls(block, target)
+        checker = kind(block.kind).build(block, target, self.config, real, settings)
         return self.scheduler.add((*names, block.kind), checker, settings)
 
     def _changed(self, job: Job, result: CheckResult) -> None:

@@ -29,7 +29,7 @@ import socket
 import time
 from typing import Any
 
-from .base import CheckResult, Target
+from .checker import CheckResult, Target
 from .sockets import open_socket
 
 DEFAULT_HELO = "smtpchecker.keepalived.org"     # check_smtp.h SMTP_DEFAULT_HELO

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from .base import Target
+from .checker import Target
 
 SO_MARK = getattr(socket, "SO_MARK", 36)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)

@@ -25,7 +25,7 @@ import time
 from typing import Any, Callable
 
 from .. import hub
-from .base import CheckResult, Target
+from .checker import CheckResult, Target
 from .sockets import prepare
 
 LINGER_RESET = struct.pack("ii", 1, 0)

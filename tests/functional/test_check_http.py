@@ -24,9 +24,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.http import HttpCheck, certificate_detail, format_ranges, judge
-from director.config.blocks.checkers import HTTP_GET, SSL_GET, URL
+from director.config.blocks.checkers import BLOCKS
+from director.config.blocks.common import lookup_block
 from director.config.schema import model_for
 from director.genhash import compute_digest, parse_response
 from director.genhash import main as genhash_main
@@ -37,6 +38,8 @@ pytestmark = pytest.mark.timeout(60)
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE = 10.0     # the longest any server-side wait may take
 SLACK = 0.5         # how late a timeout may fire
+HTTP_GET, SSL_GET = BLOCKS["HTTP_GET"], BLOCKS["SSL_GET"]
+URL = lookup_block(HTTP_GET, "url")
 Url = model_for(URL)
 
 
@@ -540,7 +543,7 @@ def test_bind_failure_is_reported():
 # --- from a parsed keepalived.conf ----------------------------------------------------------
 
 def test_checker_built_from_a_parsed_config(tmp_path):
-    from director.check.base import implementation, make_target, resolve_settings
+    from director.check.base import kind, make_target, resolve_settings
     from director.config import load_config
 
     with Server(routes({"/health": b"HTTP/1.0 204 No Content\r\n\r\n"})) as srv:
@@ -569,7 +572,7 @@ virtual_server 127.0.0.1 80 {{
         spec = rs.checkers[0]
         settings = resolve_settings(vs, rs, spec)
         target = make_target(vs, rs, spec, settings, ("vs", "rs"))
-        check = implementation(spec.kind)(spec, target)
+        check = kind(spec.kind).build(spec, target, loaded.config, rs, settings)
         result = check.check()
     assert check.kind == "HTTP_GET" and result.ok, result.error
     assert host_of(srv.requests[0]) == "health.director.test"
@@ -582,11 +585,14 @@ from gevent import monkey
 monkey.patch_all()
 import json, sys, time
 import gevent
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.http import HttpCheck
-from director.config.blocks.checkers import HTTP_GET, SSL_GET, URL
+from director.config.blocks.checkers import BLOCKS
+from director.config.blocks.common import lookup_block
 from director.config.schema import model_for
 
+HTTP_GET, SSL_GET = BLOCKS["HTTP_GET"], BLOCKS["SSL_GET"]
+URL = lookup_block(HTTP_GET, "url")
 hang_port, tls_port = int(sys.argv[1]), int(sys.argv[2])
 
 def run(block, port, timeout):

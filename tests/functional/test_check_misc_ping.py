@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.misc import MiscCheck
 from director.check.ping import PingCheck, open_icmp_socket
 from director.config.values import Command
@@ -162,7 +162,7 @@ import json, sys, time
 from pathlib import Path
 from types import SimpleNamespace
 import gevent
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.misc import MiscCheck
 from director.config.values import Command
 
@@ -240,7 +240,7 @@ import json, sys
 if sys.argv[2] == "gevent":
     from gevent import monkey; monkey.patch_all()
 from types import SimpleNamespace
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.ping import PingCheck
 out = []
 for spec in json.loads(sys.argv[1]):

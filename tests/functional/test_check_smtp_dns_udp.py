@@ -18,16 +18,19 @@ from aiosmtpd.smtp import SMTP
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.dns import DnsCheck
 from director.check.smtp import SmtpCheck
 from director.check.udp import FILLER, UdpCheck
-from director.config.blocks.checkers import DNS_CHECK, SMTP_CHECK, SMTP_HOST, UDP_CHECK
+from director.config.blocks.checkers import BLOCKS
+from director.config.blocks.common import lookup_block
 from director.config.schema import model_for
 from tests.functional.loopback import LoopbackServer
 
 pytestmark = pytest.mark.timeout(60)
 
+DNS_CHECK, SMTP_CHECK, UDP_CHECK = BLOCKS["DNS_CHECK"], BLOCKS["SMTP_CHECK"], BLOCKS["UDP_CHECK"]
+SMTP_HOST = lookup_block(SMTP_CHECK, "host")
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE = 10.0         # seconds any server-side wait may take
 TIMEOUT = 0.3           # the checks' connect_timeout where we wait for it to expire
@@ -343,12 +346,14 @@ GEVENT_SCRIPT = r"""
 from gevent import monkey; monkey.patch_all()
 import socket, time, gevent
 from gevent.server import DatagramServer, StreamServer
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.dns import DnsCheck
 from director.check.smtp import SmtpCheck
 from director.check.udp import UdpCheck
-from director.config.blocks.checkers import DNS_CHECK, SMTP_CHECK, UDP_CHECK
+from director.config.blocks.checkers import BLOCKS
 from director.config.schema import model_for
+
+DNS_CHECK, SMTP_CHECK, UDP_CHECK = BLOCKS["DNS_CHECK"], BLOCKS["SMTP_CHECK"], BLOCKS["UDP_CHECK"]
 
 def smtp(sock, address):
     sock.sendall(b"220 mx\r\n"); sock.makefile("rb").readline()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.tcp import TcpCheck
 from tests.functional.lab import wait_for
 
@@ -79,7 +79,7 @@ def test_the_server_is_spared_the_accept():
 CHECK_IN_NAMESPACE = """
 from gevent import monkey; monkey.patch_all()
 import sys, time
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.tcp import TcpCheck
 result = TcpCheck(None, Target(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]))).check()
 print(result.ok, round(result.duration, 3), result.error)

@@ -7,13 +7,17 @@ from __future__ import annotations
 import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSHeader, DNSQuestion, DNSRecord
 
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.dns import (TYPES, DnsCheck, build_query, encode_name, parse_header,
                                 rcode_name, reply_rcode)
 from director.check.smtp import DEFAULT_HELO, SmtpCheck, endpoints, reply_code
 from director.check.udp import FILLER, UdpCheck, parse_pattern, reply_problem
-from director.config.blocks.checkers import DNS_CHECK, SMTP_CHECK, SMTP_HOST, UDP_CHECK
+from director.config.blocks.checkers import BLOCKS
+from director.config.blocks.common import lookup_block
 from director.config.schema import model_for
+
+DNS_CHECK, SMTP_CHECK, UDP_CHECK = BLOCKS["DNS_CHECK"], BLOCKS["SMTP_CHECK"], BLOCKS["UDP_CHECK"]
+SMTP_HOST = lookup_block(SMTP_CHECK, "host")
 
 TARGET = Target(host="192.0.2.10", port=25, connect_timeout=3.0)
 

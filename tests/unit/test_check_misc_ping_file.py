@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from director.check.base import Target
+from director.check.checker import Target
 from director.check.file import (INT32_MAX, INT32_MIN, FileCheck, judge, parse_value,
                                  parse_weight, read_value, strtol)
 from director.check.misc import exit_result, run_as

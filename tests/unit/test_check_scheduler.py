@@ -7,7 +7,7 @@ import random
 import time
 
 from director import hub
-from director.check.base import CheckResult, CheckSettings
+from director.check.checker import CheckResult, CheckSettings
 from director.check.scheduler import Scheduler
 from director.clock import MonotonicClock
 

@@ -1,0 +1,58 @@
+"""What a checker is: where a check goes (Target), what it found (CheckResult), the settings in
+force (CheckSettings) and the Checker protocol the scheduler drives.
+
+A checker is a class built from its parsed config block and a Target, doing no I/O in its
+constructor; ``check()`` runs one attempt in a greenlet and returns a CheckResult. It honours
+``target.connect_timeout`` for its own waits; the scheduler also kills it at a hard deadline,
+so a checker that hangs or raises costs only its own server a failed attempt.
+
+The checker modules import these from here, not from base.py: base.py reads the kinds'
+declarations (kinds/), which import their checker modules when the first checker is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str                       # connect_ip, else the real server's address
+    port: int | None                # connect_port, else the real server's port
+    connect_timeout: float
+    bind_ip: str | None = None
+    bind_port: int | None = None
+    bind_if: str | None = None
+    fwmark: int | None = None
+    virtual_server: str = ""        # names for logs and metrics
+    real_server: str = ""
+    virtualhost: str | None = None  # the VS/RS default Host header for HTTP checks
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    duration: float                 # seconds the attempt took
+    error: str | None = None        # why it failed, for the dashboard and the log
+    weight: int | None = None       # MISC_CHECK misc_dynamic: the weight the script asked for
+    detail: dict = field(default_factory=dict, compare=False)   # e.g. cert_not_after
+
+
+class Checker(Protocol):
+    kind: str
+
+    def __init__(self, config: Any, target: Target) -> None: ...
+
+    def check(self) -> CheckResult: ...
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    delay_loop: float
+    connect_timeout: float
+    retry: int
+    delay_before_retry: float
+    warmup: float
+    alpha: bool
+    rise: int = 1
