@@ -17,6 +17,7 @@ from . import hub, pidfile
 from .clock import Clock, MonotonicClock
 from . import reconcile
 from .config import Unreadable, load_config
+from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
 from .events import EventLog
 from .log import event
 from .mail import Mailer
@@ -56,10 +57,6 @@ def release_slowly(parts: list, chunk: int = 100) -> None:
 class StartupError(Exception):
     """The daemon cannot start as asked (its web address is taken, ...): said in one line,
     before anything (VIPs, kernel entries) has been touched."""
-
-
-class CommandError(Exception):
-    """A command from the web API that cannot be done (unknown server, ...)."""
 
 
 class Director:

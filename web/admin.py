@@ -14,7 +14,7 @@ import hmac
 from flask import Blueprint, current_app, jsonify, request
 
 from director import hub
-from director.daemon import CommandError
+from director.errors import CommandError
 
 admin = Blueprint("admin", __name__)
 
