@@ -24,6 +24,9 @@ from typing import Any, Callable
 from .. import hub
 from ..clock import Clock
 from ..log import event
+# director_check_duration_seconds' buckets: each result adds one to one bucket of its job
+# (a list slot, not a metric object); the metrics add them up when scraped.
+from ..state import DURATION_BUCKETS
 from .checker import CheckResult, CheckSettings
 from .hysteresis import Health, initial_health, judge
 
@@ -35,10 +38,6 @@ BATCH = 128                     # checks started per loop turn before the loop m
 TICK = 0.005                    # the dispatcher wakes at most this often: each wake-up costs a
                                 # greenlet switch, so ten thousand checks a second start in
                                 # batches (lateness stays a few ms, far under the 50 ms goal)
-# director_check_duration_seconds: 1 ms to 10 s. Each result adds one to one bucket of its
-# job (a list slot, not a metric object): the metrics collector adds them up when scraped.
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                    10.0)
 HISTORY = 40                    # recent (duration, ok) per job: the dashboard's sparkline
 
 

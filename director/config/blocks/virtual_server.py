@@ -8,6 +8,9 @@ from ..schema import UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Se
 from ..values import Script, group_entry, ip_port, parse_host, parse_ip, parse_port
 from .checkers import checker_keywords
 from .common import NOT_YET, name_header, unsupported
+# The names live with the views that show them (director/state.py); importers keep
+# finding them here.
+from ...state import real_server_name, virtual_server_name  # noqa: F401
 
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf",
               "mh", "twos")
@@ -123,25 +126,6 @@ def _virtual_server_finish(values, ctx):
         ctx.warn(f"virtual_server {name}: hysteresis {values['hysteresis']} must be below quorum "
                  f"{values['quorum']}; keepalived lowers it to {values['quorum'] - 1}")
         values["hysteresis"] = values["quorum"] - 1
-
-
-def virtual_server_name(values) -> str:
-    """How the dashboard, the metrics and the diagnostics name a virtual server."""
-    get = values.get if isinstance(values, dict) else (lambda name: getattr(values, name))
-    protocol = get("protocol") or "TCP"
-    if get("fwmark") is not None:
-        return f"fwmark {get('fwmark')}/{protocol}"
-    if get("group") is not None:
-        return f"group {get('group')}/{protocol}"
-    address = get("address")
-    host = f"[{address}]" if ":" in address else address
-    return f"{host}:{get('port')}/{protocol}"
-
-
-def real_server_name(real) -> str:
-    """How the dashboard, the events and the metrics name a real server."""
-    host = f"[{real.address}]" if ":" in real.address else real.address
-    return f"{host}:{real.port}" if real.port is not None else host
 
 
 VIRTUAL_SERVER = Block(

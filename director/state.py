@@ -1,0 +1,483 @@
+"""The live state's one typed home: frozen views, and the names and constants they share.
+
+Each service returns its own part from its own methods: ``VrrpService.snapshot()`` a
+VrrpView (its instances with their sync group, the sync groups, the IPVS sync daemon, the
+packets dropped before any instance knew them), ``LoadBalancer.virtual_servers()`` the
+VirtualServerViews (each real server's CheckView comes from ``CheckService.views``) and
+``LoadBalancer.view()`` a LoadBalancerView; the daemon puts them together into one State
+(director/snapshot.py). The web API, the dashboard, /metrics, the USR1 dump and the USR2
+stats all read a State; ``--dump-json`` (config/render.py) builds the same views from a
+configuration, live fields None, and leaves the live ones out (``static_json``). One
+producer per shape: a field added to a view reaches every reader.
+
+``as_json()`` gives the contract's /api/v1/state shape (CONTRACT.md), with the fields the
+dashboard and the tests read beyond it. The views are built on demand (a request, a scrape,
+a signal), never kept up to date in the hot path.
+
+This module imports nothing of the daemon and not gevent: config imports the names from
+here, and the web face and the metrics import nothing else of director's (tests/unit/
+test_imports.py holds both to it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Iterator, Mapping
+
+# director_check_duration_seconds: 1 ms to 10 s. Each result adds one to one bucket of its
+# job (a list slot, not a metric object): the metrics collector adds them up when scraped.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0)
+# director_vrrp_state's values (the contract's metric table)
+VRRP_STATE_NUMBERS = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3, "STOP": 4}
+EMPTY: Mapping[Any, Any] = MappingProxyType({})
+
+
+def _empty() -> Mapping[Any, Any]:
+    return EMPTY
+
+
+def frozen(mapping: Mapping) -> Mapping:
+    """A read-only copy: a view must not change when the service's counters go on."""
+    return MappingProxyType(dict(mapping)) if mapping else EMPTY
+
+
+# === names ======================================================================================
+
+def virtual_server_name(values: Any) -> str:
+    """How the dashboard, the metrics, the events and the diagnostics name a virtual server
+    (``values``: the model or, while it is being parsed, a dict of its fields)."""
+    get = values.get if isinstance(values, dict) else (lambda name: getattr(values, name))
+    protocol = get("protocol") or "TCP"
+    if get("fwmark") is not None:
+        return f"fwmark {get('fwmark')}/{protocol}"
+    if get("group") is not None:
+        return f"group {get('group')}/{protocol}"
+    address = get("address")
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{get('port')}/{protocol}"
+
+
+def real_server_name(real: Any) -> str:
+    """How the dashboard, the events and the metrics name a real server."""
+    host = f"[{real.address}]" if ":" in real.address else real.address
+    return f"{host}:{real.port}" if real.port is not None else host
+
+
+def static_json(view: Any) -> dict[str, Any]:
+    """A view's JSON without its live fields (``LIVE``): what ``--dump-json`` shows."""
+    return {key: value for key, value in view.as_json().items() if key not in view.LIVE}
+
+
+# === VRRP =======================================================================================
+
+@dataclass(frozen=True, slots=True)
+class InstanceCounters:
+    adverts_sent: int
+    adverts_received: int
+    send_errors: int
+    address_errors: int
+    became_master: int
+    dropped: Mapping[str, int]                      # reason -> packets
+    noted: Mapping[str, int]                        # accepted, but counted: reason -> packets
+    transitions: Mapping[tuple[str, str], int]      # (from, to) -> times
+
+    def as_json(self) -> dict[str, Any]:
+        return {"adverts_sent": self.adverts_sent, "adverts_received": self.adverts_received,
+                "send_errors": self.send_errors, "address_errors": self.address_errors,
+                "became_master": self.became_master, "dropped": dict(self.dropped),
+                "noted": dict(self.noted),
+                "transitions": {f"{old}->{new}": n
+                                for (old, new), n in self.transitions.items()}}
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    LIVE: ClassVar[frozenset[str]] = frozenset(
+        {"state", "master_ip", "last_transition", "reason", "faults", "counters"})
+
+    name: str
+    vrid: int
+    interface: str
+    priority: int                       # configured
+    effective_priority: int             # after tracking
+    vips: tuple[str, ...]
+    sync_group: str | None
+    version: int                        # the VRRP version it runs
+    state: str | None = None            # MASTER, BACKUP, FAULT, INIT, STOP
+    master_ip: str | None = None
+    last_transition: float | None = None
+    reason: str | None = None           # of the last transition
+    faults: tuple[str, ...] = ()
+    counters: InstanceCounters | None = None
+
+    @classmethod
+    def of(cls, config: Any, version: int, sync_group: str | None,
+           effective_priority: int | None = None, **live: Any) -> InstanceView:
+        """From a vrrp_instance model; ``live`` (a running instance) fills the rest."""
+        return cls(config.name, config.virtual_router_id, config.interface, config.priority,
+                   config.priority if effective_priority is None else effective_priority,
+                   tuple(vip.address for vip in config.virtual_ipaddress), sync_group,
+                   version, **live)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "vrid": self.vrid,
+                "interface": self.interface, "priority": self.priority,
+                "effective_priority": self.effective_priority, "master_ip": self.master_ip,
+                "vips": list(self.vips), "last_transition": self.last_transition,
+                "reason": self.reason, "faults": list(self.faults), "version": self.version,
+                "counters": None if self.counters is None else self.counters.as_json(),
+                "sync_group": self.sync_group}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupView:
+    LIVE: ClassVar[frozenset[str]] = frozenset({"state"})
+
+    name: str
+    instances: tuple[str, ...]
+    state: str | None = None            # its members' common role, MIXED, or FAULT
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "instances": list(self.instances)}
+
+
+@dataclass(frozen=True, slots=True)
+class LvsSyncView:
+    """The kernel's IPVS connection sync daemons and the instance they follow."""
+
+    interface: str
+    instance: str
+    wanted: Mapping[str, Any] | None    # the daemon the instance's role calls for
+    running: tuple[Mapping[str, Any], ...]   # as the kernel last said: state, interface, ...
+    in_step: bool
+    errors: int
+    last_error: str | None
+    changes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"interface": self.interface, "instance": self.instance,
+                "wanted": None if self.wanted is None else dict(self.wanted),
+                "running": [dict(daemon) for daemon in self.running],
+                "in_step": self.in_step, "errors": self.errors,
+                "last_error": self.last_error, "changes": self.changes}
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpView:
+    instances: tuple[InstanceView, ...] = ()
+    sync_groups: tuple[SyncGroupView, ...] = ()
+    lvs_sync_daemon: LvsSyncView | None = None
+    # Packets dropped before any instance knew them (undecodable, or for a vrid we do not
+    # run), by (interface, reason); the others count on their instance.
+    dropped_by_interface: Mapping[tuple[str, str], int] = field(default_factory=_empty)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"instances": [instance.as_json() for instance in self.instances],
+                "sync_groups": [group.as_json() for group in self.sync_groups],
+                "lvs_sync_daemon": None if self.lvs_sync_daemon is None
+                else self.lvs_sync_daemon.as_json(),
+                "dropped_by_interface": {f"{interface}/{reason}": count for
+                                         (interface, reason), count in
+                                         sorted(self.dropped_by_interface.items())}}
+
+
+# === checks =====================================================================================
+
+@dataclass(frozen=True, slots=True)
+class LastCheck:
+    ok: bool
+    duration_seconds: float
+    error: str | None
+    at: float                                   # epoch seconds
+    cert_not_after: float | None = None         # SSL_GET: when the certificate expires
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"ok": self.ok, "duration_seconds": self.duration_seconds, "error": self.error,
+               "at": self.at}
+        if self.cert_not_after is not None:
+            out["cert_not_after"] = self.cert_not_after
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobStats:
+    """One checker of one real server, for the metrics (not in the JSON)."""
+
+    virtual_server: str
+    real_server: str
+    checker: str
+    ok: int
+    failed: int
+    buckets: tuple[int, ...]          # per DURATION_BUCKETS, not cumulative; last: +Inf
+    duration_sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckView:
+    """What the checks say of one real server (CheckService.views)."""
+
+    checker: str | None                 # the checkers that run, "+"-joined
+    up: bool
+    drained: bool                       # weight 0 on an operator's request, still checked
+    ok: int                             # attempts that passed, all its checkers
+    failed: int
+    last_check: LastCheck | None
+    jobs: tuple[JobStats, ...] = ()     # asked for by the metrics only
+
+
+# === the load balancer ==========================================================================
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """IPVS's totals for a service or a destination."""
+
+    connections: int
+    packets_in: int
+    packets_out: int
+    bytes_in: int
+    bytes_out: int
+
+    @classmethod
+    def total(cls, items: Iterator[Traffic | None] | list) -> Traffic | None:
+        """The sum of those present; None when none is (the backend keeps no counters)."""
+        present = [item for item in items if item is not None]
+        if not present:
+            return None
+        if len(present) == 1:
+            return present[0]
+        return cls(*(sum(values) for values in zip(*(
+            (i.connections, i.packets_in, i.packets_out, i.bytes_in, i.bytes_out)
+            for i in present))))
+
+    def as_json(self) -> dict[str, int]:
+        return {"connections": self.connections, "packets_in": self.packets_in,
+                "packets_out": self.packets_out, "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out}
+
+
+@dataclass(frozen=True, slots=True)
+class DrainView:
+    """A drain in progress, or done: since when, the connections left, why it ended."""
+
+    since: float                        # epoch seconds
+    seconds: float
+    active_connections: int | None
+    complete: bool
+    why: str | None
+    completed_at: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"since": self.since, "seconds": self.seconds,
+                "active_connections": self.active_connections, "complete": self.complete,
+                "why": self.why, "completed_at": self.completed_at}
+
+
+def configured_checker(real: Any) -> str | None:
+    kinds = [checker.kind for checker in real.checkers]
+    return "+".join(kinds) if kinds else None
+
+
+@dataclass(frozen=True, slots=True)
+class RealServerView:
+    LIVE: ClassVar[frozenset[str]] = frozenset(
+        {"weight", "desired_weight", "up", "drained", "last_check", "checks", "counters",
+         "active_connections", "inactive_connections", "drain"})
+
+    name: str
+    address: str
+    port: int | None
+    configured_weight: int
+    checker: str | None
+    weight: int | None = None           # in the kernel now (None: not there, or not known)
+    desired_weight: int | None = None   # what the pool rules want
+    counters: Traffic | None = None
+    active_connections: int | None = None     # where the backend can tell
+    inactive_connections: int | None = None
+    drain: DrainView | None = None
+    check: CheckView | None = None      # None: not checked (-P, or not yet)
+
+    @classmethod
+    def of(cls, real: Any, check: CheckView | None = None, weight: int | None = None,
+           desired_weight: int | None = None, counters: Traffic | None = None,
+           active_connections: int | None = None, inactive_connections: int | None = None,
+           drain: DrainView | None = None) -> RealServerView:
+        """From a real_server model and what is live of it. Its checker: what runs when it is
+        checked, what is configured otherwise. (Positional to the constructor: it runs ten
+        thousand times a scrape.)"""
+        return cls(real_server_name(real), real.address, real.port, real.weight,
+                   check.checker if check is not None else configured_checker(real),
+                   weight, desired_weight, counters, active_connections, inactive_connections,
+                   drain, check)
+
+    @property
+    def up(self) -> bool | None:
+        return None if self.check is None else self.check.up
+
+    @property
+    def drained(self) -> bool:
+        return self.check is not None and self.check.drained
+
+    @property
+    def last_check(self) -> LastCheck | None:
+        return None if self.check is None else self.check.last_check
+
+    def as_json(self) -> dict[str, Any]:
+        check, counters, drain = self.check, self.counters, self.drain
+        out = {"name": self.name, "address": self.address, "port": self.port,
+               "weight": self.weight, "desired_weight": self.desired_weight,
+               "configured_weight": self.configured_weight, "up": None, "drained": False,
+               "checker": self.checker, "last_check": None, "checks": None,
+               "counters": None if counters is None else counters.as_json(),
+               "active_connections": self.active_connections,
+               "inactive_connections": self.inactive_connections,
+               "drain": None if drain is None else drain.as_json()}
+        if check is not None:
+            out["up"], out["drained"] = check.up, check.drained
+            out["checks"] = {"ok": check.ok, "failed": check.failed}
+            if check.last_check is not None:
+                out["last_check"] = check.last_check.as_json()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServerView:
+    LIVE: ClassVar[frozenset[str]] = frozenset(
+        {"quorum_ok", "sorry_server_active", "suspended", "in_kernel", "up", "counters"})
+
+    name: str
+    address: str | None
+    port: int | None
+    fwmark: int | None
+    protocol: str
+    group: str | None
+    lb_algo: str
+    lb_kind: str
+    delay_loop: float
+    quorum: int
+    sorry_server: str | None            # ADDRESS:PORT
+    real_servers: tuple[RealServerView, ...]
+    quorum_ok: bool = True              # no load balancer (-P): as keepalived starts one
+    suspended: bool = False             # ha_suspend: its address is not ours now
+    in_kernel: bool = False
+    counters: Traffic | None = None
+
+    @classmethod
+    def of(cls, virtual: Any, real_servers: tuple[RealServerView, ...],
+           **live: Any) -> VirtualServerView:
+        """From a virtual_server model and its real servers' views."""
+        sorry = virtual.sorry_server
+        return cls(virtual_server_name(virtual), virtual.address, virtual.port, virtual.fwmark,
+                   virtual.protocol or "TCP", virtual.group, virtual.lb_algo, virtual.lb_kind,
+                   virtual.delay_loop, virtual.quorum,
+                   None if sorry is None else
+                   f"{sorry[0]}:{sorry[1] if sorry[1] is not None else virtual.port}",
+                   real_servers, **live)
+
+    @property
+    def sorry_server_active(self) -> bool:
+        return self.sorry_server is not None and not self.quorum_ok
+
+    @property
+    def up(self) -> int:
+        return sum(1 for real in self.real_servers if real.check is not None and real.check.up)
+
+    def as_json(self) -> dict[str, Any]:
+        reals = [real.as_json() for real in self.real_servers]
+        return {"name": self.name, "address": self.address, "port": self.port,
+                "fwmark": self.fwmark, "protocol": self.protocol, "group": self.group,
+                "lb_algo": self.lb_algo, "lb_kind": self.lb_kind,
+                "delay_loop": self.delay_loop, "quorum": self.quorum,
+                "quorum_ok": self.quorum_ok, "sorry_server": self.sorry_server,
+                "sorry_server_active": self.sorry_server_active,
+                "suspended": self.suspended, "in_kernel": self.in_kernel,
+                "up": sum(1 for real in reals if real["up"]), "total": len(reals),
+                "counters": None if self.counters is None else self.counters.as_json(),
+                "real_servers": reals}
+
+
+def configured_virtual_servers(config: Any) -> tuple[VirtualServerView, ...]:
+    """The virtual servers of a configuration, nothing live: --dump-json, and a daemon that
+    does not run them (-P)."""
+    return tuple(VirtualServerView.of(virtual, tuple(RealServerView.of(real)
+                                                     for real in virtual.real_servers))
+                 for virtual in config.virtual_servers)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancerView:
+    backend: str                        # ipvs, nftables, none
+    errors: Mapping[str, int]           # operation -> backend errors, ever
+    last_error: Mapping[str, Any] | None     # operation, error, at
+    failing_converges: int              # in a row, now
+
+    def as_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "errors": dict(self.errors),
+                "last_error": None if self.last_error is None else dict(self.last_error),
+                "failing_converges": self.failing_converges}
+
+
+# === the daemon =================================================================================
+
+@dataclass(frozen=True, slots=True)
+class ReloadView:
+    result: str | None                  # success, failure; None before the first reload
+    at: float | None
+    errors: tuple[str, ...] = ()
+    note: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"result": self.result, "at": self.at, "errors": list(self.errors),
+                "note": self.note}
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The whole live state at ``at``."""
+
+    router_id: str
+    pid: int
+    started: float                      # epoch seconds
+    config: str                         # the configuration file
+    backend: str | None
+    load_balancer: LoadBalancerView | None
+    not_running: tuple[str, ...]        # the long-lived parts that are not running (/healthz)
+    reload: ReloadView
+    vrrp: VrrpView
+    virtual_servers: tuple[VirtualServerView, ...]
+    # for the metrics, not in /api/v1/state:
+    at: float = 0.0
+    reloads: Mapping[str, int] = field(default_factory=_empty)        # result -> reloads
+    last_reload_success: float | None = None
+    # (kind, result) -> notifications sent
+    notifications: Mapping[tuple[str, str], int] = field(default_factory=_empty)
+    lateness_p99: float | None = None           # seconds checks started late, p99
+    crashes: Mapping[str, int] = field(default_factory=_empty)   # long-lived greenlet -> crashes
+
+    @property
+    def healthy(self) -> bool:
+        return not self.not_running
+
+    def jobs(self) -> Iterator[JobStats]:
+        """Every checker's counters (a State taken with_jobs; empty otherwise)."""
+        for server in self.virtual_servers:
+            for real in server.real_servers:
+                if real.check is not None:
+                    yield from real.check.jobs
+
+    def head_json(self) -> dict[str, Any]:
+        """Everything of as_json() but the virtual servers (the USR1 dump writes those one
+        real server a line)."""
+        return {"router_id": self.router_id, "pid": self.pid, "started": self.started,
+                "config": self.config, "backend": self.backend,
+                "load_balancer": None if self.load_balancer is None
+                else self.load_balancer.as_json(),
+                "not_running": list(self.not_running), "reload": self.reload.as_json(),
+                "vrrp": self.vrrp.as_json()}
+
+    def as_json(self) -> dict[str, Any]:
+        """The /api/v1/state body (the API adds ``admin``)."""
+        out = self.head_json()
+        out["virtual_servers"] = [server.as_json() for server in self.virtual_servers]
+        return out
