@@ -22,7 +22,8 @@ from .events import EventLog
 from .log import event
 from .mail import Mailer
 from .notify import Notifier
-from .snapshot import Snapshot, take, virtual_servers
+from .snapshot import take
+from .state import State, VrrpView
 
 log = logging.getLogger("director")
 
@@ -411,8 +412,8 @@ class Director:
     def router_id(self) -> str:
         return self.config.global_defs.router_id or self.config_id
 
-    def vrrp_snapshot(self) -> dict:
-        return self.vrrp.snapshot() if self.vrrp else {"instances": [], "sync_groups": []}
+    def vrrp_snapshot(self) -> VrrpView:
+        return self.vrrp.snapshot() if self.vrrp else VrrpView()
 
     def notifications(self) -> dict[tuple[str, str], int]:
         """(kind, result) -> count: notify scripts and mails."""
@@ -422,7 +423,8 @@ class Director:
                        for result, n in (self.mailer.results if self.mailer else {}).items()})
         return counts
 
-    def snapshot(self, with_jobs: bool = False) -> Snapshot:
+    def snapshot(self, with_jobs: bool = False) -> State:
+        """The live state (what the web face, the metrics and the dumps read)."""
         return take(self, with_jobs=with_jobs)
 
     def _write_state_file(self, name: str, lines) -> None:
@@ -445,19 +447,19 @@ class Director:
             event(log, "director.write_error", logging.ERROR, file=name, error=exc)
 
     def _dump_lines(self):
-        """The state as JSON, one real server a line (C encoder: no indent), so that it can
-        be written piece by piece and still read by people and by json.load."""
-        yield "{" + json.dumps("router_id") + ": " + json.dumps(self.router_id()) + ",\n"
-        yield ' "notifications": ' + json.dumps(
-            {f"{kind} {result}": n for (kind, result), n in self.notifications().items()}) + \
-            ",\n"
-        yield ' "vrrp": ' + json.dumps(self.vrrp_snapshot()) + ",\n"
-        servers = virtual_servers(self.config, self.checks, self.lb, YIELD_EVERY)
-        yield ' "virtual_servers": ['
-        for index, server in enumerate(servers):
-            reals = server.pop("real_servers")
-            head = json.dumps(server)[:-1]
-            yield ("," if index else "") + "\n  " + head + ', "real_servers": ['
+        """The state as /api/v1/state has it, and the notifications, as JSON: a line per key,
+        one real server a line (C encoder: no indent), so that it can be written piece by
+        piece and still read by people and by json.load."""
+        state = take(self, YIELD_EVERY)
+        head = state.head_json()
+        head["notifications"] = {f"{kind} {result}": n
+                                 for (kind, result), n in state.notifications.items()}
+        yield "{" + ",\n ".join(f"{json.dumps(key)}: {json.dumps(value)}"
+                                for key, value in head.items()) + ',\n "virtual_servers": ['
+        for index, server in enumerate(state.virtual_servers):
+            data = server.as_json()
+            reals = data.pop("real_servers")
+            yield ("," if index else "") + "\n  " + json.dumps(data)[:-1] + ', "real_servers": ['
             yield ",".join("\n   " + json.dumps(real) for real in reals) + "]}"
         yield "\n ]}\n"
 
@@ -466,8 +468,8 @@ class Director:
         return True
 
     def handle_stats(self) -> bool:
-        vrrp = self.vrrp_snapshot()
+        vrrp = self.vrrp_snapshot().as_json()
         stats = {i["name"]: i["counters"] for i in vrrp["instances"]}
-        stats["dropped_by_interface"] = vrrp.get("dropped_by_interface", {})
+        stats["dropped_by_interface"] = vrrp["dropped_by_interface"]
         self._write_state_file("director.stats", [json.dumps(stats, indent=2), "\n"])
         return True

@@ -1,10 +1,12 @@
-"""Prometheus metrics over snapshots (see collector.py)."""
+"""Prometheus metrics over the daemon's State (see collector.py)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
+
+from director.state import State
 
 from .collector import LabelCache, SnapshotCollector, per_server_text
 
@@ -12,9 +14,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Exposition:
-    """``render()``: the text exposition of one fresh snapshot."""
+    """``render()``: the text exposition of one fresh State (``take_snapshot``: the
+    daemon's ``snapshot``)."""
 
-    def __init__(self, take_snapshot: Callable[..., Any], version: str = "") -> None:
+    def __init__(self, take_snapshot: Callable[..., State], version: str = "") -> None:
         self.take_snapshot = take_snapshot
         self.version = version
         self.labels = LabelCache()

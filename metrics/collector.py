@@ -1,9 +1,10 @@
-"""The Prometheus metrics of the contract, built at scrape time from one snapshot.
+"""The Prometheus metrics of the contract, built at scrape time from one State
+(director/state.py).
 
 Nothing in the hot path touches a metric object: the checks count into plain lists on their
-jobs (scheduler.DURATION_BUCKETS), VRRP into its counters, and a scrape turns one snapshot
-into metric families. With ten thousand real servers that is one walk of the state per
-scrape instead of millions of metric updates a minute.
+jobs (state.DURATION_BUCKETS), VRRP into its counters, and a scrape turns one State into
+metric families. With ten thousand real servers that is one walk of the state per scrape
+instead of millions of metric updates a minute.
 
 Two writers share the work. ``SnapshotCollector`` (prometheus_client) yields the families
 with a few samples each: the daemon's and VRRP's. The families with samples per real server
@@ -15,32 +16,32 @@ and cached across scrapes, and each line is one concatenation.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from director.check.scheduler import DURATION_BUCKETS
+from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, LvsSyncView, RealServerView,
+                            State, VirtualServerView, VrrpView)
 
-VRRP_STATES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3, "STOP": 4}
 BUCKET_LABELS = [repr(float(bound)) for bound in DURATION_BUCKETS] + ["+Inf"]
 
 
 class SnapshotCollector(Collector):
-    """The daemon's and VRRP's families, from one snapshot."""
+    """The daemon's and VRRP's families, from one State."""
 
-    def __init__(self, snapshot: Any, version: str = "") -> None:
+    def __init__(self, snapshot: State, version: str = "") -> None:
         self.snapshot = snapshot
         self.version = version
 
     def collect(self) -> Iterator[Metric]:
         yield from self._daemon(self.snapshot)
-        yield from self._vrrp(self.snapshot.state["vrrp"])
+        yield from self._vrrp(self.snapshot.vrrp)
 
-    def _daemon(self, snapshot: Any) -> Iterator[Metric]:
+    def _daemon(self, snapshot: State) -> Iterator[Metric]:
         info = GaugeMetricFamily("director_build_info", "director's version.",
                                  labels=["version", "backend"])
-        info.add_metric([self.version, snapshot.state.get("backend") or "none"], 1)
+        info.add_metric([self.version, snapshot.backend or "none"], 1)
         yield info
         yield GaugeMetricFamily("director_healthy",
                                 "1 while the main loop and the check scheduler run (/healthz).",
@@ -53,25 +54,24 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily(
             "director_config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully (start-up counts).",
-            value=snapshot.last_reload_success or snapshot.state.get("started") or 0)
-        last = snapshot.state.get("reload", {}).get("result")
+            value=snapshot.last_reload_success or snapshot.started or 0)
         yield GaugeMetricFamily("director_config_last_reload_successful",
                                 "0 when the most recent reload failed.",
-                                value=0 if last == "failure" else 1)
+                                value=0 if snapshot.reload.result == "failure" else 1)
         notifications = CounterMetricFamily("director_notifications_total",
                                             "Notifications sent, by kind and result.",
                                             labels=["kind", "result"])
         for (kind, result), count in sorted(snapshot.notifications.items()):
             notifications.add_metric([kind, result], count)
         yield notifications
-        balancer = snapshot.state.get("load_balancer")
+        balancer = snapshot.load_balancer
         if balancer is not None:
             errors = CounterMetricFamily("director_lb_errors_total",
                                          "Load-balancer backend errors (netlink, nft), by "
                                          "operation; each is retried.",
                                          labels=["backend", "operation"])
-            for operation, count in sorted(balancer["errors"].items()):
-                errors.add_metric([balancer["backend"], operation], count)
+            for operation, count in sorted(balancer.errors.items()):
+                errors.add_metric([balancer.backend, operation], count)
             yield errors
         crashes = CounterMetricFamily("director_greenlet_crashes_total",
                                       "Exceptions that ended a long-lived part of the daemon "
@@ -85,7 +85,7 @@ class SnapshotCollector(Collector):
                 "99th percentile of how late recent checks started past their due time.",
                 value=snapshot.lateness_p99)
 
-    def _vrrp(self, vrrp: dict) -> Iterator[Metric]:
+    def _vrrp(self, vrrp: VrrpView) -> Iterator[Metric]:
         role = GaugeMetricFamily("director_vrrp_state",
                                  "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT, 4 STOP.",
                                  labels=["instance", "vrid", "interface"])
@@ -100,49 +100,52 @@ class SnapshotCollector(Collector):
                                    labels=["instance"])
         received = CounterMetricFamily("director_vrrp_adverts_received_total",
                                        "Adverts received and accepted.", labels=["instance"])
+        # Packets no instance was told of (undecodable, or for a vrid we do not run) have
+        # their interface and an empty instance (a label set of its own, which promtool
+        # accepts, rather than a second family with other labels).
         dropped = CounterMetricFamily("director_vrrp_packets_dropped_total",
                                       "Packets dropped by the receive checks, by reason.",
                                       labels=["instance", "interface", "reason"])
-        for instance in vrrp["instances"]:
-            name, counters = instance["name"], instance["counters"]
-            role.add_metric([name, str(instance["vrid"]), instance["interface"]],
-                            VRRP_STATES.get(instance["state"], 0))
-            priority.add_metric([name], instance["effective_priority"])
-            for pair, count in sorted(counters["transitions"].items()):
-                old, new = pair.split("->")
+        for instance in vrrp.instances:
+            name, counters = instance.name, instance.counters
+            role.add_metric([name, str(instance.vrid), instance.interface],
+                            VRRP_STATE_NUMBERS.get(instance.state or "INIT", 0))
+            priority.add_metric([name], instance.effective_priority)
+            if counters is None:
+                continue
+            for (old, new), count in sorted(counters.transitions.items()):
                 transitions.add_metric([name, old, new], count)
-            became.add_metric([name], counters["became_master"])
-            sent.add_metric([name], counters["adverts_sent"])
-            received.add_metric([name], counters["adverts_received"])
-            for reason, count in sorted(counters["dropped"].items()):
-                dropped.add_metric([name, instance["interface"], reason], count)
-        for key, count in sorted(vrrp.get("dropped_by_interface", {}).items()):
-            interface, _, reason = key.partition("/")
+            became.add_metric([name], counters.became_master)
+            sent.add_metric([name], counters.adverts_sent)
+            received.add_metric([name], counters.adverts_received)
+            for reason, count in sorted(counters.dropped.items()):
+                dropped.add_metric([name, instance.interface, reason], count)
+        for (interface, reason), count in sorted(vrrp.dropped_by_interface.items()):
             dropped.add_metric(["", interface, reason], count)
         yield from (role, priority, transitions, became, sent, received, dropped)
-        yield from self._lvs_sync(vrrp.get("lvs_sync_daemon"))
+        yield from self._lvs_sync(vrrp.lvs_sync_daemon)
 
     @staticmethod
-    def _lvs_sync(daemon: dict | None) -> Iterator[Metric]:
+    def _lvs_sync(daemon: LvsSyncView | None) -> Iterator[Metric]:
         if daemon is None:
             return
         running = GaugeMetricFamily(
             "director_lvs_sync_daemon_running",
             "1 while the kernel runs the IPVS connection sync daemon of this state.",
             labels=["state", "interface", "syncid"])
-        states = {d["state"]: d for d in daemon["running"]}
+        states = {d["state"]: d for d in daemon.running}
         for state in ("master", "backup"):
             found = states.get(state, {})
-            running.add_metric([state, found.get("interface", daemon["interface"]),
+            running.add_metric([state, found.get("interface", daemon.interface),
                                 str(found.get("syncid", ""))], 1 if found else 0)
         yield running
         yield GaugeMetricFamily("director_lvs_sync_daemon_in_step",
                                 "1 when the kernel's sync daemons are what the followed VRRP "
                                 "instance's state calls for.",
-                                value=1 if daemon["in_step"] else 0)
+                                value=1 if daemon.in_step else 0)
         yield CounterMetricFamily("director_lvs_sync_daemon_errors_total",
                                   "Failed attempts to read, start or stop the sync daemons.",
-                                  value=daemon["errors"])
+                                  value=daemon.errors)
 
 
 # === the families with samples per real server, as text ========================================
@@ -193,9 +196,10 @@ def _header(out: list[str], name: str, kind: str, text: str) -> None:
     out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
 
 
-def per_server_text(snapshot: Any, cache: LabelCache) -> str:
+def per_server_text(snapshot: State, cache: LabelCache) -> str:
     out: list[str] = []
-    jobs = snapshot.jobs
+    servers = snapshot.virtual_servers
+    jobs = list(snapshot.jobs())
     _header(out, "director_check_duration_seconds", "histogram",
             "How long checks took, pass or fail.")
     for job in jobs:
@@ -214,40 +218,43 @@ def per_server_text(snapshot: Any, cache: LabelCache) -> str:
         out.append(f'director_checks_total{{{labels},result="success"}} {job.ok}\n'
                    f'director_checks_total{{{labels},result="failure"}} {job.failed}\n')
 
-    servers = snapshot.state["virtual_servers"]
+    entries = [(cache.of(server.name, real.name), real)
+               for server in servers for real in server.real_servers]
     families = (
         ("director_real_server_up", "gauge", "1 while its checkers say up.",
-         lambda real: None if real["up"] is None else int(real["up"])),
+         lambda real: None if real.check is None else int(real.check.up)),
         ("director_real_server_weight", "gauge",
-         "Its weight in the kernel now (0 when not there).", lambda real: real["weight"] or 0),
+         "Its weight in the kernel now (0 when not there).", lambda real: real.weight or 0),
         ("director_real_server_configured_weight", "gauge", "Its weight in the configuration.",
-         lambda real: real["configured_weight"]),
+         lambda real: real.configured_weight),
         ("director_real_server_drained", "gauge", "1 while an operator has drained it.",
-         lambda real: int(real["drained"])),
+         lambda real: int(real.check is not None and real.check.drained)),
         ("director_real_server_certificate_expiry_timestamp_seconds", "gauge",
-         "When the certificate its SSL_GET check saw expires.",
-         lambda real: (real["last_check"] or {}).get("cert_not_after")),
+         "When the certificate its SSL_GET check saw expires.", _cert_not_after),
     )
     for name, kind, text, value_of in families:
         _header(out, name, kind, text)
-        for server in servers:
-            for real in server["real_servers"]:
-                value = value_of(real)
-                if value is not None:
-                    out.append(f"{name}{{{cache.of(server['name'], real['name'])}}} "
-                               f"{_number(value)}\n")
+        for labels, real in entries:
+            value = value_of(real)
+            if value is not None:
+                out.append(f"{name}{{{labels}}} {_number(value)}\n")
     for name, kind, text, value_of in (
             ("director_virtual_server_quorum_up", "gauge",
-             "1 while the live weight reaches the quorum.", lambda vs: int(vs["quorum_ok"])),
+             "1 while the live weight reaches the quorum.", lambda vs: int(vs.quorum_ok)),
             ("director_virtual_server_sorry_server_active", "gauge",
-             "1 while the sorry server serves.", lambda vs: int(vs["sorry_server_active"]))):
+             "1 while the sorry server serves.", lambda vs: int(vs.sorry_server_active))):
         _header(out, name, kind, text)
-        out.extend(f"{name}{{{cache.of(server['name'])}}} {value_of(server)}\n"
+        out.extend(f"{name}{{{cache.of(server.name)}}} {value_of(server)}\n"
                    for server in servers)
-    _traffic(out, servers, cache)
-    _connections_now(out, servers, cache)
+    _traffic(out, servers, entries, cache)
+    _connections_now(out, entries)
     cache.end_scrape()
     return "".join(out)
+
+
+def _cert_not_after(real: RealServerView) -> float | None:
+    last = None if real.check is None else real.check.last_check
+    return None if last is None else last.cert_not_after
 
 
 TRAFFIC = (("connections", "Connections the kernel scheduled (IPVS).", (("", "connections"),)),
@@ -257,31 +264,29 @@ TRAFFIC = (("connections", "Connections the kernel scheduled (IPVS).", (("", "co
             (("in", "bytes_in"), ("out", "bytes_out"))))
 
 
-def _connections_now(out: list[str], servers: list[dict], cache: LabelCache) -> None:
+def _connections_now(out: list[str], entries: list[tuple[str, RealServerView]]) -> None:
     """Each real server's connections now, where the backend can tell (IPVS: every
     delay_loop; nftables: while a drain waits)."""
-    entries = [(cache.of(server["name"], real["name"]), real)
-               for server in servers for real in server["real_servers"]
-               if real.get("active_connections") is not None]
+    entries = [(labels, real) for labels, real in entries
+               if real.active_connections is not None]
     if not entries:
         return
     for what, text in (("active", "Established connections to the real server now (IPVS "
                                   "ActiveConn)."),
-                        ("inactive", "Its other connections now (IPVS InActConn: closing, "
-                                     "TIME_WAIT, UDP).")):
+                       ("inactive", "Its other connections now (IPVS InActConn: closing, "
+                                    "TIME_WAIT, UDP).")):
         name = f"director_real_server_{what}_connections"
         _header(out, name, "gauge", text)
         for labels, real in entries:
-            out.append(f"{name}{{{labels}}} {real[what + '_connections']}\n")
+            out.append(f"{name}{{{labels}}} {getattr(real, what + '_connections')}\n")
 
 
-def _traffic(out: list[str], servers: list[dict], cache: LabelCache) -> None:
+def _traffic(out: list[str], servers: tuple[VirtualServerView, ...],
+             reals: list[tuple[str, RealServerView]], cache: LabelCache) -> None:
     """IPVS's counters per virtual and per real server, where the backend has them."""
     for scope in ("virtual_server", "real_server"):
-        entries = [(cache.of(server["name"]), server.get("counters")) for server in servers] \
-            if scope == "virtual_server" else \
-            [(cache.of(server["name"], real["name"]), real.get("counters"))
-             for server in servers for real in server["real_servers"]]
+        entries = [(cache.of(server.name), server.counters) for server in servers] \
+            if scope == "virtual_server" else [(labels, real.counters) for labels, real in reals]
         entries = [(labels, counters) for labels, counters in entries if counters]
         if not entries:
             continue
@@ -291,4 +296,4 @@ def _traffic(out: list[str], servers: list[dict], cache: LabelCache) -> None:
             for labels, counters in entries:
                 for direction, field in fields:
                     extra = f',direction="{direction}"' if direction else ""
-                    out.append(f"{name}{{{labels}{extra}}} {counters[field]}\n")
+                    out.append(f"{name}{{{labels}{extra}}} {getattr(counters, field)}\n")

@@ -45,8 +45,7 @@ def bad_request(error):
 
 @api.get("/api/v1/state")
 def state():
-    snapshot = _director().snapshot()
-    body = dict(snapshot.state)
+    body = _director().snapshot().as_json()
     body["admin"] = current_app.config["ADMIN_TOKEN"] is not None
     return jsonify(body)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..clock import Clock
 from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
 from ..notify import Notifier
+from ..state import CheckView, JobStats, LastCheck
 from .base import CheckResult, kind, make_target, resolve_settings
 from .hysteresis import Health
 from .scheduler import Job, Scheduler
@@ -193,3 +194,47 @@ class CheckService:
             command = state.real_server.notify_down
             if state.virtual_server.omega and state.up and command is not None:
                 self.notifier.notify(command, (), f"real server {state.name[1]} down (omega)")
+
+    # -- what the dashboard, the metrics and the dump files read ---------------------------
+
+    def views(self, virtual_name: str, reals: Sequence[Any],
+              with_jobs: bool = False) -> list[CheckView | None]:
+        """The check view of each of ``reals`` (real_server models of ``virtual_name``), in
+        their order; None for one not checked here. ``with_jobs``: each checker's counters
+        and duration buckets too (the metrics; the JSON has no use for them)."""
+        offset = self.scheduler.wall_time(0.0)         # monotonic -> epoch, once per call
+        by_name = self._by_name
+        out: list[CheckView | None] = []
+        for real in reals:
+            state = by_name.get((virtual_name, real.address, real.port))
+            if state is None:
+                out.append(None)
+                continue
+            jobs = state.jobs
+            if len(jobs) == 1:              # the common case, ten thousand times a scrape
+                (latest,) = jobs
+                checker, ok, failed = latest.key[2], latest.ok, latest.failed
+                if latest.last is None:
+                    latest = None
+            else:
+                latest = max((job for job in jobs if job.last is not None),
+                             key=lambda job: job.last_at, default=None)
+                checker = "+".join(job.key[2] for job in jobs) or None
+                ok, failed = sum(job.ok for job in jobs), sum(job.failed for job in jobs)
+            last_check = None
+            if latest is not None:
+                result = latest.last
+                last_check = LastCheck(result.ok, round(result.duration, 6), result.error,
+                                       round(offset + latest.last_at, 3),
+                                       result.detail.get("cert_not_after"))
+            out.append(CheckView(
+                checker, state.up, state.drained, ok, failed, last_check,
+                tuple(JobStats(virtual_name, state.name[1], job.key[2], job.ok, job.failed,
+                               tuple(job.buckets), job.duration_sum) for job in jobs)
+                if with_jobs else ()))
+        return out
+
+    def lateness_p99(self) -> float | None:
+        """99th percentile of how late recent checks started past their due time."""
+        samples = sorted(self.scheduler.lateness)
+        return samples[min(len(samples) - 1, int(len(samples) * 0.99))] if samples else None

@@ -1,6 +1,12 @@
 """The model as JSON (``--dump-json``, the shape of /api/v1/state without live fields) and as
 a human-readable dump (``-d``). Secrets are masked in both: they are ``Secret`` objects,
-which only ``reveal()`` opens."""
+which only ``reveal()`` opens.
+
+The instances, sync groups, virtual and real servers are the live state's own views
+(director/state.py) built from the model, live fields None and left out (``static_json``),
+then every configured keyword's value (where both name a field, the configuration's: a
+``protocol`` left unset shows as null): one producer of the shape, so the dump and the API
+cannot drift apart."""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ import dataclasses
 import ipaddress
 from typing import Any
 
-from .blocks.virtual_server import virtual_server_name
+from ..state import (InstanceView, RealServerView, SyncGroupView, VirtualServerView,
+                     static_json)
 from .schema import Secret
 from .validate import effective_version
 
@@ -30,35 +37,25 @@ def plain(value: Any) -> Any:
 
 
 def instance_json(instance, global_defs, sync_group: str | None) -> dict:
-    return {
-        "name": instance.name,
-        "vrid": instance.virtual_router_id,
-        "interface": instance.interface,
-        "priority": instance.priority,
-        "effective_priority": instance.priority,
-        "vips": [vip.address for vip in instance.virtual_ipaddress],
-        "sync_group": sync_group,
-        "effective_version": effective_version(instance, global_defs),
-        **plain(instance),
-    }
+    version = effective_version(instance, global_defs)
+    return {**static_json(InstanceView.of(instance, version, sync_group)),
+            "effective_version": version, **plain(instance)}
 
 
 def real_server_json(real) -> dict:
-    kinds = [checker.kind for checker in real.checkers]
-    return {
-        "address": real.address,
-        "port": real.port,
-        "weight": real.weight,
-        "configured_weight": real.weight,
-        "checker": "+".join(kinds) if kinds else None,
-        **plain(real),
-    }
+    return {**static_json(RealServerView.of(real)), **plain(real)}
 
 
 def virtual_server_json(server) -> dict:
-    data = {"name": virtual_server_name(server), **plain(server)}
+    view = VirtualServerView.of(server, tuple(RealServerView.of(real)
+                                              for real in server.real_servers))
+    data = {**static_json(view), **plain(server)}
     data["real_servers"] = [real_server_json(real) for real in server.real_servers]
     return data
+
+
+def sync_group_json(group) -> dict:
+    return {**static_json(SyncGroupView(group.name, tuple(group.group))), **plain(group)}
 
 
 def config_json(config, router_id: str) -> dict:
@@ -71,8 +68,7 @@ def config_json(config, router_id: str) -> dict:
         "vrrp": {
             "instances": [instance_json(i, defs, sync_of.get(i.name))
                           for i in config.vrrp_instances],
-            "sync_groups": [{"name": g.name, "instances": list(g.group), **plain(g)}
-                            for g in config.vrrp_sync_groups],
+            "sync_groups": [sync_group_json(group) for group in config.vrrp_sync_groups],
             "scripts": plain(config.vrrp_scripts),
             "track_files": plain(config.track_files),
         },

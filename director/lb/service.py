@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import hub
-from ..config.blocks.virtual_server import virtual_server_name
+from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
 from ..notify import Notifier
-from .model import BackendError, Connections, DestinationKey, Pool, State
+from ..state import (DrainView, LoadBalancerView, RealServerView, Traffic,
+                     VirtualServerView, frozen)
+from .model import BackendError, Connections, Counters, DestinationKey, Pool, State
 from .plan import plan
 from .pool import (Live, desired_state, initial_quorum, live_weight, quorum_step,
                    service_keys)
@@ -547,3 +549,72 @@ class LoadBalancer:
         """For the snapshot: the backend and its errors."""
         return {"backend": self.backend.name, "errors": dict(self.errors),
                 "last_error": self.last_error, "failing_converges": self.failing}
+
+    # -- what the dashboard, the metrics and the dump files read ---------------------------
+
+    def view(self) -> LoadBalancerView:
+        """The backend and its errors."""
+        return LoadBalancerView(self.backend.name, frozen(self.errors),
+                                None if self.last_error is None else frozen(self.last_error),
+                                self.failing)
+
+    def virtual_servers(self, yield_every: int = 0,
+                        with_jobs: bool = False) -> tuple[VirtualServerView, ...]:
+        """Each virtual server in the configuration's order, its pool as the checks see it
+        (CheckService.views) and as the kernel has it. ``yield_every`` real servers the loop
+        may run (ten thousand of them must not hold back a VRRP advert); ``with_jobs``: see
+        CheckService.views."""
+        kernel, desired = self.backend.kernel, self.desired
+        counters = self.backend.counters()
+        # asked per real server only where the backend can tell (a tenth of a scrape otherwise)
+        connections = self.backend.reports_connections
+        now = time.monotonic()
+        out = []
+        walked = 0
+        for virtual in self.config.virtual_servers:
+            name = virtual_server_name(virtual)
+            keys = self.keys.get(name, ())
+            in_kernel = [kernel[key].destinations for key in keys if key in kernel]
+            wanted = [desired[key].destinations for key in keys if key in desired]
+            reals = []
+            for real, check in zip(virtual.real_servers,
+                                   self.checks.views(name, virtual.real_servers, with_jobs)):
+                walked += 1
+                if yield_every and walked % yield_every == 0:
+                    hub.sleep(0)
+                dest_key = DestinationKey(real.address, real.port)
+                now_connected = self.connections_of(name, dest_key) if connections else None
+                drain = self.drains.get((name, real_server_name(real))) \
+                    if check is not None and check.drained else None
+                reals.append(RealServerView.of(
+                    real, check, weight=_weight(in_kernel, dest_key),
+                    desired_weight=_weight(wanted, dest_key),
+                    counters=Traffic.total([_traffic(counters.get((key, dest_key)))
+                                            for key in keys]) if counters else None,
+                    active_connections=None if now_connected is None else now_connected[0],
+                    inactive_connections=None if now_connected is None else now_connected[1],
+                    drain=None if drain is None else DrainView(
+                        round(drain.started_wall, 3), round(now - drain.started, 1),
+                        None if drain.connections is None else drain.connections[0],
+                        drain.completed is not None, drain.completed, drain.completed_at)))
+            out.append(VirtualServerView.of(
+                virtual, tuple(reals), quorum_ok=self.quorum.get(name, True),
+                suspended=name in self.suspended, in_kernel=bool(in_kernel),
+                counters=Traffic.total([_traffic(counters.get((key, None))) for key in keys])
+                if counters else None))
+        return tuple(out)
+
+
+def _weight(pools: list[dict], dest_key: DestinationKey) -> int | None:
+    """The destination's weight in the first of ``pools`` that has it."""
+    for pool in pools:
+        found = pool.get(dest_key)
+        if found is not None:
+            return found.weight
+    return None
+
+
+def _traffic(counters: Counters | None) -> Traffic | None:
+    return None if counters is None else Traffic(
+        counters.connections, counters.packets_in, counters.packets_out, counters.bytes_in,
+        counters.bytes_out)

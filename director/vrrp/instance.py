@@ -15,6 +15,7 @@ from typing import Any, Callable
 from .. import hub
 from ..clock import Clock
 from ..log import event as log_event
+from ..state import InstanceCounters, InstanceView, frozen
 from . import fsm
 from .addresses import Addresses, apply_all
 from .packet import (AUTH_PASS, MULTICAST, Advert, Expectation, encode, pass_auth_data)
@@ -232,27 +233,19 @@ class Instance:
 
     # -- what the dashboard, the metrics and the dump files read ---------------------------
 
-    def snapshot(self) -> dict:
-        state = self.state
-        return {
-            "name": self.name, "state": state.role if state else fsm.INIT,
-            "vrid": self.config.virtual_router_id, "interface": self.config.interface,
-            "priority": self.config.priority,
-            "effective_priority": state.priority if state else self.config.priority,
-            "master_ip": (self.source if state and state.role == fsm.MASTER
-                          else state.master_ip if state else None),
-            "vips": [vip.address for vip in self.config.virtual_ipaddress],
-            "last_transition": self.last_transition_wall,
-            "reason": state.reason if state else None,
-            "faults": sorted(state.faults) if state else [],
-            "version": self.version,
-            "counters": {"adverts_sent": self.counters.adverts_sent,
-                         "adverts_received": self.counters.adverts_received,
-                         "send_errors": self.counters.send_errors,
-                         "address_errors": self.counters.address_errors,
-                         "became_master": self.counters.became_master,
-                         "dropped": dict(self.counters.dropped),
-                         "noted": dict(self.counters.noted),
-                         "transitions": {f"{a}->{b}": n
-                                         for (a, b), n in self.counters.transitions.items()}},
-        }
+    def snapshot(self, sync_group: str | None = None) -> InstanceView:
+        """Its view now; ``sync_group`` is the group it is in (the service knows its groups)."""
+        state, config, counters = self.state, self.config, self.counters
+        return InstanceView.of(
+            config, self.version, sync_group,
+            effective_priority=state.priority if state else config.priority,
+            state=state.role if state else fsm.INIT,
+            master_ip=(self.source if state and state.role == fsm.MASTER
+                       else state.master_ip if state else None),
+            last_transition=self.last_transition_wall,
+            reason=state.reason if state else None,
+            faults=tuple(sorted(state.faults)) if state else (),
+            counters=InstanceCounters(
+                counters.adverts_sent, counters.adverts_received, counters.send_errors,
+                counters.address_errors, counters.became_master, frozen(counters.dropped),
+                frozen(counters.noted), frozen(counters.transitions)))

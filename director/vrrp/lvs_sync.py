@@ -24,6 +24,7 @@ from .. import hub
 from ..config.values import LvsSyncDaemon
 from ..lb.genl import GenlSocket
 from ..log import event
+from ..state import LvsSyncView, frozen
 
 log = logging.getLogger("director.vrrp")
 
@@ -211,11 +212,10 @@ class SyncDaemons:
             event(log, "vrrp.lvs_sync_daemon_error", logging.ERROR, error=exc, note="at stop")
         self.kernel.close()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> LvsSyncView:
         want = self.want()
-        return {"interface": self.setting.interface, "instance": self.setting.instance,
-                "wanted": None if want is None else want.as_json(),
-                "running": [daemon.as_json() for daemon in self.running],
-                "in_step": plan(want, self.running) == ([], []),
-                "errors": self.errors, "last_error": self.last_error,
-                "changes": self.changes}
+        return LvsSyncView(self.setting.interface, self.setting.instance,
+                           None if want is None else frozen(want.as_json()),
+                           tuple(frozen(daemon.as_json()) for daemon in self.running),
+                           plan(want, self.running) == ([], []), self.errors, self.last_error,
+                           self.changes)

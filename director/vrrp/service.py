@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from .. import hub
 from ..clock import Clock
 from ..notify import Notifier
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
+from ..state import VrrpView, frozen
 from . import fsm
 from .addresses import Addresses
 from .instance import Instance
@@ -346,8 +347,18 @@ class VrrpService:
             sock.close()
         self.addresses.close()
 
-    def snapshot(self) -> dict:
-        return {"instances": [instance.snapshot() for instance in self.instances],
-                "lvs_sync_daemon": None if self.lvs_sync is None else self.lvs_sync.snapshot(),
-                "sync_groups": [group.snapshot() for group in self.sync_groups],
-                "dropped_by_interface": {f"{i}/{r}": n for (i, r), n in self.dropped.items()}}
+    def snapshot(self) -> VrrpView:
+        """Its instances (each with the sync group it is in), the sync groups, the IPVS sync
+        daemon and the packets dropped before any instance knew them."""
+        group_of = {member.name: group.name
+                    for group in self.sync_groups for member in group.members}
+        return VrrpView(
+            tuple(instance.snapshot(group_of.get(instance.name)) for instance in self.instances),
+            tuple(group.snapshot() for group in self.sync_groups),
+            None if self.lvs_sync is None else self.lvs_sync.snapshot(),
+            self.dropped_view())
+
+    def dropped_view(self) -> Mapping[tuple[str, str], int]:
+        """(interface, reason) -> packets dropped on it that no instance of ours could be told
+        of: undecodable, or for a vrid we do not run (the rest count on their instance)."""
+        return frozen(self.dropped)

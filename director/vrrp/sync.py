@@ -7,6 +7,7 @@ caused by the group itself (reason "sync group ...") do not echo back.
 
 from __future__ import annotations
 
+from ..state import SyncGroupView
 from . import fsm
 
 
@@ -58,6 +59,5 @@ class SyncGroup:
             return fsm.FAULT
         return roles.pop() if len(roles) == 1 else "MIXED"
 
-    def snapshot(self) -> dict:
-        return {"name": self.name, "state": self.state(),
-                "instances": [m.name for m in self.members]}
+    def snapshot(self) -> SyncGroupView:
+        return SyncGroupView(self.name, tuple(m.name for m in self.members), self.state())

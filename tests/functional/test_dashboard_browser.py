@@ -143,3 +143,57 @@ def test_dashboard_follows_checks_and_failover_live(lab, tmp_path):
         print(f"screenshot: {shot}")
     finally:
         browser.quit()
+
+
+SYNC_GROUP_CONFIG = """global_defs {
+    router_id LB_SYNC
+}
+vrrp_sync_group VG1 {
+    group {
+        VI_1
+        VI_2
+    }
+}
+""" + "".join(f"""vrrp_instance {name} {{
+    interface eth0
+    virtual_router_id {vrid}
+    priority 150
+    advert_int 1
+    virtual_ipaddress {{
+        {vip}/24
+    }}
+}}
+""" for name, vrid, vip in (("VI_1", 51, VIP), ("VI_2", 52, "192.0.2.101"),
+                            ("VI_ALONE", 53, "192.0.2.102")))
+
+
+def sync_group_of(browser, instance: str) -> str | None:
+    """What the instance's card shows under "sync group", None if it shows none."""
+    return browser.eval(
+        f"const card = document.querySelector('[data-instance={json.dumps(instance)}]');"
+        "if (!card) return 'no card';"
+        "const dt = [...card.querySelectorAll('dt')].find((d) => d.textContent === 'sync group');"
+        "return dt ? dt.nextElementSibling.textContent : null;")
+
+
+def test_dashboard_shows_each_instances_sync_group(lab):
+    """The live state names each instance's sync group (the contract has it, dashboard.js
+    draws it): VI_1 and VI_2 say VG1, an instance in no group says nothing."""
+    switch = lab.switch()
+    lb1 = lab.host("lb1", links=[(switch, "eth0", ["192.0.2.1/24"])])
+    config = lab.tmp / "director.conf"
+    config.write_text(SYNC_GROUP_CONFIG)
+    daemon = lb1.popen([sys.executable, "-m", "director", "-P", "-l", "-f", config, "--web",
+                        WEB, "--state-dir", lab.tmp / "state"], env={"PYTHONPATH": str(ROOT)})
+    wait_for(lambda: lb1.has_address("eth0", VIP), 10, message=lambda: lab.log_of(daemon))
+    browser = Browser.in_host(lb1)
+    try:
+        browser.get(f"http://{WEB}/")
+        wait_for(lambda: text(browser, '[data-sync-group="VG1"] .badge') == "MASTER",
+                 UI_TIMEOUT, message=lambda: browser.eval("return document.body.innerText"))
+        wait_for(lambda: sync_group_of(browser, "VI_1") == "VG1", UI_TIMEOUT,
+                 message=lambda: browser.eval("return document.body.innerText"))
+        assert sync_group_of(browser, "VI_2") == "VG1"
+        assert sync_group_of(browser, "VI_ALONE") is None
+    finally:
+        browser.quit()

@@ -1,57 +1,116 @@
 """The web layer through Flask's test client, over a fake director that offers what
 daemon.Director offers the app (snapshot, events, command, healthy, history). The state it
-serves is the contract's example, with a hostile name in it; real daemons are in
-tests/functional/test_web_daemon.py."""
+serves is built the way the daemon builds it: the views of director/state.py, made from a
+parsed configuration by their own builders, with live values (and a hostile name) filled
+in; its JSON is checked against CONTRACT.md's own example. Real daemons are in
+tests/functional/test_web_daemon.py and test_state_contract.py."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from director.daemon import CommandError
+from director.config import load_config
+from director.config.render import config_json
+from director.errors import CommandError
 from director.events import EventLog
-from director.snapshot import JobStats, Snapshot
+from director.state import (CheckView, InstanceCounters, InstanceView, JobStats, LastCheck,
+                            LoadBalancerView, RealServerView, ReloadView, State,
+                            SyncGroupView, Traffic, VirtualServerView, VrrpView, frozen)
+from tests.contract import shape_errors, state_example
 from web import create_app
 
 HOSTILE = '<img src=x onerror="window.pwned=1">'
 TOKEN = "s3cret-token"
 
-
-def contract_state():
-    return {
-        "router_id": HOSTILE, "pid": 42, "started": 1764000000.0, "config": "/etc/k.conf",
-        "backend": "ipvs", "reload": {"result": None, "at": None, "errors": []},
-        "vrrp": {
-            "instances": [{"name": "VI_1", "state": "MASTER", "vrid": 51, "interface": "eth0",
-                           "priority": 150, "effective_priority": 150,
-                           "master_ip": "192.168.1.9", "vips": ["192.168.1.11/32"],
-                           "last_transition": 1764000000.0, "sync_group": "VG1",
-                           "counters": {"adverts_sent": 10, "adverts_received": 0,
-                                        "became_master": 1,
-                                        "dropped": {"bad_ttl": 2},
-                                        "transitions": {"INIT->BACKUP": 1,
-                                                        "BACKUP->MASTER": 1}}}],
-            "sync_groups": [{"name": "VG1", "state": "MASTER", "instances": ["VI_1"]}],
-            "dropped_by_interface": {"eth0/unknown_vrid": 3}},
-        "virtual_servers": [{
-            "name": "192.168.1.11:80/TCP", "address": "192.168.1.11", "port": 80,
-            "fwmark": None, "protocol": "TCP", "lb_algo": "rr", "lb_kind": "NAT",
-            "quorum": 1, "quorum_ok": True, "sorry_server": None, "sorry_server_active": False,
-            "up": 1, "total": 1,
-            "counters": {"connections": 7, "packets_in": 70, "packets_out": 60,
-                         "bytes_in": 7000, "bytes_out": 60000},
-            "real_servers": [{
-                "name": "10.20.40.10:80", "address": "10.20.40.10", "port": 80, "weight": 1,
-                "configured_weight": 1, "up": True, "drained": False, "checker": "SSL_GET",
-                "last_check": {"ok": True, "duration_seconds": 0.004, "error": None,
-                               "at": 1764000000.0, "cert_not_after": 1790000000},
-                "counters": {"connections": 7, "packets_in": 70, "packets_out": 60,
-                             "bytes_in": 7000, "bytes_out": 60000}}]}],
+CONFIG = """
+vrrp_sync_group VG1 {
+    group {
+        VI_1
+        VI_GATEWAY
     }
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    virtual_ipaddress {
+        192.168.1.11/32
+    }
+}
+vrrp_instance VI_GATEWAY {
+    interface eth1
+    virtual_router_id 52
+    priority 150
+    virtual_ipaddress {
+        10.20.40.1/24
+    }
+}
+virtual_server 192.168.1.11 80 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    quorum 1
+    real_server 10.20.40.10 80 {
+        weight 1
+        SSL_GET {
+            url {
+                path /
+                status_code 200
+            }
+        }
+    }
+}
+"""
+
+
+@functools.cache
+def configuration():
+    """CONFIG parsed (once: the fake serves a state per request)."""
+    with tempfile.TemporaryDirectory(prefix="director-web-api-") as folder:
+        path = Path(folder) / "keepalived.conf"
+        path.write_text(CONFIG)
+        result = load_config(str(path), config_id="lb1", interface_exists=None)
+    assert result.ok, [str(d) for d in result.errors]
+    return result.config
+
+
+def contract_state(with_jobs: bool = False) -> State:
+    """The contract's example as the daemon would serve it."""
+    config = configuration()
+    traffic = Traffic(7, 70, 60, 7000, 60000)
+    counters = InstanceCounters(10, 0, 0, 0, 1, frozen({"bad_ttl": 2}), frozen({}),
+                                frozen({("INIT", "BACKUP"): 1, ("BACKUP", "MASTER"): 1}))
+    instances = tuple(
+        InstanceView.of(item, 2, "VG1", state="MASTER", master_ip="192.168.1.9",
+                        last_transition=1764000000.0, reason="master_down", counters=counters)
+        for item in config.vrrp_instances)
+    (virtual,) = config.virtual_servers
+    (real,) = virtual.real_servers
+    jobs = (JobStats("192.168.1.11:80/TCP", "10.20.40.10:80", "SSL_GET", 9, 1,
+                     (0, 3, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1), 0.05),) if with_jobs else ()
+    check = CheckView("SSL_GET", True, False, 9, 1,
+                      LastCheck(True, 0.004, None, 1764000000.0, 1790000000), jobs)
+    reals = (RealServerView.of(real, check, weight=1, desired_weight=1, counters=traffic),)
+    return State(
+        router_id=HOSTILE, pid=42, started=1764000000.0, config="/etc/k.conf",
+        backend="ipvs", load_balancer=LoadBalancerView("ipvs", frozen({}), None, 0),
+        not_running=(), reload=ReloadView(None, None),
+        vrrp=VrrpView(instances, (SyncGroupView("VG1", ("VI_1", "VI_GATEWAY"), "MASTER"),),
+                      None, frozen({("eth0", "vrid"): 3})),
+        virtual_servers=(VirtualServerView.of(virtual, reals, quorum_ok=True, in_kernel=True,
+                                              counters=traffic),),
+        at=1764000001.0, reloads=frozen({"success": 2, "failure": 1}),
+        last_reload_success=1764000000.0, notifications=frozen({("script", "ok"): 3}),
+        lateness_p99=0.002)
 
 
 class FakeDirector:
@@ -63,11 +122,10 @@ class FakeDirector:
                                       if name == "192.168.1.11:80/TCP" else None)
 
     def snapshot(self, with_jobs=False):
-        jobs = (JobStats("192.168.1.11:80/TCP", "10.20.40.10:80", "SSL_GET", 9, 1,
-                         (0, 3, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1), 0.05),)
-        return Snapshot(1764000001.0, contract_state(), jobs if with_jobs else (),
-                        {"success": 2, "failure": 1}, 1764000000.0, {("script", "ok"): 3},
-                        0.002, self.is_healthy)
+        state = contract_state(with_jobs)
+        if not self.is_healthy:
+            state = replace(state, not_running=("load balancer (crashed, restarting)",))
+        return state
 
     def healthy(self):
         return self.is_healthy
@@ -106,14 +164,56 @@ def csrf(client) -> str:
 
 def test_state_has_the_contract_shape(client):
     body = client.get("/api/v1/state").get_json()
+    assert shape_errors(state_example(), body) == []
     assert body["router_id"] == HOSTILE
-    instance = body["vrrp"]["instances"][0]
-    for key in ("name", "state", "vrid", "interface", "priority", "effective_priority",
-                "master_ip", "vips", "last_transition", "sync_group"):
-        assert key in instance
+    assert [i["sync_group"] for i in body["vrrp"]["instances"]] == ["VG1", "VG1"]
+    assert body["vrrp"]["dropped_by_interface"] == {"eth0/vrid": 3}
     real = body["virtual_servers"][0]["real_servers"][0]
-    assert set(real["last_check"]) >= {"ok", "duration_seconds", "error", "at"}
+    assert real["last_check"]["cert_not_after"] == 1790000000
     assert body["admin"] is True
+
+
+def test_the_shape_check_can_fail(client):
+    """Without one key, or with a wrong type, the state is not the contract's."""
+    body = client.get("/api/v1/state").get_json()
+    del body["vrrp"]["instances"][0]["sync_group"]
+    body["virtual_servers"][0]["port"] = "80"
+    body["vrrp"]["instances"][1]["state"] = "PRIMARY"
+    assert shape_errors(state_example(), body) == [
+        "state.vrrp.instances[0]: no 'sync_group'",
+        "state.vrrp.instances[1].state: 'PRIMARY' is not one of MASTER|BACKUP|FAULT|INIT|STOP",
+        "state.virtual_servers[0].port: str '80', the contract has int 80"]
+
+
+def test_dump_json_is_the_same_views_without_the_live_fields():
+    """--dump-json: every key of the contract's example but the live ones, and none of
+    those (the views' LIVE sets say which)."""
+    data = json.loads(json.dumps(config_json(configuration(), "lb1")))
+    live = InstanceView.LIVE | SyncGroupView.LIVE | VirtualServerView.LIVE | \
+        RealServerView.LIVE
+    example = state_example()
+
+    def without_live(value):
+        if isinstance(value, dict):
+            return {k: without_live(v) for k, v in value.items() if k not in live}
+        if isinstance(value, list):
+            return [without_live(v) for v in value]
+        return value
+
+    vrrp, servers = without_live(example["vrrp"]), without_live(example["virtual_servers"])
+    for server in servers:                      # a configuration's, as configured
+        for real in server["real_servers"]:
+            real["weight"] = real["configured_weight"]
+    assert shape_errors({"vrrp": vrrp, "virtual_servers": servers}, data) == []
+    for instance in data["vrrp"]["instances"]:
+        assert InstanceView.LIVE.isdisjoint(instance) and instance["sync_group"] == "VG1"
+    assert SyncGroupView.LIVE.isdisjoint(data["vrrp"]["sync_groups"][0])
+    (server,) = data["virtual_servers"]
+    assert VirtualServerView.LIVE.isdisjoint(server)
+    (real,) = server["real_servers"]
+    # "weight" is also a keyword: the configured one
+    assert (RealServerView.LIVE - {"weight"}).isdisjoint(real) and real["weight"] == 1
+    assert real["name"] == "10.20.40.10:80"
 
 
 def test_events_since_and_limits(client, director):
@@ -206,7 +306,7 @@ def test_metrics_names_types_and_labels(client):
     assert samples[bucket] == 8                      # cumulative: 0 + 3 + 5
     assert samples[("director_config_reloads_total", (("result", "failure"),))] == 1
     assert samples[("director_vrrp_packets_dropped_total",
-                    (("instance", ""), ("interface", "eth0"), ("reason", "unknown_vrid")))] == 3
+                    (("instance", ""), ("interface", "eth0"), ("reason", "vrid")))] == 3
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None,
