@@ -214,37 +214,43 @@ def changes(before: State, after: State, table: str = "director") -> Changes:
     return Changes("\n".join(out), frozenset(touched), frozenset(gone))
 
 
-def unsupported(state: State) -> list[str]:
-    """What render() cannot do as IPVS would, one sentence each (for logs and the dashboard)."""
-    warnings = []
-    for pool in sorted(state.values(), key=lambda pool: pool.service.key.order()):
+def unsupported(pools: Iterable[Pool]) -> list[str]:
+    """What render() does differently from IPVS for these pools, one sentence each, in the
+    configuration's words, each said once (the pools of a virtual server's group share their
+    destinations): for the log and the state, which prefix the virtual server."""
+    notes: dict[str, None] = {}                     # ordered, without repeats
+    for pool in pools:
         service = pool.service
         key = service.key
         scheduler = service.scheduler
         if scheduler not in _EXACT:
-            warnings.append(f"{key}: scheduler {scheduler} is not available with nftables; "
-                            f"scheduled as {_as_scheduler(scheduler)}")
+            notes[f"lb_algo {scheduler} runs as {_as_scheduler(scheduler)} on nftables"] = None
         for flag in service.flags:
-            if flag in _FLAGS_UNSUPPORTED or (flag == "sh-port" and key.fwmark is not None):
-                warnings.append(f"{key}: flag {flag} is not supported with nftables; ignored")
+            if flag in _FLAGS_UNSUPPORTED:
+                notes[f"{flag} is ignored on nftables"] = None
+            elif flag == "sh-port" and key.fwmark is not None:
+                notes["sh-port is ignored on nftables for a fwmark service"] = None
         if service.persistence_timeout:
-            warnings.append(f"{key}: persistence is approximate with nftables: a client's "
-                            f"entry expires {service.persistence_timeout} s after its last new "
-                            f"connection, and a full apply forgets all clients")
-        for dest in _sorted(pool.destinations.values()):
-            where = f"{key}: destination {_dest_name(key, dest)}"
+            timeout = f"{service.persistence_timeout:g}"
+            notes[f"persistence_timeout {timeout} is approximate on nftables: a client's entry "
+                  f"expires {timeout} s after its last new connection, and a full apply "
+                  f"forgets all clients"] = None
+        dests = _sorted(pool.destinations.values())
+        for dest in dests:
             if dest.method != "NAT":
-                warnings.append(f"{where} uses {dest.method}: only NAT can be done with "
-                                f"nftables; left out")
+                notes[f"{_dest_name(key, dest)}: lb_kind {dest.method} is dropped on nftables "
+                      f"(NAT only)"] = None
             if dest.upper_threshold or dest.lower_threshold:
-                warnings.append(f"{where}: connection thresholds are not supported with "
-                                f"nftables; ignored")
-        if key.fwmark is not None and _port_mode(pool, _live(pool)) == "mixed":
-            warnings.append(f"{key}: some destinations have a port and some do not; the "
-                            f"ports are ignored (connections keep their port)")
-        if len(_live(pool)) > 1 and _needs_scaling(pool, _live(pool)):
-            warnings.append(f"{key}: weights scaled to {MAX_SLOTS} slots; ratios approximate")
-    return warnings
+                notes[f"{_dest_name(key, dest)}: uthreshold and lthreshold are ignored on "
+                      f"nftables"] = None
+        live = [dest for dest in dests if dest.weight > 0 and dest.method == "NAT"]  # _live()
+        if key.fwmark is not None and _port_mode(pool, live) == "mixed":
+            notes["some real servers have a port and some do not: the ports are ignored on "
+                  "nftables (connections keep theirs)"] = None
+        if len(live) > 1 and _needs_scaling(pool, live):
+            notes[f"weights are scaled to {MAX_SLOTS} slots on nftables: ratios are "
+                  f"approximate"] = None
+    return list(notes)
 
 
 def check_name(name: str) -> None:

@@ -10,6 +10,10 @@ against what the backend last programmed (one netlink message or one small nft t
 whatever the pool's size); ``verify`` first reads what the kernel really has: IPVS re-reads
 its services, nftables compares a listing of its table with the one taken after its last
 apply. ``none`` only observes.
+
+What a backend does differently from IPVS (nftables: wlc runs as wrr, DR real servers are
+dropped...) is found once per configuration, logged (``lb.unsupported``, each note once) and
+listed in status()'s ``warnings``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -32,10 +37,12 @@ from .model import BackendError, Connections, Counters, DestinationKey, Pool, St
 from .plan import plan
 from .pool import (Live, desired_state, initial_quorum, live_weight, quorum_step,
                    service_keys)
+from .pool import pool as configured_pool
 
 log = logging.getLogger("director.lb")
 
 PAUSE_EVERY = 500           # real servers walked by a converge between two turns of the loop
+ALL_UP = Live()             # what the checks say of every real server, for _limits
 
 
 class IpvsSync:
@@ -64,6 +71,10 @@ class IpvsSync:
 
     def open(self) -> None:
         self.backend.open()
+
+    @staticmethod
+    def limits(pools: Iterable[Pool]) -> list[str]:
+        return []                               # IPVS does what keepalived.conf says
 
     def _read(self) -> None:
         self.kernel = self.backend.read()
@@ -173,6 +184,13 @@ class NftablesSync:
     def open(self) -> None:
         pass
 
+    @staticmethod
+    def limits(pools: Iterable[Pool]) -> list[str]:
+        """What the table does differently from IPVS for these pools (one virtual server's),
+        one sentence each: wlc runs as wrr, DR destinations are dropped..."""
+        from .nftables_script import unsupported
+        return unsupported(pools)
+
     def sync(self, desired: State, owned: frozenset,
              verify: bool = True) -> list[BackendError]:
         desired = {key: Pool(pool.service, dict(pool.destinations))    # a snapshot
@@ -248,6 +266,10 @@ class ObserveOnly:
 
     def open(self) -> None:
         pass
+
+    @staticmethod
+    def limits(pools: Iterable[Pool]) -> list[str]:
+        return []
 
     def sync(self, desired: State, owned: frozenset,
              verify: bool = True) -> list[BackendError]:
@@ -330,6 +352,12 @@ class LoadBalancer:
         self.reconcile_asked = reconcile_every
         self.quorum: dict[str, bool] = {}
         self.suspended: frozenset[str] = frozenset()
+        # What the backend does differently from IPVS, as (virtual server, note), found for
+        # the configuration limits_of (see _limits) by the rule of the kind of backend asked
+        # for (a rule of the kind, not of the object: tests stand fakes in for the object).
+        self.backend_limits = BACKENDS[backend].limits
+        self.limits: tuple[tuple[str, str], ...] = ()
+        self.limits_of: Any = None
         self._configure(config)
         self.desired: State = {}
         self.owned: frozenset = frozenset()
@@ -434,6 +462,8 @@ class LoadBalancer:
                          if not address_is_local(address))
 
     def _converge(self, verify: bool) -> None:
+        if self.limits_of is not self.config and not self._limits():
+            return                                # a reload came: the next converge is its
         # Walked in slices with the loop running between them (desired_state's pause):
         # at ten thousand real servers a converge is 85 ms of work, after every change.
         config = self.config
@@ -469,6 +499,42 @@ class LoadBalancer:
         self.owned = self.owned | frozenset(self.desired)
         self._report(self.backend.sync(self.desired, self.owned, verify))
         self._follow_drains()
+
+    def _limits(self) -> bool:
+        """Finds what the backend does differently from IPVS, per virtual server, and logs
+        each note the configuration before did not have: each once at start, none again on
+        a reload that keeps it (status() has them all). From the configuration with every
+        real server up and, with a sorry server, with the quorum lost too: a note holds as
+        long as the configuration does, whatever the checks say (a DR server down now is
+        dropped once it is up). The pools are built only for a backend that reads them
+        (nftables), with the loop running every PAUSE_EVERY real servers (ten thousand took
+        30 ms); False if a reload came meanwhile."""
+        config = self.config
+        found: list[tuple[str, str]] = []
+        built = 0                                   # real servers put in pools since a pause
+
+        def pools(virtual: Any, name: str) -> Iterator[Pool]:
+            nonlocal built
+            for key in self.keys[name]:
+                for quorum_up in (True, False) if virtual.sorry_server is not None else (True,):
+                    built += len(virtual.real_servers)
+                    yield configured_pool(virtual, key, lambda real: ALL_UP, quorum_up)
+
+        for virtual in config.virtual_servers:
+            if built >= PAUSE_EVERY:
+                built = 0
+                hub.sleep(0)
+                if self.config is not config:
+                    return False
+            name = virtual_server_name(virtual)
+            found += [(name, note) for note in self.backend_limits(pools(virtual, name))]
+        before = set(self.limits)
+        for name, note in found:
+            if (name, note) not in before:
+                event(log, "lb.unsupported", logging.WARNING, backend=self.backend.name,
+                      virtual_server=name, note=note)
+        self.limits, self.limits_of = tuple(found), config
+        return True
 
     def connections_of(self, virtual_name: str,
                        dest_key: DestinationKey) -> tuple[int, int] | None:
@@ -546,9 +612,16 @@ class LoadBalancer:
             self.backend.close()
 
     def status(self) -> dict[str, Any]:
-        """For the snapshot: the backend and its errors."""
+        """For the snapshot: the backend, its errors, and what it does differently from IPVS
+        (warnings())."""
         return {"backend": self.backend.name, "errors": dict(self.errors),
-                "last_error": self.last_error, "failing_converges": self.failing}
+                "last_error": self.last_error, "failing_converges": self.failing,
+                "warnings": list(self.warnings())}
+
+    def warnings(self) -> tuple[str, ...]:
+        """What the backend does differently from IPVS, "VIRTUAL SERVER: note" each (e.g.
+        "192.168.1.11:80/TCP: lb_algo wlc runs as wrr on nftables"; see _limits)."""
+        return tuple(f"{name}: {note}" for name, note in self.limits)
 
     # -- what the dashboard, the metrics and the dump files read ---------------------------
 

@@ -33,7 +33,7 @@ GATEWAY = "10.20.40.1"
 SORRY = "10.20.40.99"
 
 
-def config(extra: str = "", global_defs: str = "") -> str:
+def config(extra: str = "", global_defs: str = "", lb_algo: str = "rr") -> str:
     """The HOWTO's director: the external VIP and the real servers' gateway as two VRRP
     instances in a sync group, and the virtual server on the external VIP."""
     reals = "".join(f"""
@@ -71,7 +71,7 @@ vrrp_instance VI_GATEWAY {{
 }}
 virtual_server {VIP} 80 {{
     delay_loop {DELAY_LOOP}
-    lb_algo rr
+    lb_algo {lb_algo}
     lb_kind NAT
     protocol TCP{extra}{reals}
 }}
@@ -88,7 +88,7 @@ def listening(host):
 
 
 def lay_out(lab, extra: str = "", global_defs: str = "", daemon_args: tuple = (),
-            env: dict | None = None):
+            env: dict | None = None, lb_algo: str = "rr"):
     """The HOWTO's LVS-NAT network: client | director (VIPs by VRRP) | real servers whose
     default gateway is the director's gateway VIP."""
     if shutil.which("nft") is None:
@@ -110,7 +110,7 @@ def lay_out(lab, extra: str = "", global_defs: str = "", daemon_args: tuple = ()
         wait_for(lambda host=host: listening(host), READY_TIMEOUT, message=f"{name} listening")
     folder = Path(lab.tmp) / "director"
     folder.mkdir()
-    (folder / "keepalived.conf").write_text(config(extra, global_defs))
+    (folder / "keepalived.conf").write_text(config(extra, global_defs, lb_algo))
     daemon = director.popen([sys.executable, "-m", "director", "-l", "-D",
                              "-f", str(folder / "keepalived.conf"), "--backend", "nftables",
                              "--state-dir", str(folder / "state"),
@@ -143,6 +143,34 @@ def test_checks_steer_the_traffic(lab):
     wait_for(lambda: "real_server=10.20.40.11:80 state=up" in lab.log_of(daemon),
              DELAY_LOOP + 3, message=lambda: lab.log_of(daemon))
     assert set(requests(client, 30)) == {"rs1", "rs2", "rs3"}
+
+
+def test_what_nftables_does_differently_is_logged_once_and_done(lab):
+    """wlc (keepalived's default) runs as wrr, and a DR real server is left out: the log says
+    both, once, and a converge the checks cause later does not say them again."""
+    direct = f"""
+    real_server {SORRY} 80 {{
+        lvs_method DR
+        TCP_CHECK {{
+            connect_timeout {TIMEOUT}
+        }}
+    }}"""
+    client, hosts, servers, daemon = lay_out(lab, direct, lb_algo="wlc")
+    notes = [f'lb.unsupported backend=nftables virtual_server={VIP}:80/TCP note="{note}"'
+             for note in ("lb_algo wlc runs as wrr on nftables",
+                          f"{SORRY}:80: lb_kind DR is dropped on nftables (NAT only)")]
+    wait_for(lambda: all(note in lab.log_of(daemon) for note in notes), 5,
+             message=lambda: lab.log_of(daemon))
+    # equal weights: wrr shares evenly; the DR server's check passes, yet it gets nothing
+    assert requests(client, 30) == {"rs1": 10, "rs2": 10, "rs3": 10}
+    servers["rs2"].kill()
+    servers["rs2"].wait(5)
+    wait_for(lambda: "real_server=10.20.40.11:80 state=down" in lab.log_of(daemon),
+             DELAY_LOOP + RETRY * (TIMEOUT + BEFORE_RETRY) + 2,
+             message=lambda: lab.log_of(daemon))
+    assert requests(client, 20) == {"rs1": 10, "rs3": 10}
+    assert [lab.log_of(daemon).count(note) for note in notes] == [1, 1]
+    assert lab.log_of(daemon).count("lb.unsupported") == 2
 
 
 def test_quorum_loss_switches_to_the_sorry_server_and_back(lab):

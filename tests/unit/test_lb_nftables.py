@@ -5,15 +5,22 @@ table there; changes() leave the table a full apply makes."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
 import subprocess
+import time
+from types import SimpleNamespace
 
 import pytest
 
+from director import hub
+from director.config import load_config
 from director.lb.nftables import NftablesBackend, objects_of
 from director.lb.nftables_script import Changes, changes, render
+from director.lb.service import LoadBalancer, NftablesSync
+from director.notify import Notifier
 from tests.unit.test_lb_nftables_script import BAD_TABLE_NAMES, CASES, CHANGES
 
 
@@ -105,8 +112,6 @@ def test_changes_give_the_table_a_full_apply_gives(check_namespace, tmp_path, ca
 
 
 def test_sync_applies_the_whole_table_first_then_changes_falling_back_on_failure():
-    from director.lb.service import NftablesSync
-
     class Fake:
         """The table as objects; ``apply_changes`` rewrites chain svc."""
 
@@ -148,3 +153,124 @@ def test_sync_applies_the_whole_table_first_then_changes_falling_back_on_failure
     assert sync.sync(after, frozenset(), verify=False) == [] and fake.calls[-1] == "changes"
     assert sync.sync(after, frozenset()) == [] and fake.calls[-1] == "apply"
     assert fake.table["chain other"] == "o"
+
+
+# === what nftables does differently reaches the log and the state ===========================
+
+LIMITS_CONFIG = """
+virtual_server_group WEB {
+    192.0.2.10 80
+    192.0.2.11 80
+}
+virtual_server group WEB {
+    delay_loop 60
+    lb_algo wlc
+    lb_kind NAT
+    protocol TCP
+    sorry_server 10.0.0.9 80
+    sorry_server_lvs_method DR
+    real_server 10.0.0.1 80 {
+    }
+    real_server 10.0.0.2 80 {
+        lvs_method DR
+    }
+}
+virtual_server 192.0.2.20 443 {
+    delay_loop 60
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.0.3 443 {
+    }
+}
+"""
+LIMITS = [
+    "group WEB/TCP: lb_algo wlc runs as wrr on nftables",
+    "group WEB/TCP: 10.0.0.2:80: lb_kind DR is dropped on nftables (NAT only)",
+    "group WEB/TCP: 10.0.0.9:80: lb_kind DR is dropped on nftables (NAT only)"]
+PERSISTENT_20 = "192.0.2.20:443/TCP: persistence_timeout 300 is approximate on nftables: " \
+    "a client's entry expires 300 s after its last new connection, and a full apply " \
+    "forgets all clients"
+
+
+def _load(tmp_path, text):
+    path = tmp_path / "keepalived.conf"
+    path.write_text(text)
+    result = load_config(str(path), interface_exists=None)
+    assert result.config is not None, result.diagnostics
+    return result.config
+
+
+class Recording(NftablesSync):
+    """nftables' notes, but no nft run: the host's ruleset is not ours to change."""
+
+    syncs = 0
+
+    def sync(self, desired, owned, verify=True):
+        self.syncs += 1
+        return []
+
+
+def _balancer(config, backend):
+    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], real_servers=[])
+    balancer = LoadBalancer(config, checks, backend, Notifier(None))
+    if backend == "nftables":
+        balancer.backend = Recording()
+    return balancer
+
+
+def test_status_names_what_nftables_does_differently_per_virtual_server(tmp_path):
+    """In the configuration's words, once per virtual server (not per address of its
+    group), a sorry server's included, whether the checks have it in the pool now or not."""
+    config = _load(tmp_path, LIMITS_CONFIG)
+    for backend, expected in (("nftables", LIMITS), ("none", [])):
+        balancer = _balancer(config, backend)
+        try:
+            balancer.start()
+            assert balancer.status()["warnings"] == expected
+        finally:
+            balancer.stop()
+
+
+def test_each_note_is_logged_once_per_configuration(tmp_path):
+    """At start, not again on later converges; a reload logs only what it brought."""
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger("director.lb")
+    logger.addHandler(handler)
+    balancer = _balancer(_load(tmp_path, LIMITS_CONFIG), "nftables")
+    backend = balancer.backend
+
+    def converged(after: int) -> bool:
+        deadline = time.monotonic() + 10
+        while backend.syncs <= after and time.monotonic() < deadline:
+            hub.sleep(0.01)
+        return backend.syncs > after
+
+    def logged() -> list[str]:
+        return [line for line in records if line.startswith("lb.unsupported ")]
+
+    try:
+        balancer.start()
+        assert logged() == [
+            'lb.unsupported backend=nftables virtual_server="group WEB/TCP" '
+            'note="lb_algo wlc runs as wrr on nftables"',
+            'lb.unsupported backend=nftables virtual_server="group WEB/TCP" '
+            'note="10.0.0.2:80: lb_kind DR is dropped on nftables (NAT only)"',
+            'lb.unsupported backend=nftables virtual_server="group WEB/TCP" '
+            'note="10.0.0.9:80: lb_kind DR is dropped on nftables (NAT only)"']
+        for _ in range(3):
+            syncs = backend.syncs
+            balancer.changed.set()
+            assert converged(syncs)
+        assert len(logged()) == 3
+        syncs = backend.syncs
+        balancer.reload(_load(tmp_path, LIMITS_CONFIG.replace(
+            "    lb_algo rr\n", "    lb_algo rr\n    persistence_timeout 300\n")))
+        assert converged(syncs)
+        assert len(logged()) == 4 and PERSISTENT_20.split(": ", 1)[1] in logged()[-1]
+        assert balancer.status()["warnings"] == [*LIMITS, PERSISTENT_20]
+    finally:
+        balancer.stop()
+        logger.removeHandler(handler)

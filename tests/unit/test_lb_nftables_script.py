@@ -118,7 +118,8 @@ def test_wrr_weights_reduced_by_gcd():
 def test_wrr_huge_weights_scaled_and_reported():
     script = render(CASES["big-weights"])
     assert "numgen inc mod 1024 map" in script
-    assert any("scaled to 1024 slots" in w for w in unsupported(CASES["big-weights"]))
+    assert unsupported(CASES["big-weights"].values()) == [
+        "weights are scaled to 1024 slots on nftables: ratios are approximate"]
 
 
 def test_sh_hashes_the_source():
@@ -177,8 +178,9 @@ def test_fallback_scheduler_is_wrr_with_a_comment_and_a_warning():
     assert "# wlc is not available with nftables: scheduled as wrr" in script
     assert "numgen inc mod 3 map { 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 80, " \
            "2 : 10.20.40.11 . 80 }" in script
-    assert unsupported(CASES["wlc"]) == [
-        "TCP 203.0.113.100:80: scheduler wlc is not available with nftables; scheduled as wrr"]
+    assert unsupported(CASES["wlc"].values()) == ["lb_algo wlc runs as wrr on nftables"]
+    assert unsupported(state(scheduler="mh", dests=THREE).values()) == [
+        "lb_algo mh runs as sh on nftables"]
 
 
 def test_fo_sends_everything_to_the_heaviest():
@@ -192,12 +194,31 @@ def test_dr_tun_thresholds_and_flags_are_unsupported():
                         dest("10.20.40.12", upper_threshold=100)], flags=("ops",))
     script = render(pool)
     assert "10.20.40.10" not in script and "10.20.40.11" not in script
-    warnings = unsupported(pool)
-    assert any("10.20.40.10:80 uses DR" in w for w in warnings)
-    assert any("10.20.40.11:80 uses TUN" in w for w in warnings)
-    assert any("10.20.40.12:80: connection thresholds" in w for w in warnings)
-    assert any("flag ops" in w for w in warnings)
-    assert unsupported(CASES["rr"]) == [] and unsupported({}) == []
+    assert unsupported(pool.values()) == [
+        "ops is ignored on nftables",
+        "10.20.40.10:80: lb_kind DR is dropped on nftables (NAT only)",
+        "10.20.40.11:80: lb_kind TUN is dropped on nftables (NAT only)",
+        "10.20.40.12:80: uthreshold and lthreshold are ignored on nftables"]
+    assert unsupported(CASES["rr"].values()) == [] and unsupported([]) == []
+
+
+def test_unsupported_says_each_difference_once_over_pools():
+    """A virtual_server_group's services share one pool: the notes are the virtual server's,
+    not repeated per address; a fwmark service adds what only fwmark changes."""
+    dests = [dest("10.20.40.10", method="DR"), dest("10.20.40.11")]
+    pools = [*state(ServiceKey("TCP", "203.0.113.100", 80), "wlc", dests,
+                    flags=("sh-port",)).values(),
+             *state(ServiceKey("TCP", "203.0.113.101", 80), "wlc", dests,
+                    flags=("sh-port",)).values(),
+             *state(ServiceKey("TCP", fwmark=7), "wlc", dests, flags=("sh-port",)).values()]
+    assert unsupported(pools) == [
+        "lb_algo wlc runs as wrr on nftables",
+        "10.20.40.10:80: lb_kind DR is dropped on nftables (NAT only)",
+        "sh-port is ignored on nftables for a fwmark service"]
+    mixed = state(FWM7, "rr", [dest("10.20.40.10", None), dest("10.20.40.11", 8080)])
+    assert unsupported(mixed.values()) == [
+        "some real servers have a port and some do not: the ports are ignored on nftables "
+        "(connections keep theirs)"]
 
 
 def test_persistence_sets_per_destination():
@@ -215,7 +236,9 @@ def test_persistence_sets_per_destination():
     assert chain(script, d1) == [
         f"update @{d1}_clients {{ ip saddr & 255.255.255.0 }}",
         "meta l4proto tcp dnat ip to 10.20.40.11:80"]
-    assert any("persistence is approximate" in w for w in unsupported(CASES["persistent"]))
+    assert unsupported(CASES["persistent"].values()) == [
+        "persistence_timeout 300 is approximate on nftables: a client's entry expires 300 s "
+        "after its last new connection, and a full apply forgets all clients"]
     six = render(CASES["persistent6"])
     six0 = f"{chain_name(VIP6)}_d{_digest('2001:db8::10', 443)}"
     assert f"update @{six0}_clients {{ ip6 saddr & ffff:ffff:ffff:ffff:: }}" in six
