@@ -26,6 +26,9 @@ Lock = gevent.lock.RLock
 Timeout = gevent.Timeout
 Greenlet = gevent.Greenlet
 sleep = gevent.sleep
+idle = gevent.idle              # until every greenlet that can run has (clock.FakeClock)
+getcurrent = gevent.getcurrent
+kill = gevent.kill              # raise an exception in another greenlet, from the loop
 joinall = gevent.joinall
 killall = gevent.killall
 

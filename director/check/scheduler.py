@@ -6,7 +6,8 @@ attempt under a hard deadline (the checker's ``hard_deadline`` when it has one: 
 conversation or several urls take longer than one connect_timeout), so a checker that hangs
 or raises costs its own server one failed attempt and delays nobody else. First checks are
 spread over ``warmup`` (jitter, never a thundering herd). The pure rule of hysteresis.py
-turns results into up/down.
+turns results into up/down. Every wait, and the hard deadline, is the Clock's: on a FakeClock
+the scheduler runs tick by tick as a test advances it.
 """
 
 from __future__ import annotations
@@ -145,11 +146,12 @@ class Scheduler:
                     self._ready.put(job)
             if started == BATCH:
                 hub.sleep(0)                 # let the loop deliver results, then go on
+                                             # (a yield, not a wait: no time passes)
                 continue
             self._wake.clear()
             wait = min(heap[0][0] - clock.now(), 1.0) if heap else 1.0
             if wait > 0:
-                self._wake.wait(max(wait, TICK))
+                clock.wait(self._wake, max(wait, TICK))
 
     def _start_callback(self, job: Job) -> None:
         try:
@@ -159,26 +161,26 @@ class Scheduler:
             self._finished(job, CheckResult(False, 0.0, f"checker crashed: {exc!r}"))
 
     def _work(self) -> None:
-        """One attempt at a time, under a Timeout raised in this very greenlet (cheaper than
-        a greenlet per attempt; Timeout is a BaseException, which checkers do not catch)."""
+        """One attempt at a time, under a timer of the clock raised in this very greenlet
+        (cheaper than a greenlet per attempt; the timer is a BaseException, which checkers
+        do not catch)."""
         while True:
             job = self._ready.get()
             deadline = getattr(job.checker, "hard_deadline", None) or \
                 job.settings.connect_timeout + HARD_DEADLINE_SLACK
             started = self.clock.now()
-            timer = hub.Timeout(deadline)
-            timer.start()
+            timer = self.clock.timeout(deadline)
             try:
                 result = job.checker.check()
-            except hub.Timeout as fired:
-                if fired is not timer:
-                    raise
-                result = CheckResult(False, self.clock.now() - started,
-                                     f"check hung: killed after {deadline:g} s")
             except Exception as exc:        # a checker bug: its server fails this attempt
                 self.crashes += 1
                 result = CheckResult(False, self.clock.now() - started,
                                      f"checker crashed: {exc!r}")
+            except BaseException as fired:  # its timer, or a kill that must go on up
+                if fired is not timer:
+                    raise
+                result = CheckResult(False, self.clock.now() - started,
+                                     f"check hung: killed after {deadline:g} s")
             finally:
                 timer.close()
             self._finished(job, result)

@@ -1,34 +1,47 @@
-"""The scheduler: results drive up/down; a checker that hangs or raises costs only its own
-server an attempt and delays no other check; first checks are spread over warmup."""
+"""The scheduler, driven by a FakeClock: results drive up/down; a checker that hangs or raises
+costs only its own server an attempt and delays no other check; retries, cadence and first
+checks fall exactly where the settings put them.
+
+Every wait of the scheduler goes through its Clock, so advancing a FakeClock runs it tick by
+tick: the times below are exact (binary fractions of a second, so sums do not round), and no
+test sleeps. The last test runs it on the real clock, as the daemon does."""
 
 from __future__ import annotations
 
 import random
-import time
+
+import pytest
 
 from director import hub
 from director.check.checker import CheckResult, CheckSettings
 from director.check.scheduler import Scheduler
-from director.clock import MonotonicClock
+from director.clock import FakeClock, MonotonicClock
 
-FAST = CheckSettings(delay_loop=0.05, connect_timeout=0.2, retry=0, delay_before_retry=0.01,
+T0 = 1000.0                      # FakeClock's start
+FAST = CheckSettings(delay_loop=0.125, connect_timeout=0.25, retry=0, delay_before_retry=0.0625,
                      warmup=0.0, alpha=False)
 
 
 class Fixed:
-    """A greenlet checker answering what it is told, counting its calls."""
+    """A greenlet checker answering what it is told after ``takes`` seconds of the clock,
+    recording when it started."""
 
-    def __init__(self, ok=True):
-        self.ok, self.calls = ok, []
+    def __init__(self, clock, ok=True, takes=0.0):
+        self.clock, self.ok, self.takes, self.calls = clock, ok, takes, []
 
     def check(self):
-        self.calls.append(time.monotonic())
-        return CheckResult(self.ok, 0.001, None if self.ok else "told to fail")
+        self.calls.append(self.clock.now())
+        if self.takes:
+            self.clock.sleep(self.takes)
+        return CheckResult(self.ok, self.takes, None if self.ok else "told to fail")
 
 
 class Hangs:
+    def __init__(self, clock):
+        self.clock = clock
+
     def check(self):
-        hub.sleep(3600)
+        self.clock.sleep(3600)
 
 
 class Raises:
@@ -39,76 +52,163 @@ class Raises:
 class Callback:
     """A loop-callback checker (start()), like TCP_CHECK."""
 
-    def __init__(self):
-        self.calls = 0
+    def __init__(self, clock):
+        self.clock, self.calls = clock, []
+
+    def start(self, done):
+        self.calls.append(self.clock.now())
+        done(CheckResult(True, 0.0))
+
+
+class BlocksTheLoop:
+    """A callback checker that misbehaves once: its first start() waits a minute, holding
+    the dispatcher."""
+
+    def __init__(self, clock):
+        self.clock, self.calls = clock, 0
 
     def start(self, done):
         self.calls += 1
-        hub.call_later(0.001, lambda: done(CheckResult(True, 0.001)))
+        if self.calls == 1:
+            self.clock.sleep(60)
+        done(CheckResult(True, 0.0))
 
 
-def run_for(scheduler, seconds):
+def every(step, until, start=T0):
+    return [start + step * n for n in range(int((until - start) / step) + 1)]
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(start=T0)
+
+
+@pytest.fixture
+def scheduler(clock):
+    scheduler = Scheduler(clock, workers=4)
+    yield scheduler
+    scheduler.stop()
+
+
+def test_checks_start_on_the_clocks_cadence(clock, scheduler):
+    greenlet, callback = Fixed(clock), Callback(clock)
+    scheduler.add(("vs", "a", "X"), greenlet, FAST)
+    scheduler.add(("vs", "b", "X"), callback, FAST)
     scheduler.start()
-    try:
-        hub.sleep(seconds)
-    finally:
-        scheduler.stop()
+    clock.advance(1.0)
+    assert greenlet.calls == every(0.125, T0 + 1.0) == callback.calls
+    assert max(scheduler.lateness) == 0.0
 
 
-def test_hanging_and_raising_checkers_do_not_delay_the_others():
-    scheduler = Scheduler(MonotonicClock(), workers=4)
-    healthy, fast = Fixed(), Callback()
-    hung = scheduler.add(("vs", "hung", "X"), Hangs(), FAST)
+def test_hanging_and_raising_checkers_do_not_delay_the_others(clock, scheduler):
+    healthy, fast = Fixed(clock), Callback(clock)
+    hung = scheduler.add(("vs", "hung", "X"), Hangs(clock), FAST)
     crashing = scheduler.add(("vs", "crash", "X"), Raises(), FAST)
-    good = scheduler.add(("vs", "good", "X"), healthy, FAST)
+    scheduler.add(("vs", "good", "X"), healthy, FAST)
     scheduler.add(("vs", "fast", "X"), fast, FAST)
-    run_for(scheduler, 1.6)     # the hung attempt is killed at 0.2 + 1.0 s
-    # 1.6 s at a 50 ms loop: about 30 checks each, whatever the broken ones do
-    assert len(healthy.calls) >= 20 and fast.calls >= 20
-    gaps = [b - a for a, b in zip(healthy.calls, healthy.calls[1:], strict=False)]
-    assert max(gaps) < 0.2, gaps
-    assert good.health.up and good.last.ok
-    assert not hung.health.up and "check hung: killed after 1.2 s" in hung.last.error
-    assert not crashing.health.up and "checker crashed: RuntimeError('checker bug')" in \
-        crashing.last.error
-    assert scheduler.crashes >= 1
+    scheduler.start()
+    clock.advance(1.0)
+    assert hung.last is None                    # still hanging at 1 s ...
+    clock.advance(1.0)
+    # ... killed at its hard deadline, connect_timeout + 1 s, to the tick
+    assert not hung.health.up and hung.last.error == "check hung: killed after 1.25 s"
+    assert hung.last_at == T0 + 1.25 and hung.last.duration == 1.25
+    assert not crashing.health.up and crashing.last.error == \
+        "checker crashed: RuntimeError('checker bug')"
+    assert scheduler.crashes == crashing.failed == 17      # every 0.125 s from 0 to 2 s
+    assert healthy.calls == every(0.125, T0 + 2.0) == fast.calls
 
 
-def test_listeners_hear_up_and_down_changes_only():
-    scheduler = Scheduler(MonotonicClock(), workers=2)
-    flaky = Fixed(ok=True)
+def test_listeners_hear_up_and_down_changes_only(clock, scheduler):
+    flaky = Fixed(clock)
     job = scheduler.add(("vs", "rs", "X"), flaky, FAST)
     changes = []
-    scheduler.listeners.append(lambda job, result: changes.append((job.health.up, result.error)))
+    scheduler.listeners.append(lambda job, result: changes.append(
+        (clock.now(), job.health.up, result.error)))
     scheduler.start()
-    try:
-        hub.sleep(0.2)
-        flaky.ok = False
-        hub.sleep(0.3)
-        flaky.ok = True
-        hub.sleep(0.3)
-    finally:
-        scheduler.stop()
-    assert changes == [(False, "told to fail"), (True, None)]
-    assert job.ok > 2 and job.failed > 2
+    clock.advance(0.25)          # good at 0, 0.125, 0.25
+    flaky.ok = False
+    clock.advance(0.375)         # failed at 0.375 (down: retry 0), 0.5, 0.625
+    flaky.ok = True
+    clock.advance(0.375)         # good at 0.75 (up: rise 1), 0.875, 1.0
+    assert changes == [(T0 + 0.375, False, "told to fail"), (T0 + 0.75, True, None)]
+    assert (job.ok, job.failed) == (6, 3)
 
 
-def test_first_checks_are_spread_over_warmup():
-    scheduler = Scheduler(MonotonicClock(), workers=1, rng=random.Random(7))
+def test_a_failed_attempt_is_retried_delay_before_retry_apart(clock, scheduler):
+    settings = CheckSettings(delay_loop=0.5, connect_timeout=0.25, retry=2,
+                             delay_before_retry=0.0625, warmup=0.0, alpha=False)
+    failing = Fixed(clock, ok=False)
+    scheduler.add(("vs", "rs", "X"), failing, settings)
+    downs = []
+    scheduler.listeners.append(lambda job, result: downs.append(clock.now()))
+    scheduler.start()
+    clock.advance(1.25)
+    # the attempt and its two retries, down at the last; then once a delay_loop
+    assert failing.calls == [T0, T0 + 0.0625, T0 + 0.125, T0 + 0.625, T0 + 1.125]
+    assert downs == [T0 + 0.125]
+
+
+def test_a_slow_check_keeps_its_servers_cadence(clock, scheduler):
+    """The next check is due a delay_loop after the last was due, not after it ended."""
+    slow = Fixed(clock, takes=0.0625)
+    scheduler.add(("vs", "rs", "X"), slow, CheckSettings(0.25, 0.25, 0, 0.0625, 0.0, False))
+    scheduler.start()
+    clock.advance(1.0)
+    assert slow.calls == every(0.25, T0 + 1.0)
+
+
+def test_a_job_added_while_the_dispatcher_waits_starts_at_once(clock, scheduler):
+    scheduler.add(("vs", "a", "X"), Fixed(clock), CheckSettings(60, 1, 0, 1, 0.0, False))
+    scheduler.start()
+    clock.advance(0.0625)                         # the dispatcher waits, for up to 1 s
+    late = Fixed(clock)
+    scheduler.add(("vs", "b", "X"), late, FAST)
+    clock.advance(0)                              # let it run; no time passes
+    assert late.calls == [T0 + 0.0625]
+
+
+def test_first_checks_are_spread_over_warmup(clock):
+    scheduler = Scheduler(clock, workers=1, rng=random.Random(7))
     settings = CheckSettings(60, 1, 1, 1, warmup=10.0, alpha=False)
-    start = time.monotonic()
-    dues = sorted(scheduler.add(("vs", str(i), "X"), Fixed(), settings).due - start
+    dues = sorted(scheduler.add(("vs", str(i), "X"), Fixed(clock), settings).due - T0
                   for i in range(1000))
-    assert 0 <= dues[0] < 0.1 and 9.9 < dues[-1] <= 10.01
+    assert 0 <= dues[0] < 0.1 and 9.9 < dues[-1] <= 10.0
     assert 4.0 < dues[500] < 6.0          # uniform, not bunched
 
 
-def test_a_stalled_dispatcher_is_visible():
-    scheduler = Scheduler(MonotonicClock(), workers=1)
-    assert scheduler.stalled(limit=0.0)
+def test_a_stalled_dispatcher_is_visible(clock, scheduler):
+    scheduler.add(("vs", "a", "X"), Fixed(clock), CheckSettings(60, 1, 0, 1, 0.0, False))
+    scheduler.start()
+    clock.advance(10)            # nothing due for a minute: the loop still turns every second
+    assert not scheduler.stalled(limit=5.0)
+    scheduler.add(("vs", "b", "X"), BlocksTheLoop(clock), FAST)
+    clock.advance(10)            # its start() holds the dispatcher
+    assert scheduler.stalled(limit=5.0)
+    clock.advance(60)            # let go
+    assert not scheduler.stalled(limit=5.0)
+
+
+def wait_for(condition, within=5.0):
+    """Poll on the real loop until ``condition()`` holds; fail after ``within`` seconds."""
+    deadline = MonotonicClock().now() + within
+    while not condition():
+        assert MonotonicClock().now() < deadline, "condition not met in time"
+        hub.sleep(0.005)
+
+
+def test_on_the_real_clock_checks_run_and_a_hung_one_is_killed():
+    clock = MonotonicClock()
+    scheduler = Scheduler(clock, workers=2)
+    good = Fixed(clock)
+    hung = Hangs(clock)
+    hung.hard_deadline = 0.05       # the checker's own hard deadline, as SMTP's and HTTP's
+    stuck = scheduler.add(("vs", "hung", "X"), hung, FAST)
+    scheduler.add(("vs", "good", "X"), good, FAST)
     scheduler.start()
     try:
-        hub.sleep(0.05)
-        assert not scheduler.stalled(limit=1.0)
+        wait_for(lambda: len(good.calls) >= 3 and stuck.last is not None)
     finally:
         scheduler.stop()
+    assert stuck.last.error == "check hung: killed after 0.05 s"
+    assert 0.05 <= stuck.last.duration < 1.0
