@@ -52,7 +52,7 @@ def release_slowly(parts: list, chunk: int = 100) -> None:
     once is one C call that holds the loop (a tenth of a second at 10,000 real servers)."""
     while parts:
         del parts[-chunk:]
-        hub.sleep(0)
+        hub.breathe()
 
 
 class StartupError(Exception):
@@ -306,15 +306,15 @@ class Director:
         failure before the apply changes nothing; one during it is rolled back to the old
         configuration. Every outcome is counted and becomes an event."""
         self._coalesce("reload")
-        # The collector holds the GIL for a whole pass: over the million objects a large
-        # file parses into, passes stalled the loop (and the adverts) for a second. It
-        # rests while the thread parses, and a new model is frozen (kept out of its passes,
-        # as at start: see run()) before it is applied; its objects hold no cycles, so one
-        # that is refused later is freed all the same.
+        # The collector's passes are not sliced: over the million objects a large file
+        # parses into, they stalled the loop (and the adverts) for a second. It rests while
+        # the file is parsed, and a new model is frozen (kept out of its passes, as at
+        # start: see run()) before it is applied; its objects hold no cycles, so one that is
+        # refused later is freed all the same.
         gc.disable()
         started = time.monotonic()
         try:
-            result, plan = hub.in_thread(self._parse_and_plan, self.config)
+            result, plan = self._parse_and_plan(self.config)
             if plan is not None and not plan.unchanged:
                 gc.freeze()
         except Unreadable as exc:                 # the file went away, a directory, a FIFO
@@ -353,9 +353,11 @@ class Director:
         return self._reloaded("success", [], note)
 
     def _parse_and_plan(self, running: Any) -> tuple[Any, reconcile.ReloadPlan | None]:
-        """The pure part of a reload, run in a thread: nothing here may touch the loop."""
-        result = load_config(self.options.use_file, self.config_id)
-        return result, reconcile.plan(running, result.config) if result.ok else None
+        """The pure part of a reload, in slices with the loop running between them (a
+        100,000-line file is most of a second of work)."""
+        pause = hub.Slicer()
+        result = load_config(self.options.use_file, self.config_id, pause=pause)
+        return result, reconcile.plan(running, result.config, pause) if result.ok else None
 
     def _coalesce(self, command: str) -> None:
         """Signals that queued up behind this one are one reload: the file is read once."""

@@ -18,8 +18,9 @@ ends where a fresh start on B does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 from .check.base import make_target, resolve_settings
 from .config.blocks.virtual_server import real_server_name, virtual_server_name
@@ -63,7 +64,8 @@ class ServerPlan:
     added: tuple[ServerKey, ...] = ()
     changed: tuple[ServerKey, ...] = ()   # new checkers; up/down and counters carried over
     removed: tuple[ServerKey, ...] = ()
-    order: tuple[ServerKey, ...] = ()     # every server of the new file, in its order
+    # every server of the new file, in its order: (virtual server, real server) models
+    servers: dict[ServerKey, tuple[Any, Any]] = field(default_factory=dict, compare=False)
 
     @property
     def unchanged(self) -> bool:
@@ -82,10 +84,7 @@ class ReloadPlan:
     servers: ServerPlan
     load_balancer: bool                   # virtual servers, groups or global settings changed
     mail: bool                            # global_defs changed (smtp_*, router_id, ...)
-
-    @property
-    def unchanged(self) -> bool:
-        return self.old == self.new
+    unchanged: bool                       # the two models are equal
 
     @property
     def removes_everything(self) -> bool:
@@ -109,12 +108,33 @@ def _counted(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "none"
 
 
-def plan(old: Any, new: Any) -> ReloadPlan:
-    return ReloadPlan(old, new, plan_instances(old, new), plan_servers(old, new),
-                      load_balancer=(old.virtual_servers != new.virtual_servers or
+def _no_pause() -> None:
+    pass
+
+
+def plan(old: Any, new: Any, pause: Callable[[], None] = _no_pause) -> ReloadPlan:
+    """``pause`` is called between pieces of work (a daemon's loop runs there): comparing
+    ten thousand real servers is tens of milliseconds."""
+    servers_differ = _differ(old.virtual_servers, new.virtual_servers, pause)
+    others_differ = any(getattr(old, f.name) != getattr(new, f.name)
+                        for f in dataclasses.fields(old)
+                        if f.compare and f.name != "virtual_servers")
+    return ReloadPlan(old, new, plan_instances(old, new), plan_servers(old, new, pause),
+                      load_balancer=(servers_differ or
                                      old.virtual_server_groups != new.virtual_server_groups or
                                      old.global_defs != new.global_defs),
-                      mail=old.global_defs != new.global_defs)
+                      mail=old.global_defs != new.global_defs,
+                      unchanged=not servers_differ and not others_differ)
+
+
+def _differ(before: Sequence[Any], after: Sequence[Any], pause: Callable[[], None]) -> bool:
+    if len(before) != len(after):
+        return True
+    for one, other in zip(before, after):
+        pause()
+        if one != other:
+            return True
+    return False
 
 
 def plan_instances(old: Any, new: Any) -> InstancePlan:
@@ -148,10 +168,12 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
                         old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon)
 
 
-def servers_of(config: Any) -> dict[ServerKey, tuple[Any, Any]]:
+def servers_of(config: Any, pause: Callable[[], None] = _no_pause
+               ) -> dict[ServerKey, tuple[Any, Any]]:
     """Every real server of a configuration by its identity, in the file's order."""
     servers = {}
     for virtual in config.virtual_servers:
+        pause()
         name = virtual_server_name(virtual)           # once per virtual server: it costs
         for real in virtual.real_servers:
             servers[(name, real.address, real.port)] = (virtual, real)
@@ -173,8 +195,8 @@ def check_signature(config: Any, virtual: Any, real: Any) -> tuple:
             (real.weight, tuple(config.track_files)) if file_check else ())
 
 
-def plan_servers(old: Any, new: Any) -> ServerPlan:
-    before, after = servers_of(old), servers_of(new)
+def plan_servers(old: Any, new: Any, pause: Callable[[], None] = _no_pause) -> ServerPlan:
+    before, after = servers_of(old, pause), servers_of(new, pause)
     kept, added, changed = [], [], []
     # The common case, a reload that changed a few things among thousands of servers:
     # a server whose virtual server, real server and shared settings are equal objects
@@ -182,6 +204,7 @@ def plan_servers(old: Any, new: Any) -> ServerPlan:
     shared_same = (old.global_defs.script_user == new.global_defs.script_user and
                    old.ssl == new.ssl and old.track_files == new.track_files)
     for key, (virtual, real) in after.items():
+        pause()
         previous = before.get(key)
         if previous is None:
             added.append(key)
@@ -191,7 +214,7 @@ def plan_servers(old: Any, new: Any) -> ServerPlan:
         else:
             changed.append(key)
     removed = tuple(key for key in before if key not in after)
-    return ServerPlan(tuple(kept), tuple(added), tuple(changed), removed, tuple(after))
+    return ServerPlan(tuple(kept), tuple(added), tuple(changed), removed, after)
 
 
 def _same_settings(old_virtual: Any, new_virtual: Any) -> bool:

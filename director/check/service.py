@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from .. import hub
 from ..clock import Clock
 from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
@@ -18,6 +19,8 @@ from .hysteresis import Health
 from .scheduler import Job, Scheduler
 
 log = logging.getLogger("director.check")
+
+SWAP_SLICE = 2000               # kept servers updated by a reload between two turns of the loop
 
 
 @dataclass(eq=False)
@@ -89,13 +92,17 @@ class CheckService:
         state and counters (their configuration objects are swapped for the new ones);
         removed ones stop being checked; added ones start as keepalived starts them; changed
         ones get new checkers and carry their state over (_migrate)."""
-        from ..reconcile import servers_of
-        wanted = servers_of(config)
+        wanted = plan.servers
         old = self._by_name
         self.config = config
-        for key in plan.kept:
+        # The swap changes no up/down, drain or weight the load balancer reads (it weighs
+        # with its own configuration), so the loop may run between slices of it: ten
+        # thousand kept servers are milliseconds of work.
+        for number, key in enumerate(plan.kept, 1):
             state = old[key]
             state.virtual_server, state.real_server = wanted[key]
+            if number % SWAP_SLICE == 0:
+                hub.breathe()
         replaced = [old[key] for key in plan.changed]
         self._forget([old[key] for key in plan.removed] + replaced)
         for before in replaced:
@@ -104,7 +111,7 @@ class CheckService:
         for key in plan.added:
             self._add(*wanted[key], (key[0], real_server_name(wanted[key][1])))
         # the file's order (the dumps walk this list)
-        self.real_servers = [self._by_name[key] for key in plan.order]
+        self.real_servers = [self._by_name[key] for key in wanted]
         event(log, "check.reloaded", **plan.counts())
 
     def _migrate(self, before: RealServerState, after: RealServerState) -> None:
@@ -131,6 +138,8 @@ class CheckService:
 
     def _forget(self, states: list[RealServerState]) -> None:
         """In one pass each (ten thousand servers removed must not cost n squared)."""
+        if not states:
+            return
         jobs = [job for state in states for job in state.jobs]
         self.scheduler.remove(*jobs)
         for job in jobs:

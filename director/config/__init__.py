@@ -66,25 +66,40 @@ def _regular_file(path: str) -> None:
 
 def load_config(path: str, config_id: str | None = None,
                 interface_exists: Callable[[str], bool] | None = interface_exists,
-                read: Callable[[str], bytes] = read_bytes) -> LoadResult:
+                read: Callable[[str], bytes] = read_bytes,
+                pause: Callable[[], None] | None = None) -> LoadResult:
     """Parse and validate. ``interface_exists`` is asked about every interface the file
-    names (None: do not check, as for a config written for another host)."""
+    names (None: do not check, as for a config written for another host). ``pause`` is
+    called between pieces of work (Diagnostics.pause)."""
     try:
         if read is read_bytes:
             _regular_file(path)
         read(path)
     except OSError as exc:
         raise Unreadable(f"{path}: {exc.strerror or exc}") from exc
-    diagnostics = Diagnostics()
+    diagnostics = Diagnostics(pause=pause)
     lines = Preprocessor(diagnostics, config_id or default_config_id(), read).run(path)
     tree = build_tree(lines, diagnostics)
     config = None
     if tree is not None:
         config = Loader(diagnostics).load(tree, path)
         validate(config, diagnostics, interface_exists)
+        if pause is not None:
+            _release(tree, pause, 10)
+    if pause is not None:
+        _release(lines, pause, 2000)
     if diagnostics.has_errors():
         config = None
     return LoadResult(config, tuple(diagnostics))
+
+
+def _release(parts: list, pause: Callable[[], None], chunk: int) -> None:
+    """Free what the passes built a piece at a time, pausing between: the lines and the
+    statement tree of a large file are half a million objects, freed in one C call (tens of
+    milliseconds of a daemon's loop) when they simply go out of scope."""
+    while parts:
+        del parts[-chunk:]
+        pause()
 
 
 __all__ = ["Diagnostic", "Diagnostics", "LoadResult", "Location", "Unreadable",

@@ -11,6 +11,7 @@ last error says checking stopped there. Warnings past ``max_warnings`` are count
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 ERROR = "error"
 WARNING = "warning"
@@ -37,11 +38,19 @@ class Diagnostic:
         return f"{self.location}: {self.severity}: {self.message}"
 
 
+def _no_pause() -> None:
+    pass
+
+
 class Diagnostics:
     """Collects diagnostics in the order they were found, up to the limits."""
 
-    def __init__(self, max_errors: int = MAX_ERRORS, max_warnings: int = MAX_WARNINGS) -> None:
+    def __init__(self, max_errors: int = MAX_ERRORS, max_warnings: int = MAX_WARNINGS,
+                 pause: Callable[[], None] | None = None) -> None:
         self.items: list[Diagnostic] = []
+        # Called by every pass between two pieces of work (a line, a block): a daemon parsing
+        # on its loop lets the loop run there (see hub.Slicer); nothing for -t.
+        self.pause = pause or _no_pause
         self.max_errors = max_errors
         self.max_warnings = max_warnings
         self.stopped = False        # checking should end: too many errors, or a fatal one

@@ -165,7 +165,9 @@ class Preprocessor:
         if physical and physical[-1] == "":
             physical.pop()          # the newline that ends the last line starts no line
         diagnostics = self.diagnostics
+        pause = diagnostics.pause
         for number, raw in enumerate(physical, 1):
+            pause()
             if diagnostics.stopped:      # a fatal error, or too many: the rest is not read
                 return
             if len(raw) > MAX_LINE_CHARS:

@@ -70,6 +70,7 @@ class Loader:
         return self.block(ROOT, top)
 
     def block(self, block: Block, stmt: Stmt) -> Any | None:
+        self.diagnostics.pause()
         ctx = self.ctx
         ctx.location = stmt.location
         values = block.defaults()

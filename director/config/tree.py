@@ -45,7 +45,9 @@ def build_tree(lines: list[SourceLine], diagnostics: Diagnostics) -> list[Stmt] 
     stack: list[_Open] = []
     balanced = True
     previous: Stmt | None = None     # last statement of the previous line, if it has no block
+    pause = diagnostics.pause
     for line in lines:
+        pause()
         if diagnostics.stopped:      # too many errors already: the tree would not be used
             return None
         words = line.words

@@ -472,7 +472,7 @@ class LoadBalancer:
             walked += len(virtual.real_servers)
             if walked >= PAUSE_EVERY:
                 walked = 0
-                hub.sleep(0)
+                hub.breathe()
                 if self.config is not config:     # a reload came: the next converge is its
                     return
             name = virtual_server_name(virtual)
@@ -493,7 +493,7 @@ class LoadBalancer:
             self.on_event("ha_suspend", suspended=sorted(suspended))
             self.suspended = suspended
         self.desired = desired_state(config, self.live, self.quorum, suspended,
-                                     pause=lambda: hub.sleep(0), pause_every=PAUSE_EVERY)
+                                     pause=hub.breathe, pause_every=PAUSE_EVERY)
         if self.config is not config:
             return
         self.owned = self.owned | frozenset(self.desired)

@@ -146,4 +146,4 @@ def test_a_plan_of_a_file_against_itself_changes_nothing(tmp_path):
         text = random_config(random.Random(seed))
         plan = reconcile.plan(parse(tmp_path, text, "a.conf"), parse(tmp_path, text, "b.conf"))
         assert plan.unchanged and plan.instances.unchanged and plan.servers.unchanged
-        assert len(plan.servers.kept) == len(plan.servers.order)
+        assert len(plan.servers.kept) == len(plan.servers.servers)
