@@ -88,8 +88,8 @@ def weight_of(real: Any, live: Live) -> int:
 
 
 def live_weight(virtual: Any, lives: Callable[[Any], Live]) -> int:
-    return sum(weight_of(real, lives(real)) for real in virtual.real_servers
-               if lives(real).up)
+    return sum(weight_of(real, live) for live, real in
+               ((lives(real), real) for real in virtual.real_servers) if live.up)
 
 
 def quorum_step(virtual: Any, quorum_up: bool, weight: int) -> tuple[bool, QuorumChange | None]:
