@@ -43,6 +43,19 @@ class Vocabulary:
     CONNECTION, IP_ADDRESS, PORT, NOT_YET = CONNECTION, IP_ADDRESS, PORT, NOT_YET
 
 
+# The shared keywords that read the same in every kind, made once.
+CONNECT_TIMEOUT = Kw("connect_timeout", Seconds(0.000001, 4294.967295), doc="Default: 5 s.")
+TIMING = (
+    Kw("delay_loop", Seconds(0.001, 86400), doc="Overrides the virtual server's delay_loop."),
+    Kw("warmup", Seconds(0, 86400), doc="Random delay, up to this, before the first check."),
+    Kw("alpha", Flag(), doc="Start the server down until its first good check."),
+    Kw("rise", Int(1, 1000), doc="director's addition (HAProxy's rise): good checks in a row "
+                                 "before a down server is up again. Default 1, as keepalived."),
+    Kw("fwmark", Int(0, 0xFFFFFFFF), doc="Mark on the checker's packets (SO_MARK)."),
+    Kw("log_all_failures", Flag(), unsupported=NOT_YET),
+)
+
+
 def shared_keywords(kind: Kind) -> tuple[Kw, ...]:
     """The keywords every network checker takes, their docs saying this kind's defaults
     (when neither the real nor the virtual server sets them). keepalived 2 reads the old
@@ -58,7 +71,7 @@ def shared_keywords(kind: Kind) -> tuple[Kw, ...]:
     before_retry = "the delay_loop" if kind.delay_before_retry is None else \
         f"{kind.delay_before_retry:g} s"
     return CONNECTION + (
-        Kw("connect_timeout", Seconds(0.000001, 4294.967295), doc="Default: 5 s."),
+        CONNECT_TIMEOUT,
         Kw("retry", Int(0, UINT_MAX),
            doc=f"Failed attempts in a row before the server is marked down. Default: the "
                f"real server's, else the virtual server's, else {kind.retry}."),
@@ -66,15 +79,7 @@ def shared_keywords(kind: Kind) -> tuple[Kw, ...]:
         Kw("delay_before_retry", Seconds(0, 86400),
            doc=f"Pause between the attempts of one check. Default: the real server's, "
                f"else the virtual server's, else {before_retry}."),
-        Kw("delay_loop", Seconds(0.001, 86400), doc="Overrides the virtual server's delay_loop."),
-        Kw("warmup", Seconds(0, 86400), doc="Random delay, up to this, before the first check."),
-        Kw("alpha", Flag(), doc="Start the server down until its first good check."),
-        Kw("rise", Int(1, 1000), doc="director's addition (HAProxy's rise): good checks in a "
-                                     "row before a down server is up again. Default 1, as "
-                                     "keepalived."),
-        Kw("fwmark", Int(0, 0xFFFFFFFF), doc="Mark on the checker's packets (SO_MARK)."),
-        Kw("log_all_failures", Flag(), unsupported=NOT_YET),
-    )
+    ) + TIMING
 
 
 def _finish(kind: Kind):
