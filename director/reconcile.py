@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .check.base import make_target, resolve_settings
+from .check.kinds import kind
 from .config.blocks.virtual_server import real_server_name, virtual_server_name
 from .config.validate import effective_version
 
 ServerKey = tuple[str, str, int]          # (virtual server name, address, port)
-NOT_RUN = frozenset({"BFD_CHECK"})       # parsed, warned about by -t, never run
 
 
 @dataclass(frozen=True)
@@ -180,47 +180,34 @@ def servers_of(config: Any, pause: Callable[[], None] = _no_pause
     return servers
 
 
-def check_signature(config: Any, virtual: Any, real: Any) -> tuple:
-    """Everything a real server's checkers are built from: equal signatures across a reload
-    mean the same checks, so the server keeps its jobs, up/down state and counters."""
-    blocks = tuple(block for block in real.checkers if block.kind not in NOT_RUN)
-    settings = tuple(resolve_settings(virtual, real, block) for block in blocks)
-    names = (virtual_server_name(virtual), real_server_name(real))
-    file_check = any(block.kind == "FILE_CHECK" for block in blocks)
-    return (blocks, settings,
-            tuple(make_target(virtual, real, block, setting, names)
-                  for block, setting in zip(blocks, settings)),
-            config.global_defs.script_user, config.ssl,
-            # FILE_CHECK scales the configured weight and reads the track_file blocks
-            (real.weight, tuple(config.track_files)) if file_check else ())
+def check_signature(config: Any, virtual: Any, real: Any, virtual_name: str = "") -> tuple:
+    """Everything a real server's checkers are built from (each kind declares what it takes
+    beyond its block, its settings and its target: Kind.inputs): equal signatures across a
+    reload mean the same checks, so the server keeps its jobs, up/down state and counters."""
+    names = (virtual_name or virtual_server_name(virtual), real_server_name(real))
+    signature = []
+    for block in real.checkers:
+        declared = kind(block.kind)
+        if not declared.runs:                 # parsed, never run (BFD_CHECK)
+            continue
+        settings = resolve_settings(virtual, real, block)
+        signature.append((block, settings, make_target(virtual, real, block, settings, names),
+                          declared.inputs(config, real, settings) if declared.inputs else None))
+    return tuple(signature)
 
 
 def plan_servers(old: Any, new: Any, pause: Callable[[], None] = _no_pause) -> ServerPlan:
     before, after = servers_of(old, pause), servers_of(new, pause)
     kept, added, changed = [], [], []
-    # The common case, a reload that changed a few things among thousands of servers:
-    # a server whose virtual server, real server and shared settings are equal objects
-    # has equal signatures without building them.
-    shared_same = (old.global_defs.script_user == new.global_defs.script_user and
-                   old.ssl == new.ssl and old.track_files == new.track_files)
     for key, (virtual, real) in after.items():
         pause()
         previous = before.get(key)
         if previous is None:
             added.append(key)
-        elif (shared_same and previous[1] == real and _same_settings(previous[0], virtual)) \
-                or check_signature(old, *previous) == check_signature(new, virtual, real):
+        elif check_signature(old, *previous, key[0]) == \
+                check_signature(new, virtual, real, key[0]):
             kept.append(key)
         else:
             changed.append(key)
     removed = tuple(key for key in before if key not in after)
     return ServerPlan(tuple(kept), tuple(added), tuple(changed), removed, after)
-
-
-def _same_settings(old_virtual: Any, new_virtual: Any) -> bool:
-    """What a real server's checkers inherit from their virtual server (resolve_settings,
-    make_target) is unchanged."""
-    return all(getattr(old_virtual, name, None) == getattr(new_virtual, name, None)
-               for name in ("delay_loop", "connect_timeout", "retry", "delay_before_retry",
-                            "warmup", "alpha", "rise", "virtualhost", "address", "port",
-                            "fwmark", "protocol", "group"))
