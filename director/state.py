@@ -411,11 +411,13 @@ class LoadBalancerView:
     errors: Mapping[str, int]           # operation -> backend errors, ever
     last_error: Mapping[str, Any] | None     # operation, error, at
     failing_converges: int              # in a row, now
+    # what the backend does differently from IPVS, "VIRTUAL SERVER: note" each
+    warnings: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {"backend": self.backend, "errors": dict(self.errors),
                 "last_error": None if self.last_error is None else dict(self.last_error),
-                "failing_converges": self.failing_converges}
+                "failing_converges": self.failing_converges, "warnings": list(self.warnings)}
 
 
 # === the daemon =================================================================================

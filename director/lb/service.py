@@ -626,10 +626,11 @@ class LoadBalancer:
     # -- what the dashboard, the metrics and the dump files read ---------------------------
 
     def view(self) -> LoadBalancerView:
-        """The backend and its errors."""
+        """The backend, its errors and what it does differently from IPVS (status()'s
+        fields, typed: what reaches /api/v1/state and the dashboard)."""
         return LoadBalancerView(self.backend.name, frozen(self.errors),
                                 None if self.last_error is None else frozen(self.last_error),
-                                self.failing)
+                                self.failing, self.warnings())
 
     def virtual_servers(self, yield_every: int = 0,
                         with_jobs: bool = False) -> tuple[VirtualServerView, ...]:

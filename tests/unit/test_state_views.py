@@ -104,3 +104,16 @@ def test_traffic_adds_up_what_is_there():
     one = Traffic(1, 2, 3, 4, 5)
     assert Traffic.total([one, None]) is one
     assert Traffic.total([one, Traffic(10, 20, 30, 40, 50)]) == Traffic(11, 22, 33, 44, 55)
+
+
+def test_the_load_balancers_view_says_what_its_status_says(tmp_path):
+    """What reaches /api/v1/state is view(); status() is what its own tests read. A field
+    added to one and not the other (the backend's warnings were) fails here."""
+    from tests.unit.test_lb_nftables import LIMITS, LIMITS_CONFIG, _balancer, _load
+    balancer = _balancer(_load(tmp_path, LIMITS_CONFIG), "nftables")
+    try:
+        balancer.start()
+        assert balancer.view().as_json() == balancer.status()
+        assert list(balancer.view().warnings) == LIMITS
+    finally:
+        balancer.stop()

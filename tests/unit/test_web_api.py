@@ -102,7 +102,8 @@ def contract_state(with_jobs: bool = False) -> State:
     reals = (RealServerView.of(real, check, weight=1, desired_weight=1, counters=traffic),)
     return State(
         router_id=HOSTILE, pid=42, started=1764000000.0, config="/etc/k.conf",
-        backend="ipvs", load_balancer=LoadBalancerView("ipvs", frozen({}), None, 0),
+        backend="ipvs", load_balancer=LoadBalancerView(
+            "ipvs", frozen({}), None, 0, ("192.168.1.11:80/TCP: a note",)),
         not_running=(), reload=ReloadView(None, None),
         vrrp=VrrpView(instances, (SyncGroupView("VG1", ("VI_1", "VI_GATEWAY"), "MASTER"),),
                       None, frozen({("eth0", "vrid"): 3})),
@@ -168,6 +169,7 @@ def test_state_has_the_contract_shape(client):
     assert body["router_id"] == HOSTILE
     assert [i["sync_group"] for i in body["vrrp"]["instances"]] == ["VG1", "VG1"]
     assert body["vrrp"]["dropped_by_interface"] == {"eth0/vrid": 3}
+    assert body["load_balancer"]["warnings"] == ["192.168.1.11:80/TCP: a note"]
     real = body["virtual_servers"][0]["real_servers"][0]
     assert real["last_check"]["cert_not_after"] == 1790000000
     assert body["admin"] is True

@@ -61,6 +61,7 @@ function renderSummary(state) {
   box.replaceChildren(...[
     el("span", {}, "backend ", el("b", {text: state.backend || "—"})),
     lbErrors(state.load_balancer),
+    lbWarnings(state.load_balancer),
     ...(state.not_running || []).map((part) => badge(`not running: ${part}`, "bad")),
     el("span", {}, "real servers up ", el("b", {id: "reals-up", text: `${up}/${reals}`})),
     lost ? badge(`${lost} pool(s) below quorum`, "bad") : null,
@@ -81,6 +82,14 @@ function lbErrors(lb) {
   return total ? el("span", {class: "muted lb-errors", title: lb.last_error
     ? `last: ${lb.last_error.operation}: ${lb.last_error.error} (${ago(lb.last_error.at)})` : "",
     text: `${total} backend error(s), recovered`}) : null;
+}
+
+// What the backend does differently from IPVS (nftables: wlc runs as wrr, ...): one badge,
+// each note in its title.
+function lbWarnings(lb) {
+  const notes = (lb && lb.warnings) || [];
+  return notes.length ? el("span", {class: "badge badge-warn lb-warnings", title: notes.join("\n"),
+    text: `${notes.length} difference(s) from IPVS on ${lb.backend}`}) : null;
 }
 
 function renderSyncDaemon(daemon) {
