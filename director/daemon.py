@@ -239,7 +239,8 @@ class Director:
         """The checkers and the load balancer, at start-up or with the first virtual server
         a reload brings."""
         from .check.service import CheckService
-        from .lb.service import LoadBalancer, ipvs_available
+        from .lb.backends import ipvs_available
+        from .lb.service import LoadBalancer
         self.checks = CheckService(config, self.clock, self.notifier)
         self.checks.start()
         self._load_drained()

@@ -83,7 +83,7 @@ def _site(root: Path, name: str) -> Path:
 def lab_backend() -> str:
     """IPVS where the kernel has it (as on a production director), else nftables; a lab
     that cannot load-balance is refused, not run half-way."""
-    from ..lb.service import ipvs_available
+    from ..lb.backends import ipvs_available
     if ipvs_available():
         return "ipvs"
     if shutil.which("nft"):

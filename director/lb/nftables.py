@@ -1,6 +1,6 @@
 """The nftables backend's runner: applies with ``nft -f`` the scripts nftables_script.py
 renders (its docstring says how a State becomes rules), lists the table back, and
-fingerprints its objects so that NftablesSync (service.py) notices a table someone else
+fingerprints its objects so that NftablesSync (backends.py) notices a table someone else
 edited.
 """
 

@@ -154,7 +154,7 @@ def main() -> None:
 
     # 6. the daemon's sync: changes against what it last programmed, the kernel re-read
     # when verifying (each delay_loop)
-    from director.lb.service import IpvsSync
+    from director.lb.backends import IpvsSync
     sync = IpvsSync()
     sync.open()
     out["sync_adopt_errors"] = sync.sync(edited, OWNED, verify=True)

@@ -4,22 +4,22 @@ refusal (it used to run with backend none, and the VIP refused every connection)
 import pytest
 
 from director import demo
-from director.lb import service
+from director.lb import backends
 
 
 def test_ipvs_first(monkeypatch):
-    monkeypatch.setattr(service, "ipvs_available", lambda: True)
+    monkeypatch.setattr(backends, "ipvs_available", lambda: True)
     assert demo.lab_backend() == "ipvs"
 
 
 def test_nftables_without_ipvs(monkeypatch):
-    monkeypatch.setattr(service, "ipvs_available", lambda: False)
+    monkeypatch.setattr(backends, "ipvs_available", lambda: False)
     monkeypatch.setattr(demo.shutil, "which", lambda name: f"/usr/sbin/{name}")
     assert demo.lab_backend() == "nftables"
 
 
 def test_refused_in_one_line_when_neither_can_run(monkeypatch):
-    monkeypatch.setattr(service, "ipvs_available", lambda: False)
+    monkeypatch.setattr(backends, "ipvs_available", lambda: False)
     monkeypatch.setattr(demo.shutil, "which", lambda name: None)
     with pytest.raises(SystemExit) as refused:
         demo.lab_backend()

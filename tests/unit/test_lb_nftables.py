@@ -19,7 +19,8 @@ from director import hub
 from director.config import load_config
 from director.lb.nftables import NftablesBackend, objects_of
 from director.lb.nftables_script import Changes, changes, render
-from director.lb.service import LoadBalancer, NftablesSync
+from director.lb.backends import NftablesSync
+from director.lb.service import LoadBalancer
 from director.notify import Notifier
 from tests.unit.test_lb_nftables_script import BAD_TABLE_NAMES, CASES, CHANGES
 

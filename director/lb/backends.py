@@ -1,0 +1,284 @@
+"""The backends behind the load balancer, one small interface: ``sync(desired, owned,
+verify)`` converges the kernel on a desired State and returns the errors (each retried by the
+load balancer), ``counters()``, ``connections_of(key, dest_key)``, ``refresh_connections()``,
+``flush_all()``, ``close(remove)``.
+
+A change is applied against what the backend last programmed (one netlink message or one
+small nft transaction, whatever the pool's size); ``verify`` first reads what the kernel
+really has: IPVS re-reads its services, nftables compares a listing of its table with the one
+taken after its last apply. ``none`` only observes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from typing import Any
+
+from ..log import event
+from .model import BackendError, Connections, DestinationKey, Pool, State
+from .plan import plan
+
+log = logging.getLogger("director.lb")
+
+
+class IpvsSync:
+    """``verify`` compares /proc/net/ip_vs with what was programmed (one read of the
+    kernel's text view) and reads every service over netlink only when they differ, at
+    start, after a failed operation, and every FULL_READ_EVERY verifies (for the
+    destinations' traffic counters and what /proc does not show: thresholds, scheduler
+    flags). The same /proc read has the destinations' connections, live each delay_loop;
+    the services' counters are read when someone looks (counters())."""
+
+    name = "ipvs"
+    reports_connections = True
+    FULL_READ_EVERY = 10
+    COUNTERS_MAX_AGE = 1.0      # seconds the services' counters shown may be old
+
+    def __init__(self) -> None:
+        from .ipvs import IpvsBackend
+        self.backend = IpvsBackend()
+        self.kernel: State = {}
+        self.verifies = 0
+        self.full_reads = 0
+        self.view: Any = None                   # the last /proc read (ipvs.ProcView)
+        self.counters_at = 0.0                  # when the services' counters were read
+        self._expected: dict = {}
+        self._expected_for: State | None = None
+
+    def open(self) -> None:
+        self.backend.open()
+
+    @staticmethod
+    def limits(pools: Iterable[Pool]) -> list[str]:
+        return []                               # IPVS does what keepalived.conf says
+
+    def _read(self) -> None:
+        self.kernel = self.backend.read()
+        self.full_reads += 1
+
+    def _verify(self) -> None:
+        """Also refreshes the destinations' connections (the same /proc read, kept as the
+        view, looked up when someone asks)."""
+        from .ipvs import expectation, read_proc, read_proc_view
+        self.verifies += 1
+        if self._expected_for is not self.kernel:         # built once per apply
+            self._expected, self._expected_for = expectation(self.kernel), self.kernel
+        try:
+            self.view = read_proc_view(self._expected, read_proc())
+        except (OSError, ValueError, AttributeError, IndexError) as exc:
+            self.view = None
+            event(log, "lb.ipvs_proc_unreadable", logging.WARNING, error=exc)
+        if self.full_reads and self.verifies % self.FULL_READ_EVERY and \
+                self.view is not None and self.view.matches:
+            return
+        self._read()
+
+    def sync(self, desired: State, owned: frozenset,
+             verify: bool = True) -> list[BackendError]:
+        try:
+            if verify:
+                self._verify()
+        except OSError as exc:                    # netlink: the next converge reads again
+            self.full_reads = 0
+            return [BackendError("read", str(exc))]
+        operations = plan(desired, self.kernel, owned)
+        if not operations:
+            return []
+        errors = self.backend.apply(operations)
+        if errors:
+            try:
+                self._read()                      # what really happened, for the next plan
+            except OSError as exc:
+                self.full_reads = 0
+                errors.append(BackendError("read", str(exc)))
+        else:
+            self.kernel = {key: Pool(pool.service, dict(pool.destinations))
+                           for key, pool in desired.items()} | {
+                key: pool for key, pool in self.kernel.items()
+                if key not in desired and key not in owned}
+        return errors
+
+    def counters(self) -> dict:
+        """IPVS's totals: the services' read when asked (a scrape, the dashboard) if older
+        than COUNTERS_MAX_AGE (one service dump: a thousand services cost a verify's worth
+        under emulation, so not on every verify); the destinations' as of the last full
+        read (every FULL_READ_EVERY verifies)."""
+        now = time.monotonic()
+        if self.full_reads and now - self.counters_at >= self.COUNTERS_MAX_AGE:
+            self.counters_at = now
+            try:
+                self.backend.read_service_counters()
+            except OSError as exc:
+                event(log, "lb.ipvs_counters_unreadable", logging.WARNING, error=exc)
+        return self.backend.counters
+
+    def connections_of(self, key: Any, dest_key: DestinationKey) -> tuple[int, int] | None:
+        """A destination's (active, inactive) connections as of the last verify (every
+        delay_loop)."""
+        return self.view.connections_of(key, dest_key) if self.view is not None else None
+
+    def refresh_connections(self) -> None:
+        pass                                    # each verify reads them
+
+    def flush_all(self) -> list[BackendError]:
+        """Every IPVS service, ours or not (lvs_flush, lvs_flush_on_stop without VS)."""
+        try:
+            self._read()
+        except OSError as exc:
+            return [BackendError("flush", str(exc))]
+        return self.sync({}, frozenset(self.kernel), verify=False)
+
+    def close(self, remove: State | None = None) -> None:
+        if remove:
+            self.sync({}, frozenset(remove))
+        self.backend.close()
+
+
+class NftablesSync:
+    """The first apply (and any after a failure) replaces the whole table; later ones change
+    only what differs from the state last applied (changes()), in one transaction, falling
+    back to the whole table if that fails.
+
+    To notice edits made by someone else it keeps the table's objects as nft lists them
+    (without counters and set elements, which move with the traffic): after a whole apply
+    all of them, after a change only those the change wrote (one small nft run), so that an
+    edit elsewhere is never taken for ours. ``verify`` lists the table again; any difference
+    means someone edited it and the whole table is applied again (a listing cannot be turned
+    back into a State; the price is that persistence forgets the clients of that moment)."""
+
+    name = "nftables"
+    reports_connections = True                  # while a drain waits (conntrack)
+
+    def __init__(self) -> None:
+        from .nftables import NftablesBackend
+        self.backend = NftablesBackend()
+        self.applied: State | None = None       # what the table implements, if known
+        self.objects: dict[str, str] = {}       # its objects as listed after that apply
+        self.kernel: State = {}
+        self._connections: Connections = {}
+
+    def open(self) -> None:
+        pass
+
+    @staticmethod
+    def limits(pools: Iterable[Pool]) -> list[str]:
+        """What the table does differently from IPVS for these pools (one virtual server's),
+        one sentence each: wlc runs as wrr, DR destinations are dropped..."""
+        from .nftables_script import unsupported
+        return unsupported(pools)
+
+    def sync(self, desired: State, owned: frozenset,
+             verify: bool = True) -> list[BackendError]:
+        desired = {key: Pool(pool.service, dict(pool.destinations))    # a snapshot
+                   for key, pool in desired.items()}
+        previous = self.applied
+        try:
+            if previous is not None and verify:
+                listed = self.backend.fingerprint()
+                if listed != self.objects:
+                    event(log, "lb.nftables_table_changed", logging.WARNING,
+                          change="edited" if listed else "removed", note="applying it again")
+                    previous = None
+            if previous is not None and desired == previous:
+                return []
+            if previous is not None:
+                try:
+                    done = self.backend.apply_changes(previous, desired)
+                except OSError as exc:
+                    event(log, "lb.nftables_incremental_failed", logging.WARNING, error=exc)
+                else:
+                    self.applied = self.kernel = desired
+                    self.objects = {name: text for name, text in self.objects.items()
+                                    if name not in done.gone} | \
+                        self.backend.fingerprint(done.touched)
+                    return []
+            self.applied = None
+            self.backend.apply(desired)
+            self.applied = self.kernel = desired
+            self.objects = self.backend.fingerprint()
+        except OSError as exc:
+            self.applied = None                 # unknown: the whole table next time
+            return [BackendError("apply", str(exc))]
+        return []
+
+    def counters(self) -> dict:
+        return {}                               # nftables keeps none per destination
+
+    def connections_of(self, key: Any, dest_key: DestinationKey) -> tuple[int, int] | None:
+        return self._connections.get((key, dest_key))
+
+    def refresh_connections(self) -> None:
+        """From connection tracking (asked for while a drain waits: the listing can be
+        long, so not on every verify)."""
+        from . import conntrack
+        flows = conntrack.parse(conntrack.read())
+        self._connections = {
+            (key, dest.key): flows.get((key.address, key.port, dest.key.address,
+                                        dest.key.port or key.port), (0, 0))
+            for key, pool in self.kernel.items() if key.fwmark is None
+            for dest in pool.destinations.values()}
+
+    def flush_all(self) -> list[BackendError]:
+        """The table (the only thing in the ruleset that is ours to flush)."""
+        self.applied = None
+        try:
+            self.backend.flush()
+        except OSError as exc:
+            return [BackendError("flush", str(exc))]
+        return []
+
+    def close(self, remove: State | None = None) -> None:
+        if remove is not None:
+            for error in self.flush_all():
+                event(log, "lb.flush_error", logging.ERROR, error=error)
+
+
+class ObserveOnly:
+    name = "none"
+    reports_connections = False
+
+    def __init__(self) -> None:
+        self.kernel: State = {}
+
+    def open(self) -> None:
+        pass
+
+    @staticmethod
+    def limits(pools: Iterable[Pool]) -> list[str]:
+        return []
+
+    def sync(self, desired: State, owned: frozenset,
+             verify: bool = True) -> list[BackendError]:
+        return []
+
+    def counters(self) -> dict:
+        return {}
+
+    def connections_of(self, key: Any, dest_key: DestinationKey) -> tuple[int, int] | None:
+        return None
+
+    def refresh_connections(self) -> None:
+        pass
+
+    def flush_all(self) -> list[BackendError]:
+        return []
+
+    def close(self, remove: State | None = None) -> None:
+        pass
+
+
+BACKENDS = {"ipvs": IpvsSync, "nftables": NftablesSync, "none": ObserveOnly}
+
+
+def ipvs_available() -> bool:
+    """Whether the kernel has IPVS, loading the module first as keepalived does."""
+    if not os.path.exists("/proc/net/ip_vs"):
+        try:
+            subprocess.run(["modprobe", "-q", "ip_vs"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return os.path.exists("/proc/net/ip_vs")
