@@ -412,6 +412,13 @@ class Director:
         self.events.add("reload", result=result, errors=len(errors), note=note)
         return True
 
+    def history(self, virtual_name: str) -> dict[str, list] | None:
+        """/api/v1/history: the recent (seconds, ok) of each real server of a virtual server,
+        None when there is no such virtual server; {} when nothing is checked (-P)."""
+        if self.checks is None:
+            return {}
+        return self.checks.history(virtual_name)
+
     def router_id(self) -> str:
         return self.config.global_defs.router_id or self.config_id
 

@@ -2,10 +2,11 @@
 
 ``create_app(director)`` builds the Flask app over anything that offers what daemon.Director
 offers: ``snapshot()`` (a director.state.State), ``events``, ``command()``, ``not_running()``,
-``router_id()`` and, for the histories, ``checks``. The app reads States only; changes
+``router_id()`` and ``history()`` (the sparklines). The app reads States only; changes
 (drain, restore, reload) go to the daemon's main greenlet as commands. It imports nothing of
-director but the views (director.state), the errors and the hub: tests/unit/test_imports.py. The daemon serves the app itself on ``--web``;
-wsgi.py exposes the same app to another WSGI server.
+director but the views (director.state), the errors and the hub
+(tests/unit/test_imports.py). The daemon serves the app itself on ``--web``; wsgi.py exposes
+the same app to another WSGI server.
 """
 
 from __future__ import annotations

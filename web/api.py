@@ -62,10 +62,7 @@ def history():
     """Recent check durations of one virtual server's real servers (the sparklines):
     {real server: [[seconds, ok], ...]}, oldest first."""
     name = request.args.get("virtual_server", "")
-    checks = getattr(_director(), "checks", None)
-    if checks is None:
-        return jsonify({})
-    found = checks.history(name)
+    found = _director().history(name)
     if found is None:
         return jsonify(error=f"no virtual server {name[:100]!r}"), 404
     return jsonify(found)

@@ -119,8 +119,9 @@ class FakeDirector:
         self.events = EventLog()
         self.commands = []
         self.is_healthy = True
-        self.checks = SimpleNamespace(history=lambda name: {"10.20.40.10:80": [[0.004, True]]}
-                                      if name == "192.168.1.11:80/TCP" else None)
+
+    def history(self, name):
+        return {"10.20.40.10:80": [[0.004, True]]} if name == "192.168.1.11:80/TCP" else None
 
     def snapshot(self, with_jobs=False):
         state = contract_state(with_jobs)
