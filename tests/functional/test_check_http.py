@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 from director.check.checker import Target
 from director.check.http import HttpCheck, certificate_detail, format_ranges, judge
 from director.config.blocks.checkers import BLOCKS
-from director.config.blocks.common import lookup_block
 from director.config.schema import model_for
 from director.genhash import compute_digest, parse_response
 from director.genhash import main as genhash_main
@@ -39,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEADLINE = 10.0     # the longest any server-side wait may take
 SLACK = 0.5         # how late a timeout may fire
 HTTP_GET, SSL_GET = BLOCKS["HTTP_GET"], BLOCKS["SSL_GET"]
-URL = lookup_block(HTTP_GET, "url")
+URL = HTTP_GET.lookup("url").value
 Url = model_for(URL)
 
 
@@ -588,11 +587,10 @@ import gevent
 from director.check.checker import Target
 from director.check.http import HttpCheck
 from director.config.blocks.checkers import BLOCKS
-from director.config.blocks.common import lookup_block
 from director.config.schema import model_for
 
 HTTP_GET, SSL_GET = BLOCKS["HTTP_GET"], BLOCKS["SSL_GET"]
-URL = lookup_block(HTTP_GET, "url")
+URL = HTTP_GET.lookup("url").value
 hang_port, tls_port = int(sys.argv[1]), int(sys.argv[2])
 
 def run(block, port, timeout):

@@ -23,14 +23,13 @@ from director.check.dns import DnsCheck
 from director.check.smtp import SmtpCheck
 from director.check.udp import FILLER, UdpCheck
 from director.config.blocks.checkers import BLOCKS
-from director.config.blocks.common import lookup_block
 from director.config.schema import model_for
 from tests.functional.loopback import LoopbackServer
 
 pytestmark = pytest.mark.timeout(60)
 
 DNS_CHECK, SMTP_CHECK, UDP_CHECK = BLOCKS["DNS_CHECK"], BLOCKS["SMTP_CHECK"], BLOCKS["UDP_CHECK"]
-SMTP_HOST = lookup_block(SMTP_CHECK, "host")
+SMTP_HOST = SMTP_CHECK.lookup("host").value
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE = 10.0         # seconds any server-side wait may take
 TIMEOUT = 0.3           # the checks' connect_timeout where we wait for it to expire

@@ -13,11 +13,10 @@ from director.check.dns import (TYPES, DnsCheck, build_query, encode_name, parse
 from director.check.smtp import DEFAULT_HELO, SmtpCheck, endpoints, reply_code
 from director.check.udp import FILLER, UdpCheck, parse_pattern, reply_problem
 from director.config.blocks.checkers import BLOCKS
-from director.config.blocks.common import lookup_block
 from director.config.schema import model_for
 
 DNS_CHECK, SMTP_CHECK, UDP_CHECK = BLOCKS["DNS_CHECK"], BLOCKS["SMTP_CHECK"], BLOCKS["UDP_CHECK"]
-SMTP_HOST = lookup_block(SMTP_CHECK, "host")
+SMTP_HOST = SMTP_CHECK.lookup("host").value
 
 TARGET = Target(host="192.0.2.10", port=25, connect_timeout=3.0)
 

@@ -72,12 +72,6 @@ def unsupported(names: str, why: str) -> tuple[Kw, ...]:
                  for name in names.split())
 
 
-def lookup_block(block: Block, name: str) -> Block:
-    kw = block.lookup(name)
-    assert kw is not None and isinstance(kw.value, Block), name
-    return kw.value
-
-
 def _ip(args: list[str], ctx: Context) -> str:
     return str(parse_host(one_value(args, "an IP address"), ctx))
 
