@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..schema import Block, Context, Custom, Flag, Int, Invalid, Kw, Raw, one_value
+from ..schema import Context, Custom, Flag, Int, Invalid, Kw, Raw, one_value
 from ..values import parse_host, parse_ip, parse_port
 
 
