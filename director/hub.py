@@ -180,12 +180,17 @@ def serve_wsgi(app: Any, host: str, port: int) -> Any:
     return server
 
 
+BREATHE_MAX = 0.005      # seconds breathe() may wait for an idle loop
+
+
 def breathe() -> None:
     """Let the loop run what is ready (timers, I/O) before going on: a long computation
     calls it between its slices. ``sleep(0)`` does not: it only switches to greenlets
     already runnable, and a greenlet that keeps calling it held the adverts back for
-    most of a second (measured)."""
-    gevent.idle()
+    most of a second (measured). It waits for the loop to be idle, but not longer than
+    BREATHE_MAX: a loop busy with ten thousand checks a second may never be."""
+    with gevent.Timeout(BREATHE_MAX, False):
+        gevent.idle()
 
 
 class Slicer:
