@@ -15,7 +15,6 @@ import sys
 
 from . import __version__
 from .config import Unreadable, default_config_id, load_config
-from .config.render import config_json, dump_text
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
 
@@ -91,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.config_test:
         return EXIT_OK
     if args.dump_json:
+        from .config.render import config_json   # with the views: not for a daemon's start
         json.dump(config_json(result.config, config_id), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
     if args.dump_conf:
+        from .config.render import dump_text
         sys.stdout.write(dump_text(result.config, config_id))
         return EXIT_OK
     return run_daemon(result.config, args, config_id)

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import hub, pidfile
 from .clock import Clock, MonotonicClock
@@ -22,8 +22,9 @@ from .events import EventLog
 from .log import event
 from .mail import Mailer
 from .notify import Notifier
-from .snapshot import take
-from .state import State, VrrpView
+
+if TYPE_CHECKING:
+    from .state import State, VrrpView
 
 log = logging.getLogger("director")
 
@@ -423,6 +424,7 @@ class Director:
         return self.config.global_defs.router_id or self.config_id
 
     def vrrp_snapshot(self) -> VrrpView:
+        from .state import VrrpView       # not on the way to the first advert
         return self.vrrp.snapshot() if self.vrrp else VrrpView()
 
     def notifications(self) -> dict[tuple[str, str], int]:
@@ -435,6 +437,7 @@ class Director:
 
     def snapshot(self, with_jobs: bool = False) -> State:
         """The live state (what the web face, the metrics and the dumps read)."""
+        from .snapshot import take        # the views are not on the way to the first advert
         return take(self, with_jobs=with_jobs)
 
     def _write_state_file(self, name: str, lines) -> None:
@@ -460,6 +463,7 @@ class Director:
         """The state as /api/v1/state has it, and the notifications, as JSON: a line per key,
         one real server a line (C encoder: no indent), so that it can be written piece by
         piece and still read by people and by json.load."""
+        from .snapshot import take
         state = take(self, YIELD_EVERY)
         head = state.head_json()
         head["notifications"] = {f"{kind} {result}": n

@@ -14,9 +14,10 @@ producer per shape: a field added to a view reaches every reader.
 dashboard and the tests read beyond it. The views are built on demand (a request, a scrape,
 a signal), never kept up to date in the hot path.
 
-This module imports nothing of the daemon and not gevent: config imports the names from
-here, and the web face and the metrics import nothing else of director's (tests/unit/
-test_imports.py holds both to it).
+This module imports nothing of the daemon and not gevent: the web face and the metrics
+import nothing else of director's (tests/unit/test_imports.py holds both to it). The names
+live in director/names.py, which the config engine imports without these classes (a
+hundredth of a second that -t and a start-up need not pay).
 """
 
 from __future__ import annotations
@@ -43,26 +44,9 @@ def frozen(mapping: Mapping) -> Mapping:
     return MappingProxyType(dict(mapping)) if mapping else EMPTY
 
 
-# === names ======================================================================================
+# === names (director/names.py, here for the readers of the views) ===============================
 
-def virtual_server_name(values: Any) -> str:
-    """How the dashboard, the metrics, the events and the diagnostics name a virtual server
-    (``values``: the model or, while it is being parsed, a dict of its fields)."""
-    get = values.get if isinstance(values, dict) else (lambda name: getattr(values, name))
-    protocol = get("protocol") or "TCP"
-    if get("fwmark") is not None:
-        return f"fwmark {get('fwmark')}/{protocol}"
-    if get("group") is not None:
-        return f"group {get('group')}/{protocol}"
-    address = get("address")
-    host = f"[{address}]" if ":" in address else address
-    return f"{host}:{get('port')}/{protocol}"
-
-
-def real_server_name(real: Any) -> str:
-    """How the dashboard, the events and the metrics name a real server."""
-    host = f"[{real.address}]" if ":" in real.address else real.address
-    return f"{host}:{real.port}" if real.port is not None else host
+from .names import real_server_name, virtual_server_name  # noqa: E402, F401
 
 
 def static_json(view: Any) -> dict[str, Any]:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import hub
 from ..clock import Clock
 from ..log import event as log_event
-from ..state import InstanceCounters, InstanceView, frozen
 from . import fsm
 from .addresses import Addresses, apply_all
 from .packet import (AUTH_PASS, MULTICAST, Advert, Expectation, encode, pass_auth_data)
+
+if TYPE_CHECKING:
+    from ..state import InstanceView
 
 log = logging.getLogger("director.vrrp")
 
@@ -235,6 +237,8 @@ class Instance:
 
     def snapshot(self, sync_group: str | None = None) -> InstanceView:
         """Its view now; ``sync_group`` is the group it is in (the service knows its groups)."""
+        # the views load when first asked for: they are not on the way to the first advert
+        from ..state import InstanceCounters, InstanceView, frozen
         state, config, counters = self.state, self.config, self.counters
         return InstanceView.of(
             config, self.version, sync_group,

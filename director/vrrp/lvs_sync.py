@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pyroute2.netlink.generic import ipvs
 
@@ -24,7 +24,9 @@ from .. import hub
 from ..config.values import LvsSyncDaemon
 from ..lb.genl import GenlSocket
 from ..log import event
-from ..state import LvsSyncView, frozen
+
+if TYPE_CHECKING:
+    from ..state import LvsSyncView
 
 log = logging.getLogger("director.vrrp")
 
@@ -213,6 +215,8 @@ class SyncDaemons:
         self.kernel.close()
 
     def snapshot(self) -> LvsSyncView:
+        # the views load when first asked for: they are not on the way to the first advert
+        from ..state import LvsSyncView, frozen
         want = self.want()
         return LvsSyncView(self.setting.interface, self.setting.instance,
                            None if want is None else frozen(want.as_json()),

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import hub
 from ..clock import Clock
 from ..notify import Notifier
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
-from ..state import VrrpView, frozen
 from . import fsm
 from .addresses import Addresses
 from .instance import Instance
@@ -21,6 +20,9 @@ from .packet import VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import VrrpSocket
+
+if TYPE_CHECKING:
+    from ..state import VrrpView
 
 log = logging.getLogger("director.vrrp")
 
@@ -350,6 +352,8 @@ class VrrpService:
     def snapshot(self) -> VrrpView:
         """Its instances (each with the sync group it is in), the sync groups, the IPVS sync
         daemon and the packets dropped before any instance knew them."""
+        # the views load when first asked for: they are not on the way to the first advert
+        from ..state import VrrpView
         group_of = {member.name: group.name
                     for group in self.sync_groups for member in group.members}
         return VrrpView(
@@ -361,4 +365,5 @@ class VrrpService:
     def dropped_view(self) -> Mapping[tuple[str, str], int]:
         """(interface, reason) -> packets dropped on it that no instance of ours could be told
         of: undecodable, or for a vrid we do not run (the rest count on their instance)."""
+        from ..state import frozen
         return frozen(self.dropped)

@@ -7,8 +7,12 @@ caused by the group itself (reason "sync group ...") do not echo back.
 
 from __future__ import annotations
 
-from ..state import SyncGroupView
+from typing import TYPE_CHECKING
+
 from . import fsm
+
+if TYPE_CHECKING:
+    from ..state import SyncGroupView
 
 
 class SyncGroup:
@@ -60,4 +64,6 @@ class SyncGroup:
         return roles.pop() if len(roles) == 1 else "MIXED"
 
     def snapshot(self) -> SyncGroupView:
+        # the views load when first asked for: they are not on the way to the first advert
+        from ..state import SyncGroupView
         return SyncGroupView(self.name, tuple(m.name for m in self.members), self.state())

@@ -10,7 +10,7 @@ from .checkers import checker_keywords
 from .common import NOT_YET, name_header, unsupported
 # The names live with the views that show them (director/state.py); importers keep
 # finding them here.
-from ...state import real_server_name, virtual_server_name  # noqa: F401
+from ...names import real_server_name, virtual_server_name  # noqa: F401
 
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf",
               "mh", "twos")
