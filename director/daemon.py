@@ -303,7 +303,7 @@ class Director:
             return self._reloaded("failure", [f"internal error while reloading: {exc!r}"])
 
     def _reload(self) -> bool:
-        """One transaction: parse fresh (off the loop), plan old -> new once
+        """One transaction: parse fresh (on the loop, in slices), plan old -> new once
         (reconcile.plan), prepare what can fail, apply, commit ``self.config`` last. A
         failure before the apply changes nothing; one during it is rolled back to the old
         configuration. Every outcome is counted and becomes an event."""
@@ -340,7 +340,7 @@ class Director:
             event(log, "reload.refused", logging.ERROR, error=repr(exc),
                   note="nothing was changed; fix the file and reload")
             return self._reloaded("failure", [f"preparing the new configuration: {exc}"])
-        parsed = time.monotonic()
+        ready = time.monotonic()                  # parsed, planned and prepared
         try:
             self._apply(plan, prepared)
         except Exception as exc:
@@ -350,8 +350,8 @@ class Director:
         self.config = plan.new
         hub.spawn(release_slowly, list(plan.old.virtual_servers), name="release old model")
         note = plan.describe()
-        event(log, "reload.applied", note=note, parse_seconds=round(parsed - started, 3),
-              apply_seconds=round(time.monotonic() - parsed, 3))
+        event(log, "reload.applied", note=note, parse_seconds=round(ready - started, 3),
+              apply_seconds=round(time.monotonic() - ready, 3))
         return self._reloaded("success", [], note)
 
     def _parse_and_plan(self, running: Any) -> tuple[Any, reconcile.ReloadPlan | None]:
