@@ -182,8 +182,8 @@ def check_signature(config: Any, virtual: Any, real: Any, virtual_name: str = ""
     """Everything a real server's checkers are built from (each kind declares what it takes
     beyond its block, its settings and its target: Kind.inputs): equal signatures across a
     reload mean the same checks, so the server keeps its jobs, up/down state and counters."""
-    # the checkers' declarations load with the first real server: a VRRP-only start-up
-    # (the plan of its instances is made here too) does not wait for them
+    # the checkers' settings and targets load with the first real server: a VRRP-only
+    # start-up (its instances are planned here too) does not wait for them
     from .check.base import make_target, resolve_settings
     from .check.kinds import kind
     names = (virtual_name or virtual_server_name(virtual), real_server_name(real))
