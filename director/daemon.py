@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import hub, pidfile
 from .clock import Clock, MonotonicClock
-from . import reconcile
 from .config import Unreadable, load_config
 from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
 from .events import EventLog
@@ -24,6 +23,7 @@ from .mail import Mailer
 from .notify import Notifier
 
 if TYPE_CHECKING:
+    from . import reconcile
     from .state import State, VrrpView
 
 log = logging.getLogger("director")
@@ -357,6 +357,7 @@ class Director:
     def _parse_and_plan(self, running: Any) -> tuple[Any, reconcile.ReloadPlan | None]:
         """The pure part of a reload, in slices with the loop running between them (a
         100,000-line file is most of a second of work)."""
+        from . import reconcile                   # not on the way to the first advert
         pause = hub.Slicer()
         result = load_config(self.options.use_file, self.config_id, pause=pause)
         return result, reconcile.plan(running, result.config, pause) if result.ok else None
@@ -395,6 +396,7 @@ class Director:
     def _roll_back(self, plan: reconcile.ReloadPlan) -> str:
         """After a failed apply: every subsystem back on the running configuration (a
         plan from what was being applied to it). Returns what to tell the operator."""
+        from . import reconcile
         back = reconcile.plan(plan.new, plan.old)
         try:
             self._apply(back, self._prepare(back))

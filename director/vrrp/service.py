@@ -4,8 +4,7 @@ interface and family, receives and dispatches adverts, and wires sync groups and
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .. import hub
 from ..clock import Clock
@@ -27,24 +26,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("director.vrrp")
 
 
-@dataclass(frozen=True)
-class Receiving:
+class Receiving(NamedTuple):
     """What one socket's receiver dispatches to. Replaced whole by a reload (one assignment,
     no yield between its parts), so a packet always meets members and expectations of the
     same moment: a vrid that left the one but not yet the other once killed the receiver
-    and left every instance on its interface deaf."""
+    and left every instance on its interface deaf. (A NamedTuple: a dataclass costs a
+    millisecond of start-up to make.)"""
     members: dict[int, Instance]
     expectations: dict[int, Expectation]
 
 
-@dataclass
 class Prepared:
     """A reload's VRRP part with everything that can fail done: the new instances built
     (not started) and the sockets they need opened. ``abandon()`` undoes it."""
-    plan: Any                                   # reconcile.InstancePlan
-    config: Any
-    instances: list[Instance] = field(default_factory=list)
-    opened: dict[tuple, VrrpSocket] = field(default_factory=dict)
+
+    def __init__(self, plan: Any, config: Any) -> None:
+        self.plan = plan                        # reconcile.InstancePlan
+        self.config = config
+        self.instances: list[Instance] = []
+        self.opened: dict[tuple, VrrpSocket] = {}
 
     def abandon(self) -> None:
         for sock in self.opened.values():
