@@ -220,6 +220,10 @@ def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
                 return dropped
     if advert.type != TYPE_ADVERTISEMENT:
         return Dropped(TYPE, f"type {advert.type} is not an advertisement", vrid)
+    if advert.advert_int <= 0:
+        # Adopted (v3), it would make a backup's master-down interval its skew alone: it
+        # would take over after every advert of its master. v3 has no authentication.
+        return Dropped(INTERVAL, "advert interval 0", vrid)
     notes: list[str] = []
     if expect is not None and abs(advert.advert_int - expect.advert_int) > 1e-9:
         if advert.version == 2:

@@ -170,3 +170,20 @@ def test_mutated_packets_never_raise(case, flips, cut):
     assert isinstance(outcome, (Received, Dropped))
     if isinstance(outcome, Received):     # what is accepted is exactly what was checked
         assert outcome.advert.vrid in EXPECT
+
+
+def test_an_advert_interval_of_zero_is_refused():
+    """A v3 advert with Max Adver Int 0 was adopted: a backup's master-down interval became
+    its skew alone, and it went MASTER after every advert of its master (one forged packet a
+    second made 30 transitions in 15 s). v3 has no authentication: the receive check is the
+    only guard."""
+    zero = bytearray(wire(Advert(3, 53, 200, 0.5, V3.addresses, 4)))
+    zero[4:6] = struct.pack("!H", 0)
+    zero[6:8] = b"\0\0"
+    zero[6:8] = struct.pack("!H", internet_checksum(pseudo_header(4, SRC4, DST4, len(zero))
+                                                    + bytes(zero)))
+    assert decode(bytes(zero), 4).advert_int == 0
+    outcome = check_received(bytes(zero), 4, SRC4, DST4, 255, EXPECT)
+    assert isinstance(outcome, Dropped) and outcome.reason == INTERVAL, outcome
+    unknown = check_received(bytes(zero), 4, SRC4, DST4, 255, {})      # no instance of ours
+    assert isinstance(unknown, Dropped) and unknown.reason == INTERVAL, unknown
