@@ -174,24 +174,30 @@ class Director:
             raise CommandError("this daemon runs no checkers (-P)")
         state = self.checks.find(virtual_server, real_server)
         if state is None:
-            raise CommandError(f"no real server {real_server!r} in {virtual_server!r}")
+            raise CommandError(f"no real server {real_server[:100]!r} in "
+                               f"{virtual_server[:100]!r}")
         action = "drain" if drained else "restore"
+        saved = True
         if state.drained != drained:
             state.drained = drained
-            self._save_drained()
+            saved = self._save_drained()
             if self.lb is not None:
                 self.lb.changed.set()
         event(log, f"admin.{action}", virtual_server=virtual_server, real_server=real_server,
               actor=actor)
         self.events.add("admin", action=action, virtual_server=virtual_server,
                         real_server=real_server, actor=actor)
-        return {"virtual_server": virtual_server, "real_server": real_server,
-                "drained": state.drained}
+        answer = {"virtual_server": virtual_server, "real_server": real_server,
+                  "drained": state.drained, "saved": saved}
+        if not saved:                 # done, but the operator must know it will not last
+            answer["warning"] = (f"{action} done, but {self.options.state_dir} cannot be "
+                                 "written: it will not survive a restart")
+        return answer
 
-    def _save_drained(self) -> None:
+    def _save_drained(self) -> bool:
         """Drained servers survive a restart (an operator's decision is not lost)."""
         drained = [list(state.name) for state in self.checks.real_servers if state.drained]
-        self._write_state_file(DRAINED_FILE, [json.dumps(drained), "\n"])
+        return self._write_state_file(DRAINED_FILE, [json.dumps(drained), "\n"])
 
     def _load_drained(self) -> None:
         path = os.path.join(self.options.state_dir, DRAINED_FILE)
@@ -442,10 +448,11 @@ class Director:
         from .snapshot import take        # the views are not on the way to the first advert
         return take(self, with_jobs=with_jobs)
 
-    def _write_state_file(self, name: str, lines) -> None:
+    def _write_state_file(self, name: str, lines) -> bool:
         """Write ``lines`` (an iterable of text) to a state file atomically, yielding to the
         loop every YIELD_EVERY lines: a dump of ten thousand servers must not hold back an
-        advert (measured: 190 ms in one piece, longer than a 100 ms VRRPv3 backup waits)."""
+        advert (measured: 190 ms in one piece, longer than a 100 ms VRRPv3 backup waits).
+        False when it could not be written (logged)."""
         directory = self.options.state_dir
         try:
             os.makedirs(directory, exist_ok=True)
@@ -458,8 +465,10 @@ class Director:
                         hub.sleep(0)
             os.replace(temporary, path)
             event(log, "director.wrote", file=path)
+            return True
         except OSError as exc:
             event(log, "director.write_error", logging.ERROR, file=name, error=exc)
+            return False
 
     def _dump_lines(self):
         """The state as /api/v1/state has it, and the notifications, as JSON: a line per key,

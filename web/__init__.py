@@ -19,7 +19,7 @@ from flask import Flask
 from director import __version__
 from metrics import Exposition
 
-from .admin import admin
+from .admin import MAX_BODY, admin
 from .api import api
 from .dashboard import dashboard
 
@@ -33,6 +33,7 @@ def create_app(director: Any, admin_token: str | None = None) -> Flask:
         CSRF_TOKEN=secrets.token_urlsafe(32),
         METRICS=Exposition(director.snapshot, __version__),
         JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=MAX_BODY,          # 413 before a larger body is read
         SEND_FILE_MAX_AGE_DEFAULT=300,
     )
     app.json.sort_keys = False

@@ -10,6 +10,7 @@ so a forged cross-site form has neither. Every action is logged and becomes an e
 from __future__ import annotations
 
 import hmac
+import json
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -17,6 +18,14 @@ from director import hub
 from director.errors import CommandError
 
 admin = Blueprint("admin", __name__)
+
+MAX_BODY = 64 * 1024        # bytes an admin request may carry (two names: a few hundred)
+MAX_ERROR_CHARS = 300       # of an error that quotes the request
+
+
+@admin.app_errorhandler(413)
+def too_large(error):
+    return jsonify(error=f"the body is larger than {MAX_BODY} bytes"), 413
 
 
 def _refusal():
@@ -49,8 +58,8 @@ def _run(name: str, **arguments):
     """The command, on the daemon's main greenlet; the caller has checked _refusal()."""
     try:
         result = current_app.config["DIRECTOR"].command(name, actor=_actor(), **arguments)
-    except CommandError as exc:
-        return jsonify(error=str(exc)), 404
+    except CommandError as exc:       # its text may quote what the client sent: bounded
+        return jsonify(error=_bounded(str(exc))), 404
     except hub.Timeout:
         return jsonify(error="the daemon did not answer in time"), 503
     return jsonify(result)
@@ -61,8 +70,18 @@ def reload():
     return _refusal() or _run("reload")
 
 
+def _bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
 def _server_from_body():
-    body = request.get_json(silent=True)
+    """The two names, or None for anything else. The size is bounded before (MAX_BODY,
+    create_app); JSON nested deeper than the parser's recursion limit is refused like any
+    other bad body, not a 500."""
+    try:
+        body = json.loads(request.get_data(cache=False) or b"null")
+    except (ValueError, RecursionError):
+        return None
     if not isinstance(body, dict) or not isinstance(body.get("virtual_server"), str) \
             or not isinstance(body.get("real_server"), str):
         return None

@@ -30,7 +30,8 @@ def _int_arg(name: str, default: int, low: int = 0, high: int | None = None) -> 
     except ValueError:
         raise BadRequest(f"{name} must be an integer, got {text[:40]!r}") from None
     if value < low or (high is not None and value > high):
-        raise BadRequest(f"{name} must be between {low} and {high}")
+        raise BadRequest(f"{name} must be between {low} and {high}" if high is not None
+                         else f"{name} must be at least {low}")
     return value
 
 

@@ -164,3 +164,19 @@ def test_fifty_megabytes_of_garbage_are_refused_at_once_and_the_daemon_keeps_ans
     rss_kb = int(next(line.split()[1] for line in
                       open(f"/proc/{daemon.proc.pid}/status") if line.startswith("VmRSS:")))
     assert rss_kb < 300 * 1024, rss_kb
+
+
+def test_a_drain_that_cannot_be_saved_says_it_will_not_survive_a_restart(
+        daemon, servers):  # noqa: F811
+    """It used to answer 200 "drained" and nothing else while the state directory could not
+    be written: the operator believed the drain would outlast a restart."""
+    import shutil
+    state_dir = daemon.tmp / "state"
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.write_text("a file where the directory should be\n")
+    port = servers[0].getsockname()[1]
+    body = {"virtual_server": "127.0.0.1:80/TCP", "real_server": f"127.0.0.1:{port}"}
+    status, answer = daemon.post("/api/v1/real-servers/drain", body)
+    assert status == 200 and answer["drained"] is True, answer
+    assert answer["saved"] is False and "will not survive a restart" in answer["warning"]
+    assert daemon.reals()[port]["drained"]

@@ -139,8 +139,9 @@ class FakeDirector:
 
     def command(self, name, **arguments):
         self.commands.append((name, arguments))
-        if arguments.get("real_server") == "nowhere:1":
-            raise CommandError("no real server 'nowhere:1'")
+        if arguments.get("real_server") == "nowhere:1" or \
+                len(arguments.get("real_server", "")) > 1000:      # as the daemon answers
+            raise CommandError(f"no real server {arguments['real_server']!r}")
         return {"done": name}
 
 
@@ -380,3 +381,28 @@ def test_bad_bodies_and_unknown_servers(client, director):
     response = client.post("/api/v1/real-servers/drain", headers=headers,
                            json={**BODY, "real_server": "nowhere:1"})
     assert response.status_code == 404 and "nowhere" in response.get_json()["error"]
+
+
+def test_hostile_bodies_are_clear_400s_and_413s(client, director):
+    """JSON nested a thousand deep gave a 500 (RecursionError); a body of megabytes was read
+    whole; a long unknown name came back in the 404 whole."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-CSRF-Token": csrf(client),
+               "Content-Type": "application/json"}
+    deep = "[" * 1000 + "]" * 1000
+    response = client.post("/api/v1/real-servers/drain", headers=headers, data=deep)
+    assert response.status_code == 400, response.data[:200]
+    huge = '{"virtual_server": "' + "x" * (2 << 20) + '", "real_server": "y"}'
+    response = client.post("/api/v1/real-servers/drain", headers=headers, data=huge)
+    assert response.status_code == 413, response.status_code
+    assert response.is_json and "bytes" in response.get_json()["error"]
+    long_name = "n" * 50_000                         # under the body limit
+    response = client.post("/api/v1/real-servers/drain", headers=headers,
+                           json={**BODY, "real_server": long_name})
+    assert response.status_code == 404 and len(response.data) < 1000, len(response.data)
+
+
+def test_an_out_of_range_argument_says_its_range(client):
+    response = client.get("/api/v1/events?since=-1")
+    assert response.status_code == 400
+    assert "None" not in response.get_json()["error"], response.get_json()
+    assert "at least 0" in response.get_json()["error"], response.get_json()

@@ -389,8 +389,11 @@ async function post(path, body) {
     body: JSON.stringify(body || {}),
   });
   const answer = await response.json().catch(() => ({}));
-  document.getElementById("admin-result").textContent =
-    response.ok ? "done" : `refused (${response.status}): ${answer.error || ""}`;
+  document.getElementById("admin-result").textContent = !response.ok
+    ? `refused (${response.status}): ${answer.error || ""}`
+    : answer.result === "failure"            // a reload that kept the running configuration
+      ? `reload failed: ${(answer.errors || [])[0] || ""}`
+      : answer.warning || "done";            // e.g. a drain that will not survive a restart
   schedule();
   return response.ok;
 }
