@@ -18,6 +18,7 @@ from .clock import Clock, MonotonicClock
 from .config import Unreadable, load_config
 from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
 from .events import EventLog
+from .files import open_private
 from .log import event
 from .mail import Mailer
 from .notify import Notifier
@@ -455,10 +456,10 @@ class Director:
         False when it could not be written (logged)."""
         directory = self.options.state_dir
         try:
-            os.makedirs(directory, exist_ok=True)
+            os.makedirs(directory, mode=0o755, exist_ok=True)
             path = os.path.join(directory, name)
             temporary = f"{path}.tmp"
-            with open(temporary, "w") as handle:
+            with open_private(temporary) as handle:
                 for number, line in enumerate(lines, 1):
                     handle.write(line)
                     if number % YIELD_EVERY == 0:

@@ -17,6 +17,8 @@ import os
 import socket
 import struct
 
+from .files import open_private
+
 
 class PidFileBusy(Exception):
     pass
@@ -81,7 +83,7 @@ def acquire(path: str) -> None:
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "w") as handle:
+        with open_private(temporary) as handle:
             handle.write(f"{os.getpid()}\n")
         os.replace(temporary, path)
     except OSError:

@@ -180,3 +180,18 @@ def test_a_drain_that_cannot_be_saved_says_it_will_not_survive_a_restart(
     assert status == 200 and answer["drained"] is True, answer
     assert answer["saved"] is False and "will not survive a restart" in answer["warning"]
     assert daemon.reals()[port]["drained"]
+
+
+def test_a_link_planted_at_a_state_file_is_not_written_through(daemon, servers, tmp_path):  # noqa: F811
+    """keepalived's CVE-2018-19044 class: a symbolic link where the daemon writes its dump
+    would have it write, as root, wherever the link points."""
+    target = tmp_path / "victim"
+    target.write_text("precious\n")
+    state_dir = daemon.tmp / "state"
+    state_dir.mkdir(exist_ok=True)
+    (state_dir / "director.data.tmp").symlink_to(target)
+    daemon.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: (state_dir / "director.data").exists(), 5, message=daemon.log)
+    assert target.read_text() == "precious\n"
+    assert not (state_dir / "director.data").is_symlink()
+    assert (state_dir / "director.data").stat().st_mode & 0o777 == 0o644
