@@ -4,7 +4,7 @@
     .venv/bin/python bench/lb_apply_nftables.py [--services 1000] [--per-service 10] [--runs 5]
 
 The nftables backend applies a change as one `nft -f` transaction touching only what
-changed (render_changes(before, after): here, the one service's chain flushed and filled
+changed (changes(before, after).script: here, the one service's chain flushed and filled
 again), after a first apply of the whole table; this measures both the render of the
 changes and the transaction, for growing pools, to see how the cost grows with the
 unchanged entries (issue 5: no more than linearly, and under 100 ms for one change).
@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey  # noqa: E402
-from director.lb.nftables import changes, render  # noqa: E402
+from director.lb.nftables_script import changes, render  # noqa: E402
 
 
 def state(services: int, per_service: int, down: tuple[int, int] | None = None):

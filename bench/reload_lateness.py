@@ -7,7 +7,7 @@ configuration back to back, and rejecting a 50 MB garbage file back to back.
 Issue 12's figure: a reload never blocks the loop (the goal: advert lateness p99 under
 20 ms while reloading a 100,000-line configuration and while a 50 MB garbage file is
 rejected, beside the idle figure). A benchmark: it prints a table and asserts nothing. Needs
-root (namespaces, AF_PACKET). One director/netlab.py Lab, removed at the end:
+root (namespaces, AF_PACKET). One director/demo/netlab.py Lab, removed at the end:
 
   * a switch with A (192.0.2.1, our daemon: MASTER of a VRRPv3 instance, advert_int 0.1,
     priority 150) and C (192.0.2.3), which captures A's adverts with kernel receive
