@@ -463,7 +463,7 @@ class Director:
                 for number, line in enumerate(lines, 1):
                     handle.write(line)
                     if number % YIELD_EVERY == 0:
-                        hub.sleep(0)
+                        hub.breathe()
             os.replace(temporary, path)
             event(log, "director.wrote", file=path)
             return True

@@ -257,7 +257,7 @@ class LoadBalancer:
         for virtual in config.virtual_servers:
             if built >= PAUSE_EVERY:
                 built = 0
-                hub.sleep(0)
+                hub.breathe()
                 if self.config is not config:
                     return False
             name = virtual_server_name(virtual)
@@ -389,7 +389,7 @@ class LoadBalancer:
                                    self.checks.views(name, virtual.real_servers, with_jobs)):
                 walked += 1
                 if yield_every and walked % yield_every == 0:
-                    hub.sleep(0)
+                    hub.breathe()
                 dest_key = DestinationKey(real.address, real.port)
                 now_connected = self.connections_of(name, dest_key) if connections else None
                 drain = self.drains.get((name, real_server_name(real))) \
