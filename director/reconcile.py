@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .config.blocks.virtual_server import real_server_name, virtual_server_name
+from .config.diagnostics import no_pause
 from .config.validate import effective_version
 
 ServerKey = tuple[str, str, int]          # (virtual server name, address, port)
@@ -106,11 +107,7 @@ def _counted(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "none"
 
 
-def _no_pause() -> None:
-    pass
-
-
-def plan(old: Any, new: Any, pause: Callable[[], None] = _no_pause) -> ReloadPlan:
+def plan(old: Any, new: Any, pause: Callable[[], None] = no_pause) -> ReloadPlan:
     """``pause`` is called between pieces of work (a daemon's loop runs there): comparing
     ten thousand real servers is tens of milliseconds."""
     servers_differ = _differ(old.virtual_servers, new.virtual_servers, pause)
@@ -166,7 +163,7 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
                         old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon)
 
 
-def servers_of(config: Any, pause: Callable[[], None] = _no_pause
+def servers_of(config: Any, pause: Callable[[], None] = no_pause
                ) -> dict[ServerKey, tuple[Any, Any]]:
     """Every real server of a configuration by its identity, in the file's order."""
     servers = {}
@@ -198,7 +195,7 @@ def check_signature(config: Any, virtual: Any, real: Any, virtual_name: str = ""
     return tuple(signature)
 
 
-def plan_servers(old: Any, new: Any, pause: Callable[[], None] = _no_pause) -> ServerPlan:
+def plan_servers(old: Any, new: Any, pause: Callable[[], None] = no_pause) -> ServerPlan:
     before, after = servers_of(old, pause), servers_of(new, pause)
     kept, added, changed = [], [], []
     for key, (virtual, real) in after.items():

@@ -38,7 +38,7 @@ class Diagnostic:
         return f"{self.location}: {self.severity}: {self.message}"
 
 
-def _no_pause() -> None:
+def no_pause() -> None:
     pass
 
 
@@ -50,7 +50,7 @@ class Diagnostics:
         self.items: list[Diagnostic] = []
         # Called by every pass between two pieces of work (a line, a block): a daemon parsing
         # on its loop lets the loop run there (see hub.Slicer); nothing for -t.
-        self.pause = pause or _no_pause
+        self.pause = pause or no_pause
         self.max_errors = max_errors
         self.max_warnings = max_warnings
         self.stopped = False        # checking should end: too many errors, or a fatal one
