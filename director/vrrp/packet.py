@@ -9,6 +9,7 @@ IPv6, the version a parameter of one class, and the receive checks.
     | authentication data (8 bytes)             |
 
 v2's checksum covers the VRRP message alone; v3's adds the IP pseudo-header (RFC 5798 5.2.8).
+v3's reserved bits are ignored on reception (RFC 5798 5.2.6), as keepalived does.
 The receive checks run in one fixed order and each failure is a counted reason (keepalived's
 SIGUSR2 statistics are the model), so the dashboard can say why a peer is ignored.
 """
@@ -34,7 +35,7 @@ LENGTH, TTL_REASON, VERSION, AUTH_INVALID_TYPE, AUTH_TYPE_MISMATCH, AUTH_FAILURE
     INTERVAL, CHECKSUM, VRID = ("length", "ttl", "version", "auth_invalid_type",
                                 "auth_type_mismatch", "auth_failure", "type", "interval",
                                 "checksum", "vrid")
-# Accepted, but counted and logged.
+# Accepted, but counted and logged (address_list is a drop for an advert with no address).
 ADDRESS_LIST, INTERVAL_ADOPTED = "address_list", "interval_adopted"
 
 
@@ -135,6 +136,11 @@ def decode(message: bytes, family: int) -> Advert:
     needed = HEADER_LEN + count * size + (AUTH_DATA_LEN if version == 2 else 0)
     if len(message) < needed:
         raise Malformed(LENGTH, f"{len(message)} bytes for {count} addresses (needs {needed})")
+    if len(message) > needed:
+        # keepalived drops these too (packet_len_err); nothing legitimate follows the last
+        # field, and the checksum would cover bytes no field accounts for.
+        raise Malformed(LENGTH, f"{len(message) - needed} bytes after the {needed} of "
+                                f"{count} addresses")
     addresses = tuple(str(ipaddress.ip_address(message[HEADER_LEN + i * size:
                                                       HEADER_LEN + (i + 1) * size]))
                       for i in range(count))
@@ -197,7 +203,8 @@ class ReceiveStats:
 def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
                    expectations: dict[int, Expectation]) -> Received | Dropped:
     """Every receive check, in this order: length, TTL, version, authentication (v2), type,
-    advert interval, checksum, vrid; then a differing address list is noted and accepted.
+    advert interval, checksum, vrid, no address; then a differing address list is noted and
+    accepted.
     ``expectations`` maps our vrids to what each instance expects."""
     try:
         advert = decode(message, family)
@@ -238,6 +245,9 @@ def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
         return Dropped(CHECKSUM, f"bad checksum 0x{advert.checksum:04x}", vrid)
     if expect is None:
         return Dropped(VRID, f"no instance of ours has vrid {vrid}", vrid)
+    if not advert.addresses and expect.addresses:
+        # RFC 5798 5.2.5: at least one address; keepalived drops a count unlike its own.
+        return Dropped(ADDRESS_LIST, "an advert with no address", vrid)
     if frozenset(advert.addresses) != expect.addresses:
         notes.append(ADDRESS_LIST)
     return Received(advert, tuple(notes))

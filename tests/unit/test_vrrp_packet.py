@@ -187,3 +187,49 @@ def test_an_advert_interval_of_zero_is_refused():
     assert isinstance(outcome, Dropped) and outcome.reason == INTERVAL, outcome
     unknown = check_received(bytes(zero), 4, SRC4, DST4, 255, {})      # no instance of ours
     assert isinstance(unknown, Dropped) and unknown.reason == INTERVAL, unknown
+
+
+def _v3_with(message: bytearray, src=SRC4, dst=DST4) -> bytes:
+    """A v3 message with its checksum put right after an edit."""
+    message[6:8] = b"\0\0"
+    message[6:8] = struct.pack("!H", internet_checksum(
+        pseudo_header(4 if ":" not in src else 6, src, dst, len(message)) + bytes(message)))
+    return bytes(message)
+
+
+@pytest.mark.parametrize("advert, src, dst", [(V2, SRC4, DST4), (V3, SRC4, DST4),
+                                              (V3_6, SRC6, DST6)])
+def test_trailing_bytes_are_a_length_drop(advert, src, dst):
+    """Found by tests/fuzz: bytes after the addresses (v3) or the authentication data (v2)
+    were accepted, covered by a checksum put right for them. keepalived 2.2.7 drops such a
+    packet (its length differs from the one expected: packet_len_err); so do we."""
+    message = bytearray(encode(advert, src, dst)) + b"\x01\x02\x03\x04"
+    if advert.version == 2:
+        message[6:8] = b"\0\0"
+        message[6:8] = struct.pack("!H", internet_checksum(bytes(message)))
+        message = bytes(message)
+    else:
+        message = _v3_with(message, src, dst)
+    outcome = check_received(message, advert.family, src, dst, 255, EXPECT)
+    assert isinstance(outcome, Dropped) and outcome.reason == LENGTH, outcome
+    assert "4 bytes after" in outcome.detail
+
+
+def test_no_address_is_an_address_list_drop_when_we_expect_some():
+    """RFC 5798 5.2.5: Count IPvX Addr is at least 1; keepalived 2.2.7 drops an advert whose
+    count differs from its own (addr_list_err). An instance without addresses (keepalived
+    allows one) still accepts a count of 0 from its like."""
+    empty = _v3_with(bytearray(encode(Advert(3, 53, 200, 0.5, (), 4), SRC4, DST4)))
+    outcome = check_received(empty, 4, SRC4, DST4, 255, EXPECT)
+    assert isinstance(outcome, Dropped) and outcome.reason == ADDRESS_LIST, outcome
+    bare = {53: Expectation(3, 0.5, frozenset())}
+    assert isinstance(check_received(empty, 4, SRC4, DST4, 255, bare), Received)
+
+
+def test_v3_reserved_bits_are_ignored():
+    """RFC 5798 5.2.6: the reserved bits MUST be ignored on reception (keepalived ignores
+    them too): a set bit neither drops the advert nor changes its interval."""
+    message = bytearray(wire(V3))
+    message[4] |= 0xF0
+    outcome = check_received(_v3_with(message), 4, SRC4, DST4, 255, EXPECT)
+    assert isinstance(outcome, Received) and outcome.advert.advert_int == 0.5, outcome
