@@ -38,6 +38,7 @@ PROTOCOLS = {"1.0": ("1.0", False), "1.0c": ("1.0", True), "1.0C": ("1.0", True)
 # Labels of the old standalone genhash ("MD5SUM = ..."), which had -H md5|sha1.
 HASHES = {"md5": "MD5SUM", "sha1": "SHA1SUM"}
 HEADER_END = b"\r\n\r\n"
+ULONG_MAX = 2 ** 64 - 1
 _STATUS_RE = re.compile(rb"HTTP/\d\.\d +(\d{3})(?:[ \r\n]|$)")
 # strtoul(): optional leading whitespace (\n and \r included), optional sign, digits.
 _STRTOUL_RE = re.compile(rb"[ \t\n\v\f\r]*([+-]?)(\d+)")
@@ -91,7 +92,9 @@ def extract_content_length(header_block: bytes) -> int | None:
         return 0 if rest[:1] in (b"\r", b"\n", b"") else None
     if rest[m.end():m.end() + 1] not in (b"\r", b"\n", b""):
         return None
-    value = int(m.group(2))
+    digits = m.group(2).lstrip(b"0") or b"0"
+    # strtoul saturates at ULONG_MAX; int() would refuse more than 4,300 digits (ValueError).
+    value = ULONG_MAX if len(digits) > 20 else min(int(digits), ULONG_MAX)
     if m.group(1) == b"-" and value:
         return None  # strtoul wraps a negative number to a huge one: no cap
     return value
