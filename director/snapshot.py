@@ -46,5 +46,7 @@ def take(director: Any, yield_every: int = YIELD_EVERY, with_jobs: bool = False)
         last_reload_success=director.last_reload_success,
         notifications=frozen(director.notifications()),
         lateness_p99=None if director.checks is None else director.checks.lateness_p99(),
-        crashes=frozen(hub.crashes))
+        crashes=frozen(hub.crashes),
+        check_reply_errors=frozen({} if director.checks is None else
+                                  director.checks.reply_errors()))
 

@@ -440,6 +440,8 @@ class State:
     notifications: Mapping[tuple[str, str], int] = field(default_factory=_empty)
     lateness_p99: float | None = None           # seconds checks started late, p99
     crashes: Mapping[str, int] = field(default_factory=_empty)   # long-lived greenlet -> crashes
+    # (checker kind, reason) -> replies a checker could not read
+    check_reply_errors: Mapping[tuple[str, str], int] = field(default_factory=_empty)
 
     @property
     def healthy(self) -> bool:

@@ -79,6 +79,13 @@ class SnapshotCollector(Collector):
         for name, count in sorted(snapshot.crashes.items()):
             crashes.add_metric([name], count)
         yield crashes
+        unreadable = CounterMetricFamily("director_check_reply_errors_total",
+                                         "Checked servers' replies that could not be read "
+                                         "(the check fails), by checker and reason.",
+                                         labels=["checker", "reason"])
+        for (checker, reason), count in sorted(snapshot.check_reply_errors.items()):
+            unreadable.add_metric([checker, reason], count)
+        yield unreadable
         if snapshot.lateness_p99 is not None:
             yield GaugeMetricFamily(
                 "director_check_start_lateness_seconds",

@@ -37,6 +37,9 @@ class CheckResult:
     error: str | None = None        # why it failed, for the dashboard and the log
     weight: int | None = None       # MISC_CHECK misc_dynamic: the weight the script asked for
     detail: dict = field(default_factory=dict, compare=False)   # e.g. cert_not_after
+    # A reply the checker could not read (not HTTP, too large...): the reason, a label of
+    # director_check_reply_errors_total.
+    reply_error: str | None = None
 
 
 class Checker(Protocol):

@@ -44,13 +44,21 @@ log = logging.getLogger("director.check.http")
 
 DEFAULT_STATUS = ((200, 299),)
 MAX_REPLY = 16 << 20        # a health page is small: refuse to buffer a runaway body
+MAX_HEADERS = 64 << 10      # nginx's and Apache's own limits are 8 KiB a line: no server
+                            # sends this much before CRLF CRLF, an endless header line does
+NOT_HTTP = "not an HTTP reply"
 # keepalived's regex_options with a Python equivalent; the rest only tune PCRE.
 REGEX_FLAGS = {"caseless": re.IGNORECASE, "multiline": re.MULTILINE, "dotall": re.DOTALL,
                "extended": re.VERBOSE}
 
 
 class _Failed(Exception):
-    """One url failed; the message is the reason shown on the dashboard."""
+    """One url failed; the message is the reason shown on the dashboard, ``reply_error`` the
+    label it is counted under when the reply itself could not be read."""
+
+    def __init__(self, message: str, reply_error: str | None = None) -> None:
+        super().__init__(message)
+        self.reply_error = reply_error
 
 
 def format_ranges(ranges) -> str:
@@ -62,7 +70,7 @@ def judge(url, raw: bytes) -> str | None:
     try:
         reply = parse_response(raw)
     except GenhashError as exc:
-        return f"not an HTTP reply ({exc})"
+        return f"{NOT_HTTP} ({exc})"
     ranges = url.status_code or DEFAULT_STATUS
     if not any(low <= reply.status_code <= high for low, high in ranges):
         return f"status {reply.status_code} not in {format_ranges(ranges)}"
@@ -135,14 +143,16 @@ class HttpCheck:
     def check(self) -> CheckResult:
         started = time.monotonic()
         detail: dict = {}
-        error = None
+        error = reply_error = None
         for url in self.config.url:
             vhost = url.virtualhost or self.config.virtualhost or self.target.virtualhost
             try:
                 raw = self._fetch(url.path, vhost, detail)
                 reason = judge(url, raw)
+                if reason and reason.startswith(NOT_HTTP):
+                    reply_error = "not_http"
             except _Failed as exc:
-                reason = str(exc)
+                reason, reply_error = str(exc), exc.reply_error
             if reason:
                 error = f"GET {url.path}: {reason}"
                 log_event(log, "check.http.fail", logging.DEBUG, kind=self.kind,
@@ -150,7 +160,7 @@ class HttpCheck:
                           real_server=self.target.real_server, error=error)
                 break
         return CheckResult(ok=error is None, duration=time.monotonic() - started,
-                           error=error, detail=detail)
+                           error=error, detail=detail, reply_error=reply_error)
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._context is None:
@@ -201,6 +211,7 @@ class HttpCheck:
             sock.sendall(request)
             stage = "read"
             reply = bytearray()
+            headers_end = -1
             while True:
                 sock.settimeout(_left(deadline))
                 chunk = sock.recv(65536)
@@ -209,8 +220,13 @@ class HttpCheck:
                 reply += chunk
                 if len(reply) >= 5 and not reply.startswith(b"HTTP/"):
                     return bytes(reply)     # not HTTP (an SMTP banner?): no use waiting
+                if headers_end < 0:
+                    headers_end = reply.find(b"\r\n\r\n", max(0, len(reply) - len(chunk) - 3))
+                    if headers_end < 0 and len(reply) > MAX_HEADERS:
+                        raise _Failed(f"no end of the headers in the first {MAX_HEADERS >> 10} "
+                                      f"KiB", "too_large")
                 if len(reply) > MAX_REPLY:
-                    raise _Failed(f"reply larger than {MAX_REPLY >> 20} MiB")
+                    raise _Failed(f"reply larger than {MAX_REPLY >> 20} MiB", "too_large")
         except TimeoutError:
             raise _Failed(f"timeout after {t.connect_timeout:g} s ({stage})") from None
         except ssl.SSLError as exc:                 # an OSError too: keep it first

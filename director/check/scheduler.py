@@ -80,6 +80,7 @@ class Scheduler:
         self._lateness_at = 0
         self.lateness_samples = lateness_samples
         self.crashes = 0
+        self.reply_errors: dict[tuple[str, str], int] = {}   # (checker kind, reason) -> count
 
     def add(self, key: tuple[str, str, str], checker: Any, settings: CheckSettings,
             health: Health | None = None) -> Job:
@@ -192,6 +193,9 @@ class Scheduler:
             return
         now = self.clock.now()
         job.last, job.last_at = result, now
+        if result.reply_error:
+            counted = (job.key[2], result.reply_error)
+            self.reply_errors[counted] = self.reply_errors.get(counted, 0) + 1
         duration = result.duration
         job.buckets[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
         job.duration_sum += duration

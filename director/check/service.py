@@ -243,6 +243,10 @@ class CheckService:
                 if with_jobs else ()))
         return out
 
+    def reply_errors(self) -> dict[tuple[str, str], int]:
+        """(checker kind, reason) -> replies its checkers could not read."""
+        return dict(self.scheduler.reply_errors)
+
     def lateness_p99(self) -> float | None:
         """99th percentile of how late recent checks started past their due time."""
         samples = sorted(self.scheduler.lateness)

@@ -212,3 +212,19 @@ def test_on_the_real_clock_checks_run_and_a_hung_one_is_killed():
         scheduler.stop()
     assert stuck.last.error == "check hung: killed after 0.05 s"
     assert 0.05 <= stuck.last.duration < 1.0
+
+
+class Unreadable:
+    """A checker whose server's reply cannot be read (director_check_reply_errors_total)."""
+
+    def check(self):
+        return CheckResult(False, 0.0, "GET /: reply larger than 16 MiB", reply_error="too_large")
+
+
+def test_unreadable_replies_are_counted_by_kind_and_reason(clock, scheduler):
+    scheduler.add(("vs", "a", "HTTP_GET"), Unreadable(), FAST)
+    scheduler.add(("vs", "b", "HTTP_GET"), Unreadable(), FAST)
+    scheduler.add(("vs", "c", "HTTP_GET"), Fixed(clock, ok=False), FAST)
+    scheduler.start()
+    clock.advance(0.25)          # attempts at 0, 0.125, 0.25
+    assert scheduler.reply_errors == {("HTTP_GET", "too_large"): 6}
