@@ -99,8 +99,10 @@ class DnsCheck:
         timeout = target.connect_timeout
         deadline = started + timeout
 
-        def result(error: str | None = None, **detail) -> CheckResult:
-            return CheckResult(error is None, time.monotonic() - started, error, detail=detail)
+        def result(error: str | None = None, reply_error: str | None = None,
+                   **detail) -> CheckResult:
+            return CheckResult(error is None, time.monotonic() - started, error, detail=detail,
+                               reply_error=reply_error)
 
         if not target.port:
             return result("no port to check (set connect_port)")
@@ -125,11 +127,14 @@ class DnsCheck:
                 return result(f"send: {exc.strerror or exc}")
             if sent != len(query):
                 return result(f"sent {sent} of {len(query)} bytes")
-            while True:
+            malformed = 0           # datagrams too short or not a response: counted if no
+            while True:             # answer comes
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return result(f"timeout after {timeout:g} s waiting for the answer to "
-                                  f"{self.question()}")
+                                  f"{self.question()}"
+                                  + (f" ({malformed} malformed replies)" if malformed else ""),
+                                  "malformed" if malformed else None)
                 sock.settimeout(remaining)
                 try:
                     reply = sock.recv(DNS_BUFFER_SIZE)
@@ -139,6 +144,8 @@ class DnsCheck:
                     return result(f"read: {exc.strerror or exc}")
                 rcode = reply_rcode(reply, ident)
                 if rcode is None:
+                    header = parse_header(reply)
+                    malformed += header is None or not header[1] & FLAG_QR
                     event(log, "dns.skipped", logging.DEBUG, real_server=target.real_server,
                           length=len(reply))
                     continue

@@ -7,7 +7,8 @@ keepalived's rules (check_smtp.c), which a migrated configuration expects:
   dropped. Its code passes only if the line starts with exactly three digits followed by a
   space or nothing (strtoul and a check of the next character), so a multi-line greeting
   ("220-...") fails, and so does a bare "250\\r". A line over 511 bytes without a newline is
-  thrown away and reading goes on.
+  thrown away and reading goes on; here only up to MAX_LINE_WAIT bytes in all, where
+  keepalived would read an endless line for ever (each read re-arms its timer).
 - The greeting must be 220, the HELO reply 250. After QUIT any line will do (221 or not);
   only a timeout or the connection closing before a newline fails.
 - helo_name defaults to "smtpchecker.keepalived.org".
@@ -34,12 +35,18 @@ from .sockets import open_socket
 
 DEFAULT_HELO = "smtpchecker.keepalived.org"     # check_smtp.h SMTP_DEFAULT_HELO
 SMTP_BUFF_MAX = 512                             # check_smtp.h; a line is at most 511 bytes
+MAX_LINE_WAIT = 64 << 10                        # bytes read waiting for one line, at most
 CONNECTION_OPTIONS = ("connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "fwmark",
                       "connect_timeout")
 
 
 class Failed(Exception):
-    """One step of the conversation failed; the text is the check's error."""
+    """One step of the conversation failed; the text is the check's error, ``reply_error``
+    the label it is counted under when the server's reply could not be read."""
+
+    def __init__(self, message: str, reply_error: str | None = None) -> None:
+        super().__init__(message)
+        self.reply_error = reply_error
 
 
 def reply_code(line: bytes) -> int | None:
@@ -47,6 +54,17 @@ def reply_code(line: bytes) -> int | None:
     if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" "):
         return None
     return int(line[:3])
+
+
+def next_line(buffer: bytes, chunk: bytes) -> tuple[bytes | None, bytes]:
+    """keepalived's reading of a reply line, one received chunk at a time: (the line, if
+    this chunk ended it, else None; what to keep for the next chunk). What follows the
+    newline in the same read is dropped; a full buffer without one is thrown away."""
+    buffer += chunk
+    end = buffer.find(b"\n")
+    if end >= 0:
+        return buffer[:end], b""
+    return None, (b"" if len(buffer) >= SMTP_BUFF_MAX - 1 else buffer)
 
 
 def shown(line: bytes) -> str:
@@ -96,7 +114,8 @@ class SmtpCheck:
                 self.converse(target)
             except Failed as exc:
                 where = f"{target.host}:{target.port}: " if several else ""
-                return CheckResult(False, time.monotonic() - started, where + str(exc))
+                return CheckResult(False, time.monotonic() - started, where + str(exc),
+                                   reply_error=exc.reply_error)
         return CheckResult(True, time.monotonic() - started)
 
     def converse(self, target: Target) -> None:
@@ -117,17 +136,17 @@ class SmtpCheck:
                 raise Failed(f"connect: {exc.strerror or exc}") from None
             banner = self._line(sock, timeout, "the banner")
             if reply_code(banner) != 220:
-                raise Failed(f"banner {shown(banner)}{_hint(banner)}")
+                raise Failed(f"banner {shown(banner)}{_hint(banner)}", _unreadable(banner))
             self._send(sock, timeout, f"HELO {self.helo_name}\r\n", "HELO")
             helo = self._line(sock, timeout, "the HELO reply")
             if reply_code(helo) != 250:
-                raise Failed(f"HELO answered {shown(helo)}{_hint(helo)}")
+                raise Failed(f"HELO answered {shown(helo)}{_hint(helo)}", _unreadable(helo))
             self._send(sock, timeout, "QUIT\r\n", "QUIT")
             self._line(sock, timeout, "the QUIT reply")     # any line: keepalived reads it only
 
     @staticmethod
     def _line(sock: socket.socket, timeout: float, what: str) -> bytes:
-        buffer = b""
+        buffer, received = b"", 0
         while True:
             try:
                 chunk = sock.recv(SMTP_BUFF_MAX - 1 - len(buffer))
@@ -137,12 +156,13 @@ class SmtpCheck:
                 raise Failed(f"{exc.strerror or exc} waiting for {what}") from None
             if not chunk:
                 raise Failed(f"connection closed waiting for {what}")
-            buffer += chunk
-            end = buffer.find(b"\n")
-            if end >= 0:
-                return buffer[:end]
-            if len(buffer) >= SMTP_BUFF_MAX - 1:
-                buffer = b""              # keepalived wraps a full buffer and reads on
+            line, buffer = next_line(buffer, chunk)
+            if line is not None:
+                return line
+            received += len(chunk)
+            if received > MAX_LINE_WAIT:
+                raise Failed(f"no end of line in {MAX_LINE_WAIT >> 10} KiB waiting for {what}",
+                             "too_long")
 
     @staticmethod
     def _send(sock: socket.socket, timeout: float, line: str, what: str) -> None:
@@ -152,6 +172,11 @@ class SmtpCheck:
             raise Failed(f"timeout after {timeout:g} s sending {what}") from None
         except OSError as exc:
             raise Failed(f"sending {what}: {exc.strerror or exc}") from None
+
+
+def _unreadable(line: bytes) -> str | None:
+    """The reply_error of a line whose code keepalived's rule cannot read."""
+    return "bad_code" if reply_code(line) is None else None
 
 
 def _hint(line: bytes) -> str:

@@ -131,6 +131,21 @@ def test_smtp_multiline_banner_fails_as_in_keepalived():
     assert result.error.startswith("banner 220-mx.test ESMTP (a multi-line reply")
 
 
+def test_smtp_unreadable_code_is_a_counted_reply_error():
+    with Scripted([b"\xff\xfe garbage\r\n"]) as server:
+        result = SmtpCheck(model_for(SMTP_CHECK)(), target(server.port)).check()
+    assert not result.ok and result.reply_error == "bad_code", result
+
+
+def test_smtp_endless_line_fails_after_64_kib_before_the_timeout():
+    """keepalived would read an endless line for ever (each read re-arms its timer)."""
+    started = time.monotonic()
+    with Scripted([b"220" + b" x" * (1 << 20)]) as server:
+        result = SmtpCheck(model_for(SMTP_CHECK)(), target(server.port)).check()
+    assert result.error == "no end of line in 64 KiB waiting for the banner", result
+    assert result.reply_error == "too_long" and time.monotonic() - started < 2.0
+
+
 def test_smtp_helo_refused():
     with Scripted([b"220 mx.test\r\n", None, b"501 who are you\r\n"]) as server:
         result = SmtpCheck(model_for(SMTP_CHECK)(), target(server.port)).check()
@@ -269,6 +284,21 @@ def test_dns_skips_strangers_until_its_answer():
         result = results.get(timeout=DEADLINE)
         thread.join(DEADLINE)
     assert result.ok, result.error
+
+
+def test_dns_malformed_replies_without_an_answer_are_counted():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(DEADLINE)
+        results = queue.Queue()
+        check = dns(server.getsockname()[1], "A", "www.example.test", timeout=0.5)
+        thread = threading.Thread(target=lambda: results.put(check.check()), daemon=True)
+        thread.start()
+        _, client = server.recvfrom(512)
+        server.sendto(b"\0" * 5, client)                    # too short
+        result = results.get(timeout=DEADLINE)
+        thread.join(DEADLINE)
+    assert result.error.endswith("(1 malformed replies)") and result.reply_error == "malformed"
 
 
 # -- UDP ----------------------------------------------------------------------------------
