@@ -15,6 +15,7 @@ import glob
 import os
 import random
 import re
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -450,7 +451,11 @@ class _Sequence:
         self.format = (lambda v: format(v, "x")) if hexadecimal else str
 
     def __len__(self) -> int:
-        return len(self.values)
+        # len(range) raises OverflowError past a C ssize_t; any length over the line limit
+        # is as good as another.
+        values = self.values
+        return max(0, min(sys.maxsize, (values.stop - values.start + values.step -
+                                        (1 if values.step > 0 else -1)) // values.step))
 
     def __iter__(self):
         return ([self.format(v)] for v in self.values)

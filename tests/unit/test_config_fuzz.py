@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from director.config import LoadResult, load_config
+from director.config import LoadResult, lexer, load_config
 from director.config.loader import _all_blocks
 from director.config.blocks import ROOT
+from director.config.diagnostics import Diagnostics
+from director.config.lexer import Preprocessor
+from director.config.diagnostics import Diagnostics
+from director.config.lexer import Preprocessor
 from director.config.render import config_json, dump_text
 
 KEYWORDS = sorted({word for block in _all_blocks(ROOT).values() for word in block.known_words()})
@@ -129,3 +134,89 @@ virtual_server 10.0.0.1 80 {{
     }}
 }}
 """
+
+
+# -- the preprocessor under adversarial input: cycles, blow-ups, odd bytes ------------------
+# Each is a clear FILE:LINE error or bounded; the timeouts only turn a hang into a failure.
+
+def preprocess(files: dict[str, str | bytes], max_lines: int = lexer.MAX_EXPANDED_LINES,
+               main: str = "/c/main.conf"):
+    def read(path: str) -> bytes:
+        if path not in files:
+            raise FileNotFoundError(2, "No such file or directory")
+        data = files[path]
+        return data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+
+    diagnostics = Diagnostics()
+    lines = Preprocessor(diagnostics, "lb1", read, max_lines=max_lines).run(main)
+    return lines, [str(d) for d in diagnostics]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("files, first", [
+    ({"/c/main.conf": "include main.conf\n"},
+     "/c/main.conf:1: error: include cycle: main.conf -> main.conf"),
+    ({"/c/main.conf": "include b.conf\n", "/c/b.conf": "include main.conf\n"},
+     "/c/b.conf:1: error: include cycle: main.conf -> b.conf -> main.conf"),
+])
+def test_include_cycles_are_an_error(files, first):
+    _, diagnostics = preprocess(files)
+    assert diagnostics == [first]
+
+
+@pytest.mark.timeout(30)
+def test_glob_includes_of_themselves_end(tmp_path):
+    """Ten files that each include ``*.conf``: every path through them ends in a cycle, and
+    the errors stop at the limit instead of walking all 10! orders."""
+    (tmp_path / "main.conf").write_text("include d/*.conf\n")
+    (tmp_path / "d").mkdir()
+    for i in range(10):
+        (tmp_path / "d" / f"{i}.conf").write_text("include *.conf\n")
+    diagnostics = Diagnostics()
+    Preprocessor(diagnostics, "lb1").run(str(tmp_path / "main.conf"))
+    messages = [d.message for d in diagnostics]
+    assert diagnostics.stopped and messages[0].startswith("include cycle: main.conf -> 0.conf")
+    assert messages[-1].startswith("too many errors")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("text", [
+    "~SEQ(i,0,1,1000000000000000000000000000000) x $i\n",         # past a C ssize_t
+    "~SEQ(i,-100000000000000000000000000000,100000000000000000000000000000) x\n",
+    "~SEQx(i,0,1,0xffffffffffffffffffffffffffffffff) x $i\n",
+    "~SEQ(i,1,1000) ~SEQ(j,1,1000) ~SEQ(k,1,1000) x $i $j $k\n",
+    "$A=~SEQ(j,1,1000) y $j\n~SEQ(i,1,1000) $A\n",
+])
+def test_sequence_blow_ups_are_the_line_limit(text):
+    """A range longer than a C ssize_t raised OverflowError out of load_config (found by
+    this fuzzer); nested ones stop at the limit as they grow."""
+    lines, diagnostics = preprocess({"/c/main.conf": text}, max_lines=10_000)
+    assert lines == []
+    assert diagnostics[-1].endswith("error: configuration expands to more than 10000 lines: "
+                                    "not read"), diagnostics
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("data, message", [
+    ("a" * 1_000_000 + "\nrouter_id x\n",
+     "/c/main.conf:1: error: line is 1000000 characters long; the limit is 65536: line "
+     "ignored"),
+    (b"global_defs {\n\0\0router_id x\n}\n",
+     "/c/main.conf:2: error: binary data (NUL byte): not a text configuration file"),
+    (b"\0" * 100_000, "/c/main.conf:1: error: binary data (NUL byte): not a text "
+                      "configuration file"),
+])
+def test_long_lines_and_nul_bytes(data, message):
+    _, diagnostics = preprocess({"/c/main.conf": data})
+    assert diagnostics[0] == message
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("text", ["a {\n" * 100_000 + "}\n" * 100_000,
+                                  "virtual_server 10.0.0.1 80 {\n" * 100_000,
+                                  "a " + "{ " * 30_000 + "\n"])
+def test_deep_brace_nesting_is_an_error_not_a_recursion(text):
+    result = load(text.encode())
+    assert not result.ok and not isinstance(result, BaseException)
+    assert any("nested deeper than 64" in d.message or "no keyword before it" in d.message
+               for d in result.errors), [str(d) for d in result.errors[:3]]
