@@ -235,6 +235,8 @@ class Preprocessor:
             body = self._substitute(body, location)
             if "\n" in body:   # a multi-line definition expands into several lines
                 for part in body.split("\n"):
+                    if self.diagnostics.stopped:
+                        return
                     if part.strip():
                         self._expand(part.strip(), location, indent)
                 return
@@ -291,9 +293,13 @@ class Preprocessor:
             # substituted) per value, not here.
             if not changed or "$" not in body or _is_repetition(body):
                 return body
+        # Dropped, as a line that grows too long is: kept, its leftover variables would be
+        # substituted again line by line (a multi-line definition doubling itself 40 times
+        # made 2^40 lines).
         self.diagnostics.error(location, "variable substitution does not end "
-                                         f"(more than {MAX_SUBSTITUTION_ROUNDS} rounds)")
-        return body
+                                         f"(more than {MAX_SUBSTITUTION_ROUNDS} rounds): line "
+                                         "ignored")
+        return ""
 
     def _lookup(self, name: str, args: str | None, location: Location) -> str | None:
         if name in self.variables:

@@ -220,3 +220,30 @@ def test_deep_brace_nesting_is_an_error_not_a_recursion(text):
     assert not result.ok and not isinstance(result, BaseException)
     assert any("nested deeper than 64" in d.message or "no keyword before it" in d.message
                for d in result.errors), [str(d) for d in result.errors[:3]]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("text, message", [
+    ("$A=$A x\nfoo $A\n", "variable substitution does not end (more than 16 rounds): line "
+                          "ignored"),
+    ("$A=$B\n$B=$A\nfoo $A\n", "variable substitution does not end (more than 16 rounds): "
+                               "line ignored"),
+    # doubling, 40 times over
+    ("$A0=x\n" + "".join(f"$A{i + 1}=$A{i} $A{i}\n" for i in range(40)) + "foo $A40\n",
+     "variable substitution does not end (more than 16 rounds): line ignored"),
+    # quadrupling: past the 1 MiB line bound before 16 rounds
+    ("$A0=xxxxxxxx\n" + "".join(f"$A{i + 1}=$A{i} $A{i} $A{i} $A{i}\n" for i in range(20)) +
+     "foo $A20\n",
+     f"variable substitution makes this line longer than {lexer.MAX_SUBSTITUTED_CHARS} "
+     "characters: line ignored"),
+    # billion laughs with multi-line definitions: 2^40 lines
+    ("$A0=x\n" + "".join(f"$A{i + 1}=$A{i}\\\n$A{i}\n" for i in range(40)) + "foo $A40\n",
+     "variable substitution does not end (more than 16 rounds): line ignored"),
+])
+def test_variable_blow_ups_are_one_error(text, message):
+    """The last case hung (found by this fuzzer): a substitution that did not end went on
+    with what it had, and each of its 65,536 lines substituted 16 rounds more. Now a line
+    whose substitution does not end is dropped, as one that grows too long is."""
+    last = text.count("\n")
+    lines, diagnostics = preprocess({"/c/main.conf": text})
+    assert lines == [] and diagnostics == [f"/c/main.conf:{last}: error: {message}"]
