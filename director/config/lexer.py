@@ -30,6 +30,8 @@ MAX_UNDECODABLE = 16            # a few Latin-1 bytes in a comment are a warning
 MAX_LINE_CHARS = 65536          # keepalived's own buffer is far smaller; this is a sanity bound
 MAX_SUBSTITUTED_CHARS = 1 << 20  # a line after $VAR substitution ($B=$A $A $A... grows fast)
 MAX_INCLUDE_DEPTH = 32
+MAX_INCLUDED_FILES = 50_000     # reads in all: 30 files each including the next twice would
+                                # read the last 2^30 times, a few bytes each, under 32 MiB
 MAX_EXPANDED_LINES = 2_000_000  # bounds ~SEQ / $VAR blow-ups (a line repeated a billion times)
 MAX_SUBSTITUTION_ROUNDS = 16    # $A=$B, $B=$A must end
 
@@ -88,6 +90,7 @@ class Preprocessor:
         self._expanded = 0
         self._rows = 0              # rows of ~SEQ / ~LST, counted against max_lines too
         self._bytes_read = 0
+        self._files_read = 0
         self.random = random.Random()
         self._undefined: set[str] = set()
 
@@ -107,6 +110,11 @@ class Preprocessor:
             return
         if len(self._include_stack) >= MAX_INCLUDE_DEPTH:
             self.diagnostics.error(included_at, f"includes nested deeper than {MAX_INCLUDE_DEPTH}")
+            return
+        self._files_read += 1
+        if self._files_read > MAX_INCLUDED_FILES:
+            self.diagnostics.fatal(included_at, f"more than {MAX_INCLUDED_FILES} files "
+                                                "included: not read")
             return
         try:
             data = self.read(path)
