@@ -34,6 +34,8 @@ MAX_INCLUDED_FILES = 50_000     # reads in all: 30 files each including the next
                                 # read the last 2^30 times, a few bytes each, under 32 MiB
 MAX_EXPANDED_LINES = 2_000_000  # bounds ~SEQ / $VAR blow-ups (a line repeated a billion times)
 MAX_SUBSTITUTION_ROUNDS = 16    # $A=$B, $B=$A must end
+MAX_EXPANSION_DEPTH = 16        # ~SEQ in ~SEQ, definitions in definitions: $V=~SEQ(j,2) $V,
+                                # or a multi-line $V with a line "$V", expands for ever
 
 _DEFINITION = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
 # ${NAME} anywhere; $NAME only before white space, ',', ')' or the end (keepalived's rule, so
@@ -89,6 +91,7 @@ class Preprocessor:
         self.max_config_bytes = max_config_bytes
         self._expanded = 0
         self._rows = 0              # rows of ~SEQ / ~LST, counted against max_lines too
+        self._depth = 0             # repetitions and multi-line definitions being expanded
         self._bytes_read = 0
         self._files_read = 0
         self.random = random.Random()
@@ -242,11 +245,16 @@ class Preprocessor:
         if "$" in body:
             body = self._substitute(body, location)
             if "\n" in body:   # a multi-line definition expands into several lines
-                for part in body.split("\n"):
-                    if self.diagnostics.stopped:
-                        return
-                    if part.strip():
-                        self._expand(part.strip(), location, indent)
+                if not self._deeper(location):
+                    return
+                try:
+                    for part in body.split("\n"):
+                        if self.diagnostics.stopped:
+                            return
+                        if part.strip():
+                            self._expand(part.strip(), location, indent)
+                finally:
+                    self._depth -= 1
                 return
             if _is_repetition(body):
                 self._repeat(body, location, indent)
@@ -262,6 +270,17 @@ class Preprocessor:
             self._too_many_lines(location)
             return
         self.lines.append(SourceLine(words, location, indent))
+
+    def _deeper(self, location: Location) -> bool:
+        """One level deeper into a repetition or a multi-line definition; False (and one
+        fatal error) past MAX_EXPANSION_DEPTH: Python's own recursion limit comes later."""
+        if self._depth >= MAX_EXPANSION_DEPTH:
+            self.diagnostics.fatal(location, "repetitions and multi-line definitions nested "
+                                             f"deeper than {MAX_EXPANSION_DEPTH} (a definition "
+                                             "that contains itself?): not read")
+            return False
+        self._depth += 1
+        return True
 
     def _too_many_lines(self, location: Location) -> None:
         self.diagnostics.fatal(location, f"configuration expands to more than {self.max_lines} "
@@ -360,6 +379,8 @@ class Preprocessor:
         if self._rows > self.max_lines:
             self._too_many_lines(location)
             return
+        if not self._deeper(location):
+            return
         saved = {name: self.variables.get(name) for name in names}
         try:
             for row in rows:
@@ -368,6 +389,7 @@ class Preprocessor:
                 self.variables.update(zip(names, row, strict=True))
                 self._expand(rest.strip(), location, indent)
         finally:
+            self._depth -= 1
             for name, value in saved.items():
                 if value is None:
                     self.variables.pop(name, None)
