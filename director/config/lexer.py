@@ -31,7 +31,7 @@ MAX_LINE_CHARS = 65536          # keepalived's own buffer is far smaller; this i
 MAX_SUBSTITUTED_CHARS = 1 << 20  # a line after $VAR substitution ($B=$A $A $A... grows fast)
 MAX_INCLUDE_DEPTH = 32
 MAX_INCLUDED_FILES = 50_000     # reads in all: 30 files each including the next twice would
-                                # read the last 2^30 times, a few bytes each, under 32 MiB
+                                # read the last a billion times, a few bytes each, under 32 MiB
 MAX_EXPANDED_LINES = 2_000_000  # bounds ~SEQ / $VAR blow-ups (a line repeated a billion times)
 MAX_SUBSTITUTION_ROUNDS = 16    # $A=$B, $B=$A must end
 MAX_EXPANSION_DEPTH = 16        # ~SEQ in ~SEQ, definitions in definitions: $V=~SEQ(j,2) $V,
