@@ -127,8 +127,8 @@ class DnsCheck:
                 return result(f"send: {exc.strerror or exc}")
             if sent != len(query):
                 return result(f"sent {sent} of {len(query)} bytes")
-            malformed = 0           # datagrams too short or not a response: counted if no
-            while True:             # answer comes
+            malformed = 0           # too short or not a response: named if no answer comes
+            while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return result(f"timeout after {timeout:g} s waiting for the answer to "

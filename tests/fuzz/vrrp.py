@@ -59,21 +59,16 @@ def contexts() -> list[Context]:
     return out
 
 
-def received(context: Context, wire: bytes, hop_limit: int | None = None):
-    """What the receiver makes of ``wire`` (service.VrrpService._receive's first steps)."""
+def feed(context: Context, wire: bytes, hop_limit: int | None = None):
+    """What the receiver makes of ``wire`` (service.VrrpService._receive's first steps):
+    check_received's outcome; AssertionError if it breaks a promise (an exception escaping
+    check_received is passed on as it is)."""
     if context.family == 4:
         message, src, dst, ttl = split_ipv4(wire)
     else:
         message, src, dst = wire, context.src, context.dst
         ttl = context.hop_limit if hop_limit is None else hop_limit
-    return message, p.check_received(message, context.family, src, dst, ttl,
-                                     context.expectations)
-
-
-def feed(context: Context, wire: bytes, hop_limit: int | None = None):
-    """check_received's outcome for ``wire``; AssertionError if it breaks a promise (an
-    exception escaping check_received is passed on as it is)."""
-    message, outcome = received(context, wire, hop_limit)
+    outcome = p.check_received(message, context.family, src, dst, ttl, context.expectations)
     if isinstance(outcome, p.Dropped):
         assert outcome.reason in REASONS, f"unknown drop reason {outcome.reason!r}"
         assert isinstance(outcome.detail, str) and outcome.detail
@@ -150,7 +145,7 @@ def mutate(rng: random.Random, context: Context, seeds: list[bytes]) -> bytes:
     return data
 
 
-def run(seed: int, count: int, on_outcome=None) -> dict[str, int]:
+def run(seed: int, count: int) -> dict[str, int]:
     """``count`` mutated inputs from ``seed``: outcome counts by reason ("accepted" for
     Received). Raises what ``feed`` raises, with the input as hex in the message."""
     rng = random.Random(seed)
@@ -168,6 +163,4 @@ def run(seed: int, count: int, on_outcome=None) -> dict[str, int]:
                                  f"{exc!r} on input {wire.hex()}") from exc
         key = outcome.reason if isinstance(outcome, p.Dropped) else "accepted"
         counts[key] = counts.get(key, 0) + 1
-        if on_outcome is not None:
-            on_outcome(context, wire, outcome)
     return counts

@@ -279,8 +279,8 @@ def test_deep_brace_nesting_is_an_error_not_a_recursion(text):
 DIRECTIVES = st.sampled_from([
     "include main.conf", "include a.conf", "include b.conf", "include *.conf",
     "~SEQ(i,{n}) x $i", "~SEQ(i,0,{n},{big}) y", "~SEQx(i,{n}) $V{k}",
-    "~LST(i,{n},{n},{n}) $V{k} $i", "$V{k}=$V{j} $V{j}", "$V{k}=$V{j}\\", "$V{k}=~SEQ(j,{n}) $V{j}",
-    "$V{k}=x", "foo $V{k}", "${{V{k}}}", "${{_RANDOM {n} {big}}}", "@lb1 $V{k}", "@^lb1 x {{",
+    "~LST(i,{n},{n},{n}) $V{k} $i", "$V{k}=$V{j} $V{j}", "$V{k}=$V{j}\\",
+    "$V{k}=~SEQ(j,{n}) $V{j}", "$V{k}=x", "foo $V{k}", "${{V{k}}}", "${{_RANDOM {n} {big}}}", "@lb1 $V{k}", "@^lb1 x {{",
     "}}", "{{", "vrrp_instance VI_{k} {{", "\0", "\udcff", "a" * 70_000,
 ])
 
