@@ -223,7 +223,9 @@ class Director:
         self.mailer = Mailer(self.config, self.router_id())
         self.events.listeners.append(self.mailer.on_event)
         self.mailer.start()
-        self.notifier = notifier = Notifier(self.config.global_defs.script_user)
+        self.notifier = notifier = Notifier(
+            self.config.global_defs.script_user,
+            script_security=self.config.global_defs.enable_script_security)
         notifier.listeners.append(lambda why, result: self.events.add(
             "notify", kind="script", why=why, result=result))
         if not self.options.check:
@@ -396,7 +398,8 @@ class Director:
         if self.mailer is not None and plan.mail:
             self.mailer.configure(plan.new)
         if self.notifier is not None:
-            self.notifier.configure(plan.new.global_defs.script_user)
+            self.notifier.configure(plan.new.global_defs.script_user,
+                                    plan.new.global_defs.enable_script_security)
         if prepared is not None:
             self.vrrp.apply(prepared)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import hub
 from .log import event
+from .scriptsec import default_user, refusal
 
 log = logging.getLogger("director.notify")
 
@@ -35,16 +36,18 @@ def split_user(text: str | None) -> tuple[str | None, str | None]:
 
 class Notifier:
     def __init__(self, script_user: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.user, self.group = split_user(script_user)
+                 timeout: float = DEFAULT_TIMEOUT, script_security: bool = False) -> None:
+        self.configure(script_user, script_security)
         self.timeout = timeout
-        self.results: dict[str, int] = {}        # ok, failed, timeout, error -> count
+        self.results: dict[str, int] = {}        # ok, failed, timeout, error, refused -> n
         self.running: set[hub.Greenlet] = set()
         self.listeners: list = []                 # called with (why, result) after each run
 
-    def configure(self, script_user: str | None) -> None:
-        """A reload's global_defs script_user, for the scripts run from now on."""
-        self.user, self.group = split_user(script_user)
+    def configure(self, script_user: str | None, script_security: bool = False) -> None:
+        """global_defs script_user and enable_script_security (at start and on each reload),
+        for the scripts run from now on."""
+        self.user, self.group = split_user(default_user(script_user))
+        self.security = script_security
 
     def notify(self, command: Any, extra: tuple[str, ...] = (), why: str = "") -> hub.Greenlet:
         """Start ``command`` (a config Command) with ``extra`` arguments; returns at once."""
@@ -62,6 +65,10 @@ class Notifier:
             return self._count("error", why, command, "empty command")
         user = command.user or self.user
         group = command.group or (self.group if not command.user else None)
+        refused = refusal(command.line, f"{user} {group or ''}".strip() if user else None,
+                          self.security)
+        if refused:
+            return self._count("refused", why, command, refused)
         try:
             as_user = identity(user, group)
         except KeyError:

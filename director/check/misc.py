@@ -23,9 +23,10 @@ keepalived's rules (keepalived/check/check_misc.c, keepalived/core/notify.c):
 Where director differs, on purpose: keepalived drops a MISC_CHECK whose script is missing or
 not executable when it loads the configuration (and a script that fails to exec later
 exits 0, a success); here every attempt runs the script, and one that cannot be run is a
-failed attempt saying why ("cannot run: ..."). keepalived falls back to the user
-``keepalived_script`` when no user is configured; here the caller passes ``script_user``
-and with neither the script runs as the daemon's own user. The default timeout is
+failed attempt saying why ("cannot run: ..."); a script refused by
+``enable_script_security`` (director/scriptsec.py) is a failed attempt too ("refused: ...").
+The user is the block's ``user``, else ``script_user``, else ``keepalived_script`` if it
+exists, else the daemon's own user. The default timeout is
 ``delay_loop`` when the caller passes it, else ``target.connect_timeout``. The command line
 is split shell-style (shlex) and run without a shell.
 """
@@ -41,6 +42,7 @@ import subprocess
 import time
 from typing import Any
 
+from ..scriptsec import default_user, refusal
 from .checker import CheckResult, Target
 
 DYNAMIC_OFFSET = 2           # misc_dynamic: weight = exit code - 2
@@ -104,10 +106,12 @@ class MiscCheck:
     kind = "MISC_CHECK"
 
     def __init__(self, config: Any, target: Target, script_user: str | None = None,
-                 delay_loop: float | None = None, kill_grace: float = KILL_GRACE) -> None:
+                 delay_loop: float | None = None, kill_grace: float = KILL_GRACE,
+                 script_security: bool = False) -> None:
         self.config = config
         self.target = target
-        self.script_user = script_user
+        self.script_user = getattr(config, "user", None) or default_user(script_user)
+        self.script_security = script_security
         self.kill_grace = kill_grace
         # misc_timeout 0 is keepalived's "not set" too
         self.timeout = (getattr(config, "misc_timeout", None) or delay_loop
@@ -132,8 +136,11 @@ class MiscCheck:
             return failed(f"cannot run: cannot split the command: {exc}")
         if not argv:
             return failed("cannot run: empty command")
+        refused = refusal(command.line, self.script_user, self.script_security)
+        if refused:
+            return failed(f"refused: {refused}")
         try:
-            ids = run_as(getattr(self.config, "user", None) or self.script_user)
+            ids = run_as(self.script_user)
         except (KeyError, ValueError) as exc:
             return failed(f"cannot run: {exc.args[0]}")
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}

@@ -54,7 +54,9 @@ class CheckService:
                  workers: int = 256) -> None:
         self.config = config
         self.clock = clock
-        self.notifier = notifier or Notifier(config.global_defs.script_user)
+        self.notifier = notifier or Notifier(
+            config.global_defs.script_user,
+            script_security=config.global_defs.enable_script_security)
         self.scheduler = Scheduler(clock, workers=workers)
         self.real_servers: list[RealServerState] = []
         self._by_job: dict[int, RealServerState] = {}

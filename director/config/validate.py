@@ -5,8 +5,10 @@ Each check reads the finished model and reports at the line of the block concern
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from typing import Any, Callable, Iterator
 
+from ..scriptsec import default_user, problem, refusal
 from .blocks.virtual_server import virtual_server_name
 from .diagnostics import Diagnostics, Location
 
@@ -42,8 +44,9 @@ def validate(config: Any, diagnostics: Diagnostics,
     _virtual_servers(config, diagnostics)
     _alerts(config, diagnostics)
     _lvs_sync_daemon(config, diagnostics)
-    if interface_exists is not None:
+    if interface_exists is not None:     # checks of this host, not of the file
         _interfaces(config, diagnostics, interface_exists)
+        _scripts(config, diagnostics)
     _nothing_to_run(config, diagnostics)
 
 
@@ -208,3 +211,46 @@ def _interfaces(config, diagnostics: Diagnostics, exists: Callable[[str], bool])
             check(tracked.name, instance, "track_interface", tracked)
         for vip in instance.virtual_ipaddress + instance.virtual_ipaddress_excluded:
             check(vip.dev, instance, "dev", vip)
+
+
+def _commands(node: Any, where: Location, user: str | None
+              ) -> Iterator[tuple[Location, str, Any, str | None]]:
+    """(location, keyword, Command, the user it runs as) for every script in the model: the
+    command's own USER [GROUP], else its block's ``user`` (vrrp_script, MISC_CHECK), else
+    the default script user."""
+    where = getattr(node, "location", None) or where
+    block_user = getattr(node, "user", None)
+    for field in dataclasses.fields(node):
+        value = getattr(node, field.name)
+        if type(value).__name__ == "Command":
+            own = f"{value.user} {value.group or ''}".strip() if value.user else None
+            yield where, field.name, value, own or block_user or user
+        elif dataclasses.is_dataclass(value):
+            yield from _commands(value, where, user)
+        elif isinstance(value, tuple):
+            for item in value:
+                if dataclasses.is_dataclass(item):
+                    yield from _commands(item, where, user)
+
+
+def _scripts(config, diagnostics: Diagnostics) -> None:
+    """keepalived's start-up script security check: a script root runs that a non-root user
+    could change is refused with enable_script_security, and warned about without it."""
+    security = config.global_defs.enable_script_security
+    seen: set[tuple[str, str | None]] = set()
+    for where, keyword, command, user in _commands(config, config.location,
+                                                   default_user(config.global_defs.script_user)):
+        if (command.line, user) in seen:
+            continue
+        seen.add((command.line, user))
+        if security:
+            reason = refusal(command.line, user, True)
+            if reason:
+                diagnostics.warning(where, f"{keyword} '{command.line}' will not be run "
+                                           f"(enable_script_security): {reason}")
+            continue
+        reason = problem(command.line, user)
+        if reason:
+            diagnostics.warning(where, f"{keyword} '{command.line}' runs as root but {reason}: "
+                                       "a non-root user could change what root runs "
+                                       "(enable_script_security would refuse it)")

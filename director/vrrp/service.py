@@ -58,7 +58,9 @@ class VrrpService:
         self.config = config
         self.clock = clock
         self.announcer = announcer
-        self.notifier = notifier or Notifier(config.global_defs.script_user)
+        self.notifier = notifier or Notifier(
+            config.global_defs.script_user,
+            script_security=config.global_defs.enable_script_security)
         self.addresses = Addresses()
         self.sockets: dict[tuple, VrrpSocket] = {}
         self.instances: list[Instance] = []
@@ -290,7 +292,8 @@ class VrrpService:
             for item in config.track_script:
                 if item.name not in self.scripts:
                     self.scripts[item.name] = ScriptRunner(
-                        scripts[item.name], self.config.global_defs.script_user)
+                        scripts[item.name], self.config.global_defs.script_user,
+                        self.config.global_defs.enable_script_security)
                 runner = self.scripts[item.name]
                 runner.subscribers.append(tracker)
 

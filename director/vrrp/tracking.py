@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from .. import hub
 from ..log import event as log_event
 from ..notify import identity, split_user
+from ..scriptsec import default_user, refusal
 from . import fsm
 
 log = logging.getLogger("director.vrrp.tracking")
@@ -119,10 +120,14 @@ class ScriptRunner:
     """Runs one vrrp_script every interval, without a shell, killed at its timeout; rise and
     fall successive results change its state (init_fail: it starts failed)."""
 
-    def __init__(self, script, script_user: str | None = None) -> None:
+    def __init__(self, script, script_user: str | None = None,
+                 script_security: bool = False) -> None:
         self.script = script
         # The script's own user, else global_defs script_user (keepalived's order).
-        self.user, self.group = split_user(script.user or script_user)
+        self.user_spec = script.user or default_user(script_user)
+        self.user, self.group = split_user(self.user_spec)
+        self.security = script_security
+        self.refused: str | None = None      # why the last run was refused (logged once)
         self.subscribers: list[Tracker] = []
         self.fine = not script.init_fail
         self.streak = 0
@@ -149,6 +154,14 @@ class ScriptRunner:
         argv = shlex.split(self.script.script.line)
         timeout = self.script.timeout or self.script.interval
         self.runs += 1
+        refused = refusal(self.script.script.line, self.user_spec, self.security)
+        if refused != self.refused:         # once per change, not every interval
+            self.refused = refused
+            if refused:
+                log_event(log, "vrrp.script_refused", logging.WARNING, script=self.script.name,
+                          command=self.script.script.line, reason=refused)
+        if refused:
+            return False                     # counts as failing (a script that cannot run)
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, timeout=timeout,

@@ -29,7 +29,8 @@ def _keywords(c: type[Vocabulary]) -> tuple[Kw, ...]:
 def _inputs(config, real, settings) -> dict:
     """keepalived runs the script as script_user unless the block names a user, and its
     misc_timeout defaults to the delay_loop."""
-    return {"script_user": config.global_defs.script_user, "delay_loop": settings.delay_loop}
+    return {"script_user": config.global_defs.script_user, "delay_loop": settings.delay_loop,
+            "script_security": config.global_defs.enable_script_security}
 
 
 KINDS = (Kind("MISC_CHECK", "MiscCheck", _implementation, _keywords, required=("misc_path",),

@@ -46,9 +46,12 @@ GLOBAL_DEFS = Block(
                                              "change."),
         Kw("no_email_faults", Flag(), doc="No mail for transitions to FAULT."),
         Kw("script_user", Text("USER [GROUP]"),
-           doc="The user that notify, track and check scripts run as."),
+           doc="The user that notify, track and check scripts run as (default: the user "
+               "keepalived_script if it exists, else root)."),
         Kw("enable_script_security", Flag(),
-           doc="Refuse scripts that a non-root user could change.", unsupported=NOT_YET),
+           doc="Refuse to run a script as root that a non-root user could change (the file "
+               "or a directory on its path); without it, -t and start-up warn about such "
+               "scripts. Needs script_user or the user keepalived_script."),
         Kw("default_interface", Word("an interface"), unsupported=NOT_YET),
         Kw("vrrp_mcast_group4", IP_ADDRESS, default="224.0.0.18"),
         Kw("vrrp_mcast_group6", IP_ADDRESS, default="ff02::12"),
