@@ -227,7 +227,7 @@ class Director:
             self.config.global_defs.script_user,
             script_security=self.config.global_defs.enable_script_security)
         notifier.listeners.append(lambda why, result: self.events.add(
-            "notify", kind="script", why=why, result=result))
+            "notify", via="script", why=why, result=result))
         if not self.options.check:
             from .vrrp.arp import Announcer
             from .vrrp.service import VrrpService
