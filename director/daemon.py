@@ -18,7 +18,7 @@ from .clock import Clock, MonotonicClock
 from .config import Unreadable, load_config
 from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
 from .events import EventLog
-from .files import open_private
+from .files import UnsafeDirectory, open_private, own_directory
 from .log import event
 from .mail import Mailer
 from .notify import Notifier
@@ -90,6 +90,7 @@ class Director:
     def run(self, signals: bool = True) -> int:
         """Runs until stopped. ``signals=False`` when embedded in a WSGI server (wsgi.py),
         whose signals are its own."""
+        self._own_directories()
         if self.options.pid:
             pidfile.acquire(self.options.pid)
         try:
@@ -129,6 +130,18 @@ class Director:
             if self.options.pid:
                 pidfile.release(self.options.pid)
         return self.exit_code
+
+    def _own_directories(self) -> None:
+        """The state directory and the pid file's: created if missing, refused (before
+        anything is touched) when another user could change what root writes there."""
+        folders = [self.options.state_dir]
+        if self.options.pid:
+            folders.append(os.path.dirname(os.path.abspath(self.options.pid)))
+        for folder in folders:
+            try:
+                own_directory(folder)
+            except UnsafeDirectory as exc:
+                raise StartupError(str(exc)) from None
 
     def _beat(self) -> None:
         while True:

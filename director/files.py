@@ -4,6 +4,7 @@ through a link someone planted at their name."""
 from __future__ import annotations
 
 import os
+import stat
 from typing import TextIO
 
 
@@ -18,3 +19,37 @@ def open_private(path: str) -> TextIO:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
                          os.O_CLOEXEC, 0o644)
     return os.fdopen(descriptor, "w")
+
+
+def directory_problem(uid: int, gid: int, mode: int, our_uid: int) -> str | None:
+    """Why a directory is no place for files root writes and later reads (state, dumps, the
+    pid file), or None. Another user who can add or rename names there could plant a file we
+    would read back (a drained list, a pid) or keep ours from being written; the sticky bit
+    (/tmp) stops renames of our files, not names planted before we write ours."""
+    if uid not in (0, our_uid):
+        return f"is owned by uid {uid}"
+    if mode & stat.S_IWOTH:
+        return f"is writable by every user (mode {stat.S_IMODE(mode):04o})"
+    if mode & stat.S_IWGRP and gid != 0:
+        return f"is writable by group {gid} (mode {stat.S_IMODE(mode):04o})"
+    return None
+
+
+class UnsafeDirectory(Exception):
+    pass
+
+
+def own_directory(path: str) -> None:
+    """Create ``path`` 0755 if missing; raise UnsafeDirectory when another user could change
+    what is in it. A directory that cannot be created is left to the writes that need it
+    (they fail and say so, and the daemon runs on): that is a broken disk, not an attack."""
+    try:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        info = os.stat(path)
+    except OSError:
+        return
+    problem = directory_problem(info.st_uid, info.st_gid, info.st_mode, os.geteuid())
+    if problem:
+        raise UnsafeDirectory(f"{path} {problem}: another user could plant or replace the "
+                              "files the daemon writes there as root and reads back; "
+                              "chmod o-w,g-w it or choose another directory")
