@@ -162,6 +162,9 @@ class VrrpService:
         self.config = config
         for instance in self.instances:                 # kept: global settings apply at once
             instance.global_defs = config.global_defs
+        for runner in self.scripts.values():
+            runner.configure(config.global_defs.script_user,
+                             config.global_defs.enable_script_security)
         self.sockets.update(prepared.opened)
         prepared.opened = {}
         added = prepared.instances

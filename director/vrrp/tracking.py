@@ -123,10 +123,7 @@ class ScriptRunner:
     def __init__(self, script, script_user: str | None = None,
                  script_security: bool = False) -> None:
         self.script = script
-        # The script's own user, else global_defs script_user (keepalived's order).
-        self.user_spec = script.user or default_user(script_user)
-        self.user, self.group = split_user(self.user_spec)
-        self.security = script_security
+        self.configure(script_user, script_security)
         self.refused: str | None = None      # why the last run was refused (logged once)
         self.subscribers: list[Tracker] = []
         self.fine = not script.init_fail
@@ -134,6 +131,14 @@ class ScriptRunner:
         self.greenlet: hub.Greenlet | None = None
         self.runs = 0
         self.timeouts = 0
+
+    def configure(self, script_user: str | None, script_security: bool) -> None:
+        """global_defs' script_user and enable_script_security, at start and on a reload
+        that keeps this runner."""
+        # The script's own user, else global_defs script_user (keepalived's order).
+        self.user_spec = self.script.user or default_user(script_user)
+        self.user, self.group = split_user(self.user_spec)
+        self.security = script_security
 
     @property
     def key(self) -> str:

@@ -118,6 +118,9 @@ def test_a_refused_track_script_counts_as_failing_and_is_logged_once(scripts, ca
     scripts.open_dir.chmod(0o755)                             # fixed: it runs again
     assert runner.run_once() is True
     assert ScriptRunner(script, "root").run_once() is True    # without the option it runs
+    scripts.open_dir.chmod(0o777)
+    runner.configure("root", script_security=False)          # a reload turning it off
+    assert runner.run_once() is True
 
 
 def test_a_refused_misc_check_is_a_failed_attempt_saying_why(scripts):
