@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 from ..scriptsec import default_user, problem, refusal
 from .blocks.virtual_server import virtual_server_name
 from .diagnostics import Diagnostics, Location
+from .values import Command
 
 
 def _at(item: Any, fallback):
@@ -214,7 +215,7 @@ def _interfaces(config, diagnostics: Diagnostics, exists: Callable[[str], bool])
 
 
 def _commands(node: Any, where: Location, user: str | None
-              ) -> Iterator[tuple[Location, str, Any, str | None]]:
+              ) -> Iterator[tuple[Location, str, Command, str | None]]:
     """(location, keyword, Command, the user it runs as) for every script in the model: the
     command's own USER [GROUP], else its block's ``user`` (vrrp_script, MISC_CHECK), else
     the default script user."""
@@ -222,7 +223,7 @@ def _commands(node: Any, where: Location, user: str | None
     block_user = getattr(node, "user", None)
     for field in dataclasses.fields(node):
         value = getattr(node, field.name)
-        if type(value).__name__ == "Command":
+        if isinstance(value, Command):
             own = f"{value.user} {value.group or ''}".strip() if value.user else None
             yield where, field.name, value, own or block_user or user
         elif dataclasses.is_dataclass(value):
