@@ -54,7 +54,9 @@ def test_shipped_files_say_what_operators_rely_on():
     service = unit["Service"]
     assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "on-failure"
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
-    assert " -t " in service["ExecStartPre"] and "-p /run/director.pid" in service["ExecStart"]
+    # the pid file in the unit's own runtime directory, where ProtectSystem=strict lets it go
+    assert service["PIDFile"] == "/run/director/director.pid"
+    assert " -t " in service["ExecStartPre"] and f"-p {service['PIDFile']}" in service["ExecStart"]
 
 
 def supervisor_config(lab, folder: Path) -> Path:
