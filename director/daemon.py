@@ -20,6 +20,7 @@ from .errors import CommandError  # noqa: F401 (raised here; web/admin imports i
 from .events import EventLog
 from .files import UnsafeDirectory, open_private, own_directory
 from .log import event
+from .looplag import MainLoopLag, threshold_for
 from .mail import Mailer
 from .notify import Notifier
 
@@ -86,6 +87,8 @@ class Director:
         self.reload_status: dict[str, Any] = {"result": None, "at": None, "errors": []}
         self.exit_code = 0
         self.stopped = False
+        self.loop_lag = MainLoopLag(on_late=lambda **fields: self.events.add("main_loop.late",
+                                                                             **fields))
 
     def run(self, signals: bool = True) -> int:
         """Runs until stopped. ``signals=False`` when embedded in a WSGI server (wsgi.py),
@@ -104,6 +107,8 @@ class Director:
             self.started_wall = time.time()
             self.ready.set()
             hub.supervise(self._beat, name="heartbeat")
+            self.loop_lag.threshold = threshold_for(self.config)
+            self.loop_lag.start()
             # Everything built so far lives as long as the daemon: keep the collector from
             # walking it again and again (measured: a sixth of the checker's CPU at scale).
             gc.freeze()
@@ -125,6 +130,7 @@ class Director:
             # leaves as a stop does: priority 0, VIPs removed, pools as configured.
             if not self.stopped and (self.vrrp or self.checks or self.lb):
                 self._stop_sequence()
+            self.loop_lag.stop()
             if self.web is not None:
                 self.web.stop(timeout=1)
             if self.options.pid:
@@ -434,6 +440,7 @@ class Director:
         self.reloads[result] += 1
         if result == "success":
             self.last_reload_success = now
+            self.loop_lag.threshold = threshold_for(self.config)
         self.reload_status = {"result": result, "at": now, "errors": errors[:20], "note": note}
         self.events.add("reload", result=result, errors=len(errors), note=note)
         return True

@@ -48,5 +48,6 @@ def take(director: Any, yield_every: int = YIELD_EVERY, with_jobs: bool = False)
         lateness_p99=None if director.checks is None else director.checks.lateness_p99(),
         crashes=frozen(hub.crashes),
         check_reply_errors=frozen({} if director.checks is None else
-                                  director.checks.reply_errors()))
+                                  director.checks.reply_errors()),
+        main_loop=director.loop_lag.view())
 

@@ -54,6 +54,51 @@ def static_json(view: Any) -> dict[str, Any]:
     return {key: value for key, value in view.as_json().items() if key not in view.LIVE}
 
 
+# === lateness (director/lateness.py records it) =================================================
+
+@dataclass(frozen=True, slots=True)
+class LatenessView:
+    """How late something ran past its due time: the main loop's timer, a master's adverts."""
+
+    bounds: tuple[float, ...]           # the histogram's upper bounds, seconds
+    buckets: tuple[int, ...]            # every sample, per bound, not cumulative; last: +Inf
+    total: float                        # their sum, seconds
+    recent: tuple[float, ...]           # the most recent samples, oldest first
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets)
+
+    def as_json(self) -> dict[str, Any]:
+        """The recent samples' p99 and maximum, and their histogram (the dashboard's
+        figure); the all-time histogram is for /metrics."""
+        ordered = sorted(self.recent)
+        figure = [0] * (len(self.bounds) + 1)
+        at = 0
+        for value in ordered:               # sorted: one walk along the bounds
+            while at < len(self.bounds) and value > self.bounds[at]:
+                at += 1
+            figure[at] += 1
+        return {"samples": len(ordered), "count": self.count,
+                "p99_seconds": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+                if ordered else None,
+                "max_seconds": ordered[-1] if ordered else None,
+                "bounds": list(self.bounds), "recent_buckets": figure}
+
+
+@dataclass(frozen=True, slots=True)
+class MainLoopView:
+    """How late the main loop runs a timer (director/looplag.py)."""
+
+    lag: LatenessView
+    last_late: Mapping[str, Any] | None     # the last lag over the threshold: at, lag, cause
+    threshold: float                        # seconds of lag that make an event
+
+    def as_json(self) -> dict[str, Any]:
+        return {"lag": self.lag.as_json(), "threshold_seconds": self.threshold,
+                "last_late": None if self.last_late is None else dict(self.last_late)}
+
+
 # === VRRP =======================================================================================
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +124,8 @@ class InstanceCounters:
 @dataclass(frozen=True, slots=True)
 class InstanceView:
     LIVE: ClassVar[frozenset[str]] = frozenset(
-        {"state", "master_ip", "last_transition", "reason", "faults", "counters"})
+        {"state", "master_ip", "last_transition", "reason", "faults", "counters",
+         "advert_lateness"})
 
     name: str
     vrid: int
@@ -95,6 +141,7 @@ class InstanceView:
     reason: str | None = None           # of the last transition
     faults: tuple[str, ...] = ()
     counters: InstanceCounters | None = None
+    advert_lateness: LatenessView | None = None     # as MASTER: adverts sent past their time
 
     @classmethod
     def of(cls, config: Any, version: int, sync_group: str | None,
@@ -112,6 +159,8 @@ class InstanceView:
                 "vips": list(self.vips), "last_transition": self.last_transition,
                 "reason": self.reason, "faults": list(self.faults), "version": self.version,
                 "counters": None if self.counters is None else self.counters.as_json(),
+                "advert_lateness": None if self.advert_lateness is None
+                else self.advert_lateness.as_json(),
                 "sync_group": self.sync_group}
 
 
@@ -442,6 +491,7 @@ class State:
     crashes: Mapping[str, int] = field(default_factory=_empty)   # long-lived greenlet -> crashes
     # (checker kind, reason) -> replies a checker could not read
     check_reply_errors: Mapping[tuple[str, str], int] = field(default_factory=_empty)
+    main_loop: MainLoopView | None = None
 
     @property
     def healthy(self) -> bool:
@@ -462,6 +512,7 @@ class State:
                 "load_balancer": None if self.load_balancer is None
                 else self.load_balancer.as_json(),
                 "not_running": list(self.not_running), "reload": self.reload.as_json(),
+                "main_loop": None if self.main_loop is None else self.main_loop.as_json(),
                 "vrrp": self.vrrp.as_json()}
 
     def as_json(self) -> dict[str, Any]:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                   HistogramMetricFamily, Metric)
 from prometheus_client.registry import Collector
 
-from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, LvsSyncView, RealServerView,
-                            State, VirtualServerView, VrrpView)
+from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, LatenessView, LvsSyncView,
+                            RealServerView, State, VirtualServerView, VrrpView)
 
 BUCKET_LABELS = [repr(float(bound)) for bound in DURATION_BUCKETS] + ["+Inf"]
 
@@ -91,6 +92,13 @@ class SnapshotCollector(Collector):
                 "director_check_start_lateness_seconds",
                 "99th percentile of how late recent checks started past their due time.",
                 value=snapshot.lateness_p99)
+        if snapshot.main_loop is not None:
+            lag = HistogramMetricFamily(
+                "director_main_loop_lag_seconds",
+                "How late the main loop ran a timer due every 100 ms (a lag over one advert "
+                "interval is logged with its cause).")
+            _histogram(lag, [], snapshot.main_loop.lag)
+            yield lag
 
     def _vrrp(self, vrrp: VrrpView) -> Iterator[Metric]:
         role = GaugeMetricFamily("director_vrrp_state",
@@ -113,8 +121,14 @@ class SnapshotCollector(Collector):
         dropped = CounterMetricFamily("director_vrrp_packets_dropped_total",
                                       "Packets dropped by the receive checks, by reason.",
                                       labels=["instance", "interface", "reason"])
+        lateness = HistogramMetricFamily(
+            "director_vrrp_advert_lateness_seconds",
+            "How late a MASTER sent each advert past its due time (advert_int after the last).",
+            labels=["instance"])
         for instance in vrrp.instances:
             name, counters = instance.name, instance.counters
+            if instance.advert_lateness is not None:
+                _histogram(lateness, [name], instance.advert_lateness)
             role.add_metric([name, str(instance.vrid), instance.interface],
                             VRRP_STATE_NUMBERS.get(instance.state or "INIT", 0))
             priority.add_metric([name], instance.effective_priority)
@@ -129,7 +143,7 @@ class SnapshotCollector(Collector):
                 dropped.add_metric([name, instance.interface, reason], count)
         for (interface, reason), count in sorted(vrrp.dropped_by_interface.items()):
             dropped.add_metric(["", interface, reason], count)
-        yield from (role, priority, transitions, became, sent, received, dropped)
+        yield from (role, priority, transitions, became, sent, received, dropped, lateness)
         yield from self._lvs_sync(vrrp.lvs_sync_daemon)
 
     @staticmethod
@@ -153,6 +167,14 @@ class SnapshotCollector(Collector):
         yield CounterMetricFamily("director_lvs_sync_daemon_errors_total",
                                   "Failed attempts to read, start or stop the sync daemons.",
                                   value=daemon.errors)
+
+
+def _histogram(family: HistogramMetricFamily, labels: list[str], view: LatenessView) -> None:
+    running, cumulative = 0, []
+    for bound, count in zip([repr(float(b)) for b in view.bounds] + ["+Inf"], view.buckets):
+        running += count
+        cumulative.append((bound, running))
+    family.add_metric(labels, cumulative, view.total)
 
 
 # === the families with samples per real server, as text ========================================

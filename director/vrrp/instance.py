@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import hub
 from ..clock import Clock
+from ..lateness import Lateness
 from ..log import event as log_event
 from . import fsm
 from .addresses import Addresses, apply_all
@@ -51,6 +52,7 @@ class Instance:
         self.sender = sender                  # VrrpSocket of our interface and family
         self.inbox: hub.Queue = hub.Queue()
         self.counters = Counters()
+        self.advert_lateness = Lateness()         # as MASTER: how late each due advert went
         self.params: fsm.Params | None = None
         self.state: fsm.State | None = None
         self.last_transition_wall: float | None = None
@@ -148,9 +150,16 @@ class Instance:
     def apply(self, event: fsm.Event) -> None:
         if isinstance(event, fsm.AdvertReceived):
             self.counters.adverts_received += 1
-        self.state, actions = fsm.step(self.params, self.state, event, self.clock.now())
+        state, now = self.state, self.clock.now()
+        self.state, actions = fsm.step(self.params, state, event, now)
         for action in actions:
             self._carry_out(action)
+        due = state.advert_at
+        if due is not None and now >= due and state.role == fsm.MASTER and \
+                any(type(action) is fsm.SendAdvert for action in actions):
+            # an advert was due: the one that went out now (on its timer, or in answer to a
+            # lower priority after a hold) says how late
+            self.advert_lateness.add(now - due)
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -271,4 +280,5 @@ class Instance:
             counters=InstanceCounters(
                 counters.adverts_sent, counters.adverts_received, counters.send_errors,
                 counters.address_errors, counters.became_master, frozen(counters.dropped),
-                frozen(counters.noted), frozen(counters.transitions)))
+                frozen(counters.noted), frozen(counters.transitions)),
+            advert_lateness=self.advert_lateness.view())

@@ -74,6 +74,7 @@ def test_a_stopped_master_is_replaced_then_preempts_back(lab, pair):
     # The director's advert timer ran out long ago: it advertises at once, and keepalived
     # (priority 100) hears a higher priority and steps down.
     wait_for(lacks(b), 2.0, message=lambda: f"keepalived kept the VIP\n{lab.log_of(peer)}")
+    wait_for(lambda: held_for(lab.log_of(ours)), 2.0, message=lambda: lab.log_of(ours))
     stays(lambda: a.has_address("eth0", "192.0.2.100") and
           not b.has_address("eth0", "192.0.2.100"), SETTLE,
           "not exactly one holder of the VIP after the resume")
@@ -82,6 +83,8 @@ def test_a_stopped_master_is_replaced_then_preempts_back(lab, pair):
     assert len(moves) == 2 and "to=MASTER" in moves[1], moves     # INIT->BACKUP->MASTER
     assert keepalived_entries(lab.log_of(peer), "MASTER") == 1
     assert keepalived_entries(lab.log_of(peer), "BACKUP") == 2
+    held = held_for(lab.log_of(ours))
+    assert len(held) == 1 and HOLD - 1.0 <= held[0] <= HOLD + 1.5, held
 
 
 def test_a_stopped_backup_reads_the_adverts_that_waited_before_it_judges(lab, pair):
@@ -105,3 +108,5 @@ def test_a_stopped_backup_reads_the_adverts_that_waited_before_it_judges(lab, pa
     assert len(moves) == 1 and "to=BACKUP" in moves[0], moves        # INIT->BACKUP only
     assert keepalived_entries(lab.log_of(peer), "MASTER") == 1
     assert "lower priority" not in lab.log_of(peer).lower()
+    held = held_for(lab.log_of(ours))
+    assert len(held) == 1 and HOLD - 1.0 <= held[0] <= HOLD + 1.5, held
