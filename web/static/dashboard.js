@@ -49,6 +49,45 @@ function badge(text, kind) {
   return el("span", {class: `badge badge-${kind}`, text});
 }
 
+// How late something ran (the main loop's timer, a master's adverts): the recent samples'
+// histogram as bars, 1 ms to 10 s and over, heights on a log scale so that one late sample
+// among hundreds on time still shows; p99 and maximum beside it.
+function lateness(late, what) {
+  if (!late || !late.samples) return el("span", {class: "muted", text: "—"});
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "lateness");
+  const bars = late.recent_buckets;
+  const width = 4;
+  svg.setAttribute("viewBox", `0 0 ${bars.length * width} 16`);
+  const top = Math.log1p(Math.max(...bars));
+  bars.forEach((count, i) => {
+    if (!count) return;
+    const height = Math.max(1, 15 * Math.log1p(count) / top);
+    const bar = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    bar.setAttribute("x", i * width);
+    bar.setAttribute("y", (16 - height).toFixed(1));
+    bar.setAttribute("width", width - 1);
+    bar.setAttribute("height", height.toFixed(1));
+    if (i >= late.bounds.indexOf(1)) bar.setAttribute("class", "late");
+    svg.append(bar);
+  });
+  const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+  title.textContent = `${what}: last ${late.samples}, by bucket 1 ms … 10 s ` +
+    `(${late.count} since start)`;
+  svg.append(title);
+  const time = (seconds) => seconds < 1 ? ms(seconds) : `${seconds.toFixed(2)} s`;
+  return el("span", {class: "lateness"}, svg,
+            ` p99 ${time(late.p99_seconds)} · max ${time(late.max_seconds)}`);
+}
+
+function loopLag(loop) {
+  if (!loop) return null;
+  const last = loop.last_late;
+  return el("span", {class: "loop-lag"}, "loop lag ", lateness(loop.lag, "main loop lag"),
+            last ? badge(`${ago(last.at)}: ${last.text}`,
+                         Date.now() / 1000 - last.at < 600 ? "warn" : "muted") : null);
+}
+
 // --- summary and VRRP -------------------------------------------------------------------
 
 function renderSummary(state) {
@@ -68,6 +107,7 @@ function renderSummary(state) {
     reload.result === "failure"
       ? badge(`last reload failed ${ago(reload.at)}: ${(reload.errors || [])[0] || ""}`, "bad")
       : reload.result ? el("span", {class: "muted", text: `reloaded ${ago(reload.at)}`}) : null,
+    loopLag(state.main_loop),
     el("span", {class: "muted", text: `pid ${state.pid} · up since ${ago(state.started)}`}),
   ].filter(Boolean));   // replaceChildren would write a null as the text "null"
 }
@@ -131,6 +171,8 @@ function renderVrrp(vrrp) {
          ? String(i.priority) : `${i.effective_priority} (configured ${i.priority})`}),
        el("dt", {text: "master"}), el("dd", {class: "master", text: i.master_ip || "—"}),
        el("dt", {text: "VIPs"}), el("dd", {text: i.vips.join(", ") || "—"}),
+       el("dt", {text: "advert lateness"}),
+       el("dd", {class: "advert-lateness"}, lateness(i.advert_lateness, "adverts sent late")),
        el("dt", {text: "last transition"}),
        el("dd", {title: i.reason || "", text: `${ago(i.last_transition)}${i.reason ? ` (${i.reason})` : ""}`}),
        i.sync_group ? el("dt", {text: "sync group"}) : null,
@@ -303,6 +345,7 @@ function describe(event) {
     case "lb_recovered": return `${event.backend} backend recovered after ${event.failed_converges} failed attempt(s)`;
     case "drain_complete": return `${event.real_server} in ${event.virtual_server} drained: ${event.why}`;
     case "ha_suspend": return `ha_suspend: ${event.suspended.length ? event.suspended.join(", ") : "none"} suspended`;
+    case "main_loop.late": return `main loop ${event.lag_seconds} s late: ${event.text}`;
     default: return `${event.kind}`;
   }
 }
@@ -313,7 +356,7 @@ function addEvents(events) {
     if (event.id <= view.lastEventId) continue;
     view.lastEventId = event.id;
     const bad = event.to_state === "FAULT" || event.state === "down" || event.result === "failure" ||
-      event.kind === "lb_error";
+      event.kind === "lb_error" || event.kind === "main_loop.late";
     list.prepend(el("li", {class: `event event-${event.kind.replace(".", "-")}${bad ? " event-bad" : ""}`,
                            "data-event-id": event.id},
       el("time", {text: new Date(event.at * 1000).toLocaleTimeString()}), " ",
@@ -363,7 +406,7 @@ function setLive(on, why) {
 }
 
 const EVENT_KINDS = ["vrrp.transition", "vrrp.sync_group", "real_server", "quorum", "reload",
-                     "notify", "admin", "ha_suspend"];
+                     "notify", "admin", "ha_suspend", "main_loop.late"];
 
 function follow() {
   const source = new EventSource("api/v1/stream");
