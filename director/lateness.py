@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .state import LatenessView
 
-# 1 ms to 10 s, as the checks' durations: an advert on time is late by less than the first
-# bound; one late by the last has missed several master down intervals.
+# 1 ms to 10 s, state.DURATION_BUCKETS' bounds (the views are not imported here): an advert
+# on time is late by less than the first; one late by the last has missed several master
+# down intervals.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 RECENT = 256            # samples kept for the p99 and the maximum (4 minutes of adverts at 1 s)
 

@@ -21,11 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from . import hub
 from .lateness import Lateness
 from .log import event as log_event
+
+if TYPE_CHECKING:
+    from .state import MainLoopView
 
 log = logging.getLogger("director.loop")
 
@@ -137,6 +140,6 @@ class MainLoopLag:
             self.on_late(**self.last_late, not_logged_since=self._unlogged)
         self._logged_at, self._unlogged = now, 0
 
-    def view(self):
+    def view(self) -> MainLoopView:
         from .state import MainLoopView
         return MainLoopView(self.lag.view(), self.last_late, self.threshold)
