@@ -55,6 +55,13 @@ def parser() -> argparse.ArgumentParser:
                    help="enables the dashboard's admin actions (drain, restore, reload) for "
                         "requests that present the token this file holds; without it the "
                         "web API is read-only")
+    p.add_argument("--web-tls-cert", metavar="FILE",
+                   help="serve the web face over HTTPS with this PEM certificate (chain)")
+    p.add_argument("--web-tls-key", metavar="FILE",
+                   help="the PEM private key of --web-tls-cert")
+    p.add_argument("--web-insecure", action="store_true",
+                   help="allow --admin-token-file on a non-loopback --web address without "
+                        "TLS (the token then crosses the network in clear text: a lab only)")
     p.add_argument("--backend", choices=("ipvs", "nftables", "none"),
                    help="how virtual servers reach the kernel (default: ipvs if available)")
     p.add_argument("--drain-timeout", metavar="SECONDS", type=float, default=300.0,

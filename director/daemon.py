@@ -10,10 +10,11 @@ import gc
 import json
 import logging
 import os
+import resource
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import hub, pidfile
+from . import hub, pidfile, webserver
 from .clock import Clock, MonotonicClock
 from .config import Unreadable, load_config
 from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
@@ -26,7 +27,7 @@ from .notify import Notifier
 
 if TYPE_CHECKING:
     from . import reconcile
-    from .state import State, VrrpView
+    from .state import State, VrrpView, WebView
 
 log = logging.getLogger("director")
 
@@ -103,6 +104,9 @@ class Director:
                 command = {"TERM": "stop", "INT": "stop", "HUP": "reload", "USR1": "dump",
                            "USR2": "stats"}[name]
                 hub.on_signal(signum, lambda command=command: self.commands.put(command))
+            before, now = webserver.raise_fd_limit()
+            if now != before:
+                event(log, "director.fd_limit", soft_was=before, soft=now)
             self._start()
             self.started_wall = time.time()
             self.ready.set()
@@ -290,18 +294,60 @@ class Director:
         self.lb.start()
 
     def _serve_web(self) -> None:
+        """The web face, bounded (director/webserver.py): refused before anything starts
+        when an admin token would cross a network in clear text, or TLS is asked for with a
+        file that is wrong."""
         from web import create_app
-        host, _, port = self.options.web.rpartition(":")
+        options = self.options
+        host, _, port = options.web.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
+        if not port.isdigit():
+            raise StartupError(f"--web {options.web}: expected HOST:PORT or off")
+        if bool(options.web_tls_cert) != bool(options.web_tls_key):
+            raise StartupError("--web-tls-cert and --web-tls-key go together")
         try:
-            token = read_admin_token(self.options.admin_token_file)
-            self.web = hub.serve_wsgi(create_app(self, admin_token=token), host, int(port))
-        except ValueError:
-            raise StartupError(f"--web {self.options.web}: expected HOST:PORT or off") from None
+            token = read_admin_token(options.admin_token_file)
+            refusal = webserver.clear_text_refusal(host, token is not None,
+                                                   bool(options.web_tls_cert),
+                                                   options.web_insecure)
+            if refusal:
+                raise StartupError(refusal)
+            tls = None
+            if options.web_tls_cert:
+                tls = webserver.tls_context(options.web_tls_cert, options.web_tls_key)
+            limit = self._web_limit(self.config)
+            app = create_app(self, admin_token=token,
+                             max_streams=webserver.stream_limit(limit))
+            self.web = webserver.serve(app, host, int(port), limit, tls)
+            self.web.streams = app.config["STREAMS"]
+        except ValueError as exc:             # tls_context: names the file that is wrong
+            raise StartupError(f"--web-tls-cert/--web-tls-key: {exc}") from None
         except OSError as exc:
-            raise StartupError(f"cannot serve the web face on {self.options.web}: {exc}") \
+            raise StartupError(f"cannot serve the web face on {options.web}: {exc}") \
                 from None
-        event(log, "web.listening", address=f"{host}:{port}", admin=token is not None)
+        fields = dict(address=f"{host}:{port}", admin=token is not None, tls=tls is not None,
+                      connections=limit, streams=webserver.stream_limit(limit))
+        if token is None and not webserver.is_loopback(host):
+            fields["note"] = "read-only: no --admin-token-file (admin off)"
+        event(log, "web.listening", logging.WARNING if "note" in fields else logging.INFO,
+              **fields)
+
+    def _web_limit(self, config: Any) -> int:
+        """Web connections allowed: the descriptor limit minus the reserve ``config`` needs
+        (webserver.fd_reserve); said in the log when it changes."""
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        reserve = webserver.fd_reserve(config)
+        limit = webserver.connection_limit(nofile, reserve)
+        if self.web is None or self.web.limit != limit:
+            event(log, "web.connection_limit",
+                  logging.WARNING if nofile - reserve < limit else logging.INFO,
+                  connections=limit, fd_limit=nofile, fd_reserve=reserve)
+        return limit
+
+    def web_view(self) -> WebView | None:
+        if self.web is None:
+            return None
+        return self.web.view(streams_dropped=self.events.dropped_subscribers)
 
     def handle_stop(self) -> bool:
         self._stop_sequence()
@@ -376,6 +422,8 @@ class Director:
             return self._reloaded("failure", [f"applying the new configuration: {exc}; "
                                               + self._roll_back(plan)])
         self.config = plan.new
+        if self.web is not None:
+            self.web.limit = self._web_limit(plan.new)
         hub.spawn(release_slowly, list(plan.old.virtual_servers), name="release old model")
         note = plan.describe()
         event(log, "reload.applied", note=note, parse_seconds=round(ready - started, 3),

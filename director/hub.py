@@ -1,4 +1,5 @@
-"""The one module that imports gevent: greenlets, queues, timers and signals.
+"""The one module that imports gevent (with webserver.py, whose server is gevent's WSGI
+server): greenlets, queues, timers and signals.
 
 Everything else asks this module for concurrency, so that a crash in a greenlet is always
 logged and counted, and tests can see which greenlets died.
@@ -162,22 +163,6 @@ SIGNALS = {"TERM": _signal.SIGTERM, "INT": _signal.SIGINT, "HUP": _signal.SIGHUP
 
 
 AsyncResult = gevent.event.AsyncResult
-
-
-def serve_wsgi(app: Any, host: str, port: int) -> Any:
-    """Serve a WSGI app on the loop (gevent's WSGI server: one greenlet per request, so a
-    slow client costs nobody else). Started now: OSError if the address is taken."""
-    import gevent.pywsgi
-
-    class Log:
-        """Request lines go to the debug log; errors to the log as events."""
-
-        def write(self, line: str) -> None:
-            log.debug("web.request %s", line.strip())
-
-    server = gevent.pywsgi.WSGIServer((host, port), app, log=Log(), error_log=Log())
-    server.start()
-    return server
 
 
 BREATHE_MAX = 0.005      # seconds breathe() may wait for an idle loop

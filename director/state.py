@@ -455,6 +455,30 @@ class LoadBalancerView:
 
 # === the daemon =================================================================================
 
+# director_web_requests_refused_total's reasons (director/webserver.py counts them)
+WEB_REFUSALS = ("bad_request", "unauthorized", "forbidden", "not_found", "bad_method",
+                "too_large", "timeout", "too_many_connections", "too_many_streams",
+                "stream_too_slow", "tls_handshake")
+REFUSED_KEY = "director.refused"    # in a WSGI environ: the app's reason for a refusal
+
+
+@dataclass(frozen=True, slots=True)
+class WebView:
+    """The daemon's own web server: what it refused, by reason, and its slots."""
+
+    refused: Mapping[str, int]          # reason (WEB_REFUSALS) -> requests or connections
+    connections: int                    # open now
+    connection_limit: int
+    streams: int                        # /api/v1/stream open now
+    stream_limit: int
+    tls: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"refused": dict(self.refused), "connections": self.connections,
+                "connection_limit": self.connection_limit, "streams": self.streams,
+                "stream_limit": self.stream_limit, "tls": self.tls}
+
+
 @dataclass(frozen=True, slots=True)
 class ReloadView:
     result: str | None                  # success, failure; None before the first reload
@@ -492,6 +516,7 @@ class State:
     # (checker kind, reason) -> replies a checker could not read
     check_reply_errors: Mapping[tuple[str, str], int] = field(default_factory=_empty)
     main_loop: MainLoopView | None = None
+    web: WebView | None = None                  # None without the daemon's own web server
 
     @property
     def healthy(self) -> bool:
@@ -513,7 +538,8 @@ class State:
                 else self.load_balancer.as_json(),
                 "not_running": list(self.not_running), "reload": self.reload.as_json(),
                 "main_loop": None if self.main_loop is None else self.main_loop.as_json(),
-                "vrrp": self.vrrp.as_json()}
+                "vrrp": self.vrrp.as_json(),
+                "web": None if self.web is None else self.web.as_json()}
 
     def as_json(self) -> dict[str, Any]:
         """The /api/v1/state body (the API adds ``admin``)."""

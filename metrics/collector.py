@@ -22,8 +22,8 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                    HistogramMetricFamily, Metric)
 from prometheus_client.registry import Collector
 
-from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, LatenessView, LvsSyncView,
-                            RealServerView, State, VirtualServerView, VrrpView)
+from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, WEB_REFUSALS, LatenessView,
+                            LvsSyncView, RealServerView, State, VirtualServerView, VrrpView)
 
 BUCKET_LABELS = [repr(float(bound)) for bound in DURATION_BUCKETS] + ["+Inf"]
 
@@ -87,6 +87,13 @@ class SnapshotCollector(Collector):
         for (checker, reason), count in sorted(snapshot.check_reply_errors.items()):
             unreadable.add_metric([checker, reason], count)
         yield unreadable
+        if snapshot.web is not None:
+            refused = CounterMetricFamily(
+                "director_web_requests_refused_total",
+                "Web requests and connections refused or cut, by reason.", labels=["reason"])
+            for reason in WEB_REFUSALS:
+                refused.add_metric([reason], snapshot.web.refused.get(reason, 0))
+            yield refused
         if snapshot.lateness_p99 is not None:
             yield GaugeMetricFamily(
                 "director_check_start_lateness_seconds",

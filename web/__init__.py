@@ -14,17 +14,19 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import Flask
+from flask import Flask, jsonify
 
 from director import __version__
+from director.errors import BodyTimeout
 from metrics import Exposition
 
 from .admin import MAX_BODY, admin
-from .api import api
+from .api import STREAMS_DEFAULT, StreamSlots, api
 from .dashboard import dashboard
 
 
-def create_app(director: Any, admin_token: str | None = None) -> Flask:
+def create_app(director: Any, admin_token: str | None = None,
+               max_streams: int = STREAMS_DEFAULT) -> Flask:
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.update(
         DIRECTOR=director,
@@ -32,6 +34,7 @@ def create_app(director: Any, admin_token: str | None = None) -> Flask:
         # Per process: a page served before a restart must fetch a fresh one.
         CSRF_TOKEN=secrets.token_urlsafe(32),
         METRICS=Exposition(director.snapshot, __version__),
+        STREAMS=StreamSlots(max_streams),
         JSON_SORT_KEYS=False,
         MAX_CONTENT_LENGTH=MAX_BODY,          # 413 before a larger body is read
         SEND_FILE_MAX_AGE_DEFAULT=300,
@@ -41,6 +44,12 @@ def create_app(director: Any, admin_token: str | None = None) -> Flask:
     app.register_blueprint(dashboard)
     app.register_blueprint(api)
     app.register_blueprint(admin)
+
+    @app.errorhandler(BodyTimeout)
+    def body_too_slow(error):
+        # The daemon's server raises it when a declared body does not arrive in time
+        # (director/webserver.py); it closes the connection after this answer.
+        return jsonify(error=str(error)), 408
 
     @app.after_request
     def hardened(response):

@@ -8,13 +8,35 @@ from typing import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from director.state import REFUSED_KEY
 from metrics import CONTENT_TYPE
 
 api = Blueprint("api", __name__)
 
+STREAMS_DEFAULT = 64        # open streams (create_app's max_streams; the daemon sizes it)
 KEEPALIVE = 15.0            # seconds between SSE comments on a quiet stream (proxies close
                             # idle connections; the browser notices a dead one)
 EVENTS_LIMIT = 1000
+
+
+class StreamSlots:
+    """How many /api/v1/stream responses are open, and how many may be: a stream lives as
+    long as its browser tab, and without a cap they could take every connection."""
+
+    RETRY_AFTER = 10        # seconds a refused client is told to wait
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def take(self) -> bool:
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def give_back(self) -> None:
+        self.open -= 1
 
 
 def _director():
@@ -74,6 +96,13 @@ def stream():
     """Each new event as ``id``/``event``/``data``; a client reconnecting with Last-Event-ID
     (or asking ``?since=ID``) first gets what it missed from the ring."""
     director = _director()
+    slots: StreamSlots = current_app.config["STREAMS"]
+    if not slots.take():
+        request.environ[REFUSED_KEY] = "too_many_streams"
+        response = jsonify(error=f"{slots.limit} event streams are open already; "
+                                 "try again later")
+        response.headers["Retry-After"] = str(StreamSlots.RETRY_AFTER)
+        return response, 503
     resume = request.headers.get("Last-Event-ID", request.args.get("since"))
     try:
         last_id = int(resume) if resume is not None else None
@@ -83,18 +112,25 @@ def stream():
     missed = director.events.since(last_id, EVENTS_LIMIT) if last_id is not None else []
 
     def frames() -> Iterator[str]:
-        try:
-            yield "retry: 2000\n\n"
-            for event in missed:
-                yield _frame(event)
-            while not subscription.dropped:
-                event = subscription.get(KEEPALIVE)
-                yield ": keep-alive\n\n" if event is None else _frame(event)
-        finally:
-            subscription.close()
+        yield "retry: 2000\n\n"
+        for event in missed:
+            yield _frame(event)
+        # A subscriber that falls SUBSCRIBER_QUEUE events behind is dropped by the event
+        # log (counted) and its stream ends; one that stops reading is cut by the server.
+        while not subscription.dropped:
+            event = subscription.get(KEEPALIVE)
+            yield ": keep-alive\n\n" if event is None else _frame(event)
 
-    return Response(frames(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    def closed() -> None:
+        # On close, not in the generator's finally: a generator the server never started
+        # (the client left before the first byte) runs no finally.
+        subscription.close()
+        slots.give_back()
+
+    response = Response(frames(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    response.call_on_close(closed)
+    return response
 
 
 def _frame(event) -> str:

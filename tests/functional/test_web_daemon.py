@@ -67,6 +67,8 @@ class Daemon:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / "log"
         self.proc = None
+        self.extra: list[str] = []          # more flags
+        self.preexec = None                 # run in the child before director (a ulimit)
 
     def start(self):
         log = open(self.log_path, "a")
@@ -74,8 +76,8 @@ class Daemon:
             [sys.executable, "-m", "director", "-C", "-l", "-f", str(self.config),
              "--backend", "none", "--web", f"127.0.0.1:{self.port}",
              "--admin-token-file", str(self.tmp / "token"),
-             "--state-dir", str(self.tmp / "state")],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+             "--state-dir", str(self.tmp / "state"), *self.extra],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec,
             env=dict(os.environ, PYTHONPATH=str(ROOT)))
         log.close()
         wait_for(lambda: self.status("/healthz") == 200, 15, message=self.log)

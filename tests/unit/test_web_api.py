@@ -23,7 +23,8 @@ from director.errors import CommandError
 from director.events import EventLog
 from director.state import (CheckView, InstanceCounters, InstanceView, JobStats, LastCheck,
                             LoadBalancerView, RealServerView, ReloadView, State,
-                            SyncGroupView, Traffic, VirtualServerView, VrrpView, frozen)
+                            SyncGroupView, Traffic, VirtualServerView, VrrpView, WebView,
+                            frozen)
 from tests.contract import shape_errors, state_example
 from web import create_app
 
@@ -110,7 +111,8 @@ def contract_state(with_jobs: bool = False) -> State:
                                               counters=traffic),),
         at=1764000001.0, reloads=frozen({"success": 2, "failure": 1}),
         last_reload_success=1764000000.0, notifications=frozen({("script", "ok"): 3}),
-        lateness_p99=0.002)
+        lateness_p99=0.002,
+        web=WebView(frozen({"unauthorized": 2, "timeout": 1}), 3, 512, 1, 64, False))
 
 
 class FakeDirector:
@@ -293,6 +295,7 @@ def test_metrics_names_types_and_labels(client):
         "director_notifications": ("counter", {"kind", "result"}),
         "director_real_server_connections": ("counter", {"virtual_server", "real_server"}),
         "director_virtual_server_bytes": ("counter", {"virtual_server", "direction"}),
+        "director_web_requests_refused": ("counter", {"reason"}),
     }
     for name, (kind, labels) in expected.items():
         assert name in families, name
@@ -310,6 +313,8 @@ def test_metrics_names_types_and_labels(client):
     assert samples[("director_config_reloads_total", (("result", "failure"),))] == 1
     assert samples[("director_vrrp_packets_dropped_total",
                     (("instance", ""), ("interface", "eth0"), ("reason", "vrid")))] == 3
+    assert samples[("director_web_requests_refused_total", (("reason", "unauthorized"),))] == 2
+    assert samples[("director_web_requests_refused_total", (("reason", "tls_handshake"),))] == 0
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None,
