@@ -69,6 +69,7 @@ class Daemon:
         self.proc = None
         self.extra: list[str] = []          # more flags
         self.preexec = None                 # run in the child before director (a ulimit)
+        self.ready = lambda: self.status("/healthz") == 200
 
     def start(self):
         log = open(self.log_path, "a")
@@ -80,7 +81,7 @@ class Daemon:
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec,
             env=dict(os.environ, PYTHONPATH=str(ROOT)))
         log.close()
-        wait_for(lambda: self.status("/healthz") == 200, 15, message=self.log)
+        wait_for(self.ready, 15, message=self.log)
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
