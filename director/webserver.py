@@ -25,6 +25,8 @@ functions; this module, with hub.py, imports gevent: the server is gevent's.
 
 from __future__ import annotations
 
+import _socket
+import errno
 import http.client
 import ipaddress
 import logging
@@ -49,6 +51,8 @@ IDLE_TIMEOUT = 30.0     # a kept-alive connection between requests (Prometheus s
                         # every 15 s by default, the dashboard polls more often)
 SOCKET_TIMEOUT = 30.0   # any one send or receive (a reader that stopped reading)
 DISCARD_LIMIT = 64 * 1024   # unread body bytes read away to keep a connection alive
+HEADER_BYTES = 32 * 1024    # all the headers of a request (http.client alone allows 100
+                            # lines of 64 KiB: 6.5 MB a connection)
 
 CONNECTIONS_MAX = 512   # a dashboard, a few API clients and a scraper need a handful
 CONNECTIONS_MIN = 4     # even when the reserve leaves less (said in the log)
@@ -151,6 +155,25 @@ _REASONS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not
             431: "too_large"}
 
 
+class HeadersTooLarge(http.client.HTTPException):
+    """Over HEADER_BYTES of headers (answered 431, as http.client's 'over 100 headers')."""
+
+
+class HeaderBudget:
+    """The request's stream as http.client.parse_headers reads it: at most ``left`` bytes."""
+
+    def __init__(self, rfile: Any, left: int) -> None:
+        self.rfile = rfile
+        self.left = left
+
+    def readline(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            raise HeadersTooLarge(f"over {HEADER_BYTES} bytes of headers")
+        line = self.rfile.readline(self.left if size < 0 else min(size, self.left))
+        self.left -= len(line)
+        return line
+
+
 class HeaderTimeout(ValueError):
     """The request line or headers did not arrive in time (a client error: 408)."""
 
@@ -216,8 +239,13 @@ class Handler(gevent.pywsgi.WSGIHandler):
         left = self.header_deadline - time.monotonic()
         if left <= 0:
             raise HeaderTimeout("headers too slow")
-        with gevent.Timeout(left, HeaderTimeout("headers too slow")):
-            return super().read_request(raw_requestline)
+        rfile = self.rfile
+        self.rfile = HeaderBudget(rfile, HEADER_BYTES)     # only the headers read it
+        try:
+            with gevent.Timeout(left, HeaderTimeout("headers too slow")):
+                return super().read_request(raw_requestline)
+        finally:
+            self.rfile = rfile
 
     def _handle_client_error(self, ex: Exception):
         """A request pywsgi could not parse: one log line, no traceback, a clear 4xx."""
@@ -253,6 +281,30 @@ class Handler(gevent.pywsgi.WSGIHandler):
         if self.wsgi_input.unfinished:
             self.close_connection = True
 
+    def process_result(self) -> None:
+        """An event stream waits for events, not for its client: without a watch on its
+        socket, a subscriber that left would hold its slot until the next keep-alive frame
+        failed (15 s). A peer's close (EOF, a reset) ends the stream at once."""
+        if not any(key.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                   for key, value in self.response_headers):
+            return super().process_result()
+        streaming = gevent.getcurrent()
+        fd = self.socket.fileno()
+        watcher = gevent.get_hub().loop.io(fd, 1)
+
+        def readable() -> None:            # in the hub: must not block
+            watcher.stop()
+            if _peer_closed(fd):
+                streaming.kill(ConnectionResetError(errno.ECONNRESET, "the client left"),
+                               block=False)
+
+        watcher.start(readable)
+        try:
+            super().process_result()
+        finally:
+            watcher.stop()
+            watcher.close()
+
     def handle_error(self, kind, value, tb) -> None:
         if isinstance(value, (TimeoutError, ssl.SSLError, ConnectionError)):
             # A reader that stopped reading (SOCKET_TIMEOUT) or went away: not our bug.
@@ -265,6 +317,20 @@ class Handler(gevent.pywsgi.WSGIHandler):
     def log_request(self) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("web.request %s", self.format_request())
+
+
+def _peer_closed(fd: int) -> bool:
+    """Has the peer of this connected socket closed it? (Peeks, reads nothing. Over TLS,
+    a close_notify is data: the stream then ends at its next keep-alive frame.)"""
+    probe = _socket.socket(fileno=fd)       # the C socket: no gevent machinery in the hub
+    try:
+        return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.detach()
 
 
 class Server(gevent.pywsgi.WSGIServer):

@@ -82,9 +82,10 @@ def _server_from_body():
         body = json.loads(request.get_data(cache=False) or b"null")
     except (ValueError, RecursionError):
         return None
-    if not isinstance(body, dict) or not isinstance(body.get("virtual_server"), str) \
-            or not isinstance(body.get("real_server"), str):
-        return None
+    if not isinstance(body, dict) or set(body) != {"virtual_server", "real_server"} \
+            or not isinstance(body["virtual_server"], str) \
+            or not isinstance(body["real_server"], str):
+        return None           # an unknown field too: a typo is said, not ignored
     return body["virtual_server"], body["real_server"]
 
 
@@ -105,5 +106,5 @@ def _drain(drained: bool):
     names = _server_from_body()
     if names is None:
         return jsonify(error='the body must be JSON: {"virtual_server": NAME, '
-                             '"real_server": NAME}'), 400
+                             '"real_server": NAME} and nothing else'), 400
     return _run("drain", virtual_server=names[0], real_server=names[1], drained=drained)
