@@ -6,7 +6,9 @@ runs in tests/functional/test_web_limits.py, test_web_tls.py and test_web_fuzz.p
 
 from __future__ import annotations
 
+import socket
 import ssl
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -130,3 +132,72 @@ def test_a_body_that_does_not_arrive_is_a_408():
     answered = []
     body = b"".join(app(environ, lambda status, headers: answered.append(status)))
     assert answered[0].startswith("408") and b"did not arrive" in body
+
+
+# --- the server itself, in this process (gevent sockets on loopback) ------------------------
+
+def wait_until(predicate, seconds: float = 5.0) -> None:
+    """Let the loop run until ``predicate()`` holds, at most ``seconds``."""
+    import gevent
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "not true in time"
+        gevent.sleep(0.01)
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(app, limit: int = 4):
+        server = webserver.serve(app, "127.0.0.1", 0, limit)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop(timeout=1)
+
+
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+    return [b"ok\n"]
+
+
+def test_when_every_slot_is_taken_the_server_stops_accepting_then_resumes(serve):
+    import gevent.socket
+    server = serve(hello, limit=2)
+    address = ("127.0.0.1", server.server_port)
+    idle = [gevent.socket.create_connection(address) for _ in range(2)]
+    wait_until(lambda: server.open == 2)
+    waiting = gevent.socket.create_connection(address)    # in the listen backlog
+    waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    waiting.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        waiting.recv(100)                                  # not served: no slot
+    assert server.open == 2 and server.counts["too_many_connections"] >= 1
+    idle[0].close()                                        # a slot frees ...
+    waiting.settimeout(5)
+    assert waiting.recv(100).startswith(b"HTTP/1.1 200")   # ... and the waiting one is served
+    for sock in idle[1:] + [waiting]:
+        sock.close()
+    wait_until(lambda: server.open == 0)
+
+
+def test_a_reader_that_stops_reading_is_cut_and_counted(serve, monkeypatch):
+    import gevent.socket
+    monkeypatch.setattr(webserver, "SOCKET_TIMEOUT", 0.5)
+
+    def endless(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter(lambda: b"x" * 65536, None)
+
+    server = serve(endless)
+    client = gevent.socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect(("127.0.0.1", server.server_port))
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")        # and never reads
+    wait_until(lambda: server.open == 1)
+    wait_until(lambda: server.open == 0)
+    assert server.counts == {"timeout": 1}
+    client.close()
