@@ -314,14 +314,15 @@ class Director:
                 raise StartupError(refusal)
             tls = None
             if options.web_tls_cert:
-                tls = webserver.tls_context(options.web_tls_cert, options.web_tls_key)
+                try:
+                    tls = webserver.tls_context(options.web_tls_cert, options.web_tls_key)
+                except ValueError as exc:           # it names the file that is wrong
+                    raise StartupError(f"--web-tls-cert/--web-tls-key: {exc}") from None
             limit = self._web_limit(self.config)
             app = create_app(self, admin_token=token,
                              max_streams=webserver.stream_limit(limit))
             self.web = webserver.serve(app, host, int(port), limit, tls)
             self.web.streams = app.config["STREAMS"]
-        except ValueError as exc:             # tls_context: names the file that is wrong
-            raise StartupError(f"--web-tls-cert/--web-tls-key: {exc}") from None
         except OSError as exc:
             raise StartupError(f"cannot serve the web face on {options.web}: {exc}") \
                 from None

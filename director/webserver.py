@@ -6,10 +6,11 @@ declaring more body than it sent hung for good, and at the descriptor limit the 
 own sockets failed ("Too many open files"), so a healthy server was marked DOWN. Here:
 
 - **time**: the request line and headers must arrive within HEADER_TIMEOUT of the
-  connection (or, on a kept-alive connection, of the request line), a declared body within
-  BODY_TIMEOUT of its headers (errors.BodyTimeout, which the app answers 408), a kept-alive connection
-  may idle IDLE_TIMEOUT, and every send or receive on the socket gives up after
-  SOCKET_TIMEOUT (a Server-Sent Events reader that stopped reading is cut);
+  connection (or, on a kept-alive connection, of the request line) and be at most
+  HEADER_BYTES, a declared body within BODY_TIMEOUT of its headers (errors.BodyTimeout,
+  which the app answers 408); a kept-alive connection may idle IDLE_TIMEOUT, and every send
+  or receive gives up after SOCKET_TIMEOUT (an event-stream reader that stopped reading is
+  cut; one whose client closed is ended at once);
 - **descriptors**: the soft RLIMIT_NOFILE is raised to the hard limit at start, and the web
   face may hold at most ``connection_limit()`` connections: the limit minus what the checks,
   VRRP and the rest of the daemon may need (``fd_reserve``). When every slot is taken the
@@ -61,17 +62,21 @@ STREAMS_MAX = 64        # open /api/v1/stream (each is a browser tab with the da
 # Descriptors the daemon may need besides the web face (see fd_reserve).
 RESERVE_BASE = 128      # stdio, log, pid, epoll, netlink and nft sockets, scripts' pipes,
                         # mail, a reload reading its files, state files, the listener
-RESERVE_PER_CHECKER = 2     # an attempt's socket, and the one of an attempt being closed
+RESERVE_PER_CHECKER = 1     # every checker may have an attempt in flight: its socket
+RESERVE_PER_WORKER = 3      # a check off the loop may hold more (a MISC_CHECK's pipes)...
+CHECK_WORKERS = 256         # ... and check.service.CheckService runs this many at once
 RESERVE_PER_INSTANCE = 4    # its receive sockets (per family) and its send sockets
 
 
 def fd_reserve(config: Any) -> int:
     """Descriptors kept for everything but the web face under ``config``: RESERVE_BASE,
-    RESERVE_PER_CHECKER for each checker of each real server (every checker may have an
-    attempt in flight at once), RESERVE_PER_INSTANCE for each VRRP instance."""
+    RESERVE_PER_CHECKER for each checker of each real server (a real server without one
+    counts one), RESERVE_PER_WORKER for each check that may run off the loop at once, and
+    RESERVE_PER_INSTANCE for each VRRP instance."""
     checkers = sum(max(1, len(real.checkers)) for virtual in config.virtual_servers
                    for real in virtual.real_servers)
     return (RESERVE_BASE + RESERVE_PER_CHECKER * checkers
+            + RESERVE_PER_WORKER * min(checkers, CHECK_WORKERS)
             + RESERVE_PER_INSTANCE * len(config.vrrp_instances))
 
 

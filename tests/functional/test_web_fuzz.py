@@ -5,7 +5,7 @@ unauthenticated posts, slow clients (trickled headers, a declared body that neve
 silent connection) and a thousand event-stream subscribers connecting and leaving. Every bad
 input is a clear 4xx (never a 500, never a hang) and counted by reason in
 /api/v1/state.web.refused; /healthz keeps answering; the daemon's RSS stays bounded; its
-log has no traceback. Bounded: about 30 s (the slow clients wait out the 10 s deadlines
+log has no traceback. Bounded: about 15 s (the slow clients wait out the 10 s deadlines
 side by side)."""
 
 from __future__ import annotations

@@ -31,9 +31,11 @@ def config(servers: int, checkers: int, instances: int):
 def test_the_reserve_grows_with_checkers_and_instances():
     base = webserver.fd_reserve(config(0, 0, 0))
     assert base == webserver.RESERVE_BASE
-    assert webserver.fd_reserve(config(10, 2, 0)) == base + 10 * 2 * 2
-    assert webserver.fd_reserve(config(10, 0, 0)) == base + 10 * 2     # no checker: one
+    assert webserver.fd_reserve(config(10, 2, 0)) == base + 20 + 20 * 3
+    assert webserver.fd_reserve(config(10, 0, 0)) == base + 10 + 10 * 3     # no checker: one
     assert webserver.fd_reserve(config(0, 0, 3)) == base + 3 * 4
+    # 10,000 servers: one each, and the workers' extra for the checks off the loop at once
+    assert webserver.fd_reserve(config(10_000, 1, 2)) == base + 10_000 + 256 * 3 + 2 * 4
 
 
 @pytest.mark.parametrize("nofile, reserve, limit", [
