@@ -20,7 +20,8 @@ RULES = DEPLOY / "prometheus" / "director-alerts.yml"
 RULES_TEST = DEPLOY / "prometheus" / "director-alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "director-dashboard.json"
 ALERTS = {"DirectorVrrpMasterLost", "DirectorVrrpSplitBrain", "DirectorPoolBelowQuorum",
-          "DirectorCheckerStalled", "DirectorReloadFailed", "DirectorCertificateExpiring"}
+          "DirectorCheckerStalled", "DirectorReloadFailed", "DirectorCertificateExpiring",
+          "DirectorMainLoopLagging"}
 
 promtool = pytest.mark.skipif(shutil.which("promtool") is None,
                               reason="promtool missing (apt-get install prometheus)")

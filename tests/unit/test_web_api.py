@@ -21,8 +21,9 @@ from director.config import load_config
 from director.config.render import config_json
 from director.errors import CommandError
 from director.events import EventLog
-from director.state import (CheckView, InstanceCounters, InstanceView, JobStats, LastCheck,
-                            LoadBalancerView, RealServerView, ReloadView, State,
+from director.state import (DURATION_BUCKETS, CheckView, InstanceCounters, InstanceView,
+                            JobStats, LastCheck, LatenessView, LoadBalancerView, MainLoopView,
+                            RealServerView, ReloadView, State,
                             SyncGroupView, Traffic, VirtualServerView, VrrpView, WebView,
                             frozen)
 from tests.contract import shape_errors, state_example
@@ -91,7 +92,9 @@ def contract_state(with_jobs: bool = False) -> State:
                                 frozen({("INIT", "BACKUP"): 1, ("BACKUP", "MASTER"): 1}))
     instances = tuple(
         InstanceView.of(item, 2, "VG1", state="MASTER", master_ip="192.168.1.9",
-                        last_transition=1764000000.0, reason="master_down", counters=counters)
+                        last_transition=1764000000.0, reason="master_down", counters=counters,
+                        advert_lateness=LatenessView(DURATION_BUCKETS, (30,) + (0,) * 13, 0.01,
+                                                     (0.0003,)))
         for item in config.vrrp_instances)
     (virtual,) = config.virtual_servers
     (real,) = virtual.real_servers
@@ -111,7 +114,9 @@ def contract_state(with_jobs: bool = False) -> State:
                                               counters=traffic),),
         at=1764000001.0, reloads=frozen({"success": 2, "failure": 1}),
         last_reload_success=1764000000.0, notifications=frozen({("script", "ok"): 3}),
-        lateness_p99=0.002,
+        lateness_p99=0.002, check_reply_errors=frozen({("HTTP_GET", "too_large"): 1}),
+        main_loop=MainLoopView(LatenessView(DURATION_BUCKETS, (9,) + (0,) * 12 + (1,), 4.9,
+                                            (0.0004, 4.9)), None, 1.0),
         web=WebView(frozen({"unauthorized": 2, "timeout": 1}), 3, 512, 1, 64, False))
 
 
