@@ -33,6 +33,8 @@ class Params:
     preempt_delay: float = 0.0
     primary_ip: str = "0.0.0.0"     # our source address: breaks ties between equal priorities
     down_timer_adverts: int = 3     # adverts missed before the master is declared down
+    lower_prio_no_advert: bool = False      # MASTER hearing a lower priority: no answer (RFC)
+    higher_prio_send_advert: bool = True    # MASTER stepping down: one advert on the way out
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,12 @@ class Announce:
 
 
 @dataclass(frozen=True)
+class AnnounceAfterLowerPriority:
+    """A MASTER heard a lower priority (the other side of a healed split brain, whose
+    gratuitous ARPs may have taken the neighbours away): keepalived's garp_lower_prio burst."""
+
+
+@dataclass(frozen=True)
 class Transition:
     old: str
     new: str
@@ -132,7 +140,8 @@ class Transition:
 
 Event = Startup | AdvertReceived | Timeout | Shutdown | FaultRaised | FaultCleared | \
     PriorityChanged | ForceRole
-Action = SendAdvert | AddAddresses | RemoveAddresses | Announce | Transition
+Action = SendAdvert | AddAddresses | RemoveAddresses | Announce | AnnounceAfterLowerPriority | \
+    Transition
 
 
 # -- timers ----------------------------------------------------------------------------------
@@ -247,10 +256,21 @@ def _master_advert(params, state, event, now):
         interval = event.advert_int if params.version == 3 else params.advert_int
         new = replace(state, master_adver_interval=interval, master_ip=event.src,
                       master_priority=event.priority)
-        return _become_backup(params, new, now, "higher_priority")
+        new, actions = _become_backup(params, new, now, "higher_priority")
+        # Two masters: if the winner's advert crossed first, the winner has heard nothing
+        # from us and would not re-announce; our lower advert makes it (keepalived's
+        # higher_prio_send_advert; keepalived leaves it off, which after a healed split
+        # brain leaves the neighbours on our MAC about half of the time).
+        if params.higher_prio_send_advert:
+            actions = (SendAdvert(state.priority),) + actions
+        return new, actions
     # Another master with a lower priority: answer at once so it steps down now, not
-    # at our next advert (a healed partition converges in one advert).
-    return replace(state, advert_at=now + params.advert_int), (SendAdvert(state.priority),)
+    # at our next advert (a healed partition converges in one advert), and repoint the
+    # neighbours its gratuitous ARPs took (keepalived's garp_lower_prio_repeat).
+    if params.lower_prio_no_advert:
+        return state, (AnnounceAfterLowerPriority(),)
+    return replace(state, advert_at=now + params.advert_int), \
+        (SendAdvert(state.priority), AnnounceAfterLowerPriority())
 
 
 def _master_timeout(params, state, event, now):

@@ -58,6 +58,7 @@ class Instance:
         self.last_transition_wall: float | None = None
         self.listeners: list[Callable[["Instance", fsm.Transition], None]] = []
         self._announcing: hub.Greenlet | None = None
+        self._reannouncing: hub.Greenlet | None = None   # the garp_lower_prio burst
         self.greenlet: hub.Greenlet | None = None
         self.started = False                    # Startup was applied
         self.source = config.unicast_src_ip or config.mcast_src_ip
@@ -73,7 +74,9 @@ class Instance:
             name=config.name, vrid=config.virtual_router_id, priority=config.priority,
             advert_int=self._advert_int(), version=self.version, preempt=config.preempt,
             preempt_delay=config.preempt_delay or 0.0, primary_ip=self.source,
-            down_timer_adverts=config.down_timer_adverts or 3)
+            down_timer_adverts=config.down_timer_adverts or 3,
+            lower_prio_no_advert=bool(self._setting("lower_prio_no_advert", False)),
+            higher_prio_send_advert=bool(self._setting("higher_prio_send_advert", True)))
         self.state = fsm.initial_state(self.params)
 
     def _advert_int(self) -> float:
@@ -172,6 +175,8 @@ class Instance:
             self._addresses(add=False)
         elif isinstance(action, fsm.Announce):
             self._start_announcing()
+        elif isinstance(action, fsm.AnnounceAfterLowerPriority):
+            self._start_reannouncing()
         elif isinstance(action, fsm.Transition):
             self._transition(action)
 
@@ -195,9 +200,11 @@ class Instance:
                           destination=destination, error=exc)
 
     def _addresses(self, add: bool) -> None:
-        if add is False and self._announcing is not None:
-            self._announcing.kill(block=False)
-            self._announcing = None
+        if add is False:
+            for greenlet in (self._announcing, self._reannouncing):
+                if greenlet is not None:
+                    greenlet.kill(block=False)
+            self._announcing = self._reannouncing = None
         config = self.config
         self.counters.address_errors += apply_all(
             self.addresses, config.virtual_ipaddress + config.virtual_ipaddress_excluded,
@@ -219,8 +226,17 @@ class Instance:
 
     def _setting(self, name: str, fallback):
         value = getattr(self.config, name)
-        if value is None or value is False:
+        if value is None:
             value = getattr(self.global_defs, f"vrrp_{name}")
+        return fallback if value is None else value
+
+    def _lower_prio_setting(self, name: str, fallback: int) -> int:
+        """garp_lower_prio_NAME, else the global vrrp_garp_lower_prio_NAME, else the global
+        vrrp_garp_master_NAME: keepalived 2.2.7 takes the global value, not the instance's
+        garp_master_NAME."""
+        value = self._setting(f"garp_lower_prio_{name}", None)
+        if value is None:
+            value = getattr(self.global_defs, f"vrrp_garp_master_{name}")
         return fallback if value is None else value
 
     def _start_announcing(self) -> None:
@@ -243,6 +259,26 @@ class Instance:
         while refresh and self.state.role == fsm.MASTER:
             hub.sleep(refresh)
             self._announce_set(refresh_repeat, interval)
+
+    def _start_reannouncing(self) -> None:
+        """A lower priority heard while MASTER. keepalived arms one delayed set per advert
+        heard; here a newer advert restarts the burst (and its delay), so a peer that keeps
+        advertising lower, or a forger (v3 has no authentication), cannot pile up greenlets."""
+        if not self._lower_prio_setting("repeat", 5):
+            return
+        if self._reannouncing is not None:
+            self._reannouncing.kill(block=False)
+        self._reannouncing = hub.spawn(self._reannounce, name=f"vrrp reannounce {self.name}")
+
+    def _reannounce(self) -> None:
+        """garp_lower_prio_repeat rounds at once, as many again after garp_lower_prio_delay."""
+        repeat = self._lower_prio_setting("repeat", 5)
+        interval = self._setting("garp_interval", 0) or 0
+        self._announce_set(repeat, interval)
+        delay = self._lower_prio_setting("delay", 5)
+        if delay:
+            hub.sleep(delay)
+            self._announce_set(repeat, interval)
 
     def _announce_set(self, repeat: int, interval: float) -> None:
         by_interface: dict[str, list[str]] = {}

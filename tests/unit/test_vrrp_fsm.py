@@ -9,7 +9,7 @@ import pytest
 
 from director.clock import FakeClock
 from director.vrrp.fsm import (BACKUP, FAULT, INIT, MASTER, STOP, AddAddresses, AdvertReceived,
-                               Announce, FaultCleared, FaultRaised, ForceRole, Params,
+                               Announce, AnnounceAfterLowerPriority, FaultCleared, FaultRaised, ForceRole, Params,
                                PriorityChanged, RemoveAddresses, SendAdvert, Shutdown, Startup,
                                State, Timeout, Transition, initial_state, master_down_interval,
                                skew_time, step)
@@ -194,12 +194,28 @@ def test_master_hearing_another_master(clock, their_priority, src, steps_down):
     machine = master(V2, clock)
     actions = machine.send(AdvertReceived(their_priority, src, 1.0))
     if steps_down:
-        assert actions == [Transition(MASTER, BACKUP, "higher_priority"), RemoveAddresses()]
+        # one advert of ours on the way out: the winner hears a lower priority and sends
+        # its gratuitous ARPs (keepalived's higher_prio_send_advert, on by default here)
+        assert actions == [SendAdvert(100), Transition(MASTER, BACKUP, "higher_priority"),
+                           RemoveAddresses()]
         assert machine.state.master_down_at == pytest.approx(clock.now() + 3 + 156 / 256)
         assert machine.state.advert_at is None
-    else:   # split brain: answer at once so that the other one steps down now
-        assert actions == [SendAdvert(100)]
+    else:   # split brain: answer at once so that the other one steps down now, and repoint
+        # the neighbours that the other master's gratuitous ARPs took away
+        assert actions == [SendAdvert(100), AnnounceAfterLowerPriority()]
         assert machine.state.advert_at == pytest.approx(clock.now() + 1)
+
+
+def test_keepalived_exact_when_asked_silent_step_down_and_no_answer_to_lower(clock):
+    """higher_prio_send_advert off (keepalived's default), lower_prio_no_advert on (RFC)."""
+    params = replace(V2, higher_prio_send_advert=False, lower_prio_no_advert=True)
+    machine = master(params, clock)
+    next_advert = machine.state.advert_at
+    clock.advance(0.5)
+    assert machine.send(AdvertReceived(50, "10.0.0.9", 1.0)) == [AnnounceAfterLowerPriority()]
+    assert machine.state.advert_at == next_advert          # the regular advert keeps its time
+    assert machine.send(AdvertReceived(200, "10.0.0.9", 1.0)) == [
+        Transition(MASTER, BACKUP, "higher_priority"), RemoveAddresses()]
 
 
 def test_master_answers_a_priority_zero_advert_at_once(clock):

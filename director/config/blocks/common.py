@@ -95,26 +95,56 @@ def _garp_interval(args: list[str], ctx: Context) -> float:
 GARP_INTERVAL = Custom(_garp_interval, "seconds 0.000001..4294.967295")
 
 
-# Gratuitous ARP / NA and advert-suppression settings: (name, value type, keepalived's
-# default). global_defs has each as "vrrp_<name>" with that default; a vrrp_instance has it
-# bare, unset meaning "the global value".
+# Gratuitous ARP / NA and advert-suppression settings: (name, value type, default: keepalived's
+# but where said). global_defs has each as "vrrp_<name>" with that default; a vrrp_instance has it
+# bare, unset meaning "the global value". The garp_lower_prio pair unset everywhere means
+# the global vrrp_garp_master_delay / _repeat (keepalived 2.2.7 vrrp_complete_init), not the
+# instance's own garp_master_*.
 VRRP_INSTANCE_DEFAULTS = (       # (name, value type, default, why it is not acted on yet)
     ("garp_master_delay", Int(0, 86400), 5, ""),
     ("garp_master_repeat", Int(1, 1000), 5, ""),
     ("garp_master_refresh", Int(0, 86400), 0, ""),
     ("garp_master_refresh_repeat", Int(1, 1000), 1, ""),
-    ("garp_lower_prio_delay", Int(0, 86400), None, NOT_YET),
-    ("garp_lower_prio_repeat", Int(0, 1000), None, NOT_YET),
+    ("garp_lower_prio_delay", Int(0, 86400), None, ""),
+    ("garp_lower_prio_repeat", Int(0, 1000), None, ""),
     ("garp_interval", GARP_INTERVAL, None, ""),
     ("gna_interval", GARP_INTERVAL, None, NOT_YET),
-    ("lower_prio_no_advert", Flag(), None, NOT_YET),
-    ("higher_prio_send_advert", Flag(), None, NOT_YET),
+    ("lower_prio_no_advert", Flag(), None, ""),
+    ("higher_prio_send_advert", Flag(), True, ""),      # keepalived: off; see its doc
 )
+
+_DOCS = {
+    "garp_lower_prio_delay": "MASTER hearing a lower priority: seconds until a second set "
+                             "of gratuitous ARPs / NAs (unset: the global "
+                             "vrrp_garp_master_delay).",
+    "garp_lower_prio_repeat": "MASTER hearing a lower priority: gratuitous ARPs / NAs sent "
+                              "at once, and again after garp_lower_prio_delay; 0 sends none "
+                              "(unset: the global vrrp_garp_master_repeat).",
+    "lower_prio_no_advert": "MASTER hearing a lower priority: no advert in answer (RFC).",
+    "higher_prio_send_advert": "MASTER stepping down for a higher priority: one advert first, "
+                               "so the winner re-sends its gratuitous ARPs after a healed "
+                               "split brain. On by default in director (keepalived: off, "
+                               "which leaves the neighbours on the loser about half of the "
+                               "time); 'false' restores keepalived's behaviour.",
+}
+
+
+class InheritedFlag:
+    """A vrrp_instance flag whose absence means "the global_defs value": unset stays None,
+    where a Flag would read False and hide the global."""
+
+    def parse(self, args: list[str], ctx: Context) -> bool:
+        return Flag().parse(args, ctx)
+
+    def describe(self) -> str:
+        return "flag"
 
 
 def instance_default_keywords(global_level: bool) -> tuple[Kw, ...]:
     if global_level:
-        return tuple(Kw(f"vrrp_{name}", value, default=default, unsupported=why)
+        return tuple(Kw(f"vrrp_{name}", value, default=default, unsupported=why,
+                        doc=_DOCS.get(name, ""))
                      for name, value, default, why in VRRP_INSTANCE_DEFAULTS)
-    return tuple(Kw(name, value, unsupported=why)
+    return tuple(Kw(name, InheritedFlag() if isinstance(value, Flag) else value,
+                    unsupported=why, doc=_DOCS.get(name, ""))
                  for name, value, _, why in VRRP_INSTANCE_DEFAULTS)
