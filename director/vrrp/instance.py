@@ -245,20 +245,27 @@ class Instance:
         self._announcing = hub.spawn(self._announce, name=f"vrrp announce {self.name}")
 
     def _announce(self) -> None:
-        """keepalived's schedule: a set at once, another after garp_master_delay, then one
-        every garp_master_refresh seconds while MASTER."""
+        """keepalived's schedule: a set at once, another after garp_master_delay, and a
+        refresh set every garp_master_refresh seconds while MASTER, counted from the
+        transition as keepalived's refresh timer is (not from the delayed set)."""
         repeat = self._setting("garp_master_repeat", 5)
         interval = self._setting("garp_interval", 0) or 0
         self._announce_set(repeat, interval)
         delay = self._setting("garp_master_delay", 5)
-        if delay:
-            hub.sleep(delay)
-            self._announce_set(repeat, interval)
         refresh = self._setting("garp_master_refresh", 0)
         refresh_repeat = self._setting("garp_master_refresh_repeat", 1)
-        while refresh and self.state.role == fsm.MASTER:
-            hub.sleep(refresh)
-            self._announce_set(refresh_repeat, interval)
+        start = self.clock.now()
+        delayed_at = start + delay if delay else None
+        refresh_at = start + refresh if refresh else None
+        while self.state.role == fsm.MASTER and (delayed_at or refresh_at):
+            due = min(t for t in (delayed_at, refresh_at) if t is not None)
+            hub.sleep(max(0.0, due - self.clock.now()))
+            if due == delayed_at:
+                delayed_at = None
+                self._announce_set(repeat, interval)
+            else:
+                refresh_at += refresh
+                self._announce_set(refresh_repeat, interval)
 
     def _start_reannouncing(self) -> None:
         """A lower priority heard while MASTER. keepalived arms one delayed set per advert

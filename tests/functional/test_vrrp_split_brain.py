@@ -14,12 +14,15 @@ Bounds are the protocol's; waits have deadlines, nothing sleeps for a fixed time
 
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 
 import pytest
 
+from director.vrrp.packet import AUTH_PASS, Advert, encode, pass_auth_data
 from tests.functional.lab import start_keepalived, wait_for
-from tests.functional.test_vrrp_failover import down_interval, start_director, vrrp_config
+from tests.functional.test_vrrp_failover import down_interval, start_director, stats, vrrp_config
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -153,3 +156,124 @@ def test_keepalived_loses_to_ours(lab, family):
 @pytest.mark.parametrize("family", [4, 6])
 def test_ours_loses_to_keepalived(lab, family):
     split_and_heal(lab, "keepalived", "ours", family)
+
+
+# -- the keywords, on the wire (tshark on a third host) ------------------------------------
+
+FORGER = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+sock.setsockopt(socket.SOL_SOCKET, 25, b"eth0")           # SO_BINDTODEVICE
+sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+sock.sendto(bytes.fromhex(sys.argv[1]), ("224.0.0.18", 0))
+"""
+
+
+def lower_priority_advert(priority=50) -> str:
+    """What the other side of a healed split brain sends: a v2 advert of ours, lower."""
+    return encode(Advert(2, 51, priority, 1.0, (VIPS[4],), 4, AUTH_PASS,
+                         pass_auth_data("secret12"))).hex()
+
+
+class Garps:
+    """tshark on a host: the epoch time of every gratuitous ARP for the VIP from one MAC."""
+
+    def __init__(self, lab, host, mac):
+        if shutil.which("tshark") is None:
+            pytest.skip("tshark is not installed")
+        self.lab = lab
+        self.proc = host.popen(["tshark", "-i", "eth0", "-l", "-n", "-f",
+                                f"arp and ether src {mac}", "-T", "fields",
+                                "-e", "frame.time_epoch", "-e", "arp.dst.proto_ipv4"])
+        wait_for(lambda: "Capturing on" in lab.log_of(self.proc), 20,
+                 message=lambda: lab.log_of(self.proc))
+
+    def times(self) -> list[float]:
+        found = []
+        for line in self.lab.log_of(self.proc).splitlines():
+            fields = line.split()
+            if len(fields) == 2 and fields[1] == VIPS[4]:
+                found.append(float(fields[0]))
+        return found
+
+    def wait(self, count, timeout) -> list[float]:
+        return wait_for(lambda: len(self.times()) >= count and self.times(), timeout,
+                        message=lambda: f"wanted {count}: {self.times()}")
+
+
+def master_alone(lab, extra="", global_defs=""):
+    switch = lab.switch()
+    a = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
+    x = lab.host("x", [(switch, "eth0", ["192.0.2.66/24"])])
+    garps = Garps(lab, x, a.mac("eth0"))
+    text = (f"global_defs {{\n{global_defs}}}\n" if global_defs else "") + config(150, 4, extra)
+    ours = start_director(lab, a, text, "a")
+    wait_for(lambda: a.has_address("eth0", VIPS[4]), down_interval(150) + 3,
+             message=lambda: lab.log_of(ours))
+    return a, x, garps, ours
+
+
+def groups(times, gap=0.5) -> list[list[float]]:
+    """Frames closer than gap seconds to the previous one are one set."""
+    sets: list[list[float]] = []
+    for t in sorted(times):
+        if sets and t - sets[-1][-1] < gap:
+            sets[-1].append(t)
+        else:
+            sets.append([t])
+    return sets
+
+
+def test_garp_lower_prio_repeat_and_delay(lab):
+    a, x, garps, ours = master_alone(
+        lab, "    garp_master_delay 0\n    garp_master_repeat 1\n"
+             "    garp_lower_prio_repeat 3\n    garp_lower_prio_delay 2\n")
+    garps.wait(1, 5)                                  # the one on becoming MASTER
+    before = time.time()
+    x.run([sys.executable, "-c", FORGER, lower_priority_advert()])
+    times = [t for t in garps.wait(7, 6) if t >= before]
+    sets = groups(times)
+    assert [len(s) for s in sets] == [3, 3], sets
+    assert sets[0][0] - before < 0.5, sets
+    assert 1.9 <= sets[1][0] - sets[0][0] <= 2.5, sets
+
+
+def test_garp_lower_prio_unset_takes_the_global_garp_master_values(lab):
+    """keepalived 2.2.7: unset, it is the global vrrp_garp_master_repeat / _delay (not the
+    instance's garp_master_repeat, 4 here)."""
+    a, x, garps, ours = master_alone(
+        lab, "    garp_master_repeat 4\n",
+        global_defs="    vrrp_garp_master_repeat 2\n    vrrp_garp_master_delay 1\n")
+    garps.wait(8, 5)                                  # 4 at once, 4 after 1 s
+    before = time.time()
+    x.run([sys.executable, "-c", FORGER, lower_priority_advert()])
+    times = [t for t in garps.wait(12, 5) if t >= before]
+    sets = groups(times)
+    assert [len(s) for s in sets] == [2, 2], sets
+    assert 0.9 <= sets[1][0] - sets[0][0] <= 1.5, sets
+
+
+def test_garp_lower_prio_repeat_0_sends_none(lab):
+    a, x, garps, ours = master_alone(
+        lab, "    garp_master_delay 0\n    garp_master_repeat 1\n    garp_lower_prio_repeat 0\n")
+    garps.wait(1, 5)
+    x.run([sys.executable, "-c", FORGER, lower_priority_advert()])
+    wait_for(lambda: stats(lab, ours)["VI_1"]["adverts_received"] >= 1, 5,
+             message=lambda: lab.log_of(ours))
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:                     # nothing more comes
+        assert len(garps.times()) == 1, garps.times()
+        time.sleep(0.05)
+
+
+def test_garp_master_refresh_counts_from_the_transition(lab):
+    """garp_master_refresh 1, _repeat 2: two a second from the transition on, with the
+    delayed set (garp_master_delay 3) on top, as keepalived's refresh timer runs from the
+    transition (it was counted from the delayed set: the first refresh came at 4 s)."""
+    a, x, garps, ours = master_alone(
+        lab, "    garp_master_repeat 1\n    garp_master_delay 3\n"
+             "    garp_master_refresh 1\n    garp_master_refresh_repeat 2\n")
+    sets = groups(garps.wait(8, 8))
+    assert [len(s) for s in sets[:4]] == [1, 2, 2, 3], sets
+    for earlier, later in zip(sets, sets[1:4]):
+        assert 0.8 <= later[0] - earlier[0] <= 1.5, sets
