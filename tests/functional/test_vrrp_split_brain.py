@@ -58,10 +58,11 @@ def _nft(switch, args, stdin=None):
     _run(["ip", "netns", "exec", switch.ns, "nft", *args], input=stdin)
 
 
-def build(lab):
+def build(lab, a_number=1):
+    """Switch, survivor a (192.0.2.<a_number>), loser b (.2), client c (.50)."""
     switch = lab.switch()
     hosts = [lab.host(name, [(switch, "eth0", [f"192.0.2.{n}/24", f"2001:db8::{n}/64"])])
-             for name, n in (("a", 1), ("b", 2), ("c", 50))]
+             for name, n in (("a", a_number), ("b", 2), ("c", 50))]
     return switch, *hosts
 
 
@@ -95,18 +96,21 @@ def first_times(checks: dict, timeout: float) -> dict:
     return seen
 
 
-def split_and_heal(lab, survivor_kind, loser_kind, family, survivor_extra="", loser_extra=""):
-    """Run one partition and heal; return (seconds to one MASTER, seconds to the client's
-    cache on the survivor), both from the heal."""
-    switch, a, b, client = build(lab)
+def split_and_heal(lab, survivor_kind, loser_kind, family, survivor_extra="", loser_extra="",
+                   priorities=(150, 100), a_number=1):
+    """Run one partition and heal; return the seconds from the heal to one MASTER
+    ("one_master") and to the client's cache on the survivor ("client")."""
+    switch, a, b, client = build(lab, a_number)
     vip = VIPS[family]
-    survivor = start(lab, a, survivor_kind, config(150, family, survivor_extra), "1")
-    loser = start(lab, b, loser_kind, config(100, family, loser_extra), "1")
+    survivor = start(lab, a, survivor_kind, config(priorities[0], family, survivor_extra), "1")
+    loser = None
 
     def logs():
-        return f"--- A ---\n{lab.log_of(survivor)}\n--- B ---\n{lab.log_of(loser)}"
+        return f"--- A ---\n{lab.log_of(survivor)}\n--- B ---\n" \
+            f"{lab.log_of(loser) if loser else ''}"
 
-    wait_for(lambda: a.has_address("eth0", vip), down_interval(150) + 3, message=logs)
+    wait_for(lambda: a.has_address("eth0", vip), down_interval(priorities[0]) + 3, message=logs)
+    loser = start(lab, b, loser_kind, config(priorities[1], family, loser_extra), "1")
     assert client.ping(vip), "the client cannot reach the VIP"
     mac_a, mac_b = a.mac("eth0"), b.mac("eth0")
     # A's second set (garp_master_delay, 5 s) must not land after the heal and pass for an
@@ -116,7 +120,7 @@ def split_and_heal(lab, survivor_kind, loser_kind, family, survivor_extra="", lo
 
     partition = Partition(switch, a, b)
     partition.cut()
-    wait_for(lambda: b.has_address("eth0", vip), down_interval(100) + 1, message=logs)
+    wait_for(lambda: b.has_address("eth0", vip), down_interval(priorities[1]) + 1, message=logs)
     # B's gratuitous ARP / NA on becoming MASTER moves the client's entry to the loser
     wait_for(lambda: client.neighbour(vip) == mac_b, 2,
              message=lambda: f"the client kept {client.neighbour(vip)}\n{logs()}")
@@ -126,8 +130,8 @@ def split_and_heal(lab, survivor_kind, loser_kind, family, survivor_extra="", lo
     times = first_times({
         "one_master": lambda: a.has_address("eth0", vip) and not b.has_address("eth0", vip),
         "client": lambda: client.neighbour(vip) == mac_a,
-    }, down_interval(100) + 2)
-    assert times["one_master"] <= down_interval(100), (times, logs())
+    }, down_interval(priorities[1]) + 2)
+    assert times["one_master"] <= down_interval(priorities[1]), (times, logs())
     assert times["client"] <= HEAL_TO_CLIENT, (times, logs())
     # settled: the VIP on A only, and the client's entry stays on A
     end = time.monotonic() + 1.5
@@ -141,6 +145,13 @@ def split_and_heal(lab, survivor_kind, loser_kind, family, survivor_extra="", lo
 @pytest.mark.parametrize("family", [4, 6])
 def test_two_directors_heal_and_the_client_follows(lab, family):
     split_and_heal(lab, "ours", "ours", family)
+
+
+@pytest.mark.parametrize("loser", ["ours", "keepalived"])
+def test_equal_priorities_the_higher_address_stays_master(lab, loser):
+    """RFC 5798 6.4.3: equal priorities, the higher primary address wins (A is .3, B .2)."""
+    split_and_heal(lab, "ours", loser, 4, priorities=(100, 100), a_number=3,
+                   loser_extra="    higher_prio_send_advert\n" if loser == "keepalived" else "")
 
 
 @pytest.mark.parametrize("family", [4, 6])
