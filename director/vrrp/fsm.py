@@ -6,8 +6,9 @@ what makes a table-driven test of every RFC transition possible (tests/unit/test
 
 RFC 3768 / 5798 section 6.4, with keepalived's additions kept where its users rely on them:
 priority 0 on leaving MASTER (also into FAULT), a MASTER that hears a lower priority
-re-advertises at once (how a split brain heals in one advert), ``preempt_delay``, and the
-tracking faults that hold an instance in FAULT.
+re-advertises at once (how a split brain heals in one advert) and re-sends its gratuitous
+ARPs, one that steps down for a higher priority advertises once on the way out (so that the
+winner hears it), ``preempt_delay``, and the tracking faults that hold an instance in FAULT.
 """
 
 from __future__ import annotations

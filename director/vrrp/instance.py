@@ -257,7 +257,8 @@ class Instance:
         start = self.clock.now()
         delayed_at = start + delay if delay else None
         refresh_at = start + refresh if refresh else None
-        while self.state.role == fsm.MASTER and (delayed_at or refresh_at):
+        while self.state.role == fsm.MASTER and (delayed_at is not None or
+                                                 refresh_at is not None):
             due = min(t for t in (delayed_at, refresh_at) if t is not None)
             hub.sleep(max(0.0, due - self.clock.now()))
             if due == delayed_at:
@@ -265,6 +266,8 @@ class Instance:
                 self._announce_set(repeat, interval)
             else:
                 refresh_at += refresh
+                if refresh_at <= self.clock.now():   # held up past an interval: no catch-up
+                    refresh_at = self.clock.now() + refresh
                 self._announce_set(refresh_repeat, interval)
 
     def _start_reannouncing(self) -> None:

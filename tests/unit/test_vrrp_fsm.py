@@ -9,10 +9,10 @@ import pytest
 
 from director.clock import FakeClock
 from director.vrrp.fsm import (BACKUP, FAULT, INIT, MASTER, STOP, AddAddresses, AdvertReceived,
-                               Announce, AnnounceAfterLowerPriority, FaultCleared, FaultRaised, ForceRole, Params,
-                               PriorityChanged, RemoveAddresses, SendAdvert, Shutdown, Startup,
-                               State, Timeout, Transition, initial_state, master_down_interval,
-                               skew_time, step)
+                               Announce, AnnounceAfterLowerPriority, FaultCleared, FaultRaised,
+                               ForceRole, Params, PriorityChanged, RemoveAddresses, SendAdvert,
+                               Shutdown, Startup, State, Timeout, Transition, initial_state,
+                               master_down_interval, skew_time, step)
 
 V2 = Params("VI_1", 51, priority=100, advert_int=1.0, primary_ip="10.0.0.2")
 V3 = replace(V2, version=3, advert_int=0.1)
