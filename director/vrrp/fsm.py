@@ -131,6 +131,9 @@ class AnnounceAfterLowerPriority:
     """A MASTER heard a lower priority (the other side of a healed split brain, whose
     gratuitous ARPs may have taken the neighbours away): keepalived's garp_lower_prio burst."""
 
+    src: str
+    priority: int
+
 
 @dataclass(frozen=True)
 class Transition:
@@ -269,9 +272,9 @@ def _master_advert(params, state, event, now):
     # at our next advert (a healed partition converges in one advert), and repoint the
     # neighbours its gratuitous ARPs took (keepalived's garp_lower_prio_repeat).
     if params.lower_prio_no_advert:
-        return state, (AnnounceAfterLowerPriority(),)
+        return state, (AnnounceAfterLowerPriority(event.src, event.priority),)
     return replace(state, advert_at=now + params.advert_int), \
-        (SendAdvert(state.priority), AnnounceAfterLowerPriority())
+        (SendAdvert(state.priority), AnnounceAfterLowerPriority(event.src, event.priority))
 
 
 def _master_timeout(params, state, event, now):

@@ -176,7 +176,7 @@ class Instance:
         elif isinstance(action, fsm.Announce):
             self._start_announcing()
         elif isinstance(action, fsm.AnnounceAfterLowerPriority):
-            self._start_reannouncing()
+            self._start_reannouncing(action)
         elif isinstance(action, fsm.Transition):
             self._transition(action)
 
@@ -270,14 +270,19 @@ class Instance:
                     refresh_at = self.clock.now() + refresh
                 self._announce_set(refresh_repeat, interval)
 
-    def _start_reannouncing(self) -> None:
+    def _start_reannouncing(self, heard: fsm.AnnounceAfterLowerPriority) -> None:
         """A lower priority heard while MASTER. keepalived arms one delayed set per advert
         heard; here a newer advert restarts the burst (and its delay), so a peer that keeps
-        advertising lower, or a forger (v3 has no authentication), cannot pile up greenlets."""
-        if not self._lower_prio_setting("repeat", 5):
+        advertising lower, or a forger (v3 has no authentication), cannot pile up greenlets
+        (nor log lines: one per burst that was not already under way)."""
+        repeat = self._lower_prio_setting("repeat", 5)
+        if not repeat:
             return
         if self._reannouncing is not None:
             self._reannouncing.kill(block=False)
+        else:
+            log_event(log, "vrrp.lower_priority_heard", instance=self.name, src=heard.src,
+                      priority=heard.priority, ours=self.state.priority, garp_repeat=repeat)
         self._reannouncing = hub.spawn(self._reannounce, name=f"vrrp reannounce {self.name}")
 
     def _reannounce(self) -> None:
@@ -289,6 +294,7 @@ class Instance:
         if delay:
             hub.sleep(delay)
             self._announce_set(repeat, interval)
+        self._reannouncing = None
 
     def _announce_set(self, repeat: int, interval: float) -> None:
         by_interface: dict[str, list[str]] = {}

@@ -247,6 +247,8 @@ def test_garp_lower_prio_repeat_and_delay(lab):
     assert [len(s) for s in sets] == [3, 3], sets
     assert sets[0][0] - before < 0.5, sets
     assert 1.9 <= sets[1][0] - sets[0][0] <= 2.5, sets
+    heard = [line for line in lab.log_of(ours).splitlines() if "vrrp.lower_priority_heard" in line]
+    assert len(heard) == 1 and "src=192.0.2.66 priority=50 ours=150" in heard[0], heard
 
 
 def test_garp_lower_prio_unset_takes_the_global_garp_master_values(lab):

@@ -202,7 +202,7 @@ def test_master_hearing_another_master(clock, their_priority, src, steps_down):
         assert machine.state.advert_at is None
     else:   # split brain: answer at once so that the other one steps down now, and repoint
         # the neighbours that the other master's gratuitous ARPs took away
-        assert actions == [SendAdvert(100), AnnounceAfterLowerPriority()]
+        assert actions == [SendAdvert(100), AnnounceAfterLowerPriority(src, their_priority)]
         assert machine.state.advert_at == pytest.approx(clock.now() + 1)
 
 
@@ -212,7 +212,8 @@ def test_keepalived_exact_when_asked_silent_step_down_and_no_answer_to_lower(clo
     machine = master(params, clock)
     next_advert = machine.state.advert_at
     clock.advance(0.5)
-    assert machine.send(AdvertReceived(50, "10.0.0.9", 1.0)) == [AnnounceAfterLowerPriority()]
+    assert machine.send(AdvertReceived(50, "10.0.0.9", 1.0)) == [
+        AnnounceAfterLowerPriority("10.0.0.9", 50)]
     assert machine.state.advert_at == next_advert          # the regular advert keeps its time
     assert machine.send(AdvertReceived(200, "10.0.0.9", 1.0)) == [
         Transition(MASTER, BACKUP, "higher_priority"), RemoveAddresses()]
