@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from director.demo.netlab import _run
 from director.vrrp.packet import AUTH_PASS, Advert, encode, pass_auth_data
 from tests.functional.lab import start_keepalived, wait_for
 from tests.functional.test_vrrp_failover import down_interval, start_director, stats, vrrp_config
@@ -54,7 +55,6 @@ class Partition:
 
 
 def _nft(switch, args, stdin=None):
-    from director.demo.netlab import _run
     _run(["ip", "netns", "exec", switch.ns, "nft", *args], input=stdin)
 
 
@@ -245,8 +245,8 @@ def test_garp_lower_prio_repeat_and_delay(lab):
     times = [t for t in garps.wait(7, 6) if t >= before]
     sets = groups(times)
     assert [len(s) for s in sets] == [3, 3], sets
-    assert sets[0][0] - before < 0.5, sets
-    assert 1.9 <= sets[1][0] - sets[0][0] <= 2.5, sets
+    assert sets[0][0] - before < 1.0, sets
+    assert 1.9 <= sets[1][0] - sets[0][0] <= 3.0, sets
     heard = [line for line in lab.log_of(ours).splitlines() if "vrrp.lower_priority_heard" in line]
     assert len(heard) == 1 and "src=192.0.2.66 priority=50 ours=150" in heard[0], heard
 
@@ -263,7 +263,7 @@ def test_garp_lower_prio_unset_takes_the_global_garp_master_values(lab):
     times = [t for t in garps.wait(12, 5) if t >= before]
     sets = groups(times)
     assert [len(s) for s in sets] == [2, 2], sets
-    assert 0.9 <= sets[1][0] - sets[0][0] <= 1.5, sets
+    assert 0.9 <= sets[1][0] - sets[0][0] <= 2.0, sets
 
 
 def test_garp_lower_prio_repeat_0_sends_none(lab):
@@ -289,4 +289,4 @@ def test_garp_master_refresh_counts_from_the_transition(lab):
     sets = groups(garps.wait(8, 8))
     assert [len(s) for s in sets[:4]] == [1, 2, 2, 3], sets
     for earlier, later in zip(sets, sets[1:4]):
-        assert 0.8 <= later[0] - earlier[0] <= 1.5, sets
+        assert 0.9 <= later[0] - earlier[0] <= 1.6, sets
