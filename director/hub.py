@@ -7,9 +7,12 @@ logged and counted, and tests can see which greenlets died.
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import signal as _signal
 import time
+import weakref
 from typing import Any, Callable
 
 import gevent
@@ -34,6 +37,10 @@ joinall = gevent.joinall
 killall = gevent.killall
 
 crashes: dict[str, int] = {}      # greenlet name -> times it died of an exception
+# Every greenlet spawned through this module while it exists (running, waiting, or finished
+# and still referenced): for runtime(). Weak, so it keeps none alive; the collector cannot
+# count them instead, since gc.freeze() hides what it froze from gc.get_objects().
+greenlets: weakref.WeakSet = weakref.WeakSet()
 
 
 def count_crash(name: str) -> None:
@@ -46,6 +53,7 @@ def spawn(function: Callable[..., Any], *args: Any, name: str = "",
     """Start a greenlet whose death by exception is logged with its traceback and counted.
     ``report=False`` is for a caller that collects the exception itself (a check attempt)."""
     greenlet = gevent.spawn(function, *args)
+    greenlets.add(greenlet)
     label = name or getattr(function, "__qualname__", repr(function))
     greenlet.name = label
     if not report:
@@ -80,6 +88,7 @@ class Supervised(gevent.Greenlet):
         self.restarts = 0
         self.waiting = False                # between a crash and its restart
         self.last_error: str | None = None
+        greenlets.add(self)
 
     def _run(self) -> None:              # gevent.Greenlet's hook
         supervised.add(self)
@@ -165,6 +174,14 @@ SIGNALS = {"TERM": _signal.SIGTERM, "INT": _signal.SIGINT, "HUP": _signal.SIGHUP
 AsyncResult = gevent.event.AsyncResult
 
 
+def spawn_counted(*args: Any) -> gevent.Greenlet:
+    """A plain gevent spawn whose greenlet runtime() counts: the web server's one per
+    connection (its own handler reports its errors)."""
+    greenlet = gevent.spawn(*args)
+    greenlets.add(greenlet)
+    return greenlet
+
+
 BREATHE_MAX = 0.005      # seconds breathe() may wait for an idle loop
 
 
@@ -193,3 +210,17 @@ class Slicer:
         if time.monotonic() - self.resumed >= self.budget:
             breathe()
             self.resumed = time.monotonic()
+
+
+def runtime() -> dict[str, int]:
+    """What the soak bench watches for leaks, read only when asked (``/healthz?verbose=1``):
+    the greenlets of ours alive (see ``greenlets``), the OS threads, the open descriptors and
+    the resident set of this process, and the objects gc.freeze() has put out of the
+    collector's reach (a cycle frozen is never freed). A few /proc reads: cheap."""
+    with open("/proc/self/statm") as statm:
+        rss_pages = int(statm.read().split()[1])
+    return {"greenlets": len(greenlets),
+            "threads": len(os.listdir("/proc/self/task")),
+            "fds": len(os.listdir("/proc/self/fd")),
+            "rss_bytes": rss_pages * os.sysconf("SC_PAGE_SIZE"),
+            "gc_frozen": gc.get_freeze_count()}

@@ -41,6 +41,7 @@ import gevent
 import gevent.pywsgi
 import gevent.ssl
 
+from . import hub
 from .errors import BodyTimeout
 from .state import REFUSED_KEY, WebView
 
@@ -347,7 +348,8 @@ class Server(gevent.pywsgi.WSGIServer):
     def __init__(self, listener: tuple[str, int], app: Any, limit: int,
                  tls: ssl.SSLContext | None = None, backlog: int = 1024) -> None:
         super().__init__(listener, app, backlog=backlog, log=None, error_log=_ErrorLog(),
-                         environ={"wsgi.url_scheme": "https"} if tls else None)
+                         environ={"wsgi.url_scheme": "https"} if tls else None,
+                         spawn=hub.spawn_counted)
         self.limit = limit
         self.tls = tls
         self.open = 0

@@ -416,3 +416,23 @@ def test_an_out_of_range_argument_says_its_range(client):
     assert response.status_code == 400
     assert "None" not in response.get_json()["error"], response.get_json()
     assert "at least 0" in response.get_json()["error"], response.get_json()
+
+
+def test_healthz_verbose_gives_the_runtime_figures(client, director):
+    """The soak bench's probe: greenlets, threads, fds and RSS of this very process."""
+    import os
+
+    from director import hub
+    before = client.get("/healthz?verbose=1").get_json()
+    assert before["ok"] is True and before["not_running"] == []
+    runtime = before["runtime"]
+    assert runtime["threads"] >= 1 and runtime["rss_bytes"] > 10 * 2**20
+    assert runtime["fds"] == pytest.approx(len(os.listdir("/proc/self/fd")), abs=3)
+    spares = [hub.spawn(lambda: None, name="spare") for _ in range(50)]   # not run yet
+    assert client.get("/healthz?verbose=1").get_json()["runtime"]["greenlets"] >= \
+        runtime["greenlets"] + 50
+    hub.joinall(spares)
+    director.is_healthy = False
+    response = client.get("/healthz?verbose=1")
+    assert response.status_code == 503 and response.get_json()["not_running"]
+    assert client.get("/healthz").get_data(as_text=True).startswith("unhealthy")
