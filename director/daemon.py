@@ -37,6 +37,8 @@ HEARTBEAT_LIMIT = 5.0   # ... and /healthz fails when it has not for this long
 COMMAND_TIMEOUT = 30.0  # a web request waits this long for the main greenlet's answer
 DRAINED_FILE = "drained.json"
 MAX_LOGGED_DIAGNOSTICS = 50     # a file of garbage must not become half a million log lines
+FREEZE_COLLECT_MAX = 30000   # objects made since the last pass: above, a pass before the freeze
+                             # would hold the loop too long (see _reload)
 
 
 def read_admin_token(path: str | None) -> str | None:
@@ -393,6 +395,14 @@ class Director:
         try:
             result, plan = self._parse_and_plan(self.config)
             if plan is not None and not plan.unchanged:
+                # The freeze takes every object alive, garbage too, and a cycle frozen is
+                # never collected: the web face leaves cycles with every request (werkzeug's
+                # route matcher, exceptions' tracebacks), and it serves requests between the
+                # parse's slices. So one pass first, over what is not frozen yet (the new
+                # model, mostly), when that is cheap: 1 ms at 2,000 real servers, but 80 ms
+                # at 100,000 lines (adverts late: bench/reload_lateness.py), left out there.
+                if gc.get_count()[0] < FREEZE_COLLECT_MAX:
+                    gc.collect()
                 gc.freeze()
         except Unreadable as exc:                 # the file went away, a directory, a FIFO
             event(log, "reload.failed", logging.ERROR, error=str(exc),

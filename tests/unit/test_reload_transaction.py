@@ -115,3 +115,30 @@ def test_success_commits_the_new_configuration_last(director):
     assert director.config.vrrp_instances[0].priority == 110
     assert director.reload_status["note"] == \
         "real servers: 1 added, 1 removed; VRRP instances: 1 changed"
+
+
+def test_a_reload_freezes_no_garbage(director):
+    """A reload freezes the new model (gc.freeze) and with it every object alive then,
+    garbage included: a cycle frozen is never collected. The web face leaves cycles with
+    every request (werkzeug's route matcher, exceptions' tracebacks): the soak bench
+    (bench/soak.py) found them piling up, 26,000 objects after 50 reloads in a minute.
+    What died before the reload must be gone, not frozen."""
+    import gc
+    import weakref
+
+    class Cycle:
+        pass
+
+    garbage = Cycle()
+    garbage.me = garbage
+    gone = weakref.ref(garbage)
+    del garbage
+    enabled = gc.isenabled()
+    gc.disable()                       # as if the collector had not come round yet
+    try:
+        director.handle_reload()
+        assert director.reload_status["result"] == "success", director.reload_status
+        assert gone() is None
+    finally:
+        if enabled:
+            gc.enable()
