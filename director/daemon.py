@@ -37,8 +37,12 @@ HEARTBEAT_LIMIT = 5.0   # ... and /healthz fails when it has not for this long
 COMMAND_TIMEOUT = 30.0  # a web request waits this long for the main greenlet's answer
 DRAINED_FILE = "drained.json"
 MAX_LOGGED_DIAGNOSTICS = 50     # a file of garbage must not become half a million log lines
-FREEZE_COLLECT_MAX = 30000   # objects made since the last pass: above, a pass before the freeze
-                             # would hold the loop too long (see _reload)
+FREEZE_COLLECT_SERVERS = 5000   # real servers in a new model: past this a pass over it before
+                                # the freeze would hold the loop too long (see _reload)
+
+
+def real_server_count(config: Any) -> int:
+    return sum(len(virtual.real_servers) for virtual in config.virtual_servers)
 
 
 def read_admin_token(path: str | None) -> str | None:
@@ -385,6 +389,11 @@ class Director:
         failure before the apply changes nothing; one during it is rolled back to the old
         configuration. Every outcome is counted and becomes an event."""
         self._coalesce("reload")
+        # The freeze below takes every object alive, garbage too, and a cycle frozen is never
+        # collected; the web face leaves cycles with every request (werkzeug's route matcher,
+        # exceptions' tracebacks). What died before this reload goes now, whatever the file's
+        # size: this pass walks only what is not frozen (the running model is).
+        gc.collect()
         # The collector's passes are not sliced: over the million objects a large file
         # parses into, they stalled the loop (and the adverts) for a second. It rests while
         # the file is parsed, and a new model is frozen (kept out of its passes, as at
@@ -395,13 +404,11 @@ class Director:
         try:
             result, plan = self._parse_and_plan(self.config)
             if plan is not None and not plan.unchanged:
-                # The freeze takes every object alive, garbage too, and a cycle frozen is
-                # never collected: the web face leaves cycles with every request (werkzeug's
-                # route matcher, exceptions' tracebacks), and it serves requests between the
-                # parse's slices. So one pass first, over what is not frozen yet (the new
-                # model, mostly), when that is cheap: 1 ms at 2,000 real servers, but 80 ms
-                # at 100,000 lines (adverts late: bench/reload_lateness.py), left out there.
-                if gc.get_count()[0] < FREEZE_COLLECT_MAX:
+                # The web face served requests between the parse's slices: their cycles go
+                # in one more pass, over the new model mostly, where that is cheap (1 ms at
+                # 2,000 real servers; 80 ms at 100,000 lines held the adverts back,
+                # bench/reload_lateness.py): a large file freezes the few made meanwhile.
+                if real_server_count(result.config) <= FREEZE_COLLECT_SERVERS:
                     gc.collect()
                 gc.freeze()
         except Unreadable as exc:                 # the file went away, a directory, a FIFO
