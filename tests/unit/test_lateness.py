@@ -91,14 +91,20 @@ def test_a_stalled_loop_is_measured_and_its_cause_named(stall, kind):
         if stall == "block":
             time.sleep(0.5)             # a blocking call on the loop: the process did not run
         else:
-            while time.monotonic() < end:
-                pass                    # the loop ran code without yielding
+            # the loop runs code without yielding, for 0.5 s of CPU: on a host whose cores
+            # are all taken (CI beside a bench) that is more than 0.5 s of wall time
+            spun = time.thread_time() + 0.5
+            while time.thread_time() < spun and time.monotonic() < end + 5:
+                pass
         wait_until(lambda: monitor.last_late is not None, 5.0)
     finally:
         monitor.stop()
-    assert monitor.last_late["cause"] == kind, monitor.last_late
-    assert 0.3 <= monitor.last_late["lag_seconds"] <= 2.0, monitor.last_late
-    assert len(events) == 1 and events[0]["cause"] == kind
+    # A spinning loop on an overloaded host may wait for a CPU longer than it ran: then
+    # 'waiting' is the right name; never 'held', which would mean its CPU time was lost.
+    expected = {kind, "waiting"} if kind == "busy" else {kind}
+    assert monitor.last_late["cause"] in expected, monitor.last_late
+    assert 0.3 <= monitor.last_late["lag_seconds"] <= 6.0, monitor.last_late
+    assert len(events) == 1 and events[0]["cause"] in expected
     assert monitor.view().as_json()["lag"]["max_seconds"] >= 0.3
 
 
