@@ -87,6 +87,22 @@ def listening(host):
     return host.run(["ss", "-Hltn", "sport = :80"]).stdout.strip()
 
 
+def real_servers(lab, switch, addresses: dict[str, str]) -> tuple[dict, dict]:
+    """A host per name on ``switch`` serving its name over HTTP (routed via GATEWAY), each
+    listening before this returns: (hosts, server processes) by name."""
+    hosts, servers = {}, {}
+    for name, address in addresses.items():
+        host = lab.host(name, links=[(switch, "eth0", [f"{address}/24"])])
+        host.run(["ip", "route", "add", "default", "via", GATEWAY])
+        root = Path(lab.tmp) / name
+        root.mkdir()
+        (root / "index.html").write_text(f"{name}\n")
+        hosts[name], servers[name] = host, serve(host, name, address, root)
+    for name, host in hosts.items():
+        wait_for(lambda host=host: listening(host), READY_TIMEOUT, message=f"{name} listening")
+    return hosts, servers
+
+
 def lay_out(lab, extra: str = "", global_defs: str = "", daemon_args: tuple = (),
             env: dict | None = None, lb_algo: str = "rr"):
     """The HOWTO's LVS-NAT network: client | director (VIPs by VRRP) | real servers whose
@@ -98,16 +114,7 @@ def lay_out(lab, extra: str = "", global_defs: str = "", daemon_args: tuple = ()
     director = lab.host("director", sysctls={"net.ipv4.ip_forward": 1},
                         links=[(client_side, "eth0", ["203.0.113.1/24"]),
                                (server_side, "eth1", ["10.20.40.2/24"])])
-    hosts, servers = {}, {}
-    for name, address in {**SERVERS, "sorry": SORRY}.items():
-        host = lab.host(name, links=[(server_side, "eth0", [f"{address}/24"])])
-        host.run(["ip", "route", "add", "default", "via", GATEWAY])
-        root = Path(lab.tmp) / name
-        root.mkdir()
-        (root / "index.html").write_text(f"{name}\n")
-        hosts[name], servers[name] = host, serve(host, name, address, root)
-    for name, host in hosts.items():
-        wait_for(lambda host=host: listening(host), READY_TIMEOUT, message=f"{name} listening")
+    hosts, servers = real_servers(lab, server_side, {**SERVERS, "sorry": SORRY})
     folder = Path(lab.tmp) / "director"
     folder.mkdir()
     (folder / "keepalived.conf").write_text(config(extra, global_defs, lb_algo))

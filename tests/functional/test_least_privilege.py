@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.functional.lab import start_keepalived, wait_for
-from tests.functional.test_lb_daemon_nftables import listening, serve
-from tests.functional.test_lb_nftables_netns import READY_TIMEOUT, SERVERS, VIP, requests
+from tests.functional.test_lb_daemon_nftables import real_servers
+from tests.functional.test_lb_nftables_netns import SERVERS, VIP, requests
 from tests.functional.test_vrrp_failover import down_interval, vrrp_config
 from tests.unit.test_systemd_unit import unit_capabilities
 
@@ -112,16 +112,7 @@ def test_the_daemon_does_its_job_with_only_the_units_capabilities(lab, scripts):
     director = lab.host("director", sysctls={"net.ipv4.ip_forward": 1},
                         links=[(client_side, "eth0", ["203.0.113.1/24"]),
                                (server_side, "eth1", [f"{GATEWAY}/24"])])
-    hosts, servers = {}, {}
-    for name, address in SERVERS.items():
-        host = lab.host(name, links=[(server_side, "eth0", [f"{address}/24"])])
-        host.run(["ip", "route", "add", "default", "via", GATEWAY])
-        root = Path(lab.tmp) / name
-        root.mkdir()
-        (root / "index.html").write_text(f"{name}\n")
-        hosts[name], servers[name] = host, serve(host, name, address, root)
-    for name, host in hosts.items():
-        wait_for(lambda host=host: listening(host), READY_TIMEOUT, message=f"{name} listening")
+    hosts, servers = real_servers(lab, server_side, SERVERS)
 
     folder = Path(lab.tmp) / "director"
     folder.mkdir()
