@@ -214,11 +214,13 @@ def _interfaces(config, diagnostics: Diagnostics, exists: Callable[[str], bool])
             check(vip.dev, instance, "dev", vip)
 
 
-def _commands(node: Any, where: Location, user: str | None
+def _commands(node: Any, where: Location, user: str | None, pause: Callable[[], None]
               ) -> Iterator[tuple[Location, str, Command, str | None]]:
     """(location, keyword, Command, the user it runs as) for every script in the model: the
     command's own USER [GROUP], else its block's ``user`` (vrrp_script, MISC_CHECK), else
-    the default script user."""
+    the default script user. ``pause`` at every block: the walk over 12,000 real servers
+    held a reload's adverts 160 ms (bench/reload_lateness.py)."""
+    pause()
     where = getattr(node, "location", None) or where
     block_user = getattr(node, "user", None)
     for field in dataclasses.fields(node):
@@ -227,11 +229,11 @@ def _commands(node: Any, where: Location, user: str | None
             own = f"{value.user} {value.group or ''}".strip() if value.user else None
             yield where, field.name, value, own or block_user or user
         elif dataclasses.is_dataclass(value):
-            yield from _commands(value, where, user)
+            yield from _commands(value, where, user, pause)
         elif isinstance(value, tuple):
             for item in value:
                 if dataclasses.is_dataclass(item):
-                    yield from _commands(item, where, user)
+                    yield from _commands(item, where, user, pause)
 
 
 def _scripts(config, diagnostics: Diagnostics) -> None:
@@ -240,7 +242,8 @@ def _scripts(config, diagnostics: Diagnostics) -> None:
     security = config.global_defs.enable_script_security
     seen: set[tuple[str, str | None]] = set()
     for where, keyword, command, user in _commands(config, config.location,
-                                                   default_user(config.global_defs.script_user)):
+                                                   default_user(config.global_defs.script_user),
+                                                   diagnostics.pause):
         if (command.line, user) in seen:
             continue
         seen.add((command.line, user))
