@@ -391,9 +391,11 @@ class Director:
         self._coalesce("reload")
         # The freeze below takes every object alive, garbage too, and a cycle frozen is never
         # collected; the web face leaves cycles with every request (werkzeug's route matcher,
-        # exceptions' tracebacks). What died before this reload goes now, whatever the file's
-        # size: this pass walks only what is not frozen (the running model is).
-        gc.collect()
+        # exceptions' tracebacks). What died before this reload goes now, where that is cheap:
+        # the running model is frozen, but the checkers' state built after its freeze is not
+        # (a pass over 12,000 real servers' held the adverts 180 ms: bench/reload_lateness.py).
+        if real_server_count(self.config) <= FREEZE_COLLECT_SERVERS:
+            gc.collect()
         # The collector's passes are not sliced: over the million objects a large file
         # parses into, they stalled the loop (and the adverts) for a second. It rests while
         # the file is parsed, and a new model is frozen (kept out of its passes, as at

@@ -117,22 +117,20 @@ def test_success_commits_the_new_configuration_last(director):
         "real servers: 1 added, 1 removed; VRRP instances: 1 changed"
 
 
-@pytest.mark.parametrize("large", [False, True])
-def test_a_reload_freezes_no_garbage(director, monkeypatch, large):
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_reload_freezes_no_garbage(director, monkeypatch, busy):
     """A reload freezes the new model (gc.freeze) and with it every object alive then,
     garbage included: a cycle frozen is never collected. The web face leaves cycles with
     every request (werkzeug's route matcher, exceptions' tracebacks): the soak bench
     (bench/soak.py) found them piling up, 26,000 objects after 50 reloads in a minute.
-    What died before the reload must be gone, not frozen; also for a ``large`` file, past
-    FREEZE_COLLECT_SERVERS, where the pass after the parse is left out (80 ms at 100,000
-    lines): the soak under load found them frozen (+30,000 objects, +21 MB in 20 minutes)
-    when that pass was left out by the count of objects made since the last one."""
+    What died before the reload must be gone, not frozen; also when the process was
+    ``busy`` (many objects made since the collector's last pass): the soak under load found
+    them frozen (+30,000 objects, +21 MB in 20 minutes) when that count decided the pass."""
     import gc
     import weakref
 
     from director import daemon
-    if large:
-        monkeypatch.setattr(daemon, "FREEZE_COLLECT_SERVERS", -1, raising=False)
+    if busy:
         monkeypatch.setattr(daemon, "FREEZE_COLLECT_MAX", 0, raising=False)  # the rule before
 
     class Cycle:
