@@ -119,11 +119,19 @@ class MainLoopLag:
         lag = max(0.0, now - self._due)
         self.lag.add(lag)
         cpu, waited = self._times()
-        if lag > self.threshold:
-            self._late(now, lag, cpu - self._cpu,
-                       None if waited is None or self._waited is None else waited - self._waited)
-        self._cpu, self._waited = cpu, waited
-        self._arm(now)
+        try:
+            if lag > self.threshold:
+                self._late(now, lag, cpu - self._cpu,
+                           None if waited is None or self._waited is None
+                           else waited - self._waited)
+        except Exception:
+            # a loop callback, not a supervised greenlet: counted and logged here, and the
+            # timer armed again below, or the measure would stop without a word
+            hub.count_crash("main loop lag")
+            log.exception("hub.crash greenlet=%s", "main loop lag")
+        finally:
+            self._cpu, self._waited = cpu, waited
+            self._arm(now)
 
     def _late(self, now: float, lag: float, busy: float, waiting: float | None) -> None:
         cause = cause_of(lag, busy, waiting)

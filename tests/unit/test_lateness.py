@@ -142,3 +142,23 @@ def test_state_and_metrics_carry_the_lag_and_the_lateness():
                               capture_output=True, timeout=30)
         assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), \
             done.stdout + done.stderr
+
+
+def test_a_failing_listener_does_not_stop_the_measure():
+    """The lag is measured by a loop timer, not a supervised greenlet: an exception in its
+    listener (the event log) must be counted and the timer armed again, or the figure
+    would stop without a word."""
+    def broken(**fields):
+        raise RuntimeError("listener broke")
+
+    before = hub.crashes.get("main loop lag", 0)
+    monitor = MainLoopLag(threshold=0.05, on_late=broken)
+    monitor.start()
+    try:
+        wait_until(lambda: monitor.lag.view().count >= 1, 5.0)
+        time.sleep(0.2)                               # one late tick: the listener raises
+        counted = monitor.lag.view().count
+        wait_until(lambda: monitor.lag.view().count >= counted + 3, 5.0)
+    finally:
+        monitor.stop()
+    assert hub.crashes.get("main loop lag", 0) == before + 1
