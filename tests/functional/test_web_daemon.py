@@ -5,6 +5,7 @@ restart, and a broken reload is counted and shown while the old configuration ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -156,16 +157,24 @@ def servers():
         sock.close()
 
 
-@pytest.fixture
-def daemon(tmp_path, servers):
-    daemon = Daemon(tmp_path, [sock.getsockname()[1] for sock in servers])
-    daemon.start()
-    yield daemon
+@contextlib.contextmanager
+def running(daemon: Daemon):
+    """``daemon`` started, then stopped with TERM (exit 0 asserted) when the block ends
+    normally, and killed whatever happened: no test leaves a daemon behind."""
     try:
+        daemon.start()
+        yield daemon
         daemon.stop()
     finally:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.kill()
+            daemon.proc.wait(5)
+
+
+@pytest.fixture
+def daemon(tmp_path, servers):
+    with running(Daemon(tmp_path, [sock.getsockname()[1] for sock in servers])) as daemon:
+        yield daemon
 
 
 def test_state_stream_and_metrics_follow_the_checks(daemon, servers):

@@ -19,7 +19,7 @@ from collections import Counter
 import pytest
 
 from tests.functional.lab import wait_for
-from tests.functional.test_web_daemon import TOKEN, Daemon
+from tests.functional.test_web_daemon import TOKEN, Daemon, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -77,14 +77,11 @@ def rss(pid: int) -> int:
 @pytest.fixture
 def daemon(tmp_path):
     servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
-    daemon = Daemon(tmp_path, [server.getsockname()[1] for server in servers])
-    daemon.start()
-    yield daemon
     try:
-        daemon.stop()
+        with running(Daemon(tmp_path, [server.getsockname()[1] for server in servers])) \
+                as daemon:
+            yield daemon
     finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
         for server in servers:
             server.close()
 

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from tests.functional.lab import wait_for
-from tests.functional.test_web_daemon import Daemon
+from tests.functional.test_web_daemon import Daemon, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -104,35 +104,34 @@ def test_a_web_flood_at_the_descriptor_limit_takes_no_real_server_down(tmp_path,
     daemon = Daemon(tmp_path, [])
     daemon.config.write_text(http_config(http_servers))
     daemon.preexec = low_limit
-    socks: list[socket.socket] = []
-    try:
-        daemon.start()
-        wait_for(lambda: all(r["up"] for r in daemon.reals().values()), 10,
-                 message=daemon.log)
-        before = len(daemon.get("/api/v1/events"))
-        flood(daemon.port, FLOOD, socks)
-        # The flood holds the web face HOLD seconds; the checks go on (watched in the
-        # log: the web face is busy), and the wait ends early if a server goes down.
+    with running(daemon):
+        socks: list[socket.socket] = []
         try:
-            wait_for(lambda: downs(daemon), HOLD, interval=0.2)
-        except AssertionError:
-            pass
-        assert not downs(daemon), daemon.log()[-3000:]
-    finally:
-        for sock in socks:
-            sock.close()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    wait_for(lambda: daemon.status("/healthz") == 200, 30, message=daemon.log)
-    events = daemon.get("/api/v1/events")[before:]
-    assert not [e for e in events if e["kind"] == "real_server"], events
-    assert all(r["up"] for r in daemon.reals().values())
-    web = daemon.get("/api/v1/state")["web"]
-    print(f"web after the flood: {web}")
-    assert web["connection_limit"] <= NOFILE - 128, web
-    assert web["refused"].get("too_many_connections", 0) >= 1, web
-    assert web["refused"].get("timeout", 0) >= 1, web      # the silent ones, cut at 10 s
-    assert "Too many open files" not in daemon.log()
-    daemon.stop()
+            wait_for(lambda: all(r["up"] for r in daemon.reals().values()), 10,
+                     message=daemon.log)
+            before = len(daemon.get("/api/v1/events"))
+            flood(daemon.port, FLOOD, socks)
+            # The flood holds the web face HOLD seconds; the checks go on (watched in the
+            # log: the web face is busy), and the wait ends early if a server goes down.
+            try:
+                wait_for(lambda: downs(daemon), HOLD, interval=0.2)
+            except AssertionError:
+                pass
+            assert not downs(daemon), daemon.log()[-3000:]
+        finally:
+            for sock in socks:
+                sock.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        wait_for(lambda: daemon.status("/healthz") == 200, 30, message=daemon.log)
+        events = daemon.get("/api/v1/events")[before:]
+        assert not [e for e in events if e["kind"] == "real_server"], events
+        assert all(r["up"] for r in daemon.reals().values())
+        web = daemon.get("/api/v1/state")["web"]
+        print(f"web after the flood: {web}")
+        assert web["connection_limit"] <= NOFILE - 128, web
+        assert web["refused"].get("too_many_connections", 0) >= 1, web
+        assert web["refused"].get("timeout", 0) >= 1, web      # the silent ones, cut at 10 s
+        assert "Too many open files" not in daemon.log()
 
 
 def downs(daemon: Daemon) -> list[str]:
