@@ -28,6 +28,13 @@ def directory_problem(uid: int, gid: int, mode: int, our_uid: int) -> str | None
     (/tmp) stops renames of our files, not names planted before we write ours."""
     if uid not in (0, our_uid):
         return f"is owned by uid {uid}"
+    return writable_by_others(gid, mode)
+
+
+def writable_by_others(gid: int, mode: int) -> str | None:
+    """Why a user other than root may write to a file or directory of this group and mode
+    (every user, or a group other than root's), or None: the state directory's rule here
+    and enable_script_security's (director/scriptsec.py)."""
     if mode & stat.S_IWOTH:
         return f"is writable by every user (mode {stat.S_IMODE(mode):04o})"
     if mode & stat.S_IWGRP and gid != 0:

@@ -34,6 +34,8 @@ import shutil
 import stat
 from dataclasses import dataclass
 
+from .files import writable_by_others
+
 KEEPALIVED_SCRIPT_USER = "keepalived_script"
 
 
@@ -56,11 +58,9 @@ def unsafe(entries: list[Entry]) -> str | None:
             continue
         if stat.S_ISDIR(entry.mode) and entry.mode & stat.S_ISVTX:
             continue                   # sticky: others may add names, not replace root's
-        permissions = f"mode {stat.S_IMODE(entry.mode):04o}"
-        if entry.mode & stat.S_IWOTH:
-            return f"{entry.path} is writable by every user ({permissions})"
-        if entry.gid != 0 and entry.mode & stat.S_IWGRP:
-            return f"{entry.path} is writable by group {entry.gid} ({permissions})"
+        writable = writable_by_others(entry.gid, entry.mode)
+        if writable:
+            return f"{entry.path} {writable}"
     return None
 
 
