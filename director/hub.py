@@ -174,14 +174,6 @@ SIGNALS = {"TERM": _signal.SIGTERM, "INT": _signal.SIGINT, "HUP": _signal.SIGHUP
 AsyncResult = gevent.event.AsyncResult
 
 
-def spawn_counted(*args: Any) -> gevent.Greenlet:
-    """A plain gevent spawn whose greenlet runtime() counts: the web server's one per
-    connection (its own handler reports its errors)."""
-    greenlet = gevent.spawn(*args)
-    greenlets.add(greenlet)
-    return greenlet
-
-
 BREATHE_MAX = 0.005      # seconds breathe() may wait for an idle loop
 
 

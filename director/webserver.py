@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import functools
 import http.client
 import ipaddress
 import logging
@@ -349,7 +350,9 @@ class Server(gevent.pywsgi.WSGIServer):
                  tls: ssl.SSLContext | None = None, backlog: int = 1024) -> None:
         super().__init__(listener, app, backlog=backlog, log=None, error_log=_ErrorLog(),
                          environ={"wsgi.url_scheme": "https"} if tls else None,
-                         spawn=hub.spawn_counted)
+                         # a greenlet per connection, counted by hub.runtime(); the
+                         # handler reports its own errors
+                         spawn=functools.partial(hub.spawn, report=False))
         self.limit = limit
         self.tls = tls
         self.open = 0
