@@ -38,6 +38,7 @@ class InstancePlan:
     sync_groups: tuple[str, ...] = ()     # rebuilt (or removed, when gone from the file)
     scripts: tuple[str, ...] = ()         # tracked scripts whose definition changed
     lvs_sync: bool = False                # the lvs_sync_daemon setting changed
+    static: bool = False                  # static_ipaddress / _routes / _rules changed
 
     @property
     def going(self) -> tuple[str, ...]:
@@ -50,7 +51,7 @@ class InstancePlan:
     @property
     def unchanged(self) -> bool:
         return not (self.added or self.changed or self.removed or self.sync_groups or
-                    self.scripts or self.lvs_sync)
+                    self.scripts or self.lvs_sync or self.static)
 
     def counts(self) -> dict[str, int]:
         return {"kept": len(self.kept), "added": len(self.added),
@@ -144,7 +145,10 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
         return (before is not None and before == instance and
                 effective_version(before, old.global_defs) ==
                 effective_version(instance, new.global_defs) and
-                not {track.name for track in instance.track_script} & scripts)
+                not {track.name for track in instance.track_script} & scripts and
+                # an instance without an interface puts its VIPs on the default one
+                (instance.interface is not None or old.global_defs.default_interface ==
+                 new.global_defs.default_interface))
 
     names = [instance.name for instance in new.vrrp_instances]
     kept = tuple(instance.name for instance in new.vrrp_instances if same(instance))
@@ -160,7 +164,13 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
         (name in new_groups and any(member not in kept_set
                                     for member in new_groups[name].group))))
     return InstancePlan(kept, added, changed, removed, groups, tuple(sorted(scripts)),
-                        old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon)
+                        old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon,
+                        static_changed(old, new))
+
+
+def static_changed(old: Any, new: Any) -> bool:
+    from .vrrp.static import changes
+    return changes(old, new) != ([], [])
 
 
 def servers_of(config: Any, pause: Callable[[], None] = no_pause

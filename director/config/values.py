@@ -1,5 +1,5 @@
 """Parsers for the structured values of keepalived.conf: addresses, address lines, routes,
-rules, status codes, digests, group entries and tracking lines.
+status codes, digests, group entries and tracking lines.
 
 Each parser takes the words of a line and a context, returns an immutable value and raises
 ``Invalid`` with a message that names what was expected and what was found.
@@ -256,28 +256,6 @@ def _gateway_of_family(family: str, rest: list[str]) -> str:
     if parse_ip(rest[0], "a gateway address").version != version:
         raise Invalid(f"'via {family}' needs an IPv{version} gateway, got '{rest[0]}'")
     return rest[0]
-
-
-# -- virtual_rules / static_rules ------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    words: tuple[str, ...]     # as written; director does not program rules (-t warns)
-
-
-def rule(words: list[str], ctx: Context) -> Rule | None:
-    """keepalived skips a rule whose address does not parse and goes on; so do we, loudly."""
-    for index, word in enumerate(words[:-1]):
-        if word in ("from", "to"):
-            target = words[index + 1]
-            if target != "all":
-                try:
-                    ipaddress.ip_network(target, strict=False)
-                except ValueError:
-                    ctx.warn(f"rule address '{target}' is not an address/prefix: this rule is "
-                             "ignored, as keepalived ignores it")
-                    return None
-    return Rule(tuple(words))
 
 
 # -- tracking lines ---------------------------------------------------------------------------

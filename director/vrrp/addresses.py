@@ -17,8 +17,10 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from .. import hub
+from ..config.iprule import Rule
 from ..config.values import Route, VirtualAddress
 from ..log import event
+from . import rules
 
 log = logging.getLogger("director.vrrp.addresses")
 
@@ -164,6 +166,22 @@ class Addresses:
             raise OSError(exc.code, f"route {command} {route.destination}: {exc}") from exc
 
 
+    @_locked
+    def add_rule(self, rule: Rule, default_ifname: str = "") -> None:
+        self._rule("add", rule, errno.EEXIST)
+
+    @_locked
+    def remove_rule(self, rule: Rule, default_ifname: str = "") -> None:
+        self._rule("del", rule, errno.ENOENT)
+
+    def _rule(self, command: str, rule: Rule, done: int) -> None:
+        try:
+            self.ipr.rule(command, **rules.arguments(rule))
+        except NetlinkError as exc:
+            if exc.code != done:     # already there / already gone
+                raise OSError(exc.code, f"rule {rules.describe(rule)}: {exc}") from exc
+
+
 def _address_options(vip: VirtualAddress, interface) -> dict:
     options: dict = {}
     if vip.label:
@@ -190,17 +208,20 @@ def _address_options(vip: VirtualAddress, interface) -> dict:
 
 
 def apply_all(addresses: Addresses, vips, routes, ifname: str, add: bool,
-              instance: str) -> int:
-    """Add (or remove) every VIP and route of an instance: addresses before the routes that
-    may use them, and routes gone before their addresses. A failure is logged and counted,
-    and the rest still go on. Returns the number of failures."""
+              instance: str, rule_list=()) -> int:
+    """Add (or remove) every VIP, route and rule of an instance: addresses before the routes
+    that may use them, routes before the rules that send to them; and the other way round on
+    removal (keepalived's order). A failure is logged and counted, and the rest still go on.
+    Returns the number of failures."""
     action = "add" if add else "remove"
     steps = [(addresses.add if add else addresses.remove, vip, "address", vip.address)
              for vip in vips]
     routing = [(addresses.add_route if add else addresses.remove_route, route, "route",
                 route.destination) for route in routes]
+    routing += [(addresses.add_rule if add else addresses.remove_rule, rule, "rule",
+                 rules.describe(rule)) for rule in rule_list]
     failures = 0
-    for apply, item, kind, name in (steps + routing if add else routing + steps):
+    for apply, item, kind, name in (steps + routing if add else routing[::-1] + steps):
         try:
             apply(item, ifname)
         except OSError as exc:

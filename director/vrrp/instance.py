@@ -18,6 +18,7 @@ from ..lateness import Lateness
 from ..log import event as log_event
 from . import fsm
 from .addresses import Addresses, apply_all
+from .static import default_interface
 from .packet import (AUTH_PASS, MULTICAST, Advert, Expectation, encode, pass_auth_data)
 
 if TYPE_CHECKING:
@@ -65,6 +66,12 @@ class Instance:
         self._read_before: float | None = None   # the deadline the sockets were read for
 
     # -- set-up ----------------------------------------------------------------------------
+
+    @property
+    def vip_interface(self) -> str:
+        """Where a VIP without 'dev' goes: the instance's interface; for a unicast instance
+        without one, global_defs default_interface (keepalived's eth0 when unset)."""
+        return self.config.interface or default_interface(self.global_defs)
 
     def prepare(self, primary_ip: str) -> None:
         """Fix the parameters once the interface's address is known (I/O done by the caller)."""
@@ -208,7 +215,7 @@ class Instance:
         config = self.config
         self.counters.address_errors += apply_all(
             self.addresses, config.virtual_ipaddress + config.virtual_ipaddress_excluded,
-            config.virtual_routes, config.interface, add, self.name)
+            config.virtual_routes, self.vip_interface, add, self.name, config.virtual_rules)
 
     def _transition(self, transition: fsm.Transition) -> None:
         key = (transition.old, transition.new)
@@ -299,7 +306,7 @@ class Instance:
     def _announce_set(self, repeat: int, interval: float) -> None:
         by_interface: dict[str, list[str]] = {}
         for vip in self.config.virtual_ipaddress + self.config.virtual_ipaddress_excluded:
-            by_interface.setdefault(vip.dev or self.config.interface, []).append(
+            by_interface.setdefault(vip.dev or self.vip_interface, []).append(
                 vip.address.split("/")[0])
         for count in range(max(1, repeat)):
             if self.state.role != fsm.MASTER:

@@ -13,8 +13,10 @@ from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
 from . import fsm
 from .addresses import Addresses
+from .static import StaticSetup
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
+from .promote import PromoteSecondaries
 from .packet import VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
@@ -62,6 +64,9 @@ class VrrpService:
             config.global_defs.script_user,
             script_security=config.global_defs.enable_script_security)
         self.addresses = Addresses()
+        self.static = StaticSetup(self.addresses)
+        self.promote = PromoteSecondaries()
+        self.promoted: set[str] = set()          # instances holding promote_secondaries
         self.sockets: dict[tuple, VrrpSocket] = {}
         self.instances: list[Instance] = []
         self.sync_groups: list[SyncGroup] = []
@@ -83,6 +88,7 @@ class VrrpService:
         from ..reconcile import InstancePlan
         self.addresses.open()
         config = self.config
+        self.static.start(config)
         plan = InstancePlan(added=tuple(i.name for i in config.vrrp_instances),
                             sync_groups=tuple(g.name for g in config.vrrp_sync_groups))
         self.apply(self.prepare(plan, config))
@@ -159,6 +165,7 @@ class VrrpService:
             self._forget(instance)
         for name in set(plan.scripts) & self.scripts.keys():   # only going instances used them
             self.scripts.pop(name).stop()
+        self.static.apply(self.config, config)
         self.config = config
         for instance in self.instances:                 # kept: global settings apply at once
             instance.global_defs = config.global_defs
@@ -173,6 +180,9 @@ class VrrpService:
         self.instances.sort(key=lambda instance: order[instance.name])
         for instance in added:
             self._remove_leftovers(instance)
+            if instance.config.promote_secondaries and \
+                    self.promote.acquire(instance.config.interface, instance.name):
+                self.promoted.add(instance.name)
         self._wire_tracking(added)
         self._build_sync_groups([group for group in config.vrrp_sync_groups
                                  if group.name in plan.sync_groups])
@@ -240,6 +250,7 @@ class VrrpService:
 
     def _forget(self, instance: Instance) -> None:
         self.instances.remove(instance)
+        self._unpromote(instance)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
             for trackers in self.interface_watcher.subscribers.values():
@@ -248,6 +259,11 @@ class VrrpService:
             for runner in self.scripts.values():
                 if tracker in runner.subscribers:
                     runner.subscribers.remove(tracker)
+
+    def _unpromote(self, instance: Instance) -> None:
+        if instance.name in self.promoted:
+            self.promoted.discard(instance.name)
+            self.promote.release(instance.config.interface, instance.name)
 
     def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
         """keepalived's scripts: notify_<state> as written, then ``notify`` with
@@ -265,8 +281,8 @@ class VrrpService:
         (keepalived's users ask for this: a stale VIP answers ARP for the real master)."""
         for vip in instance.vips():
             try:
-                if self.addresses.present(vip, instance.config.interface):
-                    self.addresses.remove(vip, instance.config.interface)
+                if self.addresses.present(vip, instance.vip_interface):
+                    self.addresses.remove(vip, instance.vip_interface)
                     log_event(log, "vrrp.leftover_removed", instance=instance.name,
                               address=vip.address)
             except OSError as exc:
@@ -347,12 +363,15 @@ class VrrpService:
         for instance in self.instances:
             instance.post(fsm.Shutdown())
         hub.joinall([i.greenlet for i in self.instances if i.greenlet], timeout=timeout)
+        for instance in self.instances:
+            self._unpromote(instance)
         if self.lvs_sync is not None:
             self.lvs_sync.stop()
         self.notifier.wait(timeout=1.0)
         hub.killall(self.greenlets + list(self.receivers.values()), block=False)
         for sock in self.sockets.values():
             sock.close()
+        self.static.apply(self.config, None)
         self.addresses.close()
 
     def snapshot(self) -> VrrpView:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from ..iprule import assign_priorities, rule
 from ..schema import Block, Kw, Lines, Opaque, model_for
-from ..values import route, rule, virtual_address
+from ..values import route, virtual_address
 from .checkers import SSL
 from .common import unsupported
 from .global_defs import GLOBAL_DEFS
 from .virtual_server import VIRTUAL_SERVER, VIRTUAL_SERVER_GROUP
 from .vrrp import TRACK_FILE, VRRP_INSTANCE, VRRP_SCRIPT, VRRP_SYNC_GROUP
 
-STATIC = "static addresses, routes and rules are not programmed by director"
+STATIC = ("Added at start whatever the VRRP state, kept by a reload that keeps them (only "
+          "what changed is added or removed), removed on stop, as keepalived does; only with "
+          "the VRRP subsystem (not with -C).")
 NOT_PLANNED = "director does not act on this block"
 
 
@@ -18,6 +23,12 @@ NOT_PLANNED = "director does not act on this block"
 def _root_finish(values, ctx):
     if values["global_defs"] is None:      # every default of global_defs still applies
         values["global_defs"] = model_for(GLOBAL_DEFS)()
+    instances = values["vrrp_instances"]
+    static, *virtual = assign_priorities([values["static_rules"]] +
+                                         [item.virtual_rules for item in instances])
+    values["static_rules"] = static
+    values["vrrp_instances"] = type(instances)(
+        dataclasses.replace(item, virtual_rules=rules) for item, rules in zip(instances, virtual))
 
 
 ROOT = Block(
@@ -36,9 +47,12 @@ ROOT = Block(
         Kw("virtual_server", VIRTUAL_SERVER, field="virtual_servers", repeat="append"),
         Kw("SSL", SSL, field="ssl"),
         Kw("static_ipaddress", Lines(virtual_address, "ADDRESS[/PREFIX] [options]"),
-           unsupported=STATIC),
-        Kw("static_routes", Lines(route, "routes in ip-route(8) syntax"), unsupported=STATIC),
-        Kw("static_rules", Lines(rule, "rules in ip-rule(8) syntax"), unsupported=STATIC),
+           doc="Addresses that are not VIPs (no dev: global_defs default_interface). " + STATIC),
+        Kw("static_routes", Lines(route, "routes in ip-route(8) syntax"), doc=STATIC),
+        Kw("static_rules", Lines(rule, "rules in ip-rule(8) syntax"),
+           doc="Policy rules (every ip-rule(8) option keepalived 2.2.7 reads), tagged protocol "
+               "18 (keepalived) unless no_track; without a preference numbered down from "
+               "16384 per family. " + STATIC),
         *(Kw(name, Opaque(), unsupported=NOT_PLANNED, field=name, repeat="append")
           for name in ("bfd_instance", "garp_group", "vrrp_track_process", "track_group",
                        "linkbeat_interfaces", "interface_up_down_delays")),

@@ -52,7 +52,9 @@ GLOBAL_DEFS = Block(
            doc="Refuse to run a script as root that a non-root user could change (the file "
                "or a directory on its path); without it, -t and start-up warn about such "
                "scripts. Needs script_user or the user keepalived_script."),
-        Kw("default_interface", Word("an interface"), unsupported=NOT_YET),
+        Kw("default_interface", Word("an interface"),
+           doc="Where static_ipaddress entries without 'dev', and the VIPs of a unicast "
+               "vrrp_instance without 'interface', are added. Default: eth0, as keepalived."),
         Kw("vrrp_mcast_group4", IP_ADDRESS, default="224.0.0.18"),
         Kw("vrrp_mcast_group6", IP_ADDRESS, default="ff02::12"),
         Kw("vrrp_version", Int(2, 3), default=2),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
                       SecretText, Text, Word)
-from ..values import Script, route, rule, single_name, tracked, unicast_peer, virtual_address
+from ..iprule import rule
+from ..values import Script, route, single_name, tracked, unicast_peer, virtual_address
 from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, name_header,
                      no_header, required, unsupported)
 
@@ -182,7 +183,9 @@ VRRP_INSTANCE = Block(
         Kw("virtual_ipaddress_excluded", Lines(virtual_address, "ADDRESS[/PREFIX] [options]")),
         Kw("virtual_routes", Lines(route, "routes in ip-route(8) syntax")),
         Kw("virtual_rules", Lines(rule, "rules in ip-rule(8) syntax"),
-           unsupported="policy rules are not programmed by director"),
+           doc="Policy rules that follow the VIPs: added on becoming MASTER (after the "
+               "virtual_routes), removed on leaving it (before them). ip-rule(8) syntax as "
+               "in static_rules."),
         Kw("nopreempt", Flag(sets=False), field="preempt", default=True),
         Kw("preempt", Flag(), field="preempt", default=True),
         Kw("preempt_delay", Seconds(0, 1000), default=0.0),
@@ -196,7 +199,10 @@ VRRP_INSTANCE = Block(
         Kw("accept", Flag(), field="accept"),
         Kw("no_accept", Flag(sets=False), field="accept", unsupported=NOT_YET),
         Kw("strict_mode", Flag(), unsupported=NOT_YET),
-        Kw("promote_secondaries", Flag(), unsupported=NOT_YET),
+        Kw("promote_secondaries", Flag(),
+           doc="Sets net.ipv4.conf.INTERFACE.promote_secondaries to 1 while the instance runs "
+               "(if it was 0; back to 0 when the last such instance stops), so that removing "
+               "the primary address of a subnet keeps its other (secondary) VIPs."),
         Kw("no_virtual_ipaddress", Flag(), unsupported=NOT_YET),
         Kw("down_timer_adverts", Int(1, 100), doc="Adverts missed before the master is down "
                                                   "(default 3, RFC)."),
