@@ -287,6 +287,11 @@ class Director:
             "real_server", virtual_server=state.name[0], real_server=state.name[1],
             state="up" if state.up else "down",
             error="" if state.up else state.last_error()))
+        self.checks.checker_listeners.append(lambda state, job: self.events.add(
+            "checker", virtual_server=state.name[0], real_server=state.name[1],
+            checker=job.key[2], state="up" if job.health.up else "down",
+            server_state="up" if state.up else "down",
+            error="" if job.health.up or job.last is None else job.last.error or ""))
         backend = self.options.backend
         if backend is None:
             backend = "ipvs" if ipvs_available() else "none"

@@ -131,6 +131,19 @@ class Mailer:
             service = _service(real.address, real.port, virtual.protocol or "TCP")
             return Mail(f"{prefix} Realserver {service} - {'UP' if up else 'DOWN'}",
                         f"=> CHECK {what} on service <=")
+        if kind == "checker":      # one checker of several changed, the server did not
+            found = self.reals.get((fields["virtual_server"], fields["real_server"]))
+            if found is None or defs.no_checker_emails:
+                return None
+            virtual, real = found
+            if not (real.smtp_alert or virtual.smtp_alert or checker_default):
+                return None
+            up = fields["state"] == "up"
+            what = "succeed" if up else f"failed ({fields.get('error') or 'no answer'})"
+            service = _service(real.address, real.port, virtual.protocol or "TCP")
+            return Mail(f"{prefix} Realserver {service} - "
+                        f"{'UP' if fields['server_state'] == 'up' else 'DOWN'}",
+                        f"=> CHECK {what} on service ({fields['checker']}) <=")
         if kind == "quorum":
             virtual = self.virtuals.get(fields["virtual_server"])
             if virtual is None or not (virtual.smtp_alert or checker_default):

@@ -199,7 +199,8 @@ def check_signature(config: Any, virtual: Any, real: Any, virtual_name: str = ""
         declared = kind(block.kind)
         if not declared.runs:                 # parsed, never run (BFD_CHECK)
             continue
-        settings = resolve_settings(virtual, real, block)
+        settings = resolve_settings(virtual, real, block,
+                                    config.global_defs.checker_log_all_failures)
         signature.append((block, settings, make_target(virtual, real, block, settings, names),
                           declared.inputs(config, real, settings) if declared.inputs else None))
     return tuple(signature)

@@ -16,9 +16,11 @@ __all__ = ["KINDS", "CheckResult", "CheckSettings", "Checker", "Kind", "Target",
            "kind", "make_target", "resolve_settings"]
 
 
-def resolve_settings(virtual_server: Any, real_server: Any, checker: Any) -> CheckSettings:
+def resolve_settings(virtual_server: Any, real_server: Any, checker: Any,
+                     log_all_failures: bool = False) -> CheckSettings:
     """keepalived's inheritance: the checker's value, else the real server's, else the
-    virtual server's, else the kind's default."""
+    virtual server's, else the kind's default. ``log_all_failures``: global_defs
+    checker_log_all_failures (or the checker's own)."""
 
     def pick(name: str, default):
         for level in (checker, real_server, virtual_server):
@@ -41,6 +43,8 @@ def resolve_settings(virtual_server: Any, real_server: Any, checker: Any) -> Che
         warmup=pick("warmup", delay_loop),
         alpha=bool(pick("alpha", False)),
         rise=pick("rise", 1),
+        log_all_failures=bool(log_all_failures or getattr(checker, "log_all_failures", False)),
+        fast_recovery=bool(getattr(checker, "fast_recovery", False)),
     )
 
 

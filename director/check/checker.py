@@ -59,3 +59,5 @@ class CheckSettings:
     warmup: float
     alpha: bool
     rise: int = 1
+    log_all_failures: bool = False     # log each failed attempt while up, not only the fall
+    fast_recovery: bool = False        # HTTP_GET / SSL_GET: the rise checks back to back

@@ -123,6 +123,16 @@ def _left(deadline: float) -> float:
     return left
 
 
+def _close_notify(sock: ssl.SSLSocket, deadline: float) -> None:
+    """Send our close_notify (and read the server's, if it sends one) within what is left of
+    the deadline; a server that has gone already is no failure of the check."""
+    try:
+        sock.settimeout(max(deadline - time.monotonic(), 0.05))
+        sock.unwrap()
+    except (OSError, ValueError):           # ssl.SSLError and TimeoutError are OSErrors
+        pass
+
+
 class HttpCheck:
     def __init__(self, config, target: Target, ssl_defs=None) -> None:
         """``ssl_defs``: the configuration's top-level SSL block, whose certificate and key
@@ -147,7 +157,8 @@ class HttpCheck:
         for url in self.config.url:
             vhost = url.virtualhost or self.config.virtualhost or self.target.virtualhost
             try:
-                raw = self._fetch(url.path, vhost, detail)
+                raw = self._fetch(url.path, vhost, detail,
+                                  bool(url.tls_compliant or self.config.tls_compliant))
                 reason = judge(url, raw)
                 if reason and reason.startswith(NOT_HTTP):
                     reply_error = "not_http"
@@ -175,9 +186,11 @@ class HttpCheck:
             self._context = context
         return self._context
 
-    def _fetch(self, path: str, vhost: str | None, detail: dict) -> bytes:
+    def _fetch(self, path: str, vhost: str | None, detail: dict,
+               close_notify: bool = False) -> bytes:
         """The raw reply to one GET, read until the server closes; _Failed on any error.
-        Records the server certificate in ``detail`` for SSL_GET."""
+        Records the server certificate in ``detail`` for SSL_GET, and ends its TLS session
+        with a close_notify alert when ``close_notify`` (tls_compliant)."""
         t = self.target
         if t.port is None:
             raise _Failed("no port to connect to (set connect_port)")
@@ -234,5 +247,7 @@ class HttpCheck:
         except OSError as exc:
             raise _Failed(f"{stage}: {exc.strerror or exc}") from None
         finally:
+            if close_notify and isinstance(sock, ssl.SSLSocket):
+                _close_notify(sock, deadline)
             if sock is not None:
                 sock.close()

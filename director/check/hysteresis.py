@@ -40,7 +40,10 @@ def judge(settings: CheckSettings, health: Health, ok: bool) -> Verdict:
         successes = health.successes + 1
         if successes >= settings.rise:
             return Verdict(Health(up=True), settings.delay_loop, True)
-        return Verdict(Health(up=False, successes=successes), settings.delay_loop, False)
+        # fast_recovery (keepalived: no delay_loop while a recovering server is checked
+        # again): the remaining good checks of rise follow at once
+        return Verdict(Health(up=False, successes=successes),
+                       0.0 if settings.fast_recovery else settings.delay_loop, False)
     if not health.up:          # already down: no retries, just the next check
         return Verdict(Health(up=False), settings.delay_loop, False)
     failures = health.failures + 1

@@ -217,6 +217,12 @@ class Scheduler:
                 job.failed += 1
             verdict = judge(job.settings, health, result.ok)
             job.health, next_in, changed = verdict.health, verdict.next_in, verdict.changed
+            if not result.ok and health.up and job.settings.log_all_failures:
+                # keepalived logs only the fall unless told to log every failure while up
+                event(log, "check.attempt_failed", virtual_server=job.key[0],
+                      real_server=job.key[1], checker=job.key[2],
+                      attempt=health.failures + 1, retry=job.settings.retry,
+                      error=result.error or "")
         if next_in == job.settings.delay_loop and job.due + next_in > now:
             # A fixed cadence from the last due time, not from when the check ended: the
             # warmup spread survives, and a slow check does not push its server later.

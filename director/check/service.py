@@ -63,6 +63,8 @@ class CheckService:
         self._by_name: dict[tuple, RealServerState] = {}
         self._by_label: dict[tuple[str, str], RealServerState] = {}     # the names' pair
         self.listeners: list[Callable[[RealServerState], None]] = []   # up/down changes
+        # a checker's up/down change that leaves its server as it was (it has others)
+        self.checker_listeners: list[Callable[[RealServerState, Job], None]] = []
 
     def start(self) -> None:
         for virtual in self.config.virtual_servers:
@@ -157,7 +159,8 @@ class CheckService:
         return self._by_name.get((virtual_name, real.address, real.port))
 
     def _job(self, virtual: Any, real: Any, block: Any, names: tuple[str, str]) -> Job:
-        settings = resolve_settings(virtual, real, block)
+        settings = resolve_settings(virtual, real, block,
+                                    self.config.global_defs.checker_log_all_failures)
         target = make_target(virtual, real, block, settings, names)
         checker = kind(block.kind).build(block, target, self.config, real, settings)
         return self.scheduler.add((*names, block.kind), checker, settings)
@@ -169,6 +172,9 @@ class CheckService:
         up = state.compute_up()
         if up != state.up:
             self._set_up(state, up, result.error or "")
+        else:
+            for listener in list(self.checker_listeners):
+                listener(state, job)
 
     def _set_up(self, state: RealServerState, up: bool, error: str) -> None:
         state.up = up

@@ -31,6 +31,16 @@ def _url(c: type[Vocabulary]) -> Block:
             raise c.Invalid(f"'{pattern}' is not a valid regular expression: {exc}") from None
         return pattern
 
+    def regex_stack(args, ctx):
+        """keepalived logs a bad pair and ignores it (no configuration error): so does
+        director, with a warning."""
+        if len(args) == 2 and all(str(a).isdigit() for a in args) and \
+                int(args[0]) <= int(args[1]):
+            return (int(args[0]), int(args[1]))
+        ctx.warn(f"regex_stack expects START MAX with START <= MAX, got '{' '.join(args)}': "
+                 "ignored, as keepalived ignores it")
+        return None
+
     def finish(values, ctx):
         c.required(values, ctx, "url", "path")
 
@@ -47,8 +57,11 @@ def _url(c: type[Vocabulary]) -> Block:
             c.Kw("regex", c.Custom(regex, "a regular expression")),
             c.Kw("regex_no_match", c.Flag()),
             c.Kw("regex_options", c.Text("PCRE options")),
-            c.Kw("regex_stack", c.Text("START MAX"), unsupported=c.NOT_YET),
-            c.Kw("tls_compliant", c.Flag(), unsupported=c.NOT_YET),
+            c.Kw("regex_stack", c.Custom(regex_stack, "START MAX"),
+                 doc="The PCRE2 JIT stack keepalived gives long regex matches. Read and "
+                     "checked, and needs nothing more: director's regex engine (Python's re) "
+                     "has no JIT stack to size."),
+            c.Kw("tls_compliant", c.Flag(), doc=TLS_COMPLIANT + " For this url only."),
             c.Kw("regex_min_offset", c.Int(0, 1 << 30)),
             c.Kw("regex_max_offset", c.Int(0, 1 << 30)),
         ),
@@ -62,9 +75,19 @@ def _keywords(c: type[Vocabulary]) -> tuple[Kw, ...]:
         c.Kw("http_protocol", c.Choice(("1.0", "1.0C", "1.1"), case="keep"),
              default="1.0", doc="1.0C adds Connection: close; 1.1 sends Host."),
         c.Kw("enable_sni", c.Flag()),
-        c.Kw("fast_recovery", c.Flag(), unsupported=c.NOT_YET),
-        c.Kw("tls_compliant", c.Flag()),
+        c.Kw("fast_recovery", c.Flag(),
+             doc="keepalived checks one url per delay_loop, and fast_recovery removes that "
+                 "delay while a server is down, so it is up once all urls pass. director "
+                 "checks every url in each check, so a recovering server is up after one "
+                 "good check either way; with rise N, fast_recovery runs the N good checks "
+                 "back to back instead of delay_loop apart."),
+        c.Kw("tls_compliant", c.Flag(), doc=TLS_COMPLIANT),
     )
+
+
+TLS_COMPLIANT = ("SSL_GET: end each connection with a TLS close_notify alert, as the TLS "
+                 "specification asks, instead of closing quietly (keepalived 2.2.8 and later; "
+                 "2.2.7 does not have it and always closes quietly).")
 
 
 def _needs_a_url(values, ctx):

@@ -52,7 +52,9 @@ TIMING = (
     Kw("rise", Int(1, 1000), doc="director's addition (HAProxy's rise): good checks in a row "
                                  "before a down server is up again. Default 1, as keepalived."),
     Kw("fwmark", Int(0, 0xFFFFFFFF), doc="Mark on the checker's packets (SO_MARK)."),
-    Kw("log_all_failures", Flag(), unsupported=NOT_YET),
+    Kw("log_all_failures", Flag(),
+       doc="Log every failed attempt while the server is up (check.attempt_failed), not "
+           "only the one that takes it down. Default: global_defs checker_log_all_failures."),
 )
 
 

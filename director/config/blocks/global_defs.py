@@ -45,6 +45,10 @@ GLOBAL_DEFS = Block(
         Kw("smtp_alert_checker", Flag(), doc="Mail on every real server up/down and quorum "
                                              "change."),
         Kw("no_email_faults", Flag(), doc="No mail for transitions to FAULT."),
+        Kw("no_checker_emails", Flag(),
+           doc="Mail for a real server only when it goes up or down: without it, as in "
+               "keepalived, each of its checkers that changes while the server does not (it "
+               "has others) sends one too."),
         Kw("script_user", Text("USER [GROUP]"),
            doc="The user that notify, track and check scripts run as (default: the user "
                "keepalived_script if it exists, else root)."),
@@ -70,7 +74,9 @@ GLOBAL_DEFS = Block(
         Kw("lvs_flush_on_stop", Custom(_flush_on_stop, "[VS]"), aliases=("lvs_flush_onstop",),
            doc="On stop, flush every IPVS service (VS: only the configuration's)."),
         Kw("lvs_timeouts", Text("tcp N tcpfin N udp N"), unsupported=LVS),
-        Kw("checker_log_all_failures", Flag(), unsupported=NOT_YET),
+        Kw("checker_log_all_failures", Flag(),
+           doc="log_all_failures for every checker: each failed attempt while a server is up "
+               "is logged, not only the one that takes it down."),
         Kw("lvs_sync_daemon", Custom(lvs_sync_daemon, "INTERFACE VRRP_INSTANCE [id N] "
                                      "[maxlen N] [port N] [ttl N] [group IP]"),
            doc="The kernel's IPVS connection sync daemons on INTERFACE: master while "
@@ -105,7 +111,7 @@ GLOBAL_DEFS = Block(
             "vrrp_down_timer_adverts nftables_ipvs nftables_ipvs_priority "
             "nftables_ipvs_start_fwmark vrrp_rlimit_rttime checker_rlimit_rttime "
             "bfd_rlimit_rttime vrrp_notify_priority_changes fifo_write_vrrp_states_on_reload "
-            "rs_init_notifies no_checker_emails dbus_service_name log_unknown_vrids vmac_prefix "
+            "rs_init_notifies dbus_service_name log_unknown_vrids vmac_prefix "
             "vmac_addr_prefix json_version vrrp_delay_after_boot set_supplementary_groups "
             "state_dump_file stats_dump_file json_dump_file", NOT_PLANNED),
     ),
