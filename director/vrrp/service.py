@@ -16,6 +16,7 @@ from .addresses import Addresses
 from .static import StaticSetup
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
+from .dynamic import InterfaceWaiter, interface_present
 from .promote import PromoteSecondaries
 from .packet import VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
@@ -47,6 +48,7 @@ class Prepared:
         self.config = config
         self.instances: list[Instance] = []
         self.opened: dict[tuple, VrrpSocket] = {}
+        self.waiting: list[tuple[str, str]] = []   # (instance, interface): dynamic_interfaces
 
     def abandon(self) -> None:
         for sock in self.opened.values():
@@ -67,6 +69,7 @@ class VrrpService:
         self.static = StaticSetup(self.addresses)
         self.promote = PromoteSecondaries()
         self.promoted: set[str] = set()          # instances holding promote_secondaries
+        self.waiter = InterfaceWaiter(self._start_late, self._interface_ready)
         self.sockets: dict[tuple, VrrpSocket] = {}
         self.instances: list[Instance] = []
         self.sync_groups: list[SyncGroup] = []
@@ -132,6 +135,10 @@ class VrrpService:
         try:
             for name in plan.starting:
                 item = by_name[name]
+                if defs.dynamic_interfaces and item.interface and \
+                        not interface_present(item.interface):
+                    prepared.waiting.append((name, item.interface))
+                    continue
                 key = self._socket_key(item)
                 sock = self.sockets.get(key) or prepared.opened.get(key)
                 if sock is None:
@@ -201,9 +208,37 @@ class VrrpService:
             elif runner.greenlet is None:
                 runner.start()
         self._configure_lvs_sync()
+        self.waiter.keep_only({item.name for item in config.vrrp_instances})
+        for name, ifname in prepared.waiting:
+            self.waiter.wait(name, ifname)
         counts = plan.counts()
         log_event(log, "vrrp.applied", **counts)
         return counts
+
+    def _interface_ready(self, name: str) -> bool:
+        item = next((i for i in self.config.vrrp_instances if i.name == name), None)
+        if item is None or not interface_present(item.interface):
+            return item is None             # gone: start_late skips it
+        return bool(item.unicast_src_ip or item.mcast_src_ip or
+                    self.addresses.primary_address(item.interface, instance_family(item)))
+
+    def _start_late(self, names: tuple[str, ...]) -> None:
+        """dynamic_interfaces: instances whose interface appeared start as a reload starts
+        an added instance; their sync groups are rebuilt with them."""
+        from ..reconcile import InstancePlan
+        running = {instance.name for instance in self.instances}
+        configured = {item.name for item in self.config.vrrp_instances}
+        names = tuple(name for name in names if name not in running and name in configured)
+        groups = tuple(group.name for group in self.config.vrrp_sync_groups
+                       if set(group.group) & set(names))
+        try:
+            self.apply(self.prepare(InstancePlan(added=names, sync_groups=groups), self.config))
+        except Exception as exc:         # the interface went again, say: wait on
+            log_event(log, "vrrp.late_start_error", logging.ERROR, instances=",".join(names),
+                      error=exc)
+            interfaces = {item.name: item.interface for item in self.config.vrrp_instances}
+            for name in names:
+                self.waiter.wait(name, interfaces[name])
 
     def _build_sync_groups(self, groups) -> None:
         by_name = {instance.name: instance for instance in self.instances}
@@ -358,6 +393,7 @@ class VrrpService:
     def stop(self, timeout: float = 2.0) -> None:
         """Every instance leaves (priority 0 from masters, VIPs removed), then the rest."""
         self.interface_watcher.stop()
+        self.waiter.stop()
         for runner in self.scripts.values():
             runner.stop()
         for instance in self.instances:

@@ -194,3 +194,30 @@ def test_without_promote_secondaries_the_secondary_goes(lab):
     proc.send_signal(signal.SIGTERM)
     proc.wait(15)
 
+
+
+def test_dynamic_interfaces_starts_an_instance_when_its_interface_appears(lab):
+    switch = lab.switch()
+    host = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
+    config = ("global_defs {\n    dynamic_interfaces\n}\n" +
+              vrrp_config(150, interface="eth1", vips=("198.51.100.10/24",)) +
+              vrrp_config(150, name="VI_HERE", vrid=52))
+    proc = start_director(lab, host, config, "a")
+    wait_for(lambda: host.has_address("eth0", "192.0.2.100"), 15,
+             message=lambda: f"the instance on eth0 did not start\n{lab.log_of(proc)}")
+    assert "vrrp.interface_wait instance=VI_1 interface=eth1" in lab.log_of(proc)
+    assert proc.poll() is None
+    host.add_link(switch, "eth1", ["198.51.100.1/24"])
+    wait_for(lambda: host.has_address("eth1", "198.51.100.10"), 15,
+             message=lambda: f"VI_1 did not start on the new eth1\n{lab.log_of(proc)}")
+    assert "vrrp.interface_appeared instance=VI_1 interface=eth1" in lab.log_of(proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert not host.has_address("eth1", "198.51.100.10")
+
+
+def test_without_dynamic_interfaces_a_missing_interface_fails_the_start(lab):
+    switch = lab.switch()
+    host = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
+    proc = start_director(lab, host, vrrp_config(150, interface="eth1"), "a")
+    assert proc.wait(20) != 0

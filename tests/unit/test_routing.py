@@ -12,6 +12,7 @@ from director.config.iprule import (RTPROT_KEEPALIVED, Rule, assign_priorities, 
                                     rule)
 from director.config.schema import Invalid
 from director.vrrp import rules
+from director.vrrp.dynamic import InterfaceWaiter
 from director.vrrp.promote import PromoteSecondaries
 from director.vrrp.static import changes
 from tests.unit.test_config_values import Ctx
@@ -126,3 +127,14 @@ def test_promote_secondaries_is_counted_per_interface(tmp_path):
     assert value("eth0") == "0"
     assert not promote.acquire("eth1", "VI_3")     # the host's own 1: never reset by us
     assert not promote.acquire("nosuch", "VI_4")   # logged, nothing held
+
+
+def test_instances_wait_for_their_interface_until_it_is_ready():
+    ready: set[str] = set()
+    waiter = InterfaceWaiter(lambda names: None, ready=lambda name: name in ready)
+    waiter.waiting = {"VI_1": "eth1", "VI_2": "eth2"}     # as wait() leaves them
+    assert waiter.due() == ()
+    ready.add("VI_2")
+    assert waiter.due() == ("VI_2",) and list(waiter.waiting) == ["VI_1"]
+    waiter.keep_only({"VI_3"})                            # a reload removed VI_1
+    assert waiter.waiting == {}

@@ -10,6 +10,16 @@ from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_hea
 NOT_PLANNED = "director does not act on this keyword"
 
 
+def _dynamic_interfaces(args, ctx) -> bool:
+    if len(args) > 1 or (args and args[0] != "allow_if_changes"):
+        raise Invalid(f"expects nothing or allow_if_changes, got {' '.join(args)!r}")
+    if args:
+        ctx.warn("dynamic_interfaces allow_if_changes: director starts instances whose "
+                 "interface appears late, but does not follow an interface deleted and "
+                 "created again (restart or reload for that)")
+    return True
+
+
 def _flush_on_stop(args, ctx) -> str:
     """keepalived: alone, every IPVS service; with VS, only the configuration's. "ALL" or
     "VS" in the model."""
@@ -56,6 +66,11 @@ GLOBAL_DEFS = Block(
            doc="Refuse to run a script as root that a non-root user could change (the file "
                "or a directory on its path); without it, -t and start-up warn about such "
                "scripts. Needs script_user or the user keepalived_script."),
+        Kw("dynamic_interfaces", Custom(_dynamic_interfaces, "[allow_if_changes]"),
+           doc="A vrrp_instance whose interface does not exist yet waits for it (logged "
+               "vrrp.interface_wait) and starts when it appears, instead of failing the start "
+               "or the reload. allow_if_changes is accepted with a warning: an interface "
+               "deleted and created again is not followed."),
         Kw("default_interface", Word("an interface"),
            doc="Where static_ipaddress entries without 'dev', and the VIPs of a unicast "
                "vrrp_instance without 'interface', are added. Default: eth0, as keepalived."),
@@ -90,7 +105,7 @@ GLOBAL_DEFS = Block(
             "enable_dbus enable_dbus_read_only enable_snmp_vrrp enable_snmp_keepalived "
             "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 "
             "snmp_socket net_namespace net_namespace_ipvs namespace_with_ipsets instance "
-            "dynamic_interfaces use_pid_dir linkbeat_use_polling process_names "
+            "use_pid_dir linkbeat_use_polling process_names "
             "vrrp_process_name checker_process_name bfd_process_name vrrp_priority "
             "checker_priority bfd_priority vrrp_no_swap checker_no_swap bfd_no_swap "
             "vrrp_rt_priority checker_rt_priority bfd_rt_priority vrrp_rlimit_rtime "
