@@ -77,6 +77,7 @@ def config_json(config, router_id: str) -> dict:
         "static_ipaddress": plain(config.static_ipaddress),
         "static_routes": plain(config.static_routes),
         "static_rules": plain(config.static_rules),
+        "interface_up_down_delays": plain(config.interface_up_down_delays),
         "ssl": plain(config.ssl),
     }
 

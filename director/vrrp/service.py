@@ -174,6 +174,8 @@ class VrrpService:
             self.scripts.pop(name).stop()
         self.static.apply(self.config, config)
         self.config = config
+        self.interface_watcher.delays = {item.interface: (item.down, item.up)
+                                         for item in config.interface_up_down_delays}
         for instance in self.instances:                 # kept: global settings apply at once
             instance.global_defs = config.global_defs
         for runner in self.scripts.values():

@@ -15,6 +15,7 @@ import logging
 import os
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 
 from .. import hub
@@ -87,6 +88,19 @@ class Tracker:
         self.priority, self.faults = priority, faults
 
 
+def debounce(reported: bool, observed: bool, since: float | None, now: float,
+             delays: tuple[float, float]) -> tuple[bool, float | None]:
+    """interface_up_down_delays: (the state to report, since when a change waits). A change
+    is reported once it has lasted its delay (``delays``: down, up); one that reverts
+    before is forgotten."""
+    if observed == reported:
+        return reported, None
+    since = now if since is None else since
+    if now - since >= delays[1 if observed else 0]:
+        return observed, None
+    return reported, since
+
+
 class InterfaceWatcher:
     """Polls link state (a tenth of a second: cheap, and no netlink subscription to lose)."""
 
@@ -94,10 +108,29 @@ class InterfaceWatcher:
         self.period = period
         self.subscribers: dict[str, list[Tracker]] = {}
         self.greenlet: hub.Greenlet | None = None
+        self.delays: dict[str, tuple[float, float]] = {}    # interface_up_down_delays
+        self.reported: dict[str, bool] = {}
+        self.changing: dict[str, float] = {}               # when a change began
 
     def watch(self, ifname: str, tracker: Tracker) -> None:
         self.subscribers.setdefault(ifname, []).append(tracker)
-        tracker.update(f"interface {ifname}", interface_up(ifname))
+        up = self.reported.setdefault(ifname, interface_up(ifname))
+        tracker.update(f"interface {ifname}", up)
+
+    def state(self, ifname: str, now: float) -> bool:
+        observed = interface_up(ifname)
+        delays = self.delays.get(ifname)
+        if delays is None:
+            self.reported[ifname] = observed
+            return observed
+        up, since = debounce(self.reported.get(ifname, observed), observed,
+                             self.changing.get(ifname), now, delays)
+        self.reported[ifname] = up
+        if since is None:
+            self.changing.pop(ifname, None)
+        else:
+            self.changing[ifname] = since
+        return up
 
     def start(self) -> None:
         if self.subscribers:
@@ -105,8 +138,9 @@ class InterfaceWatcher:
 
     def run(self) -> None:
         while True:
+            now = time.monotonic()
             for ifname, trackers in self.subscribers.items():
-                up = interface_up(ifname)
+                up = self.state(ifname, now)
                 for tracker in trackers:
                     tracker.update(f"interface {ifname}", up)
             hub.sleep(self.period)

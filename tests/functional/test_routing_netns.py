@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import pytest
 
@@ -221,3 +222,36 @@ def test_without_dynamic_interfaces_a_missing_interface_fails_the_start(lab):
     host = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
     proc = start_director(lab, host, vrrp_config(150, interface="eth1"), "a")
     assert proc.wait(20) != 0
+
+
+def test_interface_up_down_delays_hide_a_short_bounce(lab):
+    """VI_1 on eth0 with delays (down 3 s, up 0.5 s), VI_2 on eth1 without: a 0.5 s bounce of
+    both puts only VI_2 in FAULT; a long one takes VI_1 down after its delay."""
+    switch = lab.switch()
+    host = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"]), (switch, "eth1", ["192.0.3.1/24"])])
+    config = ("interface_up_down_delays {\n    eth0 3 0.5\n}\n" +
+              vrrp_config(150, vips=("192.0.2.100/24",)) +
+              vrrp_config(150, name="VI_2", vrid=52, interface="eth1", vips=("192.0.3.100/24",)))
+    proc = start_director(lab, host, config, "a")
+    for ifname, vip in (("eth0", "192.0.2.100"), ("eth1", "192.0.3.100")):
+        wait_for(lambda: host.has_address(ifname, vip), 15, message=lambda: lab.log_of(proc))
+    host.link("eth0", False)
+    host.link("eth1", False)
+    wait_for(lambda: "instance=VI_2 vrid=52 from=MASTER to=FAULT" in lab.log_of(proc), 5,
+             message=lambda: lab.log_of(proc))
+    host.link("eth0", True)
+    host.link("eth1", True)
+    wait_for(lambda: host.has_address("eth1", "192.0.3.100"), 15,
+             message=lambda: f"VI_2 did not come back\n{lab.log_of(proc)}")
+    assert "instance=VI_1 vrid=51 from=MASTER to=FAULT" not in lab.log_of(proc)
+    # a long one: down only after the 3 s
+    host.link("eth0", False)
+    went = time.monotonic()
+    wait_for(lambda: "instance=VI_1 vrid=51 from=MASTER to=FAULT" in lab.log_of(proc), 3 + 3,
+             message=lambda: lab.log_of(proc))
+    assert time.monotonic() - went >= 3 - 0.2
+    host.link("eth0", True)
+    wait_for(lambda: host.has_address("eth0", "192.0.2.100"), 15,
+             message=lambda: f"VI_1 did not come back\n{lab.log_of(proc)}")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0

@@ -14,6 +14,7 @@ from director.config.schema import Invalid
 from director.vrrp import rules
 from director.vrrp.dynamic import InterfaceWaiter
 from director.vrrp.promote import PromoteSecondaries
+from director.vrrp.tracking import debounce
 from director.vrrp.static import changes
 from tests.unit.test_config_values import Ctx
 
@@ -138,3 +139,15 @@ def test_instances_wait_for_their_interface_until_it_is_ready():
     assert waiter.due() == ("VI_2",) and list(waiter.waiting) == ["VI_1"]
     waiter.keep_only({"VI_3"})                            # a reload removed VI_1
     assert waiter.waiting == {}
+
+
+def test_debounce_reports_a_change_once_it_has_lasted_its_delay():
+    delays = (3.0, 0.5)                                    # down, up
+    assert debounce(True, True, None, 10.0, delays) == (True, None)
+    assert debounce(True, False, None, 10.0, delays) == (True, 10.0)     # waits
+    assert debounce(True, False, 10.0, 12.9, delays) == (True, 10.0)
+    assert debounce(True, False, 10.0, 13.0, delays) == (False, None)    # lasted 3 s
+    assert debounce(True, True, 10.0, 11.0, delays) == (True, None)      # bounced: forgotten
+    assert debounce(False, True, None, 20.0, delays) == (False, 20.0)
+    assert debounce(False, True, 20.0, 20.5, delays) == (True, None)
+    assert debounce(True, False, None, 5.0, (0.0, 0.0)) == (False, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..iprule import assign_priorities, rule
-from ..schema import Block, Kw, Lines, Opaque, model_for
+from ..schema import Block, Invalid, Kw, Lines, Opaque, Seconds, model_for
 from ..values import route, virtual_address
 from .checkers import SSL
 from .common import unsupported
@@ -18,6 +18,20 @@ STATIC = ("Added at start whatever the VRRP state, kept by a reload that keeps t
           "the VRRP subsystem (not with -C).")
 NOT_PLANNED = "director does not act on this block"
 
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpDownDelay:
+    interface: str
+    down: float
+    up: float
+
+
+def up_down_delay(words: list[str], ctx) -> UpDownDelay:
+    if not 2 <= len(words) <= 3:
+        raise Invalid(f"expects IFNAME DOWN_DELAY [UP_DELAY], got '{' '.join(words)}'")
+    down, up = (Seconds(0, 255).parse([word], ctx) for word in (words[1:] + ["0"])[:2])
+    return UpDownDelay(str(words[0]), down, up)
 
 
 def _root_finish(values, ctx):
@@ -53,9 +67,15 @@ ROOT = Block(
            doc="Policy rules (every ip-rule(8) option keepalived 2.2.7 reads), tagged protocol "
                "18 (keepalived) unless no_track; without a preference numbered down from "
                "16384 per family. " + STATIC),
+        Kw("interface_up_down_delays", Lines(up_down_delay, "IFNAME DOWN_DELAY [UP_DELAY]"),
+           doc="Debounces an interface's link state: a change reaches the instances that use "
+               "or track it only when it has lasted DOWN_DELAY (going down) or UP_DELAY "
+               "(coming up) seconds, 0 to 255; a shorter bounce is not seen. UP_DELAY left "
+               "out is 0, as keepalived 2.2.7's code does (its manual says: the down delay). "
+               "director polls link state every 0.1 s: delays are kept to that."),
         *(Kw(name, Opaque(), unsupported=NOT_PLANNED, field=name, repeat="append")
           for name in ("bfd_instance", "garp_group", "vrrp_track_process", "track_group",
-                       "linkbeat_interfaces", "interface_up_down_delays")),
+                       "linkbeat_interfaces")),
         *unsupported("net_namespace net_namespace_ipvs namespace_with_ipsets instance "
                      "use_pid_dir linkbeat_use_polling child_wait_time",
                      "director does not act on this keyword"),
