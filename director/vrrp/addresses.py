@@ -69,7 +69,7 @@ class Addresses:
     def primary_address(self, ifname: str, family: int) -> str | None:
         """The interface's first address of the family (for IPv6 its link-local one, as
         VRRPv3 adverts are sent from it): the source of our adverts and our tie-breaker."""
-        index = self.ifindex(ifname)
+        index = self.ifindex(ifname) if ifname else None
         if index is None:
             return None
         found = []

@@ -123,7 +123,8 @@ class VrrpService:
     @staticmethod
     def _socket_key(config) -> tuple:
         return (config.interface, instance_family(config),
-                config.unicast_src_ip or config.mcast_src_ip)
+                config.unicast_src_ip or config.mcast_src_ip,
+                None if config.interface else config.vrf)
 
     def prepare(self, plan: Any, config: Any) -> Prepared:
         """Everything of a reload that can fail, before anything changes: the sockets of
@@ -331,7 +332,7 @@ class VrrpService:
         for instance in instances:
             config = instance.config
             tracked = []
-            if not config.dont_track_primary:
+            if not config.dont_track_primary and config.interface:
                 tracked.append(Tracked(f"interface {config.interface}", None))
             for item in config.track_interface:
                 tracked.append(Tracked(f"interface {item.name}", item.weight, item.reverse))
@@ -343,7 +344,7 @@ class VrrpService:
             tracker = Tracker(instance, tracked)
             self.trackers[instance.name] = tracker
             for ifname in {config.interface} | {t.name for t in config.track_interface}:
-                if ifname != config.interface or not config.dont_track_primary:
+                if ifname and (ifname != config.interface or not config.dont_track_primary):
                     self.interface_watcher.watch(ifname, tracker)
             for item in config.track_script:
                 if item.name not in self.scripts:

@@ -23,17 +23,23 @@ TOS_INTERNETWORK_CONTROL = 0xC0   # what keepalived marks adverts with (DSCP CS6
 
 
 class VrrpSocket:
-    """``open()`` does the I/O; constructing one touches nothing."""
+    """``open()`` does the I/O; constructing one touches nothing.
 
-    def __init__(self, ifname: str, family: int, source: str | None = None) -> None:
+    A unicast instance without an interface (``ifname`` None) has a socket bound to no
+    interface, the routing table choosing where adverts go, or, with ``vrf`` (keepalived's
+    vrrp_instance vrf), bound to that VRF device so that its table does; no multicast."""
+
+    def __init__(self, ifname: str | None, family: int, source: str | None = None,
+                 vrf: str | None = None) -> None:
         self.ifname = ifname
         self.family = family
         self.source = source
+        self.vrf = vrf
         self.sock: socket.socket | None = None
         self.ifindex = 0
 
     def open(self) -> "VrrpSocket":
-        self.ifindex = socket.if_nametoindex(self.ifname)
+        self.ifindex = socket.if_nametoindex(self.ifname) if self.ifname else 0
         v4 = self.family == 4
         sock = socket.socket(socket.AF_INET if v4 else socket.AF_INET6, socket.SOCK_RAW, PROTOCOL)
         try:
@@ -44,31 +50,39 @@ class VrrpSocket:
         self.sock = sock
         return self
 
+    def _bind_device(self, sock: socket.socket) -> None:
+        device = self.ifname or self.vrf
+        if device:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, device.encode())
+
     def _setup_v4(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+        self._bind_device(sock)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, TTL)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, TOS_INTERNETWORK_CONTROL)
-        local = socket.inet_aton(self.source or "0.0.0.0")
-        mreqn = struct.pack("4s4si", socket.inet_aton(MULTICAST[4]), local, self.ifindex)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        if self.ifname:
+            local = socket.inet_aton(self.source or "0.0.0.0")
+            mreqn = struct.pack("4s4si", socket.inet_aton(MULTICAST[4]), local, self.ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
         if self.source:
             sock.bind((self.source, 0))
 
     def _setup_v6(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+        self._bind_device(sock)
         sock.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 6)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, TTL)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, TTL)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, TOS_INTERNETWORK_CONTROL)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-        group = socket.inet_pton(socket.AF_INET6, MULTICAST[6]) + struct.pack("@I", self.ifindex)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+        if self.ifname:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+            group = socket.inet_pton(socket.AF_INET6, MULTICAST[6]) + \
+                struct.pack("@I", self.ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
         if self.source:
             sock.bind((self.source, 0, 0, self.ifindex))
 

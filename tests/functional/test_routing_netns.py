@@ -6,13 +6,16 @@ Everything is read back from the kernel with ``ip -j``."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import time
 
 import pytest
 
 from tests.functional.lab import start_keepalived, wait_for
-from tests.functional.test_vrrp_failover import start_director, vrrp_config
+from tests.functional.test_vrrp_failover import start_director, stays, vrrp_config
+from director.vrrp.transport import SO_BINDTODEVICE, VrrpSocket
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -255,3 +258,36 @@ def test_interface_up_down_delays_hide_a_short_bounce(lab):
              message=lambda: f"VI_1 did not come back\n{lab.log_of(proc)}")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
+
+
+def test_a_unicast_instance_without_interface_against_keepalived(lab):
+    """No 'interface': the socket is bound to no device (vrf would bind it to a VRF; this
+    kernel has none), the VIPs go where their 'dev' says; keepalived, with an interface,
+    is its BACKUP and takes over when it stops."""
+    switch = lab.switch()
+    a = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
+    b = lab.host("b", [(switch, "eth0", ["192.0.2.2/24"])])
+    ours = vrrp_config(150, vips=("192.0.2.100/24 dev eth0",), unicast=("192.0.2.1", "192.0.2.2"))
+    ours = ours.replace("    interface eth0\n", "")
+    proc = start_director(lab, a, ours, "a")
+    theirs = start_keepalived(b, vrrp_config(100, unicast=("192.0.2.2", "192.0.2.1")))
+    wait_for(lambda: a.has_address("eth0", "192.0.2.100"), 15, message=lambda: lab.log_of(proc))
+    stays(lambda: not b.has_address("eth0", "192.0.2.100"), 4.5,
+          "keepalived became MASTER: it does not hear director's adverts")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    wait_for(lambda: b.has_address("eth0", "192.0.2.100"), 10, message=lambda: lab.log_of(theirs))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root")
+@pytest.mark.parametrize("interface, vrf, bound", [(None, "lo", b"lo"), (None, None, b""),
+                                                    ("lo", "ignored", b"lo")])
+def test_the_socket_of_an_interfaceless_instance_is_bound_to_its_vrf(interface, vrf, bound):
+    """This kernel has no VRF driver: the binding is read back on a real socket, with lo
+    standing in for the VRF device."""
+    sock = VrrpSocket(interface, 4, None, vrf=vrf if interface is None else None).open()
+    try:
+        got = sock.sock.getsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, 16).rstrip(b"\0")
+        assert got == bound
+    finally:
+        sock.close()

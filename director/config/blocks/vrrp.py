@@ -157,6 +157,10 @@ def _instance_finish(values, ctx):
         ctx.warn(f"{name}: nopreempt needs 'state BACKUP' and a priority below 255; "
                  "keepalived ignores it here, and so does director")
         values["preempt"] = True
+    if values.get("vrf") and values.get("interface"):
+        ctx.warn(f"{name}: vrf and interface cannot go together; vrf is ignored, as "
+                 "keepalived ignores it")
+        values["vrf"] = None
     if values.get("unicast_src_ip") and not values.get("unicast_peer"):
         ctx.warn(f"{name}: unicast_src_ip without unicast_peer: adverts still go to the "
                  "multicast group")
@@ -171,7 +175,10 @@ VRRP_INSTANCE = Block(
            doc="Only a wish: priority decides who is MASTER. Default: MASTER at priority 255, "
                "else BACKUP."),
         Kw("interface", Word("an interface")),
-        Kw("vrf", Word("a VRF interface"), unsupported="VRFs are not handled by director"),
+        Kw("vrf", Word("a VRF interface"),
+           doc="For a unicast instance without 'interface': its VRRP socket is bound to this "
+               "VRF device, so adverts follow the VRF's routing table (keepalived: the same, "
+               "and ignored with a warning next to 'interface')."),
         Kw("virtual_router_id", Int(1, 255)),
         Kw("priority", Int(1, 255),
            doc="1-255; default 100, or 255 when 'state MASTER' is given without it."),
