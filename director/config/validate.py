@@ -86,6 +86,14 @@ def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
             diagnostics.warning(where, f"vrrp_instance {instance.name}: VRRPv2 advertises whole "
                                        f"seconds; advert_int {instance.advert_int:g} is rounded "
                                        f"to {max(1, round(instance.advert_int))}")
+        # not on top of errors: what failed to parse is likely the VIPs (as _nothing_to_run)
+        if not instance.virtual_ipaddress and not instance.no_virtual_ipaddress and \
+                not diagnostics.has_errors():
+            diagnostics.warning(where, f"vrrp_instance {instance.name}: no virtual_ipaddress; "
+                                       "at least one is sensible" +
+                                ("; keepalived 2.2.7 refuses a VRRPv3 instance without one"
+                                 if version == 3 else "") +
+                                " (no_virtual_ipaddress says it is meant)")
         if version == 3 and instance.advert_int > 40.95:
             diagnostics.error(where, f"vrrp_instance {instance.name}: VRRPv3 advert_int is at "
                                      f"most 40.95 s, got {instance.advert_int:g}")

@@ -151,3 +151,16 @@ def test_debounce_reports_a_change_once_it_has_lasted_its_delay():
     assert debounce(False, True, None, 20.0, delays) == (False, 20.0)
     assert debounce(False, True, 20.0, 20.5, delays) == (True, None)
     assert debounce(True, False, None, 5.0, (0.0, 0.0)) == (False, None)
+
+
+@pytest.mark.parametrize("extra, warned", [("", True), ("no_virtual_ipaddress", False)])
+def test_no_virtual_ipaddress_says_no_vips_is_meant(tmp_path, extra, warned):
+    from director.config import load_config
+    path = tmp_path / "keepalived.conf"
+    path.write_text("vrrp_instance VI_CLOUD {\n interface eth0\n virtual_router_id 9\n"
+                    f" version 3\n {extra}\n}}\n")
+    result = load_config(str(path), config_id="t", interface_exists=None)
+    assert result.ok
+    said = [str(d) for d in result.warnings if "no virtual_ipaddress" in str(d)]
+    assert bool(said) == warned
+    assert not warned or "refuses a VRRPv3 instance" in said[0]

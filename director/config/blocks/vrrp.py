@@ -210,7 +210,10 @@ VRRP_INSTANCE = Block(
            doc="Sets net.ipv4.conf.INTERFACE.promote_secondaries to 1 while the instance runs "
                "(if it was 0; back to 0 when the last such instance stops), so that removing "
                "the primary address of a subnet keeps its other (secondary) VIPs."),
-        Kw("no_virtual_ipaddress", Flag(), unsupported=NOT_YET),
+        Kw("no_virtual_ipaddress", Flag(),
+           doc="No VIPs is meant (addresses managed elsewhere, e.g. a cloud's floating IP): "
+               "no warning for their absence. keepalived 2.2.8's keyword (2.2.7 does not "
+               "have it, and refuses a VRRPv3 instance without VIPs)."),
         Kw("down_timer_adverts", Int(1, 100), doc="Adverts missed before the master is down "
                                                   "(default 3, RFC)."),
         Kw("timer_expired_backup", Raw(), unsupported="not implemented by director"),
