@@ -38,7 +38,7 @@ class InstancePlan:
     sync_groups: tuple[str, ...] = ()     # rebuilt (or removed, when gone from the file)
     scripts: tuple[str, ...] = ()         # tracked scripts whose definition changed
     lvs_sync: bool = False                # the lvs_sync_daemon setting changed
-    static: bool = False                  # static_* or interface_up_down_delays changed
+    static: bool = False                  # static_*, interface_up_down_delays, linkbeat changed
 
     @property
     def going(self) -> tuple[str, ...]:
@@ -165,8 +165,12 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
                                     for member in new_groups[name].group))))
     return InstancePlan(kept, added, changed, removed, groups, tuple(sorted(scripts)),
                         old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon,
-                        static_changed(old, new) or
-                        old.interface_up_down_delays != new.interface_up_down_delays)
+                        static_changed(old, new) or any(
+                            getattr(old, name) != getattr(new, name) for name in (
+                                "interface_up_down_delays", "linkbeat_interfaces",
+                                "linkbeat_use_polling")) or
+                        old.global_defs.linkbeat_use_polling !=
+                        new.global_defs.linkbeat_use_polling)
 
 
 def static_changed(old: Any, new: Any) -> bool:

@@ -78,6 +78,8 @@ def config_json(config, router_id: str) -> dict:
         "static_routes": plain(config.static_routes),
         "static_rules": plain(config.static_rules),
         "interface_up_down_delays": plain(config.interface_up_down_delays),
+        "linkbeat_use_polling": config.linkbeat_use_polling,
+        "linkbeat_interfaces": plain(config.linkbeat_interfaces),
         "ssl": plain(config.ssl),
     }
 

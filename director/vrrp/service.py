@@ -56,6 +56,16 @@ class Prepared:
         self.opened.clear()
 
 
+def linkbeat_interfaces(config: Any) -> set[str] | bool:
+    """linkbeat_use_polling at the top (or in global_defs): every interface; else those of
+    linkbeat_interfaces and of the instances that ask for it."""
+    if config.linkbeat_use_polling or config.global_defs.linkbeat_use_polling:
+        return True
+    return {line.interface for line in config.linkbeat_interfaces} | \
+        {item.interface for item in config.vrrp_instances
+         if item.linkbeat_use_polling and item.interface}
+
+
 class VrrpService:
     def __init__(self, config: Any, clock: Clock, announcer: Any,
                  notifier: Notifier | None = None) -> None:
@@ -177,6 +187,7 @@ class VrrpService:
         self.config = config
         self.interface_watcher.delays = {item.interface: (item.down, item.up)
                                          for item in config.interface_up_down_delays}
+        self.interface_watcher.linkbeat = linkbeat_interfaces(config)
         for instance in self.instances:                 # kept: global settings apply at once
             instance.global_defs = config.global_defs
         for runner in self.scripts.values():

@@ -11,8 +11,12 @@ fails; ``reverse`` swaps fine and failed.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import logging
 import os
+import socket
+import struct
 import shlex
 import subprocess
 import time
@@ -50,8 +54,10 @@ def effect(base: int, tracked: list[Tracked], ok: dict[str, bool]) -> tuple[int,
     return max(1, min(254, priority)) if base != fsm.OWNER_PRIORITY else base, frozenset(faults)
 
 
-def interface_up(ifname: str) -> bool:
-    """Administratively up with carrier (keepalived: IFF_UP and IFF_RUNNING)."""
+def interface_up(ifname: str, linkbeat: bool = False) -> bool:
+    """Administratively up with carrier (keepalived: IFF_UP and IFF_RUNNING); ``linkbeat``
+    (linkbeat_use_polling / linkbeat_interfaces): the link as the driver reports it to
+    ethtool (ETHTOOL_GLINK, keepalived's ETHTOOL polling), the carrier where it has none."""
     try:
         with open(f"/sys/class/net/{ifname}/flags") as handle:
             flags = int(handle.read(), 16)
@@ -59,7 +65,27 @@ def interface_up(ifname: str) -> bool:
             carrier = handle.read().strip() == "1"
     except (OSError, ValueError):
         return False
+    if linkbeat and flags & 0x1:
+        link = ethtool_link(ifname)
+        carrier = carrier if link is None else link
     return bool(flags & 0x1) and carrier
+
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_GLINK = 0x0000000A
+
+
+def ethtool_link(ifname: str) -> bool | None:
+    """The driver's link state (struct ethtool_value through SIOCETHTOOL); None where the
+    driver does not answer."""
+    value = array.array("I", [ETHTOOL_GLINK, 0])
+    request = struct.pack("16sP", ifname.encode()[:15], value.buffer_info()[0])
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
+    except OSError:
+        return None
+    return bool(value[1])
 
 
 class Tracker:
@@ -109,16 +135,20 @@ class InterfaceWatcher:
         self.subscribers: dict[str, list[Tracker]] = {}
         self.greenlet: hub.Greenlet | None = None
         self.delays: dict[str, tuple[float, float]] = {}    # interface_up_down_delays
+        self.linkbeat: set[str] | bool = set()   # interfaces read with ETHTOOL (True: all)
         self.reported: dict[str, bool] = {}
         self.changing: dict[str, float] = {}               # when a change began
 
     def watch(self, ifname: str, tracker: Tracker) -> None:
         self.subscribers.setdefault(ifname, []).append(tracker)
-        up = self.reported.setdefault(ifname, interface_up(ifname))
+        up = self.reported.setdefault(ifname, interface_up(ifname, self._linkbeat(ifname)))
         tracker.update(f"interface {ifname}", up)
 
+    def _linkbeat(self, ifname: str) -> bool:
+        return self.linkbeat is True or ifname in self.linkbeat
+
     def state(self, ifname: str, now: float) -> bool:
-        observed = interface_up(ifname)
+        observed = interface_up(ifname, self._linkbeat(ifname))
         delays = self.delays.get(ifname)
         if delays is None:
             self.reported[ifname] = observed

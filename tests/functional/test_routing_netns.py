@@ -1,7 +1,8 @@
-"""Routing keywords in network namespaces: static_ipaddress / static_routes / static_rules
-(start, a reload that changes one entry, stop), virtual_rules following the VIPs across a
-failover with Debian's keepalived 2.2.7, and promote_secondaries compared with keepalived.
-Everything is read back from the kernel with ``ip -j``."""
+"""Routing and interface keywords in network namespaces: static_ipaddress / static_routes /
+static_rules (start, a reload that changes one entry, stop), virtual_rules following the VIPs
+across a failover with Debian's keepalived 2.2.7, promote_secondaries compared with
+keepalived, dynamic_interfaces, interface_up_down_delays, unicast instances without an
+interface (vrf) and linkbeat. Kernel state is read back with ``ip -j``."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from director.vrrp.transport import SO_BINDTODEVICE, VrrpSocket
 from tests.functional.lab import start_keepalived, wait_for
 from tests.functional.test_vrrp_failover import start_director, stays, vrrp_config
-from director.vrrp.transport import SO_BINDTODEVICE, VrrpSocket
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ip_json(host, *args) -> list:
@@ -291,3 +297,21 @@ def test_the_socket_of_an_interfaceless_instance_is_bound_to_its_vrf(interface, 
         assert got == bound
     finally:
         sock.close()
+
+
+def test_linkbeat_reads_the_link_from_the_driver(lab):
+    """ETHTOOL_GLINK on a veth follows its peer: the switch's end down is link down."""
+    switch = lab.switch()
+    host = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
+    probe = [sys.executable, "-c", "from director.vrrp.tracking import ethtool_link, "
+             "interface_up; print(ethtool_link('eth0'), interface_up('eth0', True))"]
+
+    def read() -> str:
+        return host.run(probe, cwd=ROOT).stdout.strip()
+
+    assert read() == "True True"
+    peer = ["ip", "-n", switch.ns, "link", "set", "dev", switch.port(host, "eth0")]
+    subprocess.run(peer + ["down"], check=True, timeout=10)
+    wait_for(lambda: read() == "False False", 5, message=read)
+    subprocess.run(peer + ["up"], check=True, timeout=10)
+    wait_for(lambda: read() == "True True", 5, message=read)

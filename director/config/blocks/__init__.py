@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..iprule import assign_priorities, rule
-from ..schema import Block, Invalid, Kw, Lines, Opaque, Seconds, model_for
+from ..schema import Block, Flag, Invalid, Kw, Lines, Opaque, Seconds, model_for
 from ..values import route, virtual_address
 from .checkers import SSL
 from .common import unsupported
@@ -32,6 +32,24 @@ def up_down_delay(words: list[str], ctx) -> UpDownDelay:
         raise Invalid(f"expects IFNAME DOWN_DELAY [UP_DELAY], got '{' '.join(words)}'")
     down, up = (Seconds(0, 255).parse([word], ctx) for word in (words[1:] + ["0"])[:2])
     return UpDownDelay(str(words[0]), down, up)
+
+
+LINKBEAT = ("Link state polled from the driver (ETHTOOL_GLINK, keepalived's ETHTOOL polling; "
+            "the carrier where the driver has none) instead of the carrier the kernel "
+            "reports. director polls every interface every 0.1 s either way.")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LinkbeatInterface:
+    interface: str
+    type: str | None = None
+
+
+def linkbeat_interface(words: list[str], ctx) -> LinkbeatInterface:
+    if len(words) > 2 or (len(words) == 2 and words[1].upper() not in ("MII", "ETHTOOL",
+                                                                        "IOCTL")):
+        raise Invalid(f"expects IFNAME [MII|ETHTOOL|IOCTL], got '{' '.join(words)}'")
+    return LinkbeatInterface(str(words[0]), words[1].upper() if len(words) == 2 else None)
 
 
 def _root_finish(values, ctx):
@@ -73,11 +91,13 @@ ROOT = Block(
                "(coming up) seconds, 0 to 255; a shorter bounce is not seen. UP_DELAY left "
                "out is 0, as keepalived 2.2.7's code does (its manual says: the down delay). "
                "director polls link state every 0.1 s: delays are kept to that."),
+        Kw("linkbeat_use_polling", Flag(), doc=LINKBEAT + " Every interface."),
+        Kw("linkbeat_interfaces", Lines(linkbeat_interface, "IFNAME [MII|ETHTOOL|IOCTL]"),
+           doc=LINKBEAT + " These interfaces; the type is accepted, ETHTOOL is always used."),
         *(Kw(name, Opaque(), unsupported=NOT_PLANNED, field=name, repeat="append")
-          for name in ("bfd_instance", "garp_group", "vrrp_track_process", "track_group",
-                       "linkbeat_interfaces")),
+          for name in ("bfd_instance", "garp_group", "vrrp_track_process", "track_group")),
         *unsupported("net_namespace net_namespace_ipvs namespace_with_ipsets instance "
-                     "use_pid_dir linkbeat_use_polling child_wait_time",
+                     "use_pid_dir child_wait_time",
                      "director does not act on this keyword"),
     ),
 )

@@ -71,6 +71,8 @@ GLOBAL_DEFS = Block(
                "vrrp.interface_wait) and starts when it appears, instead of failing the start "
                "or the reload. allow_if_changes is accepted with a warning: an interface "
                "deleted and created again is not followed."),
+        Kw("linkbeat_use_polling", Flag(),
+           doc="As the top-level linkbeat_use_polling (keepalived reads it there)."),
         Kw("default_interface", Word("an interface"),
            doc="Where static_ipaddress entries without 'dev', and the VIPs of a unicast "
                "vrrp_instance without 'interface', are added. Default: eth0, as keepalived."),
@@ -105,7 +107,7 @@ GLOBAL_DEFS = Block(
             "enable_dbus enable_dbus_read_only enable_snmp_vrrp enable_snmp_keepalived "
             "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 "
             "snmp_socket net_namespace net_namespace_ipvs namespace_with_ipsets instance "
-            "use_pid_dir linkbeat_use_polling process_names "
+            "use_pid_dir process_names "
             "vrrp_process_name checker_process_name bfd_process_name vrrp_priority "
             "checker_priority bfd_priority vrrp_no_swap checker_no_swap bfd_no_swap "
             "vrrp_rt_priority checker_rt_priority bfd_rt_priority vrrp_rlimit_rtime "

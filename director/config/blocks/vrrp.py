@@ -233,7 +233,12 @@ VRRP_INSTANCE = Block(
                       "'lvs_sync_daemon INTERFACE INSTANCE'; applied as that",
            doc="keepalived 1.x: the IPVS sync daemons on this interface follow this "
                "instance (global_defs lvs_sync_daemon, which wins when both are given)."),
-        *unsupported("debug native_ipv6 kernel_rx_buf_size track_src_ip linkbeat_use_polling "
+        Kw("linkbeat_use_polling", Flag(),
+           deprecated="linkbeat_use_polling in vrrp_instance is deprecated in keepalived: use "
+                      "the top-level linkbeat_interfaces",
+           doc="The instance's interface's link polled from the driver (top-level "
+               "linkbeat_interfaces)."),
+        *unsupported("debug native_ipv6 kernel_rx_buf_size track_src_ip "
                      "old_unicast_checksum mcast_dst_ip v3_checksum_as_v2 garp_extra_if "
                      "vmac_garp_intvl", NOT_PLANNED),
     ),
