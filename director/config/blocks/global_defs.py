@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
+from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Raw, Seconds, Text, Word
 from ..values import email, lvs_sync_daemon
 from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
@@ -71,6 +71,12 @@ GLOBAL_DEFS = Block(
                "vrrp.interface_wait) and starts when it appears, instead of failing the start "
                "or the reload. allow_if_changes is accepted with a warning: an interface "
                "deleted and created again is not followed."),
+        # in director's list of keepalived keywords, but in no keepalived release (checked
+        # against the history of keepalived's source); the checkers' scripts run as
+        # script_user, or a MISC_CHECK's own user
+        Kw("checker_process_script_user", Raw(),
+           ignored="checker_process_script_user is not a keepalived keyword: ignored; checker "
+                   "scripts run as global_defs script_user (or MISC_CHECK's user)"),
         Kw("linkbeat_use_polling", Flag(),
            doc="As the top-level linkbeat_use_polling (keepalived reads it there)."),
         Kw("default_interface", Word("an interface"),
@@ -120,7 +126,7 @@ GLOBAL_DEFS = Block(
             "vrrp_rx_bufs_multiplier umask random_seed max_auto_priority "
             "min_auto_priority_delay script_rlimit vrrp_startup_delay_ignore "
             "vrrp_owner_ignore_adverts vrrp_skip_check_adv_addr_ignore "
-            "checker_process_script_user data_use_instance tmp_config_directory "
+            "data_use_instance tmp_config_directory "
             "reload_check_config reload_time_file reload_repeat reload_file "
             "config_save_dir include_check vrrp_ipsets_off startup_script shutdown_script "
             "startup_script_timeout shutdown_script_timeout process_name lvs_process_name "
