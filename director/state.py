@@ -205,6 +205,9 @@ class VrrpView:
     # Packets dropped before any instance knew them (undecodable, or for a vrid we do not
     # run), by (interface, reason); the others count on their instance.
     dropped_by_interface: Mapping[tuple[str, str], int] = field(default_factory=_empty)
+    # dynamic_interfaces: instance -> the interface it waits for; static_* operations failed
+    waiting_for_interface: Mapping[str, str] = field(default_factory=_empty)
+    static_errors: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {"instances": [instance.as_json() for instance in self.instances],
@@ -213,7 +216,9 @@ class VrrpView:
                 else self.lvs_sync_daemon.as_json(),
                 "dropped_by_interface": {f"{interface}/{reason}": count for
                                          (interface, reason), count in
-                                         sorted(self.dropped_by_interface.items())}}
+                                         sorted(self.dropped_by_interface.items())},
+                "waiting_for_interface": dict(self.waiting_for_interface),
+                "static_errors": self.static_errors}
 
 
 # === checks =====================================================================================

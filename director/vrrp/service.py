@@ -428,14 +428,14 @@ class VrrpService:
         """Its instances (each with the sync group it is in), the sync groups, the IPVS sync
         daemon and the packets dropped before any instance knew them."""
         # the views load when first asked for: they are not on the way to the first advert
-        from ..state import VrrpView
+        from ..state import VrrpView, frozen
         group_of = {member.name: group.name
                     for group in self.sync_groups for member in group.members}
         return VrrpView(
             tuple(instance.snapshot(group_of.get(instance.name)) for instance in self.instances),
             tuple(group.snapshot() for group in self.sync_groups),
             None if self.lvs_sync is None else self.lvs_sync.snapshot(),
-            self.dropped_view())
+            self.dropped_view(), frozen(self.waiter.waiting), self.static.errors)
 
     def dropped_view(self) -> Mapping[tuple[str, str], int]:
         """(interface, reason) -> packets dropped on it that no instance of ours could be told

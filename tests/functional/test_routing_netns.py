@@ -94,6 +94,7 @@ def test_static_entries_start_reload_only_what_changed_and_stop(lab):
     assert rules(host) == {(100, "198.51.100.1", "100", "keepalived"),
                            (101, "198.51.100.2", "100", "keepalived")}
     assert rules(host, "-6") == {(102, "2001:db8::/32", "100", "keepalived")}
+    assert dump(lab, proc)["vrrp"]["static_errors"] == 0
 
     # a reload changing one route and one rule: the kernel sees only those two change
     log = lab.tmp / "monitor.log"
@@ -206,6 +207,16 @@ def test_without_promote_secondaries_the_secondary_goes(lab):
 
 
 
+def dump(lab, proc) -> dict:
+    """The USR1 state dump (the /api/v1/state shape)."""
+    path = proc.state_dir / "director.data"
+    if path.exists():
+        path.unlink()
+    proc.send_signal(signal.SIGUSR1)
+    wait_for(path.exists, 5, message=lambda: f"no state dump\n{lab.log_of(proc)}")
+    return json.loads(path.read_text())
+
+
 def test_dynamic_interfaces_starts_an_instance_when_its_interface_appears(lab):
     switch = lab.switch()
     host = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
@@ -217,10 +228,14 @@ def test_dynamic_interfaces_starts_an_instance_when_its_interface_appears(lab):
              message=lambda: f"the instance on eth0 did not start\n{lab.log_of(proc)}")
     assert "vrrp.interface_wait instance=VI_1 interface=eth1" in lab.log_of(proc)
     assert proc.poll() is None
+    state = dump(lab, proc)["vrrp"]
+    assert state["waiting_for_interface"] == {"VI_1": "eth1"}
+    assert [i["name"] for i in state["instances"]] == ["VI_HERE"]
     host.add_link(switch, "eth1", ["198.51.100.1/24"])
     wait_for(lambda: host.has_address("eth1", "198.51.100.10"), 15,
              message=lambda: f"VI_1 did not start on the new eth1\n{lab.log_of(proc)}")
     assert "vrrp.interface_appeared instance=VI_1 interface=eth1" in lab.log_of(proc)
+    assert dump(lab, proc)["vrrp"]["waiting_for_interface"] == {}
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
     assert not host.has_address("eth1", "198.51.100.10")
