@@ -165,17 +165,17 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
                                     for member in new_groups[name].group))))
     return InstancePlan(kept, added, changed, removed, groups, tuple(sorted(scripts)),
                         old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon,
-                        static_changed(old, new) or any(
-                            getattr(old, name) != getattr(new, name) for name in (
-                                "interface_up_down_delays", "linkbeat_interfaces",
-                                "linkbeat_use_polling")) or
-                        old.global_defs.linkbeat_use_polling !=
-                        new.global_defs.linkbeat_use_polling)
+                        host_changed(old, new))
 
 
-def static_changed(old: Any, new: Any) -> bool:
+def host_changed(old: Any, new: Any) -> bool:
+    """What VrrpService applies beside its instances: static entries, link debounce and
+    linkbeat."""
     from .vrrp.static import changes
-    return changes(old, new) != ([], [])
+    return changes(old, new) != ([], []) or any(
+        getattr(old, name) != getattr(new, name)
+        for name in ("interface_up_down_delays", "linkbeat_interfaces", "linkbeat_use_polling")
+    ) or old.global_defs.linkbeat_use_polling != new.global_defs.linkbeat_use_polling
 
 
 def servers_of(config: Any, pause: Callable[[], None] = no_pause

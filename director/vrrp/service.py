@@ -195,7 +195,10 @@ class VrrpService:
                              config.global_defs.enable_script_security)
         self.sockets.update(prepared.opened)
         prepared.opened = {}
-        added = prepared.instances
+        # dynamic_interfaces: an instance started late between this reload's prepare and
+        # now (the waiter runs in its own greenlet) is not started twice
+        running = {instance.name for instance in self.instances}
+        added = [instance for instance in prepared.instances if instance.name not in running]
         self.instances.extend(added)
         order = {item.name: index for index, item in enumerate(config.vrrp_instances)}
         self.instances.sort(key=lambda instance: order[instance.name])

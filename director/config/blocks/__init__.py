@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..interfaces import LINKBEAT, linkbeat_interface, up_down_delay
 from ..iprule import assign_priorities, rule
-from ..schema import Block, Flag, Invalid, Kw, Lines, Opaque, Seconds, model_for
+from ..schema import Block, Flag, Kw, Lines, Opaque, model_for
 from ..values import route, virtual_address
 from .checkers import SSL
 from .common import unsupported
@@ -18,38 +19,6 @@ STATIC = ("Added at start whatever the VRRP state, kept by a reload that keeps t
           "the VRRP subsystem (not with -C).")
 NOT_PLANNED = "director does not act on this block"
 
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class UpDownDelay:
-    interface: str
-    down: float
-    up: float
-
-
-def up_down_delay(words: list[str], ctx) -> UpDownDelay:
-    if not 2 <= len(words) <= 3:
-        raise Invalid(f"expects IFNAME DOWN_DELAY [UP_DELAY], got '{' '.join(words)}'")
-    down, up = (Seconds(0, 255).parse([word], ctx) for word in (words[1:] + ["0"])[:2])
-    return UpDownDelay(str(words[0]), down, up)
-
-
-LINKBEAT = ("Link state polled from the driver (ETHTOOL_GLINK, keepalived's ETHTOOL polling; "
-            "the carrier where the driver has none) instead of the carrier the kernel "
-            "reports. director polls every interface every 0.1 s either way.")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LinkbeatInterface:
-    interface: str
-    type: str | None = None
-
-
-def linkbeat_interface(words: list[str], ctx) -> LinkbeatInterface:
-    if len(words) > 2 or (len(words) == 2 and words[1].upper() not in ("MII", "ETHTOOL",
-                                                                        "IOCTL")):
-        raise Invalid(f"expects IFNAME [MII|ETHTOOL|IOCTL], got '{' '.join(words)}'")
-    return LinkbeatInterface(str(words[0]), words[1].upper() if len(words) == 2 else None)
 
 
 def _root_finish(values, ctx):
