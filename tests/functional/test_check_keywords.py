@@ -182,3 +182,79 @@ def test_tls_compliant_sends_close_notify(cert, where):
         assert result.ok, result.error
         wait_for(lambda: srv.closed_properly, 5, message="the server never finished")
     assert srv.closed_properly == [where is not None]
+
+
+@pytest.mark.parametrize("no_checker_emails", [False, True])
+def test_a_checker_changing_alone_mails_unless_no_checker_emails(lab, no_checker_emails):
+    """A real server with a TCP_CHECK and an HTTP_GET: the TCP one fails first (the server goes
+    down: one mail either way), then the HTTP one while the server is already down: a second
+    mail, as keepalived sends it, unless no_checker_emails."""
+    from tests.functional.test_smtp_alerts import SMTP_SERVER, mails
+    switch = lab.switch()
+    host = lab.host("lb", links=[(switch, "eth0", ["192.0.2.1/24"])])
+    inbox = lab.tmp / "inbox.jsonl"
+    smtp = host.popen([sys.executable, "-c", SMTP_SERVER, "127.0.0.1", "2525", inbox])
+    tcp = host.popen([sys.executable, "-c", "import socket, time\n"
+                      "s = socket.create_server(('127.0.0.1', 8081))\nwhile True: time.sleep(1)"])
+    web = host.popen([sys.executable, "-m", "http.server", "8080", "--bind", "127.0.0.1",
+                      "--directory", str(lab.tmp)])
+    wait_for(lambda: all(port in host.run(["ss", "-Hltn"]).stdout
+                         for port in ("2525", "8080", "8081")), 10, message="servers")
+    folder = lab.tmp / "director"
+    folder.mkdir()
+    (folder / "keepalived.conf").write_text(f"""global_defs {{
+    router_id LB_MAIL
+    notification_email {{
+        ops@example.org
+    }}
+    notification_email_from director@example.org
+    smtp_server 127.0.0.1 2525
+    {"no_checker_emails" if no_checker_emails else ""}
+}}
+virtual_server 127.0.0.1 8080 {{
+    delay_loop 1
+    protocol TCP
+    smtp_alert
+    real_server 127.0.0.1 8080 {{
+        TCP_CHECK {{
+            connect_port 8081
+            connect_timeout 1
+            retry 0
+        }}
+        HTTP_GET {{
+            url {{
+                path /
+            }}
+            connect_timeout 1
+            retry 0
+        }}
+    }}
+}}
+""")
+    daemon = host.popen([sys.executable, "-m", "director", "-C", "-l", "-f",
+                         folder / "keepalived.conf", "--backend", "none", "--web", "off",
+                         "--state-dir", folder / "state"], env={"PYTHONPATH": str(ROOT)})
+    wait_for(lambda: "check.started" in lab.log_of(daemon), 15, message=lambda: lab.log_of(daemon))
+    def subjects() -> list[str]:      # the quorum's mails aside
+        return [mail["subject"] for mail in mails(inbox) if "Realserver" in mail["subject"]]
+
+    tcp.kill()
+    down = "[LB_MAIL] Realserver [127.0.0.1]:tcp:8080 - DOWN"
+    wait_for(lambda: down in subjects(), 10, message=lambda: f"{subjects()}\n{lab.log_of(daemon)}")
+    web.kill()
+    wait_for(lambda: "checker=HTTP_GET state=down" in lab.log_of(daemon), 10,
+             message=lambda: lab.log_of(daemon))
+    if no_checker_emails:
+        # the mail a checker change would send goes within the second; give it three
+        stays_true = time.monotonic() + 3
+        while time.monotonic() < stays_true:
+            assert subjects() == [down], subjects()
+            time.sleep(0.1)
+    else:
+        wait_for(lambda: len(subjects()) == 2, 10, message=lambda: f"{subjects()}")
+        assert subjects() == [down, down]
+        assert "(HTTP_GET)" in [mail for mail in mails(inbox)
+                                if "Realserver" in mail["subject"]][1]["body"]
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0
+    smtp.kill()
