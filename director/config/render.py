@@ -71,6 +71,7 @@ def config_json(config, router_id: str) -> dict:
             "sync_groups": [sync_group_json(group) for group in config.vrrp_sync_groups],
             "scripts": plain(config.vrrp_scripts),
             "track_files": plain(config.track_files),
+            "garp_groups": plain(config.garp_groups),
         },
         "virtual_server_groups": plain(config.virtual_server_groups),
         "virtual_servers": [virtual_server_json(s) for s in config.virtual_servers],

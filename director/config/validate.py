@@ -21,7 +21,9 @@ def _at(item: Any, fallback):
 
 def instance_family(instance: Any) -> int:
     """4 or 6: the family of an instance's adverts, that of its first virtual address
-    (keepalived's rule), else of its unicast source."""
+    (keepalived's rule), else of its unicast source; native_ipv6 says 6 whatever."""
+    if getattr(instance, "native_ipv6", False):
+        return 6
     if instance.virtual_ipaddress:
         return instance.virtual_ipaddress[0].family
     source = instance.unicast_src_ip or instance.mcast_src_ip

@@ -16,9 +16,9 @@ from .. import hub
 from ..clock import Clock
 from ..lateness import Lateness
 from ..log import event as log_event
-from . import fsm
+from . import fsm, wire
 from .addresses import Addresses, apply_all
-from .packet import (AUTH_PASS, MULTICAST, Advert, Expectation, encode, pass_auth_data)
+from .packet import (AUTH_PASS, Advert, Expectation, encode, pass_auth_data)
 
 if TYPE_CHECKING:
     from ..state import InstanceView
@@ -63,6 +63,9 @@ class Instance:
         self.started = False                    # Startup was applied
         self.source = config.unicast_src_ip or config.mcast_src_ip
         self._read_before: float | None = None   # the deadline the sockets were read for
+        self.startup_hold_until: float | None = None   # vrrp_startup_delay (the service's)
+        # old_unicast_checksum: configured, or learnt from a peer's advert (keepalived's AUTO)
+        self.old_checksum = config.old_unicast_checksum == "config"
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -74,9 +77,11 @@ class Instance:
             name=config.name, vrid=config.virtual_router_id, priority=config.priority,
             advert_int=self._advert_int(), version=self.version, preempt=config.preempt,
             preempt_delay=config.preempt_delay or 0.0, primary_ip=self.source,
-            down_timer_adverts=config.down_timer_adverts or 3,
+            down_timer_adverts=config.down_timer_adverts or
+            self.global_defs.vrrp_down_timer_adverts or 3,
             lower_prio_no_advert=bool(self._setting("lower_prio_no_advert", False)),
-            higher_prio_send_advert=bool(self._setting("higher_prio_send_advert", True)))
+            higher_prio_send_advert=bool(self._setting("higher_prio_send_advert", True)),
+            timer_expired_backup=config.timer_expired_backup)
         self.state = fsm.initial_state(self.params)
 
     def _advert_int(self) -> float:
@@ -103,7 +108,8 @@ class Instance:
             auth_data=pass_auth_data(auth.auth_pass.reveal()) if use_pass else b"",
             check_ttl=not unicast,
             min_ttl=min((p.min_ttl for p in peers if p.min_ttl is not None), default=None),
-            max_ttl=max((p.max_ttl for p in peers if p.max_ttl is not None), default=None))
+            max_ttl=max((p.max_ttl for p in peers if p.max_ttl is not None), default=None),
+            **wire.expectation(self.config, self.global_defs, self.params.priority))
 
     # -- the greenlet ------------------------------------------------------------------------
 
@@ -120,9 +126,11 @@ class Instance:
         # a crash (hub.supervise restarts run) the state machine goes on where it was.
         if not self.started:
             self.started = True
+            if wire.fault_no_peer(self.config):
+                self.apply(fsm.FaultRaised(wire.NO_PEER))
             while not self.inbox.empty():
                 self.apply(self.inbox.get_nowait())
-            self.apply(fsm.Startup())
+            self.apply(fsm.Startup(self.startup_hold_until))
         while self.state.role != fsm.STOP:
             deadline = self.state.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
@@ -188,16 +196,20 @@ class Instance:
                         AUTH_PASS if use_pass else 0,
                         pass_auth_data(auth.auth_pass.reveal()) if use_pass else b"")
         peers = [peer.address for peer in self.config.unicast_peer]
-        group = self.global_defs.vrrp_mcast_group4 if self.family == 4 else \
-            self.global_defs.vrrp_mcast_group6
-        for destination in peers or [group or MULTICAST[self.family]]:
+        as_v2 = wire.checksum_as_v2(self.config, self.global_defs)
+        for destination in peers or [self.multicast_group()]:
+            pseudo = self.multicast_group() if peers and self.old_checksum else destination
             try:
-                self.sender.send(encode(advert, self.source, destination), destination)
+                self.sender.send(encode(advert, self.source, pseudo, as_v2), destination,
+                                 self.config.unicast_ttl if peers else None)
                 self.counters.adverts_sent += 1
             except OSError as exc:
                 self.counters.send_errors += 1
                 log_event(log, "vrrp.send_error", logging.WARNING, instance=self.name,
                           destination=destination, error=exc)
+
+    def multicast_group(self) -> str:
+        return wire.multicast_group(self.config, self.global_defs, self.family)
 
     def _addresses(self, add: bool) -> None:
         if add is False:
@@ -249,8 +261,7 @@ class Instance:
         refresh set every garp_master_refresh seconds while MASTER, counted from the
         transition as keepalived's refresh timer is (not from the delayed set)."""
         repeat = self._setting("garp_master_repeat", 5)
-        interval = self._setting("garp_interval", 0) or 0
-        self._announce_set(repeat, interval)
+        self._announce_set(repeat)
         delay = self._setting("garp_master_delay", 5)
         refresh = self._setting("garp_master_refresh", 0)
         refresh_repeat = self._setting("garp_master_refresh_repeat", 1)
@@ -263,12 +274,12 @@ class Instance:
             hub.sleep(max(0.0, due - self.clock.now()))
             if due == delayed_at:
                 delayed_at = None
-                self._announce_set(repeat, interval)
+                self._announce_set(repeat)
             else:
                 refresh_at += refresh
                 if refresh_at <= self.clock.now():   # held up past an interval: no catch-up
                     refresh_at = self.clock.now() + refresh
-                self._announce_set(refresh_repeat, interval)
+                self._announce_set(refresh_repeat)
 
     def _start_reannouncing(self, heard: fsm.AnnounceAfterLowerPriority) -> None:
         """A lower priority heard while MASTER. keepalived arms one delayed set per advert
@@ -288,30 +299,31 @@ class Instance:
     def _reannounce(self) -> None:
         """garp_lower_prio_repeat rounds at once, as many again after garp_lower_prio_delay."""
         repeat = self._lower_prio_setting("repeat", 5)
-        interval = self._setting("garp_interval", 0) or 0
-        self._announce_set(repeat, interval)
+        self._announce_set(repeat)
         delay = self._lower_prio_setting("delay", 5)
         if delay:
             hub.sleep(delay)
-            self._announce_set(repeat, interval)
+            self._announce_set(repeat)
         self._reannouncing = None
 
-    def _announce_set(self, repeat: int, interval: float) -> None:
+    def _announce_set(self, repeat: int) -> None:
+        """``repeat`` rounds, each address once per round, through the per-interface pacer
+        (garp_pacing: garp_interval / gna_interval space the frames, as keepalived's)."""
         by_interface: dict[str, list[str]] = {}
         for vip in self.config.virtual_ipaddress + self.config.virtual_ipaddress_excluded:
             by_interface.setdefault(vip.dev or self.config.interface, []).append(
                 vip.address.split("/")[0])
-        for count in range(max(1, repeat)):
+        for _ in range(max(1, repeat)):
             if self.state.role != fsm.MASTER:
                 return
             for ifname, addresses in by_interface.items():
                 try:
-                    self.announcer.announce(ifname, addresses)
+                    self.announcer.announce(
+                        ifname, addresses, self.config.garp_interval, self.config.gna_interval,
+                        wanted=lambda: self.state.role == fsm.MASTER)
                 except OSError as exc:
                     log_event(log, "vrrp.announce_error", logging.WARNING, instance=self.name,
                               interface=ifname, error=exc)
-            if interval and count + 1 < repeat:
-                hub.sleep(interval)
 
     # -- what the dashboard, the metrics and the dump files read ---------------------------
 

@@ -11,14 +11,15 @@ from ..clock import Clock
 from ..notify import Notifier
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
-from . import fsm
+from . import fsm, wire
 from .addresses import Addresses
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
-from .packet import VRID, Dropped, Expectation, check_received
+from .garp_pacing import Pacer
+from .packet import ADDRESS_LIST, OLD_CHECKSUM, VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
-from .transport import VrrpSocket
+from .transport import LocalIgmp, VrrpSocket
 
 if TYPE_CHECKING:
     from ..state import VrrpView
@@ -57,7 +58,9 @@ class VrrpService:
                  notifier: Notifier | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.announcer = announcer
+        self.announcer = Pacer(announcer, clock)   # garp_interval / gna_interval per interface
+        self.startup_hold_until: float | None = None   # vrrp_startup_delay, set by start()
+        self.local_igmp: LocalIgmp | None = None
         self.notifier = notifier or Notifier(
             config.global_defs.script_user,
             script_security=config.global_defs.enable_script_security)
@@ -83,9 +86,23 @@ class VrrpService:
         from ..reconcile import InstancePlan
         self.addresses.open()
         config = self.config
+        self._start_wire(config.global_defs)
         plan = InstancePlan(added=tuple(i.name for i in config.vrrp_instances),
                             sync_groups=tuple(g.name for g in config.vrrp_sync_groups))
         self.apply(self.prepare(plan, config))
+
+    def _start_wire(self, defs) -> None:
+        """Start-up only, as keepalived: the start-up hold and disable_local_igmp."""
+        self.startup_hold_until = wire.startup_hold(defs, self.clock.now(), wire.read_uptime())
+        if self.startup_hold_until is not None:
+            log_event(log, "vrrp.startup_delay",
+                      seconds=round(self.startup_hold_until - self.clock.now(), 3))
+        if defs.disable_local_igmp:
+            self.local_igmp = LocalIgmp()
+            try:
+                self.local_igmp.disable()
+            except OSError as exc:
+                log_event(log, "vrrp.local_igmp_error", logging.WARNING, error=exc)
 
     def _configure_lvs_sync(self) -> None:
         """The IPVS sync daemons follow their instance (started, reconfigured on a reload
@@ -112,9 +129,11 @@ class VrrpService:
             instance.listeners.append(self.lvs_sync.role_changed)
 
     @staticmethod
-    def _socket_key(config) -> tuple:
-        return (config.interface, instance_family(config),
-                config.unicast_src_ip or config.mcast_src_ip)
+    def _socket_key(config, defs) -> tuple:
+        """(interface, family, source, multicast group): one socket each."""
+        family = instance_family(config)
+        group = None if config.unicast_peer else wire.multicast_group(config, defs, family)
+        return (config.interface, family, config.unicast_src_ip or config.mcast_src_ip, group)
 
     def prepare(self, plan: Any, config: Any) -> Prepared:
         """Everything of a reload that can fail, before anything changes: the sockets of
@@ -126,7 +145,7 @@ class VrrpService:
         try:
             for name in plan.starting:
                 item = by_name[name]
-                key = self._socket_key(item)
+                key = self._socket_key(item, defs)
                 sock = self.sockets.get(key) or prepared.opened.get(key)
                 if sock is None:
                     sock = prepared.opened[key] = VrrpSocket(*key).open()
@@ -135,6 +154,9 @@ class VrrpService:
                 primary = self.addresses.primary_address(item.interface, key[1]) or \
                     ("0.0.0.0" if key[1] == 4 else "::")
                 instance.prepare(primary)
+                if self.startup_hold_until is not None and \
+                        self.startup_hold_until > self.clock.now():
+                    instance.startup_hold_until = self.startup_hold_until
                 prepared.instances.append(instance)
         except Exception:
             prepared.abandon()
@@ -160,6 +182,7 @@ class VrrpService:
         for name in set(plan.scripts) & self.scripts.keys():   # only going instances used them
             self.scripts.pop(name).stop()
         self.config = config
+        self.announcer.configure(config)
         for instance in self.instances:                 # kept: global settings apply at once
             instance.global_defs = config.global_defs
         for runner in self.scripts.values():
@@ -220,7 +243,7 @@ class VrrpService:
         replaced whole (Receiving). A socket left without instances closes."""
         by_key: dict[tuple, dict[int, Instance]] = {}
         for instance in self.instances:
-            by_key.setdefault(self._socket_key(instance.config), {})[
+            by_key.setdefault(self._socket_key(instance.config, self.config.global_defs), {})[
                 instance.config.virtual_router_id] = instance
         for key, sock in list(self.sockets.items()):
             members = by_key.get(key)
@@ -234,9 +257,19 @@ class VrrpService:
                 continue
             self.receiving[key] = Receiving(
                 members, {vrid: instance.expectation() for vrid, instance in members.items()})
+            self._size_receive_buffer(sock, members.values())
             if key not in self.receivers:
                 self.receivers[key] = hub.supervise(self._receive, key, sock,
                                                     name=f"vrrp receive {key[0]}/IPv{key[1]}")
+
+    def _size_receive_buffer(self, sock: VrrpSocket, members) -> None:
+        size = wire.receive_buffer(self.config.global_defs,
+                                   [(m.config, m.family, m.version) for m in members], _mtu)
+        try:
+            sock.set_receive_buffer(size)
+        except OSError as exc:
+            log_event(log, "vrrp.receive_buffer_error", logging.WARNING,
+                      interface=sock.ifname, size=size, error=exc)
 
     def _forget(self, instance: Instance) -> None:
         self.instances.remove(instance)
@@ -324,9 +357,21 @@ class VrrpService:
                 self._count_drop(key[0], None, Dropped(VRID, "no instance", advert.vrid),
                                  source)
                 continue
-            for note in outcome.notes:
+            for note in self._notes(instance, outcome.notes, source):
                 instance.counters.noted[note] = instance.counters.noted.get(note, 0) + 1
             instance.post(fsm.AdvertReceived(advert.priority, source, advert.advert_int))
+
+    def _notes(self, instance: Instance, notes: tuple[str, ...], source: str) -> tuple:
+        """skip_check_adv_addr: the current master's address list is not compared; an
+        old-style unicast checksum heard is answered in kind from then on (keepalived)."""
+        if ADDRESS_LIST in notes and instance.state is not None and \
+                source == instance.state.master_ip and \
+                wire.skip_check_adv_addr(instance.config, self.config.global_defs):
+            notes = tuple(note for note in notes if note != ADDRESS_LIST)
+        if OLD_CHECKSUM in notes and not instance.old_checksum:
+            instance.old_checksum = True
+            log_event(log, "vrrp.old_unicast_checksum", instance=instance.name, src=source)
+        return notes
 
     def _count_drop(self, ifname: str, instance: Instance | None, dropped: Dropped,
                     source: str) -> None:
@@ -338,6 +383,9 @@ class VrrpService:
                 self.dropped.get((ifname, dropped.reason), 0) + 1
         log_event(log, "vrrp.drop", logging.DEBUG, interface=ifname, source=source,
                   reason=dropped.reason, detail=dropped.detail)
+        if dropped.reason == VRID and self.config.global_defs.log_unknown_vrids:
+            log_event(log, "vrrp.unknown_vrid", interface=ifname, source=source,
+                      vrid=dropped.vrid)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Every instance leaves (priority 0 from masters, VIPs removed), then the rest."""
@@ -353,6 +401,12 @@ class VrrpService:
         hub.killall(self.greenlets + list(self.receivers.values()), block=False)
         for sock in self.sockets.values():
             sock.close()
+        self.announcer.close()
+        if self.local_igmp is not None:
+            try:
+                self.local_igmp.restore()
+            except OSError as exc:
+                log_event(log, "vrrp.local_igmp_error", logging.WARNING, error=exc)
         self.addresses.close()
 
     def snapshot(self) -> VrrpView:
@@ -373,3 +427,11 @@ class VrrpService:
         of: undecodable, or for a vrid we do not run (the rest count on their instance)."""
         from ..state import frozen
         return frozen(self.dropped)
+
+
+def _mtu(ifname: str) -> int:
+    try:
+        with open(f"/sys/class/net/{ifname}/mtu", encoding="ascii") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return 1500

@@ -7,6 +7,7 @@ from ..values import route, rule, virtual_address
 from .checkers import SSL
 from .common import unsupported
 from .global_defs import GLOBAL_DEFS
+from .wire import GARP_GROUP
 from .virtual_server import VIRTUAL_SERVER, VIRTUAL_SERVER_GROUP
 from .vrrp import TRACK_FILE, VRRP_INSTANCE, VRRP_SCRIPT, VRRP_SYNC_GROUP
 
@@ -35,12 +36,14 @@ ROOT = Block(
            repeat="append"),
         Kw("virtual_server", VIRTUAL_SERVER, field="virtual_servers", repeat="append"),
         Kw("SSL", SSL, field="ssl"),
+        Kw("garp_group", GARP_GROUP, field="garp_groups", repeat="append",
+           doc="Per-interface pacing of gratuitous ARPs / NAs (keepalived's garp_group)."),
         Kw("static_ipaddress", Lines(virtual_address, "ADDRESS[/PREFIX] [options]"),
            unsupported=STATIC),
         Kw("static_routes", Lines(route, "routes in ip-route(8) syntax"), unsupported=STATIC),
         Kw("static_rules", Lines(rule, "rules in ip-rule(8) syntax"), unsupported=STATIC),
         *(Kw(name, Opaque(), unsupported=NOT_PLANNED, field=name, repeat="append")
-          for name in ("bfd_instance", "garp_group", "vrrp_track_process", "track_group",
+          for name in ("bfd_instance", "vrrp_track_process", "track_group",
                        "linkbeat_interfaces", "interface_up_down_delays")),
         *unsupported("net_namespace net_namespace_ipvs namespace_with_ipsets instance "
                      "use_pid_dir linkbeat_use_polling child_wait_time",

@@ -108,7 +108,7 @@ VRRP_INSTANCE_DEFAULTS = (       # (name, value type, default, why it is not act
     ("garp_lower_prio_delay", Int(0, 86400), None, ""),
     ("garp_lower_prio_repeat", Int(0, 1000), None, ""),
     ("garp_interval", GARP_INTERVAL, None, ""),
-    ("gna_interval", GARP_INTERVAL, None, NOT_YET),
+    ("gna_interval", GARP_INTERVAL, None, ""),
     ("lower_prio_no_advert", Flag(), None, ""),
     ("higher_prio_send_advert", Flag(), True, ""),      # keepalived: off; see its doc
 )

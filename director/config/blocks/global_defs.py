@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
 from ..values import email, lvs_sync_daemon
+from . import wire
 from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
 
@@ -22,7 +23,7 @@ def _flush_on_stop(args, ctx) -> str:
 
 GLOBAL_DEFS = Block(
     "global_defs", "GlobalDefs",
-    header=no_header,
+    header=no_header, finish=wire.global_finish,
     keywords=(
         Kw("router_id", Word("a router id"),
            doc="Names this director in alerts, logs and the dashboard. Default: the short "
@@ -58,11 +59,9 @@ GLOBAL_DEFS = Block(
         Kw("vrrp_version", Int(2, 3), default=2),
         Kw("vrrp_strict", Flag(), doc="RFC-strict VRRP: no unicast, no auth, VIPs unreachable "
                                       "unless owner.", unsupported=NOT_YET),
-        Kw("vrrp_check_unicast_src", Flag(), unsupported=NOT_YET),
-        Kw("vrrp_skip_check_adv_addr", Flag(), unsupported=NOT_YET),
         *instance_default_keywords(global_level=True),
-        Kw("vrrp_min_garp", Flag(), unsupported=NOT_YET),
-        Kw("vrrp_startup_delay", Seconds(0, 3600), unsupported=NOT_YET),
+        *wire.GLOBAL_KEYWORDS,
+        *wire.GLOBAL_IGNORED,
         Kw("lvs_flush", Flag(), doc="Flush every IPVS service at start-up (nftables: the "
                                     "director table)."),
         Kw("lvs_flush_on_stop", Custom(_flush_on_stop, "[VS]"), aliases=("lvs_flush_onstop",),
@@ -91,20 +90,19 @@ GLOBAL_DEFS = Block(
             "vrrp_netlink_monitor_rcv_bufs vrrp_netlink_monitor_rcv_bufs_force "
             "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force "
             "lvs_netlink_monitor_rcv_bufs lvs_netlink_monitor_rcv_bufs_force "
-            "process_monitor_rcv_bufs process_monitor_rcv_bufs_force vrrp_rx_bufs_policy "
-            "vrrp_rx_bufs_multiplier umask random_seed max_auto_priority "
-            "min_auto_priority_delay script_rlimit vrrp_startup_delay_ignore "
-            "vrrp_owner_ignore_adverts vrrp_skip_check_adv_addr_ignore "
+            "process_monitor_rcv_bufs process_monitor_rcv_bufs_force "
+            "umask random_seed max_auto_priority "
+            "min_auto_priority_delay script_rlimit "
             "checker_process_script_user data_use_instance tmp_config_directory "
             "reload_check_config reload_time_file reload_repeat reload_file "
             "config_save_dir include_check vrrp_ipsets_off startup_script shutdown_script "
             "startup_script_timeout shutdown_script_timeout process_name lvs_process_name "
-            "disable_local_igmp v3_checksum_as_v2 vrrp_garp_extra_if vrrp_vmac_garp_intvl "
-            "vrrp_down_timer_adverts nftables_ipvs nftables_ipvs_priority "
+            "vrrp_garp_extra_if vrrp_vmac_garp_intvl "
+            "nftables_ipvs nftables_ipvs_priority "
             "nftables_ipvs_start_fwmark vrrp_rlimit_rttime checker_rlimit_rttime "
             "bfd_rlimit_rttime vrrp_notify_priority_changes fifo_write_vrrp_states_on_reload "
-            "rs_init_notifies no_checker_emails dbus_service_name log_unknown_vrids vmac_prefix "
-            "vmac_addr_prefix json_version vrrp_delay_after_boot set_supplementary_groups "
+            "rs_init_notifies no_checker_emails dbus_service_name vmac_prefix "
+            "vmac_addr_prefix json_version set_supplementary_groups "
             "state_dump_file stats_dump_file json_dump_file", NOT_PLANNED),
     ),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
                       SecretText, Text, Word)
 from ..values import Script, route, rule, single_name, tracked, unicast_peer, virtual_address
+from . import wire
 from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, name_header,
                      no_header, required, unsupported)
 
@@ -156,6 +157,7 @@ def _instance_finish(values, ctx):
         ctx.warn(f"{name}: nopreempt needs 'state BACKUP' and a priority below 255; "
                  "keepalived ignores it here, and so does director")
         values["preempt"] = True
+    wire.instance_finish(values, ctx, name)
     if values.get("unicast_src_ip") and not values.get("unicast_peer"):
         ctx.warn(f"{name}: unicast_src_ip without unicast_peer: adverts still go to the "
                  "multicast group")
@@ -189,9 +191,7 @@ VRRP_INSTANCE = Block(
         Kw("mcast_src_ip", IP_ADDRESS),
         Kw("unicast_src_ip", IP_ADDRESS),
         Kw("unicast_peer", Lines(unicast_peer, "ADDRESS [min_ttl N] [max_ttl N]")),
-        Kw("unicast_ttl", Int(0, 255), unsupported=NOT_YET),
-        Kw("check_unicast_src", Flag(), unsupported=NOT_YET),
-        Kw("unicast_fault_no_peer", Flag(), unsupported=NOT_YET),
+        *wire.INSTANCE_KEYWORDS,
         Kw("dont_track_primary", Flag()),
         Kw("accept", Flag(), field="accept"),
         Kw("no_accept", Flag(sets=False), field="accept", unsupported=NOT_YET),
@@ -200,8 +200,6 @@ VRRP_INSTANCE = Block(
         Kw("no_virtual_ipaddress", Flag(), unsupported=NOT_YET),
         Kw("down_timer_adverts", Int(1, 100), doc="Adverts missed before the master is down "
                                                   "(default 3, RFC)."),
-        Kw("timer_expired_backup", Raw(), unsupported="not implemented by director"),
-        Kw("skip_check_adv_addr", Flag(), unsupported=NOT_YET),
         *instance_default_keywords(global_level=False),
         *_NOTIFY,
         Kw("notify_master_rx_lower_pri", Script(), unsupported=NOT_YET),
@@ -217,8 +215,7 @@ VRRP_INSTANCE = Block(
                       "'lvs_sync_daemon INTERFACE INSTANCE'; applied as that",
            doc="keepalived 1.x: the IPVS sync daemons on this interface follow this "
                "instance (global_defs lvs_sync_daemon, which wins when both are given)."),
-        *unsupported("debug native_ipv6 kernel_rx_buf_size track_src_ip linkbeat_use_polling "
-                     "old_unicast_checksum mcast_dst_ip v3_checksum_as_v2 garp_extra_if "
-                     "vmac_garp_intvl", NOT_PLANNED),
+        *unsupported("track_src_ip linkbeat_use_polling garp_extra_if vmac_garp_intvl",
+                     NOT_PLANNED),
     ),
 )
