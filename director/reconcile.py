@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 from .config.blocks.virtual_server import real_server_name, virtual_server_name
 from .config.diagnostics import no_pause
 from .config.validate import effective_version
+from .vrrp.wire import fixed_by_globals
 
 ServerKey = tuple[str, str, int]          # (virtual server name, address, port)
 
@@ -144,6 +145,8 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
         return (before is not None and before == instance and
                 effective_version(before, old.global_defs) ==
                 effective_version(instance, new.global_defs) and
+                fixed_by_globals(before, old.global_defs) ==
+                fixed_by_globals(instance, new.global_defs) and
                 not {track.name for track in instance.track_script} & scripts)
 
     names = [instance.name for instance in new.vrrp_instances]

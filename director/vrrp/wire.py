@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Callable, Iterable
 
+from ..config.validate import instance_family
 from .packet import HEADER_LEN, MULTICAST
 
 NO_PEER = "no unicast peer"             # the fault of unicast_fault_no_peer
@@ -102,3 +103,12 @@ def read_uptime(path: str = "/proc/uptime") -> float | None:
             return float(handle.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def fixed_by_globals(config: Any, defs: Any) -> tuple:
+    """What global_defs fixes in an instance when it starts (its parameters and its socket):
+    a reload that changes it restarts the instance (reconcile); the rest of these keywords
+    is read live."""
+    return (config.down_timer_adverts or defs.vrrp_down_timer_adverts,
+            None if config.unicast_peer else
+            multicast_group(config, defs, instance_family(config)))

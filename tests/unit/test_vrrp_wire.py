@@ -193,3 +193,20 @@ def test_timer_expired_backup_needs_nopreempt(tmp_path):
                                             vip="192.0.2.100/24"))
     assert result.config.vrrp_instances[0].timer_expired_backup == 254
 
+
+
+def test_a_reload_restarts_the_instances_whose_global_settings_changed(tmp_path):
+    """vrrp_down_timer_adverts fixes a parameter, the multicast group a socket: a changed one
+    restarts the instances that take it from global_defs (a kept one would keep the old)."""
+    from director.reconcile import plan_instances
+    own = INSTANCE.format(extra=" down_timer_adverts 5\n", vip="192.0.2.100/24")
+    inherits = INSTANCE.replace("VI_1", "VI_2").replace("id 51", "id 52").format(
+        extra="", vip="192.0.2.101/24")
+    old = load(tmp_path, own + inherits).config
+    new = load(tmp_path, "global_defs {\n vrrp_down_timer_adverts 4\n}\n" + own +
+               inherits).config
+    plan = plan_instances(old, new)
+    assert plan.kept == ("VI_1",) and plan.changed == ("VI_2",)
+    newer = load(tmp_path, "global_defs {\n vrrp_down_timer_adverts 4\n"
+                           " vrrp_mcast_group4 224.0.0.19\n}\n" + own + inherits).config
+    assert plan_instances(new, newer).changed == ("VI_1", "VI_2")
