@@ -18,6 +18,7 @@ from .lvs_sync import SyncDaemons, configured
 from .garp_pacing import Pacer
 from .packet import ADDRESS_LIST, OLD_CHECKSUM, VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
+from .source_watch import SourceWatcher
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import LocalIgmp, VrrpSocket
 
@@ -69,6 +70,7 @@ class VrrpService:
         self.instances: list[Instance] = []
         self.sync_groups: list[SyncGroup] = []
         self.interface_watcher = InterfaceWatcher()
+        self.source_watcher = SourceWatcher()        # track_src_ip
         self.scripts: dict[str, ScriptRunner] = {}
         self.dropped: dict[tuple[str, str], int] = {}     # (interface, reason) -> count
         self.greenlets: list[hub.Greenlet] = []
@@ -207,6 +209,7 @@ class VrrpService:
             self.greenlets.append(instance.start())
         if self.interface_watcher.greenlet is None:
             self.interface_watcher.start()
+        self.source_watcher.start()
         for name, runner in list(self.scripts.items()):
             if not runner.subscribers:          # no instance tracks it any more
                 runner.stop()
@@ -275,6 +278,7 @@ class VrrpService:
         self.instances.remove(instance)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
+            self.source_watcher.forget(tracker)
             for trackers in self.interface_watcher.subscribers.values():
                 if tracker in trackers:
                     trackers.remove(tracker)
@@ -320,8 +324,13 @@ class VrrpService:
                 weight = item.weight if item.weight is not None else script.weight[0]
                 reverse = item.reverse if item.weight is not None else script.weight[1]
                 tracked.append(Tracked(f"script {item.name}", weight, reverse))
+            source = config.unicast_src_ip or config.mcast_src_ip
+            if config.track_src_ip and source:
+                tracked.append(Tracked(f"source {source}", None))
             tracker = Tracker(instance, tracked)
             self.trackers[instance.name] = tracker
+            if config.track_src_ip and source:
+                self.source_watcher.watch(source, config.interface, tracker)
             for ifname in {config.interface} | {t.name for t in config.track_interface}:
                 if ifname != config.interface or not config.dont_track_primary:
                     self.interface_watcher.watch(ifname, tracker)
@@ -390,6 +399,7 @@ class VrrpService:
     def stop(self, timeout: float = 2.0) -> None:
         """Every instance leaves (priority 0 from masters, VIPs removed), then the rest."""
         self.interface_watcher.stop()
+        self.source_watcher.stop()
         for runner in self.scripts.values():
             runner.stop()
         for instance in self.instances:

@@ -1,7 +1,8 @@
 """More of the VRRP wire and timing keywords against Debian's keepalived 2.2.7 (issue 14,
 part G): vrrp_startup_delay (measured on both daemons), mcast_dst_ip (both directions),
 log_unknown_vrids (each daemon logs the other's vrid), unicast_fault_no_peer (both go to
-FAULT) and disable_local_igmp (the namespace's sysctl while we run, restored after)."""
+FAULT), track_src_ip (ours: keepalived 2.2.7 does not act on it, see the test) and
+disable_local_igmp (the namespace's sysctl while we run, restored after)."""
 
 from __future__ import annotations
 
@@ -135,3 +136,22 @@ def test_disable_local_igmp_while_running(lab):
     ours.send_signal(signal.SIGTERM)
     ours.wait(timeout=10)
     assert value() == "1"
+
+
+def test_track_src_ip_faults_while_the_source_address_is_gone(lab):
+    """Ours alone: its mcast_src_ip (a second address) removed, FAULT and no VIP; put back,
+    MASTER again. keepalived 2.2.7 is not the reference here: its check compares the
+    sockaddr, not the address (keepalived_netlink.c, inaddr_equal(&vrrp->saddr, ...)), so
+    it never faults (seen in this lab); director does what its manual says."""
+    a, _ = pair(lab)
+    a.run(["ip", "addr", "add", "192.0.2.11/32", "dev", "eth0"])
+    ours = start(lab, a, "ours", instance(51, extra="    mcast_src_ip 192.0.2.11\n"
+                                                    "    track_src_ip\n"))
+    wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 5,
+             message=lambda: lab.log_of(ours))
+    a.run(["ip", "addr", "del", "192.0.2.11/32", "dev", "eth0"])
+    wait_for(lambda: 'to=FAULT reason="fault: source 192.0.2.11"' in lab.log_of(ours) and
+             not a.has_address("eth0", VIP), 5, message=lambda: lab.log_of(ours))
+    a.run(["ip", "addr", "add", "192.0.2.11/32", "dev", "eth0"])
+    wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 5,
+             message=lambda: lab.log_of(ours))

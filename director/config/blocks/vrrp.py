@@ -215,7 +215,6 @@ VRRP_INSTANCE = Block(
                       "'lvs_sync_daemon INTERFACE INSTANCE'; applied as that",
            doc="keepalived 1.x: the IPVS sync daemons on this interface follow this "
                "instance (global_defs lvs_sync_daemon, which wins when both are given)."),
-        *unsupported("track_src_ip linkbeat_use_polling garp_extra_if vmac_garp_intvl",
-                     NOT_PLANNED),
+        *unsupported("linkbeat_use_polling garp_extra_if vmac_garp_intvl", NOT_PLANNED),
     ),
 )

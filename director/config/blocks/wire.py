@@ -86,6 +86,11 @@ INSTANCE_KEYWORDS = (
            "pseudo-header's destination, as keepalived before 2.2.0 did. Without the keyword "
            "such an advert is still accepted and from then on answered the same way "
            "(keepalived's automatic mode); 'never' turns that off."),
+    Kw("track_src_ip", Flag(),
+       doc="FAULT while the configured source (unicast_src_ip or mcast_src_ip) is not an "
+           "address of this host (probed every 0.5 s), as keepalived's manual says; "
+           "keepalived 2.2.7 itself never faults (its check compares the sockaddr, not the "
+           "address). Without a configured source it is ignored, as keepalived does."),
     Kw("native_ipv6", Flag(),
        doc="The instance is IPv6 (and VRRPv3) whatever its addresses; an error with IPv4 "
            "virtual addresses."),
@@ -174,6 +179,11 @@ def instance_finish(values: dict, ctx, name: str) -> None:
     if values.get("native_ipv6") and any(vip.family == 4 for vip in
                                          values.get("virtual_ipaddress") or ()):
         ctx.error(f"{name}: native_ipv6 with IPv4 virtual addresses")
+    if values.get("track_src_ip") and not (values.get("unicast_src_ip") or
+                                           values.get("mcast_src_ip")):
+        ctx.warn(f"{name}: track_src_ip without unicast_src_ip or mcast_src_ip is ignored, as "
+                 "keepalived does")
+        values["track_src_ip"] = False
     if values.get("timer_expired_backup") is not None and values.get("preempt", True):
         ctx.warn(f"{name}: timer_expired_backup requires nopreempt; ignored, as keepalived "
                  "does")
