@@ -16,7 +16,7 @@ from .addresses import Addresses
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
 from .garp_pacing import Pacer
-from .packet import ADDRESS_LIST, OLD_CHECKSUM, VRID, Dropped, Expectation, check_received
+from .packet import VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .source_watch import SourceWatcher
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
@@ -371,13 +371,11 @@ class VrrpService:
             instance.post(fsm.AdvertReceived(advert.priority, source, advert.advert_int))
 
     def _notes(self, instance: Instance, notes: tuple[str, ...], source: str) -> tuple:
-        """skip_check_adv_addr: the current master's address list is not compared; an
-        old-style unicast checksum heard is answered in kind from then on (keepalived)."""
-        if ADDRESS_LIST in notes and instance.state is not None and \
-                source == instance.state.master_ip and \
-                wire.skip_check_adv_addr(instance.config, self.config.global_defs):
-            notes = tuple(note for note in notes if note != ADDRESS_LIST)
-        if OLD_CHECKSUM in notes and not instance.old_checksum:
+        master = instance.state.master_ip if instance.state is not None else None
+        notes, learnt = wire.received_notes(
+            notes, source, master, wire.skip_check_adv_addr(instance.config,
+                                                            self.config.global_defs))
+        if learnt and not instance.old_checksum:
             instance.old_checksum = True
             log_event(log, "vrrp.old_unicast_checksum", instance=instance.name, src=source)
         return notes

@@ -8,7 +8,7 @@ import ipaddress
 from typing import Any, Callable, Iterable
 
 from ..config.validate import instance_family
-from .packet import HEADER_LEN, MULTICAST
+from .packet import ADDRESS_LIST, HEADER_LEN, MULTICAST, OLD_CHECKSUM
 
 NO_PEER = "no unicast peer"             # the fault of unicast_fault_no_peer
 AUTH_LEN = 8
@@ -112,3 +112,13 @@ def fixed_by_globals(config: Any, defs: Any) -> tuple:
     return (config.down_timer_adverts or defs.vrrp_down_timer_adverts,
             None if config.unicast_peer else
             multicast_group(config, defs, instance_family(config)))
+
+
+def received_notes(notes: tuple[str, ...], source: str, master: str | None,
+                   skip_adv_addr: bool) -> tuple[tuple[str, ...], bool]:
+    """An accepted advert's notes as the instance counts them, and whether it taught us the
+    old unicast checksum (answered in kind from then on, keepalived's automatic mode).
+    skip_check_adv_addr: the current master's address list is not compared."""
+    if skip_adv_addr and source == master:
+        notes = tuple(note for note in notes if note != ADDRESS_LIST)
+    return notes, OLD_CHECKSUM in notes

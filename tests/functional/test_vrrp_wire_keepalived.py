@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import time
 
 import pytest
@@ -155,3 +156,40 @@ def test_track_src_ip_faults_while_the_source_address_is_gone(lab):
     a.run(["ip", "addr", "add", "192.0.2.11/32", "dev", "eth0"])
     wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 5,
              message=lambda: lab.log_of(ours))
+
+
+
+RCVBUF_PROBE = """
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+pidfd = os.pidfd_open(int(sys.argv[1]))
+sizes = []
+for name in os.listdir(f"/proc/{sys.argv[1]}/fd"):
+    if not os.readlink(f"/proc/{sys.argv[1]}/fd/{name}").startswith("socket:"):
+        continue
+    fd = libc.syscall(438, pidfd, int(name), 0)          # pidfd_getfd
+    if fd < 0:
+        continue
+    sock = socket.socket(fileno=fd)
+    if sock.type == socket.SOCK_RAW and sock.proto == 112:
+        sizes.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    sock.detach()
+    os.close(fd)
+print(sizes)
+"""
+
+
+def test_rx_bufs_policy_sizes_the_vrrp_socket(lab):
+    """vrrp_rx_bufs_policy SIZE plus an instance's kernel_rx_buf_size: SO_RCVBUF of the raw
+    socket the two instances share, read from the daemon's own socket (pidfd_getfd; the
+    kernel doubles what was asked). No keepalived here: nothing of it is on the wire."""
+    a, _ = pair(lab)
+    ours = start(lab, a, "ours", "global_defs {\n    vrrp_rx_bufs_policy 50000\n}\n" +
+                 instance(51, extra="    kernel_rx_buf_size 30000\n") +
+                 instance(52, vip="192.0.2.101"))
+    wait_for(lambda: "vrrp.applied" in lab.log_of(ours), 10, message=lambda: lab.log_of(ours))
+
+    def sizes():
+        return a.run([sys.executable, "-c", RCVBUF_PROBE, str(ours.pid)]).stdout.strip()
+
+    wait_for(lambda: sizes() == "[160000]", 5, message=lambda: f"{sizes()}\n{lab.log_of(ours)}")

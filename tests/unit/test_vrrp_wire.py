@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from director.config import load_config
 from director.vrrp import fsm
 from director.vrrp.garp_pacing import PacingState
-from director.vrrp.packet import (CHECKSUM, OLD_CHECKSUM, OWNER_IGNORE, TTL_REASON,
+from director.vrrp.packet import (ADDRESS_LIST, CHECKSUM, OLD_CHECKSUM, OWNER_IGNORE, TTL_REASON,
                                   UNICAST_SRC, Advert, Dropped, Expectation, Received,
                                   check_received, encode)
-from director.vrrp.wire import receive_buffer, startup_hold
+from director.vrrp.wire import received_notes, receive_buffer, startup_hold
 
 A, B, C, GROUP = "192.0.2.1", "192.0.2.2", "192.0.2.3", "224.0.0.18"
 V3 = Advert(3, 51, 100, 1.0, ("192.0.2.100",), 4)
@@ -210,3 +210,10 @@ def test_a_reload_restarts_the_instances_whose_global_settings_changed(tmp_path)
     newer = load(tmp_path, "global_defs {\n vrrp_down_timer_adverts 4\n"
                            " vrrp_mcast_group4 224.0.0.19\n}\n" + own + inherits).config
     assert plan_instances(new, newer).changed == ("VI_1", "VI_2")
+
+
+def test_skip_check_adv_addr_spares_only_the_current_master():
+    notes = (ADDRESS_LIST, OLD_CHECKSUM)
+    assert received_notes(notes, A, A, True) == ((OLD_CHECKSUM,), True)
+    assert received_notes(notes, C, A, True) == (notes, True)          # not the master
+    assert received_notes((ADDRESS_LIST,), A, A, False) == ((ADDRESS_LIST,), False)
