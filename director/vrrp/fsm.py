@@ -261,7 +261,21 @@ def _backup_timeout(params, state, event, now):
     return state, ()
 
 
+def _held_past_backup(params, state, now) -> bool:
+    """keepalived 2.3's timer_expired_backup: a MASTER held up (a stopped process, a paused
+    VM) past what a BACKUP of that priority waits has most likely been replaced. Checked on
+    whatever comes first after the hold, the timer or an advert read late."""
+    other = params.timer_expired_backup
+    if other is None or state.advert_at is None:
+        return False
+    skew = (256 - other) / 256 * (1.0 if params.version == 2 else params.advert_int)
+    return now - (state.advert_at - params.advert_int) >= 3 * params.advert_int + skew
+
+
 def _master_advert(params, state, event, now):
+    if _held_past_backup(params, state, now):
+        state, actions = _become_backup(params, state, now, "timer_expired")
+        return _backup_advert(params, state, event, now)[0], actions
     if event.priority == STOP_PRIORITY:
         return replace(state, advert_at=now + params.advert_int), (SendAdvert(state.priority),)
     if event.priority > state.priority or (
@@ -289,13 +303,8 @@ def _master_advert(params, state, event, now):
 def _master_timeout(params, state, event, now):
     if state.advert_at is None or now < state.advert_at:
         return state, ()
-    if params.timer_expired_backup is not None:
-        # keepalived 2.3's timer_expired_backup: held up (a stopped process, a paused VM)
-        # past what a BACKUP of that priority waits, we have most likely been replaced.
-        other = params.timer_expired_backup
-        skew = (256 - other) / 256 * (1.0 if params.version == 2 else params.advert_int)
-        if now - (state.advert_at - params.advert_int) >= 3 * params.advert_int + skew:
-            return _become_backup(params, state, now, "timer_expired")
+    if _held_past_backup(params, state, now):
+        return _become_backup(params, state, now, "timer_expired")
     following = state.advert_at + params.advert_int
     if following <= now:          # we were held up past a whole interval: do not burst
         following = now + params.advert_int

@@ -193,3 +193,37 @@ def test_rx_bufs_policy_sizes_the_vrrp_socket(lab):
         return a.run([sys.executable, "-c", RCVBUF_PROBE, str(ours.pid)]).stdout.strip()
 
     wait_for(lambda: sizes() == "[160000]", 5, message=lambda: f"{sizes()}\n{lab.log_of(ours)}")
+
+
+@pytest.mark.parametrize("keyword", [True, False])
+def test_timer_expired_backup_after_sigstop(lab, keyword):
+    """Ours MASTER (150, nopreempt) beside keepalived (100); ours stopped (SIGSTOP) until
+    keepalived has taken over, then continued. With timer_expired_backup ours steps down
+    (reason timer_expired) and keepalived keeps the VIP; without it, ours answers
+    keepalived's lower advert and takes the VIP back (the control)."""
+    a, b = pair(lab)
+    extra = "    state BACKUP\n    nopreempt\n" + ("    timer_expired_backup\n" if keyword else "")
+    ours = start(lab, a, "ours", instance(51, priority=150, extra=extra))
+    wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 5,
+             message=lambda: lab.log_of(ours))
+    theirs = start(lab, b, "keepalived", instance(51, priority=100))
+
+    def logs():
+        return f"{lab.log_of(ours)}\n{lab.log_of(theirs)}"
+
+    wait_for(lambda: "Entering BACKUP STATE" in lab.log_of(theirs), 5, message=logs)
+    ours.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: b.has_address("eth0", VIP), down_interval(100) + 3, message=logs)
+    finally:
+        ours.send_signal(signal.SIGCONT)
+    if keyword:
+        wait_for(lambda: not a.has_address("eth0", VIP), 3, message=logs)
+        assert "reason=timer_expired" in lab.log_of(ours), logs()
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            assert b.has_address("eth0", VIP) and not a.has_address("eth0", VIP), logs()
+            time.sleep(0.1)
+    else:
+        wait_for(lambda: not b.has_address("eth0", VIP) and a.has_address("eth0", VIP), 5,
+                 message=logs)

@@ -217,3 +217,13 @@ def test_skip_check_adv_addr_spares_only_the_current_master():
     assert received_notes(notes, A, A, True) == ((OLD_CHECKSUM,), True)
     assert received_notes(notes, C, A, True) == (notes, True)          # not the master
     assert received_notes((ADDRESS_LIST,), A, A, False) == ((ADDRESS_LIST,), False)
+
+
+def test_timer_expired_backup_also_on_an_advert_read_after_the_hold():
+    """Woken with the other side's (lower) advert queued: without the rule we would answer
+    it and take the addresses back; with it we step down and follow that master."""
+    params = replace(PARAMS, preempt=False, timer_expired_backup=254)
+    master = fsm.State(role=fsm.MASTER, priority=100, advert_at=1.0)
+    state, actions = fsm.step(params, master, fsm.AdvertReceived(50, "10.0.0.1", 1.0), 10.0)
+    assert state.role == fsm.BACKUP and state.master_ip == "10.0.0.1"
+    assert not any(isinstance(a, fsm.SendAdvert) for a in actions)
