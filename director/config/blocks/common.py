@@ -120,6 +120,12 @@ _DOCS = {
     "garp_lower_prio_repeat": "MASTER hearing a lower priority: gratuitous ARPs / NAs sent "
                               "at once, and again after garp_lower_prio_delay; 0 sends none "
                               "(unset: the global vrrp_garp_master_repeat).",
+    "garp_interval": "Least time between two gratuitous ARPs on an interface, whatever "
+                     "instance sends them (keepalived's per-interface pacing; a garp_group "
+                     "sets it per interface); an address waits at most once, so a paced "
+                     "repeat collapses, as in keepalived. The instance form (director's) "
+                     "paces that instance's addresses.",
+    "gna_interval": "The same for unsolicited neighbour advertisements (IPv6).",
     "lower_prio_no_advert": "MASTER hearing a lower priority: no advert in answer (RFC).",
     "higher_prio_send_advert": "MASTER stepping down for a higher priority: one advert first, "
                                "so the winner re-sends its gratuitous ARPs after a healed "

@@ -171,7 +171,7 @@ def instance_finish(values: dict, ctx, name: str) -> None:
                      "as keepalived does")
             values["mcast_dst_ip"] = None
         elif not address.is_multicast or (address.version == 6 and
-                                           not str(address).lower().startswith("ff02:")):
+                                           address.packed[1] & 0x0F != 2):   # link-local scope
             ctx.warn(f"{name}: mcast_dst_ip {group} is not"
                      f"{' link-local' if address.version == 6 else ''} multicast; ignored as "
                      "keepalived does")
