@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
+from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Text, Word
 from ..values import email, lvs_sync_daemon
 from . import wire
 from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_header,

@@ -162,7 +162,10 @@ def instance_finish(values: dict, ctx, name: str) -> None:
     if values.get("unicast_fault_no_peer") and peers:
         values["unicast_fault_no_peer"] = False
     group = values.get("mcast_dst_ip")
-    if group is not None:
+    if group is not None and peers:
+        ctx.warn(f"{name}: mcast_dst_ip with unicast_peer is ignored, as keepalived does")
+        values["mcast_dst_ip"] = None
+    elif group is not None:
         address = ipaddress.ip_address(group)
         family = values["virtual_ipaddress"][0].family if values.get("virtual_ipaddress") \
             else address.version
