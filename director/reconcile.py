@@ -2,7 +2,9 @@
 nowhere else, with one identity per object.
 
 - a VRRP instance is its name; it is *kept* (runs on untouched: no transition, no missed
-  advert) when its block, its effective version and the scripts it tracks are unchanged;
+  advert) when its block, its effective version, the scripts it tracks and its tracking
+  signature (its sync group's tracking, the files and processes it tracks: vrrp/tracked.py)
+  are unchanged;
   otherwise it restarts (leaves as on stop, starts as at start-up);
 - a sync group is its name; it is rebuilt when its block changed or a member restarted;
 - a real server is (virtual server name, address, port); it is *kept* (jobs, up/down,
@@ -25,6 +27,7 @@ from typing import Any, Callable, Sequence
 from .config.blocks.virtual_server import real_server_name, virtual_server_name
 from .config.diagnostics import no_pause
 from .config.validate import effective_version
+from .vrrp.tracked import signature as tracking_signature
 
 ServerKey = tuple[str, str, int]          # (virtual server name, address, port)
 
@@ -144,7 +147,8 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
         return (before is not None and before == instance and
                 effective_version(before, old.global_defs) ==
                 effective_version(instance, new.global_defs) and
-                not {track.name for track in instance.track_script} & scripts)
+                not {track.name for track in instance.track_script} & scripts and
+                tracking_signature(old, before) == tracking_signature(new, instance))
 
     names = [instance.name for instance in new.vrrp_instances]
     kept = tuple(instance.name for instance in new.vrrp_instances if same(instance))

@@ -122,10 +122,34 @@ class InstanceCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackedView:
+    """One thing an instance (or a sync group) tracks: an interface, a script, a file, a
+    process, and what it does to the priority now."""
+    kind: str                           # interface, script, file, process
+    name: str
+    weight: int                         # 0: unweighted (FAULT while it fails)
+    reverse: bool
+    status: bool | int                  # fine or failed; a file's number
+    effect: int | str                   # added to the priority, or "FAULT"
+    running: int | None = None          # a process: how many run now
+    quorum: str | None = None           # a process: "N" (N or more) or "N..M"
+    path: str | None = None             # a file
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"kind": self.kind, "name": self.name, "weight": self.weight,
+               "reverse": self.reverse, "status": self.status, "effect": self.effect}
+        if self.kind == "process":
+            out.update(running=self.running, quorum=self.quorum)
+        if self.kind == "file":
+            out["path"] = self.path
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceView:
     LIVE: ClassVar[frozenset[str]] = frozenset(
         {"state", "master_ip", "last_transition", "reason", "faults", "counters",
-         "advert_lateness"})
+         "advert_lateness", "tracking"})
 
     name: str
     vrid: int
@@ -142,6 +166,7 @@ class InstanceView:
     faults: tuple[str, ...] = ()
     counters: InstanceCounters | None = None
     advert_lateness: LatenessView | None = None     # as MASTER: adverts sent past their time
+    tracking: tuple[TrackedView, ...] = ()
 
     @classmethod
     def of(cls, config: Any, version: int, sync_group: str | None,
@@ -161,19 +186,22 @@ class InstanceView:
                 "counters": None if self.counters is None else self.counters.as_json(),
                 "advert_lateness": None if self.advert_lateness is None
                 else self.advert_lateness.as_json(),
-                "sync_group": self.sync_group}
+                "sync_group": self.sync_group,
+                "tracking": [item.as_json() for item in self.tracking]}
 
 
 @dataclass(frozen=True, slots=True)
 class SyncGroupView:
-    LIVE: ClassVar[frozenset[str]] = frozenset({"state"})
+    LIVE: ClassVar[frozenset[str]] = frozenset({"state", "tracking"})
 
     name: str
     instances: tuple[str, ...]
     state: str | None = None            # its members' common role, MIXED, or FAULT
+    tracking: tuple[TrackedView, ...] = ()      # its own track_* lines, as its members see them
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state, "instances": list(self.instances)}
+        return {"name": self.name, "state": self.state, "instances": list(self.instances),
+                "tracking": [item.as_json() for item in self.tracking]}
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,7 @@ def _sync_groups(config, diagnostics: Diagnostics) -> None:
 def _tracking(config, diagnostics: Diagnostics) -> None:
     scripts = {s.name for s in config.vrrp_scripts}
     files = {f.name for f in config.track_files}
+    processes = {p.name for p in config.vrrp_track_processes}
     owners = [("vrrp_instance", i) for i in config.vrrp_instances] + \
              [("vrrp_sync_group", g) for g in config.vrrp_sync_groups]
     for kind, owner in owners:
@@ -141,6 +142,16 @@ def _tracking(config, diagnostics: Diagnostics) -> None:
             if tracked.name not in files:
                 diagnostics.error(_at(tracked, owner.location), f"{kind} {owner.name} tracks "
                                   f"track_file {tracked.name}, which is not defined")
+        for tracked in owner.track_process:
+            if tracked.name not in processes:
+                diagnostics.error(_at(tracked, owner.location), f"{kind} {owner.name} tracks "
+                                  f"vrrp_track_process {tracked.name}, which is not defined")
+    if diagnostics.errors:
+        return
+    from ..vrrp.tracked import tracked_for      # the weights' rules have one home
+    for instance in config.vrrp_instances:
+        for note in tracked_for(config, instance)[1]:
+            diagnostics.warning(instance.location, note)
 
 
 def _virtual_servers(config, diagnostics: Diagnostics) -> None:

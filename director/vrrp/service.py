@@ -4,6 +4,7 @@ interface and family, receives and dispatches adverts, and wires sync groups and
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .. import hub
@@ -17,7 +18,11 @@ from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
 from .packet import VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
-from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
+from .file_tracking import FileWatcher
+from .process_monitor import ProcessMonitor
+from .process_tracking import NO_LIMIT, ProcessSpec
+from .tracked import tracked_for
+from .tracking import InterfaceWatcher, ScriptRunner, Tracker
 from .transport import VrrpSocket
 
 if TYPE_CHECKING:
@@ -67,6 +72,10 @@ class VrrpService:
         self.sync_groups: list[SyncGroup] = []
         self.interface_watcher = InterfaceWatcher()
         self.scripts: dict[str, ScriptRunner] = {}
+        self.files = FileWatcher()
+        self.processes = ProcessMonitor(clock, config.global_defs.process_monitor_rcv_bufs,
+                                        config.global_defs.process_monitor_rcv_bufs_force)
+        self.started = False
         self.dropped: dict[tuple[str, str], int] = {}     # (interface, reason) -> count
         self.greenlets: list[hub.Greenlet] = []
         self.receivers: dict[tuple, hub.Greenlet] = {}
@@ -173,6 +182,7 @@ class VrrpService:
         self.instances.sort(key=lambda instance: order[instance.name])
         for instance in added:
             self._remove_leftovers(instance)
+        self._configure_watchers()
         self._wire_tracking(added)
         self._build_sync_groups([group for group in config.vrrp_sync_groups
                                  if group.name in plan.sync_groups])
@@ -184,6 +194,11 @@ class VrrpService:
             self.greenlets.append(instance.start())
         if self.interface_watcher.greenlet is None:
             self.interface_watcher.start()
+        if self.files.paths:
+            self.files.start()
+        if self.processes.quorums:
+            self.processes.start()
+        self.started = True
         for name, runner in list(self.scripts.items()):
             if not runner.subscribers:          # no instance tracks it any more
                 runner.stop()
@@ -248,6 +263,8 @@ class VrrpService:
             for runner in self.scripts.values():
                 if tracker in runner.subscribers:
                     runner.subscribers.remove(tracker)
+            self.files.unsubscribe(tracker.update_file)
+            self.processes.unsubscribe(tracker.update_process)
 
     def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
         """keepalived's scripts: notify_<state> as written, then ``notify`` with
@@ -273,32 +290,37 @@ class VrrpService:
                 log_event(log, "vrrp.address_error", logging.ERROR, instance=instance.name,
                           address=vip.address, action="remove leftover", error=exc)
 
+    def _configure_watchers(self) -> None:
+        """The track_files and vrrp_track_processes some instance tracks (keepalived forgets
+        the others), before the instances subscribe to them."""
+        used: set[str] = set()
+        for item in self.config.vrrp_instances:
+            used.update(t.key for t in tracked_for(self.config, item)[0])
+        self.files.configure([f for f in self.config.track_files if f"file {f.name}" in used],
+                             reload=self.started)
+        self.processes.configure([ProcessSpec.of(p) for p in self.config.vrrp_track_processes
+                                  if f"process {p.name}" in used])
+
     def _wire_tracking(self, instances: list[Instance]) -> None:
         scripts = {script.name: script for script in self.config.vrrp_scripts}
         for instance in instances:
-            config = instance.config
-            tracked = []
-            if not config.dont_track_primary:
-                tracked.append(Tracked(f"interface {config.interface}", None))
-            for item in config.track_interface:
-                tracked.append(Tracked(f"interface {item.name}", item.weight, item.reverse))
-            for item in config.track_script:
-                script = scripts[item.name]
-                weight = item.weight if item.weight is not None else script.weight[0]
-                reverse = item.reverse if item.weight is not None else script.weight[1]
-                tracked.append(Tracked(f"script {item.name}", weight, reverse))
+            tracked, _ = tracked_for(self.config, instance.config)
             tracker = Tracker(instance, tracked)
             self.trackers[instance.name] = tracker
-            for ifname in {config.interface} | {t.name for t in config.track_interface}:
-                if ifname != config.interface or not config.dont_track_primary:
-                    self.interface_watcher.watch(ifname, tracker)
-            for item in config.track_script:
-                if item.name not in self.scripts:
-                    self.scripts[item.name] = ScriptRunner(
-                        scripts[item.name], self.config.global_defs.script_user,
-                        self.config.global_defs.enable_script_security)
-                runner = self.scripts[item.name]
-                runner.subscribers.append(tracker)
+            for item in tracked:
+                kind, name = item.key.split(" ", 1)
+                if kind == "interface":
+                    self.interface_watcher.watch(name, tracker)
+                elif kind == "file":
+                    self.files.subscribe(name, tracker.update_file)
+                elif kind == "process":
+                    self.processes.subscribe(name, tracker.update_process)
+                elif kind == "script":
+                    if name not in self.scripts:
+                        self.scripts[name] = ScriptRunner(
+                            scripts[name], self.config.global_defs.script_user,
+                            self.config.global_defs.enable_script_security)
+                    self.scripts[name].subscribers.append(tracker)
 
     def _receive(self, key: tuple, sock: VrrpSocket) -> None:
         # Looked up per packet, not captured: a reload changes what is on this socket.
@@ -342,6 +364,8 @@ class VrrpService:
     def stop(self, timeout: float = 2.0) -> None:
         """Every instance leaves (priority 0 from masters, VIPs removed), then the rest."""
         self.interface_watcher.stop()
+        self.files.stop()
+        self.processes.stop()
         for runner in self.scripts.values():
             runner.stop()
         for instance in self.instances:
@@ -362,11 +386,37 @@ class VrrpService:
         from ..state import VrrpView
         group_of = {member.name: group.name
                     for group in self.sync_groups for member in group.members}
+        tracking = {name: tracker.snapshot(self._tracked_detail)
+                    for name, tracker in self.trackers.items()}
         return VrrpView(
-            tuple(instance.snapshot(group_of.get(instance.name)) for instance in self.instances),
-            tuple(group.snapshot() for group in self.sync_groups),
+            tuple(replace(instance.snapshot(group_of.get(instance.name)),
+                          tracking=tracking.get(instance.name, ()))
+                  for instance in self.instances),
+            tuple(replace(group.snapshot(), tracking=self._group_tracking(group, tracking))
+                  for group in self.sync_groups),
             None if self.lvs_sync is None else self.lvs_sync.snapshot(),
             self.dropped_view())
+
+    def _tracked_detail(self, kind: str, name: str) -> dict:
+        if kind == "process" and name in self.processes.quorums:
+            spec = self.processes.quorums[name].spec
+            quorum = str(spec.quorum) if spec.quorum_max >= NO_LIMIT else \
+                f"{spec.quorum}..{spec.quorum_max}"
+            return {"running": self.processes.quorums[name].count, "quorum": quorum}
+        if kind == "file":
+            return {"path": self.files.paths.get(name)}
+        return {}
+
+    def _group_tracking(self, group: SyncGroup, tracking: dict) -> tuple:
+        """A sync group's own track_* lines, as its first member sees them."""
+        config = next((g for g in self.config.vrrp_sync_groups if g.name == group.name), None)
+        if config is None or not group.members:
+            return ()
+        keys = {("interface", t.name) for t in config.track_interface} | \
+            {(kind, t.name) for kind in ("script", "file", "process")
+             for t in getattr(config, f"track_{kind}")}
+        return tuple(view for view in tracking.get(group.members[0].name, ())
+                     if (view.kind, view.name) in keys)
 
     def dropped_view(self) -> Mapping[tuple[str, str], int]:
         """(interface, reason) -> packets dropped on it that no instance of ours could be told

@@ -75,6 +75,12 @@ GLOBAL_DEFS = Block(
                "VRRP_INSTANCE is MASTER, backup otherwise, so that the BACKUP director knows "
                "the connections and they survive a failover. id defaults to the instance's "
                "virtual_router_id."),
+        Kw("process_monitor_rcv_bufs", Int(0, 4294967295),
+           doc="SO_RCVBUF of the kernel process-events socket that track_process reads "
+               "(default: the kernel's). On lost events it is doubled and the processes "
+               "counted again from /proc, as in keepalived."),
+        Kw("process_monitor_rcv_bufs_force", Flag(),
+           doc="Set process_monitor_rcv_bufs with SO_RCVBUFFORCE (past net.core.rmem_max)."),
         *unsupported(
             "vrrp_iptables vrrp_ipsets nftables nftables_priority nftables_ifindex "
             "nftables_counters vrrp_notify_fifo vrrp_notify_fifo_script notify_fifo "
@@ -91,7 +97,7 @@ GLOBAL_DEFS = Block(
             "vrrp_netlink_monitor_rcv_bufs vrrp_netlink_monitor_rcv_bufs_force "
             "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force "
             "lvs_netlink_monitor_rcv_bufs lvs_netlink_monitor_rcv_bufs_force "
-            "process_monitor_rcv_bufs process_monitor_rcv_bufs_force vrrp_rx_bufs_policy "
+            "vrrp_rx_bufs_policy "
             "vrrp_rx_bufs_multiplier umask random_seed max_auto_priority "
             "min_auto_priority_delay script_rlimit vrrp_startup_delay_ignore "
             "vrrp_owner_ignore_adverts vrrp_skip_check_adv_addr_ignore "
