@@ -57,6 +57,7 @@ class Instance:
         self.state: fsm.State | None = None
         self.last_transition_wall: float | None = None
         self.listeners: list[Callable[["Instance", fsm.Transition], None]] = []
+        self.fault_listeners: list[Callable[["Instance"], None]] = []    # its faults changed
         self._announcing: hub.Greenlet | None = None
         self._reannouncing: hub.Greenlet | None = None   # the garp_lower_prio burst
         self.greenlet: hub.Greenlet | None = None
@@ -157,6 +158,9 @@ class Instance:
         self.state, actions = fsm.step(self.params, state, event, now)
         for action in actions:
             self._carry_out(action)
+        if state is not None and self.state.faults != state.faults:
+            for listener in list(self.fault_listeners):
+                listener(self)
         due = state.advert_at
         if due is not None and now >= due and state.role == fsm.MASTER and \
                 any(type(action) is fsm.SendAdvert for action in actions):

@@ -135,10 +135,11 @@ def tracked_for(config: Any, instance: Any) -> tuple[list[Tracked], list[str]]:
 
 def signature(config: Any, instance: Any) -> tuple:
     """What an instance's tracking is built from, beyond its own block: a reload restarts
-    the instance when this changes (its sync group's tracking, the definitions of the
-    files and processes it tracks)."""
+    the instance when this changes (the sync group it is in and that group's tracking, the
+    definitions of the files and processes it tracks)."""
     items, _ = tracked_for(config, instance)
     names = {item.key for item in items}
-    return (tuple(items),
+    group = group_of(config, instance.name)
+    return (group.name if group else None, tuple(items),
             tuple(f for f in config.track_files if f"file {f.name}" in names),
             tuple(p for p in config.vrrp_track_processes if f"process {p.name}" in names))
