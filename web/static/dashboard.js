@@ -146,6 +146,21 @@ function renderSyncDaemon(daemon) {
        daemon.last_error ? el("dd", {class: "error", text: daemon.last_error}) : null)));
 }
 
+// What an instance or a sync group tracks: one line each, with what it does to the priority.
+function trackedLine(t) {
+  const weight = t.weight ? ` weight ${t.weight}${t.reverse ? " reverse" : ""}` : "";
+  const status = t.kind === "process" ? `${t.running} running (quorum ${t.quorum})`
+    : t.kind === "file" ? `${t.path} = ${t.status}` : (t.status ? "up" : "down");
+  const effect = t.effect === "FAULT" ? badge("FAULT", "bad")
+    : el("span", {class: "muted", text: t.effect ? `${t.effect > 0 ? "+" : ""}${t.effect}` : "±0"});
+  return el("li", {"data-tracked": `${t.kind} ${t.name}`},
+            `${t.kind} ${t.name}${weight}: ${status} `, effect);
+}
+
+function tracking(items) {
+  return items && items.length ? el("ul", {class: "tracking"}, ...items.map(trackedLine)) : null;
+}
+
 function renderVrrp(vrrp) {
   renderSyncDaemon(vrrp.lvs_sync_daemon);
   const groups = document.getElementById("sync-groups");
@@ -153,7 +168,8 @@ function renderVrrp(vrrp) {
     el("div", {class: "card group", "data-sync-group": group.name},
        el("div", {class: "card-title"}, el("b", {text: group.name}), " ",
           badge(group.state, `role-${group.state}`)),
-       el("div", {class: "muted", text: `sync group: ${group.instances.join(", ")}`}))));
+       el("div", {class: "muted", text: `sync group: ${group.instances.join(", ")}`}),
+       tracking(group.tracking))));
   const box = document.getElementById("instances");
   if (!vrrp.instances.length) {
     box.replaceChildren(el("p", {class: "muted", text: "no VRRP instance (checks only)"}));
@@ -176,7 +192,9 @@ function renderVrrp(vrrp) {
        el("dt", {text: "last transition"}),
        el("dd", {title: i.reason || "", text: `${ago(i.last_transition)}${i.reason ? ` (${i.reason})` : ""}`}),
        i.sync_group ? el("dt", {text: "sync group"}) : null,
-       i.sync_group ? el("dd", {text: i.sync_group}) : null))));
+       i.sync_group ? el("dd", {text: i.sync_group}) : null,
+       i.tracking && i.tracking.length ? el("dt", {text: "tracking"}) : null,
+       i.tracking && i.tracking.length ? el("dd", {}, tracking(i.tracking)) : null))));
 }
 
 // --- pools ------------------------------------------------------------------------------
