@@ -194,10 +194,12 @@ class VrrpService:
             self.greenlets.append(instance.start())
         if self.interface_watcher.greenlet is None:
             self.interface_watcher.start()
-        if self.files.paths:
-            self.files.start()
-        if self.processes.quorums:
-            self.processes.start()
+        for watcher, needed in ((self.files, self.files.paths),
+                                (self.processes, self.processes.quorums)):
+            if needed:
+                watcher.start()
+            else:
+                watcher.stop()
         self.started = True
         for name, runner in list(self.scripts.items()):
             if not runner.subscribers:          # no instance tracks it any more

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -90,13 +91,15 @@ def start_ours(lab, host, config_text: str):
 
 
 def state(lab, proc) -> dict:
-    """/api/v1/state, fetched inside the daemon's namespace."""
-    done = proc.host.run([sys.executable, "-c", FETCH, f"http://{WEB}/api/v1/state"])
-    return json.loads(done.stdout)
+    """/api/v1/state, fetched inside the daemon's namespace; {} while it does not answer."""
+    done = proc.host.run([sys.executable, "-c", FETCH, f"http://{WEB}/api/v1/state"],
+                         check=False)
+    return json.loads(done.stdout) if done.returncode == 0 else {}
 
 
 def instance(lab, proc, name="VI_1") -> dict:
-    return next(i for i in state(lab, proc)["vrrp"]["instances"] if i["name"] == name)
+    instances = state(lab, proc).get("vrrp", {}).get("instances", [])
+    return next((i for i in instances if i["name"] == name), {})
 
 
 def test_weighted_process_ours_master_keepalived_backup(lab, pair, processes):
@@ -239,3 +242,32 @@ def test_sync_group_process_moves_the_whole_group(lab, processes):
     until(lambda: holds(a)() and holds(a, "198.51.100.254", "eth1")(),
           POLL_PERIOD + down_interval(150) + SLACK,
           lambda: f"ours did not take both back\n{lab.log_of(ours)}")
+
+
+def test_a_reload_applies_a_changed_track_process(lab, pair, processes):
+    """HUP with the process's weight changed: the instance restarts on the new weight (the
+    reload plan counts the definitions an instance tracks); HUP with the same file changes
+    nothing (no transition, the count kept)."""
+    _, a, _ = pair
+    name = processes.name("r")
+
+    def text(weight):
+        return (f"vrrp_track_process app {{\n    process {name}\n    weight {weight}\n}}\n" +
+                vrrp_config(150, extra="    track_process {\n        app\n    }\n"))
+
+    ours = start_ours(lab, a, text(-20))
+    until(lambda: instance(lab, ours).get("effective_priority") == 130, 10,
+          lambda: f"not 150-20 without the process\n{lab.log_of(ours)}")
+    (lab.tmp / "ours" / "keepalived.conf").write_text(text(-60))
+    ours.send_signal(signal.SIGHUP)
+    until(lambda: instance(lab, ours).get("effective_priority") == 90, 10,
+          lambda: f"the reload did not apply weight -60\n{lab.log_of(ours)}")
+    assert "changed=1" in lab.log_of(ours)
+    processes.start("r")
+    until(lambda: instance(lab, ours).get("effective_priority") == 150, POLL_PERIOD + SLACK,
+          lambda: f"the process was not seen after the reload\n{lab.log_of(ours)}")
+    transitions = lab.log_of(ours).count("vrrp.transition")
+    ours.send_signal(signal.SIGHUP)
+    until(lambda: "reload.unchanged" in lab.log_of(ours), 10, lambda: lab.log_of(ours))
+    assert lab.log_of(ours).count("vrrp.transition") == transitions
+    assert instance(lab, ours)["tracking"][-1]["running"] == 1

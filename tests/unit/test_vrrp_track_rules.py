@@ -267,3 +267,22 @@ def test_scan_reads_names_and_command_lines(tmp_path):
     found = scan([ProcessSpec("a", "my proc"),
                   ProcessSpec("b", "/bin/my", b"-y\0", "exact", True)], str(tmp_path))
     assert found == {"a": {1}, "b": {3}}
+
+
+# -- reload -----------------------------------------------------------------------------------
+
+def test_reload_restarts_what_tracks_a_changed_definition(tmp_path):
+    from director.reconcile import plan_instances
+    base = (DEFS + _instance("A", "track_process { p }") + _instance("B", priority=90) +
+            _instance("C", priority=80))
+    old, _ = _config(tmp_path, base + "vrrp_sync_group G {\n group {\n B\n C\n }\n}\n")
+    # p's delay changed: A restarts; G gained a track_file: B and C restart
+    new, _ = _config(tmp_path, base.replace("weight -20 }", "weight -20\n delay 1 }") +
+                     "vrrp_sync_group G {\n group {\n B\n C\n }\n track_file {\n f\n }\n}\n")
+    plan = plan_instances(old, new)
+    assert plan.changed == ("A", "B", "C") and plan.kept == ()
+    assert plan_instances(old, old).kept == ("A", "B", "C")
+    # C leaves the group: it restarts, B does not (the group is rebuilt around it)
+    alone, _ = _config(tmp_path, base + "vrrp_sync_group G {\n group {\n B\n }\n}\n")
+    plan = plan_instances(old, alone)
+    assert plan.changed == ("C",) and plan.sync_groups == ("G",)
