@@ -233,9 +233,14 @@ class VrrpView:
     # Packets dropped before any instance knew them (undecodable, or for a vrid we do not
     # run), by (interface, reason); the others count on their instance.
     dropped_by_interface: Mapping[tuple[str, str], int] = field(default_factory=_empty)
+    # How track_process watches: {"mode": "events"|"polling", "period": s, "lost_events": n};
+    # None when no process is tracked.
+    process_monitor: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"instances": [instance.as_json() for instance in self.instances],
+                "process_monitor": None if self.process_monitor is None
+                else dict(self.process_monitor),
                 "sync_groups": [group.as_json() for group in self.sync_groups],
                 "lvs_sync_daemon": None if self.lvs_sync_daemon is None
                 else self.lvs_sync_daemon.as_json(),

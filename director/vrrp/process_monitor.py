@@ -5,8 +5,8 @@ a scan of /proc at start; keepalived does the same.
 The proc connector exists only in the initial network namespace: a daemon started in another
 one (``ip netns exec``), or a kernel without CONFIG_PROC_EVENTS, cannot subscribe. Then
 /proc is scanned every ``POLL_PERIOD`` seconds instead (a process that appeared counts at
-once, one that vanished as an exit, with terminate_delay); the log says which one runs
-(``vrrp.process_monitor mode=events|polling``) and so does /api/v1/state.
+once, one that vanished as an exit, with terminate_delay), more seldom where a scan is long
+(``POLL_COST``); the log says which one runs (``vrrp.process_monitor mode=events|polling``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .process_tracking import ProcessQuorum, ProcessSpec, matches
 log = logging.getLogger("director.vrrp.process")
 
 POLL_PERIOD = 0.5
+POLL_COST = 20              # the polling period is at least 20 times what a scan took
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = CN_VAL_PROC = 1
 PROC_CN_MCAST_LISTEN = 1
@@ -66,13 +67,17 @@ def parse_event(data: bytes) -> tuple | None:
     return None
 
 
-def read_process(pid: int, proc: str = "/proc") -> tuple[str | None, bytes | None]:
-    """(name, command line) of a process: the name None for a zombie or a process gone."""
+def read_process(pid: int, proc: str = "/proc",
+                 command_line: bool = True) -> tuple[str | None, bytes | None]:
+    """(name, command line) of a process: the name None for a zombie or a process gone; the
+    command line only when asked for (reading it may swap the process in, keepalived says)."""
+    cmdline = None
     try:
         with open(f"{proc}/{pid}/stat", "rb") as handle:
             stat = handle.read(512)
-        with open(f"{proc}/{pid}/cmdline", "rb") as handle:
-            cmdline = handle.read(65536)
+        if command_line:
+            with open(f"{proc}/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read(65536)
     except OSError:
         return None, None
     start, end = stat.find(b"("), stat.rfind(b")")
@@ -81,9 +86,12 @@ def read_process(pid: int, proc: str = "/proc") -> tuple[str | None, bytes | Non
     return stat[start + 1:end].decode(errors="replace"), cmdline
 
 
-def scan(specs: Iterable[ProcessSpec], proc: str = "/proc") -> dict[str, set[int]]:
-    """Every spec's matching processes now."""
+def scan(specs: Iterable[ProcessSpec], proc: str = "/proc",
+         pause: Callable[[], None] = lambda: None) -> dict[str, set[int]]:
+    """Every spec's matching processes now; ``pause`` is called between two processes (a
+    hub.Slicer: 1,000 processes take tens of ms)."""
     specs = list(specs)
+    command_line = any(spec.full_command for spec in specs)
     found: dict[str, set[int]] = {spec.name: set() for spec in specs}
     try:
         entries = os.listdir(proc)
@@ -92,7 +100,8 @@ def scan(specs: Iterable[ProcessSpec], proc: str = "/proc") -> dict[str, set[int
     for entry in entries:
         if not entry.isdigit():
             continue
-        comm, cmdline = read_process(int(entry), proc)
+        pause()
+        comm, cmdline = read_process(int(entry), proc, command_line)
         for spec in specs:
             if matches(spec, comm, cmdline):
                 found[spec.name].add(int(entry))
@@ -114,6 +123,7 @@ class ProcessMonitor:
         self.sock: socket.socket | None = None
         self.greenlet: hub.Greenlet | None = None
         self.lost_events = 0
+        self.period = POLL_PERIOD
         self.rescan_at: float | None = None
 
     def configure(self, specs: Iterable[ProcessSpec]) -> None:
@@ -171,6 +181,13 @@ class ProcessMonitor:
             return None
         return sock
 
+    def snapshot(self):
+        from ..state import frozen
+        if self.greenlet is None:
+            return None
+        return frozen({"mode": self.mode, "period": self.period if self.sock is None else None,
+                       "lost_events": self.lost_events})
+
     def stop(self) -> None:
         if self.greenlet is not None:
             self.greenlet.kill(block=False)
@@ -204,7 +221,7 @@ class ProcessMonitor:
         times = [q.deadline for q in self.quorums.values() if q.deadline is not None]
         if self.rescan_at is not None:
             times.append(self.rescan_at)
-        wait = POLL_PERIOD if self.sock is None else 60.0
+        wait = self.period if self.sock is None else 60.0
         return max(0.0, min([wait] + [t - now for t in times]))
 
     def _due(self) -> None:
@@ -249,6 +266,8 @@ class ProcessMonitor:
                     self._tell(name)
         elif what in (EXEC, COMM):
             comm, cmdline = read_process(pid, self.proc)
+            if what == EXEC and comm is None:
+                return      # gone (or dying) since: its exit is the event that counts
             if what == COMM:
                 comm = event[2]
             for name, quorum in self.quorums.items():
@@ -262,9 +281,17 @@ class ProcessMonitor:
 
     def _poll(self) -> None:
         """A scan: what appeared is found, what vanished exited."""
+        specs = {q.spec.name: q.spec for q in self.quorums.values()}
+        started = self.clock.now()
+        found = scan(specs.values(), self.proc, hub.Slicer())
         now = self.clock.now()
-        for name, pids in scan([q.spec for q in self.quorums.values()], self.proc).items():
-            quorum = self.quorums[name]
+        # about 50 us a process here (100 with command lines): 1,000 processes would cost
+        # a fifth of a core every 0.5 s, so the period stretches to keep it near 5 %
+        self.period = max(POLL_PERIOD, POLL_COST * (now - started))
+        for name, pids in found.items():
+            quorum = self.quorums.get(name)
+            if quorum is None or quorum.spec != specs[name]:    # a reload came meanwhile
+                continue
             changed = False
             for pid in sorted(quorum.pids - pids):
                 changed |= quorum.exited(pid, now)

@@ -397,7 +397,7 @@ class VrrpService:
             tuple(replace(group.snapshot(), tracking=self._group_tracking(group, tracking))
                   for group in self.sync_groups),
             None if self.lvs_sync is None else self.lvs_sync.snapshot(),
-            self.dropped_view())
+            self.dropped_view(), self.processes.snapshot())
 
     def _tracked_detail(self, kind: str, name: str) -> dict:
         if kind == "process" and name in self.processes.quorums:

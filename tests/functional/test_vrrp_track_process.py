@@ -117,6 +117,8 @@ def test_weighted_process_ours_master_keepalived_backup(lab, pair, processes):
     until(holds(a), down_interval(150) + 3, lambda: f"ours never MASTER\n{lab.log_of(ours)}")
     view = instance(lab, ours)
     assert view["effective_priority"] == 150
+    monitor = state(lab, ours)["vrrp"]["process_monitor"]
+    assert monitor["mode"] == "polling" and monitor["period"] >= POLL_PERIOD
     assert view["tracking"][-1] == {"kind": "process", "name": "app", "weight": -100,
                                     "reverse": False, "status": True, "effect": 0,
                                     "running": 1, "quorum": "1"}

@@ -286,3 +286,25 @@ def test_reload_restarts_what_tracks_a_changed_definition(tmp_path):
     alone, _ = _config(tmp_path, base + "vrrp_sync_group G {\n group {\n B\n }\n}\n")
     plan = plan_instances(old, alone)
     assert plan.changed == ("C",) and plan.sync_groups == ("G",)
+
+
+def test_a_late_exec_event_of_a_process_gone_changes_nothing(tmp_path):
+    """Events queue while a scan runs: an exec reported after its process died must not
+    count as 'no longer matching' (that skipped terminate_delay); its exit counts."""
+    from director.vrrp.process_monitor import ProcessMonitor
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "stat").write_text("7 (app) S 1")
+    (tmp_path / "7" / "cmdline").write_bytes(b"app\0")
+    clock = FakeClock()
+    monitor = ProcessMonitor(clock, proc=str(tmp_path))
+    monitor.configure([ProcessSpec("p", "app", terminate_delay=1.0)])
+    told = []
+    monitor.subscribe("p", lambda name, up: told.append(up))
+    (tmp_path / "7" / "stat").unlink()                 # it died
+    monitor.handle((EXEC, 7))
+    assert monitor.quorums["p"].pids == {7} and told == [True]
+    monitor.handle((EXIT, 7))
+    assert told == [True] and monitor.quorums["p"].pending == "terminate"
+    clock.advance(1.0)
+    monitor._due()
+    assert told == [True, False]
