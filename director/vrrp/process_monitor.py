@@ -112,10 +112,10 @@ class ProcessMonitor:
     """Counts the processes of every vrrp_track_process and tells the subscribers of one
     (``callback(name, up)``) when its quorum changes."""
 
-    def __init__(self, clock: Clock, rcvbuf: int | None = None, force: bool = False,
-                 proc: str = "/proc") -> None:
+    def __init__(self, clock: Clock, proc: str = "/proc") -> None:
         self.clock = clock
-        self.rcvbuf, self.force = rcvbuf, force
+        self.rcvbuf: int | None = None          # set_buffer
+        self.force = False
         self.proc = proc
         self.quorums: dict[str, ProcessQuorum] = {}
         self.subscribers: dict[str, list[Callable[[str, bool], None]]] = {}
@@ -163,6 +163,21 @@ class ProcessMonitor:
             self.rescan_at = self.clock.now()
         self.greenlet = hub.supervise(self.run, name="vrrp process monitor")
 
+    def set_buffer(self, size: int | None, force: bool) -> None:
+        """global_defs process_monitor_rcv_bufs(_force), at start and on a reload (keepalived
+        sets it at start only)."""
+        self.rcvbuf, self.force = size, force
+        if self.sock is not None and size:
+            self._set_buffer(self.sock, size)
+
+    def _set_buffer(self, sock: socket.socket, size: int) -> None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET,
+                            SO_RCVBUFFORCE if self.force else socket.SO_RCVBUF, size)
+        except OSError as exc:          # SO_RCVBUFFORCE needs CAP_NET_ADMIN
+            log_event(log, "vrrp.process_events_buffer", logging.WARNING, size=size,
+                      error=exc)
+
     def _open(self) -> socket.socket | None:
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
@@ -171,8 +186,7 @@ class ProcessMonitor:
             return None
         try:
             if self.rcvbuf:
-                sock.setsockopt(socket.SOL_SOCKET,
-                                SO_RCVBUFFORCE if self.force else socket.SO_RCVBUF, self.rcvbuf)
+                self._set_buffer(sock, self.rcvbuf)
             sock.bind((os.getpid(), CN_IDX_PROC))
             sock.send(listen_message(os.getpid()))
         except OSError as exc:      # ECONNREFUSED outside the initial network namespace
@@ -242,11 +256,7 @@ class ProcessMonitor:
         # things to settle (keepalived's reinitialise_track_processes).
         self.lost_events += 1
         size = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) * 2
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET,
-                                 SO_RCVBUFFORCE if self.force else socket.SO_RCVBUF, size)
-        except OSError:
-            pass
+        self._set_buffer(self.sock, size)
         log_event(log, "vrrp.process_events_lost", logging.WARNING, rcvbuf=size,
                   hint="raise global_defs process_monitor_rcv_bufs")
         self.rescan_at = self.clock.now() + 1.0

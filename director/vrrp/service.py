@@ -73,8 +73,7 @@ class VrrpService:
         self.interface_watcher = InterfaceWatcher()
         self.scripts: dict[str, ScriptRunner] = {}
         self.files = FileWatcher()
-        self.processes = ProcessMonitor(clock, config.global_defs.process_monitor_rcv_bufs,
-                                        config.global_defs.process_monitor_rcv_bufs_force)
+        self.processes = ProcessMonitor(clock)
         self.started = False
         self.dropped: dict[tuple[str, str], int] = {}     # (interface, reason) -> count
         self.greenlets: list[hub.Greenlet] = []
@@ -302,6 +301,8 @@ class VrrpService:
                              reload=self.started)
         self.processes.configure([ProcessSpec.of(p) for p in self.config.vrrp_track_processes
                                   if f"process {p.name}" in used])
+        self.processes.set_buffer(self.config.global_defs.process_monitor_rcv_bufs,
+                                  self.config.global_defs.process_monitor_rcv_bufs_force)
 
     def _wire_tracking(self, instances: list[Instance]) -> None:
         scripts = {script.name: script for script in self.config.vrrp_scripts}

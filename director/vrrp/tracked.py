@@ -6,9 +6,9 @@ keepalived 2.2.7's rules (vrrp.c vrrp_complete_instance and sync_group_tracking_
   the group's is cleared (the thing then holds the members in FAULT when it fails);
 * in a sync group without ``sync_group_tracking_weight`` (``global_tracking``), and for the
   address owner, a member's own weighted track_interface counts as unweighted (the owner's
-  outside such a group is ignored), its weighted track_script is ignored, its track_file at weight 1 (the default) counts as unweighted
-  and at any other weight is ignored; its track_process keeps its weight (2.2.7 leaves
-  processes out of that rule);
+  outside such a group is ignored), its weighted track_script is ignored, its track_file at
+  weight 1 (the default) counts as unweighted and at any other weight is ignored; its
+  track_process keeps its weight (2.2.7 leaves processes out of that rule);
 * a thing tracked both by the instance and by its group is tracked once, with the group's
   weight unless the instance's own line is unweighted (track_file.c add_obj_to_track_file).
 

@@ -63,7 +63,6 @@ class Tracker:
             self.instance.post(fsm.PriorityChanged(priority))
         self.priority, self.faults = priority, faults
 
-
     def update_file(self, name: str, value: int) -> None:
         self.update(f"file {name}", value)
 

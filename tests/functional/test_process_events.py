@@ -3,7 +3,7 @@ initial network namespace: the monitor runs there, in a child process under geve
 daemon, tracking ``sleep`` under a distinctive name. No network is touched.
 
 Two processes make quorum 2; one killed loses it only after terminate_delay; a new one
-restores it. The namespace tests (test_vrrp_track_process.py) cover the /proc polling."""
+restores it. process_monitor_rcv_bufs_force sets the socket's buffer past rmem_max. The namespace tests (test_vrrp_track_process.py) cover the /proc polling."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120),
 
 MONITOR = """
 from gevent import monkey; monkey.patch_all()
-import json, sys, time
+import json, socket, sys, time
 from director import hub
 from director.clock import MonotonicClock
 from director.vrrp.process_monitor import ProcessMonitor
@@ -33,12 +33,14 @@ from director.vrrp.process_tracking import ProcessSpec
 
 monitor = ProcessMonitor(MonotonicClock())
 monitor.configure([ProcessSpec("app", sys.argv[1], quorum=2, terminate_delay=1.0)])
+monitor.set_buffer(1 << 20, True)      # global_defs process_monitor_rcv_bufs(_force)
 monitor.start()
 def said(name, up):
     print(json.dumps({"up": up, "running": monitor.quorums[name].count,
                       "at": time.monotonic()}), flush=True)
 monitor.subscribe("app", said)
-print(json.dumps({"mode": monitor.mode}), flush=True)
+rcvbuf = monitor.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) if monitor.sock else 0
+print(json.dumps({"mode": monitor.mode, "rcvbuf": rcvbuf}), flush=True)
 hub.sleep(100)
 """
 
@@ -76,6 +78,7 @@ def test_process_events_quorum_and_terminate_delay(tmp_path):
         if mode["mode"] != "events":
             pytest.skip("no process events here (not the initial network namespace, or a "
                         "kernel without CONFIG_PROC_EVENTS)")
+        assert mode["rcvbuf"] == 2 << 20        # the kernel doubles what it is given
         first = processes.start("e")
         processes.start("e")
         up = lines.next(10)

@@ -25,8 +25,8 @@ import pytest
 
 from director.vrrp.process_monitor import POLL_PERIOD
 from tests.functional.lab import start_keepalived
-from tests.functional.test_vrrp_failover import (ROOT, down_interval, holds, lacks, pair,  # noqa: F401
-                                                 stays, until, vrrp_config)
+from tests.functional.test_vrrp_failover import (  # noqa: F401 (pair: a fixture)
+    ROOT, down_interval, holds, lacks, pair, stays, until, vrrp_config)
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
 
