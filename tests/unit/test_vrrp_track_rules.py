@@ -308,3 +308,33 @@ def test_a_late_exec_event_of_a_process_gone_changes_nothing(tmp_path):
     clock.advance(1.0)
     monitor._due()
     assert told == [True, False]
+
+
+# -- track_file -----------------------------------------------------------------------------
+
+def test_init_file_as_keepalived(tmp_path):
+    from director.vrrp.file_tracking import init_file
+    path = tmp_path / "f"
+    assert init_file(str(path), 5, False, reload=False) is None and path.read_text() == "5\n"
+    path.write_text("9\n")
+    assert init_file(str(path), 5, False, reload=False) is None and path.read_text() == "9\n"
+    assert init_file(str(path), 5, True, reload=True) is None and path.read_text() == "9\n"
+    assert init_file(str(path), 5, True, reload=False) is None and path.read_text() == "5\n"
+    assert init_file(str(tmp_path), 1, True, reload=False) == "not a regular file"
+    assert init_file(str(tmp_path / "no" / "f"), 1, False, reload=False)     # no directory
+
+
+def test_file_watcher_values(tmp_path):
+    from types import SimpleNamespace
+    from director.vrrp.file_tracking import FileWatcher
+    path = tmp_path / "f"
+    watcher = FileWatcher()
+    watcher.configure([SimpleNamespace(name="f", file=str(path), init_file=None)])
+    told = []
+    watcher.subscribe("f", lambda name, value: told.append(value))
+    assert told == [0]                                  # missing: 0
+    for text, value in (("0x10\n", 16), ("  -7 apples", -7), ("99999999999", -7),  # ignored
+                        ("", 0), ("012", 10)):
+        path.write_text(text)
+        watcher._read("f")
+        assert told[-1] == value, text
