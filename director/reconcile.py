@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 from .config.blocks.virtual_server import real_server_name, virtual_server_name
 from .config.diagnostics import no_pause
 from .config.validate import effective_version
+from .vrrp.vmac import plan as plan_vmacs
 
 ServerKey = tuple[str, str, int]          # (virtual server name, address, port)
 
@@ -138,12 +139,15 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
     scripts = {name for name in old_scripts.keys() | new_scripts.keys()
                if old_scripts.get(name) != new_scripts.get(name)}
     running = {instance.name: instance for instance in old.vrrp_instances}
+    # a VMAC's name also depends on vmac_prefix and on the other instances' names
+    old_vmacs, new_vmacs = plan_vmacs(old), plan_vmacs(new)
 
     def same(instance: Any) -> bool:
         before = running.get(instance.name)
         return (before is not None and before == instance and
                 effective_version(before, old.global_defs) ==
                 effective_version(instance, new.global_defs) and
+                old_vmacs.get(instance.name) == new_vmacs.get(instance.name) and
                 not {track.name for track in instance.track_script} & scripts)
 
     names = [instance.name for instance in new.vrrp_instances]

@@ -122,10 +122,24 @@ class InstanceCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class VmacView:
+    """An instance's VMAC (macvlan) or ipvlan interface as the kernel has it now."""
+    name: str
+    kind: str                           # macvlan, ipvlan
+    base: str                           # the interface it sits on
+    mac: str | None                     # None: the interface does not exist
+    up: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "base": self.base, "mac": self.mac,
+                "up": self.up}
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceView:
     LIVE: ClassVar[frozenset[str]] = frozenset(
         {"state", "master_ip", "last_transition", "reason", "faults", "counters",
-         "advert_lateness"})
+         "advert_lateness", "vmacs"})
 
     name: str
     vrid: int
@@ -142,6 +156,7 @@ class InstanceView:
     faults: tuple[str, ...] = ()
     counters: InstanceCounters | None = None
     advert_lateness: LatenessView | None = None     # as MASTER: adverts sent past their time
+    vmacs: tuple[VmacView, ...] = ()    # use_vmac / use_ipvlan: its own first
 
     @classmethod
     def of(cls, config: Any, version: int, sync_group: str | None,
@@ -161,6 +176,7 @@ class InstanceView:
                 "counters": None if self.counters is None else self.counters.as_json(),
                 "advert_lateness": None if self.advert_lateness is None
                 else self.advert_lateness.as_json(),
+                "vmacs": [vmac.as_json() for vmac in self.vmacs],
                 "sync_group": self.sync_group}
 
 

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 
 from ..scriptsec import default_user, problem, refusal
 from .blocks.virtual_server import virtual_server_name
+from .blocks.vmac import duplicate_names
 from .diagnostics import Diagnostics, Location
 from .values import Command
 
@@ -107,6 +108,10 @@ def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
             if (6 if ":" in peer.address else 4) != family:
                 diagnostics.error(_at(peer, where), f"vrrp_instance {instance.name}: unicast_peer "
                                          f"{peer.address} is not IPv{family} like the instance")
+    for instance, name in duplicate_names(config):
+        diagnostics.warning(instance.location, f"vrrp_instance {instance.name}: interface name "
+                            f"{name} is already another instance's VMAC / ipvlan; it gets a "
+                            "default name, as in keepalived")
 
 
 def _sync_groups(config, diagnostics: Diagnostics) -> None:

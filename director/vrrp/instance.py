@@ -19,6 +19,7 @@ from ..log import event as log_event
 from . import fsm
 from .addresses import Addresses, apply_all
 from .packet import (AUTH_PASS, MULTICAST, Advert, Expectation, encode, pass_auth_data)
+from .vmac import InstanceLinks, extra_garp_interfaces
 
 if TYPE_CHECKING:
     from ..state import InstanceView
@@ -59,6 +60,9 @@ class Instance:
         self.listeners: list[Callable[["Instance", fsm.Transition], None]] = []
         self._announcing: hub.Greenlet | None = None
         self._reannouncing: hub.Greenlet | None = None   # the garp_lower_prio burst
+        self._extra_garp: hub.Greenlet | None = None     # garp_extra_if
+        self.vmac: InstanceLinks | None = None    # use_vmac / use_ipvlan (set before prepare)
+        self.socket_key: tuple | None = None      # the receiver it is on (the service's key)
         self.greenlet: hub.Greenlet | None = None
         self.started = False                    # Startup was applied
         self.source = config.unicast_src_ip or config.mcast_src_ip
@@ -85,7 +89,18 @@ class Instance:
         return max(0.01, round(self.config.advert_int * 100) / 100)
 
     def vips(self) -> tuple:
-        return self.config.virtual_ipaddress
+        return self.placed(self.config.virtual_ipaddress)
+
+    def placed(self, vips: tuple) -> tuple:
+        """The VIPs with ``dev`` naming the VMAC that holds them, where one does."""
+        if self.vmac is None:
+            return vips
+        return tuple(self.vmac.place(vip, self.config.interface) for vip in vips)
+
+    @property
+    def vip_interface(self) -> str:
+        """Where the VIPs without ``dev`` go: the VMAC, or the instance's interface."""
+        return self.vmac.primary.name if self.vmac else self.config.interface
 
     def advertised_addresses(self) -> tuple[str, ...]:
         return tuple(vip.address.split("/")[0] for vip in self.config.virtual_ipaddress
@@ -201,14 +216,15 @@ class Instance:
 
     def _addresses(self, add: bool) -> None:
         if add is False:
-            for greenlet in (self._announcing, self._reannouncing):
+            for greenlet in (self._announcing, self._reannouncing, self._extra_garp):
                 if greenlet is not None:
                     greenlet.kill(block=False)
-            self._announcing = self._reannouncing = None
+            self._announcing = self._reannouncing = self._extra_garp = None
         config = self.config
         self.counters.address_errors += apply_all(
-            self.addresses, config.virtual_ipaddress + config.virtual_ipaddress_excluded,
-            config.virtual_routes, config.interface, add, self.name)
+            self.addresses, self.placed(config.virtual_ipaddress +
+                                        config.virtual_ipaddress_excluded),
+            config.virtual_routes, self.vip_interface, add, self.name)
 
     def _transition(self, transition: fsm.Transition) -> None:
         key = (transition.old, transition.new)
@@ -243,6 +259,7 @@ class Instance:
         if self._announcing is not None:
             self._announcing.kill(block=False)
         self._announcing = hub.spawn(self._announce, name=f"vrrp announce {self.name}")
+        self._start_extra_garp()
 
     def _announce(self) -> None:
         """keepalived's schedule: a set at once, another after garp_master_delay, and a
@@ -296,10 +313,41 @@ class Instance:
             self._announce_set(repeat, interval)
         self._reannouncing = None
 
+    def _start_extra_garp(self) -> None:
+        """garp_extra_if: while MASTER, one GARP / NA every N seconds on each other VMAC of
+        the VIPs (keepalived's vmac_garp_timer), so switches keep the virtual MACs' ports."""
+        setting = self.config.garp_extra_if or self.global_defs.vrrp_garp_extra_if
+        if self._extra_garp is not None:
+            self._extra_garp.kill(block=False)
+            self._extra_garp = None
+        if setting is None or not setting.interval:
+            return
+        vips = self.placed(self.config.virtual_ipaddress + self.config.virtual_ipaddress_excluded)
+        names = {link.name for link in self.vmac.all} if self.vmac else set()
+        advert_interface = self.vmac.advert_interface if self.vmac else self.config.interface
+        targets = extra_garp_interfaces(vips, self.vip_interface, advert_interface, names,
+                                        setting.all)
+        if targets:
+            self._extra_garp = hub.spawn(self._refresh_extra, setting.interval, targets,
+                                         name=f"vrrp extra garp {self.name}")
+
+    def _refresh_extra(self, interval: int, targets: dict[str, str]) -> None:
+        while True:
+            hub.sleep(interval)
+            if self.state.role != fsm.MASTER:
+                return
+            for ifname, address in targets.items():
+                try:
+                    self.announcer.announce(ifname, [address])
+                except OSError as exc:
+                    log_event(log, "vrrp.announce_error", logging.WARNING, instance=self.name,
+                              interface=ifname, error=exc)
+
     def _announce_set(self, repeat: int, interval: float) -> None:
         by_interface: dict[str, list[str]] = {}
-        for vip in self.config.virtual_ipaddress + self.config.virtual_ipaddress_excluded:
-            by_interface.setdefault(vip.dev or self.config.interface, []).append(
+        for vip in self.placed(self.config.virtual_ipaddress +
+                               self.config.virtual_ipaddress_excluded):
+            by_interface.setdefault(vip.dev or self.vip_interface, []).append(
                 vip.address.split("/")[0])
         for count in range(max(1, repeat)):
             if self.state.role != fsm.MASTER:
@@ -318,7 +366,8 @@ class Instance:
     def snapshot(self, sync_group: str | None = None) -> InstanceView:
         """Its view now; ``sync_group`` is the group it is in (the service knows its groups)."""
         # the views load when first asked for: they are not on the way to the first advert
-        from ..state import InstanceCounters, InstanceView, frozen
+        from ..state import InstanceCounters, InstanceView, VmacView, frozen
+        from .vmac_links import link_state
         state, config, counters = self.state, self.config, self.counters
         return InstanceView.of(
             config, self.version, sync_group,
@@ -333,4 +382,6 @@ class Instance:
                 counters.adverts_sent, counters.adverts_received, counters.send_errors,
                 counters.address_errors, counters.became_master, frozen(counters.dropped),
                 frozen(counters.noted), frozen(counters.transitions)),
-            advert_lateness=self.advert_lateness.view())
+            advert_lateness=self.advert_lateness.view(),
+            vmacs=tuple(VmacView(link.name, link.kind, link.base, *link_state(link.name))
+                        for link in (self.vmac.all if self.vmac else ())))

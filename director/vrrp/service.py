@@ -19,6 +19,8 @@ from .packet import VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import VrrpSocket
+from .vmac import InstanceLinks, plan as plan_vmacs
+from .vmac_links import VmacLinks
 
 if TYPE_CHECKING:
     from ..state import VrrpView
@@ -45,11 +47,17 @@ class Prepared:
         self.config = config
         self.instances: list[Instance] = []
         self.opened: dict[tuple, VrrpSocket] = {}
+        self.vmacs: dict[str, InstanceLinks] = {}     # of every instance of the new file
+        self.made: list[str] = []                     # VMAC interfaces made for it
+        self.vmac_links: VmacLinks | None = None
 
     def abandon(self) -> None:
         for sock in self.opened.values():
             sock.close()
         self.opened.clear()
+        for name in self.made:
+            self.vmac_links.remove(name)
+        self.made.clear()
 
 
 class VrrpService:
@@ -62,6 +70,8 @@ class VrrpService:
             config.global_defs.script_user,
             script_security=config.global_defs.enable_script_security)
         self.addresses = Addresses()
+        self.vmac_links = VmacLinks(self.addresses)
+        self.vmacs: dict[str, InstanceLinks] = {}     # the running file's VMAC plans
         self.sockets: dict[tuple, VrrpSocket] = {}
         self.instances: list[Instance] = []
         self.sync_groups: list[SyncGroup] = []
@@ -112,29 +122,44 @@ class VrrpService:
             instance.listeners.append(self.lvs_sync.role_changed)
 
     @staticmethod
-    def _socket_key(config) -> tuple:
-        return (config.interface, instance_family(config),
-                config.unicast_src_ip or config.mcast_src_ip)
+    def _socket_key(config, links: InstanceLinks | None = None,
+                    primary: str | None = None) -> tuple:
+        """Adverts go through the VMAC (or the base with vmac_xmit_base). A VMAC's socket is
+        bound to the source (the base's primary address, or the ipvlan's): the kernel would
+        pick a VIP on it, and the VRRPv3 checksum covers the source."""
+        source = config.unicast_src_ip or config.mcast_src_ip
+        if links is None or links.xmit_base:
+            return (config.interface, instance_family(config), source)
+        return (links.advert_interface, instance_family(config), source or primary)
 
     def prepare(self, plan: Any, config: Any) -> Prepared:
         """Everything of a reload that can fail, before anything changes: the sockets of
         the starting instances opened (their interfaces must exist), the instances built.
         Raises with nothing changed (what it opened is closed again)."""
         prepared = Prepared(plan, config)
+        prepared.vmacs, prepared.vmac_links = plan_vmacs(config), self.vmac_links
         by_name = {item.name: item for item in config.vrrp_instances}
         defs = config.global_defs
         try:
             for name in plan.starting:
                 item = by_name[name]
-                key = self._socket_key(item)
+                links = prepared.vmacs.get(name)
+                for link in links.all if links else ():
+                    ours = link.name in self.vmac_links.owned
+                    self.vmac_links.ensure(link)
+                    if not ours:
+                        prepared.made.append(link.name)
+                family = instance_family(item)
+                primary = (links and links.source) or \
+                    self.addresses.primary_address(item.interface, family)
+                key = self._socket_key(item, links, primary)
                 sock = self.sockets.get(key) or prepared.opened.get(key)
                 if sock is None:
                     sock = prepared.opened[key] = VrrpSocket(*key).open()
                 instance = Instance(item, defs, effective_version(item, defs), key[1],
                                     self.clock, self.addresses, self.announcer, sock)
-                primary = self.addresses.primary_address(item.interface, key[1]) or \
-                    ("0.0.0.0" if key[1] == 4 else "::")
-                instance.prepare(primary)
+                instance.vmac, instance.socket_key = links, key
+                instance.prepare(primary or ("0.0.0.0" if family == 4 else "::"))
                 prepared.instances.append(instance)
         except Exception:
             prepared.abandon()
@@ -157,6 +182,10 @@ class VrrpService:
                     timeout=timeout)
         for instance in going:
             self._forget(instance)
+        self.vmacs = prepared.vmacs
+        self.vmac_links.keep_only({link.name for links in self.vmacs.values()
+                                   for link in links.all})
+        prepared.made = []
         for name in set(plan.scripts) & self.scripts.keys():   # only going instances used them
             self.scripts.pop(name).stop()
         self.config = config
@@ -220,7 +249,7 @@ class VrrpService:
         replaced whole (Receiving). A socket left without instances closes."""
         by_key: dict[tuple, dict[int, Instance]] = {}
         for instance in self.instances:
-            by_key.setdefault(self._socket_key(instance.config), {})[
+            by_key.setdefault(instance.socket_key or self._socket_key(instance.config), {})[
                 instance.config.virtual_router_id] = instance
         for key, sock in list(self.sockets.items()):
             members = by_key.get(key)
@@ -265,8 +294,8 @@ class VrrpService:
         (keepalived's users ask for this: a stale VIP answers ARP for the real master)."""
         for vip in instance.vips():
             try:
-                if self.addresses.present(vip, instance.config.interface):
-                    self.addresses.remove(vip, instance.config.interface)
+                if self.addresses.present(vip, instance.vip_interface):
+                    self.addresses.remove(vip, instance.vip_interface)
                     log_event(log, "vrrp.leftover_removed", instance=instance.name,
                               address=vip.address)
             except OSError as exc:
@@ -353,6 +382,7 @@ class VrrpService:
         hub.killall(self.greenlets + list(self.receivers.values()), block=False)
         for sock in self.sockets.values():
             sock.close()
+        self.vmac_links.keep_only(set())
         self.addresses.close()
 
     def snapshot(self) -> VrrpView:

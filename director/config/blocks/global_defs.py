@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
 from ..values import email, lvs_sync_daemon
+from . import vmac
 from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
 
@@ -75,6 +76,7 @@ GLOBAL_DEFS = Block(
                "VRRP_INSTANCE is MASTER, backup otherwise, so that the BACKUP director knows "
                "the connections and they survive a failover. id defaults to the instance's "
                "virtual_router_id."),
+        *vmac.global_keywords(),
         *unsupported(
             "vrrp_iptables vrrp_ipsets nftables nftables_priority nftables_ifindex "
             "nftables_counters vrrp_notify_fifo vrrp_notify_fifo_script notify_fifo "
@@ -99,12 +101,12 @@ GLOBAL_DEFS = Block(
             "reload_check_config reload_time_file reload_repeat reload_file "
             "config_save_dir include_check vrrp_ipsets_off startup_script shutdown_script "
             "startup_script_timeout shutdown_script_timeout process_name lvs_process_name "
-            "disable_local_igmp v3_checksum_as_v2 vrrp_garp_extra_if vrrp_vmac_garp_intvl "
+            "disable_local_igmp v3_checksum_as_v2 "
             "vrrp_down_timer_adverts nftables_ipvs nftables_ipvs_priority "
             "nftables_ipvs_start_fwmark vrrp_rlimit_rttime checker_rlimit_rttime "
             "bfd_rlimit_rttime vrrp_notify_priority_changes fifo_write_vrrp_states_on_reload "
-            "rs_init_notifies no_checker_emails dbus_service_name log_unknown_vrids vmac_prefix "
-            "vmac_addr_prefix json_version vrrp_delay_after_boot set_supplementary_groups "
+            "rs_init_notifies no_checker_emails dbus_service_name log_unknown_vrids "
+            "json_version vrrp_delay_after_boot set_supplementary_groups "
             "state_dump_file stats_dump_file json_dump_file", NOT_PLANNED),
     ),
 )

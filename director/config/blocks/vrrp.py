@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
                       SecretText, Text, Word)
 from ..values import Script, route, rule, single_name, tracked, unicast_peer, virtual_address
+from . import vmac
 from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, name_header,
                      no_header, required, unsupported)
 
@@ -18,12 +19,6 @@ def _script_weight(args, ctx):
                       f"'{' '.join(args)}'")
     weight = Int(-253, 253).parse(args[:1], ctx)
     return (weight, len(args) == 2)
-
-
-def _use_vmac(args, ctx):
-    if len(args) > 1:
-        raise Invalid(f"expects an optional interface name, got '{' '.join(args)}'")
-    return str(args[0]) if args else True
 
 
 def _script_finish(values, ctx):
@@ -159,6 +154,7 @@ def _instance_finish(values, ctx):
     if values.get("unicast_src_ip") and not values.get("unicast_peer"):
         ctx.warn(f"{name}: unicast_src_ip without unicast_peer: adverts still go to the "
                  "multicast group")
+    vmac.instance_finish(values, ctx)
 
 
 VRRP_INSTANCE = Block(
@@ -207,18 +203,13 @@ VRRP_INSTANCE = Block(
         Kw("notify_master_rx_lower_pri", Script(), unsupported=NOT_YET),
         Kw("notify_deleted", Script(), unsupported=NOT_YET),
         *_tracking(),
-        Kw("use_vmac", Custom(_use_vmac, "[INTERFACE]"),
-           unsupported="VMAC interfaces are not created by director"),
-        Kw("vmac_xmit_base", Flag(), unsupported="VMAC interfaces are not created by director"),
-        Kw("use_vmac_addr", Flag(), unsupported="VMAC interfaces are not created by director"),
-        Kw("use_ipvlan", Raw(), unsupported="ipvlan interfaces are not created by director"),
+        *vmac.instance_keywords(),
         Kw("lvs_sync_daemon_interface", Word("an interface"),
            deprecated="lvs_sync_daemon_interface was replaced by global_defs "
                       "'lvs_sync_daemon INTERFACE INSTANCE'; applied as that",
            doc="keepalived 1.x: the IPVS sync daemons on this interface follow this "
                "instance (global_defs lvs_sync_daemon, which wins when both are given)."),
         *unsupported("debug native_ipv6 kernel_rx_buf_size track_src_ip linkbeat_use_polling "
-                     "old_unicast_checksum mcast_dst_ip v3_checksum_as_v2 garp_extra_if "
-                     "vmac_garp_intvl", NOT_PLANNED),
+                     "old_unicast_checksum mcast_dst_ip v3_checksum_as_v2", NOT_PLANNED),
     ),
 )
