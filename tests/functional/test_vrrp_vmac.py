@@ -10,7 +10,8 @@ VMAC's base: without it, the MASTER asks for the client's MAC from its base inte
 the VIP ("who has 192.0.2.50? tell 192.0.2.100"), and the client moves its entry for the VIP
 to the base's MAC (keepalived 2.2.7 does this out of the box; seen here).
 
-Also: the VMAC is made (a leftover with the wrong MAC and mode fixed), shown by /api/v1/state,
+Also: the VMAC is made (a leftover with the wrong MAC and mode fixed), shown by /api/v1/state
+and the dashboard,
 removed by a reload that removes its instance and on stop, its base's sysctls put back; a
 reload whose VMAC cannot be made fails with nothing changed; vmac_xmit_base moves the adverts'
 source MAC to the base's (a capture on the client). Addresses: 192.0.2.0/24, 2001:db8::/64,
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.functional.browser import Browser, unavailable as browser_unavailable
 from tests.functional.lab import start_keepalived, wait_for
 from tests.functional.test_vrrp_failover import down_interval
 
@@ -175,7 +177,26 @@ def test_the_client_keeps_the_virtual_mac_across_failovers_with_keepalived(lab, 
     assert seen["counts"]["group"] == 0, f"the client resolved the VIP again: {seen}"
 
 
-def test_vmac_made_shown_and_removed_by_a_reload_and_a_failed_one_changes_nothing(lab, net):
+def dashboard_shows_the_vmac(host, tmp_path) -> None:
+    """The instance's card names its VMAC (a browser in the host; skipped without one)."""
+    if browser_unavailable():
+        print(f"dashboard not checked: {browser_unavailable()}")
+        return
+    browser = Browser.in_host(host)
+    try:
+        browser.get("http://127.0.0.1:18080/")
+        card = '[data-instance="VI_1"] [data-vmac="vrrp.51"]'
+        shown = lambda: browser.eval(f"const e = document.querySelector({json.dumps(card)}); "
+                                     "return e ? e.textContent : null;")
+        wait_for(lambda: shown() == "vrrp.51 macvlan 00:00:5e:00:01:33 on eth0 up", 10,
+                 message=lambda: browser.eval("return document.body.innerText"))
+        browser.screenshot(tmp_path / "dashboard-vmac.png")
+    finally:
+        browser.quit()
+
+
+def test_vmac_made_shown_and_removed_by_a_reload_and_a_failed_one_changes_nothing(lab, net,
+                                                                                     tmp_path):
     a = net[0]
     # a leftover of a crash: same name, wrong MAC and mode
     a.run(["ip", "link", "add", "link", "eth0", "name", VMAC, "address", "02:00:00:00:00:99",
@@ -203,6 +224,7 @@ def test_vmac_made_shown_and_removed_by_a_reload_and_a_failed_one_changes_nothin
     assert instances["VI_1"]["vmacs"] == [{"name": VMAC, "kind": "macvlan", "base": "eth0",
                                            "mac": "00:00:5e:00:01:33", "up": True}]
     assert instances["VI_KEEP"]["vmacs"] == []
+    dashboard_shows_the_vmac(a, tmp_path)
 
     # a VMAC that cannot be made (the name of an interface that is no macvlan): refused,
     # nothing changed

@@ -176,7 +176,18 @@ function renderVrrp(vrrp) {
        el("dt", {text: "last transition"}),
        el("dd", {title: i.reason || "", text: `${ago(i.last_transition)}${i.reason ? ` (${i.reason})` : ""}`}),
        i.sync_group ? el("dt", {text: "sync group"}) : null,
-       i.sync_group ? el("dd", {text: i.sync_group}) : null))));
+       i.sync_group ? el("dd", {text: i.sync_group}) : null,
+       (i.vmacs || []).length ? el("dt", {text: "VMAC"}) : null,
+       (i.vmacs || []).length ? el("dd", {class: "vmacs"}, ...i.vmacs.map(vmac)) : null))));
+}
+
+// A VMAC / ipvlan interface: "vrrp.51 macvlan 00:00:5e:00:01:33 on eth0 [up]"; a missing
+// or down one is a red badge.
+function vmac(v) {
+  const state = v.mac === null ? "missing" : v.up ? "up" : "down";
+  return el("div", {"data-vmac": v.name},
+    `${v.name} ${v.kind} ${v.mac || ""} on ${v.base} `,
+    badge(state, state === "up" ? "good" : "bad"));
 }
 
 // --- pools ------------------------------------------------------------------------------
