@@ -144,16 +144,17 @@ class VrrpService:
             for name in plan.starting:
                 item = by_name[name]
                 links = prepared.vmacs.get(name)
+                remade = False          # one of ours replaced: sockets bound to it are dead
                 for link in links.all if links else ():
                     ours = link.name in self.vmac_links.owned
-                    self.vmac_links.ensure(link)
+                    remade = self.vmac_links.ensure(link) and ours or remade
                     if not ours:
                         prepared.made.append(link.name)
                 family = instance_family(item)
                 primary = (links and links.source) or \
                     self.addresses.primary_address(item.interface, family)
                 key = self._socket_key(item, links, primary)
-                sock = self.sockets.get(key) or prepared.opened.get(key)
+                sock = prepared.opened.get(key) or (None if remade else self.sockets.get(key))
                 if sock is None:
                     sock = prepared.opened[key] = VrrpSocket(*key).open()
                 instance = Instance(item, defs, effective_version(item, defs), key[1],
@@ -194,6 +195,11 @@ class VrrpService:
         for runner in self.scripts.values():
             runner.configure(config.global_defs.script_user,
                              config.global_defs.enable_script_security)
+        for key in prepared.opened.keys() & self.sockets.keys():   # its VMAC was remade
+            receiver = self.receivers.pop(key, None)
+            if receiver is not None:
+                receiver.kill(block=False)
+            self.sockets.pop(key).close()
         self.sockets.update(prepared.opened)
         prepared.opened = {}
         added = prepared.instances

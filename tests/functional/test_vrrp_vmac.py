@@ -236,6 +236,19 @@ def test_vmac_made_shown_and_removed_by_a_reload_and_a_failed_one_changes_nothin
     assert "no macvlan" in lab.log_of(ours)
     assert on(a, VMAC, "192.0.2.100")() and link(a, "lo")["link_type"] == "loopback"
 
+    # a reload that changes the VMAC's MAC remakes it; the restarted instance advertises on
+    # the new one (its socket is new too)
+    ours.conf.write_text(config(150, extra="use_vmac 02:00:00:00:00:\n") + keep)
+    ours.send_signal(signal.SIGHUP)
+    wait_for(lambda: (link(a, VMAC) or {}).get("address") == "02:00:00:00:00:33", 10,
+             message=lambda: lab.log_of(ours))
+    wait_for(on(a, VMAC, "192.0.2.100"), down_interval(150) + 5,
+             message=lambda: lab.log_of(ours))
+    counters = lambda: {i["name"]: i for i in state()["vrrp"]["instances"]}["VI_1"]["counters"]
+    sent = counters()["adverts_sent"]
+    wait_for(lambda: counters()["adverts_sent"] >= sent + 2, 5, message=lambda: lab.log_of(ours))
+    assert counters()["send_errors"] == 0
+
     # the reload that removes the instance removes its VMAC and puts the base's sysctls back
     ours.conf.write_text(keep)
     ours.send_signal(signal.SIGHUP)
