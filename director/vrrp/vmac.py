@@ -137,8 +137,10 @@ def plan(config: Any) -> dict[str, InstanceLinks]:
                 key = (vip.dev or instance.interface, vip.family)
                 if key not in seen:
                     seen.add(key)
+                    # keepalived gives an IPv6 one the base's link-local address too
                     extra.append(Link(fresh(addr_prefix, vrid, vip.family), key[0], "macvlan",
-                                      vip.family, mac=virtual_mac(vip.family, vrid, vmac.mac)))
+                                      vip.family, mac=virtual_mac(vip.family, vrid, vmac.mac),
+                                      link_local=vip.family == 6))
         plans[instance.name] = InstanceLinks(primary, tuple(extra),
                                              bool(instance.vmac_xmit_base))
     return plans

@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,62 @@ def test_vmac_xmit_base_moves_the_adverts_to_the_base_mac(lab, net, xmit_base):
     seen = capture.result()
     assert seen["advert_mac"] == (a.mac("eth0") if xmit_base else FAMILY[4]["mac"]), seen
     assert client.neighbour("192.0.2.100") == FAMILY[4]["mac"]   # the VIPs stay on the VMAC
+
+
+# Runs in the client: one line per gratuitous ARP / unsolicited NA (no S flag) received,
+# "MAC TARGET",
+# until the file argv[2] exists or argv[1] seconds passed; "READY" once bound.
+ANNOUNCEMENTS = r"""
+import ipaddress, os, select, socket, sys, time
+limit, stop = float(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(("eth0", 3))
+print("READY", flush=True)
+end = time.monotonic() + limit
+while time.monotonic() < end and not os.path.exists(stop):
+    if not select.select([s], [], [], 0.1)[0]:
+        continue
+    frame, addr = s.recvfrom(65535)
+    kind, mac = int.from_bytes(frame[12:14], "big"), frame[6:12].hex(":")
+    if kind == 0x0806 and frame[28:32] == frame[38:42]:
+        print(mac, ipaddress.IPv4Address(frame[38:42]), flush=True)
+    if kind == 0x86DD and frame[20] == 58 and frame[54] == 136 and not frame[58] & 0x40:
+        print(mac, ipaddress.IPv6Address(frame[62:78]), flush=True)
+"""
+
+
+@pytest.mark.parametrize("extra_if", [False, True])
+def test_use_vmac_addr_and_garp_extra_if(lab, net, extra_if):
+    """use_vmac_addr: the IPv6 eVIP of an IPv4 instance gets a VMAC of its own (vrrp6.51,
+    00:00:5e:00:02:33) and the client reaches it through that MAC; garp_extra_if 1 refreshes
+    it every second while MASTER (the adverts only refresh vrrp.51's MAC): one NA a second
+    after the transition's one, none without it."""
+    a, _, client = net
+    extra = ("use_vmac\n    use_vmac_addr\n    garp_master_delay 0\n    garp_master_repeat 1\n"
+             + ("    garp_extra_if 1\n" if extra_if else "") +
+             "    virtual_ipaddress_excluded {\n        2001:db8::200/64\n    }\n")
+    stop = Path(lab.tmp) / f"stop-announcements-{extra_if}"
+    watcher = client.popen([sys.executable, "-u", "-c", ANNOUNCEMENTS, "60", str(stop)],
+                           log_path=str(stop) + ".log")
+    log = Path(str(stop) + ".log")
+    wait_for(lambda: "READY" in log.read_text(), 10, message="capture not ready")
+    ours = start_director(lab, a, config(150, extra=extra), "addr")
+    wait_for(on(a, "vrrp6.51", "2001:db8::200"), down_interval(150) + 5,
+             message=lambda: lab.log_of(ours))
+    assert link(a, "vrrp6.51")["address"] == "00:00:5e:00:02:33"
+    assert on(a, VMAC, "192.0.2.100")()
+    wait_for(answered(client, "2001:db8::200"), 10, message="the client never reached the eVIP")
+    assert client.neighbour("2001:db8::200") == "00:00:5e:00:02:33"
+
+    def nas() -> int:
+        return log.read_text().count("00:00:5e:00:02:33 2001:db8::200")
+
+    if extra_if:
+        wait_for(lambda: nas() >= 4, 8, message=lambda: log.read_text())
+    else:
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            assert nas() <= 1, log.read_text()
+            time.sleep(0.1)
+    stop.touch()
+    watcher.wait(10)
