@@ -180,7 +180,8 @@ def instance_keywords() -> tuple[Kw, ...]:
                "adverts and gratuitous ARPs leave from it, so the neighbours' entries never "
                "change on failover. NAME defaults to vmac_prefix.VRID. Made at start (or by "
                "the reload that adds the instance; a leftover of ours is reused, fixed or "
-               "replaced), removed on stop and by the reload that removes the instance."),
+               "replaced), removed on stop and by the reload that removes the instance. Beyond "
+               "keepalived, the base gets arp_announce 2 (README: VMAC and ipvlan interfaces)."),
         Kw("vmac_xmit_base", Flag(),
            doc="With use_vmac: send and receive adverts on the base interface (its own MAC) "
                "instead of the VMAC; the VIPs stay on the VMAC."),
