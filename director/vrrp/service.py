@@ -71,7 +71,6 @@ class VrrpService:
             script_security=config.global_defs.enable_script_security)
         self.addresses = Addresses()
         self.vmac_links = VmacLinks(self.addresses)
-        self.vmacs: dict[str, InstanceLinks] = {}     # the running file's VMAC plans
         self.sockets: dict[tuple, VrrpSocket] = {}
         self.instances: list[Instance] = []
         self.sync_groups: list[SyncGroup] = []
@@ -183,10 +182,9 @@ class VrrpService:
                     timeout=timeout)
         for instance in going:
             self._forget(instance)
-        self.vmacs = prepared.vmacs
-        self.vmac_links.keep_only({link.name for links in self.vmacs.values()
+        self.vmac_links.keep_only({link.name for links in prepared.vmacs.values()
                                    for link in links.all})
-        prepared.made = []
+        prepared.made = []                      # theirs now: no abandon() removes them
         for name in set(plan.scripts) & self.scripts.keys():   # only going instances used them
             self.scripts.pop(name).stop()
         self.config = config

@@ -126,3 +126,33 @@ def test_a_new_vmac_prefix_restarts_the_instances_that_use_it(tmp_path):
 
 def test_eui64_link_local():
     assert eui64_link_local("00:00:5e:00:01:33") == "fe80::200:5eff:fe00:133"
+
+
+def test_sysctls_set_for_an_ipv4_vmac_and_put_back_after_the_last(tmp_path):
+    """keepalived's rp_filter dance: all.rp_filter cleared, each interface raised to its old
+    value (the effective filter unchanged), the VMAC's 0; the base's ARP settings saved and
+    restored with all.rp_filter once no IPv4 VMAC is left."""
+    from director.vrrp.vmac import Link
+    from director.vrrp.vmac_links import VmacLinks
+    conf = tmp_path / "net" / "ipv4" / "conf"
+    values = {"all": {"rp_filter": 2}, "eth0": {"rp_filter": 0, "arp_ignore": 0,
+                                                "arp_filter": 0, "arp_announce": 0},
+              "eth1": {"rp_filter": 1}, "vrrp.51": {}}
+    for ifname, keys in values.items():
+        (conf / ifname).mkdir(parents=True)
+        for key, value in keys.items():
+            (conf / ifname / key).write_text(f"{value}\n")
+    read = lambda ifname, key: int((conf / ifname / key).read_text())
+    links = VmacLinks(addresses=None, proc_sys=str(tmp_path))
+    link = Link("vrrp.51", "eth0", "macvlan", 4, mac="00:00:5e:00:01:33")
+    links._ipv4_sysctls(link)
+    links.owned[link.name] = link
+    assert (read("all", "rp_filter"), read("eth0", "rp_filter"), read("eth1", "rp_filter")) \
+        == (0, 2, 2)
+    assert [read("vrrp.51", k) for k in ("arp_ignore", "accept_local", "rp_filter",
+                                         "promote_secondaries")] == [1, 1, 0, 1]
+    assert [read("eth0", k) for k in ("arp_ignore", "arp_filter", "arp_announce")] == [1, 1, 2]
+    del links.owned[link.name]
+    links._release_sysctls()
+    assert read("all", "rp_filter") == 2
+    assert [read("eth0", k) for k in ("arp_ignore", "arp_filter", "arp_announce")] == [0, 0, 0]
