@@ -311,8 +311,12 @@ class VrrpService:
         for instance in instances:
             config = instance.config
             tracked = []
+            # keepalived tracks an instance's VMAC / ipvlan as it tracks its interface: one
+            # set down (or deleted) behind our back is a FAULT, not a MASTER advertising VIPs
+            # that nobody can reach
+            own = [config.interface] + ([instance.vmac.primary.name] if instance.vmac else [])
             if not config.dont_track_primary:
-                tracked.append(Tracked(f"interface {config.interface}", None))
+                tracked.extend(Tracked(f"interface {ifname}", None) for ifname in own)
             for item in config.track_interface:
                 tracked.append(Tracked(f"interface {item.name}", item.weight, item.reverse))
             for item in config.track_script:
@@ -322,8 +326,8 @@ class VrrpService:
                 tracked.append(Tracked(f"script {item.name}", weight, reverse))
             tracker = Tracker(instance, tracked)
             self.trackers[instance.name] = tracker
-            for ifname in {config.interface} | {t.name for t in config.track_interface}:
-                if ifname != config.interface or not config.dont_track_primary:
+            for ifname in set(own) | {t.name for t in config.track_interface}:
+                if ifname not in own or not config.dont_track_primary:
                     self.interface_watcher.watch(ifname, tracker)
             for item in config.track_script:
                 if item.name not in self.scripts:

@@ -332,3 +332,20 @@ def test_use_vmac_addr_and_garp_extra_if(lab, net, extra_if):
             time.sleep(0.1)
     stop.touch()
     watcher.wait(10)
+
+
+def test_a_vmac_set_down_behind_the_daemon_is_a_fault(lab, net):
+    """As in keepalived, the instance tracks its VMAC: set down, the MASTER goes FAULT (its
+    VIP leaves, a peer can take over); up again, it comes back."""
+    a = net[0]
+    ours = start_director(lab, a, config(150), "down")
+    wait_for(on(a, VMAC, "192.0.2.100"), down_interval(150) + 5,
+             message=lambda: lab.log_of(ours))
+    a.run(["ip", "link", "set", VMAC, "down"])
+    wait_for(lambda: "from=MASTER to=FAULT" in lab.log_of(ours), 5,
+             message=lambda: lab.log_of(ours))
+    a.run(["ip", "link", "set", VMAC, "up"])
+    wait_for(lambda: "from=FAULT to=BACKUP" in lab.log_of(ours), 5,
+             message=lambda: lab.log_of(ours))
+    wait_for(on(a, VMAC, "192.0.2.100"), down_interval(150) + 5,
+             message=lambda: lab.log_of(ours))
