@@ -20,7 +20,7 @@ from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import VrrpSocket
 from .vmac import InstanceLinks, plan as plan_vmacs
-from .vmac_links import VmacLinks
+from .vmac_links import VmacLinks, link_state
 
 if TYPE_CHECKING:
     from ..state import VrrpView
@@ -71,6 +71,7 @@ class VrrpService:
             script_security=config.global_defs.enable_script_security)
         self.addresses = Addresses()
         self.vmac_links = VmacLinks(self.addresses)
+        self.vmac_guard: hub.Greenlet | None = None
         self.sockets: dict[tuple, VrrpSocket] = {}
         self.instances: list[Instance] = []
         self.sync_groups: list[SyncGroup] = []
@@ -217,6 +218,8 @@ class VrrpService:
             self.greenlets.append(instance.start())
         if self.interface_watcher.greenlet is None:
             self.interface_watcher.start()
+        if self.vmac_guard is None and self.vmac_links.owned:
+            self.vmac_guard = hub.supervise(self._guard_vmacs, name="vrrp vmac guard")
         for name, runner in list(self.scripts.items()):
             if not runner.subscribers:          # no instance tracks it any more
                 runner.stop()
@@ -306,6 +309,40 @@ class VrrpService:
                 log_event(log, "vrrp.address_error", logging.ERROR, instance=instance.name,
                           address=vip.address, action="remove leftover", error=exc)
 
+    def _guard_vmacs(self, period: float = 1.0) -> None:
+        """keepalived makes a VMAC deleted behind its back again. The instance went FAULT
+        meanwhile (it tracks its VMAC, polled ten times as often); the new interface clears
+        that, and the sockets bound to the old one are renewed."""
+        while True:
+            hub.sleep(period)
+            for instance in list(self.instances):
+                gone = [link for link in (instance.vmac.all if instance.vmac else ())
+                        if link_state(link.name)[0] is None]
+                if not gone:
+                    continue
+                try:
+                    for link in gone:
+                        self.vmac_links.ensure(link)
+                    if instance.socket_key[0] in {link.name for link in gone}:
+                        self._renew_socket(instance.socket_key)
+                except OSError as exc:
+                    log_event(log, "vrrp.vmac_error", logging.ERROR, instance=instance.name,
+                              action="remake", error=exc)
+
+    def _renew_socket(self, key: tuple) -> None:
+        sock = VrrpSocket(*key).open()
+        receiver = self.receivers.pop(key, None)
+        if receiver is not None:
+            receiver.kill(block=False)
+        old = self.sockets.get(key)
+        if old is not None:
+            old.close()
+        self.sockets[key] = sock
+        for instance in self.instances:
+            if instance.socket_key == key:
+                instance.sender = sock
+        self._update_receivers()
+
     def _wire_tracking(self, instances: list[Instance]) -> None:
         scripts = {script.name: script for script in self.config.vrrp_scripts}
         for instance in instances:
@@ -387,7 +424,8 @@ class VrrpService:
         if self.lvs_sync is not None:
             self.lvs_sync.stop()
         self.notifier.wait(timeout=1.0)
-        hub.killall(self.greenlets + list(self.receivers.values()), block=False)
+        hub.killall(self.greenlets + list(self.receivers.values()) +
+                    ([self.vmac_guard] if self.vmac_guard else []), block=False)
         for sock in self.sockets.values():
             sock.close()
         self.vmac_links.keep_only(set())

@@ -64,6 +64,7 @@ while time.monotonic() < end and not os.path.exists(stop):
     group = bool(frame[0] & 1)
     if kind == 0x0800 and frame[23] == 112 and advert_mac is None:
         advert_mac = frame[6:12].hex(":")
+        print("ADVERT", advert_mac, flush=True)
     if addr[2] != socket.PACKET_OUTGOING:
         continue
     if kind == 0x0806 and frame[20:22] == b"\0\1" and frame[38:42] == vip.packed:
@@ -129,6 +130,9 @@ class Capture:
                                   str(self.stop)], log_path=str(self.stop) + ".log")
         self.log = Path(str(self.stop) + ".log")
         wait_for(lambda: "READY" in self.log.read_text(), 10, message="capture not ready")
+
+    def advert_seen(self) -> bool:
+        return "ADVERT" in self.log.read_text()
 
     def result(self) -> dict:
         self.stop.touch()
@@ -270,6 +274,7 @@ def test_vmac_xmit_base_moves_the_adverts_to_the_base_mac(lab, net, xmit_base):
     wait_for(on(a, VMAC, "192.0.2.100"), down_interval(150) + 5,
              message=lambda: lab.log_of(ours))
     wait_for(answered(client, "192.0.2.100"), 10, message="the client never reached the VIP")
+    wait_for(capture.advert_seen, 5, message=lambda: lab.log_of(ours))
     seen = capture.result()
     assert seen["advert_mac"] == (a.mac("eth0") if xmit_base else FAMILY[4]["mac"]), seen
     assert client.neighbour("192.0.2.100") == FAMILY[4]["mac"]   # the VIPs stay on the VMAC
@@ -349,3 +354,26 @@ def test_a_vmac_set_down_behind_the_daemon_is_a_fault(lab, net):
              message=lambda: lab.log_of(ours))
     wait_for(on(a, VMAC, "192.0.2.100"), down_interval(150) + 5,
              message=lambda: lab.log_of(ours))
+
+
+def test_a_vmac_deleted_behind_the_daemon_is_made_again(lab, net):
+    """As keepalived does: the instance goes FAULT, the VMAC comes back with its MAC, the
+    instance is MASTER on it again and advertises through it (a new socket)."""
+    a, _, client = net
+    ours = start_director(lab, a, config(150), "deleted")
+    wait_for(on(a, VMAC, "192.0.2.100"), down_interval(150) + 5,
+             message=lambda: lab.log_of(ours))
+    a.run(["ip", "link", "del", VMAC])
+    wait_for(lambda: "from=MASTER to=FAULT" in lab.log_of(ours), 5,
+             message=lambda: lab.log_of(ours))
+    wait_for(lambda: (link(a, VMAC) or {}).get("address") == FAMILY[4]["mac"], 5,
+             message=lambda: lab.log_of(ours))
+    wait_for(on(a, VMAC, "192.0.2.100"), down_interval(150) + 5,
+             message=lambda: lab.log_of(ours))
+    capture = Capture(lab, client, "192.0.2.100")
+    wait_for(answered(client, "192.0.2.100"), 10, message="the client lost the VIP")
+    wait_for(capture.advert_seen, 5, message=lambda: lab.log_of(ours))
+    seen = capture.result()
+    assert seen["advert_mac"] == FAMILY[4]["mac"], seen
+    # the FAULT's advert had no interface left to go out on; none failed since it came back
+    assert "vrrp.send_error" not in lab.log_of(ours).rsplit("vrrp.vmac_up", 1)[1]
