@@ -41,7 +41,7 @@ class Link:
     mac: str | None = None          # macvlan: the virtual MAC
     mode: str = "private"           # macvlan: private; ipvlan: bridge, private or vepa
     address: str | None = None      # ipvlan: ADDRESS/PREFIX put on it
-    link_local: bool = False        # IPv6 adverts leave from it: the base's link-local on it
+    link_local: bool = False        # IPv6: the base's link-local address on it (adverts' source)
 
 
 @dataclass(frozen=True)

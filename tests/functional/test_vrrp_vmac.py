@@ -11,11 +11,12 @@ the VIP ("who has 192.0.2.50? tell 192.0.2.100"), and the client moves its entry
 to the base's MAC (keepalived 2.2.7 does this out of the box; seen here).
 
 Also: the VMAC is made (a leftover with the wrong MAC and mode fixed), shown by /api/v1/state
-and the dashboard,
-removed by a reload that removes its instance and on stop, its base's sysctls put back; a
-reload whose VMAC cannot be made fails with nothing changed; vmac_xmit_base moves the adverts'
-source MAC to the base's (a capture on the client). Addresses: 192.0.2.0/24, 2001:db8::/64,
-inside the namespaces only; every wait has a deadline.
+and the dashboard, removed by a reload that removes its instance and on stop, its base's
+sysctls put back; a reload whose VMAC cannot be made fails with nothing changed, one that
+changes its MAC remakes it; vmac_xmit_base moves the adverts' source MAC to the base's (a
+capture on the client); use_vmac_addr and garp_extra_if; a VMAC set down is a FAULT, a deleted
+one is made again. Addresses: 192.0.2.0/24, 2001:db8::/64, inside the namespaces only; every
+wait has a deadline.
 """
 
 from __future__ import annotations

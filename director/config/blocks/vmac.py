@@ -1,7 +1,7 @@
 """The VMAC / ipvlan keywords (keepalived's use_vmac family), global and per instance.
 
-Their values are small frozen records; the run-time side (names, links, sysctls) is
-director/vrrp/vmac.py.
+Their values are small frozen records; the run-time side is director/vrrp/vmac.py (names,
+where VIPs go: pure) and director/vrrp/vmac_links.py (the interfaces and sysctls).
 """
 
 from __future__ import annotations
