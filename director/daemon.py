@@ -259,6 +259,7 @@ class Director:
             "notify", via="script", why=why, result=result))
         if not self.options.check:
             from .vrrp.arp import Announcer
+            from .vrrp.firewall import FirewallError
             from .vrrp.service import VrrpService
             self.vrrp = VrrpService(self.config, self.clock, Announcer(), notifier)
             self.vrrp.on_new_instance.append(
@@ -270,7 +271,10 @@ class Director:
             self.vrrp.on_new_sync_group.append(
                 lambda group: group.listeners.append(lambda group, state: self.events.add(
                     "vrrp.sync_group", sync_group=group.name, state=state)))
-            self.vrrp.start()
+            try:
+                self.vrrp.start()
+            except FirewallError as exc:
+                raise StartupError(f"accept mode off needs nftables: {exc}") from None
         if not self.options.vrrp and self.config.virtual_servers:
             self._start_pools(self.config)
 

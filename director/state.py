@@ -198,6 +198,26 @@ class LvsSyncView:
 
 
 @dataclass(frozen=True, slots=True)
+class FirewallView:
+    """Accept mode off: the nftables tables (ip / ip6 TABLE) and what they drop now."""
+
+    table: str | None                   # None: the tables are gone (an error left behind)
+    families: tuple[str, ...]           # "ip", "ip6"
+    priority: int | None
+    blocked: tuple[str, ...]            # addresses (link-local: 'ADDRESS . "IF"')
+    by_instance: Mapping[str, tuple[str, ...]]
+    in_step: bool                       # the kernel was last seen holding exactly that
+    errors: int
+    last_error: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"table": self.table, "families": list(self.families),
+                "priority": self.priority, "blocked": list(self.blocked),
+                "by_instance": {name: list(items) for name, items in self.by_instance.items()},
+                "in_step": self.in_step, "errors": self.errors, "last_error": self.last_error}
+
+
+@dataclass(frozen=True, slots=True)
 class VrrpView:
     instances: tuple[InstanceView, ...] = ()
     sync_groups: tuple[SyncGroupView, ...] = ()
@@ -205,6 +225,7 @@ class VrrpView:
     # Packets dropped before any instance knew them (undecodable, or for a vrid we do not
     # run), by (interface, reason); the others count on their instance.
     dropped_by_interface: Mapping[tuple[str, str], int] = field(default_factory=_empty)
+    firewall: FirewallView | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"instances": [instance.as_json() for instance in self.instances],
@@ -213,7 +234,8 @@ class VrrpView:
                 else self.lvs_sync_daemon.as_json(),
                 "dropped_by_interface": {f"{interface}/{reason}": count for
                                          (interface, reason), count in
-                                         sorted(self.dropped_by_interface.items())}}
+                                         sorted(self.dropped_by_interface.items())},
+                "firewall": None if self.firewall is None else self.firewall.as_json()}
 
 
 # === checks =====================================================================================

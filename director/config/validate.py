@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 from ..scriptsec import default_user, problem, refusal
 from .blocks.virtual_server import virtual_server_name
 from .diagnostics import Diagnostics, Location
+from .strict import problems, strict_mode
 from .values import Command
 
 
@@ -29,10 +30,12 @@ def instance_family(instance: Any) -> int:
 
 
 def effective_version(instance: Any, global_defs: Any) -> int:
-    """VRRP version in force: the instance's, else 3 for IPv6 (v2 has no IPv6), else global."""
-    if instance.version is not None:
+    """VRRP version in force: the instance's, else 3 for IPv6 (v2 has no IPv6), else global.
+    Strict mode makes an IPv6 instance's version 2 a 3 (keepalived: with a warning)."""
+    ipv6 = instance_family(instance) == 6
+    if instance.version is not None and not (ipv6 and strict_mode(instance, global_defs)):
         return instance.version
-    if instance_family(instance) == 6:
+    if ipv6:
         return 3
     return global_defs.vrrp_version
 
@@ -89,6 +92,8 @@ def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
         if version == 3 and instance.advert_int > 40.95:
             diagnostics.error(where, f"vrrp_instance {instance.name}: VRRPv3 advert_int is at "
                                      f"most 40.95 s, got {instance.advert_int:g}")
+        for severity, message in problems(instance, config.global_defs, version, family):
+            getattr(diagnostics, severity)(where, message)
         if instance.interface and instance.virtual_router_id:
             key = (instance.interface, instance.virtual_router_id, family)
             if key in routers:

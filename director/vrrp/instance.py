@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import hub
+from ..config import strict
 from ..clock import Clock
 from ..lateness import Lateness
 from ..log import event as log_event
@@ -63,6 +64,9 @@ class Instance:
         self.started = False                    # Startup was applied
         self.source = config.unicast_src_ip or config.mcast_src_ip
         self._read_before: float | None = None   # the deadline the sockets were read for
+        # what strict mode resets (config.strict), by field; read through configured()
+        self.overrides: dict[str, Any] = strict.overrides(config, global_defs)
+        self.firewall: Any = None     # vrrp.firewall.Firewall when accept mode may be off
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -73,8 +77,8 @@ class Instance:
         self.params = fsm.Params(
             name=config.name, vrid=config.virtual_router_id, priority=config.priority,
             advert_int=self._advert_int(), version=self.version, preempt=config.preempt,
-            preempt_delay=config.preempt_delay or 0.0, primary_ip=self.source,
-            down_timer_adverts=config.down_timer_adverts or 3,
+            preempt_delay=self.configured("preempt_delay") or 0.0, primary_ip=self.source,
+            down_timer_adverts=self.configured("down_timer_adverts") or 3,
             lower_prio_no_advert=bool(self._setting("lower_prio_no_advert", False)),
             higher_prio_send_advert=bool(self._setting("higher_prio_send_advert", True)))
         self.state = fsm.initial_state(self.params)
@@ -91,8 +95,12 @@ class Instance:
         return tuple(vip.address.split("/")[0] for vip in self.config.virtual_ipaddress
                      if vip.family == self.family)
 
+    def configured(self, name: str) -> Any:
+        """The instance's keyword as it runs: as written, unless strict mode resets it."""
+        return self.overrides[name] if name in self.overrides else getattr(self.config, name)
+
     def expectation(self) -> Expectation:
-        auth = self.config.authentication
+        auth = self.configured("authentication")
         use_pass = self.version == 2 and auth is not None and auth.auth_type == "PASS"
         unicast = bool(self.config.unicast_peer)
         peers = self.config.unicast_peer
@@ -181,7 +189,7 @@ class Instance:
             self._transition(action)
 
     def send_advert(self, priority: int) -> None:
-        auth = self.config.authentication
+        auth = self.configured("authentication")
         use_pass = self.version == 2 and auth is not None and auth.auth_type == "PASS"
         advert = Advert(self.version, self.params.vrid, priority, self.params.advert_int,
                         self.advertised_addresses(), self.family,
@@ -206,9 +214,13 @@ class Instance:
                     greenlet.kill(block=False)
             self._announcing = self._reannouncing = None
         config = self.config
+        if add and self.firewall is not None:
+            self.firewall.block(self)         # before the VIPs, as keepalived does
         self.counters.address_errors += apply_all(
             self.addresses, config.virtual_ipaddress + config.virtual_ipaddress_excluded,
             config.virtual_routes, config.interface, add, self.name)
+        if not add and self.firewall is not None:
+            self.firewall.unblock(self)
 
     def _transition(self, transition: fsm.Transition) -> None:
         key = (transition.old, transition.new)
@@ -225,7 +237,7 @@ class Instance:
     # -- gratuitous ARP / unsolicited NA --------------------------------------------------
 
     def _setting(self, name: str, fallback):
-        value = getattr(self.config, name)
+        value = self.configured(name)
         if value is None:
             value = getattr(self.global_defs, f"vrrp_{name}")
         return fallback if value is None else value

@@ -13,6 +13,7 @@ from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
 from . import fsm
 from .addresses import Addresses
+from .firewall import Firewall, settings as firewall_settings
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
 from .packet import VRID, Dropped, Expectation, check_received
@@ -73,6 +74,7 @@ class VrrpService:
         self.receiving: dict[tuple, Receiving] = {}
         self.trackers: dict[str, Tracker] = {}
         self.lvs_sync: SyncDaemons | None = None
+        self.firewall = Firewall()
         # called with each instance / sync group built, at start and on reload (the daemon's
         # events); register before start()
         self.on_new_instance: list = []
@@ -135,7 +137,10 @@ class VrrpService:
                 primary = self.addresses.primary_address(item.interface, key[1]) or \
                     ("0.0.0.0" if key[1] == 4 else "::")
                 instance.prepare(primary)
+                instance.firewall = self.firewall
                 prepared.instances.append(instance)
+            # last: nft's transaction either made the tables or changed nothing
+            self.firewall.install(firewall_settings(config))
         except Exception:
             prepared.abandon()
             raise
@@ -347,6 +352,7 @@ class VrrpService:
         for instance in self.instances:
             instance.post(fsm.Shutdown())
         hub.joinall([i.greenlet for i in self.instances if i.greenlet], timeout=timeout)
+        self.firewall.stop()
         if self.lvs_sync is not None:
             self.lvs_sync.stop()
         self.notifier.wait(timeout=1.0)
@@ -366,7 +372,7 @@ class VrrpService:
             tuple(instance.snapshot(group_of.get(instance.name)) for instance in self.instances),
             tuple(group.snapshot() for group in self.sync_groups),
             None if self.lvs_sync is None else self.lvs_sync.snapshot(),
-            self.dropped_view())
+            self.dropped_view(), self.firewall.snapshot())
 
     def dropped_view(self) -> Mapping[tuple[str, str], int]:
         """(interface, reason) -> packets dropped on it that no instance of ours could be told

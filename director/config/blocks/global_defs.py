@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
 from ..values import email, lvs_sync_daemon
+from .firewall import firewall_keywords
 from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
 
@@ -56,8 +57,14 @@ GLOBAL_DEFS = Block(
         Kw("vrrp_mcast_group4", IP_ADDRESS, default="224.0.0.18"),
         Kw("vrrp_mcast_group6", IP_ADDRESS, default="ff02::12"),
         Kw("vrrp_version", Int(2, 3), default=2),
-        Kw("vrrp_strict", Flag(), doc="RFC-strict VRRP: no unicast, no auth, VIPs unreachable "
-                                      "unless owner.", unsupported=NOT_YET),
+        Kw("vrrp_strict", Flag(),
+           doc="RFC-strict VRRP for every instance without its own strict_mode: an instance "
+               "needs a virtual address; authentication, preempt_delay, down_timer_adverts, "
+               "garp_lower_prio_*, higher_prio_send_advert (off) and lower_prio_no_advert "
+               "(on) are reset with a warning, as keepalived does; accept mode defaults to "
+               "off for a non-owner and cannot be on with VRRPv2, so a MASTER below priority "
+               "255 drops what is sent to its VIPs (nftables rules, see nftables)."),
+        *firewall_keywords(),
         Kw("vrrp_check_unicast_src", Flag(), unsupported=NOT_YET),
         Kw("vrrp_skip_check_adv_addr", Flag(), unsupported=NOT_YET),
         *instance_default_keywords(global_level=True),
@@ -76,12 +83,11 @@ GLOBAL_DEFS = Block(
                "the connections and they survive a failover. id defaults to the instance's "
                "virtual_router_id."),
         *unsupported(
-            "vrrp_iptables vrrp_ipsets nftables nftables_priority nftables_ifindex "
-            "nftables_counters vrrp_notify_fifo vrrp_notify_fifo_script notify_fifo "
+            "vrrp_notify_fifo vrrp_notify_fifo_script notify_fifo "
             "notify_fifo_script lvs_notify_fifo lvs_notify_fifo_script enable_traps "
             "enable_dbus enable_dbus_read_only enable_snmp_vrrp enable_snmp_keepalived "
             "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 "
-            "snmp_socket net_namespace net_namespace_ipvs namespace_with_ipsets instance "
+            "snmp_socket net_namespace net_namespace_ipvs instance "
             "dynamic_interfaces use_pid_dir linkbeat_use_polling process_names "
             "vrrp_process_name checker_process_name bfd_process_name vrrp_priority "
             "checker_priority bfd_priority vrrp_no_swap checker_no_swap bfd_no_swap "
@@ -97,7 +103,7 @@ GLOBAL_DEFS = Block(
             "vrrp_owner_ignore_adverts vrrp_skip_check_adv_addr_ignore "
             "checker_process_script_user data_use_instance tmp_config_directory "
             "reload_check_config reload_time_file reload_repeat reload_file "
-            "config_save_dir include_check vrrp_ipsets_off startup_script shutdown_script "
+            "config_save_dir include_check startup_script shutdown_script "
             "startup_script_timeout shutdown_script_timeout process_name lvs_process_name "
             "disable_local_igmp v3_checksum_as_v2 vrrp_garp_extra_if vrrp_vmac_garp_intvl "
             "vrrp_down_timer_adverts nftables_ipvs nftables_ipvs_priority "

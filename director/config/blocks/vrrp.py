@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
                       SecretText, Text, Word)
 from ..values import Script, route, rule, single_name, tracked, unicast_peer, virtual_address
+from .firewall import accept_keywords
 from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, name_header,
                      no_header, required, unsupported)
 
@@ -193,9 +194,7 @@ VRRP_INSTANCE = Block(
         Kw("check_unicast_src", Flag(), unsupported=NOT_YET),
         Kw("unicast_fault_no_peer", Flag(), unsupported=NOT_YET),
         Kw("dont_track_primary", Flag()),
-        Kw("accept", Flag(), field="accept"),
-        Kw("no_accept", Flag(sets=False), field="accept", unsupported=NOT_YET),
-        Kw("strict_mode", Flag(), unsupported=NOT_YET),
+        *accept_keywords(),
         Kw("promote_secondaries", Flag(), unsupported=NOT_YET),
         Kw("no_virtual_ipaddress", Flag(), unsupported=NOT_YET),
         Kw("down_timer_adverts", Int(1, 100), doc="Adverts missed before the master is down "
