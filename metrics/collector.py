@@ -22,8 +22,9 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                    HistogramMetricFamily, Metric)
 from prometheus_client.registry import Collector
 
-from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, WEB_REFUSALS, LatenessView,
-                            LvsSyncView, RealServerView, State, VirtualServerView, VrrpView)
+from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, WEB_REFUSALS, FirewallView,
+                            LatenessView, LvsSyncView, RealServerView, State,
+                            VirtualServerView, VrrpView)
 
 BUCKET_LABELS = [repr(float(bound)) for bound in DURATION_BUCKETS] + ["+Inf"]
 
@@ -152,6 +153,21 @@ class SnapshotCollector(Collector):
             dropped.add_metric(["", interface, reason], count)
         yield from (role, priority, transitions, became, sent, received, dropped, lateness)
         yield from self._lvs_sync(vrrp.lvs_sync_daemon)
+        yield from self._firewall(vrrp.firewall)
+
+    @staticmethod
+    def _firewall(view: FirewallView | None) -> Iterator[Metric]:
+        if view is None:
+            return
+        yield GaugeMetricFamily("director_vrrp_firewall_blocked_addresses",
+                                "Addresses whose traffic is dropped now (accept mode off).",
+                                value=len(view.blocked))
+        yield GaugeMetricFamily("director_vrrp_firewall_in_step",
+                                "1 when the nftables tables were last seen to hold what "
+                                "accept mode asks for.", value=1 if view.in_step else 0)
+        yield CounterMetricFamily("director_vrrp_firewall_errors_total",
+                                  "Failed nft runs of the accept-mode tables.",
+                                  value=view.errors)
 
     @staticmethod
     def _lvs_sync(daemon: LvsSyncView | None) -> Iterator[Metric]:

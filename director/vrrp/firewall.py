@@ -106,7 +106,7 @@ def _table(settings: FirewallSettings, family: int, blocked: Iterable[Blocked]) 
                   f"\tchain out {{ type filter hook output {hook}",
                   f"\t\tip saddr @vips {counter}drop", "\t}"]
     else:
-        lines.append("\tset neighbor-discovery { type icmpv6_type; elements = { "
+        lines.append("\tset neighbor-discovery { type icmpv6_type; flags constant; elements = { "
                      "nd-neighbor-solicit, nd-neighbor-advert } }")
         for chain, hook_name, address, interface in (("in", "input", "daddr", "iif"),
                                                      ("out", "output", "saddr", "oif")):

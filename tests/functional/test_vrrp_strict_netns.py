@@ -14,6 +14,7 @@ Waits have deadlines; the client's probes are bounded (one ping, a 1 s connect).
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sys
@@ -197,3 +198,32 @@ def test_without_nft_a_no_accept_instance_does_not_start(lab, hosts):
     assert "director: accept mode off needs nftables: nft: No such file or directory" in \
         lab.log_of(proc)
     assert not a.has_address("eth0", VIP)
+
+
+def test_the_api_and_the_dashboard_show_what_is_dropped(lab, hosts):
+    from tests.functional.browser import Browser
+    a, _, _ = hosts
+    folder = lab.tmp / "a-web"
+    folder.mkdir()
+    (folder / "keepalived.conf").write_text(STRICT + vrrp_config(150, version=3,
+                                                                 password=None))
+    daemon = a.popen([sys.executable, "-m", "director", "-P", "-l", "-f",
+                      folder / "keepalived.conf", "--web", "127.0.0.1:9090", "--state-dir",
+                      folder / "state"], log_path=folder / "log", env={"PYTHONPATH": str(ROOT)})
+    wait_for(lambda: a.has_address("eth0", VIP) and blocks_vip(a), down_interval(150) + 5,
+             message=lambda: lab.log_of(daemon))
+    fetch = ("import json, urllib.request\nprint(json.dumps(json.load(urllib.request.urlopen("
+             "'http://127.0.0.1:9090/api/v1/state', timeout=5))['vrrp']['firewall']))")
+    view = json.loads(a.run([sys.executable, "-c", fetch]).stdout)
+    assert view == {"table": "keepalived", "families": ["ip"], "priority": -1,
+                    "blocked": [VIP], "by_instance": {"VI_1": [VIP]}, "in_step": True,
+                    "errors": 0, "last_error": None}
+    browser = Browser.in_host(a)
+    try:
+        browser.get("http://127.0.0.1:9090/")
+        wait_for(lambda: browser.eval(
+            "const e = document.querySelector('[data-firewall=\"keepalived\"] "
+            ".firewall-blocked'); return e ? e.textContent : null;") == VIP, 10,
+                 message=lambda: browser.eval("return document.body.innerText"))
+    finally:
+        browser.quit()

@@ -180,3 +180,27 @@ def test_a_missing_nft_is_a_firewall_error(tmp_path):
     with pytest.raises(FirewallError, match="no-such-nft"):
         wall.install(V4)
     assert wall.settings is None
+
+
+def test_the_view_reaches_the_json_and_the_metrics(tmp_path):
+    import dataclasses
+
+    from metrics.collector import SnapshotCollector
+    from tests.unit.test_web_api import contract_state
+
+    cfg = config(tmp_path, instance(extra="no_accept"))
+    wall = Firewall(fake_nft(tmp_path))
+    wall.install(firewall.settings(cfg))
+    wall.block(Fake(cfg))
+    view = wall.snapshot()
+    assert view.as_json() == {"table": "keepalived", "families": ["ip"], "priority": -1,
+                              "blocked": ["10.0.0.9"], "by_instance": {"VI_1": ["10.0.0.9"]},
+                              "in_step": True, "errors": 0, "last_error": None}
+    state = contract_state()
+    state = dataclasses.replace(state, vrrp=dataclasses.replace(state.vrrp, firewall=view))
+    assert state.vrrp.as_json()["firewall"]["blocked"] == ["10.0.0.9"]
+    samples = {s.name: s.value for family in SnapshotCollector(state).collect()
+               for s in family.samples}
+    assert samples["director_vrrp_firewall_blocked_addresses"] == 1
+    assert samples["director_vrrp_firewall_in_step"] == 1
+    assert samples["director_vrrp_firewall_errors_total"] == 0
