@@ -29,17 +29,18 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
 
 PORT = 8080
 STRICT = "global_defs {\n    vrrp_strict\n}\n"
-LISTENER = ("import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, "
-            f"socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', {PORT}))\ns.listen(8)\n"
+LISTENER = ("import socket\ns = socket.socket(socket.AF_INET6)\n"
+            "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            f"s.bind(('::', {PORT}))\ns.listen(8)\n"
             "while True:\n    c, _ = s.accept(); c.sendall(b'hi'); c.close()\n")
 
 
 @pytest.fixture
 def hosts(lab):
     switch = lab.switch()
-    a = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
-    b = lab.host("b", [(switch, "eth0", ["192.0.2.2/24"])])
-    c = lab.host("c", [(switch, "eth0", ["192.0.2.50/24"])])
+    a, b, c = (lab.host(name, [(switch, "eth0", [f"192.0.2.{n}/24", f"2001:db8::{n}/64"])])
+               for name, n in (("a", 1), ("b", 2), ("c", 50)))
     for host in (a, b):      # a TCP service on every address of the routers, the VIP too
         host.popen([sys.executable, "-c", LISTENER], log_path=lab.tmp / f"{host.name}-tcp.log")
     return a, b, c
@@ -53,20 +54,23 @@ def start(lab, host, kind: str, text: str, tag: str):
 
 # One ICMP echo request, a reply within 1 s or exit 1 (there is no ping(8) here).
 PING = """import os, socket, struct, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-body = struct.pack('!BBHHH', 8, 0, 0, os.getpid() & 0xffff, 1) + b'strict'
-total = sum(struct.unpack('!%dH' % (len(body) // 2), body))
-total = (total & 0xffff) + (total >> 16)
-body = body[:2] + struct.pack('!H', ~(total + (total >> 16)) & 0xffff) + body[4:]
+six = ':' in sys.argv[1]
+s = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_RAW,
+                  socket.IPPROTO_ICMPV6 if six else socket.IPPROTO_ICMP)
+body = struct.pack('!BBHHH', 128 if six else 8, 0, 0, os.getpid() & 0xffff, 1) + b'strict'
+if not six:                # the kernel sums ICMPv6 itself
+    total = sum(struct.unpack('!%dH' % (len(body) // 2), body))
+    total = (total & 0xffff) + (total >> 16)
+    body = body[:2] + struct.pack('!H', ~(total + (total >> 16)) & 0xffff) + body[4:]
 s.sendto(body, (sys.argv[1], 0))
 end = time.monotonic() + 1
 while time.monotonic() < end:
     s.settimeout(max(0.01, end - time.monotonic()))
     try:
-        data, (source, _) = s.recvfrom(1500)
+        data, peer = s.recvfrom(1500)
     except socket.timeout:
         break
-    if source == sys.argv[1] and data[20] == 0:
+    if peer[0] == sys.argv[1] and (data[0] == 129 if six else data[20] == 0):
         sys.exit(0)
 sys.exit(1)
 """
@@ -78,27 +82,30 @@ def pings(client, address=VIP) -> bool:
 
 
 def connects(client, address=VIP) -> bool:
-    probe = (f"import socket\nc = socket.create_connection(('{address}', {PORT}), timeout=1)\n"
+    probe = (f"import socket\nc = socket.create_connection(('{address}', {PORT}), "
+             "timeout=1)\n"
              "assert c.recv(2) == b'hi'\n")
     return client.run([sys.executable, "-c", probe], check=False, timeout=10).returncode == 0
 
 
-def blocked(host) -> str | None:
-    """table ip keepalived as nft lists it, None when there is none."""
-    listed = host.run(["nft", "list", "table", "ip", "keepalived"], check=False)
+def blocked(host, family="ip") -> str | None:
+    """table ip (or ip6) keepalived as nft lists it, None when there is none."""
+    listed = host.run(["nft", "list", "table", family, "keepalived"], check=False)
     return listed.stdout if listed.returncode == 0 else None
 
 
-def blocks_vip(host) -> bool:
-    table = blocked(host)
-    return table is not None and "ip daddr @vips drop" in table and VIP in table
+def blocks_vip(host, vip=VIP) -> bool:
+    family = "ip6" if ":" in vip else "ip"
+    table = blocked(host, family)
+    return table is not None and f"{family} daddr @vips drop" in table and vip in table
 
 
-def answered(client) -> tuple[bool, bool]:
-    """(ping, TCP) to the VIP, after the master's own address proved the path works."""
-    wait_for(lambda: pings(client, "192.0.2.1") and pings(client, "192.0.2.2"), 10,
+def answered(client, vip=VIP) -> tuple[bool, bool]:
+    """(ping, TCP) to the VIP, after the routers' own addresses proved the path works."""
+    prefix = "2001:db8::" if ":" in vip else "192.0.2."
+    wait_for(lambda: pings(client, f"{prefix}1") and pings(client, f"{prefix}2"), 10,
              message="the client cannot reach the routers' own addresses")
-    return pings(client), connects(client)
+    return pings(client, vip), connects(client, vip)
 
 
 def other(kind: str) -> str:
@@ -169,13 +176,17 @@ def test_a_reload_turns_accept_mode_off_and_on(lab, hosts):
     assert answered(c) == (True, True) and blocked(a) is None
     (folder / "keepalived.conf").write_text(accept.replace("    accept\n", "    no_accept\n"))
     master.send_signal(signal.SIGHUP)
-    wait_for(lambda: a.has_address("eth0", VIP) and blocks_vip(a), down_interval(150) + 5,
+    wait_for(lambda: lab.log_of(master).count("to=MASTER") == 2 and
+             a.has_address("eth0", VIP) and blocks_vip(a), down_interval(150) + 5,
              message=lambda: f"no_accept not applied\n{blocked(a)}\n{lab.log_of(master)}")
     assert answered(c) == (False, False)
     (folder / "keepalived.conf").write_text(accept)
     master.send_signal(signal.SIGHUP)
-    wait_for(lambda: blocked(a) is None and a.has_address("eth0", VIP),
-             down_interval(150) + 5, message=lambda: f"{blocked(a)}\n{lab.log_of(master)}")
+    # the instance restarted with its new block is MASTER again: its third MASTER
+    wait_for(lambda: lab.log_of(master).count("to=MASTER") == 3 and
+             a.has_address("eth0", VIP), down_interval(150) + 5,
+             message=lambda: f"{blocked(a)}\n{lab.log_of(master)}")
+    assert blocked(a) is None
     assert answered(c) == (True, True)
 
 
@@ -227,3 +238,24 @@ def test_the_api_and_the_dashboard_show_what_is_dropped(lab, hosts):
                  message=lambda: browser.eval("return document.body.innerText"))
     finally:
         browser.quit()
+
+
+@pytest.mark.parametrize("master_kind", ["ours", "keepalived"])
+def test_ipv6_no_accept_drops_the_vips_but_neighbour_discovery_passes(lab, hosts,
+                                                                       master_kind):
+    """VRRPv3 over IPv6 (strict: the first VIP link-local): the global VIP is resolved by
+    the client (ND passes the ip6 table) but neither pinged nor connected to."""
+    a, b, c = hosts
+    vips = ("fe80::100/64", "2001:db8::100/64")
+    master = start(lab, a, master_kind,
+                   STRICT + vrrp_config(150, version=3, password=None, vips=vips), "high")
+    start(lab, b, other(master_kind),
+          STRICT + vrrp_config(100, version=3, password=None, vips=vips), "low")
+    wait_for(lambda: a.has_address("eth0", "2001:db8::100") and
+             blocks_vip(a, "2001:db8::100"), down_interval(150) + 5,
+             message=lambda: f"{blocked(a, 'ip6')}\n{lab.log_of(master)}")
+    table = blocked(a, "ip6")
+    assert "icmpv6 type @neighbor-discovery accept" in table
+    assert 'fe80::100 . "eth0"' in table, table
+    assert answered(c, "2001:db8::100") == (False, False), f"{master_kind} answered"
+    assert c.neighbour("2001:db8::100") == a.mac("eth0")
