@@ -204,3 +204,18 @@ def test_the_view_reaches_the_json_and_the_metrics(tmp_path):
     assert samples["director_vrrp_firewall_blocked_addresses"] == 1
     assert samples["director_vrrp_firewall_in_step"] == 1
     assert samples["director_vrrp_firewall_errors_total"] == 0
+
+
+def test_a_reload_restarts_what_strict_mode_changes_and_reinstalls_changed_tables(tmp_path):
+    from director.reconcile import plan_instances
+
+    base = instance(extra="no_accept") + instance("VI_2", vrid=2, vips="10.0.0.5")
+    old = config(tmp_path, base)
+    # vrrp_strict changes what both instances run with: both restart, the tables stay
+    new = config(tmp_path, "global_defs {\n vrrp_strict\n}\n" + base)
+    plan = plan_instances(old, new)
+    assert (plan.changed, plan.kept, plan.firewall) == (("VI_1", "VI_2"), (), False)
+    # another chain priority: no instance restarts, the tables are made again
+    new = config(tmp_path, "global_defs {\n nftables_priority 10\n}\n" + base)
+    plan = plan_instances(old, new)
+    assert (plan.changed, plan.firewall, plan.unchanged) == ((), True, False)
