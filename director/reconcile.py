@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 from .config.blocks.virtual_server import real_server_name, virtual_server_name
 from .config.diagnostics import no_pause
-from .config.strict import blocks, overrides as strict_overrides
+from .config.strict import blocks, strict_mode
 from .config.validate import effective_version
 from .vrrp.firewall import settings as firewall_settings
 
@@ -149,8 +149,8 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
         return (before is not None and before == instance and
                 effective_version(before, old.global_defs) ==
                 effective_version(instance, new.global_defs) and
-                strict_overrides(before, old.global_defs) ==
-                strict_overrides(instance, new.global_defs) and
+                strict_mode(before, old.global_defs) ==
+                strict_mode(instance, new.global_defs) and
                 blocks(before, old.global_defs, effective_version(before, old.global_defs)) ==
                 blocks(instance, new.global_defs,
                        effective_version(instance, new.global_defs)) and

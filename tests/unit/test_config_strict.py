@@ -51,15 +51,16 @@ def said(result) -> list[str]:
      "sends no advert before stepping down: higher_prio_send_advert reset to off"),
     (" accept", "10.0.0.9", "warning: vrrp_instance VI_1: strict mode with VRRPv2 has no "
      "accept mode (RFC 3768): accept reset to off, the VIPs are not answered"),
-    (" version 2", "fe80::1\n  2001:db8::1", "warning: vrrp_instance VI_1: strict mode runs IPv6 with "
-     "VRRP version 3: version 2 reset to 3"),
+    (" version 2", "fe80::1\n  2001:db8::1", "warning: vrrp_instance VI_1: strict mode "
+     "runs IPv6 with VRRP version 3: version 2 reset to 3"),
     ("", "2001:db8::1", "warning: vrrp_instance VI_1: strict mode wants the first IPv6 "
      "virtual address link-local (RFC 5798); running as written"),
     (" unicast_peer {\n  10.0.0.2\n }", "10.0.0.9", "warning: vrrp_instance VI_1: strict "
      "mode should not use unicast_peer (keepalived's documentation), but keepalived 2.2.7 "
      "runs it (its check comes before it knows the instance is unicast); so does director"),
 ])
-def test_each_strict_refusal_or_reset_is_said_at_the_instance(tmp_path, body, vips, message):
+def test_each_strict_refusal_or_reset_is_said_at_the_instance(tmp_path, body, vips,
+                                                              message):
     result = load(tmp_path, STRICT + instance(body, vips))
     assert said(result) == [f"4: {message}"]
     assert result.ok == message.startswith("warning")
