@@ -112,3 +112,4 @@ class FirewallSettings:
     counters: bool = False
     ifindex: bool = False
     families: tuple[int, ...] = (4,)     # a table per family of the addresses dropped
+    link_local: tuple[str, ...] = ()     # the link-local sets used (keepalived: only those)

@@ -87,37 +87,44 @@ def _elements(blocked: Iterable[Blocked], family: int, set_name: str) -> list[st
 
 
 def _table(settings: FirewallSettings, family: int, blocked: Iterable[Blocked]) -> list[str]:
+    """One family's table, its objects in keepalived's order (nft lists them so)."""
     blocked = list(blocked)
     counter = "counter " if settings.counters else ""
     ip = _FAMILY[family]
     hook = f"priority {settings.priority}; policy accept;"
-    sets = [("vips", "ipv4_addr" if family == 4 else "ipv6_addr")]
-    if family == 6:
-        sets += [("vips_link_local", "ipv6_addr . iface_index"),
-                 ("vips_link_local_name", "ipv6_addr . ifname")]
     lines = [f"table {ip} {settings.table} {{"]
-    for name, kind in sets:
+
+    def add_set(name: str, kind: str) -> None:
         elements = _elements(blocked, family, name)
         lines.append(f"\tset {name} {{ type {kind};" +
                      (f" elements = {{ {', '.join(elements)} }}" if elements else "") + " }")
+
     if family == 4:
-        lines += [f"\tchain in {{ type filter hook input {hook}",
-                  f"\t\tip daddr @vips {counter}drop", "\t}",
-                  f"\tchain out {{ type filter hook output {hook}",
-                  f"\t\tip saddr @vips {counter}drop", "\t}"]
+        add_set("vips", "ipv4_addr")
+        for chain, hook_name, address in (("out", "output", "saddr"), ("in", "input", "daddr")):
+            lines += [f"\tchain {chain} {{ type filter hook {hook_name} {hook}",
+                      f"\t\tip {address} @vips {counter}drop", "\t}"]
     else:
-        lines.append("\tset neighbor-discovery { type icmpv6_type; flags constant; elements = { "
-                     "nd-neighbor-solicit, nd-neighbor-advert } }")
-        for chain, hook_name, address, interface in (("in", "input", "daddr", "iif"),
-                                                     ("out", "output", "saddr", "oif")):
+        add_set("vips", "ipv6_addr")
+        lines.append("\tset neighbor-discovery { type icmpv6_type; flags constant; "
+                     "elements = { nd-neighbor-solicit, nd-neighbor-advert } }")
+        for name, kind in (("vips_link_local", "ipv6_addr . iface_index"),
+                           ("vips_link_local_name", "ipv6_addr . ifname")):
+            if name in settings.link_local:
+                add_set(name, kind)
+        directions = (("out", "output", "saddr", "oif"), ("in", "input", "daddr", "iif"))
+        for chain, hook_name, address, _ in directions:
             lines += [f"\tchain {chain} {{ type filter hook {hook_name} {hook}",
                       f"\t\ticmpv6 type @neighbor-discovery {counter}accept",
                       f"\t\tip6 {address} fe80::/10 {counter}goto {chain}_link_local",
-                      f"\t\tip6 {address} @vips {counter}drop", "\t}",
-                      f"\tchain {chain}_link_local {{",
-                      f"\t\tip6 {address} . {interface} @vips_link_local {counter}drop",
-                      f"\t\tip6 {address} . {interface}name @vips_link_local_name "
-                      f"{counter}drop", "\t}"]
+                      f"\t\tip6 {address} @vips {counter}drop", "\t}"]
+        for chain, _, address, interface in reversed(directions):
+            lines.append(f"\tchain {chain}_link_local {{")
+            lines += [f"\t\tip6 {address} . {interface}{suffix} @{name} {counter}drop"
+                      for name, suffix in (("vips_link_local", ""),
+                                           ("vips_link_local_name", "name"))
+                      if name in settings.link_local]
+            lines.append("\t}")
     lines.append("}")
     return lines
 
@@ -264,8 +271,10 @@ def settings(config: Any) -> FirewallSettings | None:
                 if blocks(instance, defs, effective_version(instance, defs))]
     if not dropping:
         return None
-    families = {vip.family for instance in dropping
-                for vip in instance.virtual_ipaddress + instance.virtual_ipaddress_excluded}
+    blocked = [item for instance in dropping
+               for item in blocked_of(instance, defs.nftables_ifindex)]
     return FirewallSettings(defs.nftables or DEFAULT_TABLE, defs.nftables_priority,
                             defs.nftables_counters, defs.nftables_ifindex,
-                            tuple(sorted(families or {4})))
+                            tuple(sorted({item.family for item in blocked} or {4})),
+                            tuple(sorted({item.set_name() for item in blocked
+                                          if item.interface is not None})))

@@ -5,7 +5,8 @@ is compared between the two daemons:
 * no_accept (strict mode's default below priority 255): the MASTER holds the VIP and answers
   its ARP, but a client's ping and TCP connection to the VIP get no answer; the drop rule is
   in table ip keepalived (set vips) on the MASTER only; after a failover the rule follows the
-  VIP, and a daemon stopped with SIGTERM leaves no table behind;
+  VIP, and a daemon stopped with SIGTERM leaves no table behind; ``nft list`` shows the
+  two daemons' tables (ip and ip6) alike, line for line;
 * accept (VRRPv3): the same client gets its answers;
 * the address owner (priority 255) always answers.
 
@@ -125,12 +126,14 @@ def test_no_accept_master_answers_nothing_and_the_rule_follows_the_vip(lab, host
     assert answered(c) == (False, False), f"{master_kind} MASTER answered with no_accept"
     assert c.neighbour(VIP) == a.mac("eth0")       # ARP still answered: the VIP routes
     assert not blocks_vip(b), f"the BACKUP drops the VIP\n{blocked(b)}"
+    table = blocked(a)
     master.send_signal(signal.SIGTERM)
     assert master.wait(10) == 0
     wait_for(lambda: b.has_address("eth0", VIP) and blocks_vip(b), down_interval(100) + 3,
              message=lambda: f"the rule did not follow the VIP\n{blocked(b)}\n"
                              f"{lab.log_of(backup)}")
     assert blocked(a) is None, f"{master_kind} left its table at stop:\n{blocked(a)}"
+    assert blocked(b) == table, "the two daemons' tables differ"     # nft's listing, whole
     assert answered(c) == (False, False), f"{other(master_kind)} MASTER answered"
     backup.send_signal(signal.SIGTERM)
     assert backup.wait(10) == 0
@@ -259,3 +262,8 @@ def test_ipv6_no_accept_drops_the_vips_but_neighbour_discovery_passes(lab, hosts
     assert 'fe80::100 . "eth0"' in table, table
     assert answered(c, "2001:db8::100") == (False, False), f"{master_kind} answered"
     assert c.neighbour("2001:db8::100") == a.mac("eth0")
+    master.send_signal(signal.SIGTERM)
+    assert master.wait(10) == 0
+    wait_for(lambda: blocks_vip(b, "2001:db8::100"), down_interval(100) + 3,
+             message=lambda: f"{blocked(b, 'ip6')}")
+    assert blocked(b, "ip6") == table, "the two daemons' ip6 tables differ"

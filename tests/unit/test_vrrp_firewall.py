@@ -36,14 +36,15 @@ def test_the_ipv4_table_drops_to_and_from_the_vips_in_keepalived_s_layout():
         "add table ip keepalived\ndelete table ip keepalived\n"
         "table ip keepalived {\n"
         "\tset vips { type ipv4_addr; elements = { 10.0.0.8, 10.0.0.9 } }\n"
-        "\tchain in { type filter hook input priority -1; policy accept;\n"
-        "\t\tip daddr @vips drop\n\t}\n"
         "\tchain out { type filter hook output priority -1; policy accept;\n"
-        "\t\tip saddr @vips drop\n\t}\n}\n")
+        "\t\tip saddr @vips drop\n\t}\n"
+        "\tchain in { type filter hook input priority -1; policy accept;\n"
+        "\t\tip daddr @vips drop\n\t}\n}\n")
 
 
 def test_ipv6_lets_neighbour_discovery_through_and_keys_link_local_by_interface():
-    settings = FirewallSettings("vr", 5, True, False, (6,))
+    settings = FirewallSettings("vr", 5, True, False, (6,),
+                                ("vips_link_local", "vips_link_local_name"))
     script = firewall.install_script(settings, [Blocked(6, "2001:db8::9"),
                                                 Blocked(6, "fe80::9", "eth0"),
                                                 Blocked(6, "fe80::8", "eth1", True)])
@@ -59,6 +60,10 @@ def test_ipv6_lets_neighbour_discovery_through_and_keys_link_local_by_interface(
         "\t\tip6 daddr fe80::/10 counter goto in_link_local",
         "\t\tip6 daddr @vips counter drop"]
     assert "priority 5;" in script
+    # keepalived makes a link-local set (and its rule) only when a VIP needs it
+    alone = firewall.install_script(FirewallSettings("vr", families=(6,)),
+                                    [Blocked(6, "2001:db8::9")])
+    assert "vips_link_local" not in alone and "chain in_link_local {\n\t}" in alone
 
 
 def test_installing_other_settings_deletes_the_previous_tables_in_the_same_transaction():
@@ -105,7 +110,7 @@ def test_blocked_addresses_are_the_vips_and_evips_link_local_by_name_with_dont_t
     ("global_defs {\n vrrp_strict\n}\n" + instance(extra="accept"), V4),   # v2: reset to off
     ("global_defs {\n nftables vr\n nftables_priority -300\n nftables_counters\n"
      " nftables_ifindex\n}\n" + instance(extra="no_accept", vips="fe80::1\n  2001:db8::1"),
-     FirewallSettings("vr", -300, True, True, (6,))),
+     FirewallSettings("vr", -300, True, True, (6,), ("vips_link_local",))),
     ("global_defs {\n vrrp_iptables IN OUT\n vrrp_ipsets a b\n}\n" +
      instance(extra="no_accept"), V4),
 ])
