@@ -107,3 +107,11 @@ def test_a_bad_table_name_is_an_error_at_its_line(tmp_path):
     result = load(tmp_path, "global_defs {\n nftables bad-name!\n}\n" + instance(""))
     assert said(result)[0].startswith("2: error:")
     assert "table name must be a letter" in said(result)[0]
+
+
+def test_vrrp_iptables_says_the_rules_are_nftables_ones(tmp_path):
+    result = load(tmp_path, "global_defs {\n vrrp_iptables IN OUT\n}\n" + instance(""))
+    assert said(result) == ["2: warning: director has no iptables: accept mode's rules are "
+                            "nftables ones (table keepalived, or global_defs 'nftables "
+                            "NAME'); write 'nftables'"]
+    assert result.config.global_defs.vrrp_iptables == ("IN", "OUT")

@@ -27,6 +27,10 @@ def _names(most: int, what: str):
     def parse(args: list[str], ctx) -> tuple[str, ...]:
         if len(args) > most:
             raise Invalid(f"expects at most {most} {what}, got '{' '.join(args)}'")
+        # keepalived built without iptables says as much ("iptables not supported, using
+        # nftables instead"): the rules do not go where the file says
+        ctx.warn("director has no iptables: accept mode's rules are nftables ones (table "
+                 "keepalived, or global_defs 'nftables NAME'); write 'nftables'")
         return tuple(str(word) for word in args)
     return parse
 
@@ -62,8 +66,9 @@ def firewall_keywords() -> tuple[Kw, ...]:
                                                           "[MLD]]]]]"),
            doc=_IPTABLES + " The VIPs are in the nftables sets vips / vips_link_local; the "
                            "ipset names are kept but not used."),
-        Kw("vrrp_ipsets_off", Flag(), doc="No ipsets with vrrp_iptables: director's rules "
-                                          "use nftables sets, which nothing turns off."),
+        Kw("vrrp_ipsets_off", Flag(),
+           doc="No ipsets with vrrp_iptables (not a keepalived 2.2.7 keyword: its -t calls "
+               "it unknown): director's rules use nftables sets, which nothing turns off."),
         Kw("namespace_with_ipsets", Flag(),
            doc="keepalived: ipsets in a network namespace on Linux < 3.13. Nothing to do for "
                "nftables, which has always known namespaces."),
