@@ -16,6 +16,7 @@ Pure: the model in, values and messages out.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +94,7 @@ def problems(instance: Any, defs: Any, version: int, family: int) -> list[tuple[
         reset("runs IPv6 with VRRP version 3: version 2 reset to 3")
     first = instance.virtual_ipaddress[0] if instance.virtual_ipaddress else None
     if family == 6 and first is not None and not instance.unicast_peer and \
-            not first.address.lower().startswith("fe80"):
+            not ipaddress.ip_interface(first.address).is_link_local:
         reset("wants the first IPv6 virtual address link-local (RFC 5798); running as "
               "written")
     if instance.unicast_peer:

@@ -21,6 +21,7 @@ then is counted and the next change re-installs everything); the tables deleted 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import subprocess
 from collections.abc import Iterable
@@ -70,12 +71,29 @@ def blocked_of(instance: Any, ifindex: bool) -> frozenset[Blocked]:
     found = set()
     for vip in instance.virtual_ipaddress + instance.virtual_ipaddress_excluded:
         address = vip.address.split("/")[0]
-        if vip.family == 6 and address.lower().startswith("fe80"):
+        if vip.family == 6 and ipaddress.ip_address(address).is_link_local:
             found.add(Blocked(6, address, vip.dev or instance.interface,
                               instance.dont_track_primary and not ifindex))
         else:
             found.add(Blocked(vip.family, address))
     return frozenset(found)
+
+
+def settings(config: Any) -> FirewallSettings | None:
+    """The tables a configuration needs, or None when no instance drops its VIPs' traffic
+    (keepalived makes them only then, whatever nftables says)."""
+    defs = config.global_defs
+    dropping = [instance for instance in config.vrrp_instances
+                if blocks(instance, defs, effective_version(instance, defs))]
+    if not dropping:
+        return None
+    blocked = [item for instance in dropping
+               for item in blocked_of(instance, defs.nftables_ifindex)]
+    return FirewallSettings(defs.nftables or DEFAULT_TABLE, defs.nftables_priority,
+                            defs.nftables_counters, defs.nftables_ifindex,
+                            tuple(sorted({item.family for item in blocked} or {4})),
+                            tuple(sorted({item.set_name() for item in blocked
+                                          if item.interface is not None})))
 
 
 _FAMILY = {4: "ip", 6: "ip6"}
@@ -228,7 +246,7 @@ class Firewall:
             return
         try:
             if not self.in_step:            # an earlier change failed: all of it again
-                run_nft(install_script(self.settings, after, self.settings), self.nft)
+                run_nft(install_script(self.settings, after), self.nft)
             elif before != after:
                 run_nft(change_script(self.settings, before, after), self.nft)
             self.in_step = True
@@ -262,19 +280,3 @@ class Firewall:
                                 for name, items in sorted(self.blocked.items())}),
             in_step=self.in_step, errors=self.errors, last_error=self.last_error)
 
-
-def settings(config: Any) -> FirewallSettings | None:
-    """The tables a configuration needs, or None when no instance drops its VIPs' traffic
-    (keepalived makes them only then, whatever nftables says)."""
-    defs = config.global_defs
-    dropping = [instance for instance in config.vrrp_instances
-                if blocks(instance, defs, effective_version(instance, defs))]
-    if not dropping:
-        return None
-    blocked = [item for instance in dropping
-               for item in blocked_of(instance, defs.nftables_ifindex)]
-    return FirewallSettings(defs.nftables or DEFAULT_TABLE, defs.nftables_priority,
-                            defs.nftables_counters, defs.nftables_ifindex,
-                            tuple(sorted({item.family for item in blocked} or {4})),
-                            tuple(sorted({item.set_name() for item in blocked
-                                          if item.interface is not None})))
