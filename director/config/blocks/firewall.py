@@ -40,6 +40,13 @@ _IPTABLES = ("director has no iptables back end: the rules are nftables ones in 
              "(Debian's) does.")
 
 
+# keepalived reads it at the top level of the file; director also inside global_defs
+NAMESPACE_WITH_IPSETS = Kw(
+    "namespace_with_ipsets", Flag(),
+    doc="keepalived: ipsets in a network namespace on Linux < 3.13. Nothing to do for "
+        "nftables, which has always known namespaces.")
+
+
 def firewall_keywords() -> tuple[Kw, ...]:
     """global_defs: where the accept-mode rules go."""
     return (
@@ -69,9 +76,7 @@ def firewall_keywords() -> tuple[Kw, ...]:
         Kw("vrrp_ipsets_off", Flag(),
            doc="No ipsets with vrrp_iptables (not a keepalived 2.2.7 keyword: its -t calls "
                "it unknown): director's rules use nftables sets, which nothing turns off."),
-        Kw("namespace_with_ipsets", Flag(),
-           doc="keepalived: ipsets in a network namespace on Linux < 3.13. Nothing to do for "
-               "nftables, which has always known namespaces."),
+        NAMESPACE_WITH_IPSETS,
     )
 
 
