@@ -86,6 +86,10 @@ def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
             diagnostics.warning(where, f"vrrp_instance {instance.name}: VRRPv2 advertises whole "
                                        f"seconds; advert_int {instance.advert_int:g} is rounded "
                                        f"to {max(1, round(instance.advert_int))}")
+        if version == 3 and instance.authentication is not None:
+            diagnostics.warning(_at(instance.authentication, where), f"vrrp_instance "
+                                f"{instance.name}: VRRPv3 has no authentication; its adverts "
+                                f"go without {instance.authentication.auth_type} (as keepalived's)")
         if version == 3 and instance.advert_int > 40.95:
             diagnostics.error(where, f"vrrp_instance {instance.name}: VRRPv3 advert_int is at "
                                      f"most 40.95 s, got {instance.advert_int:g}")

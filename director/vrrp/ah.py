@@ -35,6 +35,12 @@ TOS_INTERNETWORK_CONTROL = 0xC0
 SEQUENCE_LIMIT = 0xFFFFFFFD    # keepalived stops counting past this ("cycled")
 
 
+def applies(version: int, family: int) -> bool:
+    """Whether an instance's authentication (AH or PASS) is used: VRRPv2 over IPv4 only
+    (-t warns otherwise, as keepalived does)."""
+    return version == 2 and family == 4
+
+
 @dataclass(frozen=True)
 class Wrapped:
     """An AH-wrapped VRRP packet as received: what the ICV is checked against."""

@@ -16,9 +16,10 @@ from .. import hub
 from ..clock import Clock
 from ..lateness import Lateness
 from ..log import event as log_event
-from . import fsm
+from . import ah, fsm
 from .addresses import Addresses, apply_all
-from .packet import (AUTH_PASS, MULTICAST, Advert, Expectation, encode, pass_auth_data)
+from .packet import (AUTH_AH, AUTH_PASS, MULTICAST, TTL, Advert, Expectation, encode,
+                     pass_auth_data)
 
 if TYPE_CHECKING:
     from ..state import InstanceView
@@ -63,6 +64,8 @@ class Instance:
         self.started = False                    # Startup was applied
         self.source = config.unicast_src_ip or config.mcast_src_ip
         self._read_before: float | None = None   # the deadline the sockets were read for
+        self.ah_sequence = ah.Sequence()        # AH: sent and accepted (a reload carries it)
+        self._ip_ident = 0                      # AH: we write the IP header, so its id too
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -91,17 +94,24 @@ class Instance:
         return tuple(vip.address.split("/")[0] for vip in self.config.virtual_ipaddress
                      if vip.family == self.family)
 
-    def expectation(self) -> Expectation:
+    def auth(self) -> tuple[int, bytes]:
+        """(auth type, 8 bytes: the password or the AH key) as this instance uses them:
+        keepalived ignores authentication with VRRPv3 (and VRRPv2 has no IPv6)."""
         auth = self.config.authentication
-        use_pass = self.version == 2 and auth is not None and auth.auth_type == "PASS"
+        if auth is None or not ah.applies(self.version, self.family):
+            return 0, b""
+        return (AUTH_AH if auth.auth_type == "AH" else AUTH_PASS,
+                pass_auth_data(auth.auth_pass.reveal()))
+
+    def expectation(self) -> Expectation:
+        auth_type, auth_data = self.auth()
         unicast = bool(self.config.unicast_peer)
         peers = self.config.unicast_peer
         return Expectation(
             version=self.version, advert_int=self.params.advert_int,
             addresses=frozenset(self.advertised_addresses()),
-            auth_type=AUTH_PASS if use_pass else 0,
-            auth_data=pass_auth_data(auth.auth_pass.reveal()) if use_pass else b"",
-            check_ttl=not unicast,
+            auth_type=auth_type, auth_data=auth_data,
+            check_ttl=not unicast, unicast=unicast,
             min_ttl=min((p.min_ttl for p in peers if p.min_ttl is not None), default=None),
             max_ttl=max((p.max_ttl for p in peers if p.max_ttl is not None), default=None))
 
@@ -181,18 +191,24 @@ class Instance:
             self._transition(action)
 
     def send_advert(self, priority: int) -> None:
-        auth = self.config.authentication
-        use_pass = self.version == 2 and auth is not None and auth.auth_type == "PASS"
+        auth_type, auth_data = self.auth()
         advert = Advert(self.version, self.params.vrid, priority, self.params.advert_int,
-                        self.advertised_addresses(), self.family,
-                        AUTH_PASS if use_pass else 0,
-                        pass_auth_data(auth.auth_pass.reveal()) if use_pass else b"")
+                        self.advertised_addresses(), self.family, auth_type,
+                        auth_data if auth_type == AUTH_PASS else b"")
         peers = [peer.address for peer in self.config.unicast_peer]
         group = self.global_defs.vrrp_mcast_group4 if self.family == 4 else \
             self.global_defs.vrrp_mcast_group6
+        if auth_type == AUTH_AH:      # one sequence number and IP id per advert, as keepalived
+            sequence = self.ah_sequence.next()
+            self._ip_ident = self._ip_ident % 0xFFFF + 1          # never 0: the kernel's
         for destination in peers or [group or MULTICAST[self.family]]:
             try:
-                self.sender.send(encode(advert, self.source, destination), destination)
+                message = encode(advert, self.source, destination)
+                if auth_type == AUTH_AH:
+                    message = ah.wrap(message, self.source, destination, sequence=sequence,
+                                      ident=self._ip_ident, key=auth_data, ttl=TTL,
+                                      unicast=bool(peers))
+                self.sender.send(message, destination)
                 self.counters.adverts_sent += 1
             except OSError as exc:
                 self.counters.send_errors += 1
@@ -215,6 +231,7 @@ class Instance:
         self.counters.transitions[key] = self.counters.transitions.get(key, 0) + 1
         if transition.new == fsm.MASTER:
             self.counters.became_master += 1
+            self.ah_sequence.becoming_master()      # before the first advert goes out
         self.last_transition_wall = self.clock.wall()
         log_event(log, "vrrp.transition", instance=self.name, vrid=self.params.vrid,
                   **{"from": transition.old, "to": transition.new},

@@ -11,11 +11,11 @@ from ..clock import Clock
 from ..notify import Notifier
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
-from . import fsm
+from . import ah, fsm
 from .addresses import Addresses
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
-from .packet import VRID, Dropped, Expectation, check_received
+from .packet import AH_REPLAY, LENGTH, PROTOCOL, VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import VrrpSocket
@@ -112,9 +112,17 @@ class VrrpService:
             instance.listeners.append(self.lvs_sync.role_changed)
 
     @staticmethod
-    def _socket_key(config) -> tuple:
-        return (config.interface, instance_family(config),
+    def _socket_keys(config, defs) -> list[tuple]:
+        """(interface, family, source, IP protocol) of the sockets an instance needs, the one
+        it sends on first. An AH instance also listens for plain VRRP: a peer without AH is
+        then counted (auth_type_mismatch) rather than unheard."""
+        base = (config.interface, instance_family(config),
                 config.unicast_src_ip or config.mcast_src_ip)
+        auth = config.authentication
+        if auth is not None and auth.auth_type == "AH" and \
+                ah.applies(effective_version(config, defs), base[1]):
+            return [base + (ah.PROTOCOL,), base + (PROTOCOL,)]
+        return [base + (PROTOCOL,)]
 
     def prepare(self, plan: Any, config: Any) -> Prepared:
         """Everything of a reload that can fail, before anything changes: the sockets of
@@ -126,12 +134,17 @@ class VrrpService:
         try:
             for name in plan.starting:
                 item = by_name[name]
-                key = self._socket_key(item)
-                sock = self.sockets.get(key) or prepared.opened.get(key)
-                if sock is None:
-                    sock = prepared.opened[key] = VrrpSocket(*key).open()
+                keys = self._socket_keys(item, defs)
+                for key in keys:
+                    if key not in self.sockets and key not in prepared.opened:
+                        prepared.opened[key] = VrrpSocket(*key).open()
+                key = keys[0]
+                sock = self.sockets.get(key) or prepared.opened[key]
                 instance = Instance(item, defs, effective_version(item, defs), key[1],
                                     self.clock, self.addresses, self.announcer, sock)
+                before = next((old for old in self.instances if old.name == name), None)
+                if before is not None:          # keepalived keeps the AH counter on reload
+                    instance.ah_sequence = before.ah_sequence
                 primary = self.addresses.primary_address(item.interface, key[1]) or \
                     ("0.0.0.0" if key[1] == 4 else "::")
                 instance.prepare(primary)
@@ -218,12 +231,18 @@ class VrrpService:
     def _update_receivers(self) -> None:
         """One receiver per socket; what each dispatches to follows the instances on it,
         replaced whole (Receiving). A socket left without instances closes."""
-        by_key: dict[tuple, dict[int, Instance]] = {}
+        defs = self.config.global_defs
+        needed = {key for instance in self.instances
+                  for key in self._socket_keys(instance.config, defs)}
+        # each socket dispatches to every instance of its (interface, family, source),
+        # whichever protocol it uses: AH where plain VRRP is expected, and the reverse, is
+        # counted on the instance (auth_type_mismatch)
+        by_base: dict[tuple, dict[int, Instance]] = {}
         for instance in self.instances:
-            by_key.setdefault(self._socket_key(instance.config), {})[
+            by_base.setdefault(self._socket_keys(instance.config, defs)[0][:3], {})[
                 instance.config.virtual_router_id] = instance
         for key, sock in list(self.sockets.items()):
-            members = by_key.get(key)
+            members = by_base.get(key[:3]) if key in needed else None
             if not members:                     # its last instance went in a reload
                 self.receiving.pop(key, None)
                 receiver = self.receivers.pop(key, None)
@@ -235,8 +254,9 @@ class VrrpService:
             self.receiving[key] = Receiving(
                 members, {vrid: instance.expectation() for vrid, instance in members.items()})
             if key not in self.receivers:
-                self.receivers[key] = hub.supervise(self._receive, key, sock,
-                                                    name=f"vrrp receive {key[0]}/IPv{key[1]}")
+                kind = "/AH" if key[3] == ah.PROTOCOL else ""
+                self.receivers[key] = hub.supervise(
+                    self._receive, key, sock, name=f"vrrp receive {key[0]}/IPv{key[1]}{kind}")
 
     def _forget(self, instance: Instance) -> None:
         self.instances.remove(instance)
@@ -313,8 +333,18 @@ class VrrpService:
             receiving = self.receiving.get(key)
             if receiving is None:               # the socket is closing
                 continue
+            wrapped = None
+            if key[3] == ah.PROTOCOL:
+                try:
+                    wrapped = ah.unwrap(message)
+                except ah.NotVrrp:              # other IPsec traffic: not ours to count
+                    continue
+                except ValueError as exc:
+                    self._count_drop(key[0], None, Dropped(LENGTH, str(exc)), source)
+                    continue
+                message = wrapped.message
             outcome = check_received(message, key[1], source, destination, ttl,
-                                     receiving.expectations)
+                                     receiving.expectations, ah=wrapped)
             if isinstance(outcome, Dropped):
                 self._count_drop(key[0], receiving.members.get(outcome.vrid), outcome, source)
                 continue
@@ -323,6 +353,11 @@ class VrrpService:
             if instance is None:                # expected but not a member: never, by design
                 self._count_drop(key[0], None, Dropped(VRID, "no instance", advert.vrid),
                                  source)
+                continue
+            if wrapped is not None and not instance.ah_sequence.accept(wrapped.sequence):
+                self._count_drop(key[0], instance, Dropped(
+                    AH_REPLAY, f"AH sequence number {wrapped.sequence}, last "
+                               f"{instance.ah_sequence.number}", advert.vrid), source)
                 continue
             for note in outcome.notes:
                 instance.counters.noted[note] = instance.counters.noted.get(note, 0) + 1

@@ -119,18 +119,21 @@ def _auth_finish(values, ctx):
         ctx.error("authentication needs 'auth_type' (PASS or AH)")
     elif values.get("auth_pass") is None:
         ctx.error("authentication needs 'auth_pass'")
-    elif values["auth_type"] == "AH":
-        ctx.warn("auth_type AH is not implemented by director (RFC 3768 dropped it; keepalived "
-                 "users report problems with it); adverts will carry no authentication")
 
 
 AUTHENTICATION = Block(
     "authentication", "Authentication",
     header=no_header, finish=_auth_finish,
     keywords=(
-        Kw("auth_type", Choice(("PASS", "AH"))),
+        Kw("auth_type", Choice(("PASS", "AH")),
+           doc="PASS: the password in clear in every advert. AH: IPsec AH (IP protocol 51) as "
+               "keepalived 2.2.7 sends it, interoperable with it: an HMAC-MD5-96 of the IP "
+               "header, the AH header and the advert keyed by auth_pass, the SPI the sender's "
+               "address, and a sequence number that must grow (a replay is dropped, counted "
+               "as 'ah_replay'). VRRPv2 over IPv4 only: with VRRPv3 keepalived and director "
+               "send no authentication (-t warns)."),
         Kw("auth_pass", SecretText(max_chars=8),
-           doc="VRRPv2 simple password; only the first 8 characters are sent."),
+           doc="The PASS password or the AH key; only the first 8 characters are used."),
     ),
 )
 
