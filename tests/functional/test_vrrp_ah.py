@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 AH = "    authentication {\n        auth_type AH\n        auth_pass %s\n    }\n"
 
 
-def ah_config(priority: int, password: str = "secret12") -> str:
-    return vrrp_config(priority, password=None, extra=AH % password)
+def ah_config(priority: int, password: str = "secret12", unicast=None) -> str:
+    return vrrp_config(priority, password=None, extra=AH % password, unicast=unicast)
 
 
 def dropped(lab, proc) -> dict:
@@ -75,20 +75,24 @@ def capture(host, count: int, replay: bool = False) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
+@pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
 @pytest.mark.parametrize("ours_is_master", [True, False])
-def test_ah_interop_with_keepalived(lab, trio, ours_is_master):
+def test_ah_interop_with_keepalived(lab, trio, ours_is_master, unicast):
     """The BACKUP hears the MASTER's AH adverts and stays BACKUP; kill -9 the MASTER: the
     BACKUP takes over within the master down interval; the MASTER comes back (its sequence
-    counter from 0, as after any restart) and takes the VIP back."""
+    counter from 0, as after any restart) and takes the VIP back. Unicast leaves the TTL
+    out of the ICV."""
     a, b, _ = trio
+    high = ah_config(150, unicast=("192.0.2.1", "192.0.2.2") if unicast else None)
+    low = ah_config(100, unicast=("192.0.2.2", "192.0.2.1") if unicast else None)
 
     def start_high(tag):
-        return start_director(lab, a, ah_config(150), f"ours-{tag}") if ours_is_master \
-            else start_keepalived(a, ah_config(150), name=f"keepalived-{tag}")
+        return start_director(lab, a, high, f"ours-{tag}") if ours_is_master \
+            else start_keepalived(a, high, name=f"keepalived-{tag}")
 
     master = start_high("1")
-    backup = start_keepalived(b, ah_config(100)) if ours_is_master \
-        else start_director(lab, b, ah_config(100), "ours")
+    backup = start_keepalived(b, low) if ours_is_master \
+        else start_director(lab, b, low, "ours")
     ours = master if ours_is_master else backup
     until(holds(a), down_interval(150) + 2, lambda: f"A never became MASTER\n{lab.log_of(master)}")
     stays(lacks(b), down_interval(100) + 1, f"B holds the VIP too\n{lab.log_of(backup)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from director.config import load_config
 from director.vrrp import ah
 from director.vrrp.packet import (AUTH_AH, AUTH_FAILURE, AUTH_PASS, AUTH_TYPE_MISMATCH, Advert,
                                   Dropped, Expectation, Received, check_received, encode,
@@ -113,3 +114,39 @@ def test_the_sequence_counter_follows_keepalived():
     counter.becoming_master()
     assert (counter.number, counter.cycled) == (0, False)
     assert counter.next() == 1
+
+
+AH_INSTANCE = """vrrp_instance VI_1 {{
+    interface eth0
+    virtual_router_id 1
+{version}    authentication {{
+        auth_type AH
+        auth_pass {password}
+    }}
+    virtual_ipaddress {{
+        {vip}
+    }}
+}}
+"""
+
+
+@pytest.mark.parametrize("version, password, vip, expected", [
+    ("", "secret12", "10.0.0.1", []),
+    ("", "secret1234", "10.0.0.1",
+     ["6: warning: only the first 8 characters of the password are used (it has 10)"]),
+    ("    version 3\n", "secret12", "10.0.0.1",
+     ["5: warning: vrrp_instance VI_1: VRRPv3 has no authentication; its adverts go without "
+      "AH (as keepalived's)"]),
+    ("", "secret12", "2001:db8::1",     # IPv6 is VRRPv3: keepalived refuses AH there too
+     ["4: warning: vrrp_instance VI_1: VRRPv3 has no authentication; its adverts go without "
+      "AH (as keepalived's)"]),
+])
+def test_config_test_on_ah(tmp_path, version, password, vip, expected):
+    """-t: AH is acted on (no 'not implemented' warning any more); what keepalived refuses or
+    truncates is said with its line."""
+    path = tmp_path / "keepalived.conf"
+    path.write_text(AH_INSTANCE.format(version=version, password=password, vip=vip))
+    result = load_config(str(path), config_id="t", interface_exists=None)
+    assert result.ok
+    assert [f"{d.location.line}: {d.severity}: {d.message}" for d in result.diagnostics] == \
+        expected
