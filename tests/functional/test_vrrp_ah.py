@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-from tests.functional.lab import start_keepalived, wait_for
-from tests.functional.test_vrrp_failover import (SLACK, down_interval, holds, lacks,
+from tests.functional.lab import start_keepalived
+from tests.functional.test_reload_vrrp import hup_and_wait
+from tests.functional.test_vrrp_failover import (SLACK, VIP, down_interval, holds, lacks,
                                                  start_director, stats, stays, until,
                                                  vrrp_config)
 
@@ -153,3 +154,31 @@ def test_a_replayed_keepalived_advert_is_dropped(lab, trio):
     until(lambda: dropped(lab, ours).get("ah_replay", 0) >= 1, 5, lambda: lab.log_of(ours))
     assert set(dropped(lab, ours)) == {"ah_replay"}
     stays(lacks(b), 1.5, lab.log_of(ours))
+
+
+def test_a_reload_turns_ah_on_and_keeps_the_sequence_counter(lab, trio):
+    """PASS -> AH by a reload ends the split brain with an AH peer; then a changed instance
+    (priority 255: MASTER at once, before it hears anything) goes on from its old counter, as
+    keepalived keeps it on reload, so the peer accepts its first advert: the peer never logs
+    a sequence number 'already processed' (it did while the restarted instance began at 1)."""
+    a, b, _ = trio
+    plain = vrrp_config(150, password=None,
+                        extra="    authentication {\n        auth_type PASS\n"
+                              "        auth_pass secret12\n    }\n")
+    ours = start_director(lab, a, plain, "ours")
+    peer = start_keepalived(b, ah_config(100))
+    until(holds(a), down_interval(150) + 2, lambda: lab.log_of(ours))
+    until(holds(b), down_interval(100) + 2, lambda: lab.log_of(peer))     # split brain
+    config = lab.tmp / "ours" / "keepalived.conf"
+
+    config.write_text(ah_config(150))
+    hup_and_wait(lab, ours, "reload.applied", 1)
+    until(lacks(b), down_interval(150) + 2, lambda: f"{lab.log_of(ours)}\n{lab.log_of(peer)}")
+    until(holds(a), 1.0, lambda: lab.log_of(ours))
+
+    config.write_text(ah_config(255))
+    hup_and_wait(lab, ours, "reload.applied", 2)
+    assert "1 changed" in lab.log_of(ours)
+    stays(lambda: a.has_address("eth0", VIP) and not b.has_address("eth0", VIP), 2.5,
+          f"{lab.log_of(ours)}\n{lab.log_of(peer)}")
+    assert "already processed" not in lab.log_of(peer), lab.log_of(peer)
