@@ -262,6 +262,21 @@ def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
     return Received(advert, tuple(notes))
 
 
+def check_received_ah(packet: bytes, src: str, dst: str, ttl: int,
+                      expectations: dict[int, Expectation]
+                      ) -> tuple[Received | Dropped | None, ipsec_ah.Wrapped | None]:
+    """check_received for what an AH socket (IP protocol 51) returns, the whole IPv4 packet:
+    (outcome, the AH header). The outcome is None for AH around another protocol (IPsec
+    traffic that is not VRRP: not ours to count)."""
+    try:
+        wrapped = ipsec_ah.unwrap(packet)
+    except ipsec_ah.NotVrrp:
+        return None, None
+    except ValueError as exc:
+        return Dropped(LENGTH, str(exc), None), None
+    return check_received(wrapped.message, 4, src, dst, ttl, expectations, ah=wrapped), wrapped
+
+
 def _check_auth(advert: Advert, expect: Expectation,
                 ah: ipsec_ah.Wrapped | None) -> Dropped | None:
     vrid = advert.vrid

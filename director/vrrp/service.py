@@ -15,7 +15,8 @@ from . import ah, fsm
 from .addresses import Addresses
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
-from .packet import AH_REPLAY, LENGTH, PROTOCOL, VRID, Dropped, Expectation, check_received
+from .packet import (AH_REPLAY, PROTOCOL, VRID, Dropped, Expectation, check_received,
+                     check_received_ah)
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import VrrpSocket
@@ -333,18 +334,14 @@ class VrrpService:
             receiving = self.receiving.get(key)
             if receiving is None:               # the socket is closing
                 continue
-            wrapped = None
             if key[3] == ah.PROTOCOL:
-                try:
-                    wrapped = ah.unwrap(message)
-                except ah.NotVrrp:              # other IPsec traffic: not ours to count
+                outcome, wrapped = check_received_ah(message, source, destination, ttl,
+                                                     receiving.expectations)
+                if outcome is None:             # other IPsec traffic: not ours to count
                     continue
-                except ValueError as exc:
-                    self._count_drop(key[0], None, Dropped(LENGTH, str(exc)), source)
-                    continue
-                message = wrapped.message
-            outcome = check_received(message, key[1], source, destination, ttl,
-                                     receiving.expectations, ah=wrapped)
+            else:
+                outcome, wrapped = check_received(message, key[1], source, destination, ttl,
+                                                  receiving.expectations), None
             if isinstance(outcome, Dropped):
                 self._count_drop(key[0], receiving.members.get(outcome.vrid), outcome, source)
                 continue
