@@ -25,8 +25,11 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from .packet import LENGTH, Dropped, Expectation, Received, internet_checksum
+from .packet import PROTOCOL as VRRP_PROTOCOL
+from .packet import check_received as check_plain
+
 PROTOCOL = 51                  # IPPROTO_AH
-VRRP_PROTOCOL = 112            # the next header (packet.PROTOCOL; packet imports this module)
 HEADER_LEN = 24                # next header .. ICV (keepalived's ipsec_ah_t)
 ICV_LEN = 12                   # HMAC-MD5-96 (RFC 2403)
 PAYLOAD_LEN = 4                # the AH length field: 32-bit words minus 2 (RFC 2402 2.2)
@@ -51,9 +54,16 @@ class Wrapped:
     icv: bytes
     message: bytes             # the VRRP message after the AH header
 
-    @property
-    def source(self) -> bytes:
-        return self.ip_header[12:16]
+    def verify(self, key: bytes, unicast: bool) -> str | None:
+        """None when the ICV and the SPI are right, else why not (keepalived's two auth
+        failures: the ICV first, so that nothing in a forged packet is believed)."""
+        ah = struct.pack("!BBHII", VRRP_PROTOCOL, PAYLOAD_LEN, 0, self.spi, self.sequence)
+        if not hmac.compare_digest(icv(self.ip_header, ah, self.message, key, unicast),
+                                   self.icv):
+            return "wrong AH ICV (another password, or a field changed on the way)"
+        if struct.pack("!I", self.spi) != self.ip_header[12:16]:
+            return f"AH SPI 0x{self.spi:08x} is not the source address"
+        return None
 
 
 def icv(ip_header: bytes, ah_header: bytes, message: bytes, key: bytes, unicast: bool) -> bytes:
@@ -69,13 +79,6 @@ def icv(ip_header: bytes, ah_header: bytes, message: bytes, key: bytes, unicast:
     return hmac.new(key, bytes(header) + zeroed + message, hashlib.md5).digest()[:ICV_LEN]
 
 
-def _ip_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def wrap(message: bytes, src: str, dst: str, *, sequence: int, ident: int, key: bytes,
          ttl: int = 255, unicast: bool = False) -> bytes:
     """The whole IPv4 packet (IP header + AH + VRRP message) to send with IP_HDRINCL, as
@@ -86,7 +89,7 @@ def wrap(message: bytes, src: str, dst: str, *, sequence: int, ident: int, key: 
                          PROTOCOL, 0, source, socket.inet_aton(dst))
     ah = struct.pack("!BBH4sI", VRRP_PROTOCOL, PAYLOAD_LEN, 0, source, sequence) + bytes(ICV_LEN)
     digest = icv(header, ah, message, key, unicast)
-    header = header[:10] + struct.pack("!H", _ip_checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
     return header + ah[:12] + digest + message
 
 
@@ -111,16 +114,20 @@ def unwrap(packet: bytes) -> Wrapped:
                    bytes(packet[start:total]))
 
 
-def verify(wrapped: Wrapped, key: bytes, unicast: bool) -> str | None:
-    """None when the ICV and the SPI are right, else why not (keepalived's two auth
-    failures: the ICV first, so that nothing in a forged packet is believed)."""
-    ah = struct.pack("!BBHII", VRRP_PROTOCOL, PAYLOAD_LEN, 0, wrapped.spi, wrapped.sequence)
-    expected = icv(wrapped.ip_header, ah, wrapped.message, key, unicast)
-    if not hmac.compare_digest(expected, wrapped.icv):
-        return "wrong AH ICV (another password, or a field changed on the way)"
-    if struct.pack("!I", wrapped.spi) != wrapped.source:
-        return f"AH SPI 0x{wrapped.spi:08x} is not the source address"
-    return None
+def check_received(packet: bytes, src: str, dst: str, ttl: int,
+                   expectations: dict[int, Expectation]
+                   ) -> tuple[Received | Dropped | None, Wrapped | None]:
+    """packet.check_received for what an AH socket returns, the whole IPv4 packet:
+    (outcome, its AH header). The outcome is None for AH around another protocol (IPsec
+    traffic that is not VRRP: not ours to count). The sequence number is the receiver's to
+    check: it holds the instance's counter."""
+    try:
+        wrapped = unwrap(packet)
+    except NotVrrp:
+        return None, None
+    except ValueError as exc:
+        return Dropped(LENGTH, str(exc), None), None
+    return check_plain(wrapped.message, 4, src, dst, ttl, expectations, ah=wrapped), wrapped
 
 
 class Sequence:

@@ -20,8 +20,10 @@ import hmac
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from . import ah as ipsec_ah
+if TYPE_CHECKING:
+    from .ah import Wrapped
 
 PROTOCOL = 112
 TYPE_ADVERTISEMENT = 1
@@ -208,13 +210,12 @@ class ReceiveStats:
 
 def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
                    expectations: dict[int, Expectation],
-                   ah: ipsec_ah.Wrapped | None = None) -> Received | Dropped:
+                   ah: Wrapped | None = None) -> Received | Dropped:
     """Every receive check, in this order: length, TTL, version, authentication (v2), type,
     advert interval, checksum, vrid, no address; then a differing address list is noted and
     accepted.
     ``expectations`` maps our vrids to what each instance expects; ``ah`` is the AH header
-    the message came in (IP protocol 51), None for plain VRRP. Its sequence number is the
-    receiver's to check (it keeps the counter)."""
+    the message came in (IP protocol 51: ah.check_received), None for plain VRRP."""
     try:
         advert = decode(message, family)
     except Malformed as exc:
@@ -262,23 +263,8 @@ def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
     return Received(advert, tuple(notes))
 
 
-def check_received_ah(packet: bytes, src: str, dst: str, ttl: int,
-                      expectations: dict[int, Expectation]
-                      ) -> tuple[Received | Dropped | None, ipsec_ah.Wrapped | None]:
-    """check_received for what an AH socket (IP protocol 51) returns, the whole IPv4 packet:
-    (outcome, the AH header). The outcome is None for AH around another protocol (IPsec
-    traffic that is not VRRP: not ours to count)."""
-    try:
-        wrapped = ipsec_ah.unwrap(packet)
-    except ipsec_ah.NotVrrp:
-        return None, None
-    except ValueError as exc:
-        return Dropped(LENGTH, str(exc), None), None
-    return check_received(wrapped.message, 4, src, dst, ttl, expectations, ah=wrapped), wrapped
-
-
 def _check_auth(advert: Advert, expect: Expectation,
-                ah: ipsec_ah.Wrapped | None) -> Dropped | None:
+                ah: Wrapped | None) -> Dropped | None:
     vrid = advert.vrid
     if (ah is not None) != (expect.auth_type == AUTH_AH):     # keepalived's first check
         return Dropped(AUTH_TYPE_MISMATCH, "an AH header, we use none" if ah is not None
@@ -292,7 +278,7 @@ def _check_auth(advert: Advert, expect: Expectation,
             not hmac.compare_digest(advert.auth_data, expect.auth_data):
         return Dropped(AUTH_FAILURE, "wrong password", vrid)
     if ah is not None:
-        wrong = ipsec_ah.verify(ah, expect.auth_data, expect.unicast)
+        wrong = ah.verify(expect.auth_data, expect.unicast)
         if wrong is not None:
             return Dropped(AUTH_FAILURE, wrong, vrid)
     return None

@@ -15,8 +15,7 @@ from . import ah, fsm
 from .addresses import Addresses
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
-from .packet import (AH_REPLAY, PROTOCOL, VRID, Dropped, Expectation, check_received,
-                     check_received_ah)
+from .packet import AH_REPLAY, PROTOCOL, VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import VrrpSocket
@@ -335,7 +334,7 @@ class VrrpService:
             if receiving is None:               # the socket is closing
                 continue
             if key[3] == ah.PROTOCOL:
-                outcome, wrapped = check_received_ah(message, source, destination, ttl,
+                outcome, wrapped = ah.check_received(message, source, destination, ttl,
                                                      receiving.expectations)
                 if outcome is None:             # other IPsec traffic: not ours to count
                     continue

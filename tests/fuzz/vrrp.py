@@ -1,6 +1,6 @@
 """The VRRP receive path as a fuzz target: what a raw socket hands the receiver (the whole IPv4
 packet, or an IPv6 payload with its addresses and hop limit) through transport.split_ipv4 and
-packet.check_received (packet.check_received_ah for an AH seed: the socket of IP protocol 51),
+packet.check_received (ah.check_received for an AH seed: the socket of IP protocol 51),
 against the expectations of an instance that accepts the seed.
 
 Seeded with keepalived 2.2.7's captured adverts (tests/golden/vrrp). Every input must end as
@@ -84,7 +84,7 @@ def feed(context: Context, wire: bytes, hop_limit: int | None = None):
         message, src, dst = wire, context.src, context.dst
         ttl = context.hop_limit if hop_limit is None else hop_limit
     if context.ah:
-        outcome, wrapped = p.check_received_ah(wire, src, dst, ttl, context.expectations)
+        outcome, wrapped = ah.check_received(wire, src, dst, ttl, context.expectations)
         if outcome is None:
             return outcome          # AH around another protocol: ignored, as IPsec traffic
         message = wrapped.message if wrapped is not None else message
@@ -111,7 +111,7 @@ def feed(context: Context, wire: bytes, hop_limit: int | None = None):
         assert advert.auth_type == expect.auth_type and \
             (advert.auth_type != p.AUTH_PASS or advert.auth_data == expect.auth_data)
         assert (wrapped is not None) == (advert.auth_type == p.AUTH_AH), "AH or not, wrongly"
-        assert wrapped is None or ah.verify(wrapped, expect.auth_data, expect.unicast) is None
+        assert wrapped is None or wrapped.verify(expect.auth_data, expect.unicast) is None
     return outcome
 
 

@@ -90,9 +90,9 @@ def test_keepalived_ah_advert_is_rebuilt_byte_for_byte_and_verified(case, index,
     assert built.hex() == packet["ip_packet_hex"]
     wrapped = ah.unwrap(bytes.fromhex(packet["ip_packet_hex"]))
     assert (wrapped.message, wrapped.sequence) == (message, index + 1)
-    assert ah.verify(wrapped, key, unicast) is None
-    assert ah.verify(wrapped, pass_auth_data("secret13"), unicast) is not None
-    assert ah.verify(wrapped, key, not unicast) is not None
+    assert wrapped.verify(key, unicast) is None
+    assert wrapped.verify(pass_auth_data("secret13"), unicast) is not None
+    assert wrapped.verify(key, not unicast) is not None
     advert = decode(message, 4)
     ours = Advert(2, advert.vrid, advert.priority, 1.0, advert.addresses, 4, AUTH_AH)
     assert encode(ours).hex() == packet["vrrp_hex"]   # auth type 2, eight zero bytes
