@@ -58,6 +58,9 @@ class Instance:
         self.state: fsm.State | None = None
         self.last_transition_wall: float | None = None
         self.listeners: list[Callable[["Instance", fsm.Transition], None]] = []
+        # told what is not a transition: MASTER_PRIORITY / BACKUP_PRIORITY (the effective
+        # priority changed), MASTER_RX_LOWER_PRI (a lower priority heard as MASTER)
+        self.notices: list[Callable[["Instance", str], None]] = []
         self._announcing: hub.Greenlet | None = None
         self._reannouncing: hub.Greenlet | None = None   # the garp_lower_prio burst
         self.greenlet: hub.Greenlet | None = None
@@ -167,6 +170,10 @@ class Instance:
         self.state, actions = fsm.step(self.params, state, event, now)
         for action in actions:
             self._carry_out(action)
+        if self.state.priority != state.priority and state.role != fsm.INIT:
+            # (before Startup the priority is the initial one, as keepalived's, not a change)
+            self._notice("MASTER_PRIORITY" if self.state.role == fsm.MASTER
+                         else "BACKUP_PRIORITY")
         due = state.advert_at
         if due is not None and now >= due and state.role == fsm.MASTER and \
                 any(type(action) is fsm.SendAdvert for action in actions):
@@ -186,6 +193,7 @@ class Instance:
         elif isinstance(action, fsm.Announce):
             self._start_announcing()
         elif isinstance(action, fsm.AnnounceAfterLowerPriority):
+            self._notice("MASTER_RX_LOWER_PRI")
             self._start_reannouncing(action)
         elif isinstance(action, fsm.Transition):
             self._transition(action)
@@ -238,6 +246,10 @@ class Instance:
                   reason=transition.reason, priority=self.state.priority)
         for listener in list(self.listeners):
             listener(self, transition)
+
+    def _notice(self, what: str) -> None:
+        for listener in list(self.notices):
+            listener(self, what)
 
     # -- gratuitous ARP / unsolicited NA --------------------------------------------------
 

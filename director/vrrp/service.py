@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 from .. import hub
 from ..clock import Clock
 from ..notify import Notifier
+from ..notify_fifo import vrrp_line
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
 from . import ah, fsm
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from ..state import VrrpView
 
 log = logging.getLogger("director.vrrp")
+
+DELETED = "DELETED"         # notified for an instance a reload removes (notify_deleted)
 
 
 class Receiving(NamedTuple):
@@ -73,6 +76,7 @@ class VrrpService:
         self.receiving: dict[tuple, Receiving] = {}
         self.trackers: dict[str, Tracker] = {}
         self.lvs_sync: SyncDaemons | None = None
+        self.deleting: set[str] = set()         # instances a reload removes (notify_deleted)
         # called with each instance / sync group built, at start and on reload (the daemon's
         # events); register before start()
         self.on_new_instance: list = []
@@ -164,12 +168,14 @@ class VrrpService:
             sync.detach()
             self.sync_groups.remove(sync)
         going = [instance for instance in self.instances if instance.name in plan.going]
+        self.deleting = set(plan.removed)
         for instance in going:
             instance.post(fsm.Shutdown())
         hub.joinall([instance.greenlet for instance in going if instance.greenlet],
                     timeout=timeout)
         for instance in going:
             self._forget(instance)
+        self.deleting = set()
         for name in set(plan.scripts) & self.scripts.keys():   # only going instances used them
             self.scripts.pop(name).stop()
         self.config = config
@@ -221,10 +227,8 @@ class VrrpService:
             self.sync_groups.append(sync)
 
     def _listen(self, instance: Instance) -> None:
-        instance.listeners.append(
-            lambda instance, transition: self._notify(
-                instance.config, "INSTANCE", instance.name, transition.new,
-                instance.state.priority))
+        instance.listeners.append(self._transition_notify)
+        instance.notices.append(self._noticed)
         for callback in self.on_new_instance:
             callback(instance)
 
@@ -269,16 +273,66 @@ class VrrpService:
                 if tracker in runner.subscribers:
                     runner.subscribers.remove(tracker)
 
+    def _transition_notify(self, instance: Instance, transition: fsm.Transition) -> None:
+        state = transition.new
+        if state == fsm.STOP and instance.name in self.deleting:
+            # keepalived: a reload that removes an instance notifies DELETED with
+            # notify_deleted, else FAULT (nothing when it was in FAULT already)
+            if instance.config.notify_deleted:
+                state = DELETED
+            elif transition.old == fsm.FAULT:
+                return
+            else:
+                state = fsm.FAULT
+        self._notify(instance.config, "INSTANCE", instance.name, state, instance.state.priority)
+
     def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
         """keepalived's scripts: notify_<state> as written, then ``notify`` with
-        TYPE NAME STATE PRIORITY."""
+        TYPE NAME STATE PRIORITY, then the FIFO line (a group's priority is 0)."""
+        deleted = config.notify_deleted if kind == "INSTANCE" else None
         specific = {fsm.MASTER: config.notify_master, fsm.BACKUP: config.notify_backup,
-                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop}.get(state)
+                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop,
+                    DELETED: deleted if deleted is not True else None}.get(state)
         if specific is not None:
             self.notifier.notify(specific, (), f"{kind.lower()} {name} {state}")
         if config.notify is not None:
             extra = (kind, name, state) + ((str(priority),) if priority is not None else ())
             self.notifier.notify(config.notify, extra, f"{kind.lower()} {name} {state}")
+        self.notifier.fifos.vrrp(vrrp_line(kind, name, state, priority or 0))
+
+    def _noticed(self, instance: Instance, what: str) -> None:
+        """MASTER_RX_LOWER_PRI (its script, and the FIFO line always, as keepalived) and the
+        priority changes (a FIFO line with notify_priority_changes)."""
+        config = instance.config
+        if what == "MASTER_RX_LOWER_PRI":
+            if config.notify_master_rx_lower_pri is not None:
+                self.notifier.notify(config.notify_master_rx_lower_pri, (),
+                                     f"instance {instance.name} {what}")
+        elif not self._priority_changes(config):
+            return
+        self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name, what,
+                                           instance.state.priority))
+
+    def _priority_changes(self, config) -> bool:
+        """notify_priority_changes: the instance's, else its sync group's, else global."""
+        if config.notify_priority_changes is not None:
+            return config.notify_priority_changes
+        for group in self.config.vrrp_sync_groups:
+            if config.name in group.group and group.notify_priority_changes is not None:
+                return group.notify_priority_changes
+        return bool(self.config.global_defs.vrrp_notify_priority_changes)
+
+    def write_fifo_states(self, skip_instances=(), skip_groups=()) -> None:
+        """fifo_write_vrrp_states_on_reload: the state of each sync group and instance a
+        reload left running, to the FIFOs (groups first, as keepalived)."""
+        for group in self.sync_groups:
+            state = group.state()
+            if group.name not in skip_groups and state != "MIXED":
+                self.notifier.fifos.vrrp(vrrp_line("GROUP", group.name, state, 0))
+        for instance in self.instances:
+            if instance.name not in skip_instances and instance.state is not None:
+                self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name,
+                                                   instance.state.role, instance.state.priority))
 
     def _remove_leftovers(self, instance: Instance) -> None:
         """VIPs of ours that a crashed earlier run left behind go before we start as BACKUP

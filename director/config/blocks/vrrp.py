@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
                       SecretText, Text, Word)
-from ..values import Script, route, rule, single_name, tracked, unicast_peer, virtual_address
+from ..values import (Script, notify_deleted, route, rule, single_name, tracked, unicast_peer,
+                      virtual_address)
 from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, name_header,
                      no_header, required, unsupported)
 
@@ -80,7 +81,11 @@ _NOTIFY = (
     Kw("notify_stop", Script()),
     Kw("notify", Script(), doc="Called with TYPE NAME STATE PRIORITY on each change."),
     Kw("smtp_alert", Flag()),
-    Kw("notify_priority_changes", Flag(), unsupported=NOT_YET),
+    Kw("notify_priority_changes", Custom(lambda args, ctx: Flag().parse(args, ctx),
+                                         "[true|false]"),
+       doc="Write a MASTER_PRIORITY or BACKUP_PRIORITY line to the VRRP notify FIFOs each "
+           "time tracking changes the effective priority (no script runs). Unset: a member "
+           "takes its sync group's setting, else global_defs vrrp_notify_priority_changes."),
 )
 
 
@@ -207,8 +212,15 @@ VRRP_INSTANCE = Block(
         Kw("skip_check_adv_addr", Flag(), unsupported=NOT_YET),
         *instance_default_keywords(global_level=False),
         *_NOTIFY,
-        Kw("notify_master_rx_lower_pri", Script(), unsupported=NOT_YET),
-        Kw("notify_deleted", Script(), unsupported=NOT_YET),
+        Kw("notify_master_rx_lower_pri", Script(),
+           doc="Run (with no extra arguments) each time this instance, as MASTER, hears an "
+               "advert of a lower priority: another router took over during a break and may "
+               "hold what the master must take back. The FIFO line MASTER_RX_LOWER_PRI is "
+               "written with or without it."),
+        Kw("notify_deleted", Custom(notify_deleted, '["COMMAND ARGS" [USER [GROUP]]]'),
+           doc="When a reload removes this instance, notify DELETED (notify script, FIFO "
+               "line, and COMMAND if given) instead of keepalived's default FAULT (which an "
+               "instance already in FAULT does not send again)."),
         *_tracking(),
         Kw("use_vmac", Custom(_use_vmac, "[INTERFACE]"),
            unsupported="VMAC interfaces are not created by director"),
