@@ -11,17 +11,19 @@ Waits have deadlines, never fixed sleeps; every namespace and process is the lab
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from director.vrrp.packet import Advert, encode
 from tests.functional.lab import start_keepalived, wait_for
-from tests.functional.test_vrrp_failover import (VIP, down_interval, holds, start_director,
-                                                 vrrp_config)
+from tests.functional.test_vrrp_failover import (SLACK, VIP, down_interval, holds,
+                                                 start_director, vrrp_config)
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -126,3 +128,89 @@ def test_keepalived_writes_the_reference_lines(lab):
 
 def test_director_writes_the_lines_keepalived_writes(lab):
     assert run_scenario(lab, start_ours(lab), "d") == EXPECTED
+
+
+def drain(path: Path, into: list[str]) -> list[str]:
+    """What waits in the FIFO at ``path`` now, appended to ``into`` line by line (the
+    daemon holds the FIFO open read-write, so a non-blocking read never sees end of file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    data = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    into.extend(data.decode().splitlines())
+    return into
+
+
+def test_a_fifo_nobody_reads_does_not_hold_the_failover_back(lab):
+    """director as BACKUP of keepalived, its FIFO full (nobody reads it): keepalived killed,
+    director is MASTER within the master down interval, and the lines it could not write
+    are counted."""
+    switch = lab.switch()
+    a = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
+    b = lab.host("b", [(switch, "eth0", ["192.0.2.2/24"])])
+    folder = Path(lab.tmp) / "ours"
+    folder.mkdir()
+    fifo = folder / "fifo"
+    peer = start_keepalived(a, vrrp_config(150))
+    wait_for(holds(a), down_interval(150) + 3, message=lambda: lab.log_of(peer))
+    ours = start_director(lab, b, f"global_defs {{\n    vrrp_notify_fifo {fifo}\n}}\n" +
+                          vrrp_config(100), "ours")
+    wait_for(lambda: "to=BACKUP" in lab.log_of(ours), 10, message=lambda: lab.log_of(ours))
+    assert drain(fifo, []) == ['INSTANCE "VI_1" BACKUP 100']
+    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)      # fill the pipe to the brim
+    try:
+        for _ in range(10000):                                # bounded: 64 kB pipes
+            try:
+                os.write(writer, b"x" * 4096)
+            except BlockingIOError:
+                break
+        peer.kill()
+        killed = time.monotonic()
+        wait_for(holds(b), down_interval(100) + SLACK,
+                 message=lambda: f"no failover\n{lab.log_of(ours)}")
+        assert time.monotonic() - killed <= down_interval(100) + SLACK
+    finally:
+        os.close(writer)
+    ours.send_signal(signal.SIGUSR1)
+    dump = ours.state_dir / "director.data"
+    wait_for(dump.exists, 5, message=lambda: lab.log_of(ours))
+    (view,) = json.loads(dump.read_text())["notify_fifos"]
+    assert view["dropped"] == {"full": 1} and view["written"] == 1, view     # MASTER dropped
+    assert "notify_fifo.dropped" in lab.log_of(ours)
+
+
+def test_lvs_fifo_lines_follow_a_real_server_down_and_up(lab):
+    """lvs_notify_fifo with rs_init_notifies and quorum 3 (nftables backend): the three real
+    servers' UP at start, then rs2's DOWN with the quorum's, then both UP again."""
+    from tests.functional.test_lb_daemon_nftables import (BEFORE_RETRY, DELAY_LOOP, RETRY,
+                                                          SERVERS, TIMEOUT, lay_out, listening,
+                                                          serve)
+    fifo = Path(lab.tmp) / "lvs.fifo"
+    client, hosts, servers, daemon = lay_out(
+        lab, "\n    quorum 3",
+        global_defs=f"lvs_notify_fifo {fifo}\n    rs_init_notifies")
+    service = "[203.0.113.100]:tcp:80"
+    rs2 = f"RS [{SERVERS['rs2']}]:tcp:80 {service}"
+    lines: list[str] = []
+    wait_for(lambda: len(drain(fifo, lines)) >= 3, 10, message=lambda: f"{lines}")
+    assert lines == [f"RS [{address}]:tcp:80 {service} UP" for address in SERVERS.values()]
+    servers["rs2"].kill()
+    servers["rs2"].wait(5)
+    bound = DELAY_LOOP + RETRY * (TIMEOUT + BEFORE_RETRY) + 3
+    wait_for(lambda: len(drain(fifo, lines)) >= 5, bound,
+             message=lambda: f"{lines}\n{lab.log_of(daemon)}")
+    assert lines[3:] == [f"{rs2} DOWN", f"VS {service} DOWN"]
+    servers["rs2"] = serve(hosts["rs2"], "rs2", SERVERS["rs2"], Path(lab.tmp) / "rs2")
+    wait_for(lambda: listening(hosts["rs2"]), 10, message="rs2 did not start again")
+    wait_for(lambda: len(drain(fifo, lines)) >= 7, DELAY_LOOP + 5,
+             message=lambda: f"{lines}\n{lab.log_of(daemon)}")
+    assert lines[5:] == [f"{rs2} UP", f"VS {service} UP"]
