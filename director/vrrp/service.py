@@ -169,11 +169,14 @@ class VrrpService:
             self.sync_groups.remove(sync)
         going = [instance for instance in self.instances if instance.name in plan.going]
         self.deleting = set(plan.removed)
+        roles = {instance.name: instance.state.role for instance in going}
         for instance in going:
             instance.post(fsm.Shutdown())
         hub.joinall([instance.greenlet for instance in going if instance.greenlet],
                     timeout=timeout)
         for instance in going:
+            if instance.name in self.deleting:
+                self._deleted_notify(instance, roles[instance.name])
             self._forget(instance)
         self.deleting = set()
         for name in set(plan.scripts) & self.scripts.keys():   # only going instances used them
@@ -274,16 +277,20 @@ class VrrpService:
                     runner.subscribers.remove(tracker)
 
     def _transition_notify(self, instance: Instance, transition: fsm.Transition) -> None:
-        state = transition.new
-        if state == fsm.STOP and instance.name in self.deleting:
-            # keepalived: a reload that removes an instance notifies DELETED with
-            # notify_deleted, else FAULT (nothing when it was in FAULT already)
-            if instance.config.notify_deleted:
-                state = DELETED
-            elif transition.old == fsm.FAULT:
-                return
-            else:
-                state = fsm.FAULT
+        if transition.new == fsm.STOP and instance.name in self.deleting:
+            return                              # apply() says it, in the file's order
+        self._notify(instance.config, "INSTANCE", instance.name, transition.new,
+                     instance.state.priority)
+
+    def _deleted_notify(self, instance: Instance, role: str) -> None:
+        """keepalived: a reload that removes an instance notifies DELETED with
+        notify_deleted, else FAULT (nothing when it was in FAULT already)."""
+        if instance.config.notify_deleted:
+            state = DELETED
+        elif role == fsm.FAULT:
+            return
+        else:
+            state = fsm.FAULT
         self._notify(instance.config, "INSTANCE", instance.name, state, instance.state.priority)
 
     def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
@@ -324,13 +331,15 @@ class VrrpService:
 
     def write_fifo_states(self, skip_instances=(), skip_groups=()) -> None:
         """fifo_write_vrrp_states_on_reload: the state of each sync group and instance a
-        reload left running, to the FIFOs (groups first, as keepalived)."""
+        reload left running, to the FIFOs (groups first). As keepalived 2.2.7: not for an
+        instance that is MASTER (a consumer acting on MASTER lines must not act again)."""
         for group in self.sync_groups:
             state = group.state()
             if group.name not in skip_groups and state != "MIXED":
                 self.notifier.fifos.vrrp(vrrp_line("GROUP", group.name, state, 0))
         for instance in self.instances:
-            if instance.name not in skip_instances and instance.state is not None:
+            if instance.name not in skip_instances and instance.state is not None and \
+                    instance.state.role != fsm.MASTER:
                 self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name,
                                                    instance.state.role, instance.state.priority))
 

@@ -100,9 +100,10 @@ GLOBAL_DEFS = Block(
                "virtual_router_id."),
         *_FIFOS,
         Kw("fifo_write_vrrp_states_on_reload", Flag(),
-           doc="On each reload, write the state of every VRRP instance and sync group that "
-               "the reload did not change to the notify FIFOs (those it changed write their "
-               "transitions as usual)."),
+           doc="On each reload, write the state of every VRRP sync group and instance the "
+               "reload did not restart to the notify FIFOs, except an instance that is "
+               "MASTER (as keepalived 2.2.7: a consumer acting on MASTER lines does not act "
+               "again); restarted ones write their transitions as usual."),
         Kw("vrrp_notify_priority_changes", Flag(),
            doc="The default of notify_priority_changes for every vrrp_instance (a "
                "vrrp_sync_group's own setting wins for its members)."),
