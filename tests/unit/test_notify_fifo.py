@@ -163,3 +163,52 @@ def wait(predicate, timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "not true in time"
         time.sleep(0.02)
+
+
+def vrrp_service(tmp_path, text: str):
+    from director.clock import FakeClock
+    from director.config import load_config
+    from director.vrrp.service import VrrpService
+    path = tmp_path / "k.conf"
+    path.write_text(text)
+    result = load_config(str(path), config_id="t", interface_exists=None)
+    assert result.ok, [str(d) for d in result.errors]
+    return VrrpService(result.config, FakeClock(), announcer=None), result.config
+
+
+INSTANCES = "".join(f"""
+vrrp_instance {name} {{
+    interface eth0
+    virtual_router_id {vrid}
+    {extra}
+}}""" for name, vrid, extra in (("VI_1", 1, ""), ("VI_2", 2, "notify_priority_changes false"),
+                                ("VI_3", 3, ""), ("VI_4", 4, "notify_priority_changes")))
+
+
+@pytest.mark.parametrize("global_value, expected", [
+    ("", {"VI_1": False, "VI_2": False, "VI_3": True, "VI_4": True}),
+    ("vrrp_notify_priority_changes", {"VI_1": True, "VI_2": False, "VI_3": True,
+                                      "VI_4": True})])
+def test_notify_priority_changes_instance_then_sync_group_then_global(tmp_path, global_value,
+                                                                      expected):
+    service, config = vrrp_service(tmp_path, f"global_defs {{\n    {global_value}\n}}\n"
+                                   "vrrp_sync_group VG1 {\n    group {\n        VI_2\n"
+                                   "        VI_3\n    }\n    notify_priority_changes\n}\n" +
+                                   INSTANCES)
+    assert {item.name: service._priority_changes(item) for item in config.vrrp_instances} \
+        == expected
+
+
+def test_a_sync_group_line_has_priority_zero(tmp_path):
+    service, config = vrrp_service(tmp_path, f"global_defs {{\n    notify_fifo "
+                                   f"{tmp_path / 'f'}\n}}\n" + INSTANCES)
+    service.notifier.fifos.configure(config.global_defs)
+    reader = os.open(tmp_path / "f", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        group = SimpleNamespace(notify_master=None, notify_backup=None, notify_fault=None,
+                                notify_stop=None, notify=None)
+        service._notify(group, "GROUP", "VG1", "MASTER", None)
+        assert read_all(reader) == b'GROUP "VG1" MASTER 0\n'
+    finally:
+        os.close(reader)
+        service.notifier.fifos.close()
