@@ -1,7 +1,8 @@
 """Notify FIFOs (issue 14): director and Debian's keepalived 2.2.7 run one scenario each, and
 a consumer reading each daemon's FIFO sees the same lines (same words, quoting and order):
-start as BACKUP, become MASTER, a priority change with notify_priority_changes, a lower
-priority advert heard as MASTER, FAULT and back, stop. Then what only director is asked
+start as BACKUP, become MASTER, a priority change as MASTER with notify_priority_changes, a
+lower priority advert heard as MASTER, FAULT and back, a priority change as BACKUP, stop; and
+a reload that removes and keeps instances. Then what only director is asked
 here: a FIFO nobody reads does not hold the failover back, and lvs_notify_fifo's VS / RS
 lines follow a real server going down and up (nftables backend; keepalived's checker does
 not run without IP_VS).
@@ -101,10 +102,13 @@ def run_scenario(lab, start, name: str) -> list[str]:
     host.link("eth1", False)                        # a tracked interface down: FAULT
     saw(5, "FAULT", 5)
     host.link("eth1", True)
-    saw(7, "BACKUP then MASTER again", down_interval(80) + 5)
+    saw(6, "BACKUP", 5)
+    flag.touch()                                    # healthy again while BACKUP: 100
+    saw(7, "the priority change as BACKUP", down_interval(80))
+    saw(8, "MASTER again", down_interval(100) + 5)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0, lab.log_of(proc)
-    saw(8, "STOP", 5)
+    saw(9, "STOP", 5)
     return lines_of(out)
 
 
@@ -119,7 +123,8 @@ def start_theirs(host, text, folder):
 EXPECTED = ['INSTANCE "VI_1" BACKUP 100', 'INSTANCE "VI_1" MASTER 100',
             'INSTANCE "VI_1" MASTER_PRIORITY 80', 'INSTANCE "VI_1" MASTER_RX_LOWER_PRI 80',
             'INSTANCE "VI_1" FAULT 80', 'INSTANCE "VI_1" BACKUP 80',
-            'INSTANCE "VI_1" MASTER 80', 'INSTANCE "VI_1" STOP 80']
+            'INSTANCE "VI_1" BACKUP_PRIORITY 100', 'INSTANCE "VI_1" MASTER 100',
+            'INSTANCE "VI_1" STOP 100']
 
 
 def test_keepalived_writes_the_reference_lines(lab):
