@@ -77,6 +77,10 @@ class VrrpService:
         self.trackers: dict[str, Tracker] = {}
         self.lvs_sync: SyncDaemons | None = None
         self.deleting: set[str] = set()         # instances a reload removes (notify_deleted)
+        # what each instance's notifications said last, and the sync groups whose change
+        # waits for their members' (keepalived tells the members first, then the group)
+        self.told: dict[str, str] = {}
+        self.pending_groups: dict[str, tuple[SyncGroup, Any, str]] = {}
         # called with each instance / sync group built, at start and on reload (the daemon's
         # events); register before start()
         self.on_new_instance: list = []
@@ -167,6 +171,7 @@ class VrrpService:
         for sync in [group for group in self.sync_groups if group.name in plan.sync_groups]:
             sync.detach()
             self.sync_groups.remove(sync)
+            self.pending_groups.pop(sync.name, None)
         going = [instance for instance in self.instances if instance.name in plan.going]
         self.deleting = set(plan.removed)
         roles = {instance.name: instance.state.role for instance in going}
@@ -224,7 +229,7 @@ class VrrpService:
                                           if name in by_name])
             sync.attach()
             sync.listeners.append(lambda sync, state, config=group:
-                                  self._notify(config, "GROUP", sync.name, state, None))
+                                  self._group_changed(sync, config, state))
             for callback in self.on_new_sync_group:
                 callback(sync)
             self.sync_groups.append(sync)
@@ -267,6 +272,7 @@ class VrrpService:
 
     def _forget(self, instance: Instance) -> None:
         self.instances.remove(instance)
+        self.told.pop(instance.name, None)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
             for trackers in self.interface_watcher.subscribers.values():
@@ -281,6 +287,20 @@ class VrrpService:
             return                              # apply() says it, in the file's order
         self._notify(instance.config, "INSTANCE", instance.name, transition.new,
                      instance.state.priority)
+        self.told[instance.name] = transition.new
+        self._flush_groups()
+
+    def _group_changed(self, sync: SyncGroup, config, state: str) -> None:
+        self.pending_groups[sync.name] = (sync, config, state)
+        self._flush_groups()
+
+    def _flush_groups(self) -> None:
+        """A sync group's notifications once each member's own have said its new state, as
+        keepalived orders them (members, then the group)."""
+        for name, (sync, config, state) in list(self.pending_groups.items()):
+            if all(self.told.get(member.name) == state for member in sync.members):
+                del self.pending_groups[name]
+                self._notify(config, "GROUP", name, state, None)
 
     def _deleted_notify(self, instance: Instance, role: str) -> None:
         """keepalived: a reload that removes an instance notifies DELETED with

@@ -275,3 +275,53 @@ def test_keepalived_reload_lines(lab):
 def test_director_reload_lines_are_keepalived_s(lab):
     assert run_reload_scenario(lab, start_ours(lab), "d",
                                lambda folder: folder / "keepalived.conf") == RELOADED
+
+
+def run_group_scenario(lab, start, name: str) -> list[list[str]]:
+    """A sync group of two instances: start (BACKUP, MASTER), one link down (FAULT), back
+    (BACKUP, MASTER), stop. Returns the lines of each step, each ending at its GROUP line."""
+    switch, inner = lab.switch(f"sw{name}"), lab.switch(f"in{name}")
+    host = lab.host(f"h{name}", [(switch, "eth0", ["192.0.2.1/24"]),
+                                 (inner, "eth1", ["198.51.100.1/24"])])
+    folder = Path(lab.tmp) / f"fifo-{name}"
+    folder.mkdir()
+    script, out = reader_script(folder)
+    proc = start(host, "global_defs {\n    script_user root\n"
+                       f"    vrrp_notify_fifo {folder / 'fifo'}\n"
+                       f"    vrrp_notify_fifo_script {script}\n}}\n"
+                       "vrrp_sync_group VG1 {\n    group {\n        VI_1\n        VI_2\n"
+                       "    }\n}\n" + vrrp_config(100) +
+                 vrrp_config(100, vrid=52, interface="eth1", name="VI_2",
+                             vips=("198.51.100.254/24",)), folder)
+    steps: list[list[str]] = []
+
+    def step(groups: int, timeout: float) -> None:
+        wait_for(lambda: sum(line.startswith("GROUP") for line in lines_of(out)) >= groups,
+                 timeout, message=lambda: f"{name}: {lines_of(out)}\n"
+                                          f"{lab.log_of(proc)[-3000:]}")
+        done = sum(len(lines) for lines in steps)
+        steps.append(lines_of(out)[done:])
+
+    step(2, down_interval(100) + 5)                # BACKUP, MASTER
+    host.link("eth1", False)
+    step(3, 5)                                     # FAULT
+    host.link("eth1", True)
+    step(5, down_interval(100) + 5)                # BACKUP, MASTER
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0, lab.log_of(proc)
+    step(6, 5)                                     # STOP
+    return steps
+
+
+def test_sync_group_lines_come_after_their_members_as_keepalived_s(lab):
+    """The members' lines, then the group's (priority 0), at each change; which member goes
+    first is a race in both daemons. At start keepalived writes the group's BACKUP before
+    its members' (it sets the group first); director after them, as at every other change."""
+    ours, theirs = (run_group_scenario(lab, start_ours(lab), "d"),
+                    run_group_scenario(lab, start_theirs, "k"))
+    assert sorted(ours[0]) == sorted(theirs[0]), (ours, theirs)
+    for mine, reference in zip(ours[1:], theirs[1:], strict=True):
+        assert sorted(mine) == sorted(reference) and mine[-1] == reference[-1], (ours, theirs)
+        assert mine[-1].startswith('GROUP "VG1" ') and mine[-1].endswith(" 0")
+    assert [lines[-1] for lines in ours] == ['GROUP "VG1" MASTER 0', 'GROUP "VG1" FAULT 0',
+                                             'GROUP "VG1" MASTER 0', 'GROUP "VG1" STOP 0']
