@@ -212,3 +212,30 @@ def test_a_sync_group_line_has_priority_zero(tmp_path):
     finally:
         os.close(reader)
         service.notifier.fifos.close()
+
+
+def test_dash_t_says_what_keepalived_logs_about_its_fifos(tmp_path):
+    from director.config import load_config
+    regular = tmp_path / "file"
+    regular.write_text("")
+    path = tmp_path / "k.conf"
+    path.write_text(f"""global_defs {{
+    vrrp_notify_fifo {regular}
+    notify_fifo {tmp_path / 'f'}
+    notify_fifo_script /bin/cat
+    lvs_notify_fifo {tmp_path / 'f'} nobody
+    lvs_notify_fifo_script /bin/cat
+}}
+""")
+    result = load_config(str(path), config_id="t", interface_exists=lambda name: True)
+    warnings = [str(d).split(": warning: ")[1] for d in result.warnings]
+    assert f"vrrp_notify_fifo {regular} exists and is not a FIFO: director will not write to " \
+           "it" in warnings
+    assert f"lvs_notify_fifo {tmp_path / 'f'} is also notify_fifo: its script is not run " \
+           "(notify_fifo_script reads it)" in warnings
+    path.write_text("global_defs {\n    vrrp_notify_fifo_script /bin/cat\n}\n")
+    result = load_config(str(path), config_id="t", interface_exists=None)
+    assert [str(d) for d in result.warnings] == [
+        f"{path}:1: warning: vrrp_notify_fifo_script without vrrp_notify_fifo: it is not run",
+        f"{path}:1: warning: the configuration defines no vrrp_instance and no virtual_server: "
+        "a reload with it removes every instance and pool"]
