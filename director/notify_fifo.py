@@ -125,7 +125,6 @@ class Fifo:
         self.dropped: dict[str, int] = {}  # reason -> lines
         self.process: subprocess.Popen | None = None
         self.script_exits = 0
-        self._watcher: hub.Greenlet | None = None
 
     @property
     def path(self) -> str:
@@ -241,7 +240,7 @@ class Fifo:
             return
         event(log, "notify_fifo.script_started", path=self.path, command=command.line,
               pid=self.process.pid)
-        self._watcher = hub.spawn(self._watch, self.process, name=f"fifo script {self.path}")
+        hub.spawn(self._watch, self.process, name=f"fifo script {self.path}")
 
     def _watch(self, process: subprocess.Popen) -> None:
         # polled: a wait would hold the whole loop where subprocess is not gevent's

@@ -300,7 +300,7 @@ class VrrpService:
         for name, (sync, config, state) in list(self.pending_groups.items()):
             if all(self.told.get(member.name) == state for member in sync.members):
                 del self.pending_groups[name]
-                self._notify(config, "GROUP", name, state, None)
+                self._notify(config, "GROUP", name, state, 0)
 
     def _deleted_notify(self, instance: Instance, role: str) -> None:
         """keepalived: a reload that removes an instance notifies DELETED with
@@ -313,9 +313,9 @@ class VrrpService:
             state = fsm.FAULT
         self._notify(instance.config, "INSTANCE", instance.name, state, instance.state.priority)
 
-    def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
+    def _notify(self, config, kind: str, name: str, state: str, priority: int) -> None:
         """keepalived's scripts: notify_<state> as written, then ``notify`` with
-        TYPE NAME STATE PRIORITY, then the FIFO line (a group's priority is 0)."""
+        TYPE NAME STATE PRIORITY, then the FIFO line (a group's priority is 0 in both)."""
         deleted = config.notify_deleted if kind == "INSTANCE" else None
         specific = {fsm.MASTER: config.notify_master, fsm.BACKUP: config.notify_backup,
                     fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop,
@@ -323,9 +323,9 @@ class VrrpService:
         if specific is not None:
             self.notifier.notify(specific, (), f"{kind.lower()} {name} {state}")
         if config.notify is not None:
-            extra = (kind, name, state) + ((str(priority),) if priority is not None else ())
-            self.notifier.notify(config.notify, extra, f"{kind.lower()} {name} {state}")
-        self.notifier.fifos.vrrp(vrrp_line(kind, name, state, priority or 0))
+            self.notifier.notify(config.notify, (kind, name, state, str(priority)),
+                                 f"{kind.lower()} {name} {state}")
+        self.notifier.fifos.vrrp(vrrp_line(kind, name, state, priority))
 
     def _noticed(self, instance: Instance, what: str) -> None:
         """MASTER_RX_LOWER_PRI (its script, and the FIFO line always, as keepalived) and the

@@ -286,11 +286,14 @@ def run_group_scenario(lab, start, name: str) -> list[list[str]]:
     folder = Path(lab.tmp) / f"fifo-{name}"
     folder.mkdir()
     script, out = reader_script(folder)
+    record = folder / "record.sh"               # the group's notify script: its arguments
+    record.write_text(f'#!/bin/sh\necho "$*" >> {folder / "notified"}\n')
+    record.chmod(0o755)
     proc = start(host, "global_defs {\n    script_user root\n"
                        f"    vrrp_notify_fifo {folder / 'fifo'}\n"
                        f"    vrrp_notify_fifo_script {script}\n}}\n"
                        "vrrp_sync_group VG1 {\n    group {\n        VI_1\n        VI_2\n"
-                       "    }\n}\n" + vrrp_config(100) +
+                       f"    }}\n    notify {record}\n}}\n" + vrrp_config(100) +
                  vrrp_config(100, vrid=52, interface="eth1", name="VI_2",
                              vips=("198.51.100.254/24",)), folder)
     steps: list[list[str]] = []
@@ -310,18 +313,24 @@ def run_group_scenario(lab, start, name: str) -> list[list[str]]:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0, lab.log_of(proc)
     step(6, 5)                                     # STOP
-    return steps
+    wait_for(lambda: len(lines_of(folder / "notified")) == 6, 5,
+             message=lambda: f"{lines_of(folder / 'notified')}")
+    return steps + [sorted(lines_of(folder / "notified"))]
 
 
 def test_sync_group_lines_come_after_their_members_as_keepalived_s(lab):
     """The members' lines, then the group's (priority 0), at each change; which member goes
-    first is a race in both daemons. At start keepalived writes the group's BACKUP before
+    first is a race in both daemons. The group's notify script gets GROUP NAME STATE 0. At start keepalived writes the group's BACKUP before
     its members' (it sets the group first); director after them, as at every other change."""
     ours, theirs = (run_group_scenario(lab, start_ours(lab), "d"),
                     run_group_scenario(lab, start_theirs, "k"))
     assert sorted(ours[0]) == sorted(theirs[0]), (ours, theirs)
-    for mine, reference in zip(ours[1:], theirs[1:], strict=True):
+    for mine, reference in zip(ours[1:-1], theirs[1:-1], strict=True):
         assert sorted(mine) == sorted(reference) and mine[-1] == reference[-1], (ours, theirs)
         assert mine[-1].startswith('GROUP "VG1" ') and mine[-1].endswith(" 0")
-    assert [lines[-1] for lines in ours] == ['GROUP "VG1" MASTER 0', 'GROUP "VG1" FAULT 0',
-                                             'GROUP "VG1" MASTER 0', 'GROUP "VG1" STOP 0']
+    assert [lines[-1] for lines in ours[:-1]] == [
+        'GROUP "VG1" MASTER 0', 'GROUP "VG1" FAULT 0', 'GROUP "VG1" MASTER 0',
+        'GROUP "VG1" STOP 0']
+    assert ours[-1] == theirs[-1] == sorted(   # the group's notify script: TYPE NAME STATE 0
+        f"GROUP VG1 {state} 0" for state in ("BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER",
+                                             "STOP"))

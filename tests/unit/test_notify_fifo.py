@@ -207,7 +207,7 @@ def test_a_sync_group_line_has_priority_zero(tmp_path):
     try:
         group = SimpleNamespace(notify_master=None, notify_backup=None, notify_fault=None,
                                 notify_stop=None, notify=None)
-        service._notify(group, "GROUP", "VG1", "MASTER", None)
+        service._notify(group, "GROUP", "VG1", "MASTER", 0)
         assert read_all(reader) == b'GROUP "VG1" MASTER 0\n'
     finally:
         os.close(reader)
