@@ -61,8 +61,17 @@ def lines_of(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def recorder(folder: Path) -> tuple[Path, Path]:
+    """A notify script that appends its arguments to a file, a line a run."""
+    script, out = folder / "record.sh", folder / "notified"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {out}\n')
+    script.chmod(0o755)
+    return script, out
+
+
 def scenario_config(folder: Path, flag: Path) -> str:
     script, _ = reader_script(folder)
+    record, _ = recorder(folder)
     return (
         "global_defs {\n    script_user root\n"
         f"    vrrp_notify_fifo {folder / 'fifo'}\n"
@@ -71,7 +80,8 @@ def scenario_config(folder: Path, flag: Path) -> str:
         "    weight -20\n    fall 1\n    rise 1\n}\n" +
         vrrp_config(100, extra="    track_interface {\n        eth1\n    }\n"
                                "    track_script {\n        chk\n    }\n"
-                               "    notify_priority_changes\n"))
+                               "    notify_priority_changes\n"
+                               f"    notify_master_rx_lower_pri \"{record} rx\"\n"))
 
 
 def run_scenario(lab, start, name: str) -> list[str]:
@@ -99,6 +109,8 @@ def run_scenario(lab, start, name: str) -> list[str]:
     saw(3, "the priority change", 5)
     advertise(forger, "192.0.2.66", 50)
     saw(4, "the lower priority advert", 5)
+    notified = folder / "notified"                  # notify_master_rx_lower_pri, no arguments
+    wait_for(lambda: lines_of(notified) == ["rx"], 5, message=lambda: f"{lines_of(notified)}")
     host.link("eth1", False)                        # a tracked interface down: FAULT
     saw(5, "FAULT", 5)
     host.link("eth1", True)
@@ -223,7 +235,10 @@ def test_lvs_fifo_lines_follow_a_real_server_down_and_up(lab):
 
 def reload_config(folder: Path, names: tuple[str, ...]) -> str:
     script, _ = reader_script(folder)
-    blocks = {"VI_1": vrrp_config(100, name="VI_1", extra="    notify_deleted\n"),
+    record, _ = recorder(folder)
+    blocks = {"VI_1": vrrp_config(100, name="VI_1",
+                                  extra=f"    notify_deleted \"{record} deleted\"\n"
+                                        f"    notify {record}\n"),
               "VI_2": vrrp_config(100, vrid=52, name="VI_2", vips=("192.0.2.102/24",)),
               "VI_3": vrrp_config(100, vrid=53, name="VI_3", vips=("192.0.2.103/24",),
                                   extra="    track_interface {\n        eth1\n    }\n"),
@@ -257,6 +272,10 @@ def run_reload_scenario(lab, start, name: str, conf_of) -> list[str]:
     while time.monotonic() < end:
         assert len(lines_of(out)) == before + 3, lines_of(out)[before:]
         time.sleep(0.1)
+    notified = folder / "notified"               # VI_1's notify_deleted and notify
+    wait_for(lambda: sorted(lines_of(notified)) == [
+        "INSTANCE VI_1 BACKUP 100", "INSTANCE VI_1 DELETED 100", "INSTANCE VI_1 MASTER 100",
+        "deleted"], 5, message=lambda: f"{lines_of(notified)}")
     return lines_of(out)[before:]
 
 
@@ -286,9 +305,7 @@ def run_group_scenario(lab, start, name: str) -> list[list[str]]:
     folder = Path(lab.tmp) / f"fifo-{name}"
     folder.mkdir()
     script, out = reader_script(folder)
-    record = folder / "record.sh"               # the group's notify script: its arguments
-    record.write_text(f'#!/bin/sh\necho "$*" >> {folder / "notified"}\n')
-    record.chmod(0o755)
+    record, _ = recorder(folder)                 # the group's notify script: its arguments
     proc = start(host, "global_defs {\n    script_user root\n"
                        f"    vrrp_notify_fifo {folder / 'fifo'}\n"
                        f"    vrrp_notify_fifo_script {script}\n}}\n"
