@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -239,3 +240,31 @@ def test_dash_t_says_what_keepalived_logs_about_its_fifos(tmp_path):
         f"{path}:1: warning: vrrp_notify_fifo_script without vrrp_notify_fifo: it is not run",
         f"{path}:1: warning: the configuration defines no vrrp_instance and no virtual_server: "
         "a reload with it removes every instance and pool"]
+
+
+def test_owner_of_a_created_fifo_and_the_script_s_user():
+    """The FIFO keepalived creates belongs to the keyword's USER (its primary group); the
+    script runs as its own USER, as any notify script does."""
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))          # pytest's tmp_path is closed to nobody
+    try:
+        folder.chmod(0o755)
+        out = folder / "who"
+        out.touch()
+        out.chmod(0o666)
+        script = folder / "who.sh"
+        script.write_text(f'#!/bin/sh\nid -u > {out}\n')
+        script.chmod(0o755)
+        path = folder / "fifo"
+        fifos = NotifyFifos()
+        fifos.configure(defs(vrrp_notify_fifo=NotifyFifo(str(path), "nobody"),
+                             vrrp_notify_fifo_script=Command(str(script), "nobody")))
+        info = os.lstat(path)
+        assert (info.st_uid, info.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+        wait(lambda: out.read_text().strip() == str(nobody.pw_uid))
+        fifos.close(fifos.terminate_scripts())
+    finally:
+        shutil.rmtree(folder)
