@@ -81,6 +81,7 @@ class VrrpService:
         # waits for their members' (keepalived tells the members first, then the group)
         self.told: dict[str, str] = {}
         self.pending_groups: dict[str, tuple[SyncGroup, Any, str]] = {}
+        self.rx_lower_running: dict[str, hub.Greenlet] = {}     # notify_master_rx_lower_pri
         # called with each instance / sync group built, at start and on reload (the daemon's
         # events); register before start()
         self.on_new_instance: list = []
@@ -273,6 +274,7 @@ class VrrpService:
     def _forget(self, instance: Instance) -> None:
         self.instances.remove(instance)
         self.told.pop(instance.name, None)
+        self.rx_lower_running.pop(instance.name, None)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
             for trackers in self.interface_watcher.subscribers.values():
@@ -332,9 +334,13 @@ class VrrpService:
         priority changes (a FIFO line with notify_priority_changes)."""
         config = instance.config
         if what == "MASTER_RX_LOWER_PRI":
-            if config.notify_master_rx_lower_pri is not None:
-                self.notifier.notify(config.notify_master_rx_lower_pri, (),
-                                     f"instance {instance.name} {what}")
+            running = self.rx_lower_running.get(instance.name)
+            # one run at a time: a VRRPv3 peer (no authentication) sending lower adverts in
+            # a loop must not fork a process per advert (keepalived does)
+            if config.notify_master_rx_lower_pri is not None and \
+                    (running is None or running.dead):
+                self.rx_lower_running[instance.name] = self.notifier.notify(
+                    config.notify_master_rx_lower_pri, (), f"instance {instance.name} {what}")
         elif not self._priority_changes(config):
             return
         self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name, what,

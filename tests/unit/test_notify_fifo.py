@@ -268,3 +268,18 @@ def test_owner_of_a_created_fifo_and_the_script_s_user():
         fifos.close(fifos.terminate_scripts())
     finally:
         shutil.rmtree(folder)
+
+
+def test_lower_priority_adverts_in_a_loop_run_one_script_at_a_time(tmp_path):
+    from director import hub
+    service, config = vrrp_service(tmp_path, INSTANCES.replace(
+        "virtual_router_id 1\n", f"virtual_router_id 1\n    notify_master_rx_lower_pri "
+                                 f"\"/bin/sleep 0.3\"\n    notify_priority_changes\n", 1))
+    instance = SimpleNamespace(name="VI_1", config=config.vrrp_instances[0],
+                               state=SimpleNamespace(priority=100))
+    for _ in range(50):                        # an advert flood: no fork each
+        service._noticed(instance, "MASTER_RX_LOWER_PRI")
+    hub.joinall(list(service.notifier.running), timeout=10)
+    service._noticed(instance, "MASTER_RX_LOWER_PRI")    # done: the next one runs
+    hub.joinall(list(service.notifier.running), timeout=10)
+    assert service.notifier.results == {"ok": 2}

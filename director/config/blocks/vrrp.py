@@ -215,7 +215,8 @@ VRRP_INSTANCE = Block(
         Kw("notify_master_rx_lower_pri", Script(),
            doc="Run (with no extra arguments) each time this instance, as MASTER, hears an "
                "advert of a lower priority: another router took over during a break and may "
-               "hold what the master must take back. The FIFO line MASTER_RX_LOWER_PRI is "
+               "hold what the master must take back. Not again while a run is under way "
+               "(keepalived forks one per advert). The FIFO line MASTER_RX_LOWER_PRI is "
                "written with or without it."),
         Kw("notify_deleted", Custom(notify_deleted, '["COMMAND ARGS" [USER [GROUP]]]'),
            doc="When a reload removes this instance, notify DELETED (notify script, FIFO "
