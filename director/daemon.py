@@ -257,7 +257,7 @@ class Director:
             script_security=self.config.global_defs.enable_script_security)
         notifier.listeners.append(lambda why, result: self.events.add(
             "notify", via="script", why=why, result=result))
-        notifier.fifos.configure(self.config.global_defs)
+        notifier.fifos.configure(self.config.global_defs, self._fifo_kinds())
         if not self.options.check:
             from .vrrp.arp import Announcer
             from .vrrp.service import VrrpService
@@ -494,9 +494,14 @@ class Director:
         if self.notifier is not None:
             self.notifier.configure(plan.new.global_defs.script_user,
                                     plan.new.global_defs.enable_script_security)
-            self.notifier.fifos.configure(plan.new.global_defs)
+            self.notifier.fifos.configure(plan.new.global_defs, self._fifo_kinds())
         if prepared is not None:
             self.vrrp.apply(prepared)
+
+    def _fifo_kinds(self) -> tuple[str, ...]:
+        """The notify FIFO lines this daemon writes: -P has no load balancer, -C no VRRP."""
+        from .notify_fifo import LVS, VRRP
+        return (VRRP,) if self.options.vrrp else (LVS,) if self.options.check else (VRRP, LVS)
 
     def _fifo_states(self, plan: reconcile.ReloadPlan) -> None:
         """fifo_write_vrrp_states_on_reload: what the reload did not restart says its state."""

@@ -316,11 +316,14 @@ class NotifyFifos:
         self.by_kind: dict[str, tuple[Fifo, ...]] = {VRRP: (), LVS: ()}
         self.global_defs: Any = None
 
-    def configure(self, global_defs: Any) -> None:
+    def configure(self, global_defs: Any, kinds: tuple[str, ...] = (VRRP, LVS)) -> None:
         """At start and on each reload: a FIFO whose setting (path, kinds, owner, script)
         or script security is unchanged stays open with its script; the others close (their
-        scripts TERMed) and the new ones open and start their scripts."""
-        wanted = {item.path: item for item in settings(global_defs)}
+        scripts TERMed) and the new ones open and start their scripts. ``kinds``: the lines
+        this daemon writes (-P: VRRP only, -C: LVS only; keepalived's other process does not
+        run then, and does not open its FIFO)."""
+        wanted = {item.path: item for item in settings(global_defs)
+                  if set(item.kinds) & set(kinds)}
         security = (global_defs.script_user, global_defs.enable_script_security)
         before = (self.global_defs.script_user, self.global_defs.enable_script_security) \
             if self.global_defs is not None else None

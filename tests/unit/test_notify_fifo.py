@@ -283,3 +283,30 @@ def test_lower_priority_adverts_in_a_loop_run_one_script_at_a_time(tmp_path):
     service._noticed(instance, "MASTER_RX_LOWER_PRI")    # done: the next one runs
     hub.joinall(list(service.notifier.running), timeout=10)
     assert service.notifier.results == {"ok": 2}
+
+
+def test_only_the_fifos_of_what_runs_are_opened(tmp_path):
+    """-P: no load balancer runs, so lvs_notify_fifo is not created (keepalived's checker
+    process would have); notify_fifo is, for the VRRP lines."""
+    fifos = NotifyFifos()
+    fifos.configure(defs(notify_fifo=NotifyFifo(str(tmp_path / "all")),
+                         lvs_notify_fifo=NotifyFifo(str(tmp_path / "lvs"))), (VRRP,))
+    assert list(fifos.fifos) == [str(tmp_path / "all")]
+    assert not (tmp_path / "lvs").exists()
+    fifos.close()
+
+
+def test_an_unsafe_script_is_not_started_with_enable_script_security(tmp_path):
+    folder = tmp_path / "open"
+    folder.mkdir()
+    folder.chmod(0o777)                      # anyone may replace what root would run
+    script = folder / "reader.sh"
+    script.write_text("#!/bin/sh\nexec cat \"$1\"\n")
+    script.chmod(0o755)
+    fifos = NotifyFifos()
+    fifos.configure(defs(notify_fifo=NotifyFifo(str(tmp_path / "f")),
+                         notify_fifo_script=Command(str(script)), script_user="root",
+                         enable_script_security=True))
+    (view,) = fifos.views()
+    assert view.open and not view.script_running
+    fifos.close()
