@@ -2,10 +2,10 @@
 a consumer reading each daemon's FIFO sees the same lines (same words, quoting and order):
 start as BACKUP, become MASTER, a priority change as MASTER with notify_priority_changes, a
 lower priority advert heard as MASTER, FAULT and back, a priority change as BACKUP, stop; and
-a reload that removes and keeps instances. Then what only director is asked
-here: a FIFO nobody reads does not hold the failover back, and lvs_notify_fifo's VS / RS
-lines follow a real server going down and up (nftables backend; keepalived's checker does
-not run without IP_VS).
+a reload that removes and keeps instances; a sync group's changes. Then what only director
+is asked here: a FIFO nobody reads does not hold the failover back, and lvs_notify_fifo's
+VS / RS lines follow a real server going down and up (nftables backend; keepalived's checker
+does not run without IP_VS).
 
 Waits have deadlines, never fixed sleeps; every namespace and process is the lab's.
 """

@@ -23,7 +23,7 @@ def _flush_on_stop(args, ctx) -> str:
 FIFO_DOC = ("A FIFO that VRRP and load-balancer notification lines are written to, in "
             "keepalived's format ('INSTANCE \"VI_1\" MASTER 100', 'RS [10.0.1.1]:tcp:80 "
             "[10.0.0.1]:tcp:80 DOWN': README, Notify FIFOs). Created (0644, owned by USER "
-            "[GROUP]) when missing, removed on stop; opened read-write and non-blocking as "
+            "[GROUP]) when missing, and then removed on stop; opened read-write and non-blocking as "
             "keepalived does: lines wait in the pipe for a reader, and a full pipe drops a "
             "line (counted) instead of stalling the daemon. director refuses a path that is "
             "not a FIFO (keepalived would write into the file).")
