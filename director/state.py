@@ -514,6 +514,27 @@ class ReloadView:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyFifoView:
+    """A notify FIFO (director/notify_fifo.py): the lines written and dropped, its script."""
+
+    path: str
+    keywords: tuple[str, ...]           # notify_fifo, vrrp_notify_fifo, lvs_notify_fifo
+    open: bool
+    error: str | None                   # why it is not open
+    written: int                        # lines
+    dropped: Mapping[str, int]          # reason (full, closed, error) -> lines
+    script: str | None
+    script_running: bool
+    script_exits: int                   # times it ended by itself
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "keywords": list(self.keywords), "open": self.open,
+                "error": self.error, "written": self.written, "dropped": dict(self.dropped),
+                "script": self.script, "script_running": self.script_running,
+                "script_exits": self.script_exits}
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     """The whole live state at ``at``."""
 
@@ -539,6 +560,7 @@ class State:
     check_reply_errors: Mapping[tuple[str, str], int] = field(default_factory=_empty)
     main_loop: MainLoopView | None = None
     web: WebView | None = None                  # None without the daemon's own web server
+    notify_fifos: tuple[NotifyFifoView, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -561,7 +583,8 @@ class State:
                 "not_running": list(self.not_running), "reload": self.reload.as_json(),
                 "main_loop": None if self.main_loop is None else self.main_loop.as_json(),
                 "vrrp": self.vrrp.as_json(),
-                "web": None if self.web is None else self.web.as_json()}
+                "web": None if self.web is None else self.web.as_json(),
+                "notify_fifos": [fifo.as_json() for fifo in self.notify_fifos]}
 
     def as_json(self) -> dict[str, Any]:
         """The /api/v1/state body (the API adds ``admin``)."""

@@ -66,6 +66,17 @@ class SnapshotCollector(Collector):
         for (kind, result), count in sorted(snapshot.notifications.items()):
             notifications.add_metric([kind, result], count)
         yield notifications
+        if snapshot.notify_fifos:
+            fifo_lines = CounterMetricFamily(
+                "director_notify_fifo_lines_total",
+                "Lines for the notify FIFOs: written, or dropped by reason (full: no reader "
+                "emptied the pipe; closed: the FIFO could not be opened; error).",
+                labels=["fifo", "result"])
+            for fifo in snapshot.notify_fifos:
+                fifo_lines.add_metric([fifo.path, "written"], fifo.written)
+                for reason, count in sorted(fifo.dropped.items()):
+                    fifo_lines.add_metric([fifo.path, reason], count)
+            yield fifo_lines
         balancer = snapshot.load_balancer
         if balancer is not None:
             errors = CounterMetricFamily("director_lb_errors_total",

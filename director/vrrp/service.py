@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 from .. import hub
 from ..clock import Clock
 from ..notify import Notifier
+from ..notify_fifo import vrrp_line
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
-from . import fsm
+from . import ah, fsm
 from .addresses import Addresses
 from .firewall import Firewall, settings as firewall_settings
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
-from .packet import VRID, Dropped, Expectation, check_received
+from .packet import AH_REPLAY, PROTOCOL, VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import VrrpSocket
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from ..state import VrrpView
 
 log = logging.getLogger("director.vrrp")
+
+DELETED = "DELETED"         # notified for an instance a reload removes (notify_deleted)
 
 
 class Receiving(NamedTuple):
@@ -75,6 +78,12 @@ class VrrpService:
         self.trackers: dict[str, Tracker] = {}
         self.lvs_sync: SyncDaemons | None = None
         self.firewall = Firewall()
+        self.deleting: set[str] = set()         # instances a reload removes (notify_deleted)
+        # what each instance's notifications said last, and the sync groups whose change
+        # waits for their members' (keepalived tells the members first, then the group)
+        self.told: dict[str, str] = {}
+        self.pending_groups: dict[str, tuple[SyncGroup, Any, str]] = {}
+        self.rx_lower_running: dict[str, hub.Greenlet] = {}     # notify_master_rx_lower_pri
         # called with each instance / sync group built, at start and on reload (the daemon's
         # events); register before start()
         self.on_new_instance: list = []
@@ -114,9 +123,17 @@ class VrrpService:
             instance.listeners.append(self.lvs_sync.role_changed)
 
     @staticmethod
-    def _socket_key(config) -> tuple:
-        return (config.interface, instance_family(config),
+    def _socket_keys(config, defs) -> list[tuple]:
+        """(interface, family, source, IP protocol) of the sockets an instance needs, the one
+        it sends on first. An AH instance also listens for plain VRRP: a peer without AH is
+        then counted (auth_type_mismatch) rather than unheard."""
+        base = (config.interface, instance_family(config),
                 config.unicast_src_ip or config.mcast_src_ip)
+        auth = config.authentication
+        if auth is not None and auth.auth_type == "AH" and \
+                ah.applies(effective_version(config, defs), base[1]):
+            return [base + (ah.PROTOCOL,), base + (PROTOCOL,)]
+        return [base + (PROTOCOL,)]
 
     def prepare(self, plan: Any, config: Any) -> Prepared:
         """Everything of a reload that can fail, before anything changes: the sockets of
@@ -128,12 +145,17 @@ class VrrpService:
         try:
             for name in plan.starting:
                 item = by_name[name]
-                key = self._socket_key(item)
-                sock = self.sockets.get(key) or prepared.opened.get(key)
-                if sock is None:
-                    sock = prepared.opened[key] = VrrpSocket(*key).open()
+                keys = self._socket_keys(item, defs)
+                for key in keys:
+                    if key not in self.sockets and key not in prepared.opened:
+                        prepared.opened[key] = VrrpSocket(*key).open()
+                key = keys[0]
+                sock = self.sockets.get(key) or prepared.opened[key]
                 instance = Instance(item, defs, effective_version(item, defs), key[1],
                                     self.clock, self.addresses, self.announcer, sock)
+                before = next((old for old in self.instances if old.name == name), None)
+                if before is not None:          # keepalived keeps the AH counter on reload
+                    instance.ah_sequence = before.ah_sequence
                 primary = self.addresses.primary_address(item.interface, key[1]) or \
                     ("0.0.0.0" if key[1] == 4 else "::")
                 instance.prepare(primary)
@@ -155,13 +177,19 @@ class VrrpService:
         for sync in [group for group in self.sync_groups if group.name in plan.sync_groups]:
             sync.detach()
             self.sync_groups.remove(sync)
+            self.pending_groups.pop(sync.name, None)
         going = [instance for instance in self.instances if instance.name in plan.going]
+        self.deleting = set(plan.removed)
+        roles = {instance.name: instance.state.role for instance in going}
         for instance in going:
             instance.post(fsm.Shutdown())
         hub.joinall([instance.greenlet for instance in going if instance.greenlet],
                     timeout=timeout)
         for instance in going:
+            if instance.name in self.deleting:
+                self._deleted_notify(instance, roles[instance.name])
             self._forget(instance)
+        self.deleting = set()
         for name in set(plan.scripts) & self.scripts.keys():   # only going instances used them
             self.scripts.pop(name).stop()
         self.config = config
@@ -207,28 +235,32 @@ class VrrpService:
                                           if name in by_name])
             sync.attach()
             sync.listeners.append(lambda sync, state, config=group:
-                                  self._notify(config, "GROUP", sync.name, state, None))
+                                  self._group_changed(sync, config, state))
             for callback in self.on_new_sync_group:
                 callback(sync)
             self.sync_groups.append(sync)
 
     def _listen(self, instance: Instance) -> None:
-        instance.listeners.append(
-            lambda instance, transition: self._notify(
-                instance.config, "INSTANCE", instance.name, transition.new,
-                instance.state.priority))
+        instance.listeners.append(self._transition_notify)
+        instance.notices.append(self._noticed)
         for callback in self.on_new_instance:
             callback(instance)
 
     def _update_receivers(self) -> None:
         """One receiver per socket; what each dispatches to follows the instances on it,
         replaced whole (Receiving). A socket left without instances closes."""
-        by_key: dict[tuple, dict[int, Instance]] = {}
+        defs = self.config.global_defs
+        needed = {key for instance in self.instances
+                  for key in self._socket_keys(instance.config, defs)}
+        # each socket dispatches to every instance of its (interface, family, source),
+        # whichever protocol it uses: AH where plain VRRP is expected, and the reverse, is
+        # counted on the instance (auth_type_mismatch)
+        by_base: dict[tuple, dict[int, Instance]] = {}
         for instance in self.instances:
-            by_key.setdefault(self._socket_key(instance.config), {})[
+            by_base.setdefault(self._socket_keys(instance.config, defs)[0][:3], {})[
                 instance.config.virtual_router_id] = instance
         for key, sock in list(self.sockets.items()):
-            members = by_key.get(key)
+            members = by_base.get(key[:3]) if key in needed else None
             if not members:                     # its last instance went in a reload
                 self.receiving.pop(key, None)
                 receiver = self.receivers.pop(key, None)
@@ -240,11 +272,14 @@ class VrrpService:
             self.receiving[key] = Receiving(
                 members, {vrid: instance.expectation() for vrid, instance in members.items()})
             if key not in self.receivers:
-                self.receivers[key] = hub.supervise(self._receive, key, sock,
-                                                    name=f"vrrp receive {key[0]}/IPv{key[1]}")
+                kind = "/AH" if key[3] == ah.PROTOCOL else ""
+                self.receivers[key] = hub.supervise(
+                    self._receive, key, sock, name=f"vrrp receive {key[0]}/IPv{key[1]}{kind}")
 
     def _forget(self, instance: Instance) -> None:
         self.instances.remove(instance)
+        self.told.pop(instance.name, None)
+        self.rx_lower_running.pop(instance.name, None)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
             for trackers in self.interface_watcher.subscribers.values():
@@ -254,16 +289,90 @@ class VrrpService:
                 if tracker in runner.subscribers:
                     runner.subscribers.remove(tracker)
 
-    def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
+    def _transition_notify(self, instance: Instance, transition: fsm.Transition) -> None:
+        if transition.new == fsm.STOP and instance.name in self.deleting:
+            return                              # apply() says it, in the file's order
+        self._notify(instance.config, "INSTANCE", instance.name, transition.new,
+                     instance.state.priority)
+        self.told[instance.name] = transition.new
+        self._flush_groups()
+
+    def _group_changed(self, sync: SyncGroup, config, state: str) -> None:
+        self.pending_groups[sync.name] = (sync, config, state)
+        self._flush_groups()
+
+    def _flush_groups(self) -> None:
+        """A sync group's notifications once each member's own have said its new state, as
+        keepalived orders them (members, then the group)."""
+        for name, (sync, config, state) in list(self.pending_groups.items()):
+            if all(self.told.get(member.name) == state for member in sync.members):
+                del self.pending_groups[name]
+                self._notify(config, "GROUP", name, state, 0)
+
+    def _deleted_notify(self, instance: Instance, role: str) -> None:
+        """keepalived: a reload that removes an instance notifies DELETED with
+        notify_deleted, else FAULT (nothing when it was in FAULT already)."""
+        if instance.config.notify_deleted:
+            state = DELETED
+        elif role == fsm.FAULT:
+            return
+        else:
+            state = fsm.FAULT
+        self._notify(instance.config, "INSTANCE", instance.name, state, instance.state.priority)
+
+    def _notify(self, config, kind: str, name: str, state: str, priority: int) -> None:
         """keepalived's scripts: notify_<state> as written, then ``notify`` with
-        TYPE NAME STATE PRIORITY."""
+        TYPE NAME STATE PRIORITY, then the FIFO line (a group's priority is 0 in both)."""
+        deleted = config.notify_deleted if kind == "INSTANCE" else None
         specific = {fsm.MASTER: config.notify_master, fsm.BACKUP: config.notify_backup,
-                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop}.get(state)
+                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop,
+                    DELETED: deleted if deleted is not True else None}.get(state)
         if specific is not None:
             self.notifier.notify(specific, (), f"{kind.lower()} {name} {state}")
         if config.notify is not None:
-            extra = (kind, name, state) + ((str(priority),) if priority is not None else ())
-            self.notifier.notify(config.notify, extra, f"{kind.lower()} {name} {state}")
+            self.notifier.notify(config.notify, (kind, name, state, str(priority)),
+                                 f"{kind.lower()} {name} {state}")
+        self.notifier.fifos.vrrp(vrrp_line(kind, name, state, priority))
+
+    def _noticed(self, instance: Instance, what: str) -> None:
+        """MASTER_RX_LOWER_PRI (its script, and the FIFO line always, as keepalived) and the
+        priority changes (a FIFO line with notify_priority_changes)."""
+        config = instance.config
+        if what == "MASTER_RX_LOWER_PRI":
+            running = self.rx_lower_running.get(instance.name)
+            # one run at a time: a VRRPv3 peer (no authentication) sending lower adverts in
+            # a loop must not fork a process per advert (keepalived does)
+            if config.notify_master_rx_lower_pri is not None and \
+                    (running is None or running.dead):
+                self.rx_lower_running[instance.name] = self.notifier.notify(
+                    config.notify_master_rx_lower_pri, (), f"instance {instance.name} {what}")
+        elif not self._priority_changes(config):
+            return
+        self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name, what,
+                                           instance.state.priority))
+
+    def _priority_changes(self, config) -> bool:
+        """notify_priority_changes: the instance's, else its sync group's, else global."""
+        if config.notify_priority_changes is not None:
+            return config.notify_priority_changes
+        for group in self.config.vrrp_sync_groups:
+            if config.name in group.group and group.notify_priority_changes is not None:
+                return group.notify_priority_changes
+        return bool(self.config.global_defs.vrrp_notify_priority_changes)
+
+    def write_fifo_states(self, skip_instances=(), skip_groups=()) -> None:
+        """fifo_write_vrrp_states_on_reload: the state of each sync group and instance a
+        reload left running, to the FIFOs (groups first). As keepalived 2.2.7: not for an
+        instance that is MASTER (a consumer acting on MASTER lines must not act again)."""
+        for group in self.sync_groups:
+            state = group.state()
+            if group.name not in skip_groups and state != "MIXED":
+                self.notifier.fifos.vrrp(vrrp_line("GROUP", group.name, state, 0))
+        for instance in self.instances:
+            if instance.name not in skip_instances and instance.state is not None and \
+                    instance.state.role != fsm.MASTER:
+                self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name,
+                                                   instance.state.role, instance.state.priority))
 
     def _remove_leftovers(self, instance: Instance) -> None:
         """VIPs of ours that a crashed earlier run left behind go before we start as BACKUP
@@ -318,8 +427,14 @@ class VrrpService:
             receiving = self.receiving.get(key)
             if receiving is None:               # the socket is closing
                 continue
-            outcome = check_received(message, key[1], source, destination, ttl,
-                                     receiving.expectations)
+            if key[3] == ah.PROTOCOL:
+                outcome, wrapped = ah.check_received(message, source, destination, ttl,
+                                                     receiving.expectations)
+                if outcome is None:             # other IPsec traffic: not ours to count
+                    continue
+            else:
+                outcome, wrapped = check_received(message, key[1], source, destination, ttl,
+                                                  receiving.expectations), None
             if isinstance(outcome, Dropped):
                 self._count_drop(key[0], receiving.members.get(outcome.vrid), outcome, source)
                 continue
@@ -328,6 +443,11 @@ class VrrpService:
             if instance is None:                # expected but not a member: never, by design
                 self._count_drop(key[0], None, Dropped(VRID, "no instance", advert.vrid),
                                  source)
+                continue
+            if wrapped is not None and not instance.ah_sequence.accept(wrapped.sequence):
+                self._count_drop(key[0], instance, Dropped(
+                    AH_REPLAY, f"AH sequence number {wrapped.sequence}, last "
+                               f"{instance.ah_sequence.number}", advert.vrid), source)
                 continue
             for note in outcome.notes:
                 instance.counters.noted[note] = instance.counters.noted.get(note, 0) + 1
