@@ -214,6 +214,26 @@ class LvsSyncView:
 
 
 @dataclass(frozen=True, slots=True)
+class FirewallView:
+    """Accept mode off: the nftables tables (ip / ip6 TABLE) and what they drop now."""
+
+    table: str | None                   # None: the tables are gone (an error left behind)
+    families: tuple[str, ...]           # "ip", "ip6"
+    priority: int | None
+    blocked: tuple[str, ...]            # addresses (link-local: 'ADDRESS . "IF"')
+    by_instance: Mapping[str, tuple[str, ...]]
+    in_step: bool                       # the kernel was last seen holding exactly that
+    errors: int
+    last_error: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"table": self.table, "families": list(self.families),
+                "priority": self.priority, "blocked": list(self.blocked),
+                "by_instance": {name: list(items) for name, items in self.by_instance.items()},
+                "in_step": self.in_step, "errors": self.errors, "last_error": self.last_error}
+
+
+@dataclass(frozen=True, slots=True)
 class VrrpView:
     instances: tuple[InstanceView, ...] = ()
     sync_groups: tuple[SyncGroupView, ...] = ()
@@ -221,6 +241,7 @@ class VrrpView:
     # Packets dropped before any instance knew them (undecodable, or for a vrid we do not
     # run), by (interface, reason); the others count on their instance.
     dropped_by_interface: Mapping[tuple[str, str], int] = field(default_factory=_empty)
+    firewall: FirewallView | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"instances": [instance.as_json() for instance in self.instances],
@@ -229,7 +250,8 @@ class VrrpView:
                 else self.lvs_sync_daemon.as_json(),
                 "dropped_by_interface": {f"{interface}/{reason}": count for
                                          (interface, reason), count in
-                                         sorted(self.dropped_by_interface.items())}}
+                                         sorted(self.dropped_by_interface.items())},
+                "firewall": None if self.firewall is None else self.firewall.as_json()}
 
 
 # === checks =====================================================================================
@@ -508,6 +530,27 @@ class ReloadView:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyFifoView:
+    """A notify FIFO (director/notify_fifo.py): the lines written and dropped, its script."""
+
+    path: str
+    keywords: tuple[str, ...]           # notify_fifo, vrrp_notify_fifo, lvs_notify_fifo
+    open: bool
+    error: str | None                   # why it is not open
+    written: int                        # lines
+    dropped: Mapping[str, int]          # reason (full, closed, error) -> lines
+    script: str | None
+    script_running: bool
+    script_exits: int                   # times it ended by itself
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "keywords": list(self.keywords), "open": self.open,
+                "error": self.error, "written": self.written, "dropped": dict(self.dropped),
+                "script": self.script, "script_running": self.script_running,
+                "script_exits": self.script_exits}
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     """The whole live state at ``at``."""
 
@@ -533,6 +576,7 @@ class State:
     check_reply_errors: Mapping[tuple[str, str], int] = field(default_factory=_empty)
     main_loop: MainLoopView | None = None
     web: WebView | None = None                  # None without the daemon's own web server
+    notify_fifos: tuple[NotifyFifoView, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -555,7 +599,8 @@ class State:
                 "not_running": list(self.not_running), "reload": self.reload.as_json(),
                 "main_loop": None if self.main_loop is None else self.main_loop.as_json(),
                 "vrrp": self.vrrp.as_json(),
-                "web": None if self.web is None else self.web.as_json()}
+                "web": None if self.web is None else self.web.as_json(),
+                "notify_fifos": [fifo.as_json() for fifo in self.notify_fifos]}
 
     def as_json(self) -> dict[str, Any]:
         """The /api/v1/state body (the API adds ``admin``)."""

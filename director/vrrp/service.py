@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 from .. import hub
 from ..clock import Clock
 from ..notify import Notifier
+from ..notify_fifo import vrrp_line
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
-from . import fsm
+from . import ah, fsm
 from .addresses import Addresses
+from .firewall import Firewall, settings as firewall_settings
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
-from .packet import VRID, Dropped, Expectation, check_received
+from .packet import AH_REPLAY, PROTOCOL, VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import VrrpSocket
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from ..state import VrrpView
 
 log = logging.getLogger("director.vrrp")
+
+DELETED = "DELETED"         # notified for an instance a reload removes (notify_deleted)
 
 
 class Receiving(NamedTuple):
@@ -83,6 +87,13 @@ class VrrpService:
         self.receiving: dict[tuple, Receiving] = {}
         self.trackers: dict[str, Tracker] = {}
         self.lvs_sync: SyncDaemons | None = None
+        self.firewall = Firewall()
+        self.deleting: set[str] = set()         # instances a reload removes (notify_deleted)
+        # what each instance's notifications said last, and the sync groups whose change
+        # waits for their members' (keepalived tells the members first, then the group)
+        self.told: dict[str, str] = {}
+        self.pending_groups: dict[str, tuple[SyncGroup, Any, str]] = {}
+        self.rx_lower_running: dict[str, hub.Greenlet] = {}     # notify_master_rx_lower_pri
         # called with each instance / sync group built, at start and on reload (the daemon's
         # events); register before start()
         self.on_new_instance: list = []
@@ -122,15 +133,25 @@ class VrrpService:
             instance.listeners.append(self.lvs_sync.role_changed)
 
     @staticmethod
-    def _socket_key(config, links: InstanceLinks | None = None,
-                    primary: str | None = None) -> tuple:
-        """Adverts go through the VMAC (or the base with vmac_xmit_base). A VMAC's socket is
-        bound to the source (the base's primary address, or the ipvlan's): the kernel would
-        pick a VIP on it, and the VRRPv3 checksum covers the source."""
+    def _socket_keys(config, defs, links: InstanceLinks | None = None,
+                     primary: str | None = None) -> list[tuple]:
+        """(interface, family, source, IP protocol) of the sockets an instance needs, the one
+        it sends on first. Adverts go through the VMAC (or the base with vmac_xmit_base); a
+        VMAC's socket is bound to the source (the base's primary address, or the ipvlan's):
+        the kernel would pick a VIP on it, and the VRRPv3 checksum covers the source. An AH
+        instance also listens for plain VRRP: a peer without AH is then counted
+        (auth_type_mismatch) rather than unheard."""
         source = config.unicast_src_ip or config.mcast_src_ip
+        family = instance_family(config)
         if links is None or links.xmit_base:
-            return (config.interface, instance_family(config), source)
-        return (links.advert_interface, instance_family(config), source or primary)
+            base = (config.interface, family, source)
+        else:
+            base = (links.advert_interface, family, source or primary)
+        auth = config.authentication
+        if auth is not None and auth.auth_type == "AH" and \
+                ah.applies(effective_version(config, defs), family):
+            return [base + (ah.PROTOCOL,), base + (PROTOCOL,)]
+        return [base + (PROTOCOL,)]
 
     def prepare(self, plan: Any, config: Any) -> Prepared:
         """Everything of a reload that can fail, before anything changes: the sockets of
@@ -153,15 +174,22 @@ class VrrpService:
                 family = instance_family(item)
                 primary = (links and links.source) or \
                     self.addresses.primary_address(item.interface, family)
-                key = self._socket_key(item, links, primary)
-                sock = prepared.opened.get(key) or (None if remade else self.sockets.get(key))
-                if sock is None:
-                    sock = prepared.opened[key] = VrrpSocket(*key).open()
-                instance = Instance(item, defs, effective_version(item, defs), key[1],
+                keys = self._socket_keys(item, defs, links, primary)
+                for key in keys:
+                    if key not in prepared.opened and (remade or key not in self.sockets):
+                        prepared.opened[key] = VrrpSocket(*key).open()
+                sock = prepared.opened.get(keys[0]) or self.sockets[keys[0]]
+                instance = Instance(item, defs, effective_version(item, defs), family,
                                     self.clock, self.addresses, self.announcer, sock)
-                instance.vmac, instance.socket_key = links, key
+                instance.vmac, instance.socket_keys = links, keys
+                before = next((old for old in self.instances if old.name == name), None)
+                if before is not None:          # keepalived keeps the AH counter on reload
+                    instance.ah_sequence = before.ah_sequence
                 instance.prepare(primary or ("0.0.0.0" if family == 4 else "::"))
+                instance.firewall = self.firewall
                 prepared.instances.append(instance)
+            # last: nft's transaction either made the tables or changed nothing
+            self.firewall.install(firewall_settings(config))
         except Exception:
             prepared.abandon()
             raise
@@ -176,13 +204,19 @@ class VrrpService:
         for sync in [group for group in self.sync_groups if group.name in plan.sync_groups]:
             sync.detach()
             self.sync_groups.remove(sync)
+            self.pending_groups.pop(sync.name, None)
         going = [instance for instance in self.instances if instance.name in plan.going]
+        self.deleting = set(plan.removed)
+        roles = {instance.name: instance.state.role for instance in going}
         for instance in going:
             instance.post(fsm.Shutdown())
         hub.joinall([instance.greenlet for instance in going if instance.greenlet],
                     timeout=timeout)
         for instance in going:
+            if instance.name in self.deleting:
+                self._deleted_notify(instance, roles[instance.name])
             self._forget(instance)
+        self.deleting = set()
         self.vmac_links.keep_only({link.name for links in prepared.vmacs.values()
                                    for link in links.all})
         prepared.made = []                      # theirs now: no abandon() removes them
@@ -238,28 +272,30 @@ class VrrpService:
                                           if name in by_name])
             sync.attach()
             sync.listeners.append(lambda sync, state, config=group:
-                                  self._notify(config, "GROUP", sync.name, state, None))
+                                  self._group_changed(sync, config, state))
             for callback in self.on_new_sync_group:
                 callback(sync)
             self.sync_groups.append(sync)
 
     def _listen(self, instance: Instance) -> None:
-        instance.listeners.append(
-            lambda instance, transition: self._notify(
-                instance.config, "INSTANCE", instance.name, transition.new,
-                instance.state.priority))
+        instance.listeners.append(self._transition_notify)
+        instance.notices.append(self._noticed)
         for callback in self.on_new_instance:
             callback(instance)
 
     def _update_receivers(self) -> None:
         """One receiver per socket; what each dispatches to follows the instances on it,
         replaced whole (Receiving). A socket left without instances closes."""
-        by_key: dict[tuple, dict[int, Instance]] = {}
+        needed = {key for instance in self.instances for key in instance.socket_keys}
+        # each socket dispatches to every instance of its (interface, family, source),
+        # whichever protocol it uses: AH where plain VRRP is expected, and the reverse, is
+        # counted on the instance (auth_type_mismatch)
+        by_base: dict[tuple, dict[int, Instance]] = {}
         for instance in self.instances:
-            by_key.setdefault(instance.socket_key or self._socket_key(instance.config), {})[
+            by_base.setdefault(instance.socket_keys[0][:3], {})[
                 instance.config.virtual_router_id] = instance
         for key, sock in list(self.sockets.items()):
-            members = by_key.get(key)
+            members = by_base.get(key[:3]) if key in needed else None
             if not members:                     # its last instance went in a reload
                 self.receiving.pop(key, None)
                 receiver = self.receivers.pop(key, None)
@@ -271,11 +307,14 @@ class VrrpService:
             self.receiving[key] = Receiving(
                 members, {vrid: instance.expectation() for vrid, instance in members.items()})
             if key not in self.receivers:
-                self.receivers[key] = hub.supervise(self._receive, key, sock,
-                                                    name=f"vrrp receive {key[0]}/IPv{key[1]}")
+                kind = "/AH" if key[3] == ah.PROTOCOL else ""
+                self.receivers[key] = hub.supervise(
+                    self._receive, key, sock, name=f"vrrp receive {key[0]}/IPv{key[1]}{kind}")
 
     def _forget(self, instance: Instance) -> None:
         self.instances.remove(instance)
+        self.told.pop(instance.name, None)
+        self.rx_lower_running.pop(instance.name, None)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
             for trackers in self.interface_watcher.subscribers.values():
@@ -285,16 +324,90 @@ class VrrpService:
                 if tracker in runner.subscribers:
                     runner.subscribers.remove(tracker)
 
-    def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
+    def _transition_notify(self, instance: Instance, transition: fsm.Transition) -> None:
+        if transition.new == fsm.STOP and instance.name in self.deleting:
+            return                              # apply() says it, in the file's order
+        self._notify(instance.config, "INSTANCE", instance.name, transition.new,
+                     instance.state.priority)
+        self.told[instance.name] = transition.new
+        self._flush_groups()
+
+    def _group_changed(self, sync: SyncGroup, config, state: str) -> None:
+        self.pending_groups[sync.name] = (sync, config, state)
+        self._flush_groups()
+
+    def _flush_groups(self) -> None:
+        """A sync group's notifications once each member's own have said its new state, as
+        keepalived orders them (members, then the group)."""
+        for name, (sync, config, state) in list(self.pending_groups.items()):
+            if all(self.told.get(member.name) == state for member in sync.members):
+                del self.pending_groups[name]
+                self._notify(config, "GROUP", name, state, 0)
+
+    def _deleted_notify(self, instance: Instance, role: str) -> None:
+        """keepalived: a reload that removes an instance notifies DELETED with
+        notify_deleted, else FAULT (nothing when it was in FAULT already)."""
+        if instance.config.notify_deleted:
+            state = DELETED
+        elif role == fsm.FAULT:
+            return
+        else:
+            state = fsm.FAULT
+        self._notify(instance.config, "INSTANCE", instance.name, state, instance.state.priority)
+
+    def _notify(self, config, kind: str, name: str, state: str, priority: int) -> None:
         """keepalived's scripts: notify_<state> as written, then ``notify`` with
-        TYPE NAME STATE PRIORITY."""
+        TYPE NAME STATE PRIORITY, then the FIFO line (a group's priority is 0 in both)."""
+        deleted = config.notify_deleted if kind == "INSTANCE" else None
         specific = {fsm.MASTER: config.notify_master, fsm.BACKUP: config.notify_backup,
-                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop}.get(state)
+                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop,
+                    DELETED: deleted if deleted is not True else None}.get(state)
         if specific is not None:
             self.notifier.notify(specific, (), f"{kind.lower()} {name} {state}")
         if config.notify is not None:
-            extra = (kind, name, state) + ((str(priority),) if priority is not None else ())
-            self.notifier.notify(config.notify, extra, f"{kind.lower()} {name} {state}")
+            self.notifier.notify(config.notify, (kind, name, state, str(priority)),
+                                 f"{kind.lower()} {name} {state}")
+        self.notifier.fifos.vrrp(vrrp_line(kind, name, state, priority))
+
+    def _noticed(self, instance: Instance, what: str) -> None:
+        """MASTER_RX_LOWER_PRI (its script, and the FIFO line always, as keepalived) and the
+        priority changes (a FIFO line with notify_priority_changes)."""
+        config = instance.config
+        if what == "MASTER_RX_LOWER_PRI":
+            running = self.rx_lower_running.get(instance.name)
+            # one run at a time: a VRRPv3 peer (no authentication) sending lower adverts in
+            # a loop must not fork a process per advert (keepalived does)
+            if config.notify_master_rx_lower_pri is not None and \
+                    (running is None or running.dead):
+                self.rx_lower_running[instance.name] = self.notifier.notify(
+                    config.notify_master_rx_lower_pri, (), f"instance {instance.name} {what}")
+        elif not self._priority_changes(config):
+            return
+        self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name, what,
+                                           instance.state.priority))
+
+    def _priority_changes(self, config) -> bool:
+        """notify_priority_changes: the instance's, else its sync group's, else global."""
+        if config.notify_priority_changes is not None:
+            return config.notify_priority_changes
+        for group in self.config.vrrp_sync_groups:
+            if config.name in group.group and group.notify_priority_changes is not None:
+                return group.notify_priority_changes
+        return bool(self.config.global_defs.vrrp_notify_priority_changes)
+
+    def write_fifo_states(self, skip_instances=(), skip_groups=()) -> None:
+        """fifo_write_vrrp_states_on_reload: the state of each sync group and instance a
+        reload left running, to the FIFOs (groups first). As keepalived 2.2.7: not for an
+        instance that is MASTER (a consumer acting on MASTER lines must not act again)."""
+        for group in self.sync_groups:
+            state = group.state()
+            if group.name not in skip_groups and state != "MIXED":
+                self.notifier.fifos.vrrp(vrrp_line("GROUP", group.name, state, 0))
+        for instance in self.instances:
+            if instance.name not in skip_instances and instance.state is not None and \
+                    instance.state.role != fsm.MASTER:
+                self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name,
+                                                   instance.state.role, instance.state.priority))
 
     def _remove_leftovers(self, instance: Instance) -> None:
         """VIPs of ours that a crashed earlier run left behind go before we start as BACKUP
@@ -323,8 +436,9 @@ class VrrpService:
                 try:
                     for link in gone:
                         self.vmac_links.ensure(link)
-                    if instance.socket_key[0] in {link.name for link in gone}:
-                        self._renew_socket(instance.socket_key)
+                    for key in instance.socket_keys:
+                        if key[0] in {link.name for link in gone}:
+                            self._renew_socket(key)
                 except OSError as exc:
                     log_event(log, "vrrp.vmac_error", logging.ERROR, instance=instance.name,
                               action="remake", error=exc)
@@ -339,7 +453,7 @@ class VrrpService:
             old.close()
         self.sockets[key] = sock
         for instance in self.instances:
-            if instance.socket_key == key:
+            if instance.socket_keys[0] == key:
                 instance.sender = sock
         self._update_receivers()
 
@@ -387,8 +501,14 @@ class VrrpService:
             receiving = self.receiving.get(key)
             if receiving is None:               # the socket is closing
                 continue
-            outcome = check_received(message, key[1], source, destination, ttl,
-                                     receiving.expectations)
+            if key[3] == ah.PROTOCOL:
+                outcome, wrapped = ah.check_received(message, source, destination, ttl,
+                                                     receiving.expectations)
+                if outcome is None:             # other IPsec traffic: not ours to count
+                    continue
+            else:
+                outcome, wrapped = check_received(message, key[1], source, destination, ttl,
+                                                  receiving.expectations), None
             if isinstance(outcome, Dropped):
                 self._count_drop(key[0], receiving.members.get(outcome.vrid), outcome, source)
                 continue
@@ -397,6 +517,11 @@ class VrrpService:
             if instance is None:                # expected but not a member: never, by design
                 self._count_drop(key[0], None, Dropped(VRID, "no instance", advert.vrid),
                                  source)
+                continue
+            if wrapped is not None and not instance.ah_sequence.accept(wrapped.sequence):
+                self._count_drop(key[0], instance, Dropped(
+                    AH_REPLAY, f"AH sequence number {wrapped.sequence}, last "
+                               f"{instance.ah_sequence.number}", advert.vrid), source)
                 continue
             for note in outcome.notes:
                 instance.counters.noted[note] = instance.counters.noted.get(note, 0) + 1
@@ -421,6 +546,7 @@ class VrrpService:
         for instance in self.instances:
             instance.post(fsm.Shutdown())
         hub.joinall([i.greenlet for i in self.instances if i.greenlet], timeout=timeout)
+        self.firewall.stop()
         if self.lvs_sync is not None:
             self.lvs_sync.stop()
         self.notifier.wait(timeout=1.0)
@@ -442,7 +568,7 @@ class VrrpService:
             tuple(instance.snapshot(group_of.get(instance.name)) for instance in self.instances),
             tuple(group.snapshot() for group in self.sync_groups),
             None if self.lvs_sync is None else self.lvs_sync.snapshot(),
-            self.dropped_view())
+            self.dropped_view(), self.firewall.snapshot())
 
     def dropped_view(self) -> Mapping[tuple[str, str], int]:
         """(interface, reason) -> packets dropped on it that no instance of ours could be told

@@ -146,8 +146,24 @@ function renderSyncDaemon(daemon) {
        daemon.last_error ? el("dd", {class: "error", text: daemon.last_error}) : null)));
 }
 
+function renderFirewall(fw) {
+  const box = document.getElementById("vrrp-firewall");
+  if (!fw) { box.replaceChildren(); return; }
+  const tables = fw.table ? fw.families.map((f) => `${f} ${fw.table}`).join(", ") : "none";
+  box.replaceChildren(el("div", {class: "card", "data-firewall": fw.table || ""},
+    el("div", {class: "card-title"}, el("b", {text: "Accept mode off (nftables)"}), " ",
+       fw.in_step ? badge("in step", "good") : badge("not in step", "bad")),
+    el("dl", {},
+       el("dt", {text: "tables"}), el("dd", {text: `${tables} (priority ${fw.priority})`}),
+       el("dt", {text: "dropped to"}),
+       el("dd", {class: "firewall-blocked", text: fw.blocked.join(", ") || "none"}),
+       fw.last_error ? el("dt", {text: `errors (${fw.errors})`}) : null,
+       fw.last_error ? el("dd", {class: "error", text: fw.last_error}) : null)));
+}
+
 function renderVrrp(vrrp) {
   renderSyncDaemon(vrrp.lvs_sync_daemon);
+  renderFirewall(vrrp.firewall);
   const groups = document.getElementById("sync-groups");
   groups.replaceChildren(...vrrp.sync_groups.map((group) =>
     el("div", {class: "card group", "data-sync-group": group.name},
