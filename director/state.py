@@ -146,10 +146,24 @@ class TrackedView:
 
 
 @dataclass(frozen=True, slots=True)
+class VmacView:
+    """An instance's VMAC (macvlan) or ipvlan interface as the kernel has it now."""
+    name: str
+    kind: str                           # macvlan, ipvlan
+    base: str                           # the interface it sits on
+    mac: str | None                     # None: the interface does not exist
+    up: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "base": self.base, "mac": self.mac,
+                "up": self.up}
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceView:
     LIVE: ClassVar[frozenset[str]] = frozenset(
         {"state", "master_ip", "last_transition", "reason", "faults", "counters",
-         "advert_lateness", "tracking"})
+         "advert_lateness", "tracking", "vmacs"})
 
     name: str
     vrid: int
@@ -167,6 +181,7 @@ class InstanceView:
     counters: InstanceCounters | None = None
     advert_lateness: LatenessView | None = None     # as MASTER: adverts sent past their time
     tracking: tuple[TrackedView, ...] = ()
+    vmacs: tuple[VmacView, ...] = ()    # use_vmac / use_ipvlan: its own first
 
     @classmethod
     def of(cls, config: Any, version: int, sync_group: str | None,
@@ -186,6 +201,7 @@ class InstanceView:
                 "counters": None if self.counters is None else self.counters.as_json(),
                 "advert_lateness": None if self.advert_lateness is None
                 else self.advert_lateness.as_json(),
+                "vmacs": [vmac.as_json() for vmac in self.vmacs],
                 "sync_group": self.sync_group,
                 "tracking": [item.as_json() for item in self.tracking]}
 
@@ -226,6 +242,26 @@ class LvsSyncView:
 
 
 @dataclass(frozen=True, slots=True)
+class FirewallView:
+    """Accept mode off: the nftables tables (ip / ip6 TABLE) and what they drop now."""
+
+    table: str | None                   # None: the tables are gone (an error left behind)
+    families: tuple[str, ...]           # "ip", "ip6"
+    priority: int | None
+    blocked: tuple[str, ...]            # addresses (link-local: 'ADDRESS . "IF"')
+    by_instance: Mapping[str, tuple[str, ...]]
+    in_step: bool                       # the kernel was last seen holding exactly that
+    errors: int
+    last_error: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"table": self.table, "families": list(self.families),
+                "priority": self.priority, "blocked": list(self.blocked),
+                "by_instance": {name: list(items) for name, items in self.by_instance.items()},
+                "in_step": self.in_step, "errors": self.errors, "last_error": self.last_error}
+
+
+@dataclass(frozen=True, slots=True)
 class VrrpView:
     instances: tuple[InstanceView, ...] = ()
     sync_groups: tuple[SyncGroupView, ...] = ()
@@ -236,6 +272,7 @@ class VrrpView:
     # How track_process watches: {"mode": "events"|"polling", "period": s, "lost_events": n};
     # None when no process is tracked.
     process_monitor: Mapping[str, Any] | None = None
+    firewall: FirewallView | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"instances": [instance.as_json() for instance in self.instances],
@@ -246,7 +283,8 @@ class VrrpView:
                 else self.lvs_sync_daemon.as_json(),
                 "dropped_by_interface": {f"{interface}/{reason}": count for
                                          (interface, reason), count in
-                                         sorted(self.dropped_by_interface.items())}}
+                                         sorted(self.dropped_by_interface.items())},
+                "firewall": None if self.firewall is None else self.firewall.as_json()}
 
 
 # === checks =====================================================================================
@@ -525,6 +563,27 @@ class ReloadView:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyFifoView:
+    """A notify FIFO (director/notify_fifo.py): the lines written and dropped, its script."""
+
+    path: str
+    keywords: tuple[str, ...]           # notify_fifo, vrrp_notify_fifo, lvs_notify_fifo
+    open: bool
+    error: str | None                   # why it is not open
+    written: int                        # lines
+    dropped: Mapping[str, int]          # reason (full, closed, error) -> lines
+    script: str | None
+    script_running: bool
+    script_exits: int                   # times it ended by itself
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "keywords": list(self.keywords), "open": self.open,
+                "error": self.error, "written": self.written, "dropped": dict(self.dropped),
+                "script": self.script, "script_running": self.script_running,
+                "script_exits": self.script_exits}
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     """The whole live state at ``at``."""
 
@@ -550,6 +609,7 @@ class State:
     check_reply_errors: Mapping[tuple[str, str], int] = field(default_factory=_empty)
     main_loop: MainLoopView | None = None
     web: WebView | None = None                  # None without the daemon's own web server
+    notify_fifos: tuple[NotifyFifoView, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -572,7 +632,8 @@ class State:
                 "not_running": list(self.not_running), "reload": self.reload.as_json(),
                 "main_loop": None if self.main_loop is None else self.main_loop.as_json(),
                 "vrrp": self.vrrp.as_json(),
-                "web": None if self.web is None else self.web.as_json()}
+                "web": None if self.web is None else self.web.as_json(),
+                "notify_fifos": [fifo.as_json() for fifo in self.notify_fifos]}
 
     def as_json(self) -> dict[str, Any]:
         """The /api/v1/state body (the API adds ``admin``)."""

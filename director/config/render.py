@@ -80,6 +80,7 @@ def config_json(config, router_id: str) -> dict:
         "static_routes": plain(config.static_routes),
         "static_rules": plain(config.static_rules),
         "ssl": plain(config.ssl),
+        "namespace_with_ipsets": config.namespace_with_ipsets,
     }
 
 

@@ -528,6 +528,27 @@ def command(args: list[str], ctx: Context, with_user: bool = True) -> Command:
     return Command(line, *extra)
 
 
+@dataclass(frozen=True, slots=True)
+class NotifyFifo:
+    """``notify_fifo PATH [USER [GROUP]]``: a FIFO the daemon writes notification lines to;
+    USER and GROUP own it when the daemon creates it."""
+
+    path: str
+    user: str | None = None
+    group: str | None = None
+
+
+def notify_fifo(args: list[str], ctx: Context) -> NotifyFifo:
+    if not 1 <= len(args) <= 3:
+        raise Invalid(f"expects FIFO_NAME [USER [GROUP]], got '{' '.join(args) or 'nothing'}'")
+    return NotifyFifo(*(str(a) for a in args))
+
+
+def notify_deleted(args: list[str], ctx: Context) -> Command | bool:
+    """``notify_deleted [COMMAND [USER [GROUP]]]``: True alone, the Command with a script."""
+    return command(args, ctx) if args else True
+
+
 @dataclass(frozen=True)
 class Script:
     """The value type of command keywords: ``notify_master "/bin/x arg" [USER [GROUP]]``,

@@ -161,8 +161,24 @@ function tracking(items) {
   return items && items.length ? el("ul", {class: "tracking"}, ...items.map(trackedLine)) : null;
 }
 
+function renderFirewall(fw) {
+  const box = document.getElementById("vrrp-firewall");
+  if (!fw) { box.replaceChildren(); return; }
+  const tables = fw.table ? fw.families.map((f) => `${f} ${fw.table}`).join(", ") : "none";
+  box.replaceChildren(el("div", {class: "card", "data-firewall": fw.table || ""},
+    el("div", {class: "card-title"}, el("b", {text: "Accept mode off (nftables)"}), " ",
+       fw.in_step ? badge("in step", "good") : badge("not in step", "bad")),
+    el("dl", {},
+       el("dt", {text: "tables"}), el("dd", {text: `${tables} (priority ${fw.priority})`}),
+       el("dt", {text: "dropped to"}),
+       el("dd", {class: "firewall-blocked", text: fw.blocked.join(", ") || "none"}),
+       fw.last_error ? el("dt", {text: `errors (${fw.errors})`}) : null,
+       fw.last_error ? el("dd", {class: "error", text: fw.last_error}) : null)));
+}
+
 function renderVrrp(vrrp) {
   renderSyncDaemon(vrrp.lvs_sync_daemon);
+  renderFirewall(vrrp.firewall);
   const groups = document.getElementById("sync-groups");
   groups.replaceChildren(...vrrp.sync_groups.map((group) =>
     el("div", {class: "card group", "data-sync-group": group.name},
@@ -194,7 +210,18 @@ function renderVrrp(vrrp) {
        i.sync_group ? el("dt", {text: "sync group"}) : null,
        i.sync_group ? el("dd", {text: i.sync_group}) : null,
        i.tracking && i.tracking.length ? el("dt", {text: "tracking"}) : null,
-       i.tracking && i.tracking.length ? el("dd", {}, tracking(i.tracking)) : null))));
+       i.tracking && i.tracking.length ? el("dd", {}, tracking(i.tracking)) : null,
+       (i.vmacs || []).length ? el("dt", {text: "VMAC"}) : null,
+       (i.vmacs || []).length ? el("dd", {class: "vmacs"}, ...i.vmacs.map(vmac)) : null))));
+}
+
+// A VMAC / ipvlan interface: "vrrp.51 macvlan 00:00:5e:00:01:33 on eth0 [up]"; a missing
+// or down one is a red badge.
+function vmac(v) {
+  const state = v.mac === null ? "missing" : v.up ? "up" : "down";
+  return el("div", {"data-vmac": v.name},
+    `${v.name} ${v.kind} ${v.mac || ""} on ${v.base} `,
+    badge(state, state === "up" ? "good" : "bad"));
 }
 
 // --- pools ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from ..schema import Block, Kw, Lines, Opaque, model_for
 from ..values import route, rule, virtual_address
 from .checkers import SSL
 from .common import unsupported
+from .firewall import NAMESPACE_WITH_IPSETS
 from .global_defs import GLOBAL_DEFS
 from .virtual_server import VIRTUAL_SERVER, VIRTUAL_SERVER_GROUP
 from .vrrp import (TRACK_FILE, TRACK_GROUP, VRRP_INSTANCE, VRRP_SCRIPT, VRRP_SYNC_GROUP,
@@ -49,7 +50,8 @@ ROOT = Block(
         *(Kw(name, Opaque(), unsupported=NOT_PLANNED, field=name, repeat="append")
           for name in ("bfd_instance", "garp_group",
                        "linkbeat_interfaces", "interface_up_down_delays")),
-        *unsupported("net_namespace net_namespace_ipvs namespace_with_ipsets instance "
+        NAMESPACE_WITH_IPSETS,
+        *unsupported("net_namespace net_namespace_ipvs instance "
                      "use_pid_dir linkbeat_use_polling child_wait_time",
                      "director does not act on this keyword"),
     ),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from ..schema import (Block, Choice, Custom, Flag, Int, Invalid, Kw, Lines, Raw, Seconds,
                       SecretText, Text, Word)
-from ..values import (Script, route, rule, single_name, tracked, tracked_unclamped, unicast_peer,
-                      virtual_address)
+from ..values import (Script, notify_deleted, route, rule, single_name, tracked, tracked_unclamped,
+                      unicast_peer, virtual_address)
+from .firewall import accept_keywords
+from . import vmac
 from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, name_header,
                      no_header, required, unsupported)
 
@@ -19,12 +21,6 @@ def _script_weight(args, ctx):
                       f"'{' '.join(args)}'")
     weight = Int(-253, 253).parse(args[:1], ctx)
     return (weight, len(args) == 2)
-
-
-def _use_vmac(args, ctx):
-    if len(args) > 1:
-        raise Invalid(f"expects an optional interface name, got '{' '.join(args)}'")
-    return str(args[0]) if args else True
 
 
 def _script_finish(values, ctx):
@@ -199,7 +195,11 @@ _NOTIFY = (
     Kw("notify_stop", Script()),
     Kw("notify", Script(), doc="Called with TYPE NAME STATE PRIORITY on each change."),
     Kw("smtp_alert", Flag()),
-    Kw("notify_priority_changes", Flag(), unsupported=NOT_YET),
+    Kw("notify_priority_changes", Custom(lambda args, ctx: Flag().parse(args, ctx),
+                                         "[true|false]"),
+       doc="Write a MASTER_PRIORITY or BACKUP_PRIORITY line to the VRRP notify FIFOs each "
+           "time tracking changes the effective priority (no script runs). Unset: a member "
+           "takes its sync group's setting, else global_defs vrrp_notify_priority_changes."),
 )
 
 
@@ -242,18 +242,21 @@ def _auth_finish(values, ctx):
         ctx.error("authentication needs 'auth_type' (PASS or AH)")
     elif values.get("auth_pass") is None:
         ctx.error("authentication needs 'auth_pass'")
-    elif values["auth_type"] == "AH":
-        ctx.warn("auth_type AH is not implemented by director (RFC 3768 dropped it; keepalived "
-                 "users report problems with it); adverts will carry no authentication")
 
 
 AUTHENTICATION = Block(
     "authentication", "Authentication",
     header=no_header, finish=_auth_finish,
     keywords=(
-        Kw("auth_type", Choice(("PASS", "AH"))),
+        Kw("auth_type", Choice(("PASS", "AH")),
+           doc="PASS: the password in clear in every advert. AH: IPsec AH (IP protocol 51) as "
+               "keepalived 2.2.7 sends it, interoperable with it: an HMAC-MD5-96 of the IP "
+               "header, the AH header and the advert keyed by auth_pass, the SPI the sender's "
+               "address, and a sequence number that must grow (a replay is dropped, counted "
+               "as 'ah_replay'). VRRPv2 over IPv4 only: with VRRPv3 keepalived and director "
+               "send no authentication (-t warns)."),
         Kw("auth_pass", SecretText(max_chars=8),
-           doc="VRRPv2 simple password; only the first 8 characters are sent."),
+           doc="The PASS password or the AH key; only the first 8 characters are used."),
     ),
 )
 
@@ -282,6 +285,7 @@ def _instance_finish(values, ctx):
     if values.get("unicast_src_ip") and not values.get("unicast_peer"):
         ctx.warn(f"{name}: unicast_src_ip without unicast_peer: adverts still go to the "
                  "multicast group")
+    vmac.instance_finish(values, ctx)
 
 
 VRRP_INSTANCE = Block(
@@ -316,9 +320,7 @@ VRRP_INSTANCE = Block(
         Kw("check_unicast_src", Flag(), unsupported=NOT_YET),
         Kw("unicast_fault_no_peer", Flag(), unsupported=NOT_YET),
         Kw("dont_track_primary", Flag()),
-        Kw("accept", Flag(), field="accept"),
-        Kw("no_accept", Flag(sets=False), field="accept", unsupported=NOT_YET),
-        Kw("strict_mode", Flag(), unsupported=NOT_YET),
+        *accept_keywords(),
         Kw("promote_secondaries", Flag(), unsupported=NOT_YET),
         Kw("no_virtual_ipaddress", Flag(), unsupported=NOT_YET),
         Kw("down_timer_adverts", Int(1, 100), doc="Adverts missed before the master is down "
@@ -327,21 +329,24 @@ VRRP_INSTANCE = Block(
         Kw("skip_check_adv_addr", Flag(), unsupported=NOT_YET),
         *instance_default_keywords(global_level=False),
         *_NOTIFY,
-        Kw("notify_master_rx_lower_pri", Script(), unsupported=NOT_YET),
-        Kw("notify_deleted", Script(), unsupported=NOT_YET),
+        Kw("notify_master_rx_lower_pri", Script(),
+           doc="Run (with no extra arguments) each time this instance, as MASTER, hears an "
+               "advert of a lower priority: another router took over during a break and may "
+               "hold what the master must take back. Not again while a run is under way "
+               "(keepalived forks one per advert). The FIFO line MASTER_RX_LOWER_PRI is "
+               "written with or without it."),
+        Kw("notify_deleted", Custom(notify_deleted, '["COMMAND ARGS" [USER [GROUP]]]'),
+           doc="When a reload removes this instance, notify DELETED (notify script, FIFO "
+               "line, and COMMAND if given) instead of keepalived's default FAULT (which an "
+               "instance already in FAULT does not send again)."),
         *_tracking(),
-        Kw("use_vmac", Custom(_use_vmac, "[INTERFACE]"),
-           unsupported="VMAC interfaces are not created by director"),
-        Kw("vmac_xmit_base", Flag(), unsupported="VMAC interfaces are not created by director"),
-        Kw("use_vmac_addr", Flag(), unsupported="VMAC interfaces are not created by director"),
-        Kw("use_ipvlan", Raw(), unsupported="ipvlan interfaces are not created by director"),
+        *vmac.instance_keywords(),
         Kw("lvs_sync_daemon_interface", Word("an interface"),
            deprecated="lvs_sync_daemon_interface was replaced by global_defs "
                       "'lvs_sync_daemon INTERFACE INSTANCE'; applied as that",
            doc="keepalived 1.x: the IPVS sync daemons on this interface follow this "
                "instance (global_defs lvs_sync_daemon, which wins when both are given)."),
         *unsupported("debug native_ipv6 kernel_rx_buf_size track_src_ip linkbeat_use_polling "
-                     "old_unicast_checksum mcast_dst_ip v3_checksum_as_v2 garp_extra_if "
-                     "vmac_garp_intvl", NOT_PLANNED),
+                     "old_unicast_checksum mcast_dst_ip v3_checksum_as_v2", NOT_PLANNED),
     ),
 )
