@@ -20,6 +20,10 @@ import hmac
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .ah import Wrapped
 
 PROTOCOL = 112
 TYPE_ADVERTISEMENT = 1
@@ -37,6 +41,9 @@ LENGTH, TTL_REASON, VERSION, AUTH_INVALID_TYPE, AUTH_TYPE_MISMATCH, AUTH_FAILURE
                                 "checksum", "vrid")
 # After the vrid: keepalived's check_unicast_src and (2.3.4+) owner_ignore_adverts.
 UNICAST_SRC, OWNER_IGNORE = "unicast_src", "owner_ignore"
+# A correct AH advert whose sequence number is not above the last one (a replay, or a peer
+# restarted from 0 while ours went on): counted by the receiver, which holds the counter.
+AH_REPLAY = "ah_replay"
 # Accepted, but counted and logged (address_list is a drop for an advert with no address);
 # old_checksum: a v3 unicast advert checksummed as keepalived < 2.2.0 did (old_unicast_checksum).
 ADDRESS_LIST, INTERVAL_ADOPTED, OLD_CHECKSUM = "address_list", "interval_adopted", "old_checksum"
@@ -170,7 +177,7 @@ class Expectation:
     advert_int: float
     addresses: frozenset[str]
     auth_type: int = AUTH_NONE
-    auth_data: bytes = b""            # pass_auth_data(password) for PASS
+    auth_data: bytes = b""            # pass_auth_data(password) for PASS, the AH key for AH
     check_ttl: bool = True            # multicast: TTL must be 255 (RFC 3768 7.1)
     min_ttl: int | None = None        # unicast peers' optional bounds (keepalived)
     max_ttl: int | None = None
@@ -179,6 +186,7 @@ class Expectation:
     skip_checksum: bool = False       # v3_checksum_as_v2 (IPv4): keepalived verifies none
     old_checksum_group: str | None = None   # v3 unicast: accept this pseudo-header dst too
     owner_ignore: bool = False        # an address owner with vrrp_owner_ignore_adverts
+    unicast: bool = False             # AH: the TTL is left out of the ICV for unicast peers
 
 
 @dataclass(frozen=True)
@@ -212,11 +220,13 @@ class ReceiveStats:
 
 
 def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
-                   expectations: dict[int, Expectation]) -> Received | Dropped:
+                   expectations: dict[int, Expectation],
+                   ah: Wrapped | None = None) -> Received | Dropped:
     """Every receive check, in this order: length, TTL, version, authentication (v2), type,
     advert interval, checksum, vrid, owner_ignore, unicast source (and that peer's TTL
     bounds), no address; then a differing address list is noted and accepted.
-    ``expectations`` maps our vrids to what each instance expects."""
+    ``expectations`` maps our vrids to what each instance expects; ``ah`` is the AH header
+    the message came in (IP protocol 51: ah.check_received), None for plain VRRP."""
     try:
         advert = decode(message, family)
     except Malformed as exc:
@@ -233,7 +243,7 @@ def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
         if advert.version != expect.version:
             return Dropped(VERSION, f"version {advert.version}, we run {expect.version}", vrid)
         if advert.version == 2:
-            dropped = _check_auth(advert, expect)
+            dropped = _check_auth(advert, expect, ah)
             if dropped is not None:
                 return dropped
     if advert.type != TYPE_ADVERTISEMENT:
@@ -287,8 +297,12 @@ def _check_checksum(message: bytes, advert: Advert, family: int, src: str, dst: 
     return Dropped(CHECKSUM, f"bad checksum 0x{advert.checksum:04x}", advert.vrid)
 
 
-def _check_auth(advert: Advert, expect: Expectation) -> Dropped | None:
+def _check_auth(advert: Advert, expect: Expectation,
+                ah: Wrapped | None) -> Dropped | None:
     vrid = advert.vrid
+    if (ah is not None) != (expect.auth_type == AUTH_AH):     # keepalived's first check
+        return Dropped(AUTH_TYPE_MISMATCH, "an AH header, we use none" if ah is not None
+                       else "no AH header, we use AH", vrid)
     if advert.auth_type not in (AUTH_NONE, AUTH_PASS, AUTH_AH):
         return Dropped(AUTH_INVALID_TYPE, f"unknown authentication type {advert.auth_type}", vrid)
     if advert.auth_type != expect.auth_type:
@@ -297,4 +311,8 @@ def _check_auth(advert: Advert, expect: Expectation) -> Dropped | None:
     if advert.auth_type == AUTH_PASS and \
             not hmac.compare_digest(advert.auth_data, expect.auth_data):
         return Dropped(AUTH_FAILURE, "wrong password", vrid)
+    if ah is not None:
+        wrong = ah.verify(expect.auth_data, expect.unicast)
+        if wrong is not None:
+            return Dropped(AUTH_FAILURE, wrong, vrid)
     return None

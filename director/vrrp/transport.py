@@ -26,10 +26,11 @@ class VrrpSocket:
     """``open()`` does the I/O; constructing one touches nothing."""
 
     def __init__(self, ifname: str, family: int, source: str | None = None,
-                 group: str | None = None) -> None:
+                 protocol: int = PROTOCOL, group: str | None = None) -> None:
         self.ifname = ifname
         self.family = family
         self.source = source
+        self.protocol = protocol              # PROTOCOL, or ah.PROTOCOL (IPv4 only)
         self.group = group or MULTICAST[family]      # joined: mcast_dst_ip or the global
         self.sock: socket.socket | None = None
         self.ifindex = 0
@@ -37,7 +38,8 @@ class VrrpSocket:
     def open(self) -> "VrrpSocket":
         self.ifindex = socket.if_nametoindex(self.ifname)
         v4 = self.family == 4
-        sock = socket.socket(socket.AF_INET if v4 else socket.AF_INET6, socket.SOCK_RAW, PROTOCOL)
+        sock = socket.socket(socket.AF_INET if v4 else socket.AF_INET6, socket.SOCK_RAW,
+                             self.protocol)
         try:
             (self._setup_v4 if v4 else self._setup_v6)(sock)
         except OSError:
@@ -56,6 +58,8 @@ class VrrpSocket:
         mreqn = struct.pack("4s4si", socket.inet_aton(self.group), local, self.ifindex)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        if self.protocol != PROTOCOL:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         if self.source:
             sock.bind((self.source, 0))
 
@@ -93,9 +97,12 @@ class VrrpSocket:
 
     def receive(self) -> tuple[bytes, str, str, int]:
         """Blocks (cooperatively under gevent) for the next packet:
-        (VRRP message, source, destination, TTL or hop limit)."""
+        (VRRP message, source, destination, TTL or hop limit); on an AH socket the whole IPv4
+        packet in place of the message."""
         if self.family == 4:
             packet, _ = self.sock.recvfrom(RECEIVE_BUFFER)
+            if self.protocol != PROTOCOL:
+                return (packet,) + split_ipv4(packet)[1:]
             return split_ipv4(packet)
         data, ancillary, _flags, address = self.sock.recvmsg(
             RECEIVE_BUFFER, socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4))

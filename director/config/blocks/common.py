@@ -136,11 +136,15 @@ _DOCS = {
 
 
 class InheritedFlag:
-    """A vrrp_instance flag whose absence means "the global_defs value": unset stays None,
-    where a Flag would read False and hide the global."""
+    """A vrrp_instance flag whose absence means "the global_defs value" (or another default
+    decided at run time): unset stays None, where a Flag would read False and hide it.
+    ``sets`` as for Flag (``no_accept`` stores False)."""
+
+    def __init__(self, sets: bool = True) -> None:
+        self.sets = sets
 
     def parse(self, args: list[str], ctx: Context) -> bool:
-        return Flag().parse(args, ctx)
+        return Flag(self.sets).parse(args, ctx)
 
     def describe(self) -> str:
         return "flag"
