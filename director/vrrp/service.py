@@ -504,10 +504,10 @@ class VrrpService:
                 if not gone:
                     continue
                 try:
-                    for link in gone:
-                        self.vmac_links.ensure(link)
+                    remade = {link.name for link in gone
+                              if self.vmac_links.ensure(link, restore=True)}
                     for key in instance.socket_keys:
-                        if key[0] in {link.name for link in gone}:
+                        if key[0] in remade:
                             self._renew_socket(key)
                 except OSError as exc:
                     log_event(log, "vrrp.vmac_error", logging.ERROR, instance=instance.name,

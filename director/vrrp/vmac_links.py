@@ -118,11 +118,17 @@ class VmacLinks:
 
     # -- links ----------------------------------------------------------------------------
 
-    def ensure(self, link: Link) -> bool:
+    def ensure(self, link: Link, restore: bool = False) -> bool:
         """Make ``link`` exist as planned, up, with its sysctls and addresses. True when it
         made (or replaced) the interface, False when one of ours was already right.
-        Raises OSError naming the interface."""
+        ``restore`` (the guard remaking a deleted VMAC): only while ``link`` is still what we
+        own and still missing, decided under the lock, for a reload's prepare may be
+        replacing it with a new MAC at this moment (the guard saw it gone between the delete
+        and the create, and would put the old MAC back). Raises OSError naming the interface."""
         with self.addresses.lock:
+            if restore and (self.owned.get(link.name) != link or
+                            self._index(link.name) is not None):
+                return False
             ipr = self.addresses.ipr
             base = self._index(link.base)
             if base is None:

@@ -156,3 +156,19 @@ def test_sysctls_set_for_an_ipv4_vmac_and_put_back_after_the_last(tmp_path):
     links._release_sysctls()
     assert read("all", "rp_filter") == 2
     assert [read("eth0", k) for k in ("arp_ignore", "arp_filter", "arp_announce")] == [0, 0, 0]
+
+
+def test_the_guard_does_not_put_back_a_vmac_a_reload_replaced():
+    """The guard saw vrrp.51 gone between a reload's delete and create (new MAC) and asked
+    for the old one again: it put the old MAC back and the new instance's socket sat on a
+    deleted interface (test_vrrp_vmac's reload case failed that way). A restore is only for
+    the link we still own as planned; nothing is touched otherwise."""
+    from types import SimpleNamespace
+
+    from director import hub
+    from director.vrrp.vmac import Link
+    from director.vrrp.vmac_links import VmacLinks
+    links = VmacLinks(addresses=SimpleNamespace(lock=hub.Lock(), ipr=None))
+    old = Link("vrrp.51", "eth0", "macvlan", 4, mac="00:00:5e:00:01:33")
+    links.owned[old.name] = Link("vrrp.51", "eth0", "macvlan", 4, mac="02:00:00:00:00:33")
+    assert links.ensure(old, restore=True) is False      # ipr None: any I/O would raise
