@@ -257,8 +257,10 @@ class Director:
             script_security=self.config.global_defs.enable_script_security)
         notifier.listeners.append(lambda why, result: self.events.add(
             "notify", via="script", why=why, result=result))
+        notifier.fifos.configure(self.config.global_defs, self._fifo_kinds())
         if not self.options.check:
             from .vrrp.arp import Announcer
+            from .vrrp.firewall import FirewallError
             from .vrrp.service import VrrpService
             self.vrrp = VrrpService(self.config, self.clock, Announcer(), notifier)
             self.vrrp.on_new_instance.append(
@@ -270,7 +272,10 @@ class Director:
             self.vrrp.on_new_sync_group.append(
                 lambda group: group.listeners.append(lambda group, state: self.events.add(
                     "vrrp.sync_group", sync_group=group.name, state=state)))
-            self.vrrp.start()
+            try:
+                self.vrrp.start()
+            except FirewallError as exc:
+                raise StartupError(f"accept mode off needs nftables: {exc}") from None
         if not self.options.vrrp and self.config.virtual_servers:
             self._start_pools(self.config)
 
@@ -368,6 +373,9 @@ class Director:
     def _stop_sequence(self) -> None:
         self.stopped = True
         event(log, "director.stopping")
+        # keepalived's order: the FIFO scripts get TERM, then the last lines (STOP), then
+        # the FIFOs close (a reader sees end of file)
+        terminated = self.notifier.fifos.terminate_scripts() if self.notifier else []
         if self.lb is not None:
             self.lb.stop()
         if self.checks is not None:
@@ -376,6 +384,7 @@ class Director:
             self.vrrp.stop()
         if self.notifier is not None:
             self.notifier.wait(timeout=1.0)       # quorum_down / notify_down of omega
+            self.notifier.fifos.close(terminated)
         if self.mailer is not None:
             self.mailer.stop()
         event(log, "director.stopped")
@@ -432,6 +441,7 @@ class Director:
             return self._reloaded("failure", [str(d) for d in result.errors])
         if plan.unchanged:
             event(log, "reload.unchanged")
+            self._fifo_states(plan)
             return self._reloaded("success", [], "unchanged")
         try:
             prepared = self._prepare(plan)
@@ -450,6 +460,7 @@ class Director:
         if self.web is not None:
             self.web.limit = self._web_limit(plan.new)
         hub.spawn(release_slowly, list(plan.old.virtual_servers), name="release old model")
+        self._fifo_states(plan)
         note = plan.describe()
         event(log, "reload.applied", note=note, parse_seconds=round(ready - started, 3),
               apply_seconds=round(time.monotonic() - ready, 3))
@@ -492,8 +503,19 @@ class Director:
         if self.notifier is not None:
             self.notifier.configure(plan.new.global_defs.script_user,
                                     plan.new.global_defs.enable_script_security)
+            self.notifier.fifos.configure(plan.new.global_defs, self._fifo_kinds())
         if prepared is not None:
             self.vrrp.apply(prepared)
+
+    def _fifo_kinds(self) -> tuple[str, ...]:
+        """The notify FIFO lines this daemon writes: -P has no load balancer, -C no VRRP."""
+        from .notify_fifo import LVS, VRRP
+        return (VRRP,) if self.options.vrrp else (LVS,) if self.options.check else (VRRP, LVS)
+
+    def _fifo_states(self, plan: reconcile.ReloadPlan) -> None:
+        """fifo_write_vrrp_states_on_reload: what the reload did not restart says its state."""
+        if self.vrrp is not None and plan.new.global_defs.fifo_write_vrrp_states_on_reload:
+            self.vrrp.write_fifo_states(plan.instances.starting, plan.instances.sync_groups)
 
     def _roll_back(self, plan: reconcile.ReloadPlan) -> str:
         """After a failed apply: every subsystem back on the running configuration (a
