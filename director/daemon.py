@@ -14,7 +14,7 @@ import resource
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import hub, pidfile, webserver
+from . import dumps, hub, pidfile, process, webserver
 from .clock import Clock, MonotonicClock
 from .config import Unreadable, load_config
 from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
@@ -94,12 +94,14 @@ class Director:
         self.reload_status: dict[str, Any] = {"result": None, "at": None, "errors": []}
         self.exit_code = 0
         self.stopped = False
+        self.process: process.ProcessPlan | None = None
         self.loop_lag = MainLoopLag(on_late=lambda **fields: self.events.add("main_loop.late",
                                                                              **fields))
 
     def run(self, signals: bool = True) -> int:
         """Runs until stopped. ``signals=False`` when embedded in a WSGI server (wsgi.py),
         whose signals are its own."""
+        self._set_process(self.config)         # the umask before any file is made
         self._own_directories()
         if self.options.pid:
             pidfile.acquire(self.options.pid)
@@ -110,6 +112,8 @@ class Director:
                 command = {"TERM": "stop", "INT": "stop", "HUP": "reload", "USR1": "dump",
                            "USR2": "stats"}[name]
                 hub.on_signal(signum, lambda command=command: self.commands.put(command))
+            if signals:
+                hub.on_signal(dumps.SIGJSON, lambda: self.commands.put("json"))
             before, now = webserver.raise_fd_limit()
             if now != before:
                 event(log, "director.fd_limit", soft_was=before, soft=now)
@@ -257,6 +261,11 @@ class Director:
             script_security=self.config.global_defs.enable_script_security)
         notifier.listeners.append(lambda why, result: self.events.add(
             "notify", via="script", why=why, result=result))
+        defs = self.config.global_defs
+        notifier.supplementary_groups = defs.set_supplementary_groups
+        if defs.startup_script is not None:    # before VRRP and the checkers (keepalived)
+            notifier.run_and_wait(defs.startup_script, "startup_script",
+                                  defs.startup_script_timeout)
         if not self.options.check:
             from .vrrp.arp import Announcer
             from .vrrp.service import VrrpService
@@ -370,7 +379,14 @@ class Director:
         if self.vrrp is not None:
             self.vrrp.stop()
         if self.notifier is not None:
-            self.notifier.wait(timeout=1.0)       # quorum_down / notify_down of omega
+            # quorum_down / notify_down of omega, notify_stop: child_wait_time is how long
+            # keepalived's parent waits for its children's
+            wait = process.top_level(self.config, "child_wait_time")
+            self.notifier.wait(timeout=1.0 if wait is None else wait)
+            defs = self.config.global_defs
+            if defs.shutdown_script is not None:
+                self.notifier.run_and_wait(defs.shutdown_script, "shutdown_script",
+                                           defs.shutdown_script_timeout)
         if self.mailer is not None:
             self.mailer.stop()
         event(log, "director.stopped")
@@ -486,7 +502,9 @@ class Director:
             self.mailer.configure(plan.new)
         if self.notifier is not None:
             self.notifier.configure(plan.new.global_defs.script_user,
-                                    plan.new.global_defs.enable_script_security)
+                                    plan.new.global_defs.enable_script_security,
+                                    plan.new.global_defs.set_supplementary_groups)
+        self._set_process(plan.new)
         if prepared is not None:
             self.vrrp.apply(prepared)
 
@@ -545,10 +563,9 @@ class Director:
         loop every YIELD_EVERY lines: a dump of ten thousand servers must not hold back an
         advert (measured: 190 ms in one piece, longer than a 100 ms VRRPv3 backup waits).
         False when it could not be written (logged)."""
-        directory = self.options.state_dir
+        path = os.path.join(self.options.state_dir, name)     # or name, when absolute
         try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-            path = os.path.join(directory, name)
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
             temporary = f"{path}.tmp"
             with open_private(temporary) as handle:
                 for number, line in enumerate(lines, 1):
@@ -581,12 +598,30 @@ class Director:
         yield "\n ]}\n"
 
     def handle_dump(self) -> bool:
-        self._write_state_file("director.data", self._dump_lines())
+        self._write_state_file(self._dump_path("state"), self._dump_lines())
+        return True
+
+    def _dump_path(self, kind: str) -> str:
+        return dumps.path(self.config, kind, self.options.state_dir)
+
+    def _set_process(self, config: Any) -> None:
+        """Name, umask, scheduling, affinity, memory lock: at start, and when a reload
+        changes them (director/process.py)."""
+        new = process.plan(config)
+        if new != self.process:
+            process.apply(new, self.process)
+            self.process = new
+
+    def handle_json(self) -> bool:
+        """keepalived's SIGJSON: the VRRP instances as JSON (json_version's shape)."""
+        data = dumps.vrrp_json(self.vrrp_snapshot().as_json(),
+                               self.config.global_defs.json_version)
+        self._write_state_file(self._dump_path("json"), [json.dumps(data, indent=2), "\n"])
         return True
 
     def handle_stats(self) -> bool:
         vrrp = self.vrrp_snapshot().as_json()
         stats = {i["name"]: i["counters"] for i in vrrp["instances"]}
         stats["dropped_by_interface"] = vrrp["dropped_by_interface"]
-        self._write_state_file("director.stats", [json.dumps(stats, indent=2), "\n"])
+        self._write_state_file(self._dump_path("stats"), [json.dumps(stats, indent=2), "\n"])
         return True

@@ -7,6 +7,7 @@ from ..values import route, rule, virtual_address
 from .checkers import SSL
 from .common import unsupported
 from .global_defs import GLOBAL_DEFS
+from .process import ROOT_PROCESS_KEYWORDS
 from .virtual_server import VIRTUAL_SERVER, VIRTUAL_SERVER_GROUP
 from .vrrp import TRACK_FILE, VRRP_INSTANCE, VRRP_SCRIPT, VRRP_SYNC_GROUP
 
@@ -42,8 +43,8 @@ ROOT = Block(
         *(Kw(name, Opaque(), unsupported=NOT_PLANNED, field=name, repeat="append")
           for name in ("bfd_instance", "garp_group", "vrrp_track_process", "track_group",
                        "linkbeat_interfaces", "interface_up_down_delays")),
-        *unsupported("net_namespace net_namespace_ipvs namespace_with_ipsets instance "
-                     "use_pid_dir linkbeat_use_polling child_wait_time",
+        *ROOT_PROCESS_KEYWORDS,
+        *unsupported("namespace_with_ipsets linkbeat_use_polling",
                      "director does not act on this keyword"),
     ),
 )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
 from ..values import email, lvs_sync_daemon
-from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_header,
+from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
+from .process import BFD, BFD_KEYWORDS, PROCESS_KEYWORDS, ROOT_PROCESS_KEYWORDS
+from .process import finish as process_finish
 
 NOT_PLANNED = "director does not act on this keyword"
 
@@ -23,6 +25,7 @@ def _flush_on_stop(args, ctx) -> str:
 GLOBAL_DEFS = Block(
     "global_defs", "GlobalDefs",
     header=no_header,
+    finish=process_finish,
     keywords=(
         Kw("router_id", Word("a router id"),
            doc="Names this director in alerts, logs and the dashboard. Default: the short "
@@ -67,7 +70,6 @@ GLOBAL_DEFS = Block(
                                     "director table)."),
         Kw("lvs_flush_on_stop", Custom(_flush_on_stop, "[VS]"), aliases=("lvs_flush_onstop",),
            doc="On stop, flush every IPVS service (VS: only the configuration's)."),
-        Kw("lvs_timeouts", Text("tcp N tcpfin N udp N"), unsupported=LVS),
         Kw("checker_log_all_failures", Flag(), unsupported=NOT_YET),
         Kw("lvs_sync_daemon", Custom(lvs_sync_daemon, "INTERFACE VRRP_INSTANCE [id N] "
                                      "[maxlen N] [port N] [ttl N] [group IP]"),
@@ -75,36 +77,29 @@ GLOBAL_DEFS = Block(
                "VRRP_INSTANCE is MASTER, backup otherwise, so that the BACKUP director knows "
                "the connections and they survive a failover. id defaults to the instance's "
                "virtual_router_id."),
+        *PROCESS_KEYWORDS,
+        *ROOT_PROCESS_KEYWORDS,
+        *unsupported(BFD_KEYWORDS, BFD),
         *unsupported(
             "vrrp_iptables vrrp_ipsets nftables nftables_priority nftables_ifindex "
             "nftables_counters vrrp_notify_fifo vrrp_notify_fifo_script notify_fifo "
             "notify_fifo_script lvs_notify_fifo lvs_notify_fifo_script enable_traps "
             "enable_dbus enable_dbus_read_only enable_snmp_vrrp enable_snmp_keepalived "
             "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 "
-            "snmp_socket net_namespace net_namespace_ipvs namespace_with_ipsets instance "
-            "dynamic_interfaces use_pid_dir linkbeat_use_polling process_names "
-            "vrrp_process_name checker_process_name bfd_process_name vrrp_priority "
-            "checker_priority bfd_priority vrrp_no_swap checker_no_swap bfd_no_swap "
-            "vrrp_rt_priority checker_rt_priority bfd_rt_priority vrrp_rlimit_rtime "
-            "checker_rlimit_rtime bfd_rlimit_rtime vrrp_cpu_affinity checker_cpu_affinity "
-            "bfd_cpu_affinity vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force "
-            "vrrp_netlink_monitor_rcv_bufs vrrp_netlink_monitor_rcv_bufs_force "
-            "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force "
-            "lvs_netlink_monitor_rcv_bufs lvs_netlink_monitor_rcv_bufs_force "
+            "snmp_socket namespace_with_ipsets "
+            "dynamic_interfaces linkbeat_use_polling "
             "process_monitor_rcv_bufs process_monitor_rcv_bufs_force vrrp_rx_bufs_policy "
-            "vrrp_rx_bufs_multiplier umask random_seed max_auto_priority "
-            "min_auto_priority_delay script_rlimit vrrp_startup_delay_ignore "
+            "vrrp_rx_bufs_multiplier "
+            "script_rlimit vrrp_startup_delay_ignore "
             "vrrp_owner_ignore_adverts vrrp_skip_check_adv_addr_ignore "
-            "checker_process_script_user data_use_instance tmp_config_directory "
-            "reload_check_config reload_time_file reload_repeat reload_file "
-            "config_save_dir include_check vrrp_ipsets_off startup_script shutdown_script "
-            "startup_script_timeout shutdown_script_timeout process_name lvs_process_name "
+            "checker_process_script_user "
+            "vrrp_ipsets_off "
             "disable_local_igmp v3_checksum_as_v2 vrrp_garp_extra_if vrrp_vmac_garp_intvl "
             "vrrp_down_timer_adverts nftables_ipvs nftables_ipvs_priority "
-            "nftables_ipvs_start_fwmark vrrp_rlimit_rttime checker_rlimit_rttime "
-            "bfd_rlimit_rttime vrrp_notify_priority_changes fifo_write_vrrp_states_on_reload "
+            "nftables_ipvs_start_fwmark "
+            "vrrp_notify_priority_changes fifo_write_vrrp_states_on_reload "
             "rs_init_notifies no_checker_emails dbus_service_name log_unknown_vrids vmac_prefix "
-            "vmac_addr_prefix json_version vrrp_delay_after_boot set_supplementary_groups "
-            "state_dump_file stats_dump_file json_dump_file", NOT_PLANNED),
+            "vmac_addr_prefix vrrp_delay_after_boot "
+            "", NOT_PLANNED),
     ),
 )
