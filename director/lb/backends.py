@@ -51,6 +51,11 @@ class IpvsSync:
     def open(self) -> None:
         self.backend.open()
 
+    def set_timeouts(self, timeouts: Any) -> None:
+        """lvs_timeouts (config LvsTimeouts); raises genl.GenlError."""
+        from .timeouts import set_timeouts
+        set_timeouts(self.backend.genl, timeouts)
+
     @staticmethod
     def limits(pools: Iterable[Pool]) -> list[str]:
         return []                               # IPVS does what keepalived.conf says
@@ -163,6 +168,10 @@ class NftablesSync:
     def open(self) -> None:
         pass
 
+    def set_timeouts(self, timeouts: Any) -> None:
+        from .timeouts import nftables_note
+        nftables_note(timeouts)
+
     @staticmethod
     def limits(pools: Iterable[Pool]) -> list[str]:
         """What the table does differently from IPVS for these pools (one virtual server's),
@@ -245,6 +254,9 @@ class ObserveOnly:
 
     def open(self) -> None:
         pass
+
+    def set_timeouts(self, timeouts: Any) -> None:
+        pass                                    # no kernel: nothing to time out
 
     @staticmethod
     def limits(pools: Iterable[Pool]) -> list[str]:

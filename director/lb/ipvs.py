@@ -173,6 +173,8 @@ class IpvsBackend:
             raise IpvsError("IpvsBackend is not open")
         return self._ipvs
 
+    genl = _socket                # for the requests that are not about services (timeouts)
+
     def _service_request(self, command: int, service: Any = None, dump: bool = False) -> list:
         attrs = [] if service is None else [("IPVS_CMD_ATTR_SERVICE", service.dump_nla())]
         return self._socket.request(command, attrs, dump)
