@@ -14,7 +14,7 @@ import resource
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import dumps, hub, pidfile, process, webserver
+from . import dumps, hub, pidfile, process, reloadfiles, webserver
 from .clock import Clock, MonotonicClock
 from .config import Unreadable, load_config
 from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
@@ -121,6 +121,9 @@ class Director:
             self.started_wall = time.time()
             self.ready.set()
             hub.supervise(self._beat, name="heartbeat")
+            reloadfiles.ReloadTimer(lambda: (self.config.global_defs.reload_time_file,
+                                             self.config.global_defs.reload_repeat),
+                                    lambda: self.commands.put("reload")).start()
             self.loop_lag.threshold = threshold_for(self.config)
             self.loop_lag.start()
             # Everything built so far lives as long as the daemon: keep the collector from
@@ -458,6 +461,7 @@ class Director:
             return self._reloaded("failure", [f"applying the new configuration: {exc}; "
                                               + self._roll_back(plan)])
         self.config = plan.new
+        reloadfiles.save(plan.old, plan.new, self.config_id)      # config_save_dir
         if self.web is not None:
             self.web.limit = self._web_limit(plan.new)
         hub.spawn(release_slowly, list(plan.old.virtual_servers), name="release old model")
@@ -471,7 +475,9 @@ class Director:
         100,000-line file is most of a second of work)."""
         from . import reconcile                   # not on the way to the first advert
         pause = hub.Slicer()
-        result = load_config(self.options.use_file, self.config_id, pause=pause)
+        with reloadfiles.reading(running, self.options.state_dir):      # reload_file
+            result = load_config(self.options.use_file, self.config_id, pause=pause)
+        reloadfiles.write_check_log(running, result.diagnostics, result.ok)
         return result, reconcile.plan(running, result.config, pause) if result.ok else None
 
     def _coalesce(self, command: str) -> None:
