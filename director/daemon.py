@@ -95,12 +95,14 @@ class Director:
         self.exit_code = 0
         self.stopped = False
         self.process: process.ProcessPlan | None = None
+        self.namespace: str | None = None            # net_namespace entered at start
         self.loop_lag = MainLoopLag(on_late=lambda **fields: self.events.add("main_loop.late",
                                                                              **fields))
 
     def run(self, signals: bool = True) -> int:
         """Runs until stopped. ``signals=False`` when embedded in a WSGI server (wsgi.py),
         whose signals are its own."""
+        self._enter_namespace()                # before any socket: they belong to one
         self._set_process(self.config)         # the umask before any file is made
         self._own_directories()
         if self.options.pid:
@@ -610,9 +612,22 @@ class Director:
     def _dump_path(self, kind: str) -> str:
         return dumps.path(self.config, kind, self.options.state_dir)
 
+    def _enter_namespace(self) -> None:
+        from . import netns
+        self.namespace = process.top_level(self.config, "net_namespace")
+        if self.namespace:
+            try:
+                netns.enter(self.namespace)
+            except OSError as exc:
+                raise StartupError(str(exc)) from None
+            event(log, "director.net_namespace", namespace=self.namespace)
+
     def _set_process(self, config: Any) -> None:
         """Name, umask, scheduling, affinity, memory lock: at start, and when a reload
         changes them (director/process.py)."""
+        if process.top_level(config, "net_namespace") != self.namespace:
+            event(log, "reload.net_namespace_kept", logging.WARNING, running=self.namespace,
+                  note="a reload cannot move the daemon to another namespace: restart it")
         new = process.plan(config)
         if new != self.process:
             process.apply(new, self.process)

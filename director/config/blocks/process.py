@@ -329,7 +329,7 @@ def _show(value) -> str:
 # Not carried out yet (issue 14, part H in progress): parsed, and -t says so.
 _PENDING = set(
                "tmp_config_directory include_check random_seed "
-               "max_auto_priority min_auto_priority_delay net_namespace net_namespace_ipvs "
+               "max_auto_priority min_auto_priority_delay net_namespace_ipvs "
                "use_pid_dir vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force "
                "vrrp_netlink_monitor_rcv_bufs vrrp_netlink_monitor_rcv_bufs_force "
                "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force "
