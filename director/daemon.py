@@ -96,6 +96,7 @@ class Director:
         self.stopped = False
         self.process: process.ProcessPlan | None = None
         self.namespace: str | None = None            # net_namespace entered at start
+        self.auto_priority = process.AutoPriority()
         self.loop_lag = MainLoopLag(on_late=lambda **fields: self.events.add("main_loop.late",
                                                                              **fields))
 
@@ -104,6 +105,8 @@ class Director:
         whose signals are its own."""
         self._enter_namespace()                # before any socket: they belong to one
         self._set_process(self.config)         # the umask before any file is made
+        if not self.options.pid:
+            self.options.pid = process.pid_dir_file(self.config)     # use_pid_dir
         self._own_directories()
         if self.options.pid:
             pidfile.acquire(self.options.pid)
@@ -632,6 +635,8 @@ class Director:
         if new != self.process:
             process.apply(new, self.process)
             self.process = new
+        self.auto_priority.configure(config, new)
+        self.loop_lag.on_lag = self.auto_priority.on_lag
 
     def handle_json(self) -> bool:
         """keepalived's SIGJSON: the VRRP instances as JSON (json_version's shape)."""

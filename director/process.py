@@ -17,7 +17,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from .config.blocks.process import top_level  # noqa: F401 (the daemon reads it here)
+from .config.blocks.process import top_level
 from .log import event
 
 log = logging.getLogger("director")
@@ -143,3 +143,76 @@ def _realtime(new: ProcessPlan) -> None:
     resource.setrlimit(resource.RLIMIT_RTTIME, (soft, max(soft, MIN_HARD_RTTIME)))
     os.sched_setscheduler(0, os.SCHED_RR | getattr(os, "SCHED_RESET_ON_FORK", 0),
                           os.sched_param(new.rt_priority))
+
+
+PID_DIR = "/run/keepalived"
+
+
+def pid_dir_file(config: Any) -> str | None:
+    """use_pid_dir without -p: keepalived's pid directory, the instance in the name."""
+    if not (config.use_pid_dir or config.global_defs.use_pid_dir):
+        return None
+    instance = top_level(config, "instance")
+    return os.path.join(PID_DIR, f"keepalived_{instance}.pid" if instance else
+                        "keepalived.pid")
+
+
+SO_RCVBUFFORCE = 33                 # asm-generic/socket.h: past net.core.rmem_max
+
+
+def netlink_buffer(config: Any, kind: str) -> tuple[int, bool] | None:
+    """(bytes, force) of ``{kind}_netlink_cmd_rcv_bufs`` (kind vrrp or lvs), None when not
+    set. director's checkers monitor no links: lvs_netlink_monitor_rcv_bufs stands in for
+    the IPVS command socket's when the cmd one is not given."""
+    defs = config.global_defs
+    for which in ("cmd", "monitor") if kind == "lvs" else ("cmd",):
+        size = getattr(defs, f"{kind}_netlink_{which}_rcv_bufs")
+        if size:
+            return size, bool(getattr(defs, f"{kind}_netlink_{which}_rcv_bufs_force"))
+    return None
+
+
+def set_receive_buffer(sock: Any, setting: tuple[int, bool] | None) -> None:
+    """SO_RCVBUF (or SO_RCVBUFFORCE) of a netlink socket, as configured."""
+    if setting is not None:
+        import socket
+        size, force = setting
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE if force else socket.SO_RCVBUF,
+                        size)
+
+
+class AutoPriority:
+    """max_auto_priority: a main loop late by min_auto_priority_delay or more switches the
+    process to SCHED_RR at priority 1, and each further late run raises it by one, up to
+    max_auto_priority (keepalived's automatic priority increase). Fed every lag measure
+    (looplag.MainLoopLag.on_lag)."""
+
+    def __init__(self) -> None:
+        self.maximum = 0
+        self.min_delay = 1.0
+        self.base: int | None = None          # the configured rt priority, if any
+        self.current: int | None = None       # the priority raised to, if any
+
+    def configure(self, config: Any, plan: ProcessPlan) -> None:
+        defs = config.global_defs
+        self.maximum = max(0, defs.max_auto_priority or 0)
+        self.min_delay = defs.min_auto_priority_delay / 1e6
+        self.base = plan.rt_priority
+        self.rttime = plan.rlimit_rttime or DEFAULT_RLIMIT_RTTIME
+
+    def on_lag(self, lag: float) -> None:
+        if not self.maximum or lag < self.min_delay:
+            return
+        now = max(self.current or 0, self.base or 0)
+        if now >= self.maximum:
+            return
+        raised = ProcessPlan(rt_priority=now + 1, rlimit_rttime=self.rttime)
+        try:
+            _realtime(raised)
+        except OSError as exc:
+            event(log, "director.auto_priority_failed", logging.WARNING, error=exc)
+            self.maximum = 0                   # once said is enough
+            return
+        self.current = now + 1
+        event(log, "director.auto_priority", logging.WARNING, rt_priority=self.current,
+              lag=f"{lag:.3f}s", maximum=self.maximum)

@@ -34,6 +34,7 @@ class IpvsSync:
 
     name = "ipvs"
     reports_connections = True
+    receive_buffer: tuple[int, bool] | None = None     # lvs_netlink_cmd_rcv_bufs
     FULL_READ_EVERY = 10
     COUNTERS_MAX_AGE = 1.0      # seconds the services' counters shown may be old
 
@@ -49,6 +50,7 @@ class IpvsSync:
         self._expected_for: State | None = None
 
     def open(self) -> None:
+        self.backend.receive_buffer = self.receive_buffer
         self.backend.open()
 
     def set_timeouts(self, timeouts: Any) -> None:

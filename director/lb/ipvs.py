@@ -149,11 +149,12 @@ class IpvsBackend:
 
     def __init__(self) -> None:
         self._ipvs: GenlSocket | None = None
+        self.receive_buffer: tuple[int, bool] | None = None     # lvs_netlink_cmd_rcv_bufs
         self.counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
 
     def open(self) -> None:
         if self._ipvs is None:
-            self._ipvs = GenlSocket()
+            self._ipvs = GenlSocket(receive_buffer=self.receive_buffer)
 
     def close(self) -> None:
         if self._ipvs is not None:

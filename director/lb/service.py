@@ -157,6 +157,8 @@ class LoadBalancer:
         return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained)
 
     def start(self) -> None:
+        from ..process import netlink_buffer
+        self.backend.receive_buffer = netlink_buffer(self.config, "lvs")
         self.backend.open()
         self._set_timeouts(self.config)
         if self.config.global_defs.lvs_flush:

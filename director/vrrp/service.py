@@ -81,6 +81,8 @@ class VrrpService:
     def start(self) -> None:
         """Start-up is a reload from nothing: every instance and sync group is new."""
         from ..reconcile import InstancePlan
+        from ..process import netlink_buffer
+        self.addresses.receive_buffer = netlink_buffer(self.config, "vrrp")
         self.addresses.open()
         config = self.config
         plan = InstancePlan(added=tuple(i.name for i in config.vrrp_instances),

@@ -106,3 +106,40 @@ def test_process_settings_scripts_and_dump_files(lab, tmp_path):
     assert lines == ["0", "startup", "0", "shutdown"], lines
     assert any("why=shutdown_script" in line and "result=timeout" in line
                for line in lab.log_of(proc).splitlines())
+
+
+def test_max_auto_priority_switches_to_real_time_when_the_loop_runs_late(tmp_path):
+    """Stopped (SIGSTOP) for longer than min_auto_priority_delay, the main loop wakes late:
+    SCHED_RR at priority 1, then 2 after a second stop, never past max_auto_priority."""
+    import subprocess
+    import sys
+    import time
+    config = tmp_path / "keepalived.conf"
+    config.write_text("global_defs {\n    max_auto_priority 2\n"
+                      "    min_auto_priority_delay 300000\n}\n")
+    log_path = tmp_path / "log"
+    root = Path(__file__).resolve().parents[2]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "director", "-P", "-l", "-f", str(config),
+                                 "--state-dir", str(tmp_path / "state"), "--web", "off"],
+                                cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, PYTHONPATH=str(root)))
+    try:
+        wait_for(lambda: "director.started" in log_path.read_text(), 20,
+                 message=lambda: log_path.read_text())
+        assert int(proc_stat(proc.pid)[41 - 3]) == os.SCHED_OTHER
+        for expected in (1, 2, 2):
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.6)          # the lateness under test: a stop, not a wait for a state
+            proc.send_signal(signal.SIGCONT)
+            wait_for(lambda: int(proc_stat(proc.pid)[40 - 3]) == expected, 5,
+                     message=lambda: log_path.read_text())
+            assert int(proc_stat(proc.pid)[41 - 3]) == os.SCHED_RR
+        assert log_path.read_text().count("director.auto_priority ") == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -120,3 +120,68 @@ def test_json_dump_versions():
     assert dumps.vrrp_json(vrrp, 1) == [{"data": {"name": "VI_1", "state": "MASTER"},
                                         "stats": {"adverts_sent": 3}}]
     assert dumps.vrrp_json(vrrp, 2) == {"version": 2, "vrrp": dumps.vrrp_json(vrrp, 1)}
+
+
+def test_use_pid_dir_names_the_pid_file_after_the_instance(tmp_path):
+    assert process.pid_dir_file(defs(tmp_path).config) is None
+    assert process.pid_dir_file(load(tmp_path, "use_pid_dir\n").config) == \
+        "/run/keepalived/keepalived.pid"
+    assert process.pid_dir_file(load(tmp_path, "instance B\nglobal_defs {\n use_pid_dir\n}\n"
+                                     ).config) == "/run/keepalived/keepalived_B.pid"
+
+
+def test_tmp_config_directory_must_exist(tmp_path):
+    assert defs(tmp_path, f"tmp_config_directory {tmp_path}").ok
+    result = defs(tmp_path, f"tmp_config_directory {tmp_path}/none")
+    assert any("is not a directory" in m for m in messages(result))
+
+
+def test_netlink_buffers_reach_the_sockets(tmp_path):
+    """lvs_ and vrrp_netlink_cmd_rcv_bufs (_force: past rmem_max, root only) on the IPVS
+    generic netlink socket and the VIPs' rtnetlink socket (the kernel doubles the value)."""
+    import os
+    import socket
+
+    from pyroute2.netlink import CTRL_CMD_GETFAMILY, ctrlmsg
+
+    from director.lb.genl import GenlSocket
+    from director.vrrp.addresses import Addresses
+    config = defs(tmp_path, "lvs_netlink_monitor_rcv_bufs 100000",
+                  "lvs_netlink_cmd_rcv_bufs 9000000", "lvs_netlink_cmd_rcv_bufs_force",
+                  "vrrp_netlink_cmd_rcv_bufs 7000000", "vrrp_netlink_cmd_rcv_bufs_force").config
+    assert process.netlink_buffer(config, "lvs") == (9000000, True)
+    assert process.netlink_buffer(config, "vrrp") == (7000000, True)
+    assert process.netlink_buffer(defs(tmp_path, "lvs_netlink_monitor_rcv_bufs 1000").config,
+                                  "lvs") == (1000, False)
+    assert process.netlink_buffer(defs(tmp_path).config, "vrrp") is None
+    if os.geteuid() != 0:
+        pytest.skip("SO_RCVBUFFORCE needs root")
+    genl = GenlSocket(family="nlctrl", message_class=ctrlmsg, version=1,
+                      receive_buffer=process.netlink_buffer(config, "lvs"))
+    addresses = Addresses()
+    addresses.receive_buffer = process.netlink_buffer(config, "vrrp")
+    try:
+        genl.request(CTRL_CMD_GETFAMILY, [], dump=True)
+        assert genl._socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * 9000000
+        addresses.open()
+        assert addresses.ipr.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * 7000000
+    finally:
+        genl.close()
+        addresses.close()
+
+
+def test_auto_priority_rises_one_step_per_late_run_up_to_the_maximum(tmp_path, monkeypatch):
+    applied = []
+    monkeypatch.setattr(process, "_realtime", lambda plan: applied.append(plan.rt_priority))
+    auto = process.AutoPriority()
+    config = defs(tmp_path, "max_auto_priority 2", "min_auto_priority_delay 200000").config
+    auto.configure(config, process.plan(config))
+    auto.on_lag(0.1)                         # under the delay: nothing
+    for _ in range(4):
+        auto.on_lag(0.25)
+    assert applied == [1, 2]                 # SCHED_RR 1, then one more, never past 2
+    off = process.AutoPriority()
+    plain = defs(tmp_path).config
+    off.configure(plain, process.plan(plain))
+    off.on_lag(30.0)
+    assert applied == [1, 2]

@@ -9,8 +9,9 @@ the values into one plan and applies it.
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..schema import UINT_MAX, Custom, Flag, Int, Invalid, Kw, Word, one_value
 from ..values import Script
@@ -149,9 +150,8 @@ def _pair(name: str, value, default=None, doc: str = "", aliases: tuple = (),
                aliases=tuple(f"checker_{a}" for a in aliases)))
 
 
-NETLINK = ("SO_RCVBUF of director's {which} netlink socket{force}; keepalived has one per "
-           "child, director one per use (the vrrp_ value for the address and link socket, "
-           "the lvs_ one for IPVS's generic netlink socket)")
+NETLINK = ("SO_RCVBUF of director's {which} netlink socket{force}, set when it is opened "
+           "(at start)")
 
 PROCESS_KEYWORDS = (
     Kw("lvs_timeouts", Custom(lvs_timeouts, "[tcp SECS] [tcpfin SECS] [udp SECS]"),
@@ -237,16 +237,17 @@ PROCESS_KEYWORDS = (
            "The directory is created if missing (0700)."),
     Kw("tmp_config_directory", Custom(absolute_path, "an absolute path"),
        doc="keepalived copies the file for its children there. director has no children "
-           "and reads the file once, in memory: the directory is only checked to exist."),
+           "and reads the file in memory: -t only warns when the directory is missing."),
     Kw("include_check", Custom(include_check, "[[+|-]readable|match|wildcard_match|"
                                              "brace_match ...]"),
-       doc="Make a missing include an error instead of a warning: 'readable' a named file "
-           "that cannot be read, 'match' a file name that matches nothing, "
-           "'wildcard_match' a pattern that matches nothing. Nothing after it means all. "
-           "Applies from the line after it."),
+       doc="Make a missing include an error instead of a warning: 'match' a name without "
+           "* ? [ that matches nothing, 'wildcard_match' any pattern that matches nothing, "
+           "'brace_match' each {a,b} alternative that matches nothing ('readable': a named "
+           "file that cannot be read is always an error in director). Nothing after it "
+           "means all; applies from the line after it, to the end of the reading."),
     Kw("random_seed", Int(0, UINT_MAX),
-       doc="Seed of ${_RANDOM}, so that a file expands the same each time; applies from "
-           "the line after it."),
+       doc="Seed of ${_RANDOM}, so that a file expands the same each time (director's "
+           "numbers, not keepalived's); applies from the line after it."),
     Kw("set_supplementary_groups", Flag(),
        doc="Scripts run with their user's supplementary groups (initgroups) besides its "
            "primary group; without it only the primary group, as keepalived."),
@@ -257,13 +258,15 @@ PROCESS_KEYWORDS = (
     Kw("min_auto_priority_delay", Int(1, 10000000), default=1000000,
        doc="The lateness in microseconds that raises the priority (max_auto_priority)."),
     Kw("vrrp_netlink_cmd_rcv_bufs", Int(0, UINT_MAX),
-       doc=NETLINK.format(which="address and link command", force="")),
+       doc=NETLINK.format(which="VRRP address (VIPs)", force="")),
     Kw("vrrp_netlink_cmd_rcv_bufs_force", Flag(),
        doc="Set it with SO_RCVBUFFORCE (past net.core.rmem_max)."),
     Kw("vrrp_netlink_monitor_rcv_bufs", Int(0, UINT_MAX),
-       doc=NETLINK.format(which="link monitor", force="")),
+       doc="keepalived's VRRP child monitors links over netlink; director's VRRP opens no "
+           "such socket (it polls the links), so there is nothing to size: accepted "
+           "without effect."),
     Kw("vrrp_netlink_monitor_rcv_bufs_force", Flag(),
-       doc="Set it with SO_RCVBUFFORCE."),
+       doc="See vrrp_netlink_monitor_rcv_bufs."),
     Kw("lvs_netlink_cmd_rcv_bufs", Int(0, UINT_MAX),
        doc=NETLINK.format(which="IPVS (generic netlink)", force="")),
     Kw("lvs_netlink_cmd_rcv_bufs_force", Flag(), doc="Set it with SO_RCVBUFFORCE."),
@@ -282,11 +285,13 @@ ROOT_PROCESS_KEYWORDS = (
            "in it too. Entered at start; a reload cannot change it."),
     Kw("net_namespace_ipvs", Custom(lambda args, ctx: str(args[0]) if args else "",
                                     "[a network namespace name]"),
-       doc="Program IPVS in this namespace (nothing: the one director started in) while "
-           "the checks run in net_namespace's. Entered for each IPVS operation."),
+       doc="keepalived: program IPVS in this namespace while the checks run in "
+           "net_namespace's.",
+       unsupported="director programs IPVS in the namespace it runs in (net_namespace's); "
+                   "a separate IPVS namespace is not implemented"),
     Kw("instance", Word("an instance name"),
        doc="This daemon's name when several run on one host: with data_use_instance it "
-           "is in the dump files' names, and it names the process's log lines."),
+           "is in the dump files' names, with use_pid_dir in the pid file's."),
     Kw("use_pid_dir", Flag(),
        doc="Without -p, write the pid file /run/keepalived/keepalived[_INSTANCE].pid "
            "(keepalived's pid directory)."),
@@ -308,6 +313,10 @@ def top_level(config, name: str):
 
 def finish(values: dict, ctx) -> None:
     """One process for two keepalived children: say where the two forms differ."""
+    folder = values.get("tmp_config_directory")
+    if folder and not os.path.isdir(folder):
+        ctx.warn(f"tmp_config_directory {folder} is not a directory (keepalived would not "
+                 "start; director does not need it)")
     for name, rule in (("priority", "the lower nice value"), ("rt_priority", "the higher"),
                        ("rlimit_rttime", "the lower"), ("cpu_affinity", "the union"),
                        ("process_name", None)):
@@ -325,16 +334,3 @@ def finish(values: dict, ctx) -> None:
 def _show(value) -> str:
     return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
-
-# Not carried out yet (issue 14, part H in progress): parsed, and -t says so.
-_PENDING = set(
-               "tmp_config_directory include_check random_seed "
-               "max_auto_priority min_auto_priority_delay net_namespace_ipvs "
-               "use_pid_dir vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force "
-               "vrrp_netlink_monitor_rcv_bufs vrrp_netlink_monitor_rcv_bufs_force "
-               "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force "
-               "lvs_netlink_monitor_rcv_bufs lvs_netlink_monitor_rcv_bufs_force".split())
-PROCESS_KEYWORDS = tuple(replace(kw, unsupported="not implemented yet")
-                         if kw.name in _PENDING else kw for kw in PROCESS_KEYWORDS)
-ROOT_PROCESS_KEYWORDS = tuple(replace(kw, unsupported="not implemented yet")
-                              if kw.name in _PENDING else kw for kw in ROOT_PROCESS_KEYWORDS)
