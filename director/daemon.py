@@ -97,6 +97,10 @@ class Director:
         self.process: process.ProcessPlan | None = None
         self.namespace: str | None = None            # net_namespace entered at start
         self.auto_priority = process.AutoPriority()
+        self.reload_timer = reloadfiles.ReloadTimer(
+            lambda: (self.config.global_defs.reload_time_file,
+                     self.config.global_defs.reload_repeat),
+            lambda: self.commands.put("reload"))
         self.loop_lag = MainLoopLag(on_late=lambda **fields: self.events.add("main_loop.late",
                                                                              **fields))
 
@@ -126,9 +130,7 @@ class Director:
             self.started_wall = time.time()
             self.ready.set()
             hub.supervise(self._beat, name="heartbeat")
-            reloadfiles.ReloadTimer(lambda: (self.config.global_defs.reload_time_file,
-                                             self.config.global_defs.reload_repeat),
-                                    lambda: self.commands.put("reload")).start()
+            self.reload_timer.start()
             self.loop_lag.threshold = threshold_for(self.config)
             self.loop_lag.start()
             # Everything built so far lives as long as the daemon: keep the collector from
@@ -637,6 +639,12 @@ class Director:
             self.process = new
         self.auto_priority.configure(config, new)
         self.loop_lag.on_lag = self.auto_priority.on_lag
+
+    def process_view(self):
+        if self.process is None:
+            return None
+        return process.view(self.process, self.auto_priority, self.namespace,
+                            self.reload_timer.due)
 
     def handle_json(self) -> bool:
         """keepalived's SIGJSON: the VRRP instances as JSON (json_version's shape)."""

@@ -145,6 +145,14 @@ def _realtime(new: ProcessPlan) -> None:
                           os.sched_param(new.rt_priority))
 
 
+def view(plan: ProcessPlan, auto: AutoPriority, namespace: str | None,
+         reload_at: float | None) -> Any:
+    from .state import ProcessView
+    raised = auto.current if auto.current and auto.current > (plan.rt_priority or 0) else None
+    return ProcessView(plan.name, plan.umask, plan.nice, raised or plan.rt_priority,
+                       plan.cpus, plan.lock_memory, namespace, reload_at)
+
+
 PID_DIR = "/run/keepalived"
 
 

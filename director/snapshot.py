@@ -49,5 +49,6 @@ def take(director: Any, yield_every: int = YIELD_EVERY, with_jobs: bool = False)
         crashes=frozen(hub.crashes),
         check_reply_errors=frozen({} if director.checks is None else
                                   director.checks.reply_errors()),
-        main_loop=director.loop_lag.view(), web=director.web_view())
+        main_loop=director.loop_lag.view(), web=director.web_view(),
+        process=director.process_view())
 

@@ -492,6 +492,26 @@ class ReloadView:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessView:
+    """The process as global_defs set it (director/process.py) and the next timed reload."""
+
+    name: str | None
+    umask: int
+    nice: int | None
+    rt_priority: int | None             # configured, or raised by max_auto_priority
+    cpus: tuple[int, ...]               # () for every CPU
+    lock_memory: bool
+    net_namespace: str | None
+    reload_at: float | None             # reload_time_file's time, epoch seconds
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "umask": f"{self.umask:04o}", "nice": self.nice,
+                "rt_priority": self.rt_priority, "cpus": list(self.cpus),
+                "lock_memory": self.lock_memory, "net_namespace": self.net_namespace,
+                "reload_at": self.reload_at}
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     """The whole live state at ``at``."""
 
@@ -517,6 +537,7 @@ class State:
     check_reply_errors: Mapping[tuple[str, str], int] = field(default_factory=_empty)
     main_loop: MainLoopView | None = None
     web: WebView | None = None                  # None without the daemon's own web server
+    process: ProcessView | None = None
 
     @property
     def healthy(self) -> bool:
@@ -539,7 +560,8 @@ class State:
                 "not_running": list(self.not_running), "reload": self.reload.as_json(),
                 "main_loop": None if self.main_loop is None else self.main_loop.as_json(),
                 "vrrp": self.vrrp.as_json(),
-                "web": None if self.web is None else self.web.as_json()}
+                "web": None if self.web is None else self.web.as_json(),
+                "process": None if self.process is None else self.process.as_json()}
 
     def as_json(self) -> dict[str, Any]:
         """The /api/v1/state body (the API adds ``admin``)."""

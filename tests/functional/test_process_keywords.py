@@ -92,7 +92,12 @@ def test_process_settings_scripts_and_dump_files(lab, tmp_path):
     for name in ("lb.data", "lb.stats", "lb.json"):
         wait_for(lambda: stat.S_IMODE((dumps / name).stat().st_mode) == 0o600, 5,
                  message=f"{name} is not 0600 under umask 066")
-    assert json.loads((dumps / "lb.data").read_text())["vrrp"]["instances"][0]["name"] == "VI_1"
+    state = json.loads((dumps / "lb.data").read_text())
+    assert state["vrrp"]["instances"][0]["name"] == "VI_1"
+    # The same as /api/v1/state's "process": what the operator asked for, as applied.
+    assert state["process"] == {"name": "lbproc", "umask": "0066", "nice": -5,
+                                "rt_priority": 7, "cpus": [0], "lock_memory": True,
+                                "net_namespace": None, "reload_at": None}
     assert "VI_1" in json.loads((dumps / "lb.stats").read_text())
     document = json.loads((dumps / "lb.json").read_text())
     assert document["version"] == 2

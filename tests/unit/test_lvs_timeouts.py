@@ -55,3 +55,49 @@ def test_nftables_says_it_leaves_them_to_conntrack(caplog):
     with caplog.at_level(logging.WARNING, logger="director.lb"):
         NftablesSync().set_timeouts(LvsTimeouts(tcp=900))
     assert "lb.lvs_timeouts_ignored" in caplog.text and "nf_conntrack" in caplog.text
+
+
+def test_the_load_balancer_sets_them_at_start_and_on_a_reload_that_changes_them(tmp_path):
+    from types import SimpleNamespace
+
+    from director.config import load_config
+    from director.lb.service import LoadBalancer
+    from director.notify import Notifier
+
+    def config(line: str):
+        path = tmp_path / "keepalived.conf"
+        path.write_text(f"global_defs {{\n    {line}\n}}\nvirtual_server 192.0.2.10 80 {{\n"
+                        "    protocol TCP\n    real_server 10.0.0.1 80 {\n    }\n}\n")
+        return load_config(str(path), interface_exists=None).config
+
+    class Backend:
+        name = "fake"
+        kernel: dict = {}
+
+        def __init__(self):
+            self.timeouts = []
+
+        def open(self):
+            pass
+
+        def set_timeouts(self, timeouts):
+            self.timeouts.append((timeouts.tcp, timeouts.tcpfin, timeouts.udp))
+
+        def sync(self, desired, owned, verify=True):
+            return []
+
+        def close(self, remove=None):
+            pass
+
+    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], real_servers=[])
+    lb = LoadBalancer(config("lvs_timeouts tcp 900"), checks, "none", Notifier(None))
+    lb.backend = backend = Backend()
+    lb.start()
+    try:
+        assert backend.timeouts == [(900, None, None)]
+        lb.reload(config("lvs_timeouts tcp 900"))            # unchanged: not sent again
+        lb.reload(config("lvs_timeouts tcp 900 udp 60"))
+        lb.reload(config("router_id X"))                     # gone: nothing restored
+        assert backend.timeouts == [(900, None, None), (900, None, 60)]
+    finally:
+        lb.stop()
