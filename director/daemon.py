@@ -27,7 +27,7 @@ from .notify import Notifier
 
 if TYPE_CHECKING:
     from . import reconcile
-    from .state import State, VrrpView, WebView
+    from .state import ProcessView, State, VrrpView, WebView
 
 log = logging.getLogger("director")
 
@@ -94,9 +94,7 @@ class Director:
         self.reload_status: dict[str, Any] = {"result": None, "at": None, "errors": []}
         self.exit_code = 0
         self.stopped = False
-        self.process: process.ProcessPlan | None = None
-        self.namespace: str | None = None            # net_namespace entered at start
-        self.auto_priority = process.AutoPriority()
+        self.own = process.OwnProcess()
         self.reload_timer = reloadfiles.ReloadTimer(
             lambda: (self.config.global_defs.reload_time_file,
                      self.config.global_defs.reload_repeat),
@@ -107,8 +105,11 @@ class Director:
     def run(self, signals: bool = True) -> int:
         """Runs until stopped. ``signals=False`` when embedded in a WSGI server (wsgi.py),
         whose signals are its own."""
-        self._enter_namespace()                # before any socket: they belong to one
-        self._set_process(self.config)         # the umask before any file is made
+        try:
+            self.own.enter_namespace(self.config)   # before any socket: they belong to one
+        except OSError as exc:
+            raise StartupError(str(exc)) from None
+        self.own.configure(self.config, self.loop_lag)  # the umask before any file is made
         if not self.options.pid:
             self.options.pid = process.pid_dir_file(self.config)     # use_pid_dir
         self._own_directories()
@@ -266,13 +267,12 @@ class Director:
         self.mailer = Mailer(self.config, self.router_id())
         self.events.listeners.append(self.mailer.on_event)
         self.mailer.start()
+        defs = self.config.global_defs
         self.notifier = notifier = Notifier(
-            self.config.global_defs.script_user,
-            script_security=self.config.global_defs.enable_script_security)
+            defs.script_user, script_security=defs.enable_script_security,
+            supplementary_groups=defs.set_supplementary_groups)
         notifier.listeners.append(lambda why, result: self.events.add(
             "notify", via="script", why=why, result=result))
-        defs = self.config.global_defs
-        notifier.supplementary_groups = defs.set_supplementary_groups
         if defs.startup_script is not None:    # before VRRP and the checkers (keepalived)
             notifier.run_and_wait(defs.startup_script, "startup_script",
                                   defs.startup_script_timeout)
@@ -517,7 +517,7 @@ class Director:
             self.notifier.configure(plan.new.global_defs.script_user,
                                     plan.new.global_defs.enable_script_security,
                                     plan.new.global_defs.set_supplementary_groups)
-        self._set_process(plan.new)
+        self.own.configure(plan.new, self.loop_lag)
         if prepared is not None:
             self.vrrp.apply(prepared)
 
@@ -617,34 +617,8 @@ class Director:
     def _dump_path(self, kind: str) -> str:
         return dumps.path(self.config, kind, self.options.state_dir)
 
-    def _enter_namespace(self) -> None:
-        from . import netns
-        self.namespace = process.top_level(self.config, "net_namespace")
-        if self.namespace:
-            try:
-                netns.enter(self.namespace)
-            except OSError as exc:
-                raise StartupError(str(exc)) from None
-            event(log, "director.net_namespace", namespace=self.namespace)
-
-    def _set_process(self, config: Any) -> None:
-        """Name, umask, scheduling, affinity, memory lock: at start, and when a reload
-        changes them (director/process.py)."""
-        if process.top_level(config, "net_namespace") != self.namespace:
-            event(log, "reload.net_namespace_kept", logging.WARNING, running=self.namespace,
-                  note="a reload cannot move the daemon to another namespace: restart it")
-        new = process.plan(config)
-        if new != self.process:
-            process.apply(new, self.process)
-            self.process = new
-        self.auto_priority.configure(config, new)
-        self.loop_lag.on_lag = self.auto_priority.on_lag
-
-    def process_view(self):
-        if self.process is None:
-            return None
-        return process.view(self.process, self.auto_priority, self.namespace,
-                            self.reload_timer.due)
+    def process_view(self) -> ProcessView | None:
+        return self.own.view(self.reload_timer.due)
 
     def handle_json(self) -> bool:
         """keepalived's SIGJSON: the VRRP instances as JSON (json_version's shape)."""

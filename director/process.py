@@ -145,14 +145,6 @@ def _realtime(new: ProcessPlan) -> None:
                           os.sched_param(new.rt_priority))
 
 
-def view(plan: ProcessPlan, auto: AutoPriority, namespace: str | None,
-         reload_at: float | None) -> Any:
-    from .state import ProcessView
-    raised = auto.current if auto.current and auto.current > (plan.rt_priority or 0) else None
-    return ProcessView(plan.name, plan.umask, plan.nice, raised or plan.rt_priority,
-                       plan.cpus, plan.lock_memory, namespace, reload_at)
-
-
 PID_DIR = "/run/keepalived"
 
 
@@ -224,3 +216,44 @@ class AutoPriority:
         self.current = now + 1
         event(log, "director.auto_priority", logging.WARNING, rt_priority=self.current,
               lag=f"{lag:.3f}s", maximum=self.maximum)
+
+
+class OwnProcess:
+    """The daemon's own process: the namespace it entered, the plan applied, the priority
+    max_auto_priority raised. The daemon calls enter_namespace once, configure at start and
+    on each reload, view for the live state."""
+
+    def __init__(self) -> None:
+        self.plan: ProcessPlan | None = None
+        self.namespace: str | None = None        # net_namespace entered at start
+        self.auto = AutoPriority()
+
+    def enter_namespace(self, config: Any) -> None:
+        """Raises OSError (the daemon does not start)."""
+        from . import netns
+        self.namespace = top_level(config, "net_namespace")
+        if self.namespace:
+            netns.enter(self.namespace)
+            event(log, "director.net_namespace", namespace=self.namespace)
+
+    def configure(self, config: Any, loop_lag: Any) -> None:
+        """Name, umask, scheduling, affinity, memory lock: what changed is applied."""
+        if top_level(config, "net_namespace") != self.namespace:
+            event(log, "reload.net_namespace_kept", logging.WARNING, running=self.namespace,
+                  note="a reload cannot move the daemon to another namespace: restart it")
+        new = plan(config)
+        if new != self.plan:
+            apply(new, self.plan)
+            self.plan = new
+        self.auto.configure(config, new)
+        loop_lag.on_lag = self.auto.on_lag
+
+    def view(self, reload_at: float | None) -> Any:
+        if self.plan is None:
+            return None
+        from .state import ProcessView
+        configured = self.plan.rt_priority or 0
+        raised = self.auto.current if (self.auto.current or 0) > configured else None
+        return ProcessView(self.plan.name, self.plan.umask, self.plan.nice,
+                           raised or self.plan.rt_priority, self.plan.cpus,
+                           self.plan.lock_memory, self.namespace, reload_at)
