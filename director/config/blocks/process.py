@@ -141,13 +141,14 @@ def process_name(args: list[str], ctx) -> str:
     return name
 
 
-def _pair(name: str, value, default=None, doc: str = "", aliases: tuple = (),
-          deprecated: str = "") -> tuple[Kw, Kw]:
-    """The vrrp_ and checker_ forms of one process setting."""
-    return (Kw(f"vrrp_{name}", value, default=default, doc=doc,
-               aliases=tuple(f"vrrp_{a}" for a in aliases)),
-            Kw(f"checker_{name}", value, default=default, doc=doc,
-               aliases=tuple(f"checker_{a}" for a in aliases)))
+def _pair(name: str, value, default=None, doc: str = "", old: str = "") -> tuple[Kw, ...]:
+    """The vrrp_ and checker_ forms of one process setting (and their deprecated
+    spellings ``old``, which keepalived 2.2.7 still reads)."""
+    forms = tuple(Kw(f"{who}_{name}", value, default=default, doc=doc)
+                  for who in ("vrrp", "checker"))
+    return forms + tuple(Kw(f"{who}_{old}", value, field=f"{who}_{name}",
+                            deprecated=f"{who}_{old} is deprecated: write {who}_{name}")
+                         for who in ("vrrp", "checker") if old)
 
 
 NETLINK = ("SO_RCVBUF of director's {which} netlink socket{force}, set when it is opened "
@@ -173,9 +174,10 @@ PROCESS_KEYWORDS = (
        doc="keepalived's VRRP child's name: director's one process takes it when "
            "process_name is not given (then checker_process_name)."),
     Kw("checker_process_name", Custom(process_name, "a name (15 characters)"),
-       aliases=("lvs_process_name",),
-       doc="keepalived's checker child's name; see vrrp_process_name. lvs_process_name is "
-           "its deprecated spelling."),
+       doc="keepalived's checker child's name; see vrrp_process_name."),
+    Kw("lvs_process_name", Custom(process_name, "a name (15 characters)"),
+       field="checker_process_name",
+       deprecated="lvs_process_name is deprecated: write checker_process_name"),
     *_pair("priority", Int(-20, 19),
            doc="The nice value (-20..19, lower runs first). " +
                ONE_PROCESS.format(which="lower")),
@@ -185,7 +187,7 @@ PROCESS_KEYWORDS = (
     *_pair("rt_priority", Int(1, 99),
            doc="Real-time scheduling (SCHED_RR) at this priority. " +
                ONE_PROCESS.format(which="higher")),
-    *_pair("rlimit_rttime", Int(1, UINT_MAX), aliases=("rlimit_rtime",),
+    *_pair("rlimit_rttime", Int(1, UINT_MAX), old="rlimit_rtime",
            doc="With real-time scheduling, RLIMIT_RTTIME in microseconds: the CPU time "
                "between two blocking calls before the kernel sends SIGXCPU (default 10000, "
                "keepalived's). " + ONE_PROCESS.format(which="lower")),
@@ -249,8 +251,10 @@ PROCESS_KEYWORDS = (
        doc="Seed of ${_RANDOM}, so that a file expands the same each time (director's "
            "numbers, not keepalived's); applies from the line after it."),
     Kw("set_supplementary_groups", Flag(),
-       doc="Scripts run with their user's supplementary groups (initgroups) besides its "
-           "primary group; without it only the primary group, as keepalived."),
+       doc="Notify scripts, startup_script and shutdown_script run with their user's "
+           "supplementary groups besides its primary group (without it: the primary group "
+           "only, as keepalived). vrrp_script and MISC_CHECK keep their own rule (a GROUP "
+           "written ':NAME' asks for the supplementary groups)."),
     Kw("max_auto_priority", Custom(auto_priority, "[-1..99]"), default=0,
        doc="When the main loop runs late by min_auto_priority_delay or more, switch to "
            "real-time scheduling (SCHED_RR) at priority 1 and raise it by one at each "
