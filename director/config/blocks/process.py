@@ -164,12 +164,13 @@ PROCESS_KEYWORDS = (
     Kw("umask", Custom(umask, "NUMBER | BITS (IWGRP|IWOTH)"),
        doc="The umask of the files director creates (state, dumps, the pid file: those "
            "also never more than 0644) and of the scripts it runs. Default: keepalived's "
-           "IWGRP|IWOTH (022), set at start; a reload does not change it."),
+           "IWGRP|IWOTH (022), set at start and by a reload that changes it."),
     Kw("process_names", Flag(),
        doc="Name the process 'keepalived' (as /proc/PID/comm, ps and top show it), unless "
            "process_name names it."),
     Kw("process_name", Custom(process_name, "a name (15 characters)"),
-       doc="The process name (/proc/PID/comm), set at start."),
+       doc="The process name (/proc/PID/comm), set at start and by a reload that changes "
+           "it."),
     Kw("vrrp_process_name", Custom(process_name, "a name (15 characters)"),
        doc="keepalived's VRRP child's name: director's one process takes it when "
            "process_name is not given (then checker_process_name)."),
@@ -231,12 +232,12 @@ PROCESS_KEYWORDS = (
            "<state-dir>/keepalived.reload)."),
     Kw("reload_check_config", Custom(optional_path, "[LOG_FILE]"),
        doc="keepalived: check the file before a reload. director always does (a file with "
-           "errors is never applied); with LOG_FILE, a refused reload's diagnostics are "
-           "also written there."),
+           "errors is never applied); with LOG_FILE, each reload's check (its diagnostics "
+           "and 'configuration valid' or 'invalid') is written there."),
     Kw("config_save_dir", Custom(absolute_path, "an absolute path"),
-       doc="On each reload, save a copy of the configuration file as it was read, before "
-           "and after (keepalived's debugging aid): DIR/<time>-before.conf and -after.conf. "
-           "The directory is created if missing (0700)."),
+       doc="On each applied reload, save the configuration before and after it, as -d "
+           "prints it (secrets masked; keepalived's debugging aid): DIR/<time>-before.conf "
+           "and -after.conf. The directory is created if missing (0700)."),
     Kw("tmp_config_directory", Custom(absolute_path, "an absolute path"),
        doc="keepalived copies the file for its children there. director has no children "
            "and reads the file in memory: -t only warns when the directory is missing."),
