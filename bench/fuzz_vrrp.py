@@ -51,8 +51,9 @@ def report(engine: str, counts: dict[str, int], elapsed: float, accepted_rate: f
     print(f"engine {engine}: {total:,} packets in {elapsed:.1f} s = {rate:,.0f} packets/s "
           f"(anchor, captured adverts accepted: {accepted_rate:,.0f}/s; ratio "
           f"{rate / accepted_rate:.2f})")
-    reasons = {k: v for k, v in counts.items() if k != "accepted"}
-    print(f"accepted {counts.get('accepted', 0):,}; dropped {sum(reasons.values()):,} "
+    reasons = {k: v for k, v in counts.items() if k not in ("accepted", "ignored")}
+    print(f"accepted {counts.get('accepted', 0):,}; ignored (AH around another protocol) "
+          f"{counts.get('ignored', 0):,}; dropped {sum(reasons.values()):,} "
           f"for {len(reasons)} distinct reasons:")
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         print(f"  {reason:20} {count:>9,}")
@@ -96,7 +97,8 @@ def run_atheris(runs: int, seed: int) -> int:
             print(f"\nFAILED on input {data.hex()} (context {context.name}, wire "
                   f"{wire.hex()}, hop limit {hop}): {exc!r}", file=sys.stderr, flush=True)
             raise
-        key = outcome.reason if isinstance(outcome, packet.Dropped) else "accepted"
+        key = outcome.reason if isinstance(outcome, packet.Dropped) else \
+            "ignored" if outcome is None else "accepted"
         counts[key] = counts.get(key, 0) + 1
         if len(counts) and sum(counts.values()) >= runs:
             report(f"atheris {version('atheris')} (libFuzzer, seed {seed})", counts,

@@ -276,8 +276,10 @@ class Director:
         if defs.startup_script is not None:    # before VRRP and the checkers (keepalived)
             notifier.run_and_wait(defs.startup_script, "startup_script",
                                   defs.startup_script_timeout)
+        notifier.fifos.configure(self.config.global_defs, self._fifo_kinds())
         if not self.options.check:
             from .vrrp.arp import Announcer
+            from .vrrp.firewall import FirewallError
             from .vrrp.service import VrrpService
             self.vrrp = VrrpService(self.config, self.clock, Announcer(), notifier)
             self.vrrp.on_new_instance.append(
@@ -289,7 +291,10 @@ class Director:
             self.vrrp.on_new_sync_group.append(
                 lambda group: group.listeners.append(lambda group, state: self.events.add(
                     "vrrp.sync_group", sync_group=group.name, state=state)))
-            self.vrrp.start()
+            try:
+                self.vrrp.start()
+            except FirewallError as exc:
+                raise StartupError(f"accept mode off needs nftables: {exc}") from None
         if not self.options.vrrp and self.config.virtual_servers:
             self._start_pools(self.config)
 
@@ -382,6 +387,9 @@ class Director:
     def _stop_sequence(self) -> None:
         self.stopped = True
         event(log, "director.stopping")
+        # keepalived's order: the FIFO scripts get TERM, then the last lines (STOP), then
+        # the FIFOs close (a reader sees end of file)
+        terminated = self.notifier.fifos.terminate_scripts() if self.notifier else []
         if self.lb is not None:
             self.lb.stop()
         if self.checks is not None:
@@ -393,6 +401,7 @@ class Director:
             # keepalived's parent waits for its children's
             wait = process.top_level(self.config, "child_wait_time")
             self.notifier.wait(timeout=1.0 if wait is None else wait)
+            self.notifier.fifos.close(terminated)
             defs = self.config.global_defs
             if defs.shutdown_script is not None:
                 self.notifier.run_and_wait(defs.shutdown_script, "shutdown_script",
@@ -453,6 +462,7 @@ class Director:
             return self._reloaded("failure", [str(d) for d in result.errors])
         if plan.unchanged:
             event(log, "reload.unchanged")
+            self._fifo_states(plan)
             return self._reloaded("success", [], "unchanged")
         try:
             prepared = self._prepare(plan)
@@ -472,6 +482,7 @@ class Director:
         if self.web is not None:
             self.web.limit = self._web_limit(plan.new)
         hub.spawn(release_slowly, list(plan.old.virtual_servers), name="release old model")
+        self._fifo_states(plan)
         note = plan.describe()
         event(log, "reload.applied", note=note, parse_seconds=round(ready - started, 3),
               apply_seconds=round(time.monotonic() - ready, 3))
@@ -517,9 +528,20 @@ class Director:
             self.notifier.configure(plan.new.global_defs.script_user,
                                     plan.new.global_defs.enable_script_security,
                                     plan.new.global_defs.set_supplementary_groups)
+            self.notifier.fifos.configure(plan.new.global_defs, self._fifo_kinds())
         self.own.configure(plan.new, self.loop_lag)
         if prepared is not None:
             self.vrrp.apply(prepared)
+
+    def _fifo_kinds(self) -> tuple[str, ...]:
+        """The notify FIFO lines this daemon writes: -P has no load balancer, -C no VRRP."""
+        from .notify_fifo import LVS, VRRP
+        return (VRRP,) if self.options.vrrp else (LVS,) if self.options.check else (VRRP, LVS)
+
+    def _fifo_states(self, plan: reconcile.ReloadPlan) -> None:
+        """fifo_write_vrrp_states_on_reload: what the reload did not restart says its state."""
+        if self.vrrp is not None and plan.new.global_defs.fifo_write_vrrp_states_on_reload:
+            self.vrrp.write_fifo_states(plan.instances.starting, plan.instances.sync_groups)
 
     def _roll_back(self, plan: reconcile.ReloadPlan) -> str:
         """After a failed apply: every subsystem back on the running configuration (a

@@ -1,12 +1,12 @@
 """Notification scripts (notify_master, notify, quorum_up, notify_up, ...): each runs in a
 greenlet of its own, without a shell, as ``script_user``, killed at its timeout, so that a
-failing or hanging script never stalls the engine that asked for it."""
+failing or hanging script never stalls the engine that asked for it. The notify FIFOs'
+lines go through the same object (``fifos``: director/notify_fifo.py)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import pwd
 import shlex
 import signal
 import subprocess
@@ -14,28 +14,12 @@ from typing import Any
 
 from . import hub
 from .log import event
-from .scriptsec import default_user, refusal
+from .notify_fifo import NotifyFifos
+from .scriptsec import default_user, identity, refusal, split_user  # noqa: F401 (tracking)
 
 log = logging.getLogger("director.notify")
 
 DEFAULT_TIMEOUT = 10.0
-
-
-def identity(user: str | None, group: str | None, supplementary: bool = False) -> dict:
-    """subprocess arguments to run as ``user`` (and ``group``): keepalived's rule is the
-    user's primary group and no supplementary groups, unless set_supplementary_groups.
-    Raises KeyError for an unknown user."""
-    if user is None:
-        return {"group": group} if group is not None else {}
-    entry = pwd.getpwnam(user)
-    extra = os.getgrouplist(user, entry.pw_gid) if supplementary else []
-    return {"user": entry.pw_uid, "group": group or entry.pw_gid, "extra_groups": extra}
-
-
-def split_user(text: str | None) -> tuple[str | None, str | None]:
-    """``"USER [GROUP]"`` (script_user, a script's user) -> (user, group)."""
-    user, _, group = (text or "").partition(" ")
-    return user or None, group.strip() or None
 
 
 class Notifier:
@@ -47,6 +31,7 @@ class Notifier:
         self.results: dict[str, int] = {}        # ok, failed, timeout, error, refused -> n
         self.running: set[hub.Greenlet] = set()
         self.listeners: list = []                 # called with (why, result) after each run
+        self.fifos = NotifyFifos()                # the notify FIFOs' lines go through here
 
     def configure(self, script_user: str | None, script_security: bool = False,
                   supplementary_groups: bool = False) -> None:

@@ -2,14 +2,17 @@
 nowhere else, with one identity per object.
 
 - a VRRP instance is its name; it is *kept* (runs on untouched: no transition, no missed
-  advert) when its block, its effective version and the scripts it tracks are unchanged;
+  advert) when its block, its effective version, what strict and accept mode make of it
+  (global vrrp_strict), the scripts it tracks and its tracking signature (its sync group's
+  tracking, the files and processes it tracks: vrrp/tracked.py) are unchanged;
   otherwise it restarts (leaves as on stop, starts as at start-up);
 - a sync group is its name; it is rebuilt when its block changed or a member restarted;
 - a real server is (virtual server name, address, port); it is *kept* (jobs, up/down,
   counters) when everything its checkers are built from is unchanged (``check_signature``),
   *changed* otherwise: it then gets new checkers and carries its state over (the services
   migrate it, see CheckService.apply);
-- the load balancer, the mailer and the lvs sync daemons follow their parts of the file.
+- the load balancer, the mailer, the lvs sync daemons and the accept-mode firewall follow
+  their parts of the file.
 
 Pure: configurations in, a frozen ReloadPlan out. The daemon prepares, applies and
 commits it (daemon.Director.handle_reload); the property test checks that reloading A -> B
@@ -24,7 +27,12 @@ from typing import Any, Callable, Sequence
 
 from .config.blocks.virtual_server import real_server_name, virtual_server_name
 from .config.diagnostics import no_pause
+from .config.strict import blocks, strict_mode
 from .config.validate import effective_version
+from .vrrp.wire import fixed_by_globals
+from .vrrp.tracked import signature as tracking_signature
+from .vrrp.vmac import plan as plan_vmacs
+from .vrrp.firewall import settings as firewall_settings
 
 ServerKey = tuple[str, str, int]          # (virtual server name, address, port)
 
@@ -38,6 +46,7 @@ class InstancePlan:
     sync_groups: tuple[str, ...] = ()     # rebuilt (or removed, when gone from the file)
     scripts: tuple[str, ...] = ()         # tracked scripts whose definition changed
     lvs_sync: bool = False                # the lvs_sync_daemon setting changed
+    firewall: bool = False                # the accept-mode tables' settings changed
 
     @property
     def going(self) -> tuple[str, ...]:
@@ -50,7 +59,7 @@ class InstancePlan:
     @property
     def unchanged(self) -> bool:
         return not (self.added or self.changed or self.removed or self.sync_groups or
-                    self.scripts or self.lvs_sync)
+                    self.scripts or self.lvs_sync or self.firewall)
 
     def counts(self) -> dict[str, int]:
         return {"kept": len(self.kept), "added": len(self.added),
@@ -138,13 +147,24 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
     scripts = {name for name in old_scripts.keys() | new_scripts.keys()
                if old_scripts.get(name) != new_scripts.get(name)}
     running = {instance.name: instance for instance in old.vrrp_instances}
+    # a VMAC's name also depends on vmac_prefix and on the other instances' names
+    old_vmacs, new_vmacs = plan_vmacs(old), plan_vmacs(new)
 
     def same(instance: Any) -> bool:
         before = running.get(instance.name)
         return (before is not None and before == instance and
                 effective_version(before, old.global_defs) ==
                 effective_version(instance, new.global_defs) and
-                not {track.name for track in instance.track_script} & scripts)
+                old_vmacs.get(instance.name) == new_vmacs.get(instance.name) and
+                strict_mode(before, old.global_defs) ==
+                strict_mode(instance, new.global_defs) and
+                blocks(before, old.global_defs, effective_version(before, old.global_defs)) ==
+                blocks(instance, new.global_defs,
+                       effective_version(instance, new.global_defs)) and
+                fixed_by_globals(before, old.global_defs) ==
+                fixed_by_globals(instance, new.global_defs) and
+                not {track.name for track in instance.track_script} & scripts and
+                tracking_signature(old, before) == tracking_signature(new, instance))
 
     names = [instance.name for instance in new.vrrp_instances]
     kept = tuple(instance.name for instance in new.vrrp_instances if same(instance))
@@ -160,7 +180,8 @@ def plan_instances(old: Any, new: Any) -> InstancePlan:
         (name in new_groups and any(member not in kept_set
                                     for member in new_groups[name].group))))
     return InstancePlan(kept, added, changed, removed, groups, tuple(sorted(scripts)),
-                        old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon)
+                        old.global_defs.lvs_sync_daemon != new.global_defs.lvs_sync_daemon,
+                        firewall_settings(old) != firewall_settings(new))
 
 
 def servers_of(config: Any, pause: Callable[[], None] = no_pause

@@ -39,6 +39,23 @@ from .files import writable_by_others
 KEEPALIVED_SCRIPT_USER = "keepalived_script"
 
 
+def identity(user: str | None, group: str | None, supplementary: bool = False) -> dict:
+    """subprocess arguments to run as ``user`` (and ``group``): keepalived's rule is the
+    user's primary group and no supplementary groups, unless set_supplementary_groups.
+    Raises KeyError for an unknown user."""
+    if user is None:
+        return {"group": group} if group is not None else {}
+    entry = pwd.getpwnam(user)
+    extra = os.getgrouplist(user, entry.pw_gid) if supplementary else []
+    return {"user": entry.pw_uid, "group": group or entry.pw_gid, "extra_groups": extra}
+
+
+def split_user(text: str | None) -> tuple[str | None, str | None]:
+    """``"USER [GROUP]"`` (script_user, a script's user) -> (user, group)."""
+    user, _, group = (text or "").partition(" ")
+    return user or None, group.strip() or None
+
+
 @dataclass(frozen=True)
 class Entry:
     """One name on a script's path as lstat(2) sees it."""

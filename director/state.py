@@ -122,10 +122,48 @@ class InstanceCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackedView:
+    """One thing an instance (or a sync group) tracks: an interface, a script, a file, a
+    process, and what it does to the priority now."""
+    kind: str                           # interface, script, file, process
+    name: str
+    weight: int                         # 0: unweighted (FAULT while it fails)
+    reverse: bool
+    status: bool | int                  # fine or failed; a file's number
+    effect: int | str                   # added to the priority, or "FAULT"
+    running: int | None = None          # a process: how many run now
+    quorum: str | None = None           # a process: "N" (N or more) or "N..M"
+    path: str | None = None             # a file
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"kind": self.kind, "name": self.name, "weight": self.weight,
+               "reverse": self.reverse, "status": self.status, "effect": self.effect}
+        if self.kind == "process":
+            out.update(running=self.running, quorum=self.quorum)
+        if self.kind == "file":
+            out["path"] = self.path
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class VmacView:
+    """An instance's VMAC (macvlan) or ipvlan interface as the kernel has it now."""
+    name: str
+    kind: str                           # macvlan, ipvlan
+    base: str                           # the interface it sits on
+    mac: str | None                     # None: the interface does not exist
+    up: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "base": self.base, "mac": self.mac,
+                "up": self.up}
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceView:
     LIVE: ClassVar[frozenset[str]] = frozenset(
         {"state", "master_ip", "last_transition", "reason", "faults", "counters",
-         "advert_lateness"})
+         "advert_lateness", "tracking", "vmacs"})
 
     name: str
     vrid: int
@@ -142,6 +180,8 @@ class InstanceView:
     faults: tuple[str, ...] = ()
     counters: InstanceCounters | None = None
     advert_lateness: LatenessView | None = None     # as MASTER: adverts sent past their time
+    tracking: tuple[TrackedView, ...] = ()
+    vmacs: tuple[VmacView, ...] = ()    # use_vmac / use_ipvlan: its own first
 
     @classmethod
     def of(cls, config: Any, version: int, sync_group: str | None,
@@ -161,19 +201,23 @@ class InstanceView:
                 "counters": None if self.counters is None else self.counters.as_json(),
                 "advert_lateness": None if self.advert_lateness is None
                 else self.advert_lateness.as_json(),
-                "sync_group": self.sync_group}
+                "vmacs": [vmac.as_json() for vmac in self.vmacs],
+                "sync_group": self.sync_group,
+                "tracking": [item.as_json() for item in self.tracking]}
 
 
 @dataclass(frozen=True, slots=True)
 class SyncGroupView:
-    LIVE: ClassVar[frozenset[str]] = frozenset({"state"})
+    LIVE: ClassVar[frozenset[str]] = frozenset({"state", "tracking"})
 
     name: str
     instances: tuple[str, ...]
     state: str | None = None            # its members' common role, MIXED, or FAULT
+    tracking: tuple[TrackedView, ...] = ()      # its own track_* lines, as its members see them
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state, "instances": list(self.instances)}
+        return {"name": self.name, "state": self.state, "instances": list(self.instances),
+                "tracking": [item.as_json() for item in self.tracking]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +242,26 @@ class LvsSyncView:
 
 
 @dataclass(frozen=True, slots=True)
+class FirewallView:
+    """Accept mode off: the nftables tables (ip / ip6 TABLE) and what they drop now."""
+
+    table: str | None                   # None: the tables are gone (an error left behind)
+    families: tuple[str, ...]           # "ip", "ip6"
+    priority: int | None
+    blocked: tuple[str, ...]            # addresses (link-local: 'ADDRESS . "IF"')
+    by_instance: Mapping[str, tuple[str, ...]]
+    in_step: bool                       # the kernel was last seen holding exactly that
+    errors: int
+    last_error: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"table": self.table, "families": list(self.families),
+                "priority": self.priority, "blocked": list(self.blocked),
+                "by_instance": {name: list(items) for name, items in self.by_instance.items()},
+                "in_step": self.in_step, "errors": self.errors, "last_error": self.last_error}
+
+
+@dataclass(frozen=True, slots=True)
 class VrrpView:
     instances: tuple[InstanceView, ...] = ()
     sync_groups: tuple[SyncGroupView, ...] = ()
@@ -205,15 +269,22 @@ class VrrpView:
     # Packets dropped before any instance knew them (undecodable, or for a vrid we do not
     # run), by (interface, reason); the others count on their instance.
     dropped_by_interface: Mapping[tuple[str, str], int] = field(default_factory=_empty)
+    # How track_process watches: {"mode": "events"|"polling", "period": s, "lost_events": n};
+    # None when no process is tracked.
+    process_monitor: Mapping[str, Any] | None = None
+    firewall: FirewallView | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"instances": [instance.as_json() for instance in self.instances],
+                "process_monitor": None if self.process_monitor is None
+                else dict(self.process_monitor),
                 "sync_groups": [group.as_json() for group in self.sync_groups],
                 "lvs_sync_daemon": None if self.lvs_sync_daemon is None
                 else self.lvs_sync_daemon.as_json(),
                 "dropped_by_interface": {f"{interface}/{reason}": count for
                                          (interface, reason), count in
-                                         sorted(self.dropped_by_interface.items())}}
+                                         sorted(self.dropped_by_interface.items())},
+                "firewall": None if self.firewall is None else self.firewall.as_json()}
 
 
 # === checks =====================================================================================
@@ -512,6 +583,27 @@ class ProcessView:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyFifoView:
+    """A notify FIFO (director/notify_fifo.py): the lines written and dropped, its script."""
+
+    path: str
+    keywords: tuple[str, ...]           # notify_fifo, vrrp_notify_fifo, lvs_notify_fifo
+    open: bool
+    error: str | None                   # why it is not open
+    written: int                        # lines
+    dropped: Mapping[str, int]          # reason (full, closed, error) -> lines
+    script: str | None
+    script_running: bool
+    script_exits: int                   # times it ended by itself
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "keywords": list(self.keywords), "open": self.open,
+                "error": self.error, "written": self.written, "dropped": dict(self.dropped),
+                "script": self.script, "script_running": self.script_running,
+                "script_exits": self.script_exits}
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     """The whole live state at ``at``."""
 
@@ -538,6 +630,7 @@ class State:
     main_loop: MainLoopView | None = None
     web: WebView | None = None                  # None without the daemon's own web server
     process: ProcessView | None = None
+    notify_fifos: tuple[NotifyFifoView, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -561,7 +654,8 @@ class State:
                 "main_loop": None if self.main_loop is None else self.main_loop.as_json(),
                 "vrrp": self.vrrp.as_json(),
                 "web": None if self.web is None else self.web.as_json(),
-                "process": None if self.process is None else self.process.as_json()}
+                "process": None if self.process is None else self.process.as_json(),
+                "notify_fifos": [fifo.as_json() for fifo in self.notify_fifos]}
 
     def as_json(self) -> dict[str, Any]:
         """The /api/v1/state body (the API adds ``admin``)."""

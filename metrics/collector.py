@@ -22,8 +22,9 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                    HistogramMetricFamily, Metric)
 from prometheus_client.registry import Collector
 
-from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, WEB_REFUSALS, LatenessView,
-                            LvsSyncView, RealServerView, State, VirtualServerView, VrrpView)
+from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, WEB_REFUSALS, FirewallView,
+                            LatenessView, LvsSyncView, RealServerView, State,
+                            VirtualServerView, VrrpView)
 
 BUCKET_LABELS = [repr(float(bound)) for bound in DURATION_BUCKETS] + ["+Inf"]
 
@@ -65,6 +66,17 @@ class SnapshotCollector(Collector):
         for (kind, result), count in sorted(snapshot.notifications.items()):
             notifications.add_metric([kind, result], count)
         yield notifications
+        if snapshot.notify_fifos:
+            fifo_lines = CounterMetricFamily(
+                "director_notify_fifo_lines_total",
+                "Lines for the notify FIFOs: written, or dropped by reason (full: no reader "
+                "emptied the pipe; closed: the FIFO could not be opened; error).",
+                labels=["fifo", "result"])
+            for fifo in snapshot.notify_fifos:
+                fifo_lines.add_metric([fifo.path, "written"], fifo.written)
+                for reason, count in sorted(fifo.dropped.items()):
+                    fifo_lines.add_metric([fifo.path, reason], count)
+            yield fifo_lines
         balancer = snapshot.load_balancer
         if balancer is not None:
             errors = CounterMetricFamily("director_lb_errors_total",
@@ -152,6 +164,21 @@ class SnapshotCollector(Collector):
             dropped.add_metric(["", interface, reason], count)
         yield from (role, priority, transitions, became, sent, received, dropped, lateness)
         yield from self._lvs_sync(vrrp.lvs_sync_daemon)
+        yield from self._firewall(vrrp.firewall)
+
+    @staticmethod
+    def _firewall(view: FirewallView | None) -> Iterator[Metric]:
+        if view is None:
+            return
+        yield GaugeMetricFamily("director_vrrp_firewall_blocked_addresses",
+                                "Addresses whose traffic is dropped now (accept mode off).",
+                                value=len(view.blocked))
+        yield GaugeMetricFamily("director_vrrp_firewall_in_step",
+                                "1 when the nftables tables were last seen to hold what "
+                                "accept mode asks for.", value=1 if view.in_step else 0)
+        yield CounterMetricFamily("director_vrrp_firewall_errors_total",
+                                  "Failed nft runs of the accept-mode tables.",
+                                  value=view.errors)
 
     @staticmethod
     def _lvs_sync(daemon: LvsSyncView | None) -> Iterator[Metric]:

@@ -13,6 +13,7 @@ from ..clock import Clock
 from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
 from ..notify import Notifier
+from ..notify_fifo import rs_line
 from ..state import CheckView, JobStats, LastCheck
 from .base import CheckResult, kind, make_target, resolve_settings
 from .hysteresis import Health
@@ -69,6 +70,7 @@ class CheckService:
             vs_name = virtual_server_name(virtual)
             for real in virtual.real_servers:
                 self._add(virtual, real, (vs_name, real_server_name(real)))
+        self._init_notifies(self.real_servers)
         self.scheduler.listeners.append(self._changed)
         self.scheduler.start()
         event(log, "check.started", jobs=len(self.scheduler.jobs),
@@ -110,8 +112,8 @@ class CheckService:
         for before in replaced:
             key = (before.name[0], before.real_server.address, before.real_server.port)
             self._migrate(before, self._add(*wanted[key], before.name))
-        for key in plan.added:
-            self._add(*wanted[key], (key[0], real_server_name(wanted[key][1])))
+        self._init_notifies([self._add(*wanted[key], (key[0], real_server_name(wanted[key][1])))
+                             for key in plan.added])
         # the file's order (the dumps walk this list)
         self.real_servers = [self._by_name[key] for key in wanted]
         event(log, "check.reloaded", **plan.counts())
@@ -137,6 +139,14 @@ class CheckService:
         after.up = before.up
         if after.compute_up() != before.up:
             self._set_up(after, not before.up, "its checkers changed")
+
+    def _init_notifies(self, states: list[RealServerState]) -> None:
+        """global_defs rs_init_notifies: a real server that starts up (at start, or added by
+        a reload) notifies UP as a change would; keepalived's default is silence."""
+        if self.config.global_defs.rs_init_notifies:
+            for state in states:
+                if state.up:
+                    self._notify(state, True)
 
     def _forget(self, states: list[RealServerState]) -> None:
         """In one pass each (ten thousand servers removed must not cost n squared)."""
@@ -174,12 +184,17 @@ class CheckService:
         state.up = up
         event(log, "check.real_server", virtual_server=state.name[0],
               real_server=state.name[1], state="up" if up else "down", error=error)
+        self._notify(state, up)
+        for listener in list(self.listeners):
+            listener(state)
+
+    def _notify(self, state: RealServerState, up: bool, why: str = "") -> None:
+        """notify_up / notify_down, then the RS line to the lvs notify FIFOs."""
         command = state.real_server.notify_up if up else state.real_server.notify_down
         if command is not None:
             self.notifier.notify(command, (), f"real server {state.name[1]} "
-                                              f"{'up' if up else 'down'}")
-        for listener in list(self.listeners):
-            listener(state)
+                                              f"{'up' if up else 'down'}{why}")
+        self.notifier.fifos.lvs(rs_line(state.virtual_server, state.real_server, up))
 
     def history(self, virtual_name: str) -> dict[str, list] | None:
         """The recent (duration, ok) of each real server of a virtual server (its checkers'
@@ -202,9 +217,8 @@ class CheckService:
         # omega: with the daemon gone the servers are no longer served; keepalived runs their
         # notify_down as if they had failed.
         for state in self.real_servers:
-            command = state.real_server.notify_down
-            if state.virtual_server.omega and state.up and command is not None:
-                self.notifier.notify(command, (), f"real server {state.name[1]} down (omega)")
+            if state.virtual_server.omega and state.up:
+                self._notify(state, False, " (omega)")
 
     # -- what the dashboard, the metrics and the dump files read ---------------------------
 

@@ -71,6 +71,9 @@ def config_json(config, router_id: str) -> dict:
             "sync_groups": [sync_group_json(group) for group in config.vrrp_sync_groups],
             "scripts": plain(config.vrrp_scripts),
             "track_files": plain(config.track_files),
+            "garp_groups": plain(config.garp_groups),
+            "track_processes": plain(config.vrrp_track_processes),
+            "track_groups": plain(config.track_groups),
         },
         "virtual_server_groups": plain(config.virtual_server_groups),
         "virtual_servers": [virtual_server_json(s) for s in config.virtual_servers],
@@ -78,6 +81,7 @@ def config_json(config, router_id: str) -> dict:
         "static_routes": plain(config.static_routes),
         "static_rules": plain(config.static_rules),
         "ssl": plain(config.ssl),
+        "namespace_with_ipsets": config.namespace_with_ipsets,
     }
 
 
@@ -90,6 +94,8 @@ def dump_text(config, router_id: str) -> str:
     _dump(data["global_defs"], lines, 1)
     sections = [
         ("VRRP scripts", data["vrrp"]["scripts"], "VRRP script"),
+        ("VRRP track processes", data["vrrp"]["track_processes"], "VRRP track process"),
+        ("Track files", data["vrrp"]["track_files"], "Track file"),
         ("VRRP sync groups", data["vrrp"]["sync_groups"], "VRRP sync group"),
         ("VRRP topology", data["vrrp"]["instances"], "VRRP instance"),
         ("Virtual server groups", data["virtual_server_groups"], "Virtual server group"),

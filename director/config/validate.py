@@ -6,11 +6,15 @@ Each check reads the finished model and reports at the line of the block concern
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from typing import Any, Callable, Iterator
 
 from ..scriptsec import default_user, problem, refusal
 from .blocks.virtual_server import virtual_server_name
+from .blocks.vmac import duplicate_names
 from .diagnostics import Diagnostics, Location
+from .strict import problems, strict_mode
 from .values import Command
 
 
@@ -21,7 +25,9 @@ def _at(item: Any, fallback):
 
 def instance_family(instance: Any) -> int:
     """4 or 6: the family of an instance's adverts, that of its first virtual address
-    (keepalived's rule), else of its unicast source."""
+    (keepalived's rule), else of its unicast source; native_ipv6 says 6 whatever."""
+    if getattr(instance, "native_ipv6", False):
+        return 6
     if instance.virtual_ipaddress:
         return instance.virtual_ipaddress[0].family
     source = instance.unicast_src_ip or instance.mcast_src_ip
@@ -29,10 +35,12 @@ def instance_family(instance: Any) -> int:
 
 
 def effective_version(instance: Any, global_defs: Any) -> int:
-    """VRRP version in force: the instance's, else 3 for IPv6 (v2 has no IPv6), else global."""
-    if instance.version is not None:
+    """VRRP version in force: the instance's, else 3 for IPv6 (v2 has no IPv6), else global.
+    Strict mode makes an IPv6 instance's version 2 a 3 (keepalived: with a warning)."""
+    ipv6 = instance_family(instance) == 6
+    if instance.version is not None and not (ipv6 and strict_mode(instance, global_defs)):
         return instance.version
-    if instance_family(instance) == 6:
+    if ipv6:
         return 3
     return global_defs.vrrp_version
 
@@ -45,6 +53,7 @@ def validate(config: Any, diagnostics: Diagnostics,
     _virtual_servers(config, diagnostics)
     _alerts(config, diagnostics)
     _lvs_sync_daemon(config, diagnostics)
+    _notify_fifos(config, diagnostics, interface_exists is not None)
     if interface_exists is not None:     # checks of this host, not of the file
         _interfaces(config, diagnostics, interface_exists)
         _scripts(config, diagnostics)
@@ -86,9 +95,15 @@ def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
             diagnostics.warning(where, f"vrrp_instance {instance.name}: VRRPv2 advertises whole "
                                        f"seconds; advert_int {instance.advert_int:g} is rounded "
                                        f"to {max(1, round(instance.advert_int))}")
+        if version == 3 and instance.authentication is not None:
+            diagnostics.warning(_at(instance.authentication, where), f"vrrp_instance "
+                                f"{instance.name}: VRRPv3 has no authentication; its adverts "
+                                f"go without {instance.authentication.auth_type} (as keepalived's)")
         if version == 3 and instance.advert_int > 40.95:
             diagnostics.error(where, f"vrrp_instance {instance.name}: VRRPv3 advert_int is at "
                                      f"most 40.95 s, got {instance.advert_int:g}")
+        for severity, message in problems(instance, config.global_defs, version, family):
+            getattr(diagnostics, severity)(where, message)
         if instance.interface and instance.virtual_router_id:
             key = (instance.interface, instance.virtual_router_id, family)
             if key in routers:
@@ -107,6 +122,10 @@ def _vrrp_instances(config, diagnostics: Diagnostics) -> None:
             if (6 if ":" in peer.address else 4) != family:
                 diagnostics.error(_at(peer, where), f"vrrp_instance {instance.name}: unicast_peer "
                                          f"{peer.address} is not IPv{family} like the instance")
+    for instance, name in duplicate_names(config):
+        diagnostics.warning(instance.location, f"vrrp_instance {instance.name}: interface name "
+                            f"{name} is already another instance's VMAC / ipvlan; it gets a "
+                            "default name, as in keepalived")
 
 
 def _sync_groups(config, diagnostics: Diagnostics) -> None:
@@ -130,6 +149,7 @@ def _sync_groups(config, diagnostics: Diagnostics) -> None:
 def _tracking(config, diagnostics: Diagnostics) -> None:
     scripts = {s.name for s in config.vrrp_scripts}
     files = {f.name for f in config.track_files}
+    processes = {p.name for p in config.vrrp_track_processes}
     owners = [("vrrp_instance", i) for i in config.vrrp_instances] + \
              [("vrrp_sync_group", g) for g in config.vrrp_sync_groups]
     for kind, owner in owners:
@@ -141,6 +161,16 @@ def _tracking(config, diagnostics: Diagnostics) -> None:
             if tracked.name not in files:
                 diagnostics.error(_at(tracked, owner.location), f"{kind} {owner.name} tracks "
                                   f"track_file {tracked.name}, which is not defined")
+        for tracked in owner.track_process:
+            if tracked.name not in processes:
+                diagnostics.error(_at(tracked, owner.location), f"{kind} {owner.name} tracks "
+                                  f"vrrp_track_process {tracked.name}, which is not defined")
+    if diagnostics.errors:
+        return
+    from ..vrrp.tracked import tracked_for      # the weights' rules have one home
+    for instance in config.vrrp_instances:
+        for note in tracked_for(config, instance)[1]:
+            diagnostics.warning(instance.location, note)
 
 
 def _virtual_servers(config, diagnostics: Diagnostics) -> None:
@@ -194,6 +224,31 @@ def _lvs_sync_daemon(config, diagnostics: Diagnostics) -> None:
         diagnostics.error(_at(daemon, config.global_defs.location),
                           f"lvs_sync_daemon follows vrrp_instance {daemon.instance}, which is "
                           f"not defined")
+
+
+def _notify_fifos(config, diagnostics: Diagnostics, on_this_host: bool) -> None:
+    """keepalived's notes on its FIFOs, said by -t: a script without its FIFO is never run,
+    a path given twice is written once, and (on this host) a path that is not a FIFO is one
+    director will not write to."""
+    defs = config.global_defs
+    where = defs.location or config.location
+    scripts: dict[str, str] = {}          # path -> the keyword whose script reads it
+    for keyword in ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo"):
+        fifo, script = getattr(defs, keyword), getattr(defs, f"{keyword}_script")
+        if fifo is None:
+            if script is not None:
+                diagnostics.warning(where, f"{keyword}_script without {keyword}: it is not run")
+            continue
+        if script is not None:
+            if fifo.path in scripts:
+                diagnostics.warning(where, f"{keyword} {fifo.path} is also {scripts[fifo.path]}:"
+                                           f" its script is not run ({scripts[fifo.path]}_script"
+                                           " reads it)")
+            scripts.setdefault(fifo.path, keyword)
+        if on_this_host and os.path.lexists(fifo.path) and \
+                not stat.S_ISFIFO(os.lstat(fifo.path).st_mode):
+            diagnostics.warning(where, f"{keyword} {fifo.path} exists and is not a FIFO: "
+                                       "director will not write to it")
 
 
 def _interfaces(config, diagnostics: Diagnostics, exists: Callable[[str], bool]) -> None:

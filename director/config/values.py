@@ -293,9 +293,9 @@ class Tracked:
     location: Location | None = field(default=None, compare=False, repr=False)
 
 
-def tracked(words: list[str], ctx: Context) -> Tracked:
-    """``NAME [weight N [reverse|noreverse]]``; keepalived clamps +-254 to +-253 with an error,
-    so a warning says so here."""
+def tracked(words: list[str], ctx: Context, clamp: bool = True) -> Tracked:
+    """``NAME [weight N [reverse|noreverse]]``; keepalived clamps +-254 to +-253 with an error
+    for interfaces and scripts, so a warning says so here (``clamp``)."""
     name = words[0]
     rest = words[1:]
     weight = None
@@ -309,7 +309,7 @@ def tracked(words: list[str], ctx: Context) -> Tracked:
             raise Invalid(f"weight must be a number from -254 to 254, got '{rest[1]}'") from None
         if not -254 <= weight <= 254:
             raise Invalid(f"weight must be a number from -254 to 254, got {weight}")
-        if abs(weight) == 254:
+        if clamp and abs(weight) == 254:
             weight = 253 if weight > 0 else -253
             ctx.warn(f"{name}: weight {rest[1]} is clamped to {weight}, as keepalived does")
         rest = rest[2:]
@@ -319,6 +319,12 @@ def tracked(words: list[str], ctx: Context) -> Tracked:
     if rest:
         raise Invalid(f"expects NAME [weight N [reverse]], got '{' '.join(words)}'")
     return Tracked(name, weight, reverse, ctx.location)
+
+
+def tracked_unclamped(words: list[str], ctx: Context) -> Tracked:
+    """A track_file / track_process line: keepalived takes weights -254..254 as written
+    (a file value times -254 is a FAULT, vrrp_track.c)."""
+    return tracked(words, ctx, clamp=False)
 
 
 class Name(str):
@@ -520,6 +526,27 @@ def command(args: list[str], ctx: Context, with_user: bool = True) -> Command:
         raise Invalid(f"expects \"COMMAND ARGS\" [USER [GROUP]], got '{' '.join(args)}': "
                       "quote the command")
     return Command(line, *extra)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyFifo:
+    """``notify_fifo PATH [USER [GROUP]]``: a FIFO the daemon writes notification lines to;
+    USER and GROUP own it when the daemon creates it."""
+
+    path: str
+    user: str | None = None
+    group: str | None = None
+
+
+def notify_fifo(args: list[str], ctx: Context) -> NotifyFifo:
+    if not 1 <= len(args) <= 3:
+        raise Invalid(f"expects FIFO_NAME [USER [GROUP]], got '{' '.join(args) or 'nothing'}'")
+    return NotifyFifo(*(str(a) for a in args))
+
+
+def notify_deleted(args: list[str], ctx: Context) -> Command | bool:
+    """``notify_deleted [COMMAND [USER [GROUP]]]``: True alone, the Command with a script."""
+    return command(args, ctx) if args else True
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .. import hub
 from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
 from ..notify import Notifier
+from ..notify_fifo import vs_line
 from ..state import (DrainView, LoadBalancerView, RealServerView, Traffic,
                      VirtualServerView, frozen)
 from .backends import BACKENDS
@@ -240,6 +241,7 @@ class LoadBalancer:
                 script = virtual.quorum_up if change.up else virtual.quorum_down
                 if script is not None:
                     self.notifier.notify(script, (), f"quorum {name}")
+                self.notifier.fifos.lvs(vs_line(virtual, change.up))
         suspended = self._suspended() if self.ha_suspend else frozenset()
         if suspended != self.suspended:
             event(log, "lb.ha_suspend", suspended=",".join(sorted(suspended)) or "none",
@@ -354,8 +356,10 @@ class LoadBalancer:
         # omega: the daemon going away counts as the quorum lost (keepalived runs quorum_down)
         for virtual in self.config.virtual_servers:
             name = virtual_server_name(virtual)
-            if virtual.omega and self.quorum.get(name) and virtual.quorum_down is not None:
-                self.notifier.notify(virtual.quorum_down, (), f"quorum {name} (omega)")
+            if virtual.omega and self.quorum.get(name):
+                if virtual.quorum_down is not None:
+                    self.notifier.notify(virtual.quorum_down, (), f"quorum {name} (omega)")
+                self.notifier.fifos.lvs(vs_line(virtual, False))
         flush = self.config.global_defs.lvs_flush_on_stop
         if flush is None:
             self.backend.close()

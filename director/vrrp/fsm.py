@@ -36,6 +36,7 @@ class Params:
     down_timer_adverts: int = 3     # adverts missed before the master is declared down
     lower_prio_no_advert: bool = False      # MASTER hearing a lower priority: no answer (RFC)
     higher_prio_send_advert: bool = True    # MASTER stepping down: one advert on the way out
+    timer_expired_backup: int | None = None  # MASTER held up past this backup's wait: BACKUP
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class State:
     since: float = 0.0                       # when the role last changed
     reason: str = "startup"                  # why it changed
     faults: frozenset[str] = frozenset()
+    hold_until: float | None = None          # vrrp_startup_delay: no master down before
 
     def next_deadline(self) -> float | None:
         times = [t for t in (self.master_down_at, self.advert_at) if t is not None]
@@ -61,7 +63,7 @@ class State:
 
 @dataclass(frozen=True)
 class Startup:
-    pass
+    hold_until: float | None = None    # vrrp_startup_delay: BACKUP's timer starts from here
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,13 @@ def master_down_interval(params: Params, state: State) -> float:
     return params.down_timer_adverts * interval + skew_time(params, state)
 
 
+def _down_at(params: Params, state: State, now: float) -> float:
+    """When a BACKUP declares its master down: a master down interval from now, or from
+    the end of the start-up hold (keepalived's vrrp_delayed_start_time)."""
+    start = now if state.hold_until is None else max(now, state.hold_until)
+    return start + master_down_interval(params, state)
+
+
 def initial_state(params: Params) -> State:
     return State(priority=params.priority, master_adver_interval=params.advert_int)
 
@@ -186,7 +195,7 @@ def _become_master(params, state, now, reason) -> tuple[State, tuple[Action, ...
 
 def _become_backup(params, state, now, reason):
     new = replace(state, role=BACKUP, since=now, reason=reason, advert_at=None, preempt_at=None)
-    new = replace(new, master_down_at=now + master_down_interval(params, new))
+    new = replace(new, master_down_at=_down_at(params, new, now))
     actions: tuple[Action, ...] = (Transition(state.role, BACKUP, reason),)
     if state.role == MASTER:
         actions += (RemoveAddresses(),)
@@ -213,7 +222,7 @@ def _enter_fault(params, state, now, reason):
 
 
 def _on_startup(params, state, event, now):
-    return _start(params, state, now, "startup")
+    return _start(params, replace(state, hold_until=event.hold_until), now, "startup")
 
 
 def _higher_ip(src: str, ours: str) -> bool:
@@ -231,7 +240,7 @@ def _backup_advert(params, state, event, now):
     if not params.preempt or event.priority >= state.priority:
         new = replace(state, master_adver_interval=interval, master_ip=event.src,
                       master_priority=event.priority, preempt_at=None)
-        return replace(new, master_down_at=now + master_down_interval(params, new)), ()
+        return replace(new, master_down_at=_down_at(params, new, now)), ()
     # A lower-priority master while we may preempt: RFC discards the advert so that our
     # timer runs out; preempt_delay lets the lower master serve that much longer first.
     new = replace(state, master_ip=event.src, master_priority=event.priority)
@@ -239,7 +248,7 @@ def _backup_advert(params, state, event, now):
         preempt_at = state.preempt_at if state.preempt_at is not None \
             else now + params.preempt_delay
         new = replace(new, preempt_at=preempt_at, master_adver_interval=interval,
-                      master_down_at=min(now + master_down_interval(params, new), preempt_at))
+                      master_down_at=min(_down_at(params, new, now), preempt_at))
     return new, ()
 
 
@@ -252,7 +261,21 @@ def _backup_timeout(params, state, event, now):
     return state, ()
 
 
+def _held_past_backup(params, state, now) -> bool:
+    """keepalived 2.3's timer_expired_backup: a MASTER held up (a stopped process, a paused
+    VM) past what a BACKUP of that priority waits has most likely been replaced. Checked on
+    whatever comes first after the hold, the timer or an advert read late."""
+    other = params.timer_expired_backup
+    if other is None or state.advert_at is None:
+        return False
+    skew = (256 - other) / 256 * (1.0 if params.version == 2 else params.advert_int)
+    return now - (state.advert_at - params.advert_int) >= 3 * params.advert_int + skew
+
+
 def _master_advert(params, state, event, now):
+    if _held_past_backup(params, state, now):
+        state, actions = _become_backup(params, state, now, "timer_expired")
+        return _backup_advert(params, state, event, now)[0], actions
     if event.priority == STOP_PRIORITY:
         return replace(state, advert_at=now + params.advert_int), (SendAdvert(state.priority),)
     if event.priority > state.priority or (
@@ -280,6 +303,8 @@ def _master_advert(params, state, event, now):
 def _master_timeout(params, state, event, now):
     if state.advert_at is None or now < state.advert_at:
         return state, ()
+    if _held_past_backup(params, state, now):
+        return _become_backup(params, state, now, "timer_expired")
     following = state.advert_at + params.advert_int
     if following <= now:          # we were held up past a whole interval: do not burst
         following = now + params.advert_int

@@ -20,6 +20,10 @@ import hmac
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .ah import Wrapped
 
 PROTOCOL = 112
 TYPE_ADVERTISEMENT = 1
@@ -35,8 +39,14 @@ LENGTH, TTL_REASON, VERSION, AUTH_INVALID_TYPE, AUTH_TYPE_MISMATCH, AUTH_FAILURE
     INTERVAL, CHECKSUM, VRID = ("length", "ttl", "version", "auth_invalid_type",
                                 "auth_type_mismatch", "auth_failure", "type", "interval",
                                 "checksum", "vrid")
-# Accepted, but counted and logged (address_list is a drop for an advert with no address).
-ADDRESS_LIST, INTERVAL_ADOPTED = "address_list", "interval_adopted"
+# After the vrid: keepalived's check_unicast_src and (2.3.4+) owner_ignore_adverts.
+UNICAST_SRC, OWNER_IGNORE = "unicast_src", "owner_ignore"
+# A correct AH advert whose sequence number is not above the last one (a replay, or a peer
+# restarted from 0 while ours went on): counted by the receiver, which holds the counter.
+AH_REPLAY = "ah_replay"
+# Accepted, but counted and logged (address_list is a drop for an advert with no address);
+# old_checksum: a v3 unicast advert checksummed as keepalived < 2.2.0 did (old_unicast_checksum).
+ADDRESS_LIST, INTERVAL_ADOPTED, OLD_CHECKSUM = "address_list", "interval_adopted", "old_checksum"
 
 
 class Malformed(ValueError):
@@ -80,8 +90,8 @@ def pseudo_header(family: int, src: str, dst: str, length: int) -> bytes:
 
 
 def _sum_input(message: bytes, version: int, family: int, src: str | None,
-               dst: str | None) -> bytes:
-    if version == 2:
+               dst: str | None, as_v2: bool = False) -> bytes:
+    if version == 2 or (as_v2 and family == 4):
         return message
     if src is None or dst is None:
         raise ValueError("a VRRPv3 checksum needs the source and destination addresses")
@@ -93,8 +103,11 @@ def pass_auth_data(password: str) -> bytes:
     return password.encode()[:AUTH_DATA_LEN].ljust(AUTH_DATA_LEN, b"\0")
 
 
-def encode(advert: Advert, src: str | None = None, dst: str | None = None) -> bytes:
-    """The VRRP message with a correct checksum (v3 needs ``src`` and ``dst``)."""
+def encode(advert: Advert, src: str | None = None, dst: str | None = None,
+           as_v2: bool = False) -> bytes:
+    """The VRRP message with a correct checksum (v3 needs ``src`` and ``dst``, the
+    pseudo-header's: old_unicast_checksum passes the multicast group as ``dst``).
+    ``as_v2``: a v3 IPv4 checksum over the message alone (v3_checksum_as_v2)."""
     family = advert.family
     size = 4 if family == 4 else 16
     if not 0 <= len(advert.addresses) <= 255:
@@ -118,7 +131,7 @@ def encode(advert: Advert, src: str | None = None, dst: str | None = None) -> by
         message = header + packed
     else:
         raise ValueError(f"VRRP version {advert.version} does not exist")
-    checksum = internet_checksum(_sum_input(message, advert.version, family, src, dst))
+    checksum = internet_checksum(_sum_input(message, advert.version, family, src, dst, as_v2))
     return message[:6] + struct.pack("!H", checksum) + message[8:]
 
 
@@ -164,10 +177,16 @@ class Expectation:
     advert_int: float
     addresses: frozenset[str]
     auth_type: int = AUTH_NONE
-    auth_data: bytes = b""            # pass_auth_data(password) for PASS
+    auth_data: bytes = b""            # pass_auth_data(password) for PASS, the AH key for AH
     check_ttl: bool = True            # multicast: TTL must be 255 (RFC 3768 7.1)
     min_ttl: int | None = None        # unicast peers' optional bounds (keepalived)
     max_ttl: int | None = None
+    # check_unicast_src: the peers an advert may come from, each (address, min TTL, max TTL)
+    unicast_peers: tuple[tuple[str, int, int], ...] | None = None
+    skip_checksum: bool = False       # v3_checksum_as_v2 (IPv4): keepalived verifies none
+    old_checksum_group: str | None = None   # v3 unicast: accept this pseudo-header dst too
+    owner_ignore: bool = False        # an address owner with vrrp_owner_ignore_adverts
+    unicast: bool = False             # AH: the TTL is left out of the ICV for unicast peers
 
 
 @dataclass(frozen=True)
@@ -201,11 +220,13 @@ class ReceiveStats:
 
 
 def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
-                   expectations: dict[int, Expectation]) -> Received | Dropped:
+                   expectations: dict[int, Expectation],
+                   ah: Wrapped | None = None) -> Received | Dropped:
     """Every receive check, in this order: length, TTL, version, authentication (v2), type,
-    advert interval, checksum, vrid, no address; then a differing address list is noted and
-    accepted.
-    ``expectations`` maps our vrids to what each instance expects."""
+    advert interval, checksum, vrid, owner_ignore, unicast source (and that peer's TTL
+    bounds), no address; then a differing address list is noted and accepted.
+    ``expectations`` maps our vrids to what each instance expects; ``ah`` is the AH header
+    the message came in (IP protocol 51: ah.check_received), None for plain VRRP."""
     try:
         advert = decode(message, family)
     except Malformed as exc:
@@ -222,7 +243,7 @@ def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
         if advert.version != expect.version:
             return Dropped(VERSION, f"version {advert.version}, we run {expect.version}", vrid)
         if advert.version == 2:
-            dropped = _check_auth(advert, expect)
+            dropped = _check_auth(advert, expect, ah)
             if dropped is not None:
                 return dropped
     if advert.type != TYPE_ADVERTISEMENT:
@@ -237,14 +258,19 @@ def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
             return Dropped(INTERVAL, f"advert interval {advert.advert_int:g} s, we use "
                                      f"{expect.advert_int:g} s", vrid)
         notes.append(INTERVAL_ADOPTED)   # v3: the backup follows the master's interval
-    try:
-        summed = _sum_input(message, advert.version, family, src, dst)
-    except ValueError as exc:
-        return Dropped(CHECKSUM, str(exc), vrid)
-    if internet_checksum(summed) != 0:
-        return Dropped(CHECKSUM, f"bad checksum 0x{advert.checksum:04x}", vrid)
+    dropped = _check_checksum(message, advert, family, src, dst, expect, notes)
+    if dropped is not None:
+        return dropped
     if expect is None:
         return Dropped(VRID, f"no instance of ours has vrid {vrid}", vrid)
+    if expect.owner_ignore:
+        return Dropped(OWNER_IGNORE, "we own the addresses (vrrp_owner_ignore_adverts)", vrid)
+    if expect.unicast_peers is not None:
+        peer = next((p for p in expect.unicast_peers if p[0] == src), None)
+        if peer is None:
+            return Dropped(UNICAST_SRC, f"{src} is not a unicast peer", vrid)
+        if not peer[1] <= ttl <= peer[2]:
+            return Dropped(TTL_REASON, f"TTL {ttl} not in {peer[1]}-{peer[2]} for {src}", vrid)
     if not advert.addresses and expect.addresses:
         # RFC 5798 5.2.5: at least one address; keepalived drops a count unlike its own.
         return Dropped(ADDRESS_LIST, "an advert with no address", vrid)
@@ -253,8 +279,30 @@ def check_received(message: bytes, family: int, src: str, dst: str, ttl: int,
     return Received(advert, tuple(notes))
 
 
-def _check_auth(advert: Advert, expect: Expectation) -> Dropped | None:
+def _check_checksum(message: bytes, advert: Advert, family: int, src: str, dst: str,
+                    expect: Expectation | None, notes: list[str]) -> Dropped | None:
+    if expect is not None and expect.skip_checksum and advert.version == 3 and family == 4:
+        return None
+    try:
+        summed = _sum_input(message, advert.version, family, src, dst)
+    except ValueError as exc:
+        return Dropped(CHECKSUM, str(exc), advert.vrid)
+    if internet_checksum(summed) == 0:
+        return None
+    group = expect.old_checksum_group if expect is not None else None
+    if group and advert.version == 3 and family == 4 and dst != group and \
+            internet_checksum(_sum_input(message, 3, 4, src, group)) == 0:
+        notes.append(OLD_CHECKSUM)
+        return None
+    return Dropped(CHECKSUM, f"bad checksum 0x{advert.checksum:04x}", advert.vrid)
+
+
+def _check_auth(advert: Advert, expect: Expectation,
+                ah: Wrapped | None) -> Dropped | None:
     vrid = advert.vrid
+    if (ah is not None) != (expect.auth_type == AUTH_AH):     # keepalived's first check
+        return Dropped(AUTH_TYPE_MISMATCH, "an AH header, we use none" if ah is not None
+                       else "no AH header, we use AH", vrid)
     if advert.auth_type not in (AUTH_NONE, AUTH_PASS, AUTH_AH):
         return Dropped(AUTH_INVALID_TYPE, f"unknown authentication type {advert.auth_type}", vrid)
     if advert.auth_type != expect.auth_type:
@@ -263,4 +311,8 @@ def _check_auth(advert: Advert, expect: Expectation) -> Dropped | None:
     if advert.auth_type == AUTH_PASS and \
             not hmac.compare_digest(advert.auth_data, expect.auth_data):
         return Dropped(AUTH_FAILURE, "wrong password", vrid)
+    if ah is not None:
+        wrong = ah.verify(expect.auth_data, expect.unicast)
+        if wrong is not None:
+            return Dropped(AUTH_FAILURE, wrong, vrid)
     return None

@@ -4,26 +4,39 @@ interface and family, receives and dispatches adverts, and wires sync groups and
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .. import hub
 from ..clock import Clock
 from ..notify import Notifier
+from ..notify_fifo import vrrp_line
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
-from . import fsm
+from . import ah, fsm, wire
 from .addresses import Addresses
+from .firewall import Firewall, settings as firewall_settings
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
-from .packet import VRID, Dropped, Expectation, check_received
+from .garp_pacing import Pacer
+from .packet import AH_REPLAY, PROTOCOL, VRID, Dropped, Expectation, check_received
 from .sync import SyncGroup
+from .file_tracking import FileWatcher
+from .process_monitor import ProcessMonitor
+from .process_tracking import NO_LIMIT, ProcessSpec
+from .source_watch import SourceWatcher
+from .tracked import tracked_for
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
-from .transport import VrrpSocket
+from .transport import LocalIgmp, VrrpSocket
+from .vmac import InstanceLinks, plan as plan_vmacs
+from .vmac_links import VmacLinks, link_state
 
 if TYPE_CHECKING:
     from ..state import VrrpView
 
 log = logging.getLogger("director.vrrp")
+
+DELETED = "DELETED"         # notified for an instance a reload removes (notify_deleted)
 
 
 class Receiving(NamedTuple):
@@ -45,11 +58,17 @@ class Prepared:
         self.config = config
         self.instances: list[Instance] = []
         self.opened: dict[tuple, VrrpSocket] = {}
+        self.vmacs: dict[str, InstanceLinks] = {}     # of every instance of the new file
+        self.made: list[str] = []                     # VMAC interfaces made for it
+        self.vmac_links: VmacLinks | None = None
 
     def abandon(self) -> None:
         for sock in self.opened.values():
             sock.close()
         self.opened.clear()
+        for name in self.made:
+            self.vmac_links.remove(name)
+        self.made.clear()
 
 
 class VrrpService:
@@ -57,22 +76,37 @@ class VrrpService:
                  notifier: Notifier | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.announcer = announcer
+        self.announcer = Pacer(announcer, clock)   # garp_interval / gna_interval per interface
+        self.startup_hold_until: float | None = None   # vrrp_startup_delay, set by start()
+        self.local_igmp: LocalIgmp | None = None
         self.notifier = notifier or Notifier(
             config.global_defs.script_user,
             script_security=config.global_defs.enable_script_security)
         self.addresses = Addresses()
+        self.vmac_links = VmacLinks(self.addresses)
+        self.vmac_guard: hub.Greenlet | None = None
         self.sockets: dict[tuple, VrrpSocket] = {}
         self.instances: list[Instance] = []
         self.sync_groups: list[SyncGroup] = []
         self.interface_watcher = InterfaceWatcher()
+        self.source_watcher = SourceWatcher()        # track_src_ip
         self.scripts: dict[str, ScriptRunner] = {}
+        self.files = FileWatcher()
+        self.processes = ProcessMonitor(clock)
+        self.started = False
         self.dropped: dict[tuple[str, str], int] = {}     # (interface, reason) -> count
         self.greenlets: list[hub.Greenlet] = []
         self.receivers: dict[tuple, hub.Greenlet] = {}
         self.receiving: dict[tuple, Receiving] = {}
         self.trackers: dict[str, Tracker] = {}
         self.lvs_sync: SyncDaemons | None = None
+        self.firewall = Firewall()
+        self.deleting: set[str] = set()         # instances a reload removes (notify_deleted)
+        # what each instance's notifications said last, and the sync groups whose change
+        # waits for their members' (keepalived tells the members first, then the group)
+        self.told: dict[str, str] = {}
+        self.pending_groups: dict[str, tuple[SyncGroup, Any, str]] = {}
+        self.rx_lower_running: dict[str, hub.Greenlet] = {}     # notify_master_rx_lower_pri
         # called with each instance / sync group built, at start and on reload (the daemon's
         # events); register before start()
         self.on_new_instance: list = []
@@ -85,9 +119,23 @@ class VrrpService:
         self.addresses.receive_buffer = netlink_buffer(self.config, "vrrp")
         self.addresses.open()
         config = self.config
+        self._start_wire(config.global_defs)
         plan = InstancePlan(added=tuple(i.name for i in config.vrrp_instances),
                             sync_groups=tuple(g.name for g in config.vrrp_sync_groups))
         self.apply(self.prepare(plan, config))
+
+    def _start_wire(self, defs) -> None:
+        """Start-up only, as keepalived: the start-up hold and disable_local_igmp."""
+        self.startup_hold_until = wire.startup_hold(defs, self.clock.now(), wire.read_uptime())
+        if self.startup_hold_until is not None:
+            log_event(log, "vrrp.startup_delay",
+                      seconds=round(self.startup_hold_until - self.clock.now(), 3))
+        if defs.disable_local_igmp:
+            self.local_igmp = LocalIgmp()
+            try:
+                self.local_igmp.disable()
+            except OSError as exc:
+                log_event(log, "vrrp.local_igmp_error", logging.WARNING, error=exc)
 
     def _configure_lvs_sync(self) -> None:
         """The IPVS sync daemons follow their instance (started, reconfigured on a reload
@@ -114,30 +162,68 @@ class VrrpService:
             instance.listeners.append(self.lvs_sync.role_changed)
 
     @staticmethod
-    def _socket_key(config) -> tuple:
-        return (config.interface, instance_family(config),
-                config.unicast_src_ip or config.mcast_src_ip)
+    def _socket_keys(config, defs, links: InstanceLinks | None = None,
+                     primary: str | None = None) -> list[tuple]:
+        """(interface, family, source, IP protocol, multicast group) of the sockets an
+        instance needs, the one it sends on first. Adverts go through the VMAC (or the base
+        with vmac_xmit_base); a VMAC's socket is bound to the source (the base's primary
+        address, or the ipvlan's): the kernel would pick a VIP on it, and the VRRPv3 checksum
+        covers the source. An AH instance also listens for plain VRRP: a peer without AH is
+        then counted (auth_type_mismatch) rather than unheard. The group is the one joined
+        (mcast_dst_ip or the global), None for unicast."""
+        source = config.unicast_src_ip or config.mcast_src_ip
+        family = instance_family(config)
+        group = None if config.unicast_peer else wire.multicast_group(config, defs, family)
+        if links is None or links.xmit_base:
+            base = (config.interface, family, source)
+        else:
+            base = (links.advert_interface, family, source or primary)
+        auth = config.authentication
+        if auth is not None and auth.auth_type == "AH" and \
+                ah.applies(effective_version(config, defs), family):
+            return [base + (ah.PROTOCOL, group), base + (PROTOCOL, group)]
+        return [base + (PROTOCOL, group)]
 
     def prepare(self, plan: Any, config: Any) -> Prepared:
         """Everything of a reload that can fail, before anything changes: the sockets of
         the starting instances opened (their interfaces must exist), the instances built.
         Raises with nothing changed (what it opened is closed again)."""
         prepared = Prepared(plan, config)
+        prepared.vmacs, prepared.vmac_links = plan_vmacs(config), self.vmac_links
         by_name = {item.name: item for item in config.vrrp_instances}
         defs = config.global_defs
         try:
             for name in plan.starting:
                 item = by_name[name]
-                key = self._socket_key(item)
-                sock = self.sockets.get(key) or prepared.opened.get(key)
-                if sock is None:
-                    sock = prepared.opened[key] = VrrpSocket(*key).open()
-                instance = Instance(item, defs, effective_version(item, defs), key[1],
+                links = prepared.vmacs.get(name)
+                remade = False          # one of ours replaced: sockets bound to it are dead
+                for link in links.all if links else ():
+                    ours = link.name in self.vmac_links.owned
+                    remade = self.vmac_links.ensure(link) and ours or remade
+                    if not ours:
+                        prepared.made.append(link.name)
+                family = instance_family(item)
+                primary = (links and links.source) or \
+                    self.addresses.primary_address(item.interface, family)
+                keys = self._socket_keys(item, defs, links, primary)
+                for key in keys:
+                    if key not in prepared.opened and (remade or key not in self.sockets):
+                        prepared.opened[key] = VrrpSocket(*key).open()
+                sock = prepared.opened.get(keys[0]) or self.sockets[keys[0]]
+                instance = Instance(item, defs, effective_version(item, defs), family,
                                     self.clock, self.addresses, self.announcer, sock)
-                primary = self.addresses.primary_address(item.interface, key[1]) or \
-                    ("0.0.0.0" if key[1] == 4 else "::")
-                instance.prepare(primary)
+                instance.vmac, instance.socket_keys = links, keys
+                before = next((old for old in self.instances if old.name == name), None)
+                if before is not None:          # keepalived keeps the AH counter on reload
+                    instance.ah_sequence = before.ah_sequence
+                instance.prepare(primary or ("0.0.0.0" if family == 4 else "::"))
+                instance.firewall = self.firewall
+                if self.startup_hold_until is not None and \
+                        self.startup_hold_until > self.clock.now():
+                    instance.startup_hold_until = self.startup_hold_until
                 prepared.instances.append(instance)
+            # last: nft's transaction either made the tables or changed nothing
+            self.firewall.install(firewall_settings(config))
         except Exception:
             prepared.abandon()
             raise
@@ -152,21 +238,36 @@ class VrrpService:
         for sync in [group for group in self.sync_groups if group.name in plan.sync_groups]:
             sync.detach()
             self.sync_groups.remove(sync)
+            self.pending_groups.pop(sync.name, None)
         going = [instance for instance in self.instances if instance.name in plan.going]
+        self.deleting = set(plan.removed)
+        roles = {instance.name: instance.state.role for instance in going}
         for instance in going:
             instance.post(fsm.Shutdown())
         hub.joinall([instance.greenlet for instance in going if instance.greenlet],
                     timeout=timeout)
         for instance in going:
+            if instance.name in self.deleting:
+                self._deleted_notify(instance, roles[instance.name])
             self._forget(instance)
+        self.deleting = set()
+        self.vmac_links.keep_only({link.name for links in prepared.vmacs.values()
+                                   for link in links.all})
+        prepared.made = []                      # theirs now: no abandon() removes them
         for name in set(plan.scripts) & self.scripts.keys():   # only going instances used them
             self.scripts.pop(name).stop()
         self.config = config
+        self.announcer.configure(config)
         for instance in self.instances:                 # kept: global settings apply at once
             instance.global_defs = config.global_defs
         for runner in self.scripts.values():
             runner.configure(config.global_defs.script_user,
                              config.global_defs.enable_script_security)
+        for key in prepared.opened.keys() & self.sockets.keys():   # its VMAC was remade
+            receiver = self.receivers.pop(key, None)
+            if receiver is not None:
+                receiver.kill(block=False)
+            self.sockets.pop(key).close()
         self.sockets.update(prepared.opened)
         prepared.opened = {}
         added = prepared.instances
@@ -175,6 +276,7 @@ class VrrpService:
         self.instances.sort(key=lambda instance: order[instance.name])
         for instance in added:
             self._remove_leftovers(instance)
+        self._configure_watchers()
         self._wire_tracking(added)
         self._build_sync_groups([group for group in config.vrrp_sync_groups
                                  if group.name in plan.sync_groups])
@@ -186,6 +288,16 @@ class VrrpService:
             self.greenlets.append(instance.start())
         if self.interface_watcher.greenlet is None:
             self.interface_watcher.start()
+        self.source_watcher.start()
+        for watcher, needed in ((self.files, self.files.paths),
+                                (self.processes, self.processes.quorums)):
+            if needed:
+                watcher.start()
+            else:
+                watcher.stop()
+        self.started = True
+        if self.vmac_guard is None and self.vmac_links.owned:
+            self.vmac_guard = hub.supervise(self._guard_vmacs, name="vrrp vmac guard")
         for name, runner in list(self.scripts.items()):
             if not runner.subscribers:          # no instance tracks it any more
                 runner.stop()
@@ -204,28 +316,33 @@ class VrrpService:
                                           if name in by_name])
             sync.attach()
             sync.listeners.append(lambda sync, state, config=group:
-                                  self._notify(config, "GROUP", sync.name, state, None))
+                                  self._group_changed(sync, config, state))
             for callback in self.on_new_sync_group:
                 callback(sync)
             self.sync_groups.append(sync)
 
     def _listen(self, instance: Instance) -> None:
-        instance.listeners.append(
-            lambda instance, transition: self._notify(
-                instance.config, "INSTANCE", instance.name, transition.new,
-                instance.state.priority))
+        instance.listeners.append(self._transition_notify)
+        instance.notices.append(self._noticed)
         for callback in self.on_new_instance:
             callback(instance)
 
     def _update_receivers(self) -> None:
         """One receiver per socket; what each dispatches to follows the instances on it,
         replaced whole (Receiving). A socket left without instances closes."""
-        by_key: dict[tuple, dict[int, Instance]] = {}
+        needed = {key for instance in self.instances for key in instance.socket_keys}
+        # each socket dispatches to every instance of its (interface, family, source,
+        # group), whichever protocol it uses: AH where plain VRRP is expected, and the
+        # reverse, is counted on the instance (auth_type_mismatch)
+        def base(key: tuple) -> tuple:
+            return key[:3] + key[4:]
+
+        by_base: dict[tuple, dict[int, Instance]] = {}
         for instance in self.instances:
-            by_key.setdefault(self._socket_key(instance.config), {})[
+            by_base.setdefault(base(instance.socket_keys[0]), {})[
                 instance.config.virtual_router_id] = instance
         for key, sock in list(self.sockets.items()):
-            members = by_key.get(key)
+            members = by_base.get(base(key)) if key in needed else None
             if not members:                     # its last instance went in a reload
                 self.receiving.pop(key, None)
                 receiver = self.receivers.pop(key, None)
@@ -236,71 +353,212 @@ class VrrpService:
                 continue
             self.receiving[key] = Receiving(
                 members, {vrid: instance.expectation() for vrid, instance in members.items()})
+            self._size_receive_buffer(sock, members.values())
             if key not in self.receivers:
-                self.receivers[key] = hub.supervise(self._receive, key, sock,
-                                                    name=f"vrrp receive {key[0]}/IPv{key[1]}")
+                kind = "/AH" if key[3] == ah.PROTOCOL else ""
+                self.receivers[key] = hub.supervise(
+                    self._receive, key, sock, name=f"vrrp receive {key[0]}/IPv{key[1]}{kind}")
+
+    def _size_receive_buffer(self, sock: VrrpSocket, members) -> None:
+        size = wire.receive_buffer(self.config.global_defs,
+                                   [(m.config, m.family, m.version) for m in members], _mtu)
+        try:
+            sock.set_receive_buffer(size)
+        except OSError as exc:
+            log_event(log, "vrrp.receive_buffer_error", logging.WARNING,
+                      interface=sock.ifname, size=size, error=exc)
 
     def _forget(self, instance: Instance) -> None:
         self.instances.remove(instance)
+        self.told.pop(instance.name, None)
+        self.rx_lower_running.pop(instance.name, None)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
+            self.source_watcher.forget(tracker)
             for trackers in self.interface_watcher.subscribers.values():
                 if tracker in trackers:
                     trackers.remove(tracker)
             for runner in self.scripts.values():
                 if tracker in runner.subscribers:
                     runner.subscribers.remove(tracker)
+            self.files.unsubscribe(tracker.update_file)
+            self.processes.unsubscribe(tracker.update_process)
 
-    def _notify(self, config, kind: str, name: str, state: str, priority) -> None:
+    def _transition_notify(self, instance: Instance, transition: fsm.Transition) -> None:
+        if transition.new == fsm.STOP and instance.name in self.deleting:
+            return                              # apply() says it, in the file's order
+        self._notify(instance.config, "INSTANCE", instance.name, transition.new,
+                     instance.state.priority)
+        self.told[instance.name] = transition.new
+        self._flush_groups()
+
+    def _group_changed(self, sync: SyncGroup, config, state: str) -> None:
+        self.pending_groups[sync.name] = (sync, config, state)
+        self._flush_groups()
+
+    def _flush_groups(self) -> None:
+        """A sync group's notifications once each member's own have said its new state, as
+        keepalived orders them (members, then the group)."""
+        for name, (sync, config, state) in list(self.pending_groups.items()):
+            if all(self.told.get(member.name) == state for member in sync.members):
+                del self.pending_groups[name]
+                self._notify(config, "GROUP", name, state, 0)
+
+    def _deleted_notify(self, instance: Instance, role: str) -> None:
+        """keepalived: a reload that removes an instance notifies DELETED with
+        notify_deleted, else FAULT (nothing when it was in FAULT already)."""
+        if instance.config.notify_deleted:
+            state = DELETED
+        elif role == fsm.FAULT:
+            return
+        else:
+            state = fsm.FAULT
+        self._notify(instance.config, "INSTANCE", instance.name, state, instance.state.priority)
+
+    def _notify(self, config, kind: str, name: str, state: str, priority: int) -> None:
         """keepalived's scripts: notify_<state> as written, then ``notify`` with
-        TYPE NAME STATE PRIORITY."""
+        TYPE NAME STATE PRIORITY, then the FIFO line (a group's priority is 0 in both)."""
+        deleted = config.notify_deleted if kind == "INSTANCE" else None
         specific = {fsm.MASTER: config.notify_master, fsm.BACKUP: config.notify_backup,
-                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop}.get(state)
+                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop,
+                    DELETED: deleted if deleted is not True else None}.get(state)
         if specific is not None:
             self.notifier.notify(specific, (), f"{kind.lower()} {name} {state}")
         if config.notify is not None:
-            extra = (kind, name, state) + ((str(priority),) if priority is not None else ())
-            self.notifier.notify(config.notify, extra, f"{kind.lower()} {name} {state}")
+            self.notifier.notify(config.notify, (kind, name, state, str(priority)),
+                                 f"{kind.lower()} {name} {state}")
+        self.notifier.fifos.vrrp(vrrp_line(kind, name, state, priority))
+
+    def _noticed(self, instance: Instance, what: str) -> None:
+        """MASTER_RX_LOWER_PRI (its script, and the FIFO line always, as keepalived) and the
+        priority changes (a FIFO line with notify_priority_changes)."""
+        config = instance.config
+        if what == "MASTER_RX_LOWER_PRI":
+            running = self.rx_lower_running.get(instance.name)
+            # one run at a time: a VRRPv3 peer (no authentication) sending lower adverts in
+            # a loop must not fork a process per advert (keepalived does)
+            if config.notify_master_rx_lower_pri is not None and \
+                    (running is None or running.dead):
+                self.rx_lower_running[instance.name] = self.notifier.notify(
+                    config.notify_master_rx_lower_pri, (), f"instance {instance.name} {what}")
+        elif not self._priority_changes(config):
+            return
+        self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name, what,
+                                           instance.state.priority))
+
+    def _priority_changes(self, config) -> bool:
+        """notify_priority_changes: the instance's, else its sync group's, else global."""
+        if config.notify_priority_changes is not None:
+            return config.notify_priority_changes
+        for group in self.config.vrrp_sync_groups:
+            if config.name in group.group and group.notify_priority_changes is not None:
+                return group.notify_priority_changes
+        return bool(self.config.global_defs.vrrp_notify_priority_changes)
+
+    def write_fifo_states(self, skip_instances=(), skip_groups=()) -> None:
+        """fifo_write_vrrp_states_on_reload: the state of each sync group and instance a
+        reload left running, to the FIFOs (groups first). As keepalived 2.2.7: not for an
+        instance that is MASTER (a consumer acting on MASTER lines must not act again)."""
+        for group in self.sync_groups:
+            state = group.state()
+            if group.name not in skip_groups and state != "MIXED":
+                self.notifier.fifos.vrrp(vrrp_line("GROUP", group.name, state, 0))
+        for instance in self.instances:
+            if instance.name not in skip_instances and instance.state is not None and \
+                    instance.state.role != fsm.MASTER:
+                self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name,
+                                                   instance.state.role, instance.state.priority))
 
     def _remove_leftovers(self, instance: Instance) -> None:
         """VIPs of ours that a crashed earlier run left behind go before we start as BACKUP
         (keepalived's users ask for this: a stale VIP answers ARP for the real master)."""
         for vip in instance.vips():
             try:
-                if self.addresses.present(vip, instance.config.interface):
-                    self.addresses.remove(vip, instance.config.interface)
+                if self.addresses.present(vip, instance.vip_interface):
+                    self.addresses.remove(vip, instance.vip_interface)
                     log_event(log, "vrrp.leftover_removed", instance=instance.name,
                               address=vip.address)
             except OSError as exc:
                 log_event(log, "vrrp.address_error", logging.ERROR, instance=instance.name,
                           address=vip.address, action="remove leftover", error=exc)
 
+    def _configure_watchers(self) -> None:
+        """The track_files and vrrp_track_processes some instance tracks (keepalived forgets
+        the others), before the instances subscribe to them."""
+        used: set[str] = set()
+        for item in self.config.vrrp_instances:
+            used.update(t.key for t in tracked_for(self.config, item)[0])
+        self.files.configure([f for f in self.config.track_files if f"file {f.name}" in used],
+                             reload=self.started)
+        self.processes.configure([ProcessSpec.of(p) for p in self.config.vrrp_track_processes
+                                  if f"process {p.name}" in used])
+        self.processes.set_buffer(self.config.global_defs.process_monitor_rcv_bufs,
+                                  self.config.global_defs.process_monitor_rcv_bufs_force)
+    def _guard_vmacs(self, period: float = 1.0) -> None:
+        """keepalived makes a VMAC deleted behind its back again. The instance went FAULT
+        meanwhile (it tracks its VMAC, polled ten times as often); the new interface clears
+        that, and the sockets bound to the old one are renewed."""
+        while True:
+            hub.sleep(period)
+            for instance in list(self.instances):
+                gone = [link for link in (instance.vmac.all if instance.vmac else ())
+                        if link_state(link.name)[0] is None]
+                if not gone:
+                    continue
+                try:
+                    remade = {link.name for link in gone
+                              if self.vmac_links.ensure(link, restore=True)}
+                    for key in instance.socket_keys:
+                        if key[0] in remade:
+                            self._renew_socket(key)
+                except OSError as exc:
+                    log_event(log, "vrrp.vmac_error", logging.ERROR, instance=instance.name,
+                              action="remake", error=exc)
+
+    def _renew_socket(self, key: tuple) -> None:
+        sock = VrrpSocket(*key).open()
+        receiver = self.receivers.pop(key, None)
+        if receiver is not None:
+            receiver.kill(block=False)
+        old = self.sockets.get(key)
+        if old is not None:
+            old.close()
+        self.sockets[key] = sock
+        for instance in self.instances:
+            if instance.socket_keys[0] == key:
+                instance.sender = sock
+        self._update_receivers()
+
     def _wire_tracking(self, instances: list[Instance]) -> None:
         scripts = {script.name: script for script in self.config.vrrp_scripts}
         for instance in instances:
-            config = instance.config
-            tracked = []
-            if not config.dont_track_primary:
-                tracked.append(Tracked(f"interface {config.interface}", None))
-            for item in config.track_interface:
-                tracked.append(Tracked(f"interface {item.name}", item.weight, item.reverse))
-            for item in config.track_script:
-                script = scripts[item.name]
-                weight = item.weight if item.weight is not None else script.weight[0]
-                reverse = item.reverse if item.weight is not None else script.weight[1]
-                tracked.append(Tracked(f"script {item.name}", weight, reverse))
+            tracked, _ = tracked_for(self.config, instance.config)
+            if instance.vmac and not instance.config.dont_track_primary:
+                # keepalived tracks an instance's VMAC / ipvlan as it tracks its interface:
+                # one set down (or deleted) behind our back is a FAULT, not a MASTER
+                # advertising VIPs that nobody can reach
+                tracked.append(Tracked(f"interface {instance.vmac.primary.name}", None))
+            source = instance.config.unicast_src_ip or instance.config.mcast_src_ip
+            if instance.config.track_src_ip and source:
+                tracked.append(Tracked(f"source {source}", None))
             tracker = Tracker(instance, tracked)
             self.trackers[instance.name] = tracker
-            for ifname in {config.interface} | {t.name for t in config.track_interface}:
-                if ifname != config.interface or not config.dont_track_primary:
-                    self.interface_watcher.watch(ifname, tracker)
-            for item in config.track_script:
-                if item.name not in self.scripts:
-                    self.scripts[item.name] = ScriptRunner(
-                        scripts[item.name], self.config.global_defs.script_user,
-                        self.config.global_defs.enable_script_security)
-                runner = self.scripts[item.name]
-                runner.subscribers.append(tracker)
+            if instance.config.track_src_ip and source:
+                self.source_watcher.watch(source, instance.config.interface, tracker)
+            for item in tracked:
+                kind, name = item.key.split(" ", 1)
+                if kind == "interface":
+                    self.interface_watcher.watch(name, tracker)
+                elif kind == "file":
+                    self.files.subscribe(name, tracker.update_file)
+                elif kind == "process":
+                    self.processes.subscribe(name, tracker.update_process)
+                elif kind == "script":
+                    if name not in self.scripts:
+                        self.scripts[name] = ScriptRunner(
+                            scripts[name], self.config.global_defs.script_user,
+                            self.config.global_defs.enable_script_security)
+                    self.scripts[name].subscribers.append(tracker)
 
     def _receive(self, key: tuple, sock: VrrpSocket) -> None:
         # Looked up per packet, not captured: a reload changes what is on this socket.
@@ -315,8 +573,14 @@ class VrrpService:
             receiving = self.receiving.get(key)
             if receiving is None:               # the socket is closing
                 continue
-            outcome = check_received(message, key[1], source, destination, ttl,
-                                     receiving.expectations)
+            if key[3] == ah.PROTOCOL:
+                outcome, wrapped = ah.check_received(message, source, destination, ttl,
+                                                     receiving.expectations)
+                if outcome is None:             # other IPsec traffic: not ours to count
+                    continue
+            else:
+                outcome, wrapped = check_received(message, key[1], source, destination, ttl,
+                                                  receiving.expectations), None
             if isinstance(outcome, Dropped):
                 self._count_drop(key[0], receiving.members.get(outcome.vrid), outcome, source)
                 continue
@@ -326,9 +590,24 @@ class VrrpService:
                 self._count_drop(key[0], None, Dropped(VRID, "no instance", advert.vrid),
                                  source)
                 continue
-            for note in outcome.notes:
+            if wrapped is not None and not instance.ah_sequence.accept(wrapped.sequence):
+                self._count_drop(key[0], instance, Dropped(
+                    AH_REPLAY, f"AH sequence number {wrapped.sequence}, last "
+                               f"{instance.ah_sequence.number}", advert.vrid), source)
+                continue
+            for note in self._notes(instance, outcome.notes, source):
                 instance.counters.noted[note] = instance.counters.noted.get(note, 0) + 1
             instance.post(fsm.AdvertReceived(advert.priority, source, advert.advert_int))
+
+    def _notes(self, instance: Instance, notes: tuple[str, ...], source: str) -> tuple:
+        master = instance.state.master_ip if instance.state is not None else None
+        notes, learnt = wire.received_notes(
+            notes, source, master, wire.skip_check_adv_addr(instance.config,
+                                                            self.config.global_defs))
+        if learnt and not instance.old_checksum:
+            instance.old_checksum = True
+            log_event(log, "vrrp.old_unicast_checksum", instance=instance.name, src=source)
+        return notes
 
     def _count_drop(self, ifname: str, instance: Instance | None, dropped: Dropped,
                     source: str) -> None:
@@ -340,21 +619,36 @@ class VrrpService:
                 self.dropped.get((ifname, dropped.reason), 0) + 1
         log_event(log, "vrrp.drop", logging.DEBUG, interface=ifname, source=source,
                   reason=dropped.reason, detail=dropped.detail)
+        if dropped.reason == VRID and self.config.global_defs.log_unknown_vrids:
+            log_event(log, "vrrp.unknown_vrid", interface=ifname, source=source,
+                      vrid=dropped.vrid)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Every instance leaves (priority 0 from masters, VIPs removed), then the rest."""
         self.interface_watcher.stop()
+        self.source_watcher.stop()
+        self.files.stop()
+        self.processes.stop()
         for runner in self.scripts.values():
             runner.stop()
         for instance in self.instances:
             instance.post(fsm.Shutdown())
         hub.joinall([i.greenlet for i in self.instances if i.greenlet], timeout=timeout)
+        self.firewall.stop()
         if self.lvs_sync is not None:
             self.lvs_sync.stop()
         self.notifier.wait(timeout=1.0)
-        hub.killall(self.greenlets + list(self.receivers.values()), block=False)
+        hub.killall(self.greenlets + list(self.receivers.values()) +
+                    ([self.vmac_guard] if self.vmac_guard else []), block=False)
         for sock in self.sockets.values():
             sock.close()
+        self.announcer.close()
+        if self.local_igmp is not None:
+            try:
+                self.local_igmp.restore()
+            except OSError as exc:
+                log_event(log, "vrrp.local_igmp_error", logging.WARNING, error=exc)
+        self.vmac_links.keep_only(set())
         self.addresses.close()
 
     def snapshot(self) -> VrrpView:
@@ -364,14 +658,48 @@ class VrrpService:
         from ..state import VrrpView
         group_of = {member.name: group.name
                     for group in self.sync_groups for member in group.members}
+        tracking = {name: tracker.snapshot(self._tracked_detail)
+                    for name, tracker in self.trackers.items()}
         return VrrpView(
-            tuple(instance.snapshot(group_of.get(instance.name)) for instance in self.instances),
-            tuple(group.snapshot() for group in self.sync_groups),
+            tuple(replace(instance.snapshot(group_of.get(instance.name)),
+                          tracking=tracking.get(instance.name, ()))
+                  for instance in self.instances),
+            tuple(replace(group.snapshot(), tracking=self._group_tracking(group, tracking))
+                  for group in self.sync_groups),
             None if self.lvs_sync is None else self.lvs_sync.snapshot(),
-            self.dropped_view())
+            self.dropped_view(), self.processes.snapshot(), self.firewall.snapshot())
+
+    def _tracked_detail(self, kind: str, name: str) -> dict:
+        if kind == "process" and name in self.processes.quorums:
+            spec = self.processes.quorums[name].spec
+            quorum = str(spec.quorum) if spec.quorum_max >= NO_LIMIT else \
+                f"{spec.quorum}..{spec.quorum_max}"
+            return {"running": self.processes.quorums[name].count, "quorum": quorum}
+        if kind == "file":
+            return {"path": self.files.paths.get(name)}
+        return {}
+
+    def _group_tracking(self, group: SyncGroup, tracking: dict) -> tuple:
+        """A sync group's own track_* lines, as its first member sees them."""
+        config = next((g for g in self.config.vrrp_sync_groups if g.name == group.name), None)
+        if config is None or not group.members:
+            return ()
+        keys = {("interface", t.name) for t in config.track_interface} | \
+            {(kind, t.name) for kind in ("script", "file", "process")
+             for t in getattr(config, f"track_{kind}")}
+        return tuple(view for view in tracking.get(group.members[0].name, ())
+                     if (view.kind, view.name) in keys)
 
     def dropped_view(self) -> Mapping[tuple[str, str], int]:
         """(interface, reason) -> packets dropped on it that no instance of ours could be told
         of: undecodable, or for a vrid we do not run (the rest count on their instance)."""
         from ..state import frozen
         return frozen(self.dropped)
+
+
+def _mtu(ifname: str) -> int:
+    try:
+        with open(f"/sys/class/net/{ifname}/mtu", encoding="ascii") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return 1500

@@ -1,8 +1,9 @@
 """Sync groups: the members of a vrrp_sync_group move together.
 
 A member that becomes MASTER on its own pulls the others up; one that steps down to BACKUP
-takes them down; one in FAULT holds the whole group in FAULT until it recovers. Transitions
-caused by the group itself (reason "sync group ...") do not echo back.
+takes them down; one with a fault of its own (a tracked thing failing) holds the whole group
+in FAULT until it has none. Transitions caused by the group itself (reason "sync group ...")
+do not echo back.
 """
 
 from __future__ import annotations
@@ -22,33 +23,53 @@ class SyncGroup:
         self.reason = f"sync group {name}"
         self.last_state = fsm.INIT
         self.listeners: list = []           # called with (group, new state) on a change
+        self.faulty: set[str] = set()       # members with faults of their own
 
     def attach(self) -> None:
+        """Start (or, rebuilt by a reload, take over from the group it replaces): each
+        member's fault is said to the others afresh, raised or cleared."""
         for member in self.members:
             member.listeners.append(self.on_transition)
+            member.fault_listeners.append(self.on_faults)
+            self._tell_faulty(member, self._own_faults(member))
 
     def detach(self) -> None:
-        """Before a reload rebuilds the group: its members stop telling it anything."""
+        """Before a reload rebuilds the group: its members stop telling it anything. (A
+        member that leaves the group restarts: reconcile.plan, tracked.signature.)"""
         for member in self.members:
             if self.on_transition in member.listeners:
                 member.listeners.remove(self.on_transition)
+            if self.on_faults in member.fault_listeners:
+                member.fault_listeners.remove(self.on_faults)
+
+    def _own_faults(self, member) -> bool:
+        faults = member.state.faults if member.state else frozenset()
+        return any(not fault.startswith(self.reason) for fault in faults)
+
+    def on_faults(self, member) -> None:
+        """A member with a fault of its own holds the others in FAULT until it has none
+        (keepalived's num_member_fault); faults the group raised do not count, or two
+        members failing at once would hold each other in FAULT for ever."""
+        own = self._own_faults(member)
+        if own != (member.name in self.faulty):
+            self._tell_faulty(member, own)
+
+    def _tell_faulty(self, member, own: bool) -> None:
+        fault_name = f"{self.reason}: {member.name}"
+        event = fsm.FaultRaised(fault_name) if own else fsm.FaultCleared(fault_name)
+        (self.faulty.add if own else self.faulty.discard)(member.name)
+        for other in self.members:
+            if other is not member:
+                other.post(event)
 
     def on_transition(self, member, transition: fsm.Transition) -> None:
         self._group_changed()
         if self.reason in transition.reason:     # caused by the group: no echo
             return
-        others = [m for m in self.members if m is not member]
-        fault_name = f"{self.reason}: {member.name}"
-        if transition.new == fsm.FAULT:
-            for other in others:
-                other.post(fsm.FaultRaised(fault_name))
-            return
-        if transition.old == fsm.FAULT:
-            for other in others:
-                other.post(fsm.FaultCleared(fault_name))
         if transition.new in (fsm.MASTER, fsm.BACKUP):
-            for other in others:
-                other.post(fsm.ForceRole(transition.new, self.reason))
+            for other in self.members:
+                if other is not member:
+                    other.post(fsm.ForceRole(transition.new, self.reason))
 
     def _group_changed(self) -> None:
         state = self.state()

@@ -1,12 +1,12 @@
-"""Tracking: interfaces and vrrp_scripts that change an instance's priority or hold it in
-FAULT (keepalived's track_interface / track_script).
+"""Tracking: interfaces, vrrp_scripts, files and processes that change an instance's priority
+or hold it in FAULT (keepalived's track_interface / track_script / track_file /
+track_process; the files' and processes' watchers live in file_tracking.py and
+process_tracking.py, what each instance tracks is decided in tracked.py).
 
 The rule is pure (``effect``); the watchers are greenlets that post ``PriorityChanged`` and
 ``FaultRaised``/``FaultCleared`` to the instance, never touching its state.
 
-keepalived's weights: no weight (or 0) puts the instance in FAULT while the tracked thing
-fails; a positive weight is added while it is fine; a negative weight is added while it
-fails; ``reverse`` swaps fine and failed.
+The weights' rules are tracked.py's.
 """
 
 from __future__ import annotations
@@ -15,38 +15,15 @@ import logging
 import os
 import shlex
 import subprocess
-from dataclasses import dataclass
 
 from .. import hub
 from ..log import event as log_event
 from ..notify import identity, split_user
 from ..scriptsec import default_user, refusal
 from . import fsm
+from .tracked import Tracked, contribution, effect
 
 log = logging.getLogger("director.vrrp.tracking")
-
-
-@dataclass(frozen=True)
-class Tracked:
-    key: str                   # "interface eth1", "script chk_http"
-    weight: int | None
-    reverse: bool = False
-
-
-def effect(base: int, tracked: list[Tracked], ok: dict[str, bool]) -> tuple[int, frozenset[str]]:
-    """The effective priority and the set of faults, from what is fine (``ok``)."""
-    priority = base
-    faults = set()
-    for item in tracked:
-        fine = ok.get(item.key, True) != item.reverse
-        if not item.weight:
-            if not fine:
-                faults.add(item.key)
-        elif item.weight > 0 and fine:
-            priority += item.weight
-        elif item.weight < 0 and not fine:
-            priority += item.weight
-    return max(1, min(254, priority)) if base != fsm.OWNER_PRIORITY else base, frozenset(faults)
 
 
 def interface_up(ifname: str) -> bool:
@@ -67,16 +44,16 @@ class Tracker:
     def __init__(self, instance, tracked: list[Tracked]) -> None:
         self.instance = instance
         self.tracked = tracked
-        self.ok: dict[str, bool] = {}
+        self.ok: dict[str, bool | int] = {}       # a file's status is its number
         self.priority = instance.config.priority
         self.faults: frozenset[str] = frozenset()
 
-    def update(self, key: str, fine: bool) -> None:
+    def update(self, key: str, fine: bool | int) -> None:
         if self.ok.get(key) == fine:
             return
         self.ok[key] = fine
         log_event(log, "vrrp.track", instance=self.instance.name, tracked=key,
-                  state="up" if fine else "down")
+                  state=("up" if fine else "down") if isinstance(fine, bool) else fine)
         priority, faults = effect(self.instance.config.priority, self.tracked, self.ok)
         for name in sorted(faults - self.faults):
             self.instance.post(fsm.FaultRaised(name))
@@ -85,6 +62,26 @@ class Tracker:
         if priority != self.priority:
             self.instance.post(fsm.PriorityChanged(priority))
         self.priority, self.faults = priority, faults
+
+    def update_file(self, name: str, value: int) -> None:
+        self.update(f"file {name}", value)
+
+    def update_process(self, name: str, up: bool) -> None:
+        self.update(f"process {name}", up)
+
+    def snapshot(self, detail=lambda kind, name: {}) -> tuple:
+        """What it tracks and how each stands (state.TrackedView); ``detail(kind, name)``
+        adds what the watchers know (a process's count, a file's path)."""
+        from ..state import TrackedView
+        views = []
+        for item in self.tracked:
+            kind, name = item.key.split(" ", 1)
+            status = self.ok.get(item.key, 0 if item.valued else True)
+            added = contribution(item, status)
+            views.append(TrackedView(kind, name, item.weight or 0, item.reverse, status,
+                                     "FAULT" if added is None else added,
+                                     **detail(kind, name)))
+        return tuple(views)
 
 
 class InterfaceWatcher:

@@ -25,17 +25,21 @@ TOS_INTERNETWORK_CONTROL = 0xC0   # what keepalived marks adverts with (DSCP CS6
 class VrrpSocket:
     """``open()`` does the I/O; constructing one touches nothing."""
 
-    def __init__(self, ifname: str, family: int, source: str | None = None) -> None:
+    def __init__(self, ifname: str, family: int, source: str | None = None,
+                 protocol: int = PROTOCOL, group: str | None = None) -> None:
         self.ifname = ifname
         self.family = family
         self.source = source
+        self.protocol = protocol              # PROTOCOL, or ah.PROTOCOL (IPv4 only)
+        self.group = group or MULTICAST[family]      # joined: mcast_dst_ip or the global
         self.sock: socket.socket | None = None
         self.ifindex = 0
 
     def open(self) -> "VrrpSocket":
         self.ifindex = socket.if_nametoindex(self.ifname)
         v4 = self.family == 4
-        sock = socket.socket(socket.AF_INET if v4 else socket.AF_INET6, socket.SOCK_RAW, PROTOCOL)
+        sock = socket.socket(socket.AF_INET if v4 else socket.AF_INET6, socket.SOCK_RAW,
+                             self.protocol)
         try:
             (self._setup_v4 if v4 else self._setup_v6)(sock)
         except OSError:
@@ -51,9 +55,11 @@ class VrrpSocket:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, TOS_INTERNETWORK_CONTROL)
         local = socket.inet_aton(self.source or "0.0.0.0")
-        mreqn = struct.pack("4s4si", socket.inet_aton(MULTICAST[4]), local, self.ifindex)
+        mreqn = struct.pack("4s4si", socket.inet_aton(self.group), local, self.ifindex)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        if self.protocol != PROTOCOL:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         if self.source:
             sock.bind((self.source, 0))
 
@@ -67,24 +73,36 @@ class VrrpSocket:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-        group = socket.inet_pton(socket.AF_INET6, MULTICAST[6]) + struct.pack("@I", self.ifindex)
+        group = socket.inet_pton(socket.AF_INET6, self.group) + struct.pack("@I", self.ifindex)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
         if self.source:
             sock.bind((self.source, 0, 0, self.ifindex))
 
-    def send(self, message: bytes, destination: str) -> None:
+    def send(self, message: bytes, destination: str, ttl: int | None = None) -> None:
+        """``ttl``: this packet's TTL / hop limit (unicast_ttl), else the socket's 255."""
+        ancillary = [] if ttl is None else [
+            (socket.IPPROTO_IP, socket.IP_TTL, struct.pack("@i", ttl)) if self.family == 4
+            else (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("@i", ttl))]
         if self.family == 4:
-            self.sock.sendto(message, (destination, 0))
+            self.sock.sendmsg([message], ancillary, 0, (destination, 0))
         else:
-            scope = self.ifindex if ipaddress.IPv6Address(destination).is_link_local or \
-                destination == MULTICAST[6] else 0
-            self.sock.sendto(message, (destination, 0, 0, scope))
+            address = ipaddress.IPv6Address(destination)
+            scope = self.ifindex if address.is_link_local or address.is_multicast else 0
+            self.sock.sendmsg([message], ancillary, 0, (destination, 0, 0, scope))
+
+    def set_receive_buffer(self, size: int) -> None:
+        """SO_RCVBUF (vrrp_rx_bufs_policy, kernel_rx_buf_size); 0 leaves it as it is."""
+        if size and self.sock is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
     def receive(self) -> tuple[bytes, str, str, int]:
         """Blocks (cooperatively under gevent) for the next packet:
-        (VRRP message, source, destination, TTL or hop limit)."""
+        (VRRP message, source, destination, TTL or hop limit); on an AH socket the whole IPv4
+        packet in place of the message."""
         if self.family == 4:
             packet, _ = self.sock.recvfrom(RECEIVE_BUFFER)
+            if self.protocol != PROTOCOL:
+                return (packet,) + split_ipv4(packet)[1:]
             return split_ipv4(packet)
         data, ancillary, _flags, address = self.sock.recvmsg(
             RECEIVE_BUFFER, socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4))
@@ -113,3 +131,29 @@ def split_ipv4(packet: bytes) -> tuple[bytes, str, str, int]:
     source = socket.inet_ntoa(packet[12:16])
     destination = socket.inet_ntoa(packet[16:20])
     return packet[header:max(header, min(total, len(packet)))], source, destination, packet[8]
+
+
+IGMP_LINK_LOCAL_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
+
+
+class LocalIgmp:
+    """disable_local_igmp: no IGMP reports for link-local groups (224.0.0.18) while we run;
+    the value found is put back on stop (keepalived's set/reset_disable_local_igmp)."""
+
+    def __init__(self, path: str = IGMP_LINK_LOCAL_REPORTS) -> None:
+        self.path = path
+        self.saved: str | None = None
+
+    def disable(self) -> None:
+        with open(self.path, "r+", encoding="ascii") as handle:
+            value = handle.read().strip()
+            if value != "0":
+                handle.seek(0)
+                handle.write("0")
+                self.saved = value
+
+    def restore(self) -> None:
+        if self.saved is not None:
+            with open(self.path, "w", encoding="ascii") as handle:
+                handle.write(self.saved)
+            self.saved = None

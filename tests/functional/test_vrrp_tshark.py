@@ -78,3 +78,22 @@ def test_tshark_flags_a_corrupted_checksum(tmp_path):
     done = subprocess.run(["tshark", "-r", str(capture), "-T", "fields", "-e",
                            "vrrp.checksum.status"], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["0"]              # "Bad"
+
+
+def test_v3_checksum_as_v2_is_what_wireshark_calls_so(tmp_path):
+    """v3_checksum_as_v2: Wireshark's own option for it (v3_checksum_as_in_v2) reads the checksum as good,
+    and without it as bad (a v3 checksum over the message alone)."""
+    message = encode(Advert(3, 52, 200, 1.0, ("192.0.2.100",), 4), "192.0.2.1", "224.0.0.18",
+                     as_v2=True)
+    capture = tmp_path / "as_v2.pcap"
+    capture.write_bytes(pcap([ipv4_packet("192.0.2.1", "224.0.0.18", message)]))
+    statuses = []
+    for setting in ("TRUE", "FALSE"):
+        done = subprocess.run(["tshark", "-r", str(capture), "-o",
+                               f"vrrp.v3_checksum_as_in_v2:{setting}", "-T", "fields", "-e",
+                               "vrrp.checksum.status"], capture_output=True, text=True,
+                              timeout=60)
+        if done.returncode != 0 and "v3_checksum_as_in_v2" in done.stderr:
+            pytest.skip("this tshark has no vrrp.v3_checksum_as_in_v2 option")
+        statuses.append(done.stdout.split())
+    assert statuses == [["1"], ["0"]], statuses

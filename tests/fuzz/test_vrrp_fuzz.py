@@ -17,7 +17,8 @@ FIXED_SEED = 20261130
 
 def test_fixed_seed_reaches_every_reason():
     counts = vrrp.run(FIXED_SEED, 100_000)
-    assert set(counts) == vrrp.REASONS | {"accepted"}, counts
+    # "ignored": a mutated AH seed whose next header is no longer VRRP (IPsec traffic)
+    assert set(counts) - {"ignored"} == vrrp.REASONS | {"accepted"}, counts
     assert sum(counts.values()) == 100_000
 
 

@@ -1,6 +1,7 @@
 """The VRRP receive path as a fuzz target: what a raw socket hands the receiver (the whole IPv4
 packet, or an IPv6 payload with its addresses and hop limit) through transport.split_ipv4 and
-packet.check_received, against the expectations of an instance that accepts the seed.
+packet.check_received (ah.check_received for an AH seed: the socket of IP protocol 51),
+against the expectations of an instance that accepts the seed.
 
 Seeded with keepalived 2.2.7's captured adverts (tests/golden/vrrp). Every input must end as
 Received or as a Dropped with a known reason, and what is accepted must hold the invariants
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from director.vrrp import ah
 from director.vrrp import packet as p
 from director.vrrp.transport import split_ipv4
 
@@ -38,6 +41,13 @@ class Context:
     dst: str
     hop_limit: int              # IPv6 only (IPv4's TTL is in the packet)
     expectations: dict[int, p.Expectation]
+    ah: bool = False            # AH seed: the VRRP header starts after the AH one
+
+    def vrrp_start(self, wire: bytes) -> int:
+        """Where the VRRP message starts in ``wire``."""
+        if self.family == 6:
+            return 0
+        return (wire[0] & 0x0F) * 4 + (ah.HEADER_LEN if self.ah else 0)
 
 
 def contexts() -> list[Context]:
@@ -48,14 +58,18 @@ def contexts() -> list[Context]:
             family = packet["family"]
             message = bytes.fromhex(packet["vrrp_hex"])
             advert = p.decode(message, family)
+            multicast = packet.get("packet_type") == "multicast"
+            key = advert.auth_data      # PASS: the password; AH: the key, from the config
+            if "ah" in packet:
+                key = p.pass_auth_data(re.search(r"auth_pass (\S+)",
+                                                 data["keepalived_config"]).group(1))
             expect = p.Expectation(advert.version, advert.advert_int,
-                                   frozenset(advert.addresses), advert.auth_type,
-                                   advert.auth_data,
-                                   check_ttl=packet.get("packet_type") == "multicast")
+                                   frozenset(advert.addresses), advert.auth_type, key,
+                                   check_ttl=multicast, unicast=not multicast)
             wire = bytes.fromhex(packet["ip_packet_hex"]) if family == 4 else message
             out.append(Context(f"{data['case']}-{index}", family, wire, packet["src"],
                                packet["dst"], packet["ttl_or_hop_limit"],
-                               {advert.vrid: expect}))
+                               {advert.vrid: expect}, "ah" in packet))
     return out
 
 
@@ -63,12 +77,20 @@ def feed(context: Context, wire: bytes, hop_limit: int | None = None):
     """What the receiver makes of ``wire`` (service.VrrpService._receive's first steps):
     check_received's outcome; AssertionError if it breaks a promise (an exception escaping
     check_received is passed on as it is)."""
+    wrapped = None
     if context.family == 4:
         message, src, dst, ttl = split_ipv4(wire)
     else:
         message, src, dst = wire, context.src, context.dst
         ttl = context.hop_limit if hop_limit is None else hop_limit
-    outcome = p.check_received(message, context.family, src, dst, ttl, context.expectations)
+    if context.ah:
+        outcome, wrapped = ah.check_received(wire, src, dst, ttl, context.expectations)
+        if outcome is None:
+            return outcome          # AH around another protocol: ignored, as IPsec traffic
+        message = wrapped.message if wrapped is not None else message
+    else:
+        outcome = p.check_received(message, context.family, src, dst, ttl,
+                                   context.expectations)
     if isinstance(outcome, p.Dropped):
         assert outcome.reason in REASONS, f"unknown drop reason {outcome.reason!r}"
         assert isinstance(outcome.detail, str) and outcome.detail
@@ -88,16 +110,20 @@ def feed(context: Context, wire: bytes, hop_limit: int | None = None):
     if advert.version == 2:
         assert advert.auth_type == expect.auth_type and \
             (advert.auth_type != p.AUTH_PASS or advert.auth_data == expect.auth_data)
+        assert (wrapped is not None) == (advert.auth_type == p.AUTH_AH), "AH or not, wrongly"
+        assert wrapped is None or wrapped.verify(expect.auth_data, expect.unicast) is None
     return outcome
 
 
 def fix_checksum(context: Context, wire: bytes) -> bytes:
-    """``wire`` with the VRRP checksum put right, so mutations reach the checks after it."""
+    """``wire`` with the VRRP checksum put right, so mutations reach the checks after it (and
+    for AH the ICV, as a sender with the key would)."""
     if context.family == 4:
         if len(wire) < 20:
             return wire
-        offset = (wire[0] & 0x0F) * 4
-        message, src, dst, _ = split_ipv4(wire)
+        offset = context.vrrp_start(wire)
+        _, src, dst, _ = split_ipv4(wire)
+        message = wire[offset:]
     else:
         offset, message, src, dst = 0, wire, context.src, context.dst
     if len(message) < p.HEADER_LEN or message[0] >> 4 not in (2, 3):
@@ -106,7 +132,22 @@ def fix_checksum(context: Context, wire: bytes) -> bytes:
     summed = zeroed if message[0] >> 4 == 2 else \
         p.pseudo_header(context.family, src, dst, len(zeroed)) + zeroed
     checksum = struct.pack("!H", p.internet_checksum(summed))
-    return wire[:offset + 6] + checksum + wire[offset + 8:]
+    wire = wire[:offset + 6] + checksum + wire[offset + 8:]
+    if context.ah:
+        wire = fix_icv(context, wire)
+    return wire
+
+
+def fix_icv(context: Context, wire: bytes) -> bytes:
+    try:
+        wrapped = ah.unwrap(wire)
+    except ValueError:
+        return wire
+    (expect,) = context.expectations.values()
+    start = context.vrrp_start(wire)
+    digest = ah.icv(wrapped.ip_header, wire[start - ah.HEADER_LEN:start], wrapped.message,
+                    expect.auth_data, expect.unicast)
+    return wire[:start - ah.ICV_LEN] + digest + wire[start:]
 
 
 # Offsets of the VRRP header's fields, and values worth trying in each.
@@ -120,7 +161,7 @@ def mutate(rng: random.Random, context: Context, seeds: list[bytes]) -> bytes:
     """A structure-aware mutation of the context's advert: its header fields, its IPv4
     header (IHL, total length, TTL), then havoc, and half the time a correct checksum."""
     wire = bytearray(context.wire)
-    start = (wire[0] & 0x0F) * 4 if context.family == 4 else 0
+    start = context.vrrp_start(wire)
     for _ in range(rng.randint(0, 3)):
         where = rng.randrange(4)
         if where < 2:
@@ -161,6 +202,7 @@ def run(seed: int, count: int) -> dict[str, int]:
         except Exception as exc:
             raise AssertionError(f"seed {seed}, context {context.name}, hop limit {hop}: "
                                  f"{exc!r} on input {wire.hex()}") from exc
-        key = outcome.reason if isinstance(outcome, p.Dropped) else "accepted"
+        key = outcome.reason if isinstance(outcome, p.Dropped) else \
+            "ignored" if outcome is None else "accepted"
         counts[key] = counts.get(key, 0) + 1
     return counts

@@ -10,6 +10,7 @@ from director.check.hysteresis import Health
 from director.check.service import CheckService
 from director.clock import FakeClock
 from director.config import load_config
+from director.notify_fifo import NotifyFifos
 
 NAME = ("192.0.2.1:80/TCP", "10.0.0.1:80")
 
@@ -37,6 +38,7 @@ MISC = "        MISC_CHECK {\n            misc_path /bin/true\n        }\n"
 class Notes:
     def __init__(self):
         self.calls = []
+        self.fifos = NotifyFifos()           # none configured: the lines go nowhere
 
     def notify(self, command, extra=(), why=""):
         self.calls.append((command.line, why))

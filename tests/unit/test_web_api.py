@@ -23,7 +23,7 @@ from director.errors import CommandError
 from director.events import EventLog
 from director.state import (DURATION_BUCKETS, CheckView, InstanceCounters, InstanceView,
                             JobStats, LastCheck, LatenessView, LoadBalancerView, MainLoopView,
-                            RealServerView, ReloadView, State,
+                            NotifyFifoView, RealServerView, ReloadView, State,
                             SyncGroupView, Traffic, VirtualServerView, VrrpView, WebView,
                             frozen)
 from tests.contract import shape_errors, state_example
@@ -117,7 +117,10 @@ def contract_state(with_jobs: bool = False) -> State:
         lateness_p99=0.002, check_reply_errors=frozen({("HTTP_GET", "too_large"): 1}),
         main_loop=MainLoopView(LatenessView(DURATION_BUCKETS, (9,) + (0,) * 12 + (1,), 4.9,
                                             (0.0004, 4.9)), None, 1.0),
-        web=WebView(frozen({"unauthorized": 2, "timeout": 1}), 3, 512, 1, 64, False))
+        web=WebView(frozen({"unauthorized": 2, "timeout": 1}), 3, 512, 1, 64, False),
+        notify_fifos=(NotifyFifoView("/run/keepalived/vrrp.fifo", ("vrrp_notify_fifo",), True,
+                                     None, 12, frozen({"full": 2}), "/usr/local/bin/reader",
+                                     True, 0),))
 
 
 class FakeDirector:
@@ -301,6 +304,7 @@ def test_metrics_names_types_and_labels(client):
         "director_real_server_connections": ("counter", {"virtual_server", "real_server"}),
         "director_virtual_server_bytes": ("counter", {"virtual_server", "direction"}),
         "director_web_requests_refused": ("counter", {"reason"}),
+        "director_notify_fifo_lines": ("counter", {"fifo", "result"}),
     }
     for name, (kind, labels) in expected.items():
         assert name in families, name
@@ -320,6 +324,9 @@ def test_metrics_names_types_and_labels(client):
                     (("instance", ""), ("interface", "eth0"), ("reason", "vrid")))] == 3
     assert samples[("director_web_requests_refused_total", (("reason", "unauthorized"),))] == 2
     assert samples[("director_web_requests_refused_total", (("reason", "tls_handshake"),))] == 0
+    fifo = (("fifo", "/run/keepalived/vrrp.fifo"),)
+    assert samples[("director_notify_fifo_lines_total", fifo + (("result", "written"),))] == 12
+    assert samples[("director_notify_fifo_lines_total", fifo + (("result", "full"),))] == 2
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None,

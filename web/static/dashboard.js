@@ -146,14 +146,46 @@ function renderSyncDaemon(daemon) {
        daemon.last_error ? el("dd", {class: "error", text: daemon.last_error}) : null)));
 }
 
+// What an instance or a sync group tracks: one line each, with what it does to the priority.
+function trackedLine(t) {
+  const weight = t.weight ? ` weight ${t.weight}${t.reverse ? " reverse" : ""}` : "";
+  const status = t.kind === "process" ? `${t.running} running (quorum ${t.quorum})`
+    : t.kind === "file" ? `${t.path} = ${t.status}` : (t.status ? "up" : "down");
+  const effect = t.effect === "FAULT" ? badge("FAULT", "bad")
+    : el("span", {class: "muted", text: t.effect ? `${t.effect > 0 ? "+" : ""}${t.effect}` : "±0"});
+  return el("li", {"data-tracked": `${t.kind} ${t.name}`},
+            `${t.kind} ${t.name}${weight}: ${status} `, effect);
+}
+
+function tracking(items) {
+  return items && items.length ? el("ul", {class: "tracking"}, ...items.map(trackedLine)) : null;
+}
+
+function renderFirewall(fw) {
+  const box = document.getElementById("vrrp-firewall");
+  if (!fw) { box.replaceChildren(); return; }
+  const tables = fw.table ? fw.families.map((f) => `${f} ${fw.table}`).join(", ") : "none";
+  box.replaceChildren(el("div", {class: "card", "data-firewall": fw.table || ""},
+    el("div", {class: "card-title"}, el("b", {text: "Accept mode off (nftables)"}), " ",
+       fw.in_step ? badge("in step", "good") : badge("not in step", "bad")),
+    el("dl", {},
+       el("dt", {text: "tables"}), el("dd", {text: `${tables} (priority ${fw.priority})`}),
+       el("dt", {text: "dropped to"}),
+       el("dd", {class: "firewall-blocked", text: fw.blocked.join(", ") || "none"}),
+       fw.last_error ? el("dt", {text: `errors (${fw.errors})`}) : null,
+       fw.last_error ? el("dd", {class: "error", text: fw.last_error}) : null)));
+}
+
 function renderVrrp(vrrp) {
   renderSyncDaemon(vrrp.lvs_sync_daemon);
+  renderFirewall(vrrp.firewall);
   const groups = document.getElementById("sync-groups");
   groups.replaceChildren(...vrrp.sync_groups.map((group) =>
     el("div", {class: "card group", "data-sync-group": group.name},
        el("div", {class: "card-title"}, el("b", {text: group.name}), " ",
           badge(group.state, `role-${group.state}`)),
-       el("div", {class: "muted", text: `sync group: ${group.instances.join(", ")}`}))));
+       el("div", {class: "muted", text: `sync group: ${group.instances.join(", ")}`}),
+       tracking(group.tracking))));
   const box = document.getElementById("instances");
   if (!vrrp.instances.length) {
     box.replaceChildren(el("p", {class: "muted", text: "no VRRP instance (checks only)"}));
@@ -176,7 +208,20 @@ function renderVrrp(vrrp) {
        el("dt", {text: "last transition"}),
        el("dd", {title: i.reason || "", text: `${ago(i.last_transition)}${i.reason ? ` (${i.reason})` : ""}`}),
        i.sync_group ? el("dt", {text: "sync group"}) : null,
-       i.sync_group ? el("dd", {text: i.sync_group}) : null))));
+       i.sync_group ? el("dd", {text: i.sync_group}) : null,
+       i.tracking && i.tracking.length ? el("dt", {text: "tracking"}) : null,
+       i.tracking && i.tracking.length ? el("dd", {}, tracking(i.tracking)) : null,
+       (i.vmacs || []).length ? el("dt", {text: "VMAC"}) : null,
+       (i.vmacs || []).length ? el("dd", {class: "vmacs"}, ...i.vmacs.map(vmac)) : null))));
+}
+
+// A VMAC / ipvlan interface: "vrrp.51 macvlan 00:00:5e:00:01:33 on eth0 [up]"; a missing
+// or down one is a red badge.
+function vmac(v) {
+  const state = v.mac === null ? "missing" : v.up ? "up" : "down";
+  return el("div", {"data-vmac": v.name},
+    `${v.name} ${v.kind} ${v.mac || ""} on ${v.base} `,
+    badge(state, state === "up" ? "good" : "bad"));
 }
 
 // --- pools ------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ VRRP_INSTANCE_DEFAULTS = (       # (name, value type, default, why it is not act
     ("garp_lower_prio_delay", Int(0, 86400), None, ""),
     ("garp_lower_prio_repeat", Int(0, 1000), None, ""),
     ("garp_interval", GARP_INTERVAL, None, ""),
-    ("gna_interval", GARP_INTERVAL, None, NOT_YET),
+    ("gna_interval", GARP_INTERVAL, None, ""),
     ("lower_prio_no_advert", Flag(), None, ""),
     ("higher_prio_send_advert", Flag(), True, ""),      # keepalived: off; see its doc
 )
@@ -119,6 +119,12 @@ _DOCS = {
     "garp_lower_prio_repeat": "MASTER hearing a lower priority: gratuitous ARPs / NAs sent "
                               "at once, and again after garp_lower_prio_delay; 0 sends none "
                               "(unset: the global vrrp_garp_master_repeat).",
+    "garp_interval": "Least time between two gratuitous ARPs on an interface, whatever "
+                     "instance sends them (keepalived's per-interface pacing; a garp_group "
+                     "sets it per interface); an address waits at most once, so a paced "
+                     "repeat collapses, as in keepalived. The instance form (director's) "
+                     "paces that instance's addresses.",
+    "gna_interval": "The same for unsolicited neighbour advertisements (IPv6).",
     "lower_prio_no_advert": "MASTER hearing a lower priority: no advert in answer (RFC).",
     "higher_prio_send_advert": "MASTER stepping down for a higher priority: one advert first, "
                                "so the winner re-sends its gratuitous ARPs after a healed "
@@ -129,11 +135,15 @@ _DOCS = {
 
 
 class InheritedFlag:
-    """A vrrp_instance flag whose absence means "the global_defs value": unset stays None,
-    where a Flag would read False and hide the global."""
+    """A vrrp_instance flag whose absence means "the global_defs value" (or another default
+    decided at run time): unset stays None, where a Flag would read False and hide it.
+    ``sets`` as for Flag (``no_accept`` stores False)."""
+
+    def __init__(self, sets: bool = True) -> None:
+        self.sets = sets
 
     def parse(self, args: list[str], ctx: Context) -> bool:
-        return Flag().parse(args, ctx)
+        return Flag(self.sets).parse(args, ctx)
 
     def describe(self) -> str:
         return "flag"

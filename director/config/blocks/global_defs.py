@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Seconds, Text, Word
-from ..values import email, lvs_sync_daemon
+from ..values import Script, email, lvs_sync_daemon, notify_fifo
+from .firewall import firewall_keywords
+from . import vmac, wire
 from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
 from .process import BFD, BFD_KEYWORDS, PROCESS_KEYWORDS, ROOT_PROCESS_KEYWORDS
 from .process import finish as process_finish
 
 NOT_PLANNED = "director does not act on this keyword"
+
+
+def _finish(values, ctx) -> None:
+    wire.global_finish(values, ctx)
+    process_finish(values, ctx)
 
 
 def _flush_on_stop(args, ctx) -> str:
@@ -22,10 +29,32 @@ def _flush_on_stop(args, ctx) -> str:
     raise Invalid(f"expects nothing or VS, got {' '.join(args)!r}")
 
 
+FIFO_DOC = ("A FIFO that VRRP and load-balancer notification lines are written to, in "
+            "keepalived's format ('INSTANCE \"VI_1\" MASTER 100', 'RS [10.0.1.1]:tcp:80 "
+            "[10.0.0.1]:tcp:80 DOWN': README, Notify FIFOs). Created (0644, owned by USER "
+            "[GROUP]) when missing, and then removed on stop; opened read-write and non-blocking as "
+            "keepalived does: lines wait in the pipe for a reader, and a full pipe drops a "
+            "line (counted) instead of stalling the daemon. director refuses a path that is "
+            "not a FIFO (keepalived would write into the file).")
+SCRIPT_DOC = ("Started with the FIFO's path as its last argument, to read it, as USER [GROUP] "
+              "or script_user; TERM at stop and when a reload changes the FIFO or the script "
+              "(then started again); not restarted when it exits by itself (as keepalived).")
+_FIFOS = (
+    Kw("notify_fifo", Custom(notify_fifo, "FIFO_NAME [USER [GROUP]]"),
+       doc=FIFO_DOC),
+    Kw("notify_fifo_script", Script(), doc=SCRIPT_DOC),
+    Kw("vrrp_notify_fifo", Custom(notify_fifo, "FIFO_NAME [USER [GROUP]]"),
+       doc="As notify_fifo, with the VRRP lines only (a path equal to notify_fifo's is "
+           "ignored: the lines are written once)."),
+    Kw("vrrp_notify_fifo_script", Script(), doc=SCRIPT_DOC),
+    Kw("lvs_notify_fifo", Custom(notify_fifo, "FIFO_NAME [USER [GROUP]]"),
+       doc="As notify_fifo, with the load-balancer lines only (VS and RS)."),
+    Kw("lvs_notify_fifo_script", Script(), doc=SCRIPT_DOC),
+)
+
 GLOBAL_DEFS = Block(
     "global_defs", "GlobalDefs",
-    header=no_header,
-    finish=process_finish,
+    header=no_header, finish=_finish,
     keywords=(
         Kw("router_id", Word("a router id"),
            doc="Names this director in alerts, logs and the dashboard. Default: the short "
@@ -59,13 +88,17 @@ GLOBAL_DEFS = Block(
         Kw("vrrp_mcast_group4", IP_ADDRESS, default="224.0.0.18"),
         Kw("vrrp_mcast_group6", IP_ADDRESS, default="ff02::12"),
         Kw("vrrp_version", Int(2, 3), default=2),
-        Kw("vrrp_strict", Flag(), doc="RFC-strict VRRP: no unicast, no auth, VIPs unreachable "
-                                      "unless owner.", unsupported=NOT_YET),
-        Kw("vrrp_check_unicast_src", Flag(), unsupported=NOT_YET),
-        Kw("vrrp_skip_check_adv_addr", Flag(), unsupported=NOT_YET),
+        Kw("vrrp_strict", Flag(),
+           doc="RFC-strict VRRP for every instance without its own strict_mode: an instance "
+               "needs a virtual address; authentication, preempt_delay, down_timer_adverts, "
+               "garp_lower_prio_*, higher_prio_send_advert (off) and lower_prio_no_advert "
+               "(on) are reset with a warning, as keepalived does; accept mode defaults to "
+               "off for a non-owner and cannot be on with VRRPv2, so a MASTER below priority "
+               "255 drops what is sent to its VIPs (nftables rules, see nftables)."),
+        *firewall_keywords(),
         *instance_default_keywords(global_level=True),
-        Kw("vrrp_min_garp", Flag(), unsupported=NOT_YET),
-        Kw("vrrp_startup_delay", Seconds(0, 3600), unsupported=NOT_YET),
+        *wire.GLOBAL_KEYWORDS,
+        *wire.GLOBAL_IGNORED,
         Kw("lvs_flush", Flag(), doc="Flush every IPVS service at start-up (nftables: the "
                                     "director table)."),
         Kw("lvs_flush_on_stop", Custom(_flush_on_stop, "[VS]"), aliases=("lvs_flush_onstop",),
@@ -80,26 +113,32 @@ GLOBAL_DEFS = Block(
         *PROCESS_KEYWORDS,
         *ROOT_PROCESS_KEYWORDS,
         *unsupported(BFD_KEYWORDS, BFD),
+        Kw("process_monitor_rcv_bufs", Int(0, 4294967295),
+           doc="SO_RCVBUF of the kernel process-events socket that track_process reads "
+               "(default: the kernel's). On lost events it is doubled and the processes "
+               "counted again from /proc, as in keepalived."),
+        Kw("process_monitor_rcv_bufs_force", Flag(),
+           doc="Set process_monitor_rcv_bufs with SO_RCVBUFFORCE (past net.core.rmem_max)."),
+        *vmac.global_keywords(),
+        *_FIFOS,
+        Kw("fifo_write_vrrp_states_on_reload", Flag(),
+           doc="On each reload, write the state of every VRRP sync group and instance the "
+               "reload did not restart to the notify FIFOs, except an instance that is "
+               "MASTER (as keepalived 2.2.7: a consumer acting on MASTER lines does not act "
+               "again); restarted ones write their transitions as usual."),
+        Kw("vrrp_notify_priority_changes", Flag(),
+           doc="The default of notify_priority_changes for every vrrp_instance (a "
+               "vrrp_sync_group's own setting wins for its members)."),
+        Kw("rs_init_notifies", Flag(),
+           doc="At start, real servers that start up (no checker, or not alpha) run "
+               "notify_up and write their RS ... UP line, as keepalived does; without it "
+               "only changes notify."),
         *unsupported(
-            "vrrp_iptables vrrp_ipsets nftables nftables_priority nftables_ifindex "
-            "nftables_counters vrrp_notify_fifo vrrp_notify_fifo_script notify_fifo "
-            "notify_fifo_script lvs_notify_fifo lvs_notify_fifo_script enable_traps "
+            "enable_traps "
             "enable_dbus enable_dbus_read_only enable_snmp_vrrp enable_snmp_keepalived "
             "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 "
-            "snmp_socket namespace_with_ipsets "
-            "dynamic_interfaces linkbeat_use_polling "
-            "process_monitor_rcv_bufs process_monitor_rcv_bufs_force vrrp_rx_bufs_policy "
-            "vrrp_rx_bufs_multiplier "
-            "script_rlimit vrrp_startup_delay_ignore "
-            "vrrp_owner_ignore_adverts vrrp_skip_check_adv_addr_ignore "
-            "checker_process_script_user "
-            "vrrp_ipsets_off "
-            "disable_local_igmp v3_checksum_as_v2 vrrp_garp_extra_if vrrp_vmac_garp_intvl "
-            "vrrp_down_timer_adverts nftables_ipvs nftables_ipvs_priority "
-            "nftables_ipvs_start_fwmark "
-            "vrrp_notify_priority_changes fifo_write_vrrp_states_on_reload "
-            "rs_init_notifies no_checker_emails dbus_service_name log_unknown_vrids vmac_prefix "
-            "vmac_addr_prefix vrrp_delay_after_boot "
-            "", NOT_PLANNED),
+            "snmp_socket dynamic_interfaces linkbeat_use_polling script_rlimit "
+            "checker_process_script_user nftables_ipvs nftables_ipvs_priority "
+            "nftables_ipvs_start_fwmark no_checker_emails dbus_service_name", NOT_PLANNED),
     ),
 )

@@ -34,7 +34,7 @@ and ``una_v3_ipv6.json`` (the ICMPv6 neighbour advertisements). It prints a summ
 MACs, checksum verdicts, ARP/NA counts and timing. Exit status 0 when every case was captured
 and every checksum is valid, 1 otherwise.
 
-Cases: v2_pass, v2_pass_long, v2_noauth, v3_ipv4, v3_ipv6, v2_prio0, unicast_v2 and the extra
+Cases: v2_pass, v2_pass_long, v2_noauth, v3_ipv4, v3_ipv6, v2_prio0, unicast_v2 and the extras
 unicast_v3 (``--list``). One run takes about 100 s (each case waits out keepalived's master-down
 timer, 3 * advert_int + skew, before the first advert). Re-running rewrites the JSON files; with
 the fixed MACs and addresses the packets come out byte for byte the same, except that the IPv6
@@ -73,6 +73,7 @@ K_V6, C_V6 = "2001:db8::1", "2001:db8::2"
 ETH_P_ALL = 0x0003
 ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
 IPPROTO_VRRP = 112
+IPPROTO_AH = 51
 SO_TIMESTAMPNS = 35          # == SCM_TIMESTAMPNS (asm-generic/socket.h)
 PACKET_OUTGOING = 4          # linux/if_packet.h: sll_pkttype of frames sent from this host
 PKTTYPES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "outgoing"}
@@ -199,6 +200,15 @@ def parse_ipv6(packet: bytes) -> dict:
     }
 
 
+def parse_ah(data: bytes) -> dict:
+    """RFC 2402 2: next header, payload length (32-bit words - 2), reserved, SPI, sequence
+    number, then the ICV (12 bytes for HMAC-MD5-96: keepalived's fixed 24-byte header)."""
+    next_header, length, reserved, spi, sequence = struct.unpack("!BBHII", data[:12])
+    return {"next_header": next_header, "payload_len": length, "reserved": reserved,
+            "spi_hex": f"{spi:08x}", "spi_as_address": str(ipaddress.IPv4Address(spi)),
+            "sequence": sequence, "icv_hex": data[12:24].hex()}
+
+
 def parse_vrrp(message: bytes, family: int) -> dict:
     """VRRP v2 (RFC 3768 section 5.1) or v3 (RFC 5798 section 5.1).
 
@@ -322,7 +332,12 @@ def classify(frame: bytes) -> dict:
     if eth["ethertype"] == ETH_P_IP:
         ip4 = parse_ipv4(eth["payload"])
         out["ip"] = ip4
-        if ip4["protocol"] == IPPROTO_VRRP and not ip4["more_fragments"] \
+        if ip4["protocol"] == IPPROTO_AH and len(ip4["payload"]) >= 24 \
+                and ip4["payload"][0] == IPPROTO_VRRP:
+            out["kind"] = "vrrp"
+            out["ah"] = parse_ah(ip4["payload"])
+            ip4["payload"] = ip4["payload"][24:]
+        elif ip4["protocol"] == IPPROTO_VRRP and not ip4["more_fragments"] \
                 and ip4["fragment_offset"] == 0:
             out["kind"] = "vrrp"
         elif ip4["protocol"] == 2:
@@ -468,6 +483,29 @@ virtual_ipaddress {{
     192.0.2.130/24
 }}
 """),
+    Case("v2_ah", "VRRPv2 IPv4 multicast, vrid 57, priority 150, advert_int 1, auth_type AH "
+         "'secret12': IP protocol 51, the AH header (SPI, sequence number, HMAC-MD5-96 ICV) "
+         "before the VRRP message; three adverts for the growing sequence number", 4, 1,
+         V2_PASS.replace("PASS", "AH").replace("virtual_router_id 51", "virtual_router_id 57"),
+         adverts=3, extra=True),
+    Case("unicast_v2_ah", "as v2_ah but unicast to 192.0.2.2 (vrid 58): the TTL is zeroed "
+         "in the ICV only for a unicast instance", 4, 1, f"""
+state BACKUP
+virtual_router_id 58
+priority 100
+advert_int 1
+authentication {{
+    auth_type AH
+    auth_pass secret12
+}}
+unicast_src_ip {K_V4}
+unicast_peer {{
+    {C_V4}
+}}
+virtual_ipaddress {{
+    192.0.2.150/24
+}}
+""", extra=True),
     Case("unicast_v3", "VRRPv3 IPv4 unicast (extra): which destination the v3 pseudo-header "
          "checksum uses for unicast; vrid 56, priority 100, advert_int 1", 4, 1, f"""
 state BACKUP
@@ -801,6 +839,8 @@ def packet_document(record: dict, first_t: float) -> dict:
     else:
         doc["ip_header"] = {k: ip[k] for k in (
             "traffic_class", "flow_label", "payload_length", "next_header")}
+    if "ah" in info:
+        doc["ah"] = info["ah"]
     doc["vrrp_hex"] = message.hex()
     doc["fields"] = fields
     doc["checksum_valid"] = check["valid"]
