@@ -14,7 +14,7 @@ import resource
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import hub, pidfile, webserver
+from . import dumps, hub, pidfile, process, reloadfiles, webserver
 from .clock import Clock, MonotonicClock
 from .config import Unreadable, load_config
 from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
@@ -27,7 +27,7 @@ from .notify import Notifier
 
 if TYPE_CHECKING:
     from . import reconcile
-    from .state import State, VrrpView, WebView
+    from .state import ProcessView, State, VrrpView, WebView
 
 log = logging.getLogger("director")
 
@@ -94,12 +94,24 @@ class Director:
         self.reload_status: dict[str, Any] = {"result": None, "at": None, "errors": []}
         self.exit_code = 0
         self.stopped = False
+        self.own = process.OwnProcess()
+        self.reload_timer = reloadfiles.ReloadTimer(
+            lambda: (self.config.global_defs.reload_time_file,
+                     self.config.global_defs.reload_repeat),
+            lambda: self.commands.put("reload"))
         self.loop_lag = MainLoopLag(on_late=lambda **fields: self.events.add("main_loop.late",
                                                                              **fields))
 
     def run(self, signals: bool = True) -> int:
         """Runs until stopped. ``signals=False`` when embedded in a WSGI server (wsgi.py),
         whose signals are its own."""
+        try:
+            self.own.enter_namespace(self.config)   # before any socket: they belong to one
+        except OSError as exc:
+            raise StartupError(str(exc)) from None
+        self.own.configure(self.config, self.loop_lag)  # the umask before any file is made
+        if not self.options.pid:
+            self.options.pid = process.pid_dir_file(self.config)     # use_pid_dir
         self._own_directories()
         if self.options.pid:
             pidfile.acquire(self.options.pid)
@@ -110,6 +122,8 @@ class Director:
                 command = {"TERM": "stop", "INT": "stop", "HUP": "reload", "USR1": "dump",
                            "USR2": "stats"}[name]
                 hub.on_signal(signum, lambda command=command: self.commands.put(command))
+            if signals:
+                hub.on_signal(dumps.SIGJSON, lambda: self.commands.put("json"))
             before, now = webserver.raise_fd_limit()
             if now != before:
                 event(log, "director.fd_limit", soft_was=before, soft=now)
@@ -117,6 +131,7 @@ class Director:
             self.started_wall = time.time()
             self.ready.set()
             hub.supervise(self._beat, name="heartbeat")
+            self.reload_timer.start()
             self.loop_lag.threshold = threshold_for(self.config)
             self.loop_lag.start()
             # Everything built so far lives as long as the daemon: keep the collector from
@@ -252,11 +267,15 @@ class Director:
         self.mailer = Mailer(self.config, self.router_id())
         self.events.listeners.append(self.mailer.on_event)
         self.mailer.start()
+        defs = self.config.global_defs
         self.notifier = notifier = Notifier(
-            self.config.global_defs.script_user,
-            script_security=self.config.global_defs.enable_script_security)
+            defs.script_user, script_security=defs.enable_script_security,
+            supplementary_groups=defs.set_supplementary_groups)
         notifier.listeners.append(lambda why, result: self.events.add(
             "notify", via="script", why=why, result=result))
+        if defs.startup_script is not None:    # before VRRP and the checkers (keepalived)
+            notifier.run_and_wait(defs.startup_script, "startup_script",
+                                  defs.startup_script_timeout)
         notifier.fifos.configure(self.config.global_defs, self._fifo_kinds())
         if not self.options.check:
             from .vrrp.arp import Announcer
@@ -383,8 +402,15 @@ class Director:
         if self.vrrp is not None:
             self.vrrp.stop()
         if self.notifier is not None:
-            self.notifier.wait(timeout=1.0)       # quorum_down / notify_down of omega
+            # quorum_down / notify_down of omega, notify_stop: child_wait_time is how long
+            # keepalived's parent waits for its children's
+            wait = process.top_level(self.config, "child_wait_time")
+            self.notifier.wait(timeout=1.0 if wait is None else wait)
             self.notifier.fifos.close(terminated)
+            defs = self.config.global_defs
+            if defs.shutdown_script is not None:
+                self.notifier.run_and_wait(defs.shutdown_script, "shutdown_script",
+                                           defs.shutdown_script_timeout)
         if self.mailer is not None:
             self.mailer.stop()
         event(log, "director.stopped")
@@ -457,6 +483,7 @@ class Director:
             return self._reloaded("failure", [f"applying the new configuration: {exc}; "
                                               + self._roll_back(plan)])
         self.config = plan.new
+        reloadfiles.save(plan.old, plan.new, self.config_id)      # config_save_dir
         if self.web is not None:
             self.web.limit = self._web_limit(plan.new)
         hub.spawn(release_slowly, list(plan.old.virtual_servers), name="release old model")
@@ -471,7 +498,9 @@ class Director:
         100,000-line file is most of a second of work)."""
         from . import reconcile                   # not on the way to the first advert
         pause = hub.Slicer()
-        result = load_config(self.options.use_file, self.config_id, pause=pause)
+        with reloadfiles.reading(running, self.options.state_dir):      # reload_file
+            result = load_config(self.options.use_file, self.config_id, pause=pause)
+        reloadfiles.write_check_log(running, result.diagnostics, result.ok)
         return result, reconcile.plan(running, result.config, pause) if result.ok else None
 
     def _coalesce(self, command: str) -> None:
@@ -502,8 +531,10 @@ class Director:
             self.mailer.configure(plan.new)
         if self.notifier is not None:
             self.notifier.configure(plan.new.global_defs.script_user,
-                                    plan.new.global_defs.enable_script_security)
+                                    plan.new.global_defs.enable_script_security,
+                                    plan.new.global_defs.set_supplementary_groups)
             self.notifier.fifos.configure(plan.new.global_defs, self._fifo_kinds())
+        self.own.configure(plan.new, self.loop_lag)
         if prepared is not None:
             self.vrrp.apply(prepared)
 
@@ -572,10 +603,9 @@ class Director:
         loop every YIELD_EVERY lines: a dump of ten thousand servers must not hold back an
         advert (measured: 190 ms in one piece, longer than a 100 ms VRRPv3 backup waits).
         False when it could not be written (logged)."""
-        directory = self.options.state_dir
+        path = os.path.join(self.options.state_dir, name)     # or name, when absolute
         try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-            path = os.path.join(directory, name)
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
             temporary = f"{path}.tmp"
             with open_private(temporary) as handle:
                 for number, line in enumerate(lines, 1):
@@ -608,12 +638,25 @@ class Director:
         yield "\n ]}\n"
 
     def handle_dump(self) -> bool:
-        self._write_state_file("director.data", self._dump_lines())
+        self._write_state_file(self._dump_path("state"), self._dump_lines())
+        return True
+
+    def _dump_path(self, kind: str) -> str:
+        return dumps.path(self.config, kind, self.options.state_dir)
+
+    def process_view(self) -> ProcessView | None:
+        return self.own.view(self.reload_timer.due)
+
+    def handle_json(self) -> bool:
+        """keepalived's SIGJSON: the VRRP instances as JSON (json_version's shape)."""
+        data = dumps.vrrp_json(self.vrrp_snapshot().as_json(),
+                               self.config.global_defs.json_version)
+        self._write_state_file(self._dump_path("json"), [json.dumps(data, indent=2), "\n"])
         return True
 
     def handle_stats(self) -> bool:
         vrrp = self.vrrp_snapshot().as_json()
         stats = {i["name"]: i["counters"] for i in vrrp["instances"]}
         stats["dropped_by_interface"] = vrrp["dropped_by_interface"]
-        self._write_state_file("director.stats", [json.dumps(stats, indent=2), "\n"])
+        self._write_state_file(self._dump_path("stats"), [json.dumps(stats, indent=2), "\n"])
         return True

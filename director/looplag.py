@@ -75,6 +75,7 @@ class MainLoopLag:
         self.lag = Lateness(keep=600)            # a minute of ticks
         self.threshold = threshold
         self.on_late = on_late                    # called with the event's fields
+        self.on_lag: Callable[[float], Any] | None = None     # every measure (auto priority)
         self.last_late: dict[str, Any] | None = None
         self._handle: hub.Handle | None = None
         self._due = 0.0
@@ -120,6 +121,8 @@ class MainLoopLag:
         self.lag.add(lag)
         cpu, waited = self._times()
         try:
+            if self.on_lag is not None:
+                self.on_lag(lag)
             if lag > self.threshold:
                 self._late(now, lag, cpu - self._cpu,
                            None if waited is None or self._waited is None

@@ -39,13 +39,15 @@ from .files import writable_by_others
 KEEPALIVED_SCRIPT_USER = "keepalived_script"
 
 
-def identity(user: str | None, group: str | None) -> dict:
+def identity(user: str | None, group: str | None, supplementary: bool = False) -> dict:
     """subprocess arguments to run as ``user`` (and ``group``): keepalived's rule is the
-    user's primary group and no supplementary groups. Raises KeyError for an unknown user."""
+    user's primary group and no supplementary groups, unless set_supplementary_groups.
+    Raises KeyError for an unknown user."""
     if user is None:
         return {"group": group} if group is not None else {}
     entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": group or entry.pw_gid, "extra_groups": []}
+    extra = os.getgrouplist(user, entry.pw_gid) if supplementary else []
+    return {"user": entry.pw_uid, "group": group or entry.pw_gid, "extra_groups": extra}
 
 
 def split_user(text: str | None) -> tuple[str | None, str | None]:

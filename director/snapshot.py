@@ -50,5 +50,6 @@ def take(director: Any, yield_every: int = YIELD_EVERY, with_jobs: bool = False)
         check_reply_errors=frozen({} if director.checks is None else
                                   director.checks.reply_errors()),
         main_loop=director.loop_lag.view(), web=director.web_view(),
-        notify_fifos=director.notifier.fifos.views() if director.notifier else ())
+        notify_fifos=director.notifier.fifos.views() if director.notifier else (),
+        process=director.process_view())
 

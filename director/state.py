@@ -568,6 +568,26 @@ class ReloadView:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessView:
+    """The process as global_defs set it (director/process.py) and the next timed reload."""
+
+    name: str | None
+    umask: int
+    nice: int | None
+    rt_priority: int | None             # configured, or raised by max_auto_priority
+    cpus: tuple[int, ...]               # () for every CPU
+    lock_memory: bool
+    net_namespace: str | None
+    reload_at: float | None             # reload_time_file's time, epoch seconds
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "umask": f"{self.umask:04o}", "nice": self.nice,
+                "rt_priority": self.rt_priority, "cpus": list(self.cpus),
+                "lock_memory": self.lock_memory, "net_namespace": self.net_namespace,
+                "reload_at": self.reload_at}
+
+
+@dataclass(frozen=True, slots=True)
 class NotifyFifoView:
     """A notify FIFO (director/notify_fifo.py): the lines written and dropped, its script."""
 
@@ -614,6 +634,7 @@ class State:
     check_reply_errors: Mapping[tuple[str, str], int] = field(default_factory=_empty)
     main_loop: MainLoopView | None = None
     web: WebView | None = None                  # None without the daemon's own web server
+    process: ProcessView | None = None
     notify_fifos: tuple[NotifyFifoView, ...] = ()
 
     @property
@@ -638,6 +659,7 @@ class State:
                 "main_loop": None if self.main_loop is None else self.main_loop.as_json(),
                 "vrrp": self.vrrp.as_json(),
                 "web": None if self.web is None else self.web.as_json(),
+                "process": None if self.process is None else self.process.as_json(),
                 "notify_fifos": [fifo.as_json() for fifo in self.notify_fifos]}
 
     def as_json(self) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class Preprocessor:
         self._bytes_read = 0
         self._files_read = 0
         self.random = random.Random()
+        self.include_checks: tuple[str, ...] = ()     # global_defs include_check, as read
         self._undefined: set[str] = set()
 
     # -- files -------------------------------------------------------------------------------
@@ -265,6 +266,8 @@ class Preprocessor:
         words = split_words(body, location, self.diagnostics)
         if not words:
             return
+        if words[0] in ("random_seed", "include_check"):
+            self._reading_setting(words)
         self._expanded += 1
         if self._expanded > self.max_lines:
             self._too_many_lines(location)
@@ -456,6 +459,21 @@ class Preprocessor:
             return names, None
         return names, rows
 
+    def _reading_setting(self, words: list[str]) -> None:
+        """random_seed and include_check act on the reading itself (keepalived applies them
+        as it reads, from the next line on); their Kw (config/blocks/process.py) checks and
+        keeps the value, this only follows it."""
+        from .blocks.process import include_check
+        from .schema import Invalid
+        if words[0] == "random_seed":
+            if len(words) == 2 and words[1].isdigit():
+                self.random.seed(int(words[1]))
+            return
+        try:
+            self.include_checks = include_check(words[1:], None)
+        except Invalid:
+            pass                          # the keyword's own parse says what is wrong
+
     def _include(self, pattern: str, location: Location) -> None:
         """``include PATTERN``: the rest of the line, relative to the including file, with
         glob(3)'s * ? [..] and {a,b}. A pattern that matches nothing is only a warning, as in
@@ -470,10 +488,24 @@ class Preprocessor:
         if not _GLOB_CHARS.search(pattern):
             self._read_file(full, location)
             return
-        matches = sorted({path for alternative in expand_braces(full)
-                          for path in glob.glob(alternative)})
+        found = {alternative: glob.glob(alternative) for alternative in expand_braces(full)}
+        matches = sorted({path for paths in found.values() for path in paths})
+        checks = self.include_checks
+        if "brace_match" in checks and len(found) > 1:
+            for alternative, paths in found.items():
+                if not paths:
+                    self.diagnostics.error(location, f"include '{pattern}': "
+                                                     f"'{os.path.basename(alternative)}' "
+                                                     "matches no file (include_check "
+                                                     "brace_match)")
         if not matches:
-            self.diagnostics.warning(location, f"include pattern '{pattern}' matches no file")
+            wildcard = any(c in pattern for c in "*?[")
+            if "wildcard_match" in checks or ("match" in checks and not wildcard):
+                self.diagnostics.error(location, f"include pattern '{pattern}' matches no "
+                                                 "file (include_check)")
+            else:
+                self.diagnostics.warning(location, f"include pattern '{pattern}' matches no "
+                                                   "file")
         for path in matches:
             if os.path.isfile(path):
                 self._read_file(path, location)

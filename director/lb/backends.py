@@ -34,6 +34,7 @@ class IpvsSync:
 
     name = "ipvs"
     reports_connections = True
+    receive_buffer: tuple[int, bool] | None = None     # lvs_netlink_cmd_rcv_bufs
     FULL_READ_EVERY = 10
     COUNTERS_MAX_AGE = 1.0      # seconds the services' counters shown may be old
 
@@ -49,7 +50,13 @@ class IpvsSync:
         self._expected_for: State | None = None
 
     def open(self) -> None:
+        self.backend.receive_buffer = self.receive_buffer
         self.backend.open()
+
+    def set_timeouts(self, timeouts: Any) -> None:
+        """lvs_timeouts (config LvsTimeouts); raises genl.GenlError."""
+        from .timeouts import set_timeouts
+        set_timeouts(self.backend.genl, timeouts)
 
     @staticmethod
     def limits(pools: Iterable[Pool]) -> list[str]:
@@ -163,6 +170,10 @@ class NftablesSync:
     def open(self) -> None:
         pass
 
+    def set_timeouts(self, timeouts: Any) -> None:
+        from .timeouts import nftables_note
+        nftables_note(timeouts)
+
     @staticmethod
     def limits(pools: Iterable[Pool]) -> list[str]:
         """What the table does differently from IPVS for these pools (one virtual server's),
@@ -245,6 +256,9 @@ class ObserveOnly:
 
     def open(self) -> None:
         pass
+
+    def set_timeouts(self, timeouts: Any) -> None:
+        pass                                    # no kernel: nothing to time out
 
     @staticmethod
     def limits(pools: Iterable[Pool]) -> list[str]:

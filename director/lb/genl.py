@@ -74,8 +74,10 @@ class GenlSocket:
 
     def __init__(self, family: str = pyroute2_ipvs.GENL_NAME,
                  message_class: type = IpvsMessage, version: int = pyroute2_ipvs.GENL_VERSION,
-                 timeout: float = TIMEOUT) -> None:
+                 timeout: float = TIMEOUT,
+                 receive_buffer: tuple[int, bool] | None = None) -> None:
         self.family = family
+        self.receive_buffer = receive_buffer     # lvs_netlink_cmd_rcv_bufs (bytes, force)
         self.message_class = message_class
         self.version = version
         self.timeout = timeout
@@ -99,6 +101,9 @@ class GenlSocket:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            if self.receive_buffer is not None:
+                from ..process import set_receive_buffer
+                set_receive_buffer(sock, self.receive_buffer)
             sock.bind((0, 0))
             sock.settimeout(self.timeout)
         except OSError:

@@ -149,11 +149,12 @@ class IpvsBackend:
 
     def __init__(self) -> None:
         self._ipvs: GenlSocket | None = None
+        self.receive_buffer: tuple[int, bool] | None = None     # lvs_netlink_cmd_rcv_bufs
         self.counters: dict[tuple[ServiceKey, DestinationKey | None], Counters] = {}
 
     def open(self) -> None:
         if self._ipvs is None:
-            self._ipvs = GenlSocket()
+            self._ipvs = GenlSocket(receive_buffer=self.receive_buffer)
 
     def close(self) -> None:
         if self._ipvs is not None:
@@ -172,6 +173,8 @@ class IpvsBackend:
         if self._ipvs is None:
             raise IpvsError("IpvsBackend is not open")
         return self._ipvs
+
+    genl = _socket                # for the requests that are not about services (timeouts)
 
     def _service_request(self, command: int, service: Any = None, dump: bool = False) -> list:
         attrs = [] if service is None else [("IPVS_CMD_ATTR_SERVICE", service.dump_nla())]

@@ -121,6 +121,8 @@ class LoadBalancer:
         """A new configuration: services that went are removed at the next converge (they
         stay in ``owned``), new ones are added, a virtual server that stayed keeps its
         quorum state."""
+        if config.global_defs.lvs_timeouts != self.config.global_defs.lvs_timeouts:
+            self._set_timeouts(config)
         self._configure(config)
         names = set(self.keys)
         self.quorum = {name: up for name, up in self.quorum.items() if name in names}
@@ -134,6 +136,21 @@ class LoadBalancer:
             self.greenlets.append(hub.supervise(self._watch_addresses, name="ha_suspend"))
         self.changed.set()
 
+    def _set_timeouts(self, config: Any) -> None:
+        """lvs_timeouts, at start and when a reload changes them; never restored on stop
+        (keepalived's way). A failure is said and the pools run on."""
+        timeouts = config.global_defs.lvs_timeouts
+        if timeouts is None:
+            return
+        try:
+            self.backend.set_timeouts(timeouts)
+        except OSError as exc:
+            event(log, "lb.lvs_timeouts_failed", logging.ERROR, backend=self.backend.name,
+                  error=exc)
+            return
+        event(log, "lb.lvs_timeouts", backend=self.backend.name, tcp=timeouts.tcp,
+              tcpfin=timeouts.tcpfin, udp=timeouts.udp)
+
     def live(self, virtual_name: str, real: Any) -> Live:
         state = self.checks.state_of(virtual_name, real)
         if state is None:
@@ -141,7 +158,10 @@ class LoadBalancer:
         return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained)
 
     def start(self) -> None:
+        from ..process import netlink_buffer
+        self.backend.receive_buffer = netlink_buffer(self.config, "lvs")
         self.backend.open()
+        self._set_timeouts(self.config)
         if self.config.global_defs.lvs_flush:
             self._report(self.backend.flush_all())
         for virtual in self.config.virtual_servers:

@@ -48,10 +48,13 @@ class Addresses:
     def __init__(self) -> None:
         self.ipr: IPRoute | None = None
         self.lock = hub.Lock()
+        self.receive_buffer: tuple[int, bool] | None = None    # vrrp_netlink_cmd_rcv_bufs
 
     @_locked
     def open(self) -> "Addresses":
         self.ipr = IPRoute()
+        from ..process import set_receive_buffer
+        set_receive_buffer(self.ipr, self.receive_buffer)
         return self
 
     @_locked

@@ -133,6 +133,8 @@ class VrrpService:
     def start(self) -> None:
         """Start-up is a reload from nothing: every instance and sync group is new."""
         from ..reconcile import InstancePlan
+        from ..process import netlink_buffer
+        self.addresses.receive_buffer = netlink_buffer(self.config, "vrrp")
         self.addresses.open()
         config = self.config
         self.static.start(config)

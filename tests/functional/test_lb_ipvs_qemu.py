@@ -102,3 +102,13 @@ def test_flush_all_removes_every_service_foreign_ones_too(guest_run):
     # lvs_flush at start, lvs_flush_on_stop without VS: keepalived flushes the whole table
     assert guest_run["flush_errors"] == []
     assert "TCP" not in guest_run["flush_left"] and "FWM" not in guest_run["flush_left"]
+
+
+def test_lvs_timeouts_are_set_and_read_back_by_ipvsadm(guest_run):
+    """lvs_timeouts over IPVS_CMD_SET_CONFIG, as `ipvsadm -L --timeout` shows them; a second
+    call with only tcpfin keeps tcp and udp (keepalived: "not setting a value leaves it
+    unchanged")."""
+    assert "Timeout (tcp tcpfin udp): 901 31 301" in guest_run["timeouts_set"], \
+        guest_run["timeouts_set"]
+    assert "Timeout (tcp tcpfin udp): 901 45 301" in guest_run["timeouts_partial"]
+    assert guest_run["timeouts_read"] == {"tcp": 901, "tcpfin": 45, "udp": 301}

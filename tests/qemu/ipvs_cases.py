@@ -175,6 +175,18 @@ def main() -> None:
     out["flush_errors"] = sync.flush_all()
     out["flush_left"] = sh("ipvsadm -Ln")
     sync.close()
+
+    # 7. lvs_timeouts: set over netlink, read back with ipvsadm; what is not given is kept
+    from director.config.blocks.process import LvsTimeouts
+    from director.lb.timeouts import read_timeouts
+    sync = IpvsSync()
+    sync.open()
+    sync.set_timeouts(LvsTimeouts(tcp=901, tcpfin=31, udp=301))
+    out["timeouts_set"] = sh("ipvsadm -L --timeout")
+    sync.set_timeouts(LvsTimeouts(tcpfin=45))
+    out["timeouts_partial"] = sh("ipvsadm -L --timeout")
+    out["timeouts_read"] = read_timeouts(sync.backend.genl)
+    sync.close()
     out["seconds_in_script"] = round(time.monotonic() - start, 1)
     print(json.dumps(out, default=str))
 

@@ -94,3 +94,44 @@ def test_without_a_syslog_socket_it_logs_to_stderr_and_says_so(tmp_path, capsys)
     text = stream.getvalue()
     assert "log.syslog_unavailable no syslog at" in text
     assert "check.state state=down" in text
+
+
+def test_a_hung_script_is_killed_with_the_children_it_left(tmp_path):
+    """A shell script stuck waiting on its 'sleep': the whole group is killed, not only the
+    shell (before, the sleep lived on; under the daemon's gevent it held the stderr pipe and
+    a shutdown_script's wait for its full 60 s: failed before)."""
+    import os
+    child = tmp_path / "child"
+    script = tmp_path / "hang.sh"
+    script.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {child}\nwait\n")
+    script.chmod(0o755)
+    started = time.monotonic()
+    assert run(Notifier(timeout=0.5), Command(str(script))) == "timeout"
+    assert time.monotonic() - started < 5
+    pid = int(child.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}") and \
+            open(f"/proc/{pid}/stat").read().split()[2] != "Z":
+        time.sleep(0.05)
+    alive = os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    if alive:
+        os.kill(pid, 9)
+    assert not alive, "the script's child outlived the timeout"
+
+
+def test_set_supplementary_groups_gives_the_user_its_other_groups():
+    import grp
+    import os
+    import pwd
+
+    from director.notify import identity
+    member = next(((g.gr_mem[0], g.gr_gid) for g in grp.getgrall()
+                   if g.gr_mem and g.gr_mem[0] in {p.pw_name for p in pwd.getpwall()}), None)
+    if member is None:
+        import pytest
+        pytest.skip("no user here with a supplementary group")
+    user, gid = member
+    assert identity(user, None)["extra_groups"] == []
+    assert gid in identity(user, None, supplementary=True)["extra_groups"]
+    assert identity(user, None, True)["extra_groups"] == os.getgrouplist(
+        user, pwd.getpwnam(user).pw_gid)

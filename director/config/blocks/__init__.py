@@ -9,9 +9,9 @@ from ..iprule import assign_priorities, rule
 from ..schema import Block, Flag, Kw, Lines, Opaque, model_for
 from ..values import route, virtual_address
 from .checkers import SSL
-from .common import unsupported
 from .firewall import NAMESPACE_WITH_IPSETS
 from .global_defs import GLOBAL_DEFS
+from .process import ROOT_PROCESS_KEYWORDS
 from .wire import GARP_GROUP
 from .virtual_server import VIRTUAL_SERVER, VIRTUAL_SERVER_GROUP
 from .vrrp import (TRACK_FILE, TRACK_GROUP, VRRP_INSTANCE, VRRP_SCRIPT, VRRP_SYNC_GROUP,
@@ -76,9 +76,7 @@ ROOT = Block(
            doc=LINKBEAT + " These interfaces; the type is accepted, ETHTOOL is always used."),
         *(Kw(name, Opaque(), unsupported=NOT_PLANNED, field=name, repeat="append")
           for name in ("bfd_instance",)),
+        *ROOT_PROCESS_KEYWORDS,
         NAMESPACE_WITH_IPSETS,
-        *unsupported("net_namespace net_namespace_ipvs instance "
-                     "use_pid_dir child_wait_time",
-                     "director does not act on this keyword"),
     ),
 )

@@ -61,7 +61,6 @@ def server_address(args: list[str], ctx: Context) -> tuple[str, int | None]:
 
 
 # Why a keyword is parsed but not acted on (yet): -t says so for each one used.
-LVS = "IPVS connection timeouts are not set by director (use ipvsadm --set)"
 NOT_YET = "not implemented yet"
 
 

@@ -6,8 +6,10 @@ from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Raw, Seconds,
 from ..values import Script, email, lvs_sync_daemon, notify_fifo
 from .firewall import firewall_keywords
 from . import vmac, wire
-from .common import (IP_ADDRESS, LVS, NOT_YET, instance_default_keywords, no_header,
+from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, no_header,
                      server_address, unsupported)
+from .process import BFD, BFD_KEYWORDS, PROCESS_KEYWORDS, ROOT_PROCESS_KEYWORDS
+from .process import finish as process_finish
 
 NOT_PLANNED = "director does not act on this keyword"
 
@@ -20,6 +22,11 @@ def _dynamic_interfaces(args, ctx) -> bool:
                  "interface appears late, but does not follow an interface deleted and "
                  "created again (restart or reload for that)")
     return True
+
+
+def _finish(values, ctx) -> None:
+    wire.global_finish(values, ctx)
+    process_finish(values, ctx)
 
 
 def _flush_on_stop(args, ctx) -> str:
@@ -57,7 +64,7 @@ _FIFOS = (
 
 GLOBAL_DEFS = Block(
     "global_defs", "GlobalDefs",
-    header=no_header, finish=wire.global_finish,
+    header=no_header, finish=_finish,
     keywords=(
         Kw("router_id", Word("a router id"),
            doc="Names this director in alerts, logs and the dashboard. Default: the short "
@@ -125,7 +132,6 @@ GLOBAL_DEFS = Block(
                                     "director table)."),
         Kw("lvs_flush_on_stop", Custom(_flush_on_stop, "[VS]"), aliases=("lvs_flush_onstop",),
            doc="On stop, flush every IPVS service (VS: only the configuration's)."),
-        Kw("lvs_timeouts", Text("tcp N tcpfin N udp N"), unsupported=LVS),
         Kw("checker_log_all_failures", Flag(),
            doc="log_all_failures for every checker: each failed attempt while a server is up "
                "is logged, not only the one that takes it down."),
@@ -135,6 +141,9 @@ GLOBAL_DEFS = Block(
                "VRRP_INSTANCE is MASTER, backup otherwise, so that the BACKUP director knows "
                "the connections and they survive a failover. id defaults to the instance's "
                "virtual_router_id."),
+        *PROCESS_KEYWORDS,
+        *ROOT_PROCESS_KEYWORDS,
+        *unsupported(BFD_KEYWORDS, BFD),
         Kw("process_monitor_rcv_bufs", Int(0, 4294967295),
            doc="SO_RCVBUF of the kernel process-events socket that track_process reads "
                "(default: the kernel's). On lost events it is doubled and the processes "
@@ -156,25 +165,10 @@ GLOBAL_DEFS = Block(
                "notify_up and write their RS ... UP line, as keepalived does; without it "
                "only changes notify."),
         *unsupported(
-            "enable_traps enable_dbus enable_dbus_read_only enable_snmp_vrrp "
-            "enable_snmp_keepalived enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 "
-            "enable_snmp_rfcv3 snmp_socket net_namespace net_namespace_ipvs instance "
-            "use_pid_dir process_names vrrp_process_name checker_process_name "
-            "bfd_process_name vrrp_priority checker_priority bfd_priority vrrp_no_swap "
-            "checker_no_swap bfd_no_swap vrrp_rt_priority checker_rt_priority "
-            "bfd_rt_priority vrrp_rlimit_rtime checker_rlimit_rtime bfd_rlimit_rtime "
-            "vrrp_cpu_affinity checker_cpu_affinity bfd_cpu_affinity "
-            "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force "
-            "vrrp_netlink_monitor_rcv_bufs vrrp_netlink_monitor_rcv_bufs_force "
-            "lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force "
-            "lvs_netlink_monitor_rcv_bufs lvs_netlink_monitor_rcv_bufs_force umask "
-            "random_seed max_auto_priority min_auto_priority_delay script_rlimit "
-            "data_use_instance tmp_config_directory reload_check_config reload_time_file "
-            "reload_repeat reload_file config_save_dir include_check startup_script "
-            "shutdown_script startup_script_timeout shutdown_script_timeout process_name "
-            "lvs_process_name nftables_ipvs nftables_ipvs_priority "
-            "nftables_ipvs_start_fwmark vrrp_rlimit_rttime checker_rlimit_rttime "
-            "bfd_rlimit_rttime dbus_service_name json_version set_supplementary_groups "
-            "state_dump_file stats_dump_file json_dump_file", NOT_PLANNED),
+            "enable_traps "
+            "enable_dbus enable_dbus_read_only enable_snmp_vrrp enable_snmp_keepalived "
+            "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 "
+            "snmp_socket script_rlimit nftables_ipvs nftables_ipvs_priority "
+            "nftables_ipvs_start_fwmark dbus_service_name", NOT_PLANNED),
     ),
 )

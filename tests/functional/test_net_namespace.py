@@ -1,0 +1,75 @@
+"""net_namespace (issue 14, part H): director started in the root namespace with
+``net_namespace NAME`` runs its VRRP inside NAME. A keepalived 2.2.7 peer there (another
+namespace on the same bridge) sees its adverts and stays BACKUP; the VIP is added inside
+NAME, and nothing of it appears in the root namespace."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.functional.lab import start_keepalived, wait_for
+from tests.functional.test_vrrp_failover import down_interval, vrrp_config
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[2]
+VIP = "192.0.2.100"
+
+
+def test_director_in_the_root_namespace_runs_vrrp_in_net_namespace(lab, tmp_path):
+    switch = lab.switch()
+    a = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"])])
+    b = lab.host("b", [(switch, "eth0", ["192.0.2.2/24"])])
+    config = tmp_path / "keepalived.conf"
+    config.write_text(f"net_namespace {a.ns}\n" + vrrp_config(150))
+    log_path = tmp_path / "log"
+    with open(log_path, "w") as log:
+        # Not through the lab's popen: that would start it inside a namespace already.
+        proc = subprocess.Popen([sys.executable, "-m", "director", "-P", "-l", "-D",
+                                 "-f", str(config), "--state-dir", str(tmp_path / "state"),
+                                 "--web", "off"], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 5,
+                 message=lambda: log_path.read_text())
+        assert os.readlink(f"/proc/{proc.pid}/ns/net") == \
+            os.readlink(f"/proc/{_pid_in(a)}/ns/net")
+        peer = start_keepalived(b, vrrp_config(100))      # after ours is MASTER
+        wait_for(lambda: "Entering BACKUP STATE" in lab.log_of(peer), 10,
+                 message=lambda: lab.log_of(peer))
+        # The peer hears the adverts: it stays BACKUP past its own master-down interval.
+        end = time.monotonic() + down_interval(100) + 1
+        while time.monotonic() < end:
+            assert "Entering MASTER STATE" not in lab.log_of(peer), lab.log_of(peer)
+            assert not b.has_address("eth0", VIP)
+            time.sleep(0.2)
+        # Nothing in the root namespace: the VIP is not ours here.
+        root_addresses = subprocess.run(["ip", "-o", "addr"], capture_output=True,
+                                        text=True).stdout
+        assert VIP not in root_addresses
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    # On stop ours sent priority 0: the peer takes over at once, well before its
+    # master-down interval.
+    wait_for(lambda: b.has_address("eth0", VIP), 2, message=lambda: lab.log_of(peer))
+
+
+def _pid_in(host) -> int:
+    """A process living in the host's namespace (a sleep the lab reaps)."""
+    sleeper = host.popen(["sleep", "30"])
+    wait_for(lambda: os.readlink(f"/proc/{sleeper.pid}/ns/net") !=
+             os.readlink("/proc/self/ns/net"), 5, message="sleep never entered the namespace")
+    return sleeper.pid
