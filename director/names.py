@@ -1,6 +1,6 @@
 """How director names a virtual server and a real server, in the dashboard, the metrics, the
 events, the API and the diagnostics: one rule, imported by the config engine and the views
-(director/state.py) alike."""
+(director/state.py) alike; and the interface a name left out means."""
 
 from __future__ import annotations
 
@@ -25,3 +25,11 @@ def real_server_name(real: Any) -> str:
     """How the dashboard, the events and the metrics name a real server."""
     host = f"[{real.address}]" if ":" in real.address else real.address
     return f"{host}:{real.port}" if real.port is not None else host
+
+
+DEFAULT_INTERFACE = "eth0"       # keepalived's DFLT_INT, when global_defs has no default_interface
+
+
+def default_interface(global_defs: Any) -> str:
+    """The interface of a static address, or of an instance, that names none."""
+    return global_defs.default_interface or DEFAULT_INTERFACE

@@ -19,7 +19,7 @@ from ..lateness import Lateness
 from ..log import event as log_event
 from . import ah, fsm, wire
 from .addresses import Addresses, apply_all
-from .static import default_interface
+from ..names import default_interface
 from .packet import (AUTH_AH, AUTH_PASS, TTL, Advert, Expectation, encode, pass_auth_data)
 from .vmac import InstanceLinks, extra_garp_interfaces
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..names import default_interface
 from ..log import event
 
 if TYPE_CHECKING:       # the plan of a reload reads changes() without loading netlink
@@ -19,11 +20,6 @@ if TYPE_CHECKING:       # the plan of a reload reads changes() without loading n
 
 log = logging.getLogger("director.vrrp.static")
 
-DEFAULT_INTERFACE = "eth0"       # keepalived's DFLT_INT, when global_defs has no default_interface
-
-
-def default_interface(global_defs: Any) -> str:
-    return global_defs.default_interface or DEFAULT_INTERFACE
 
 
 def entries(config: Any) -> list[tuple[str, Any]]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..names import default_interface
 from . import fsm
 
 
@@ -130,7 +131,31 @@ def tracked_for(config: Any, instance: Any) -> tuple[list[Tracked], list[str]]:
             if own is not None and not own.weight:
                 continue                    # the instance's unweighted line stands
             items[key] = Tracked(key, weight, reverse, kind == "file")
+    for ifname in static_track_interfaces(config, instance.name):
+        key = f"interface {ifname}"       # unweighted: FAULT while it is down, as keepalived
+        items[key] = Tracked(key, None)
     return list(items.values()), notes
+
+
+def static_track_interfaces(config: Any, name: str) -> list[str]:
+    """keepalived's track_group: the instances of a top-level track_group follow, unweighted,
+    the interface of each static address (its dev), static route (its dev) and static rule
+    (its iif) that names the group with 'track_group' and is not no_track."""
+    groups = {group.name for group in config.track_groups if name in group.group}
+    if not groups:
+        return []
+    found: list[str] = []
+    for vip in config.static_ipaddress:
+        if vip.track_group in groups and "no_track" not in vip.flags:
+            found.append(vip.dev or default_interface(config.global_defs))
+    for route in config.static_routes:
+        if dict(route.options).get("track_group") in groups and route.dev and \
+                "no_track" not in route.flags:
+            found.append(route.dev)
+    for rule in config.static_rules:
+        if rule.track_group in groups and rule.iif and not rule.no_track:
+            found.append(rule.iif)
+    return list(dict.fromkeys(found))
 
 
 def signature(config: Any, instance: Any) -> tuple:

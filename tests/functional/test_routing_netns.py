@@ -281,6 +281,33 @@ def test_interface_up_down_delays_hide_a_short_bounce(lab):
     assert proc.wait(15) == 0
 
 
+def test_track_group_puts_its_instances_in_fault_while_a_static_entrys_interface_is_down(lab):
+    """A static address on eth1 names track_group TG, which holds VI_1 (on eth0): eth1 down
+    puts VI_1 in FAULT (its VIP goes), eth1 up brings it back; VI_2, outside the group,
+    stays MASTER throughout."""
+    switch = lab.switch()
+    host = lab.host("a", [(switch, "eth0", ["192.0.2.1/24"]), (switch, "eth1", ["192.0.3.1/24"])])
+    config = ("track_group TG {\n    group {\n        VI_1\n    }\n}\n"
+              "static_ipaddress {\n    198.51.100.7/32 dev eth1 track_group TG\n}\n" +
+              vrrp_config(150, vips=("192.0.2.100/24",)) +
+              vrrp_config(150, name="VI_2", vrid=52, vips=("192.0.2.101/24",)))
+    proc = start_director(lab, host, config, "a")
+    for vip in ("192.0.2.100", "192.0.2.101"):
+        wait_for(lambda: host.has_address("eth0", vip), 15, message=lambda: lab.log_of(proc))
+    host.link("eth1", False)
+    wait_for(lambda: "instance=VI_1 vrid=51 from=MASTER to=FAULT" in lab.log_of(proc), 5,
+             message=lambda: lab.log_of(proc))
+    wait_for(lambda: not host.has_address("eth0", "192.0.2.100"), 5,
+             message=lambda: lab.log_of(proc))
+    host.link("eth1", True)
+    wait_for(lambda: host.has_address("eth0", "192.0.2.100"), 15,
+             message=lambda: f"VI_1 did not come back\n{lab.log_of(proc)}")
+    assert "instance=VI_2 vrid=52 from=MASTER" not in lab.log_of(proc)
+    assert host.has_address("eth0", "192.0.2.101")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+
+
 def test_a_unicast_instance_without_interface_against_keepalived(lab):
     """No 'interface': the socket is bound to no device (vrf would bind it to a VRF; this
     kernel has none), the VIPs go where their 'dev' says; keepalived, with an interface,

@@ -338,3 +338,24 @@ def test_file_watcher_values(tmp_path):
         path.write_text(text)
         watcher._read("f")
         assert told[-1] == value, text
+
+
+def test_track_group_follows_the_interfaces_of_the_static_entries_naming_it(tmp_path):
+    """keepalived's track_group: its instances track, unweighted, the dev of a static address
+    or route and the iif of a static rule naming the group (not no_track ones); an instance
+    outside the group tracks none of them (failed before: 'not acted on')."""
+    config, warnings = _config(tmp_path, """
+track_group TG { group { A } }
+static_ipaddress {
+    10.9.0.1/24 dev up0 track_group TG
+    10.9.1.1/24 dev up9 track_group TG no_track
+}
+static_routes { 10.8.0.0/16 via 10.9.0.254 dev up1 track_group TG }
+static_rules { from 10.9.0.1 iif up2 table 100 track_group TG }
+""" + _instance("A", "track_interface { up1 weight 10 }") + _instance("B", priority=101))
+    assert not [w for w in warnings if "not acted on" in w]
+    a, b = config.vrrp_instances
+    items, _ = tracked_for(config, a)
+    assert items == [Tracked("interface lo", None), Tracked("interface up1", None),
+                     Tracked("interface up0", None), Tracked("interface up2", None)]
+    assert tracked_for(config, b)[0] == [Tracked("interface lo", None)]

@@ -47,9 +47,9 @@ ROOT = Block(
         Kw("vrrp_track_process", VRRP_TRACK_PROCESS, field="vrrp_track_processes",
            repeat="append"),
         Kw("track_group", TRACK_GROUP, field="track_groups", repeat="append",
-           unsupported="a track_group is used only by the 'track_group' option of "
-                       "static_ipaddress / static_routes / static_rules, which director does "
-                       "not program"),
+           doc="Its instances go FAULT while the interface of a static address, route (dev) "
+               "or rule (iif) naming the group with its 'track_group' option is down, as "
+               "keepalived's."),
         Kw("vrrp_sync_group", VRRP_SYNC_GROUP, field="vrrp_sync_groups", repeat="append"),
         Kw("vrrp_instance", VRRP_INSTANCE, field="vrrp_instances", repeat="append"),
         Kw("virtual_server_group", VIRTUAL_SERVER_GROUP, field="virtual_server_groups",

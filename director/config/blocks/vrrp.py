@@ -185,7 +185,7 @@ def _tracking() -> tuple[Kw, ...]:
         Kw("track_process", Lines(tracked_unclamped, "PROCESS [weight N [reverse|noreverse]]"),
            doc="vrrp_track_process blocks by name; the weight given here beats the block's "
                "(weight 0: FAULT while the process has no quorum)."),
-        Kw("track_group", Lines(single_name, "track_group names"), unsupported=NOT_IN_KEEPALIVED),
+        Kw("track_group", Lines(single_name, "track_group names"), ignored=NOT_IN_KEEPALIVED),
         Kw("track_bfd", Lines(tracked, "BFD [weight N [reverse]]"),
            unsupported="BFD is not implemented by director"),
     )
