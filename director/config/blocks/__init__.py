@@ -9,6 +9,7 @@ from ..iprule import assign_priorities, rule
 from ..schema import Block, Flag, Kw, Lines, Opaque, model_for
 from ..values import route, virtual_address
 from .checkers import SSL
+from .common import BFD
 from .firewall import NAMESPACE_WITH_IPSETS
 from .global_defs import GLOBAL_DEFS
 from .process import ROOT_PROCESS_KEYWORDS
@@ -20,7 +21,6 @@ from .vrrp import (TRACK_FILE, TRACK_GROUP, VRRP_INSTANCE, VRRP_SCRIPT, VRRP_SYN
 STATIC = ("Added at start whatever the VRRP state, kept by a reload that keeps them (only "
           "what changed is added or removed), removed on stop, as keepalived does; only with "
           "the VRRP subsystem (not with -C).")
-NOT_PLANNED = "director does not act on this block"
 
 
 
@@ -74,8 +74,7 @@ ROOT = Block(
         Kw("linkbeat_use_polling", Flag(), doc=LINKBEAT + " Every interface."),
         Kw("linkbeat_interfaces", Lines(linkbeat_interface, "IFNAME [MII|ETHTOOL|IOCTL]"),
            doc=LINKBEAT + " These interfaces; the type is accepted, ETHTOOL is always used."),
-        *(Kw(name, Opaque(), unsupported=NOT_PLANNED, field=name, repeat="append")
-          for name in ("bfd_instance",)),
+        Kw("bfd_instance", Opaque(), unsupported=BFD, field="bfd_instance", repeat="append"),
         *ROOT_PROCESS_KEYWORDS,
         NAMESPACE_WITH_IPSETS,
     ),

@@ -13,7 +13,7 @@ from ...check.kinds import KINDS, Kind
 from ..schema import (UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds,
                       SecretText, Text, Word, one_value)
 from ..values import Script, digest, parse_port, status_codes
-from .common import NOT_YET, IP_ADDRESS, constant_header, no_header, required
+from .common import IP_ADDRESS, constant_header, no_header, required
 
 
 def _port(args, ctx):
@@ -40,7 +40,7 @@ class Vocabulary:
     Choice, Custom, Flag, Int, Seconds, Text, Word = Choice, Custom, Flag, Int, Seconds, Text, Word
     Script, digest, status_codes, one_value = Script, digest, status_codes, one_value
     no_header, required = no_header, required
-    CONNECTION, IP_ADDRESS, PORT, NOT_YET = CONNECTION, IP_ADDRESS, PORT, NOT_YET
+    CONNECTION, IP_ADDRESS, PORT = CONNECTION, IP_ADDRESS, PORT
 
 
 # The shared keywords that read the same in every kind, made once.

@@ -60,8 +60,16 @@ def server_address(args: list[str], ctx: Context) -> tuple[str, int | None]:
     return host, (parse_port(args[1], 1) if len(args) == 2 else None)
 
 
-# Why a keyword is parsed but not acted on (yet): -t says so for each one used.
-NOT_YET = "not implemented yet"
+# Why a keyword is parsed but not acted on: -t says so for each one used, and docs/KEYWORDS.md
+# lists them ("Not acted on"). By design: SNMP and D-Bus; left out: BFD and a few others,
+# each with its reason where it is declared.
+SNMP = ("replaced by design: director has no SNMP agent; /api/v1/state, the event stream and "
+        "Prometheus /metrics carry what keepalived's MIBs and traps do")
+DBUS = ("replaced by design: director has no D-Bus service; the JSON API (/api/v1/state, the "
+        "admin POSTs) and the event stream do what keepalived's D-Bus interface does")
+BFD = ("left out: BFD (RFC 5880) needs a BFD speaker, keepalived's being a process of its own; "
+       "director has none (fast failure detection: VRRPv3 centisecond adverts, or FRR's bfdd "
+       "beside director)")
 
 
 def unsupported(names: str, why: str) -> tuple[Kw, ...]:

@@ -6,12 +6,11 @@ from ..schema import Block, Custom, Invalid, Flag, Int, Kw, Lines, Raw, Seconds,
 from ..values import Script, email, lvs_sync_daemon, notify_fifo
 from .firewall import firewall_keywords
 from . import vmac, wire
-from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, no_header,
-                     server_address, unsupported)
-from .process import BFD, BFD_KEYWORDS, PROCESS_KEYWORDS, ROOT_PROCESS_KEYWORDS
+from .common import (BFD, DBUS, IP_ADDRESS, SNMP, instance_default_keywords,
+                     no_header, server_address, unsupported)
+from .process import BFD_KEYWORDS, PROCESS_KEYWORDS, ROOT_PROCESS_KEYWORDS
 from .process import finish as process_finish
 
-NOT_PLANNED = "director does not act on this keyword"
 
 
 def _dynamic_interfaces(args, ctx) -> bool:
@@ -164,11 +163,13 @@ GLOBAL_DEFS = Block(
            doc="At start, real servers that start up (no checker, or not alpha) run "
                "notify_up and write their RS ... UP line, as keepalived does; without it "
                "only changes notify."),
-        *unsupported(
-            "enable_traps "
-            "enable_dbus enable_dbus_read_only enable_snmp_vrrp enable_snmp_keepalived "
-            "enable_snmp_checker enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 "
-            "snmp_socket script_rlimit nftables_ipvs nftables_ipvs_priority "
-            "nftables_ipvs_start_fwmark dbus_service_name", NOT_PLANNED),
+        *unsupported("enable_traps enable_snmp_vrrp enable_snmp_keepalived enable_snmp_checker "
+                     "enable_snmp_rfc enable_snmp_rfcv2 enable_snmp_rfcv3 snmp_socket", SNMP),
+        *unsupported("enable_dbus enable_dbus_read_only dbus_service_name", DBUS),
+        *unsupported("nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark",
+                     "left out: director's IPVS backend makes one IPVS service per address of a "
+                     "virtual_server_group range; keepalived's alternative (nftables marking "
+                     "those addresses for one fwmark service) is not implemented"),
+        Kw("script_rlimit", Raw(), ignored="script_rlimit is not a keepalived keyword: ignored"),
     ),
 )

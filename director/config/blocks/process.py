@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from ..schema import UINT_MAX, Custom, Flag, Int, Invalid, Kw, Word, one_value
 from ..values import Script
 
-BFD = "BFD is not implemented by director (see docs/KEYWORDS.md)"
 ONE_PROCESS = ("director runs VRRP and the checkers in one process: with both the vrrp_ "
                "and the checker_ form given, the {which} applies (-t warns when they differ)")
 
@@ -292,8 +291,8 @@ ROOT_PROCESS_KEYWORDS = (
                                     "[a network namespace name]"),
        doc="keepalived: program IPVS in this namespace while the checks run in "
            "net_namespace's.",
-       unsupported="director programs IPVS in the namespace it runs in (net_namespace's); "
-                   "a separate IPVS namespace is not implemented"),
+       unsupported="left out: director programs IPVS in the namespace it runs in "
+                   "(net_namespace's); a separate IPVS namespace is not implemented"),
     Kw("instance", Word("an instance name"),
        doc="This daemon's name when several run on one host: with data_use_instance it "
            "is in the dump files' names, with use_pid_dir in the pid file's."),

@@ -7,7 +7,7 @@ import dataclasses
 from ..schema import UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds, Word
 from ..values import Script, group_entry, ip_port, parse_host, parse_ip, parse_port
 from .checkers import checker_keywords
-from .common import NOT_YET, name_header, unsupported
+from .common import SNMP, name_header, unsupported
 # The names live with the views that show them (director/state.py); importers keep
 # finding them here.
 from ...names import real_server_name, virtual_server_name  # noqa: F401
@@ -60,7 +60,7 @@ REAL_SERVER = Block(
         Kw("warmup", Seconds(0, 86400)),
         Kw("connect_timeout", Seconds(0.001, 3600)),
         Kw("virtualhost", Word("a host name")),
-        *unsupported("snmp_name", "director has no SNMP agent"),
+        *unsupported("snmp_name", SNMP),
         *checker_keywords(),
     ),
 )
@@ -177,7 +177,7 @@ VIRTUAL_SERVER = Block(
         Kw("mh-fallback", Flag(), field="mh_fallback"),
         Kw("ip_family", Choice(("inet", "inet6"), case="lower")),
         Kw("real_server", REAL_SERVER, field="real_servers", repeat="append"),
-        *unsupported("snmp_name", "director has no SNMP agent"),
+        *unsupported("snmp_name", SNMP),
         Kw("nat_mask", Word("a netmask"),
            ignored="nat_mask is ignored: IPVS never used it (the VIP's prefix in "
                    "virtual_ipaddress is what counts)"),

@@ -10,10 +10,9 @@ from ..values import (Script, notify_deleted, route, single_name, tracked, track
 from .firewall import accept_keywords
 from . import vmac
 from . import wire
-from .common import (IP_ADDRESS, NOT_YET, instance_default_keywords, name_header,
+from .common import (BFD, IP_ADDRESS, instance_default_keywords, name_header,
                      no_header, required, unsupported)
 
-NOT_PLANNED = "director does not act on this keyword"
 
 
 def _script_weight(args, ctx):
@@ -186,8 +185,7 @@ def _tracking() -> tuple[Kw, ...]:
            doc="vrrp_track_process blocks by name; the weight given here beats the block's "
                "(weight 0: FAULT while the process has no quorum)."),
         Kw("track_group", Lines(single_name, "track_group names"), ignored=NOT_IN_KEEPALIVED),
-        Kw("track_bfd", Lines(tracked, "BFD [weight N [reverse]]"),
-           unsupported="BFD is not implemented by director"),
+        Kw("track_bfd", Lines(tracked, "BFD [weight N [reverse]]"), unsupported=BFD),
     )
 
 _NOTIFY = (
