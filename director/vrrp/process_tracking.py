@@ -138,8 +138,8 @@ class ProcessQuorum:
             return False
         return self._set(self.count == self.spec.quorum)
 
-    def exited(self, pid: int, now: float) -> bool:
-        """A tracked process ended."""
+    def exited(self, pid: int, now: float, delayed: bool = True) -> bool:
+        """A tracked process ended (``delayed``: terminate_delay applies)."""
         if pid not in self.pids:
             return False
         self.pids.discard(pid)
@@ -147,21 +147,15 @@ class ProcessQuorum:
             return False
         if self.pending == "fork":
             self._cancel()
-        elif self.spec.terminate_delay:
+        elif delayed and self.spec.terminate_delay:
             self.pending, self.deadline = "terminate", now + self.spec.terminate_delay
             return False
         return self._set(self.count == self.spec.quorum_max)
 
     def lost(self, pid: int, now: float) -> bool:
-        """A tracked process no longer matches (exec'd or renamed into something else)."""
-        if pid not in self.pids:
-            return False
-        self.pids.discard(pid)
-        if not self._crossed_down():
-            return False
-        if self.pending == "fork":
-            self._cancel()
-        return self._set(self.count == self.spec.quorum_max)
+        """A tracked process no longer matches (exec'd or renamed into something else): gone
+        at once, without terminate_delay."""
+        return self.exited(pid, now, delayed=False)
 
     def expire(self, now: float) -> bool:
         if self.deadline is None or now < self.deadline:
