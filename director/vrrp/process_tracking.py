@@ -113,8 +113,9 @@ class ProcessQuorum:
     def _crossed_down(self) -> bool:
         return self.count + 1 == self.spec.quorum or self.count == self.spec.quorum_max
 
-    def found(self, pid: int, now: float) -> bool:
-        """A process now matches (exec, rename, a scan between events)."""
+    def found(self, pid: int, now: float, delayed: bool = False) -> bool:
+        """A process now matches (exec, rename, a scan between events; ``delayed``: it was
+        forked by a tracked one, and fork_delay applies)."""
         if pid in self.pids:
             return False
         self.pids.add(pid)
@@ -122,21 +123,14 @@ class ProcessQuorum:
             return False
         if self.pending == "terminate":
             self._cancel()
+        elif delayed and self.spec.fork_delay:
+            self.pending, self.deadline = "fork", now + self.spec.fork_delay
+            return False
         return self._set(self.count == self.spec.quorum)
 
     def forked(self, pid: int, now: float) -> bool:
         """A tracked process forked ``pid``."""
-        if pid in self.pids:
-            return False
-        self.pids.add(pid)
-        if not self._crossed_up():
-            return False
-        if self.pending == "terminate":
-            self._cancel()
-        elif self.spec.fork_delay:
-            self.pending, self.deadline = "fork", now + self.spec.fork_delay
-            return False
-        return self._set(self.count == self.spec.quorum)
+        return self.found(pid, now, delayed=True)
 
     def exited(self, pid: int, now: float, delayed: bool = True) -> bool:
         """A tracked process ended (``delayed``: terminate_delay applies)."""
