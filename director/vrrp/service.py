@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 from .. import hub
 from ..clock import Clock
 from ..notify import Notifier
-from ..notify_fifo import vrrp_line
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
 from . import ah, fsm, wire
@@ -19,6 +18,7 @@ from .firewall import Firewall, settings as firewall_settings
 from .static import StaticSetup
 from .instance import Instance
 from .lvs_sync import SyncDaemons, configured
+from .notices import VrrpNotices
 from .dynamic import InterfaceWaiter, interface_present
 from .promote import PromoteSecondaries
 from .garp_pacing import Pacer
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
     from ..state import VrrpView
 
 log = logging.getLogger("director.vrrp")
-
-DELETED = "DELETED"         # notified for an instance a reload removes (notify_deleted)
 
 
 class Receiving(NamedTuple):
@@ -119,12 +117,7 @@ class VrrpService:
         self.trackers: dict[str, Tracker] = {}
         self.lvs_sync: SyncDaemons | None = None
         self.firewall = Firewall()
-        self.deleting: set[str] = set()         # instances a reload removes (notify_deleted)
-        # what each instance's notifications said last, and the sync groups whose change
-        # waits for their members' (keepalived tells the members first, then the group)
-        self.told: dict[str, str] = {}
-        self.pending_groups: dict[str, tuple[SyncGroup, Any, str]] = {}
-        self.rx_lower_running: dict[str, hub.Greenlet] = {}     # notify_master_rx_lower_pri
+        self.notices = VrrpNotices(self.notifier, lambda: self.config)
         # called with each instance / sync group built, at start and on reload (the daemon's
         # events); register before start()
         self.on_new_instance: list = []
@@ -263,19 +256,19 @@ class VrrpService:
         for sync in [group for group in self.sync_groups if group.name in plan.sync_groups]:
             sync.detach()
             self.sync_groups.remove(sync)
-            self.pending_groups.pop(sync.name, None)
+            self.notices.pending_groups.pop(sync.name, None)
         going = [instance for instance in self.instances if instance.name in plan.going]
-        self.deleting = set(plan.removed)
+        self.notices.deleting = set(plan.removed)
         roles = {instance.name: instance.state.role for instance in going}
         for instance in going:
             instance.post(fsm.Shutdown())
         hub.joinall([instance.greenlet for instance in going if instance.greenlet],
                     timeout=timeout)
         for instance in going:
-            if instance.name in self.deleting:
-                self._deleted_notify(instance, roles[instance.name])
+            if instance.name in self.notices.deleting:
+                self.notices.deleted(instance, roles[instance.name])
             self._forget(instance)
-        self.deleting = set()
+        self.notices.deleting = set()
         self.vmac_links.keep_only({link.name for links in prepared.vmacs.values()
                                    for link in links.all})
         prepared.made = []                      # theirs now: no abandon() removes them
@@ -379,14 +372,14 @@ class VrrpService:
                                           if name in by_name])
             sync.attach()
             sync.listeners.append(lambda sync, state, config=group:
-                                  self._group_changed(sync, config, state))
+                                  self.notices.group_changed(sync, config, state))
             for callback in self.on_new_sync_group:
                 callback(sync)
             self.sync_groups.append(sync)
 
     def _listen(self, instance: Instance) -> None:
-        instance.listeners.append(self._transition_notify)
-        instance.notices.append(self._noticed)
+        instance.listeners.append(self.notices.transition)
+        instance.notices.append(self.notices.noticed)
         for callback in self.on_new_instance:
             callback(instance)
 
@@ -434,8 +427,7 @@ class VrrpService:
     def _forget(self, instance: Instance) -> None:
         self.instances.remove(instance)
         self._unpromote(instance)
-        self.told.pop(instance.name, None)
-        self.rx_lower_running.pop(instance.name, None)
+        self.notices.forget(instance.name)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
             self.source_watcher.forget(tracker)
@@ -452,91 +444,6 @@ class VrrpService:
         if instance.name in self.promoted:
             self.promoted.discard(instance.name)
             self.promote.release(instance.config.interface, instance.name)
-
-    def _transition_notify(self, instance: Instance, transition: fsm.Transition) -> None:
-        if transition.new == fsm.STOP and instance.name in self.deleting:
-            return                              # apply() says it, in the file's order
-        self._notify(instance.config, "INSTANCE", instance.name, transition.new,
-                     instance.state.priority)
-        self.told[instance.name] = transition.new
-        self._flush_groups()
-
-    def _group_changed(self, sync: SyncGroup, config, state: str) -> None:
-        self.pending_groups[sync.name] = (sync, config, state)
-        self._flush_groups()
-
-    def _flush_groups(self) -> None:
-        """A sync group's notifications once each member's own have said its new state, as
-        keepalived orders them (members, then the group)."""
-        for name, (sync, config, state) in list(self.pending_groups.items()):
-            if all(self.told.get(member.name) == state for member in sync.members):
-                del self.pending_groups[name]
-                self._notify(config, "GROUP", name, state, 0)
-
-    def _deleted_notify(self, instance: Instance, role: str) -> None:
-        """keepalived: a reload that removes an instance notifies DELETED with
-        notify_deleted, else FAULT (nothing when it was in FAULT already)."""
-        if instance.config.notify_deleted:
-            state = DELETED
-        elif role == fsm.FAULT:
-            return
-        else:
-            state = fsm.FAULT
-        self._notify(instance.config, "INSTANCE", instance.name, state, instance.state.priority)
-
-    def _notify(self, config, kind: str, name: str, state: str, priority: int) -> None:
-        """keepalived's scripts: notify_<state> as written, then ``notify`` with
-        TYPE NAME STATE PRIORITY, then the FIFO line (a group's priority is 0 in both)."""
-        deleted = config.notify_deleted if kind == "INSTANCE" else None
-        specific = {fsm.MASTER: config.notify_master, fsm.BACKUP: config.notify_backup,
-                    fsm.FAULT: config.notify_fault, fsm.STOP: config.notify_stop,
-                    DELETED: deleted if deleted is not True else None}.get(state)
-        if specific is not None:
-            self.notifier.notify(specific, (), f"{kind.lower()} {name} {state}")
-        if config.notify is not None:
-            self.notifier.notify(config.notify, (kind, name, state, str(priority)),
-                                 f"{kind.lower()} {name} {state}")
-        self.notifier.fifos.vrrp(vrrp_line(kind, name, state, priority))
-
-    def _noticed(self, instance: Instance, what: str) -> None:
-        """MASTER_RX_LOWER_PRI (its script, and the FIFO line always, as keepalived) and the
-        priority changes (a FIFO line with notify_priority_changes)."""
-        config = instance.config
-        if what == "MASTER_RX_LOWER_PRI":
-            running = self.rx_lower_running.get(instance.name)
-            # one run at a time: a VRRPv3 peer (no authentication) sending lower adverts in
-            # a loop must not fork a process per advert (keepalived does)
-            if config.notify_master_rx_lower_pri is not None and \
-                    (running is None or running.dead):
-                self.rx_lower_running[instance.name] = self.notifier.notify(
-                    config.notify_master_rx_lower_pri, (), f"instance {instance.name} {what}")
-        elif not self._priority_changes(config):
-            return
-        self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name, what,
-                                           instance.state.priority))
-
-    def _priority_changes(self, config) -> bool:
-        """notify_priority_changes: the instance's, else its sync group's, else global."""
-        if config.notify_priority_changes is not None:
-            return config.notify_priority_changes
-        for group in self.config.vrrp_sync_groups:
-            if config.name in group.group and group.notify_priority_changes is not None:
-                return group.notify_priority_changes
-        return bool(self.config.global_defs.vrrp_notify_priority_changes)
-
-    def write_fifo_states(self, skip_instances=(), skip_groups=()) -> None:
-        """fifo_write_vrrp_states_on_reload: the state of each sync group and instance a
-        reload left running, to the FIFOs (groups first). As keepalived 2.2.7: not for an
-        instance that is MASTER (a consumer acting on MASTER lines must not act again)."""
-        for group in self.sync_groups:
-            state = group.state()
-            if group.name not in skip_groups and state != "MIXED":
-                self.notifier.fifos.vrrp(vrrp_line("GROUP", group.name, state, 0))
-        for instance in self.instances:
-            if instance.name not in skip_instances and instance.state is not None and \
-                    instance.state.role != fsm.MASTER:
-                self.notifier.fifos.vrrp(vrrp_line("INSTANCE", instance.name,
-                                                   instance.state.role, instance.state.priority))
 
     def _remove_leftovers(self, instance: Instance) -> None:
         """VIPs of ours that a crashed earlier run left behind go before we start as BACKUP

@@ -6,20 +6,17 @@ NAME, and nothing of it appears in the root namespace."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.functional.here import director_here
 from tests.functional.lab import start_keepalived, wait_for
 from tests.functional.test_vrrp_failover import down_interval, vrrp_config
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 
-ROOT = Path(__file__).resolve().parents[2]
 VIP = "192.0.2.100"
 
 
@@ -30,14 +27,7 @@ def test_director_in_the_root_namespace_runs_vrrp_in_net_namespace(lab, tmp_path
     config = tmp_path / "keepalived.conf"
     config.write_text(f"net_namespace {a.ns}\n" + vrrp_config(150))
     log_path = tmp_path / "log"
-    with open(log_path, "w") as log:
-        # Not through the lab's popen: that would start it inside a namespace already.
-        proc = subprocess.Popen([sys.executable, "-m", "director", "-P", "-l", "-D",
-                                 "-f", str(config), "--state-dir", str(tmp_path / "state"),
-                                 "--web", "off"], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    try:
+    with director_here(config, tmp_path / "state", log_path, "-D") as proc:
         wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 5,
                  message=lambda: log_path.read_text())
         assert os.readlink(f"/proc/{proc.pid}/ns/net") == \
@@ -55,13 +45,6 @@ def test_director_in_the_root_namespace_runs_vrrp_in_net_namespace(lab, tmp_path
         root_addresses = subprocess.run(["ip", "-o", "addr"], capture_output=True,
                                         text=True).stdout
         assert VIP not in root_addresses
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     # On stop ours sent priority 0: the peer takes over at once, well before its
     # master-down interval.
     wait_for(lambda: b.has_address("eth0", VIP), 2, message=lambda: lab.log_of(peer))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.functional.here import director_here
 from tests.functional.lab import wait_for
 from tests.functional.test_vrrp_failover import start_director, vrrp_config
 
@@ -116,20 +117,12 @@ def test_process_settings_scripts_and_dump_files(lab, tmp_path):
 def test_max_auto_priority_switches_to_real_time_when_the_loop_runs_late(tmp_path):
     """Stopped (SIGSTOP) for longer than min_auto_priority_delay, the main loop wakes late:
     SCHED_RR at priority 1, then 2 after a second stop, never past max_auto_priority."""
-    import subprocess
-    import sys
     import time
     config = tmp_path / "keepalived.conf"
     config.write_text("global_defs {\n    max_auto_priority 2\n"
                       "    min_auto_priority_delay 300000\n}\n")
     log_path = tmp_path / "log"
-    root = Path(__file__).resolve().parents[2]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "director", "-P", "-l", "-f", str(config),
-                                 "--state-dir", str(tmp_path / "state"), "--web", "off"],
-                                cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONPATH=str(root)))
-    try:
+    with director_here(config, tmp_path / "state", log_path) as proc:
         wait_for(lambda: "director.started" in log_path.read_text(), 20,
                  message=lambda: log_path.read_text())
         assert int(proc_stat(proc.pid)[41 - 3]) == os.SCHED_OTHER
@@ -141,10 +134,3 @@ def test_max_auto_priority_switches_to_real_time_when_the_loop_runs_late(tmp_pat
                      message=lambda: log_path.read_text())
             assert int(proc_stat(proc.pid)[41 - 3]) == os.SCHED_RR
         assert log_path.read_text().count("director.auto_priority ") == 2
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -4,20 +4,14 @@ goes), the check's log says what it found, the configuration before and after is
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.functional.here import director_here
 from tests.functional.lab import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_reload_at_the_time_in_reload_time_file(tmp_path):
@@ -38,12 +32,7 @@ def test_a_reload_at_the_time_in_reload_time_file(tmp_path):
 
     write("LB_BEFORE")
     log_path = tmp_path / "log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "director", "-P", "-l", "-f", str(config),
-                                 "--state-dir", str(tmp_path / "state"), "--web", "off"],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    try:
+    with director_here(config, tmp_path / "state", log_path) as proc:
         wait_for(lambda: "director.started" in log_path.read_text(), 20,
                  message=lambda: log_path.read_text())
         write("LB_AFTER")
@@ -61,10 +50,3 @@ def test_a_reload_at_the_time_in_reload_time_file(tmp_path):
         after = sorted(saved.glob("*-after.conf"))
         assert len(before) == len(after) == 1
         assert "LB_BEFORE" in before[0].read_text() and "LB_AFTER" in after[0].read_text()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

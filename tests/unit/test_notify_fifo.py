@@ -196,7 +196,7 @@ def test_notify_priority_changes_instance_then_sync_group_then_global(tmp_path, 
                                    "vrrp_sync_group VG1 {\n    group {\n        VI_2\n"
                                    "        VI_3\n    }\n    notify_priority_changes\n}\n" +
                                    INSTANCES)
-    assert {item.name: service._priority_changes(item) for item in config.vrrp_instances} \
+    assert {item.name: service.notices.priority_changes(item) for item in config.vrrp_instances} \
         == expected
 
 
@@ -208,7 +208,7 @@ def test_a_sync_group_line_has_priority_zero(tmp_path):
     try:
         group = SimpleNamespace(notify_master=None, notify_backup=None, notify_fault=None,
                                 notify_stop=None, notify=None)
-        service._notify(group, "GROUP", "VG1", "MASTER", 0)
+        service.notices.notify(group, "GROUP", "VG1", "MASTER", 0)
         assert read_all(reader) == b'GROUP "VG1" MASTER 0\n'
     finally:
         os.close(reader)
@@ -278,9 +278,9 @@ def test_lower_priority_adverts_in_a_loop_run_one_script_at_a_time(tmp_path):
     instance = SimpleNamespace(name="VI_1", config=config.vrrp_instances[0],
                                state=SimpleNamespace(priority=100))
     for _ in range(50):                        # an advert flood: no fork each
-        service._noticed(instance, "MASTER_RX_LOWER_PRI")
+        service.notices.noticed(instance, "MASTER_RX_LOWER_PRI")
     hub.joinall(list(service.notifier.running), timeout=10)
-    service._noticed(instance, "MASTER_RX_LOWER_PRI")    # done: the next one runs
+    service.notices.noticed(instance, "MASTER_RX_LOWER_PRI")    # done: the next one runs
     hub.joinall(list(service.notifier.running), timeout=10)
     assert service.notifier.results == {"ok": 2}
 
