@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qemu.guest import prepare_or_skip, run
+from tests.qemu.guest import short_cases
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -19,8 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def guest_run() -> dict:
-    guest = prepare_or_skip()
-    result = run(f"cd {REPO} && {sys.executable} tests/qemu/ipvs_cases.py", guest=guest)
+    result = short_cases(REPO, sys.executable)       # one boot, shared with use_ipvlan's
     if result.rc != 0:
         pytest.fail(f"guest run failed (rc={result.rc}, {result.seconds:.1f} s)\n"
                     f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}\n"

@@ -1,5 +1,5 @@
-"""use_ipvlan in a Debian kernel under qemu (tests/qemu/ipvlan_case.sh): this host's kernel has
-no ipvlan. The daemon makes the L2 ipvlan in private mode with its address, puts the VIP on it
+"""use_ipvlan in a Debian kernel under qemu (tests/qemu/ipvlan_case.sh, in the boot the IPVS
+backend's cases use: tests/qemu/guest.py short_cases): this host's kernel has no ipvlan. The daemon makes the L2 ipvlan in private mode with its address, puts the VIP on it
 as MASTER, and removes it on stop. Skipped where qemu or the kernel package is unavailable."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qemu.guest import prepare_or_skip, run
+from tests.qemu.guest import short_cases
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -18,14 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_use_ipvlan_makes_uses_and_removes_the_interface():
-    guest = prepare_or_skip()
-    script = f"REPO={REPO}\nPYTHON={sys.executable}\n" + \
-        (REPO / "tests/qemu/ipvlan_case.sh").read_text()
-    result = run(script, guest=guest, timeout=400)
+    result = short_cases(REPO, sys.executable)       # one boot, shared with the IPVS cases
     files = dict(result.files)
     log = files.get("daemon.log", "")
     print(f"guest run: {result.seconds:.1f} s")
-    assert result.rc == 0, (result.stderr[-2000:], log[-4000:], result.console[-2000:])
+    assert "daemon_rc" in files, (files.get("ipvlan.out", "")[-2000:], log[-4000:],
+                                  result.console[-2000:])
     link = json.loads(files["link.json"])[0]
     info = link["linkinfo"]
     assert info["info_kind"] == "ipvlan", (info, log[-3000:])

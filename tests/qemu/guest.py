@@ -260,3 +260,23 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+_SHORT_CASES: dict[str, GuestResult] = {}
+
+
+def short_cases(repo: Path, python: str) -> GuestResult:
+    """The short guest cases in one boot (a boot costs 20-40 s under TCG), each test module
+    reading its part: the IPVS backend's cases (tests/qemu/ipvs_cases.py, whose JSON is the last
+    line of stdout and whose exit code is the run's), then use_ipvlan
+    (tests/qemu/ipvlan_case.sh, its files in $RESULTS). Run once per test session."""
+    key = f"{repo} {python}"
+    if key not in _SHORT_CASES:
+        script = (f'cd {repo} && {python} tests/qemu/ipvs_cases.py > "$RESULTS/ipvs.out"\n'
+                  f'echo $? > "$RESULTS/ipvs_rc"\n'
+                  f'REPO={repo} PYTHON={python} sh {repo}/tests/qemu/ipvlan_case.sh '
+                  f'> "$RESULTS/ipvlan.out" 2>&1\n'
+                  f'cat "$RESULTS/ipvs.out"\n'
+                  f'exit "$(cat "$RESULTS/ipvs_rc")"\n')
+        _SHORT_CASES[key] = run(script, guest=prepare_or_skip(), timeout=600)
+    return _SHORT_CASES[key]
