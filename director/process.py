@@ -8,8 +8,6 @@ it could not do; the daemon applies it at start and again when a reload changes 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import resource
@@ -68,18 +66,22 @@ def plan(config: Any) -> ProcessPlan:
         lock_memory=bool(defs.vrrp_no_swap or defs.checker_no_swap))
 
 
-def _libc() -> ctypes.CDLL:
+def _libc():
+    # ctypes loads only for the keywords that need it (a millisecond of every start-up)
+    import ctypes.util
     return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def _check(result: int) -> None:
     if result != 0:
+        import ctypes
         number = ctypes.get_errno()
         raise OSError(number, os.strerror(number))
 
 
 def set_name(name: str) -> None:
     """/proc/PID/comm (what ps, top and pgrep show)."""
+    import ctypes
     _check(_libc().prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0))
 
 

@@ -17,7 +17,6 @@ import stat
 from typing import Any, Callable, Iterable
 
 from .. import hub
-from ..check.file import read_value
 from ..log import event as log_event
 
 log = logging.getLogger("director.vrrp.file")
@@ -92,6 +91,7 @@ class FileWatcher:
                 self._read(name)
 
     def _read(self, name: str) -> None:
+        from ..check.file import read_value     # with the first tracked file, not at start-up
         value, _ = read_value(self.paths[name])
         if value is None:                    # out of range: keepalived ignores it
             return
