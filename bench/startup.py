@@ -1,0 +1,126 @@
+"""exec -> the VIP on the interface, for the address owner (priority 255), beside keepalived.
+
+    sudo .venv/bin/python bench/startup.py [--trials N] [--compare DIR ...]
+
+An address owner goes MASTER at once (RFC 5798 6.4.1), so this is the daemon's start-up path
+alone: interpreter, imports, configuration, the first advert and the VIP. One namespace with a
+veth (no peer needed), one vrrp_instance; each run starts the daemon, polls `ip addr` every
+millisecond until the VIP is there, then stops it (TERM) and waits for the VIP to go. Runs of
+the implementations alternate, so load drifts hit them alike. ``--compare DIR`` adds a director
+tree (e.g. a git worktree of an earlier commit) run with this venv's interpreter; give it
+bytecode first (`python -m compileall -q DIR/director`) as scripts/setup gives this tree.
+Prints medians and each one's difference from keepalived's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VIP = "10.9.9.100"
+CONFIG = f"""vrrp_instance VI_1 {{
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 255
+    advert_int 1
+    virtual_ipaddress {{ {VIP}/24 }}
+}}
+"""
+TIMEOUT = 20.0
+
+
+def ip(namespace: str, *args: str) -> str:
+    return subprocess.run(["ip", "-n", namespace, *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def vip_present(namespace: str) -> bool:
+    return f" {VIP}/" in ip(namespace, "-4", "-o", "addr", "show", "dev", "eth0")
+
+
+def one_run(namespace: str, argv: list[str], env: dict, log: Path) -> float:
+    with open(log, "ab") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            while not vip_present(namespace):
+                if proc.poll() is not None or time.monotonic() - started > TIMEOUT:
+                    raise RuntimeError(f"{argv[0]}: no VIP within {TIMEOUT:g} s; see {log}")
+                time.sleep(0.001)
+            return time.monotonic() - started
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            deadline = time.monotonic() + 10
+            while vip_present(namespace) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            subprocess.run(["ip", "-n", namespace, "addr", "del", f"{VIP}/24", "dev", "eth0"],
+                           capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--compare", action="append", default=[], metavar="DIR")
+    args = parser.parse_args()
+    keepalived = shutil.which("keepalived")
+    if os.geteuid() != 0 or keepalived is None:
+        print("needs root and keepalived", file=sys.stderr)
+        return 2
+    namespace = f"startup{os.getpid()}"
+    tmp = Path(tempfile.mkdtemp(prefix="startup-bench-"))
+    conf = tmp / "keepalived.conf"
+    conf.write_text(CONFIG)
+    subprocess.run(["ip", "netns", "add", namespace], check=True)
+    try:
+        ip(namespace, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+        for link in ("peer0", "eth0", "lo"):
+            ip(namespace, "link", "set", link, "up")
+        ip(namespace, "addr", "add", "10.9.9.1/24", "dev", "eth0")
+        trees = {"director": ROOT} | {f"director@{Path(d).name}": Path(d).resolve()
+                                      for d in args.compare}
+        runs: dict[str, list[float]] = {name: [] for name in [*trees, "keepalived"]}
+        for trial in range(args.trials):
+            for name, tree in trees.items():
+                state = tmp / f"{name}-{trial}"
+                env = dict(os.environ, PYTHONPATH=str(tree))
+                runs[name].append(one_run(namespace, [
+                    sys.executable, "-m", "director", "-P", "-f", str(conf), "-l", "-n",
+                    "--web", "off", "--state-dir", str(state), "-p", f"{state}.pid"],
+                    env, tmp / f"{name}.log"))
+            runs["keepalived"].append(one_run(namespace, [
+                keepalived, "--vrrp", "--dont-fork", "--log-console", "--no-syslog",
+                "--dont-respawn", "-f", str(conf), "-p", str(tmp / "k.pid"),
+                "-r", str(tmp / "kv.pid")], dict(os.environ), tmp / "keepalived.log"))
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace])
+    print(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')}  {os.cpu_count()} cpus, load "
+          f"{os.getloadavg()[0]:.2f}  python {platform.python_version()}  "
+          f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')}")
+    print(f"# exec -> VIP {VIP} on eth0, priority 255, {args.trials} alternating runs each")
+    anchor = statistics.median(runs["keepalived"])
+    for name, values in runs.items():
+        median = statistics.median(values)
+        print(f"{name:28s} median {median * 1000:7.1f} ms  min {min(values) * 1000:7.1f}  "
+              f"max {max(values) * 1000:7.1f}  vs keepalived {1000 * (median - anchor):+7.1f} ms")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
