@@ -61,7 +61,8 @@ def test_as_numbers_asplain_and_asdot(tmp_path, written, number):
     assert config(tmp_path, local_as=written).bgp.local_as == number
 
 
-@pytest.mark.parametrize("written", ["0", "4294967296", "1.65536", "65536.0", "AS65001", "-1"])
+@pytest.mark.parametrize("written", ["0", "4294967296", "1.65536", "65536.0", "AS65001", "-1",
+                                     "+5", "65_001", "1.", ".1"])
 def test_bad_as_numbers_are_errors_at_their_line(tmp_path, written):
     result = load(tmp_path, PEERS % {"local_as": written, "router_id": ""})
     assert not result.ok
@@ -147,3 +148,19 @@ def test_bgp_keywords_are_marked_as_director_extensions():
     for block in ("bgp", "peer", "bgp_announce"):
         section = text.split(f"\n## {block}\n", 1)[1]
         assert section.lstrip().startswith("*director extension*"), block
+
+
+@pytest.mark.parametrize("keyword, words", [
+    ("community", "65000:\u00b2"), ("community", "1:" + "9" * 5000),
+    ("large_community", "1:2:" + "9" * 5000), ("med", "9" * 5000)])
+def test_odd_digits_are_errors_not_crashes(tmp_path, keyword, words):
+    result = load(tmp_path, PEERS % {"local_as": 65001, "router_id": ""} +
+                  SERVER % {"address": "192.0.2.10", "real": "10.1.0.1",
+                            "announce": f"{keyword} {words}"})
+    assert not result.ok
+    assert [d.severity for d in result.diagnostics] == ["error"]
+
+
+def test_a_huge_as_number_is_an_error_not_a_crash(tmp_path):
+    result = load(tmp_path, PEERS % {"local_as": "9" * 5000, "router_id": ""})
+    assert [d.severity for d in result.diagnostics] == ["error"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 
 from ..schema import UINT_MAX, Block, Choice, Context, Custom, Flag, Int, Invalid, Kw, \
     Seconds, Secret, Text, Word, one_value
@@ -33,20 +34,23 @@ SEVERAL = ("A prefix named by several virtual servers (one VIP, several ports) i
 
 # -- values ---------------------------------------------------------------------------------
 
+_NUMBER = re.compile(r"[0-9]{1,10}")                       # ASCII digits, bounded
+_AS_NUMBER = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,5}))?")      # asplain, or asdot HIGH.LOW
+
 def as_number(args: list[str], ctx: Context) -> int:
     """An AS number, asplain (65001, 4200000001) or asdot (1.10 = 65546); 0 is reserved
     (RFC 7607) and refused."""
     word = one_value(args, "an AS number")
-    high, dot, low = word.partition(".")
-    try:
-        if dot:
-            if int(high, 10) > 65535 or int(low, 10) > 65535:
-                raise ValueError(word)
-            number = int(high, 10) << 16 | int(low, 10)
-        else:
-            number = int(word, 10)
-    except ValueError:
-        raise Invalid(f"expects an AS number from 1 to {UINT_MAX}, got '{word}'") from None
+    plain_or_dot = _AS_NUMBER.fullmatch(word)
+    if plain_or_dot is None:
+        raise Invalid(f"expects an AS number from 1 to {UINT_MAX}, got '{word}'")
+    high, low = plain_or_dot.groups()
+    if low is None:
+        number = int(high)
+    elif int(high) > 65535 or int(low) > 65535:
+        raise Invalid(f"expects an AS number from 1 to {UINT_MAX}, got '{word}'")
+    else:
+        number = int(high) << 16 | int(low)
     if not 1 <= number <= UINT_MAX:
         raise Invalid(f"expects an AS number from 1 to {UINT_MAX}, got '{word}'")
     return number
@@ -84,7 +88,8 @@ def _md5_password(args: list[str], ctx: Context) -> Secret:
 
 def _numbers(word: str, parts: int, high: int, what: str) -> str:
     pieces = word.split(":")
-    if len(pieces) != parts or not all(p.isdigit() and int(p) <= high for p in pieces):
+    if len(pieces) != parts or not all(_NUMBER.fullmatch(p) and int(p) <= high
+                                       for p in pieces):
         raise Invalid(f"expects {what}, got '{word}'")
     return ":".join(str(int(p)) for p in pieces)
 
