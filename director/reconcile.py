@@ -12,7 +12,11 @@ nowhere else, with one identity per object.
   *changed* otherwise: it then gets new checkers and carries its state over (the services
   migrate it, see CheckService.apply);
 - the load balancer, the mailer, the lvs sync daemons and the accept-mode firewall follow
-  their parts of the file.
+  their parts of the file;
+- the BGP part is its own (BgpPlan): a peer is its address, restarted alone when what the
+  engine makes of it changed; the engine restarts whole only when its program changed; the
+  announcements are recomputed when a bgp_announce changed (the announcer then sends only
+  what differs). A bgp_announce is no change to the load balancer.
 
 Pure: configurations in, a frozen ReloadPlan out. The daemon prepares, applies and
 commits it (daemon.Director.handle_reload); the property test checks that reloading A -> B
@@ -22,6 +26,7 @@ ends where a fresh start on B does.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -86,6 +91,27 @@ class ServerPlan:
 
 
 @dataclass(frozen=True)
+class BgpPlan:
+    """The BGP part of a reload (the bgp block is one object, its peers one each by
+    address): the engine driver restarts what is named here and nothing else."""
+
+    engine: bool = False                  # engine or exabgp_command changed: restart it whole
+    peers_added: tuple[str, ...] = ()     # peer addresses
+    peers_changed: tuple[str, ...] = ()   # their session restarts with the new settings
+    peers_removed: tuple[str, ...] = ()
+    announcements: bool = False           # a bgp_announce changed: recompute what is announced
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.engine or self.peers_added or self.peers_changed or
+                    self.peers_removed or self.announcements)
+
+    def counts(self) -> dict[str, int]:
+        return {"added": len(self.peers_added), "changed": len(self.peers_changed),
+                "removed": len(self.peers_removed)}
+
+
+@dataclass(frozen=True)
 class ReloadPlan:
     old: Any
     new: Any
@@ -94,6 +120,7 @@ class ReloadPlan:
     load_balancer: bool                   # virtual servers, groups or global settings changed
     mail: bool                            # global_defs changed (smtp_*, router_id, ...)
     unchanged: bool                       # the two models are equal
+    bgp: BgpPlan = field(default_factory=BgpPlan)
 
     @property
     def removes_everything(self) -> bool:
@@ -108,6 +135,12 @@ class ReloadPlan:
             parts.append("real servers: " + _counted(self.servers.counts()))
         if not self.instances.unchanged:
             parts.append("VRRP instances: " + _counted(self.instances.counts()))
+        if not self.bgp.unchanged:
+            bgp = (["engine (re)started"] if self.bgp.engine else []) + \
+                ([f"peers: {_counted(self.bgp.counts())}"]
+                 if any(self.bgp.counts().values()) else []) + \
+                (["announcements recomputed"] if self.bgp.announcements else [])
+            parts.append("BGP: " + ", ".join(bgp))
         if self.removes_everything:
             parts.append("the new file removes every VRRP instance and virtual server")
         return "; ".join(parts) or "applied"
@@ -124,22 +157,56 @@ def plan(old: Any, new: Any, pause: Callable[[], None] = no_pause) -> ReloadPlan
     others_differ = any(getattr(old, f.name) != getattr(new, f.name)
                         for f in dataclasses.fields(old)
                         if f.compare and f.name != "virtual_servers")
+    pools_differ = servers_differ and _differ(old.virtual_servers, new.virtual_servers, pause,
+                                              without_bgp=True)
     return ReloadPlan(old, new, plan_instances(old, new), plan_servers(old, new, pause),
-                      load_balancer=(servers_differ or
+                      load_balancer=(pools_differ or
                                      old.virtual_server_groups != new.virtual_server_groups or
                                      old.global_defs != new.global_defs),
                       mail=old.global_defs != new.global_defs,
-                      unchanged=not servers_differ and not others_differ)
+                      unchanged=not servers_differ and not others_differ,
+                      bgp=plan_bgp(old, new))
 
 
-def _differ(before: Sequence[Any], after: Sequence[Any], pause: Callable[[], None]) -> bool:
+def _differ(before: Sequence[Any], after: Sequence[Any], pause: Callable[[], None],
+            without_bgp: bool = False) -> bool:
+    """``without_bgp``: a virtual server that differs only in its bgp_announce is the same
+    (to the load balancer)."""
     if len(before) != len(after):
         return True
+    pool = None
     for one, other in zip(before, after):
         pause()
         if one != other:
-            return True
+            if not without_bgp:
+                return True
+            if pool is None:        # the fields but bgp_announce, read in one C call
+                pool = operator.attrgetter(*(f.name for f in dataclasses.fields(one)
+                                             if f.compare and f.name != "bgp_announce"))
+            if pool(one) != pool(other):
+                return True
     return False
+
+
+def plan_bgp(old: Any, new: Any) -> BgpPlan:
+    """The BGP part: peers by address, compared as the engine gets them (the block's
+    defaults applied), the engine by its program, the announcements as configured."""
+    from .bgp.announcer import announced, peers_of
+    # a new description is no reason to drop a session (and move its flows)
+    before = {peer.address: dataclasses.replace(peer, description=None)
+              for peer in peers_of(old)}
+    after = {peer.address: dataclasses.replace(peer, description=None)
+             for peer in peers_of(new)}
+
+    def engine(config: Any) -> tuple | None:
+        return None if config.bgp is None else (config.bgp.engine, config.bgp.exabgp_command)
+
+    return BgpPlan(engine=engine(old) != engine(new),
+                   peers_added=tuple(a for a in after if a not in before),
+                   peers_changed=tuple(a for a in after if a in before and
+                                       before[a] != after[a]),
+                   peers_removed=tuple(a for a in before if a not in after),
+                   announcements=announced(old) != announced(new))
 
 
 def plan_instances(old: Any, new: Any) -> InstancePlan:

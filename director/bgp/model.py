@@ -9,7 +9,7 @@ driver that makes it so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,11 @@ class Peer:
     local_address: str | None = None    # None: the engine's choice (the route's source)
     hold_time: int = 9                  # seconds; keepalives every hold_time / 3
     port: int = 179
-    md5_password: str | None = None
+    # never in a repr: a Peer logged or shown in a traceback must not leak it
+    md5_password: str | None = field(default=None, repr=False)
     passive: bool = False               # wait for the router to connect
     ttl: int | None = None              # multihop: the TTL of the session's packets
+    description: str | None = None      # for people (the engine's neighbour description)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,16 @@ class Route:
     med: int | None = None
     communities: tuple[str, ...] = ()    # "65000:100"
     large_communities: tuple[str, ...] = ()   # "65000:1:2"
+
+
+@dataclass(frozen=True)
+class RouteCommand:
+    """One thing the engine is asked to do for one peer: ``announce`` a route (new, or with
+    changed attributes: it replaces the one announced before) or ``withdraw`` it."""
+
+    action: str                          # "announce" or "withdraw"
+    peer: str                            # the neighbour's address
+    route: Route                         # withdraw: the route as it was announced
 
 
 @dataclass(frozen=True)

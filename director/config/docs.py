@@ -57,13 +57,38 @@ def _summary() -> list[str]:
     return out + [""]
 
 
+def extension_blocks() -> set[int]:
+    """The ids of the blocks reached only through a director extension keyword (bgp's
+    peer, bgp_announce): all their keywords are director's own."""
+    inside: set[int] = set()
+    queue = [kw.value for block in _blocks() for kw in block.keywords
+             if kw.extension and isinstance(kw.value, Block)]
+    while queue:
+        block = queue.pop(0)
+        if id(block) not in inside:
+            inside.add(id(block))
+            queue += [kw.value for kw in block.keywords if isinstance(kw.value, Block)]
+    return inside
+
+
+def _extensions() -> list[str]:
+    found = [f"`{kw.name}` ({block.name.strip('()')})" for block in _blocks()
+             for kw in block.keywords if kw.extension]
+    return ["## director extensions", "",
+            "keepalived has no such keywords: they are director's own, marked *director "
+            "extension* below, with every keyword of their blocks. A file without them is a "
+            "plain keepalived.conf (keepalived's `-t` calls them unknown keywords). "
+            + ", ".join(found) + ".", ""]
+
+
 def render() -> str:
     out = ["# keepalived.conf keywords that director reads",
            "",
            "Generated from director/config/blocks by `python -m director.config.docs`; do not "
            "edit by hand. A keyword marked *not acted on* parses and is kept, and `-t` warns "
            "that director does nothing with it.",
-           "", *_summary()]
+           "", *_summary(), *_extensions()]
+    extension = extension_blocks()
     seen: set[int] = set()
     queue: list[Block] = [ROOT]
     while queue:
@@ -72,6 +97,9 @@ def render() -> str:
             continue
         seen.add(id(block))
         out += [f"## {block.name}", ""]
+        if id(block) in extension:
+            out += [f"*director extension*: {block.doc}" if block.doc else
+                    "*director extension*", ""]
         if block.items:
             out += [f"Lines that are no keyword are entries ({block.items[0]}).", ""]
         rows = [kw for kw in block.keywords if kw.field_name != "unsupported"]
@@ -89,8 +117,11 @@ def render() -> str:
             default = "" if kw.default is None or isinstance(value, (Block, Lines, Opaque)) \
                 else f"`{kw.default}`"
             notes = "; ".join(x for x in (kw.doc, _status(kw)) if x)
-            if kw.repeat == "append":
-                notes = "may repeat; " + notes if notes else "may repeat"
+            if kw.repeat in ("append", "once"):
+                said = "may repeat" if kw.repeat == "append" else "at most one"
+                notes = f"{said}; {notes}" if notes else said
+            if kw.extension:
+                notes = f"*director extension*; {notes}" if notes else "*director extension*"
             out.append(f"| {names} | {_cell(shape)} | {_cell(default)} | {_cell(notes)} |")
         if passthrough:
             out += ["", "Accepted and not acted on: " + ", ".join(f"`{n}`" for n in passthrough)

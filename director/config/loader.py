@@ -118,6 +118,10 @@ class Loader:
             if kw.repeat == "append":
                 appended.setdefault(field, []).append(value)
             else:
+                if field in set_at and kw.repeat == "once":
+                    ctx.error(f"'{child.keyword}' is given twice (first at line "
+                              f"{set_at[field].line}): at most one")
+                    continue
                 if field in set_at:
                     ctx.warn(f"'{child.keyword}' overrides the value set at line "
                              f"{set_at[field].line}")

@@ -50,6 +50,8 @@ def virtual_server_json(server) -> dict:
     view = VirtualServerView.of(server, tuple(RealServerView.of(real)
                                               for real in server.real_servers))
     data = {**static_json(view), **plain(server)}
+    if server.bgp_announce is None:   # a director extension: a keepalived.conf dumps as before
+        del data["bgp_announce"]
     data["real_servers"] = [real_server_json(real) for real in server.real_servers]
     return data
 
@@ -85,6 +87,8 @@ def config_json(config, router_id: str) -> dict:
         "linkbeat_interfaces": plain(config.linkbeat_interfaces),
         "ssl": plain(config.ssl),
         "namespace_with_ipsets": config.namespace_with_ipsets,
+        # director extensions: shown when configured, so a keepalived.conf dumps as before
+        **({"bgp": plain(config.bgp)} if config.bgp is not None else {}),
     }
 
 
@@ -104,6 +108,9 @@ def dump_text(config, router_id: str) -> str:
         ("Virtual server groups", data["virtual_server_groups"], "Virtual server group"),
         ("Virtual servers", data["virtual_servers"], "Virtual server"),
     ]
+    if "bgp" in data:
+        lines.append("------< BGP >------")
+        _dump(data["bgp"], lines, 1)
     for title, items, label in sections:
         if not items:
             continue

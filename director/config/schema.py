@@ -61,11 +61,15 @@ class Kw:
     default: Any = None
     field: str = ""                 # model field; defaults to the keyword's name
     aliases: tuple[str, ...] = ()
-    repeat: str = "replace"         # "replace": the last one wins; "append": values collect
+    repeat: str = "replace"         # "replace": the last one wins; "append": values collect;
+                                    # "once": a second one is an error (the first is kept)
     deprecated: str = ""            # used: a warning with this text; still applied
     ignored: str = ""               # accepted and dropped; the text says why or what replaced it
     unsupported: str = ""           # kept in the model but not acted on: a warning says so
     doc: str = ""
+    # director's own keyword, which keepalived does not have (the BGP announcer): a file
+    # without any stays a keepalived.conf; the docs list them apart
+    extension: bool = False
 
     @property
     def field_name(self) -> str:

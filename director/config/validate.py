@@ -15,6 +15,7 @@ from .blocks.virtual_server import virtual_server_name
 from .blocks.vmac import duplicate_names
 from .diagnostics import Diagnostics, Location
 from .strict import problems, strict_mode
+from .validate_bgp import validate_bgp
 from .values import Command
 
 
@@ -51,6 +52,7 @@ def validate(config: Any, diagnostics: Diagnostics,
     _sync_groups(config, diagnostics)
     _tracking(config, diagnostics)
     _virtual_servers(config, diagnostics)
+    validate_bgp(config, diagnostics)
     _alerts(config, diagnostics)
     _lvs_sync_daemon(config, diagnostics)
     _notify_fifos(config, diagnostics, interface_exists is not None)

@@ -8,6 +8,7 @@ from ..interfaces import LINKBEAT, linkbeat_interface, up_down_delay
 from ..iprule import assign_priorities, rule
 from ..schema import Block, Flag, Kw, Lines, Opaque, model_for
 from ..values import route, virtual_address
+from .bgp import BGP
 from .checkers import SSL
 from .common import BFD
 from .firewall import NAMESPACE_WITH_IPSETS
@@ -56,6 +57,8 @@ ROOT = Block(
            repeat="append"),
         Kw("virtual_server", VIRTUAL_SERVER, field="virtual_servers", repeat="append"),
         Kw("SSL", SSL, field="ssl"),
+        Kw("bgp", BGP, repeat="once", extension=True,
+           doc="Announce virtual servers over BGP (active-active directors behind ECMP)."),
         Kw("garp_group", GARP_GROUP, field="garp_groups", repeat="append",
            doc="Per-interface pacing of gratuitous ARPs / NAs (keepalived's garp_group)."),
         Kw("static_ipaddress", Lines(virtual_address, "ADDRESS[/PREFIX] [options]"),

@@ -6,6 +6,7 @@ import dataclasses
 
 from ..schema import UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds, Word
 from ..values import Script, group_entry, ip_port, parse_host, parse_ip, parse_port
+from .bgp import BGP_ANNOUNCE, finish_announce
 from .checkers import checker_keywords
 from .common import SNMP, name_header, unsupported
 # The names live with the views that show them (director/state.py); importers keep
@@ -126,6 +127,7 @@ def _virtual_server_finish(values, ctx):
         ctx.warn(f"virtual_server {name}: hysteresis {values['hysteresis']} must be below quorum "
                  f"{values['quorum']}; keepalived lowers it to {values['quorum'] - 1}")
         values["hysteresis"] = values["quorum"] - 1
+    finish_announce(values, ctx)
 
 
 VIRTUAL_SERVER = Block(
@@ -177,6 +179,8 @@ VIRTUAL_SERVER = Block(
         Kw("mh-fallback", Flag(), field="mh_fallback"),
         Kw("ip_family", Choice(("inet", "inet6"), case="lower")),
         Kw("real_server", REAL_SERVER, field="real_servers", repeat="append"),
+        Kw("bgp_announce", BGP_ANNOUNCE, repeat="once", extension=True,
+           doc="Announce this virtual server's address over BGP while it is healthy."),
         *unsupported("snmp_name", SNMP),
         Kw("nat_mask", Word("a netmask"),
            ignored="nat_mask is ignored: IPVS never used it (the VIP's prefix in "
