@@ -61,3 +61,4 @@ class Session:
     since: float                         # monotonic time of the last change
     last_error: str | None = None        # why it went down, when known
     flaps: int = 0                       # times it left "up"
+    failed_connects: int = 0             # connections tried that closed before "up"
