@@ -81,6 +81,7 @@ class Director:
         self.vrrp = None
         self.checks = None
         self.lb = None
+        self.bgp = None                     # the BGP announcer, with a bgp block
         self.notifier: Notifier | None = None
         self.mailer: Mailer | None = None
         self.events = EventLog()
@@ -188,6 +189,8 @@ class Director:
             problems.append("main loop (stalled)")
         if self.checks is not None and self.checks.scheduler.stalled(HEARTBEAT_LIMIT):
             problems.append("check scheduler (stalled)")
+        if self.bgp is not None:
+            problems += self.bgp.not_running()
         return problems + [f"{name} (crashed, restarting)" for name in hub.not_running()]
 
     def healthy(self) -> bool:
@@ -282,6 +285,9 @@ class Director:
             from .vrrp.firewall import FirewallError
             from .vrrp.service import VrrpService
             self.vrrp = VrrpService(self.config, self.clock, Announcer(), notifier)
+            self.vrrp.on_new_instance.append(          # bgp_announce's vrrp_instance
+                lambda instance: instance.listeners.append(
+                    lambda instance, transition: self.bgp and self.bgp.changed.set()))
             self.vrrp.on_new_instance.append(
                 lambda instance: instance.listeners.append(
                     lambda instance, transition: self.events.add(
@@ -297,6 +303,27 @@ class Director:
                 raise StartupError(f"accept mode off needs nftables: {exc}") from None
         if not self.options.vrrp and self.config.virtual_servers:
             self._start_pools(self.config)
+            if self.config.bgp is not None:
+                self._start_bgp(self.config)
+
+    def _start_bgp(self, config: Any) -> None:
+        """The announcer, after the pools (it reads their health after each converge)."""
+        from .bgp.service import BgpService, engine_for, engine_problem
+        problem = engine_problem(config)
+        if problem:
+            raise StartupError(problem)
+        self.bgp = BgpService(config, engine_for(config, self.options.state_dir),
+                              self.lb.health, self.vrrp_roles, on_event=self.events.add)
+        self.lb.listeners.append(self.bgp.changed.set)
+        try:
+            self.bgp.start()
+        except ValueError as exc:            # a peer the engine cannot be given
+            raise StartupError(f"bgp: {exc}") from None
+
+    def vrrp_roles(self) -> dict[str, str]:
+        return {} if self.vrrp is None else {
+            instance.name: instance.state.role for instance in self.vrrp.instances
+            if instance.state is not None}
 
     def _start_pools(self, config: Any) -> None:
         """The checkers and the load balancer, at start-up or with the first virtual server
@@ -395,6 +422,9 @@ class Director:
         # keepalived's order: the FIFO scripts get TERM, then the last lines (STOP), then
         # the FIFOs close (a reader sees end of file)
         terminated = self.notifier.fifos.terminate_scripts() if self.notifier else []
+        if self.bgp is not None:   # first: the routers move the flows before the pools go
+            self.bgp.withdraw_for_stop()
+            self.bgp.stop()
         if self.lb is not None:
             self.lb.stop()
         if self.checks is not None:
@@ -514,6 +544,11 @@ class Director:
 
     def _prepare(self, plan: reconcile.ReloadPlan) -> Any:
         """What can fail, before anything changes (VRRP sockets and instances)."""
+        if self.bgp is None and plan.new.bgp is not None:
+            from .bgp.service import engine_problem
+            problem = engine_problem(plan.new)
+            if problem:
+                raise RuntimeError(problem)
         if self.vrrp is not None and not plan.instances.unchanged:
             return self.vrrp.prepare(plan.instances, plan.new)
         return None
@@ -527,6 +562,7 @@ class Director:
             elif not plan.servers.unchanged or plan.load_balancer:
                 self.checks.apply(plan.servers, plan.new)
                 self.lb.reload(plan.new)
+            self._apply_bgp(plan)
         if self.mailer is not None and plan.mail:
             self.mailer.configure(plan.new)
         if self.notifier is not None:
@@ -537,6 +573,19 @@ class Director:
         self.own.configure(plan.new, self.loop_lag)
         if prepared is not None:
             self.vrrp.apply(prepared)
+
+    def _apply_bgp(self, plan: reconcile.ReloadPlan) -> None:
+        """The bgp block came (the announcer starts), went (everything is withdrawn, the
+        engine stops) or stayed (its part of the plan)."""
+        if self.bgp is None:
+            if plan.new.bgp is not None and self.lb is not None:
+                self._start_bgp(plan.new)
+        elif plan.new.bgp is None:
+            self.bgp.withdraw_for_stop()
+            self.bgp.stop()
+            self.bgp = None
+        else:
+            self.bgp.reload(plan.new, plan.bgp)
 
     def _fifo_kinds(self) -> tuple[str, ...]:
         """The notify FIFO lines this daemon writes: -P has no load balancer, -C no VRRP."""

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
+
+if TYPE_CHECKING:
+    from .bgp.view import BgpView       # the BGP announcer's views live beside it
 
 # director_check_duration_seconds: 1 ms to 10 s. Each result adds one to one bucket of its
 # job (a list slot, not a metric object): the metrics collector adds them up when scraped.
@@ -636,6 +639,7 @@ class State:
     web: WebView | None = None                  # None without the daemon's own web server
     process: ProcessView | None = None
     notify_fifos: tuple[NotifyFifoView, ...] = ()
+    bgp: BgpView | None = None                  # with a bgp block (director/bgp/view.py)
 
     @property
     def healthy(self) -> bool:
@@ -660,7 +664,8 @@ class State:
                 "vrrp": self.vrrp.as_json(),
                 "web": None if self.web is None else self.web.as_json(),
                 "process": None if self.process is None else self.process.as_json(),
-                "notify_fifos": [fifo.as_json() for fifo in self.notify_fifos]}
+                "notify_fifos": [fifo.as_json() for fifo in self.notify_fifos],
+                "bgp": None if self.bgp is None else self.bgp.as_json()}
 
     def as_json(self) -> dict[str, Any]:
         """The /api/v1/state body (the API adds ``admin``)."""

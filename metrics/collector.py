@@ -16,7 +16,7 @@ and cached across scrapes, and each line is one concatenation.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                    HistogramMetricFamily, Metric)
@@ -39,6 +39,37 @@ class SnapshotCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._daemon(self.snapshot)
         yield from self._vrrp(self.snapshot.vrrp)
+        if self.snapshot.bgp is not None:
+            yield from self._bgp(self.snapshot.bgp)
+
+    @staticmethod
+    def _bgp(bgp: Any) -> Iterator[Metric]:
+        """The BGP announcer (director/bgp/view.py's BgpView)."""
+        up = GaugeMetricFamily("director_bgp_session_up",
+                               "1 while the BGP session with the peer is established.",
+                               labels=["peer"])
+        flaps = CounterMetricFamily("director_bgp_session_flaps_total",
+                                    "Times the BGP session with the peer went down.",
+                                    labels=["peer"])
+        for session in bgp.sessions:
+            up.add_metric([session.peer], 1 if session.state == "up" else 0)
+            flaps.add_metric([session.peer], session.flaps)
+        yield up
+        yield flaps
+        announced = GaugeMetricFamily(
+            "director_bgp_announced",
+            "1 while the prefix is announced to the peer (with its healthy or a down/"
+            "maintenance MED), 0 while withdrawn.", labels=["prefix", "peer"])
+        for prefix in bgp.prefixes:
+            for peer in prefix.peers:
+                announced.add_metric([prefix.prefix, peer], 1 if prefix.announced else 0)
+        yield announced
+        yield CounterMetricFamily("director_bgp_engine_restarts_total",
+                                  "Times the BGP engine (ExaBGP) died and was started again.",
+                                  value=bgp.counters.get("restarts", 0))
+        yield GaugeMetricFamily("director_bgp_engine_running",
+                                "1 while the BGP engine runs and director talks to it.",
+                                value=1 if bgp.running else 0)
 
     def _daemon(self, snapshot: State) -> Iterator[Metric]:
         info = GaugeMetricFamily("director_build_info", "director's version.",

@@ -65,9 +65,10 @@ class ExaBgpEngine:
     """See the module's docstring. Nothing happens before start() (no files, no processes)."""
 
     def __init__(self, state_dir: str | Path, python: str = sys.executable,
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", command: str | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.python = python                 # runs ExaBGP (python -m exabgp) and the relay
+        self.command = command               # exabgp_command: an ExaBGP 5 executable instead
         self.log_level = log_level
         self.config_path = self.state_dir / "exabgp.conf"
         self.socket_path = self.state_dir / "exabgp.sock"
@@ -98,7 +99,7 @@ class ExaBgpEngine:
 
     def start(self, peers: tuple[Peer, ...]) -> None:
         text.check_peers(peers)
-        if not exabgp_installed() and self.python == sys.executable:
+        if self.command is None and not exabgp_installed() and self.python == sys.executable:
             raise RuntimeError("ExaBGP is not installed in director's Python "
                                "(scripts/setup installs the pinned version)")
         if len(os.fsencode(self.socket_path)) > UNIX_PATH_MAX:
@@ -331,7 +332,8 @@ class ExaBgpEngine:
         # its own session: a Ctrl-C on director's terminal must not stop it before
         # withdraw_all has run; director stops it itself
         return subprocess.Popen(
-            [self.python, "-m", "exabgp", "server", str(self.config_path)],
+            [*([self.command] if self.command else [self.python, "-m", "exabgp"]),
+             "server", str(self.config_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             cwd=self.state_dir, env=environment, start_new_session=True,
             preexec_fn=lambda: self._child_setup(parent))

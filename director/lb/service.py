@@ -105,6 +105,7 @@ class LoadBalancer:
         self.retry_pause = self.RETRY_FIRST
         self.drains: dict[tuple[str, str], Drain] = {}
         self.drain_timeout = drain_timeout or self.DRAIN_TIMEOUT
+        self.listeners: list[Callable[[], Any]] = []    # called after each converge
 
     def _configure(self, config: Any) -> None:
         self.config = config
@@ -255,6 +256,20 @@ class LoadBalancer:
         self.owned = self.owned | frozenset(self.desired)
         self._report(self.backend.sync(self.desired, self.owned, verify))
         self._follow_drains()
+        for listener in self.listeners:
+            listener()
+
+    def health(self) -> dict[str, tuple[bool, int]]:
+        """Virtual server name -> (quorum up, destinations of weight above 0 in its pool):
+        what the BGP announcer needs, from the last converge (a suspended virtual server,
+        not in the desired state, has none)."""
+        found = {}
+        for name, keys in self.keys.items():
+            live = max((sum(1 for dest in self.desired[key].destinations.values()
+                            if dest.weight > 0)
+                        for key in keys if key in self.desired), default=0)
+            found[name] = (self.quorum.get(name, False), live)
+        return found
 
     def _limits(self) -> bool:
         """Finds what the backend does differently from IPVS, per virtual server, and logs

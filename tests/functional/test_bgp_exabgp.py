@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from director.bgp.exabgp import exabgp_installed
+from tests.functional.bird import DIRECTOR_AS, HOLD_TIME, ROUTER, ROUTER_AS, VIP, Bird
 from tests.functional.lab import wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180),
@@ -33,77 +34,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180),
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "functional" / "bgp_harness.py"
-VIP = "192.0.2.10/32"
-ROUTER = "10.0.0.1"
-ROUTER_AS, DIRECTOR_AS = 65000, 65001
-HOLD_TIME = 9
 MD5 = "s3cret; with {braces} and spaces"   # the second director's session is signed
-
-BIRD_CONFIG = """
-router id {router};
-log "{log}" all;
-protocol device {{ }}
-protocol kernel {{
-    ipv4 {{ export all; }};
-    merge paths on;
-}}
-{peers}
-"""
-BIRD_PEER = """
-protocol bgp {name} {{
-    local {router} as {router_as};
-    neighbor {address} as {director_as};
-    hold time {hold};
-    connect retry time 1;
-    error wait time 1, 2;
-    {password}
-    ipv4 {{ import all; export none; }};
-}}
-"""
-
-
-class Bird:
-    """BIRD 2 in host's namespace, with its own config, log and control socket."""
-
-    def __init__(self, lab, host, directors: dict[str, str], md5: dict[str, str]):
-        self.lab, self.host = lab, host
-        stem = lab.tmp / f"{host.name}-bird"
-        self.config, self.socket, self.log = (Path(f"{stem}.conf"), Path(f"{stem}.ctl"),
-                                              Path(f"{stem}.log"))
-        peers = "".join(BIRD_PEER.format(
-            name=name, router=ROUTER, router_as=ROUTER_AS, address=address,
-            director_as=DIRECTOR_AS, hold=HOLD_TIME,
-            password=f'password "{md5[address]}";' if address in md5 else "")
-            for name, address in directors.items())
-        self.config.write_text(BIRD_CONFIG.format(router=ROUTER, log=self.log, peers=peers))
-        self.process = None
-
-    def start(self):
-        self.process = self.host.popen(["bird", "-f", "-c", self.config, "-s", self.socket,
-                                        "-P", self.lab.tmp / f"{self.host.name}-bird.pid"])
-        wait_for(lambda: self.birdc("show", "status", check=False).returncode == 0, 10,
-                 message=lambda: self.lab.log_of(self.process))
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(10)
-
-    def birdc(self, *command, check=True):
-        return self.host.run(["birdc", "-s", self.socket, *command], check=check)
-
-    def established(self, name) -> bool:
-        return "Established" in self.birdc("show", "protocols", name).stdout
-
-    def nexthops(self, prefix=VIP) -> set[str]:
-        """The gateways of prefix in the router's kernel table (empty: no route)."""
-        routes = json.loads(self.host.run(["ip", "-j", "route", "show", prefix]).stdout or "[]")
-        hops = set()
-        for route in routes:
-            if "gateway" in route:
-                hops.add(route["gateway"])
-            hops.update(hop["gateway"] for hop in route.get("nexthops", []) if "gateway" in hop)
-        return hops
-
 
 class Harness:
     """bgp_harness.py in a director namespace, ordered over its stdin."""

@@ -236,8 +236,9 @@ BGP = Block(
            doc="On TERM, seconds director keeps serving after withdrawing its routes: the "
                "router must have moved the flows away before the virtual servers go."),
         Kw("exabgp_command", Word("a path to exabgp"),
-           doc="The exabgp program. Default: the one installed beside director (its "
-               "virtualenv), else exabgp on PATH."),
+           doc="An ExaBGP 5 program to run (`exabgp server FILE`) instead of the one "
+               "installed in director's Python (scripts/setup pins it): ExaBGP 4's command "
+               "line and API acknowledgements differ."),
         Kw("peer", PEER, field="peers", repeat="append", doc="One block per neighbour."),
     ),
 )
