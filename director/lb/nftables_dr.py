@@ -247,7 +247,7 @@ def dr_notes(pool: Pool) -> list[str]:
         notes.append(f"lb_algo {service.scheduler} runs as {DR_FALLBACK} for DR on nftables "
                      f"(stateless: every packet of a flow must hash to the same server)")
     for flag in service.flags:
-        if flag in ("ops", "sh-fallback"):
+        if flag in ("ops", "sh-fallback", "flag-1", "flag-2", "flag-3"):
             notes.append(f"{flag} is ignored on nftables")
     if service.persistence_timeout:
         notes.append(f"persistence_timeout {service.persistence_timeout:g} is ignored for DR "

@@ -79,7 +79,7 @@ JHASH_SEED = 0x6D61676C
 
 _EXACT = {"rr", "wrr", "sh", "dh", "fo", "mh"}
 _HASH_PORT_FLAGS = {"sh": "sh-port", "mh": "mh-port"}
-_FLAGS_UNSUPPORTED = ("ops", "sh-fallback")
+_FLAGS_UNSUPPORTED = ("ops", "sh-fallback", "flag-1", "flag-2", "flag-3")
 _SET_REF = re.compile(r"@(\w+)")
 _BASE_CHAINS = {
     "prerouting": "type nat hook prerouting priority dstnat; policy accept;",
