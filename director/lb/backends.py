@@ -154,15 +154,23 @@ class NftablesSync:
     all of them, after a change only those the change wrote (one small nft run), so that an
     edit elsewhere is never taken for ours. ``verify`` lists the table again; any difference
     means someone edited it and the whole table is applied again (a listing cannot be turned
-    back into a State; the price is that persistence forgets the clients of that moment)."""
+    back into a State; the price is that persistence forgets the clients of that moment).
+
+    DR services (nftables_dr.py) also need the host's links: the interfaces to hook and the
+    device each real server is directly reachable on, read at every sync (so a link change
+    is followed within a delay_loop) and part of what "changed" means. A real server with
+    no directly connected route is left out and returned as a "route" error (logged,
+    counted, retried) while the rest is applied."""
 
     name = "nftables"
     reports_connections = True                  # while a drain waits (conntrack)
 
     def __init__(self) -> None:
         from .nftables import NftablesBackend
+        from .nftables_dr import Links
         self.backend = NftablesBackend()
         self.applied: State | None = None       # what the table implements, if known
+        self.links: Any = Links()               # the links it was applied for (Links)
         self.objects: dict[str, str] = {}       # its objects as listed after that apply
         self.kernel: State = {}
         self._connections: Connections = {}
@@ -176,16 +184,27 @@ class NftablesSync:
 
     @staticmethod
     def limits(pools: Iterable[Pool]) -> list[str]:
-        """What the table does differently from IPVS for these pools (one virtual server's),
-        one sentence each: wlc runs as wrr, DR destinations are dropped..."""
-        from .nftables_script import unsupported
-        return unsupported(pools)
+        """What the tables do differently from IPVS for these pools (one virtual server's),
+        one sentence each: wlc runs as wrr, TUN destinations are dropped..."""
+        from .nftables_dr import notes
+        return notes(pools)
 
     def sync(self, desired: State, owned: frozenset,
              verify: bool = True) -> list[BackendError]:
+        from .nftables_dr import Links, dr_addresses, problems
         desired = {key: Pool(pool.service, dict(pool.destinations))    # a snapshot
                    for key, pool in desired.items()}
         previous = self.applied
+        errors: list[BackendError] = []
+        addresses = dr_addresses(desired)
+        links = Links()
+        if addresses:
+            try:
+                links = self.backend.links(addresses)
+            except OSError as exc:              # keep what the table was built for
+                links = self.links
+                errors.append(BackendError("links", str(exc)))
+        errors += [BackendError("route", problem) for problem in problems(desired, links)]
         try:
             if previous is not None and verify:
                 listed = self.backend.fingerprint()
@@ -193,27 +212,27 @@ class NftablesSync:
                     event(log, "lb.nftables_table_changed", logging.WARNING,
                           change="edited" if listed else "removed", note="applying it again")
                     previous = None
-            if previous is not None and desired == previous:
-                return []
+            if previous is not None and desired == previous and links == self.links:
+                return errors
             if previous is not None:
                 try:
-                    done = self.backend.apply_changes(previous, desired)
+                    done = self.backend.apply_changes(previous, desired, self.links, links)
                 except OSError as exc:
                     event(log, "lb.nftables_incremental_failed", logging.WARNING, error=exc)
                 else:
-                    self.applied = self.kernel = desired
+                    self.applied, self.kernel, self.links = desired, desired, links
                     self.objects = {name: text for name, text in self.objects.items()
                                     if name not in done.gone} | \
                         self.backend.fingerprint(done.touched)
-                    return []
+                    return errors
             self.applied = None
-            self.backend.apply(desired)
-            self.applied = self.kernel = desired
+            self.backend.apply(desired, links)
+            self.applied, self.kernel, self.links = desired, desired, links
             self.objects = self.backend.fingerprint()
         except OSError as exc:
             self.applied = None                 # unknown: the whole table next time
-            return [BackendError("apply", str(exc))]
-        return []
+            return [*errors, BackendError("apply", str(exc))]
+        return errors
 
     def counters(self) -> dict:
         return {}                               # nftables keeps none per destination

@@ -15,7 +15,15 @@ Conventions of the model this maps to:
   the dotted mask (IPv4) or the prefix length as a string (IPv6, "64").
 - destination port 0 (fwmark services' real servers) reads as None.
 - flags: ops (one-packet scheduling), sh-/mh-port and sh-/mh-fallback (the scheduler's
-  flags 2 and 1, named after the service's scheduler).
+  flags 2 and 1, named after the service's scheduler; flag-1, flag-2 for the others) and
+  flag-3 (pool.service_flags()).
+- mh builds its Maglev table from the service's destinations in the kernel's list order,
+  and the kernel adds each new destination at the head of that list (list_add_rcu in
+  __ip_vs_update_dest). plan() adds a new service's destinations sorted by key, so
+  directors that start alike build the same table; a destination removed (a failed check
+  without inhibit_on_failure) and added again goes to the head, so a director that saw
+  that and one that started later list them differently and can disagree on some flows.
+  inhibit_on_failure (weight 0: the destination stays in its place) keeps them agreeing.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ F_HASHED = 0x0002                                 # kernel-internal
 F_ONEPACKET = 0x0004
 F_SCHED1 = 0x0008                                 # sh-fallback / mh-fallback
 F_SCHED2 = 0x0010                                 # sh-port / mh-port
+F_SCHED3 = 0x0020                                 # flag-3 (no scheduler uses it yet)
 FULL_MASK = {4: "255.255.255.255", 6: "128"}
 
 
@@ -59,24 +68,30 @@ def _flag_bits(service: Service) -> int:
     for name in service.flags:
         if name == "ops":
             bits |= F_ONEPACKET
-        elif name.endswith("-fallback"):
+        elif name.endswith("-fallback") or name == "flag-1":
             bits |= F_SCHED1
-        elif name.endswith("-port"):
+        elif name.endswith("-port") or name == "flag-2":
             bits |= F_SCHED2
+        elif name == "flag-3":
+            bits |= F_SCHED3
         else:
             raise IpvsError(f"unknown service flag {name!r}")
     return bits
 
 
 def _flag_names(bits: int, scheduler: str) -> tuple[str, ...]:
-    prefix = "mh" if scheduler == "mh" else "sh"
+    """The flags as pool.service_flags() names them: after the scheduler for sh and mh,
+    flag-N for the others."""
+    own = scheduler if scheduler in ("sh", "mh") else None
     names = []
     if bits & F_ONEPACKET:
         names.append("ops")
     if bits & F_SCHED2:
-        names.append(f"{prefix}-port")
+        names.append(f"{own}-port" if own else "flag-2")
     if bits & F_SCHED1:
-        names.append(f"{prefix}-fallback")
+        names.append(f"{own}-fallback" if own else "flag-1")
+    if bits & F_SCHED3:
+        names.append("flag-3")
     return tuple(names)
 
 

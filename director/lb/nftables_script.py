@@ -25,11 +25,17 @@ Design:
   the map of destinations is anonymous, in the rule, so flushing the chain replaces it.
 - Schedulers: rr -> ``numgen inc mod N map { 0 : d1, 1 : d2, ... }``; wrr -> the same map
   with each destination ``weight`` times (weights divided by their gcd, slots interleaved);
-  sh -> ``jhash ip saddr mod N`` over the same weighted slots (sh-port adds the source
-  port); dh -> ``jhash ip daddr``; fo -> the destination of highest weight; mh -> like sh
-  (not Maglev: a pool change moves more clients); anything else (lc, wlc, sed, nq, lblc,
-  lblcr, ovf, twos) needs connection counts nftables does not have here: wrr, said in a
-  comment in the script and by ``unsupported()``.
+  sh -> ``jhash ip saddr mod N seed S`` over the same weighted slots (sh-port adds the
+  source port); dh -> ``jhash ip daddr``; fo -> the destination of highest weight; mh ->
+  Maglev (maglev.py): ``jhash ip saddr mod 4093 seed S`` into the 4093 slots of the
+  destinations' Maglev table (mh-port adds the source port, as IPVS's mh), so that a pool
+  change moves only the flows it must; anything else (lc, wlc, sed, nq, lblc, lblcr, ovf,
+  twos) needs connection counts nftables does not have here: wrr, said in a comment in the
+  script and by ``unsupported()``. Every jhash has the fixed seed JHASH_SEED: nft's default
+  is random per rule, so two directors (or one re-applying its table) would disagree.
+- mh-fallback: weight-0 and removed destinations leave the Maglev table, which is where
+  IPVS's mh-fallback sends their flows too (it differs only for a destination over its
+  upper threshold, and thresholds are ignored here: noted).
 - Weight 0 (drained, inhibited): the destination is left out of the map, so it gets no new
   connections; established ones keep their DNAT, which conntrack holds per connection, and
   so do connections to a destination removed from the state.
@@ -45,9 +51,11 @@ Design:
   client's last new connection (not after its last connection ends), and a full apply
   re-creates the table, so the sets start empty again (changes() keeps the sets of
   unchanged destinations, and their clients): listed by ``unsupported()``.
-- Not expressible with DNAT, listed by ``unsupported()`` and left out: DR and TUN
-  destinations, upper/lower connection thresholds, one-packet scheduling (ops), sh-fallback
-  and the mh flags.
+- DR: a virtual server whose real servers are all DR is not in this table at all: it is
+  forwarded statelessly in ``table netdev director`` (nftables_dr.py). A DR real server in
+  a virtual server that also has NAT ones, or in a fwmark one, is dropped (noted).
+- Not expressible with DNAT, listed by ``unsupported()`` and left out: TUN destinations,
+  upper/lower connection thresholds, one-packet scheduling (ops) and sh-fallback.
 """
 
 from __future__ import annotations
@@ -59,14 +67,19 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .maglev import table as maglev_table
 from .model import Destination, Pool, ServiceKey, State
 
 MAX_SLOTS = 1024           # the largest numgen/jhash modulus we emit; bigger weights are scaled
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 
-_EXACT = {"rr", "wrr", "sh", "dh", "fo"}
-_APPROXIMATE = {"mh": "sh"}           # scheduled like: jhash of the source
-_FLAGS_UNSUPPORTED = ("ops", "sh-fallback", "mh-port", "mh-fallback")
+# The seed of every jhash we emit: fixed, so that every director (and every re-apply) hashes
+# a flow to the same slot; any constant does, as long as all directors have the same.
+JHASH_SEED = 0x6D61676C
+
+_EXACT = {"rr", "wrr", "sh", "dh", "fo", "mh"}
+_HASH_PORT_FLAGS = {"sh": "sh-port", "mh": "mh-port"}
+_FLAGS_UNSUPPORTED = ("ops", "sh-fallback", "flag-1", "flag-2", "flag-3")
 _SET_REF = re.compile(r"@(\w+)")
 _BASE_CHAINS = {
     "prerouting": "type nat hook prerouting priority dstnat; policy accept;",
@@ -102,6 +115,8 @@ def _objects(pools: Iterable[Pool], chains: bool = True) -> _Objects:
     """The objects of these services (without their own sets and chains: not chains)."""
     objects = _Objects()
     for pool in sorted(pools, key=lambda pool: pool.service.key.order()):
+        if is_dr(pool):
+            continue                          # forwarded in the netdev table: nftables_dr.py
         key = pool.service.key
         match = _service_match(key)
         live = _live(pool)
@@ -215,11 +230,14 @@ def changes(before: State, after: State, table: str = "director") -> Changes:
 
 
 def unsupported(pools: Iterable[Pool]) -> list[str]:
-    """What render() does differently from IPVS for these pools, one sentence each, in the
+    """What render() does differently from IPVS for these pools (the NAT ones:
+    nftables_dr.notes() has the DR ones too), one sentence each, in the
     configuration's words, each said once (the pools of a virtual server's group share their
     destinations): for the log and the state, which prefix the virtual server."""
     notes: dict[str, None] = {}                     # ordered, without repeats
     for pool in pools:
+        if is_dr(pool):
+            continue                          # nftables_dr.dr_notes()
         service = pool.service
         key = service.key
         scheduler = service.scheduler
@@ -228,8 +246,8 @@ def unsupported(pools: Iterable[Pool]) -> list[str]:
         for flag in service.flags:
             if flag in _FLAGS_UNSUPPORTED:
                 notes[f"{flag} is ignored on nftables"] = None
-            elif flag == "sh-port" and key.fwmark is not None:
-                notes["sh-port is ignored on nftables for a fwmark service"] = None
+            elif flag in ("sh-port", "mh-port") and key.fwmark is not None:
+                notes[f"{flag} is ignored on nftables for a fwmark service"] = None
         if service.persistence_timeout:
             timeout = f"{service.persistence_timeout:g}"
             notes[f"persistence_timeout {timeout} is approximate on nftables: a client's entry "
@@ -237,9 +255,16 @@ def unsupported(pools: Iterable[Pool]) -> list[str]:
                   f"forgets all clients"] = None
         dests = _sorted(pool.destinations.values())
         for dest in dests:
-            if dest.method != "NAT":
+            if dest.method == "DR" and key.fwmark is not None:
+                notes[f"{_dest_name(key, dest)}: lb_kind DR is dropped on nftables for a "
+                      f"fwmark service (the mark is set after the ingress hook DR runs "
+                      f"in)"] = None
+            elif dest.method == "DR":
+                notes[f"{_dest_name(key, dest)}: lb_kind DR is dropped on nftables in a "
+                      f"virtual server that has NAT real servers too"] = None
+            elif dest.method != "NAT":
                 notes[f"{_dest_name(key, dest)}: lb_kind {dest.method} is dropped on nftables "
-                      f"(NAT only)"] = None
+                      f"(NAT and DR only)"] = None
             if dest.upper_threshold or dest.lower_threshold:
                 notes[f"{_dest_name(key, dest)}: uthreshold and lthreshold are ignored on "
                       f"nftables"] = None
@@ -247,7 +272,7 @@ def unsupported(pools: Iterable[Pool]) -> list[str]:
         if key.fwmark is not None and _port_mode(pool, live) == "mixed":
             notes["some real servers have a port and some do not: the ports are ignored on "
                   "nftables (connections keep theirs)"] = None
-        if len(live) > 1 and _needs_scaling(pool, live):
+        if len(live) > 1 and _as_scheduler(scheduler) != "mh" and _needs_scaling(pool, live):
             notes[f"weights are scaled to {MAX_SLOTS} slots on nftables: ratios are "
                   f"approximate"] = None
     return list(notes)
@@ -267,6 +292,13 @@ def _sorted(dests: Iterable[Destination]) -> list[Destination]:
     return sorted(dests, key=lambda dest: dest.key.order())
 
 
+def is_dr(pool: Pool) -> bool:
+    """Whether a service is forwarded by direct routing on nftables (nftables_dr.py): it
+    has DR real servers and no NAT one, and an address (not a fwmark)."""
+    methods = {dest.method for dest in pool.destinations.values()}
+    return pool.service.key.fwmark is None and "DR" in methods and "NAT" not in methods
+
+
 def _live(pool: Pool) -> list[Destination]:
     """The destinations that take new connections: NAT, weight > 0."""
     return [dest for dest in _sorted(pool.destinations.values())
@@ -274,9 +306,7 @@ def _live(pool: Pool) -> list[Destination]:
 
 
 def _as_scheduler(scheduler: str) -> str:
-    if scheduler in _EXACT:
-        return scheduler
-    return _APPROXIMATE.get(scheduler, "wrr")
+    return scheduler if scheduler in _EXACT else "wrr"
 
 
 def _ip(key: ServiceKey) -> str:
@@ -352,27 +382,40 @@ def _weights(pool: Pool, live: list[Destination]) -> list[int]:
     return weights
 
 
-def _slots(pool: Pool, live: list[Destination]) -> list[Destination]:
-    """The scheduler's slots, each destination `weight` times, interleaved (d1 d2 d3 d1 ...)
-    so that numgen spreads consecutive connections as IPVS's wrr does."""
-    if _as_scheduler(pool.service.scheduler) == "fo":
+def maglev_key(dest: Destination) -> str:
+    """A destination's name in the Maglev table (its place there follows from it)."""
+    return f"{dest.key.address}|{dest.key.port or 0}"
+
+
+def _slots(pool: Pool, live: list[Destination], scheduler: str | None = None) -> list[Destination]:
+    """The scheduler's slots: mh's Maglev table (maglev.py); else each destination `weight`
+    times, interleaved (d1 d2 d3 d1 ...) so that numgen spreads consecutive connections as
+    IPVS's wrr does. One slot when they all name one destination."""
+    scheduler = scheduler or _as_scheduler(pool.service.scheduler)
+    if scheduler == "fo":
         best = max(dest.weight for dest in live)
         return [next(dest for dest in live if dest.weight == best)]
+    if scheduler == "mh":
+        by_key = {maglev_key(dest): dest for dest in live}
+        slots = [by_key[key] for key in maglev_table(
+            (key, dest.weight) for key, dest in by_key.items())]
+        return slots[:1] if len(by_key) == 1 else slots
     weights = _weights(pool, live)
     return [dest for turn in range(max(weights))
             for dest, weight in zip(live, weights, strict=True) if weight > turn]
 
 
-def _selector(pool: Pool, modulus: int) -> str:
-    """The expression choosing a slot: numgen (rr, wrr, fallbacks) or jhash (sh, dh, mh)."""
+def _selector(pool: Pool, modulus: int, scheduler: str | None = None) -> str:
+    """The expression choosing a slot: numgen (rr, wrr, fallbacks) or jhash (sh, dh, mh),
+    with the fixed seed."""
     service = pool.service
     key = service.key
-    scheduler = _as_scheduler(service.scheduler)
-    if scheduler in ("sh", "dh"):
-        field = f"{_ip(key)} {'saddr' if scheduler == 'sh' else 'daddr'}"
-        if scheduler == "sh" and "sh-port" in service.flags and key.fwmark is None:
+    scheduler = scheduler or _as_scheduler(service.scheduler)
+    if scheduler in ("sh", "dh", "mh"):
+        field = f"{_ip(key)} {'daddr' if scheduler == 'dh' else 'saddr'}"
+        if _HASH_PORT_FLAGS.get(scheduler) in service.flags and key.fwmark is None:
             field += f" . {_proto(key)} sport"
-        return f"jhash {field} mod {modulus}"
+        return f"jhash {field} mod {modulus} seed {JHASH_SEED:#x}"
     return f"numgen inc mod {modulus}"
 
 

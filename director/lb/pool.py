@@ -69,11 +69,28 @@ def service_keys(virtual: Any, groups: dict[str, Any]) -> list[ServiceKey]:
     return keys
 
 
+def service_flags(virtual: Any) -> tuple[str, ...]:
+    """The service's flags as keepalived sets them (check_parser.c, lbflags_handler):
+    flag-1, flag-2 and flag-3 are IPVS's scheduler flags 1, 2 and 3 whatever the scheduler;
+    sh-port and sh-fallback count only with lb_algo sh, mh-port and mh-fallback only with
+    mh (the configuration warns otherwise). Named as the kernel's are read back
+    (ipvs._flag_names): ``<sched>-port`` (flag 2) and ``<sched>-fallback`` (flag 1) for sh
+    and mh, flag-N for the others; so that what we program compares equal to what we read."""
+    scheduler = virtual.lb_algo or "wlc"
+    own = scheduler if scheduler in ("sh", "mh") else None
+    port = virtual.flag_2 or (own == "sh" and virtual.sh_port) or \
+        (own == "mh" and virtual.mh_port)
+    fallback = virtual.flag_1 or (own == "sh" and virtual.sh_fallback) or \
+        (own == "mh" and virtual.mh_fallback)
+    return tuple(name for name, on in (
+        ("ops", virtual.ops),
+        (f"{own}-port" if own else "flag-2", port),
+        (f"{own}-fallback" if own else "flag-1", fallback),
+        ("flag-3", virtual.flag_3)) if on)
+
+
 def service(virtual: Any, key: ServiceKey) -> Service:
-    flags = tuple(name for name, on in (("ops", virtual.ops), ("sh-port", virtual.sh_port),
-                                        ("sh-fallback", virtual.sh_fallback),
-                                        ("mh-port", virtual.mh_port),
-                                        ("mh-fallback", virtual.mh_fallback)) if on)
+    flags = service_flags(virtual)
     timeout = virtual.persistence_timeout
     if timeout is None and virtual.persistence_granularity is not None:
         timeout = 360                # keepalived: a granularity alone implies persistence

@@ -165,7 +165,8 @@ def test_what_nftables_does_differently_is_logged_once_and_done(lab):
     client, hosts, servers, daemon = lay_out(lab, direct, lb_algo="wlc")
     notes = [f'lb.unsupported backend=nftables virtual_server={VIP}:80/TCP note="{note}"'
              for note in ("lb_algo wlc runs as wrr on nftables",
-                          f"{SORRY}:80: lb_kind DR is dropped on nftables (NAT only)")]
+                          f"{SORRY}:80: lb_kind DR is dropped on nftables in a virtual "
+                          f"server that has NAT real servers too")]
     wait_for(lambda: all(note in lab.log_of(daemon) for note in notes), 5,
              message=lambda: lab.log_of(daemon))
     # equal weights: wrr shares evenly; the DR server's check passes, yet it gets nothing

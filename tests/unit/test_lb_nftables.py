@@ -119,11 +119,11 @@ def test_sync_applies_the_whole_table_first_then_changes_falling_back_on_failure
         def __init__(self):
             self.calls, self.fail, self.table = [], False, {}
 
-        def apply(self, desired):
+        def apply(self, desired, links=None):
             self.calls.append("apply")
             self.table = {"chain prerouting": "p", "chain svc": "s0", "chain other": "o"}
 
-        def apply_changes(self, before, after):
+        def apply_changes(self, before, after, links_before=None, links_after=None):
             self.calls.append("changes")
             if self.fail:
                 raise OSError("nft: No such file or directory")
@@ -187,8 +187,11 @@ virtual_server 192.0.2.20 443 {
 """
 LIMITS = [
     "group WEB/TCP: lb_algo wlc runs as wrr on nftables",
-    "group WEB/TCP: 10.0.0.2:80: lb_kind DR is dropped on nftables (NAT only)",
-    "group WEB/TCP: 10.0.0.9:80: lb_kind DR is dropped on nftables (NAT only)"]
+    "group WEB/TCP: 10.0.0.2:80: lb_kind DR is dropped on nftables in a virtual server that "
+    "has NAT real servers too",
+    # the quorum lost, the sorry server (DR) alone is the pool: forwarded by DR, statelessly
+    "group WEB/TCP: lb_algo wlc runs as mh for DR on nftables (stateless: every packet of a "
+    "flow must hash to the same server)"]
 PERSISTENT_20 = "192.0.2.20:443/TCP: persistence_timeout 300 is approximate on nftables: " \
     "a client's entry expires 300 s after its last new connection, and a full apply " \
     "forgets all clients"
@@ -258,9 +261,11 @@ def test_each_note_is_logged_once_per_configuration(tmp_path):
             'lb.unsupported backend=nftables virtual_server="group WEB/TCP" '
             'note="lb_algo wlc runs as wrr on nftables"',
             'lb.unsupported backend=nftables virtual_server="group WEB/TCP" '
-            'note="10.0.0.2:80: lb_kind DR is dropped on nftables (NAT only)"',
+            'note="10.0.0.2:80: lb_kind DR is dropped on nftables in a virtual server that has '
+            'NAT real servers too"',
             'lb.unsupported backend=nftables virtual_server="group WEB/TCP" '
-            'note="10.0.0.9:80: lb_kind DR is dropped on nftables (NAT only)"']
+            'note="lb_algo wlc runs as mh for DR on nftables (stateless: every packet of a flow '
+            'must hash to the same server)"']
         for _ in range(3):
             syncs = backend.syncs
             balancer.changed.set()

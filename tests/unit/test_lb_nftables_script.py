@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,8 @@ CASES = {
                         persistence_netmask="255.255.255.0"),
     "persistent6": state(VIP6, "rr", [dest("2001:db8::10", 443), dest("2001:db8::11", 443)],
                          persistence_timeout=60, persistence_netmask="64"),
+    "mh": state(scheduler="mh", dests=THREE, flags=("mh-port",)),
+    "mh-persistent": state(scheduler="mh", dests=THREE, persistence_timeout=60),
     "big-weights": state(scheduler="wrr", dests=[dest("10.20.40.10", weight=65535),
                                                  dest("10.20.40.11", weight=1)]),
     "all": {**state(dests=THREE), **state(VIP6, "rr", [dest("2001:db8::10", 443)]),
@@ -124,9 +127,9 @@ def test_wrr_huge_weights_scaled_and_reported():
 
 def test_sh_hashes_the_source():
     assert chain(render(CASES["sh"]), SVC) == [
-        "meta l4proto tcp dnat ip addr . port to jhash ip saddr mod 2 map "
+        "meta l4proto tcp dnat ip addr . port to jhash ip saddr mod 2 seed 0x6d61676c map "
         "{ 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 80 }"]
-    assert "jhash ip saddr . tcp sport mod 2" in render(CASES["sh-port"])
+    assert "jhash ip saddr . tcp sport mod 2 seed 0x6d61676c" in render(CASES["sh-port"])
 
 
 def test_fwmark_matches_the_mark_and_keeps_the_port():
@@ -170,7 +173,7 @@ def test_ipv6():
     single = render(state(VIP6, "rr", [dest("2001:db8::10", 443)]))
     assert "dnat ip6 to [2001:db8::10]:443" in single
     assert "meta mark 0x8 meta nfproto ipv6" in render(CASES["fwmark6"])
-    assert "jhash ip6 saddr mod 2" in render(CASES["fwmark6"])
+    assert "jhash ip6 saddr mod 2 seed 0x6d61676c" in render(CASES["fwmark6"])
 
 
 def test_fallback_scheduler_is_wrr_with_a_comment_and_a_warning():
@@ -179,8 +182,35 @@ def test_fallback_scheduler_is_wrr_with_a_comment_and_a_warning():
     assert "numgen inc mod 3 map { 0 : 10.20.40.10 . 80, 1 : 10.20.40.11 . 80, " \
            "2 : 10.20.40.11 . 80 }" in script
     assert unsupported(CASES["wlc"].values()) == ["lb_algo wlc runs as wrr on nftables"]
-    assert unsupported(state(scheduler="mh", dests=THREE).values()) == [
-        "lb_algo mh runs as sh on nftables"]
+    assert unsupported(state(scheduler="mh", dests=THREE, flags=("mh-port", "mh-fallback"))
+                       .values()) == []
+
+
+def test_mh_is_maglev_with_a_fixed_seed():
+    """4093 slots from maglev.table(), the client's address (and port with mh-port) hashed
+    with the fixed seed, so that every director sends a flow to the same server."""
+    [rule] = chain(render(CASES["mh"]), SVC)
+    assert rule.startswith("meta l4proto tcp dnat ip addr . port to jhash ip saddr . tcp sport "
+                           "mod 4093 seed 0x6d61676c map { 0 : ")
+    slots = re.search(r"map \{ (.*) \}", rule).group(1).split(", ")
+    assert len(slots) == 4093
+    counts = Counter(entry.split(" : ")[1] for entry in slots)
+    assert sorted(counts) == ["10.20.40.10 . 80", "10.20.40.11 . 80", "10.20.40.12 . 80"]
+    assert max(counts.values()) - min(counts.values()) <= 1
+    assert "jhash ip saddr mod 4093 seed" in render(state(scheduler="mh", dests=THREE))
+    assert render(state(scheduler="mh", dests=THREE[::-1])) == \
+        render(state(scheduler="mh", dests=THREE))
+    assert chain(render(state(scheduler="mh", dests=THREE[:1])), SVC) == [
+        "meta l4proto tcp dnat ip to 10.20.40.10:80"]
+
+
+def test_mh_destination_down_moves_only_its_slots():
+    before = render(CASES["mh"])
+    after = render(state(scheduler="mh", dests=THREE[:2], flags=("mh-port",)))
+    old, new = (re.search(r"map \{ (.*) \}", chain(script, SVC)[0]).group(1).split(", ")
+                for script in (before, after))
+    kept = [a == b for a, b in zip(old, new, strict=True) if not a.endswith(" 10.20.40.12 . 80")]
+    assert sum(kept) / len(kept) >= 0.95
 
 
 def test_fo_sends_everything_to_the_heaviest():
@@ -196,8 +226,9 @@ def test_dr_tun_thresholds_and_flags_are_unsupported():
     assert "10.20.40.10" not in script and "10.20.40.11" not in script
     assert unsupported(pool.values()) == [
         "ops is ignored on nftables",
-        "10.20.40.10:80: lb_kind DR is dropped on nftables (NAT only)",
-        "10.20.40.11:80: lb_kind TUN is dropped on nftables (NAT only)",
+        "10.20.40.10:80: lb_kind DR is dropped on nftables in a virtual server that has NAT "
+        "real servers too",
+        "10.20.40.11:80: lb_kind TUN is dropped on nftables (NAT and DR only)",
         "10.20.40.12:80: uthreshold and lthreshold are ignored on nftables"]
     assert unsupported(CASES["rr"].values()) == [] and unsupported([]) == []
 
@@ -213,8 +244,11 @@ def test_unsupported_says_each_difference_once_over_pools():
              *state(ServiceKey("TCP", fwmark=7), "wlc", dests, flags=("sh-port",)).values()]
     assert unsupported(pools) == [
         "lb_algo wlc runs as wrr on nftables",
-        "10.20.40.10:80: lb_kind DR is dropped on nftables (NAT only)",
-        "sh-port is ignored on nftables for a fwmark service"]
+        "10.20.40.10:80: lb_kind DR is dropped on nftables in a virtual server that has NAT "
+        "real servers too",
+        "sh-port is ignored on nftables for a fwmark service",
+        "10.20.40.10:80: lb_kind DR is dropped on nftables for a fwmark service (the mark is "
+        "set after the ingress hook DR runs in)"]
     mixed = state(FWM7, "rr", [dest("10.20.40.10", None), dest("10.20.40.11", 8080)])
     assert unsupported(mixed.values()) == [
         "some real servers have a port and some do not: the ports are ignored on nftables "
@@ -293,6 +327,8 @@ CHANGES = {
                                if k != ServiceKey("TCP", "10.0.0.2", 80)}),
     "persistent-removed": (BASE, {k: p for k, p in BASE.items() if k != VIP}),
     "scheduler": (BASE, {**BASE, **_services(1, scheduler="sh")}),
+    "mh-destination-down": ({**BASE, **_services(2, scheduler="mh")},
+                            {**BASE, **_services(2, down={(1, 0)}, scheduler="mh")}),
     "all-down": (BASE, {**BASE, **_services(1, down={(0, 0), (0, 1), (0, 2)})}),
     "last-reject-gone": (BASE, {k: p for k, p in BASE.items()
                                 if k != ServiceKey("UDP", "203.0.113.100", 53)}),
@@ -351,4 +387,4 @@ def test_the_renderer_stays_pure():
                 for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported == {"__future__", "hashlib", "ipaddress", "math", "re", "collections.abc",
-                        "dataclasses", "model"}, imported
+                        "dataclasses", "model", "maglev"}, imported

@@ -107,6 +107,13 @@ def _virtual_server_finish(values, ctx):
         ctx.warn(f"virtual_server {name} has no real_server")
     if values["port"] is None and values["fwmark"] is None and values["group"] is None:
         ctx.error(f"virtual_server {name} needs a port")
+    for scheduler in ("sh", "mh"):
+        for flag in (f"{scheduler}-port", f"{scheduler}-fallback"):
+            if values[flag.replace("-", "_")] and values["lb_algo"] != scheduler:
+                ctx.warn(f"virtual_server {name}: {flag} only applies to lb_algo {scheduler}, "
+                         f"not {values['lb_algo']}: ignored, as keepalived does (flag-"
+                         f"{2 if flag.endswith('port') else 1} sets the bit for any "
+                         f"scheduler)")
     servers = []
     for server in values["real_servers"]:
         changes = {}
