@@ -36,19 +36,6 @@ class Health:
     quorum_ok: bool
     live: int                    # real servers up, not drained, with a weight above 0
 
-    @classmethod
-    def of(cls, view: Any) -> Health:
-        """From a state.VirtualServerView: a real server counts when its checks say up, it
-        is not drained, and the weight the pool wants for it (else its configured one) is
-        above 0."""
-        live = 0
-        for real in view.real_servers:
-            weight = real.desired_weight if real.desired_weight is not None \
-                else real.configured_weight
-            if real.up and not real.drained and weight > 0:
-                live += 1
-        return cls(bool(view.quorum_ok), live)
-
 
 @dataclass(frozen=True)
 class Decision:

@@ -215,22 +215,3 @@ def test_no_bgp_block_no_peers_no_decisions(tmp_path):
     config = load_config(str(path), config_id="test", interface_exists=None).config
     assert peers_of(config) == ()
     assert desired(config, {WEB: UP}, {}, frozenset()) == {}
-
-
-def test_health_of_a_virtual_server_view(tmp_path):
-    """Up and weighted counts; down, drained or weight 0 does not."""
-    from director.state import CheckView, RealServerView, VirtualServerView
-    vs = load(tmp_path, server(80, "med 1")).virtual_servers[0]
-    real = vs.real_servers[0]
-
-    def view(quorum_ok, *reals):
-        return VirtualServerView.of(vs, tuple(
-            RealServerView.of(real, CheckView("TCP_CHECK", up, drained, 0, 0, None),
-                              desired_weight=weight) for up, drained, weight in reals),
-            quorum_ok=quorum_ok)
-
-    assert Health.of(view(True, (True, False, 1), (False, False, 1))) == Health(True, 1)
-    assert Health.of(view(True, (True, True, 0), (True, False, 0))) == Health(True, 0)
-    assert Health.of(view(True, (True, True, None))) == Health(True, 0)    # drained
-    assert Health.of(view(False, (False, False, 1))) == Health(False, 0)
-    assert Health.of(view(True, (True, False, None))) == Health(True, 1)   # configured: 1
