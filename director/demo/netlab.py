@@ -230,13 +230,16 @@ class Lab:
 
     @staticmethod
     def _kill(procs):
-        """TERM the process group of every live process, KILL it after KILL_GRACE, reap.
+        """TERM (or its close_signal) the process group of every live process, KILL it after
+        KILL_GRACE, reap.
 
         Groups are signalled only while their leader is unreaped (so the id cannot have been
         reused); children that outlive their leader are found by _kill_namespace_pids."""
         live = [p for p in procs if p.poll() is None]
         for proc in live:
-            _signal_group(proc.pid, signal.SIGTERM)
+            # a process may name its own: SIGKILL for a peer whose clean stop is not under test
+            # (keepalived takes a second to stop on TERM, a second of every test using it)
+            _signal_group(proc.pid, getattr(proc, "close_signal", signal.SIGTERM))
         deadline = time.monotonic() + KILL_GRACE
         for proc in live:
             try:

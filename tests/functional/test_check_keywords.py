@@ -130,11 +130,11 @@ def test_log_all_failures_logs_each_failed_attempt_while_up(tmp_path, where):
 
 
 def test_fast_recovery_runs_the_rise_checks_back_to_back(tmp_path):
-    """rise 3, delay_loop 3: without fast_recovery a recovered server is up two delay_loops
-    (6 s) after its first good check; with it, at once."""
+    """rise 3, delay_loop 2: without fast_recovery a recovered server is up two delay_loops
+    (4 s) after its first good check; with it, at once."""
     fast, slow = Switchable(), Switchable()
     text = (real_server(fast.port, "            rise 3\n            fast_recovery") +
-            real_server(slow.port, "            rise 3")).replace("delay_loop 1", "delay_loop 3")
+            real_server(slow.port, "            rise 3")).replace("delay_loop 1", "delay_loop 2")
     proc = run_director(tmp_path, text)
     try:
         fast.status = slow.status = 503
@@ -143,12 +143,12 @@ def test_fast_recovery_runs_the_rise_checks_back_to_back(tmp_path):
                      message=proc.log.read_text)
         fast.status = slow.status = 200
         recovered = time.monotonic()
-        wait_for(lambda: lines(proc, "state=up", fast.port), 3 + 2,
+        wait_for(lambda: lines(proc, "state=up", fast.port), 2 + 2,
                  message=proc.log.read_text)
         assert not lines(proc, "state=up", slow.port), "rise 3 without fast_recovery was fast"
-        wait_for(lambda: lines(proc, "state=up", slow.port), 3 * 3 + 2,
+        wait_for(lambda: lines(proc, "state=up", slow.port), 3 * 2 + 2,
                  message=proc.log.read_text)
-        assert time.monotonic() - recovered >= 2 * 3
+        assert time.monotonic() - recovered >= 2 * 2
     finally:
         stop(proc)
         fast.close()

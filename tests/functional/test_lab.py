@@ -2,6 +2,7 @@
 and its negative answers are real (a ping that cannot arrive says False, wait_for fails)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -122,13 +123,15 @@ def test_close_kills_processes_and_removes_every_namespace():
         polite = a.popen(["sleep", "300"])
         stubborn = b.popen(["sh", "-c", "trap '' TERM; echo trapped; exec sleep 300"])
         escaped = a.popen(["sh", "-c", "setsid sleep 300 & echo started"])   # leaves the group
+        killed = b.popen(["sleep", "300"])
+        killed.close_signal = signal.SIGKILL                 # as start_keepalived's
         wait_for(lambda: "trapped" in lab.log_of(stubborn) and "started" in lab.log_of(escaped),
                  5, message="helpers started")
         assert escaped.wait(5) == 0
         pids = [int(p) for ns in (a.ns, b.ns)
                 for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
                                         text=True, check=True).stdout.split()]
-        assert polite.pid in pids and stubborn.pid in pids and len(pids) == 3
+        assert polite.pid in pids and stubborn.pid in pids and len(pids) == 4
         started = {pid: start_time(pid) for pid in pids}
         namespaces = list(lab.namespaces)
         assert len(namespaces) == 4 and extra.ns in namespaces
@@ -140,6 +143,7 @@ def test_close_kills_processes_and_removes_every_namespace():
 
     assert polite.returncode == -15                      # TERM
     assert stubborn.returncode == -9                     # KILL, after the grace period
+    assert killed.returncode == -9                       # its close_signal, at once
     assert KILL_GRACE - 0.5 <= took < 4 * KILL_GRACE
     assert all(start_time(pid) != started[pid] for pid in pids), "a lab process survived"
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,

@@ -9,7 +9,8 @@ same time between sets (within SET_SLACK).
 keepalived paces per interface: garp_interval / gna_interval is the least time between two
 frames of a kind, and an address waits at most once, so a paced repeat collapses (repeat 2
 over two IPv4 addresses is 3 GARPs, not 4). The measured figures are in the failure
-message, and printed with -s.
+message, and printed with -s. Both speak VRRPv3 every 0.2 s (FAST_INTERVAL): each becomes MASTER
+~0.7 s after its start, not ~3.4 s.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 import pytest
 
 from tests.functional.lab import start_keepalived, wait_for
-from tests.functional.test_vrrp_failover import start_director
+from tests.functional.test_vrrp_failover import FAST_INTERVAL, start_director
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -36,7 +37,7 @@ def config(vrid: int, global_defs: str, top: str = "") -> str:
     v6 = "".join(f"        {a}/64\n" for a in V6)
     return (f"global_defs {{\n{global_defs}}}\n{top}"
             f"vrrp_instance VI_{vrid} {{\n    interface eth0\n    virtual_router_id {vrid}\n"
-            f"    priority 150\n    advert_int 1\n"
+            f"    priority 150\n    advert_int {FAST_INTERVAL}\n    version 3\n"
             f"    virtual_ipaddress {{\n{v4}    }}\n"
             f"    virtual_ipaddress_excluded {{\n{v6}    }}\n}}\n")
 

@@ -10,6 +10,8 @@ test_process_events_in_the_initial_namespace covers the events themselves.
 
 Bounds are deadlines: the delay + the poll period + the protocol's master-down interval
 (keepalived's BACKUP ignores a lower-priority advert and waits its own down timer) + slack.
+Both daemons speak VRRPv3 every 0.2 s (fast_config): what is tracked is the point here, and
+each takeover then waits ~0.7 s, not VRRPv2's ~3.6 s.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pytest
 from director.vrrp.process_monitor import POLL_PERIOD
 from tests.functional.lab import start_keepalived
 from tests.functional.test_vrrp_failover import (  # noqa: F401 (pair: a fixture)
-    ROOT, down_interval, holds, lacks, pair, stays, until, vrrp_config)
+    ROOT, fast_config, fast_down, holds, lacks, pair, stays, until)
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -111,10 +113,10 @@ def test_weighted_process_ours_master_keepalived_backup(lab, pair, processes):
     delay = 2.0
     config = (f"vrrp_track_process app {{\n    process {name}\n    weight -100\n"
               f"    delay {delay}\n}}\n" +
-              vrrp_config(150, extra="    track_process {\n        app\n    }\n"))
+              fast_config(150, extra="    track_process {\n        app\n    }\n"))
     ours = start_ours(lab, a, config)
-    peer = start_keepalived(b, vrrp_config(100))
-    until(holds(a), down_interval(150) + 3, lambda: f"ours never MASTER\n{lab.log_of(ours)}")
+    peer = start_keepalived(b, fast_config(100))
+    until(holds(a), fast_down(150) + 3, lambda: f"ours never MASTER\n{lab.log_of(ours)}")
     view = instance(lab, ours)
     assert view["effective_priority"] == 150
     monitor = state(lab, ours)["vrrp"]["process_monitor"]
@@ -125,14 +127,14 @@ def test_weighted_process_ours_master_keepalived_backup(lab, pair, processes):
     processes.kill(tracked)
     killed = time.monotonic()
     stays(holds(a), delay - 0.3, "ours lost the VIP before terminate_delay ran out")
-    until(holds(b), delay + POLL_PERIOD + down_interval(100) + SLACK,
+    until(holds(b), delay + POLL_PERIOD + fast_down(100) + SLACK,
           lambda: f"keepalived did not take over\n{lab.log_of(peer)}\n{lab.log_of(ours)}")
     assert time.monotonic() - killed >= delay - 0.3
     view = instance(lab, ours)
     assert (view["state"], view["effective_priority"]) == ("BACKUP", 50)
     assert view["tracking"][-1]["running"] == 0 and view["tracking"][-1]["effect"] == -100
     processes.start("w")
-    until(holds(a), POLL_PERIOD + down_interval(150) + SLACK,
+    until(holds(a), POLL_PERIOD + fast_down(150) + SLACK,
           lambda: f"ours did not take the VIP back\n{lab.log_of(ours)}")
     until(lacks(b), 2.0, lambda: f"keepalived kept the VIP\n{lab.log_of(peer)}")
     assert instance(lab, ours)["effective_priority"] == 150
@@ -145,21 +147,21 @@ def test_quorum_of_two_faults_ours_keepalived_master_meanwhile(lab, pair, proces
     name = processes.name("q")
     first, _ = processes.start("q"), processes.start("q")
     config = (f"vrrp_track_process pair {{\n    process {name}\n    quorum 2\n}}\n" +
-              vrrp_config(200, extra="    track_process {\n        pair\n    }\n"))
+              fast_config(200, extra="    track_process {\n        pair\n    }\n"))
     ours = start_ours(lab, a, config)
-    peer = start_keepalived(b, vrrp_config(100))
-    until(holds(a), down_interval(200) + 3, lambda: f"ours never MASTER\n{lab.log_of(ours)}")
+    peer = start_keepalived(b, fast_config(100))
+    until(holds(a), fast_down(200) + 3, lambda: f"ours never MASTER\n{lab.log_of(ours)}")
     processes.kill(first)
     until(lambda: "to=FAULT" in lab.log_of(ours), POLL_PERIOD + SLACK,
           lambda: f"ours did not go FAULT\n{lab.log_of(ours)}")
-    until(holds(b), down_interval(100) + SLACK,
+    until(holds(b), fast_down(100) + SLACK,
           lambda: f"keepalived did not take over\n{lab.log_of(peer)}")
     assert not a.has_address("eth0", "192.0.2.100")
     view = instance(lab, ours)
     assert view["state"] == "FAULT" and view["faults"] == ["process pair"]
     assert view["tracking"][-1]["effect"] == "FAULT" and view["tracking"][-1]["running"] == 1
     processes.start("q")
-    until(holds(a), POLL_PERIOD + down_interval(200) + SLACK,
+    until(holds(a), POLL_PERIOD + fast_down(200) + SLACK,
           lambda: f"ours did not come back\n{lab.log_of(ours)}")
     until(lacks(b), 2.0, lambda: f"keepalived kept the VIP\n{lab.log_of(peer)}")
 
@@ -170,17 +172,20 @@ def test_positive_weight_lets_ours_preempt_keepalived(lab, pair, processes):
     _, a, b = pair
     name = processes.name("p")
     config = (f"vrrp_track_process standby {{\n    process {name}\n    weight 100\n}}\n" +
-              vrrp_config(100, extra="    track_process {\n        standby\n    }\n"))
-    peer = start_keepalived(b, vrrp_config(150))
-    until(holds(b), down_interval(150) + 3, lambda: f"keepalived never MASTER\n{lab.log_of(peer)}")
+              fast_config(100, extra="    track_process {\n        standby\n    }\n"))
+    peer = start_keepalived(b, fast_config(150))
+    until(holds(b), fast_down(150) + 3, lambda: f"keepalived never MASTER\n{lab.log_of(peer)}")
     ours = start_ours(lab, a, config)
-    stays(lacks(a), 2.0, f"ours took the VIP without its process\n{lab.log_of(ours)}")
+    until(lambda: "to=BACKUP" in lab.log_of(ours), 10, lambda: lab.log_of(ours))
+    # at 200 it would preempt within its master down interval
+    stays(lacks(a), fast_down(200) + 1.0,
+          f"ours took the VIP without its process\n{lab.log_of(ours)}")
     tracked = processes.start("p")
-    until(holds(a), POLL_PERIOD + down_interval(200) + SLACK,
+    until(holds(a), POLL_PERIOD + fast_down(200) + SLACK,
           lambda: f"ours did not preempt\n{lab.log_of(ours)}")
     until(lacks(b), 2.0, lambda: f"keepalived kept the VIP\n{lab.log_of(peer)}")
     processes.kill(tracked)
-    until(holds(b), POLL_PERIOD + down_interval(150) + SLACK,
+    until(holds(b), POLL_PERIOD + fast_down(150) + SLACK,
           lambda: f"keepalived did not preempt back\n{lab.log_of(peer)}\n{lab.log_of(ours)}")
 
 
@@ -190,13 +195,13 @@ def test_track_file_value_times_weight(lab, pair):
     _, a, b = pair
     path = lab.tmp / "maintenance"
     config = (f"track_file maintenance {{\n    file {path}\n    weight -1\n    init_file 0\n}}\n"
-              + vrrp_config(150, extra="    track_file {\n        maintenance\n    }\n"))
+              + fast_config(150, extra="    track_file {\n        maintenance\n    }\n"))
     ours = start_ours(lab, a, config)
-    peer = start_keepalived(b, vrrp_config(100))
-    until(holds(a), down_interval(150) + 3, lambda: f"ours never MASTER\n{lab.log_of(ours)}")
+    peer = start_keepalived(b, fast_config(100))
+    until(holds(a), fast_down(150) + 3, lambda: f"ours never MASTER\n{lab.log_of(ours)}")
     assert path.read_text() == "0\n"                            # init_file wrote it
     path.write_text("60\n")
-    until(holds(b), down_interval(100) + SLACK,
+    until(holds(b), fast_down(100) + SLACK,
           lambda: f"keepalived did not take over\n{lab.log_of(peer)}\n{lab.log_of(ours)}")
     view = instance(lab, ours)
     assert view["effective_priority"] == 90
@@ -204,11 +209,11 @@ def test_track_file_value_times_weight(lab, pair):
                                     "reverse": False, "status": 60, "effect": -60,
                                     "path": str(path)}
     path.write_text("0\n")
-    until(holds(a), down_interval(150) + SLACK, lambda: f"ours did not preempt\n{lab.log_of(ours)}")
+    until(holds(a), fast_down(150) + SLACK, lambda: f"ours did not preempt\n{lab.log_of(ours)}")
     path.write_text("254\n")
     until(lambda: instance(lab, ours)["state"] == "FAULT", 2.0,
           lambda: f"254 x -1 is not FAULT\n{lab.log_of(ours)}")
-    until(holds(b), down_interval(100) + SLACK, lambda: f"no takeover\n{lab.log_of(peer)}")
+    until(holds(b), fast_down(100) + SLACK, lambda: f"no takeover\n{lab.log_of(peer)}")
 
 
 def test_sync_group_process_moves_the_whole_group(lab, processes):
@@ -222,14 +227,14 @@ def test_sync_group_process_moves_the_whole_group(lab, processes):
 
     def config(priority, tracking=""):
         return ("vrrp_sync_group VG1 {\n    group {\n        VI_1\n        VI_2\n    }\n"
-                f"{tracking}}}\n" + vrrp_config(priority) +
-                vrrp_config(priority, vrid=52, interface="eth1", name="VI_2",
+                f"{tracking}}}\n" + fast_config(priority) +
+                fast_config(priority, vrid=52, interface="eth1", name="VI_2",
                             vips=("198.51.100.254/24",)))
 
     ours = start_ours(lab, a, f"vrrp_track_process app {{\n    process {name}\n}}\n" +
                       config(150, "    track_process {\n        app\n    }\n"))
     peer = start_keepalived(b, config(100))
-    until(lambda: holds(a)() and holds(a, "198.51.100.254", "eth1")(), down_interval(150) + 3,
+    until(lambda: holds(a)() and holds(a, "198.51.100.254", "eth1")(), fast_down(150) + 3,
           lambda: f"ours never MASTER of both\n{lab.log_of(ours)}")
     group = state(lab, ours)["vrrp"]["sync_groups"][0]
     assert group["tracking"] == [{"kind": "process", "name": "app", "weight": 0,
@@ -237,12 +242,12 @@ def test_sync_group_process_moves_the_whole_group(lab, processes):
                                   "running": 1, "quorum": "1"}]
     processes.kill(tracked)
     until(lambda: holds(b)() and holds(b, "198.51.100.254", "eth1")(),
-          POLL_PERIOD + down_interval(100) + SLACK,
+          POLL_PERIOD + fast_down(100) + SLACK,
           lambda: f"keepalived did not take both\n{lab.log_of(peer)}\n{lab.log_of(ours)}")
     assert {i["state"] for i in state(lab, ours)["vrrp"]["instances"]} == {"FAULT"}
     processes.start("g")
     until(lambda: holds(a)() and holds(a, "198.51.100.254", "eth1")(),
-          POLL_PERIOD + down_interval(150) + SLACK,
+          POLL_PERIOD + fast_down(150) + SLACK,
           lambda: f"ours did not take both back\n{lab.log_of(ours)}")
 
 
@@ -255,7 +260,7 @@ def test_a_reload_applies_a_changed_track_process(lab, pair, processes):
 
     def text(weight):
         return (f"vrrp_track_process app {{\n    process {name}\n    weight {weight}\n}}\n" +
-                vrrp_config(150, extra="    track_process {\n        app\n    }\n"))
+                fast_config(150, extra="    track_process {\n        app\n    }\n"))
 
     ours = start_ours(lab, a, text(-20))
     until(lambda: instance(lab, ours).get("effective_priority") == 130, 10,

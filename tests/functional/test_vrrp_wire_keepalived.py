@@ -14,18 +14,20 @@ import time
 import pytest
 
 from tests.functional.lab import start_keepalived, wait_for
-from tests.functional.test_vrrp_failover import down_interval, start_director, stats
+from tests.functional.test_vrrp_failover import (FAST_INTERVAL, fast_down, start_director,
+                                                 stats)
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(120)]
 
 VIP = "192.0.2.100"
-STARTUP_DELAY = 3.0
+STARTUP_DELAY = 1.5
 STARTUP_SLACK = 0.6       # seconds between the two daemons' times to MASTER
 
 
 def instance(vrid: int = 51, priority: int = 150, extra: str = "", vip: str = VIP) -> str:
+    """VRRPv3 every 0.2 s (FAST_INTERVAL): a master down interval is ~0.7 s, not ~3.4 s."""
     return (f"vrrp_instance VI_{vrid} {{\n    interface eth0\n    virtual_router_id {vrid}\n"
-            f"    priority {priority}\n    advert_int 1\n{extra}"
+            f"    priority {priority}\n    advert_int {FAST_INTERVAL}\n    version 3\n{extra}"
             f"    virtual_ipaddress {{\n        {vip}/24\n    }}\n}}\n")
 
 
@@ -52,8 +54,9 @@ def test_startup_delay_delays_the_first_transition_as_keepalived_does(lab):
     theirs = start(lab, b, "keepalived", text + instance(52, vip="192.0.2.101"))
     said: dict[str, float] = {}
     times: dict[str, float] = {}
-    daemons = (("ours", ours, "vrrp.startup_delay seconds=3.0", a, VIP),
-               ("keepalived", theirs, "Delaying startup for 3 seconds", b, "192.0.2.101"))
+    daemons = (("ours", ours, f"vrrp.startup_delay seconds={STARTUP_DELAY}", a, VIP),
+               ("keepalived", theirs, f"Delaying startup for {STARTUP_DELAY:g} seconds", b,
+                "192.0.2.101"))
 
     def both():
         for name, proc, line, host, address in daemons:
@@ -63,10 +66,10 @@ def test_startup_delay_delays_the_first_transition_as_keepalived_does(lab):
                 times[name] = time.monotonic() - said[name]
         return len(times) == 2
 
-    wait_for(both, STARTUP_DELAY + down_interval(150) + 10, interval=0.02,
+    wait_for(both, STARTUP_DELAY + fast_down(150) + 10, interval=0.02,
              message=lambda: f"{said} {times}\n{lab.log_of(ours)}\n{lab.log_of(theirs)}")
     print("vrrp_startup_delay", STARTUP_DELAY, "to MASTER:", times)
-    expected = STARTUP_DELAY + down_interval(150)
+    expected = STARTUP_DELAY + fast_down(150)
     for name in times:
         assert expected - 0.2 <= times[name] <= expected + STARTUP_SLACK, times
     assert abs(times["ours"] - times["keepalived"]) <= STARTUP_SLACK, times
@@ -84,11 +87,14 @@ def test_mcast_dst_ip_both_ways(lab, master_kind, backup_kind):
              message=lambda: lab.log_of(capture))
     extra = "    mcast_dst_ip 224.0.0.19\n"
     master = start(lab, a, master_kind, instance(priority=150, extra=extra))
-    wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 3,
+    wait_for(lambda: a.has_address("eth0", VIP), fast_down(150) + 3,
              message=lambda: lab.log_of(master))
     backup = start(lab, b, backup_kind, instance(priority=100, extra=extra))
-    end = time.monotonic() + down_interval(100) + 1
-    while time.monotonic() < end:              # it hears the master on the group
+    wait_for(lambda: "to=BACKUP" in lab.log_of(backup) or
+             "Entering BACKUP STATE" in lab.log_of(backup), 10,
+             message=lambda: lab.log_of(backup))
+    end = time.monotonic() + fast_down(100) + 1
+    while time.monotonic() < end:              # up, it hears the master on the group
         assert not b.has_address("eth0", VIP), f"{lab.log_of(master)}\n{lab.log_of(backup)}"
         time.sleep(0.1)
     destinations = {line.strip() for line in lab.log_of(capture).splitlines()
@@ -102,10 +108,10 @@ def test_log_unknown_vrids_each_logs_the_others(lab):
     ours = start(lab, a, "ours", text + instance(51))
     theirs = start(lab, b, "keepalived", text + instance(52, vip="192.0.2.101"))
     wait_for(lambda: "vrrp.unknown_vrid interface=eth0 source=192.0.2.2 vrid=52"
-             in lab.log_of(ours), down_interval(150) + 5,
+             in lab.log_of(ours), fast_down(150) + 5,
              message=lambda: lab.log_of(ours))
     wait_for(lambda: "Unknown VRID(51) received on interface(eth0)" in lab.log_of(theirs),
-             down_interval(150) + 5, message=lambda: lab.log_of(theirs))
+             fast_down(150) + 5, message=lambda: lab.log_of(theirs))
 
 
 def test_unicast_fault_no_peer_goes_to_fault_as_keepalived(lab):
@@ -117,7 +123,7 @@ def test_unicast_fault_no_peer_goes_to_fault_as_keepalived(lab):
              in lab.log_of(theirs), 10, message=lambda: lab.log_of(theirs))
     wait_for(lambda: "to=FAULT" in lab.log_of(ours), 10, message=lambda: lab.log_of(ours))
     assert "no unicast peer" in lab.log_of(ours)
-    end = time.monotonic() + down_interval(150) + 1
+    end = time.monotonic() + fast_down(150) + 1
     while time.monotonic() < end:                          # and neither takes its VIP
         assert not a.has_address("eth0", VIP) and not b.has_address("eth0", "192.0.2.101")
         time.sleep(0.1)
@@ -148,13 +154,13 @@ def test_track_src_ip_faults_while_the_source_address_is_gone(lab):
     a.run(["ip", "addr", "add", "192.0.2.11/32", "dev", "eth0"])
     ours = start(lab, a, "ours", instance(51, extra="    mcast_src_ip 192.0.2.11\n"
                                                     "    track_src_ip\n"))
-    wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 5,
+    wait_for(lambda: a.has_address("eth0", VIP), fast_down(150) + 5,
              message=lambda: lab.log_of(ours))
     a.run(["ip", "addr", "del", "192.0.2.11/32", "dev", "eth0"])
     wait_for(lambda: 'to=FAULT reason="fault: source 192.0.2.11"' in lab.log_of(ours) and
              not a.has_address("eth0", VIP), 5, message=lambda: lab.log_of(ours))
     a.run(["ip", "addr", "add", "192.0.2.11/32", "dev", "eth0"])
-    wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 5,
+    wait_for(lambda: a.has_address("eth0", VIP), fast_down(150) + 5,
              message=lambda: lab.log_of(ours))
 
 
@@ -204,7 +210,7 @@ def test_timer_expired_backup_after_sigstop(lab, keyword):
     a, b = pair(lab)
     extra = "    state BACKUP\n    nopreempt\n" + ("    timer_expired_backup\n" if keyword else "")
     ours = start(lab, a, "ours", instance(51, priority=150, extra=extra))
-    wait_for(lambda: a.has_address("eth0", VIP), down_interval(150) + 5,
+    wait_for(lambda: a.has_address("eth0", VIP), fast_down(150) + 5,
              message=lambda: lab.log_of(ours))
     theirs = start(lab, b, "keepalived", instance(51, priority=100))
 
@@ -214,7 +220,7 @@ def test_timer_expired_backup_after_sigstop(lab, keyword):
     wait_for(lambda: "Entering BACKUP STATE" in lab.log_of(theirs), 5, message=logs)
     ours.send_signal(signal.SIGSTOP)
     try:
-        wait_for(lambda: b.has_address("eth0", VIP), down_interval(100) + 3, message=logs)
+        wait_for(lambda: b.has_address("eth0", VIP), fast_down(100) + 3, message=logs)
     finally:
         ours.send_signal(signal.SIGCONT)
     if keyword:
