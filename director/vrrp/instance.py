@@ -262,7 +262,8 @@ class Instance:
                                       ttl=ttl or TTL, unicast=bool(peers))
                     self.sender.send(message, destination)
                 else:
-                    self.sender.send(message, destination, ttl)
+                    self.sender.send(message, destination, ttl,
+                                     self.source if self.family == 6 else None)
                 self.counters.adverts_sent += 1
             except OSError as exc:
                 self.counters.send_errors += 1

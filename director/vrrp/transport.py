@@ -92,14 +92,23 @@ class VrrpSocket:
         if self.source:
             sock.bind((self.source, 0, 0, self.ifindex))
 
-    def send(self, message: bytes, destination: str, ttl: int | None = None) -> None:
-        """``ttl``: this packet's TTL / hop limit (unicast_ttl), else the socket's 255."""
+    def send(self, message: bytes, destination: str, ttl: int | None = None,
+             source: str | None = None) -> None:
+        """``ttl``: this packet's TTL / hop limit (unicast_ttl), else the socket's 255.
+        ``source`` (IPv6): the address the advert must come from when the socket is not
+        bound to one: the interface's own link-local (RFC 5798 5.1.2.1). Left to the
+        kernel, a link-local VIP once up could be picked (the VRRPv3 checksum then covers
+        an address the peers do not know, and strict mode's own table drops it)."""
         ancillary = [] if ttl is None else [
             (socket.IPPROTO_IP, socket.IP_TTL, struct.pack("@i", ttl)) if self.family == 4
             else (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("@i", ttl))]
         if self.family == 4:
             self.sock.sendmsg([message], ancillary, 0, (destination, 0))
         else:
+            if source and not self.source:
+                ancillary.append((socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
+                                  socket.inet_pton(socket.AF_INET6, source) +
+                                  struct.pack("@I", self.ifindex)))
             address = ipaddress.IPv6Address(destination)
             scope = self.ifindex if address.is_link_local or address.is_multicast else 0
             self.sock.sendmsg([message], ancillary, 0, (destination, 0, 0, scope))

@@ -247,27 +247,32 @@ def test_ipv6_no_accept_drops_the_vips_but_neighbour_discovery_passes(lab, hosts
                                                                        master_kind):
     """VRRPv3 over IPv6 (strict: the first VIP link-local): the global VIP is resolved by
     the client (ND passes the ip6 table) but neither pinged nor connected to."""
-    # At advert_int 1, not fast_config: at 0.2 s the [ours] case fails today. Ours, MASTER,
-    # sends its adverts from fe80::100 (the kernel's pick once that VIP is up; keepalived
-    # uses the interface's own link-local), its own output chain drops them (EPERM,
-    # vrrp.send_error) and keepalived takes over after its master down interval: ~0.7 s
-    # at 0.2 s, before the checks below; ~3.4 s at 1 s, after them (narrowly).
+    # The adverts go from the interface's own link-local address (RFC 5798 5.1.2.1), as
+    # keepalived's: once fe80::100 was up the kernel picked it, the master's own output
+    # chain dropped every advert (EPERM, vrrp.send_error) and the backup took over.
     a, b, c = hosts
     vips = ("fe80::100/64", "2001:db8::100/64")
-    master = start(lab, a, master_kind,
-                   STRICT + vrrp_config(150, version=3, password=None, vips=vips), "high")
-    start(lab, b, other(master_kind),
-          STRICT + vrrp_config(100, version=3, password=None, vips=vips), "low")
+    master = start(lab, a, master_kind, STRICT + fast_config(150, vips=vips), "high")
+    backup = start(lab, b, other(master_kind), STRICT + fast_config(100, vips=vips), "low")
     wait_for(lambda: a.has_address("eth0", "2001:db8::100") and
-             blocks_vip(a, "2001:db8::100"), down_interval(150) + 5,
+             blocks_vip(a, "2001:db8::100"), fast_down(150) + 5,
              message=lambda: f"{blocked(a, 'ip6')}\n{lab.log_of(master)}")
+    own = a.run(["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"]).stdout
+    adverts = c.run(["tshark", "-Q", "-i", "eth0", "-a", "duration:3", "-c", "3", "-f",
+                     f"ether src {a.mac('eth0')} and ip6 proto 112 and dst ff02::12",
+                     "-T", "fields", "-e", "ipv6.src"], check=False, timeout=15).stdout
+    sources = set(adverts.split())
+    assert sources and all(source in own and source != "fe80::100" for source in sources), \
+        (adverts, own)
     table = blocked(a, "ip6")
     assert "icmpv6 type @neighbor-discovery accept" in table
     assert 'fe80::100 . "eth0"' in table, table
     assert answered(c, "2001:db8::100") == (False, False), f"{master_kind} answered"
     assert c.neighbour("2001:db8::100") == a.mac("eth0")
+    assert "vrrp.send_error" not in lab.log_of(master) and not b.has_address(
+        "eth0", "2001:db8::100"), lab.log_of(backup)[-2000:]
     master.send_signal(signal.SIGTERM)
     assert master.wait(10) == 0
-    wait_for(lambda: blocks_vip(b, "2001:db8::100"), down_interval(100) + 3,
+    wait_for(lambda: blocks_vip(b, "2001:db8::100"), fast_down(100) + 3,
              message=lambda: f"{blocked(b, 'ip6')}")
     assert blocked(b, "ip6") == table, "the two daemons' ip6 tables differ"
