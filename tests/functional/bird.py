@@ -6,10 +6,22 @@ what counts is what the router does (its kernel table, ``birdc show route all``)
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 
+import pytest
+
+from director.bgp.exabgp import exabgp_installed
 from tests.functional.lab import wait_for
+
+# pytestmark of the tests that run BIRD and ExaBGP
+NEEDS_BIRD_AND_EXABGP = [
+    pytest.mark.skipif(shutil.which("bird") is None or shutil.which("birdc") is None,
+                       reason="BIRD 2 is not installed (scripts/setup --test installs bird2)"),
+    pytest.mark.skipif(not exabgp_installed(),
+                       reason="ExaBGP is not installed in this Python (scripts/setup installs "
+                              "it from requirements.txt)")]
 
 VIP = "192.0.2.10/32"
 ROUTER = "10.0.0.1"

@@ -18,18 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from director.bgp.exabgp import exabgp_installed
-from tests.functional.bird import DIRECTOR_AS, HOLD_TIME, ROUTER, ROUTER_AS, Bird
+from tests.functional.bird import (DIRECTOR_AS, HOLD_TIME, NEEDS_BIRD_AND_EXABGP, ROUTER,
+                                   ROUTER_AS, Bird)
 from tests.functional.lab import wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(150),
-              pytest.mark.skipif(shutil.which("bird") is None or shutil.which("birdc") is None
-                                 or shutil.which("nft") is None,
-                                 reason="BIRD 2 and nftables are needed (scripts/setup --test "
-                                        "installs bird2)"),
-              pytest.mark.skipif(not exabgp_installed(),
-                                 reason="ExaBGP is not installed in this Python "
-                                        "(scripts/setup installs it from requirements.txt)")]
+              *NEEDS_BIRD_AND_EXABGP,
+              pytest.mark.skipif(shutil.which("nft") is None,
+                                 reason="nftables is not installed (apt-get install nftables)")]
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRECTOR = "10.0.0.11"

@@ -20,17 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from director.bgp.exabgp import exabgp_installed
-from tests.functional.bird import DIRECTOR_AS, HOLD_TIME, ROUTER, ROUTER_AS, VIP, Bird
+from tests.functional.bird import (DIRECTOR_AS, HOLD_TIME, NEEDS_BIRD_AND_EXABGP, ROUTER,
+                                   ROUTER_AS, VIP, Bird)
 from tests.functional.lab import wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180),
-              pytest.mark.skipif(shutil.which("bird") is None or shutil.which("birdc") is None,
-                                 reason="BIRD 2 is not installed (scripts/setup --test "
-                                        "installs bird2)"),
-              pytest.mark.skipif(not exabgp_installed(),
-                                 reason="ExaBGP is not installed in this Python "
-                                        "(scripts/setup installs it from requirements.txt)")]
+              *NEEDS_BIRD_AND_EXABGP]
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "functional" / "bgp_harness.py"
