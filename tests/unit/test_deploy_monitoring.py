@@ -8,10 +8,13 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from director.bgp.model import Route
+from director.bgp.view import BgpView, PrefixView, SessionView
 from tests.unit.test_web_api import FakeDirector
 from web import create_app
 
@@ -21,14 +24,26 @@ RULES_TEST = DEPLOY / "prometheus" / "director-alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "director-dashboard.json"
 ALERTS = {"DirectorVrrpMasterLost", "DirectorVrrpSplitBrain", "DirectorPoolBelowQuorum",
           "DirectorCheckerStalled", "DirectorReloadFailed", "DirectorCertificateExpiring",
-          "DirectorMainLoopLagging"}
+          "DirectorMainLoopLagging", "DirectorBgpVipNotAnnounced", "DirectorBgpSessionDown",
+          "DirectorBgpEngineNotRunning"}
 
 promtool = pytest.mark.skipif(shutil.which("promtool") is None,
                               reason="promtool missing (apt-get install prometheus)")
 
 
+class AnnouncingDirector(FakeDirector):
+    """The contract's director with a bgp block: one peer, one prefix announced."""
+
+    def snapshot(self, with_jobs=False):
+        route = Route("192.0.2.10/32", med=50)
+        bgp = BgpView("exabgp", True, (SessionView("10.0.0.1", None, "up", 0.0, 0, 0, None),),
+                      (PrefixView("192.0.2.10/32", True, route, "healthy", 0.0, ("10.0.0.1",)),),
+                      (), {"restarts": 0}, None)
+        return replace(super().snapshot(with_jobs), bgp=bgp)
+
+
 def exported_names() -> set[str]:
-    text = create_app(FakeDirector()).test_client().get("/metrics").get_data(as_text=True)
+    text = create_app(AnnouncingDirector()).test_client().get("/metrics").get_data(as_text=True)
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
             if line and not line.startswith("#")}
 

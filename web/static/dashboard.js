@@ -8,6 +8,7 @@ const EXPAND_BELOW = 6;          // pools start expanded when there are this few
 const REFRESH_MS = 5000;         // latencies move without events: redraw this often
 const DEBOUNCE_MS = 250;         // a burst of events costs one state fetch
 const EVENTS_SHOWN = 200;
+const BGP_CHANGES_SHOWN = 10;    // the API keeps the last 50
 const ROLE_ORDER = ["MASTER", "BACKUP", "FAULT", "INIT", "STOP"];
 
 const view = {
@@ -224,6 +225,66 @@ function vmac(v) {
     badge(state, state === "up" ? "good" : "bad"));
 }
 
+// --- BGP --------------------------------------------------------------------------------
+// Shown only with a bgp block (the state's "bgp" is null without one): the engine, each peer's
+// session, each prefix with why it is announced or withdrawn, and the last changes.
+
+const SESSION_KIND = {up: "good", connecting: "warn", down: "bad"};
+
+function listing(headings, rows) {
+  return el("table", {class: "listing"},
+    el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", {text: h})))),
+    el("tbody", {}, ...rows));
+}
+
+function communities(prefix) {
+  return [...prefix.communities, ...prefix.large_communities].join(" ") || "—";
+}
+
+function renderBgp(bgp) {
+  document.getElementById("bgp-section").hidden = !bgp;
+  if (!bgp) return;
+  document.getElementById("bgp-engine").replaceChildren(
+    el("div", {class: "card", "data-bgp-engine": bgp.engine},
+      el("div", {class: "card-title"}, el("b", {text: `BGP engine ${bgp.engine}`}), " ",
+         el("span", {class: `bgp-engine-state badge badge-${bgp.running ? "good" : "bad"}`,
+                     text: bgp.running ? "running" : "not running"})),
+      el("dl", {},
+         el("dt", {text: "restarts"}),
+         el("dd", {class: "bgp-restarts", text: String(bgp.counters.restarts || 0)}),
+         bgp.last_error ? el("dt", {text: "last error"}) : null,
+         bgp.last_error ? el("dd", {class: "error", text: bgp.last_error}) : null)));
+  document.getElementById("bgp-sessions").replaceChildren(bgp.sessions.length
+    ? listing(["peer", "description", "session", "since", "flaps", "last error"],
+              bgp.sessions.map((s) => el("tr", {"data-bgp-peer": s.peer},
+        el("td", {text: s.peer}),
+        el("td", {text: s.description || "—"}),
+        el("td", {}, el("span", {class: `bgp-session-state badge badge-${SESSION_KIND[s.state] || "muted"}`,
+                                 text: s.state})),
+        el("td", {class: "num", text: ago(s.since)}),
+        el("td", {class: "num", title: `${s.failed_connects} failed connect(s)`, text: String(s.flaps)}),
+        el("td", {class: "error", text: s.last_error || ""}))))
+    : el("p", {class: "muted", text: "no BGP session yet"}));
+  document.getElementById("bgp-prefixes").replaceChildren(bgp.prefixes.length
+    ? listing(["prefix", "state", "MED", "communities", "cause", "since", "peers"],
+              bgp.prefixes.map((p) => el("tr", {"data-bgp-prefix": p.prefix},
+        el("td", {text: p.prefix}),
+        el("td", {}, el("span", {class: `bgp-prefix-state badge badge-${p.announced ? "good" : "bad"}`,
+                                 text: p.announced ? "announced" : "withdrawn"})),
+        el("td", {class: "num", text: p.med === null ? "—" : String(p.med)}),
+        el("td", {text: communities(p)}),
+        el("td", {class: "bgp-cause", text: p.cause}),
+        el("td", {class: "num", text: ago(p.since)}),
+        el("td", {text: p.peers.join(", ") || "—"}))))
+    : el("p", {class: "muted", text: "no virtual server has bgp_announce"}));
+  const changes = bgp.changes.slice(-BGP_CHANGES_SHOWN).reverse();     // newest first
+  document.getElementById("bgp-changes").replaceChildren(...changes.map((c) =>
+    el("li", {class: `event bgp-change${c.action === "withdraw" ? " event-bad" : ""}`,
+              "data-bgp-change": c.action},
+       el("time", {text: new Date(c.at * 1000).toLocaleTimeString()}), " ",
+       el("span", {text: `${c.prefix} ${c.action}: ${c.cause}`}))));
+}
+
 // --- pools ------------------------------------------------------------------------------
 
 function realState(real) {
@@ -391,6 +452,7 @@ function describe(event) {
     case "drain_complete": return `${event.real_server} in ${event.virtual_server} drained: ${event.why}`;
     case "ha_suspend": return `ha_suspend: ${event.suspended.length ? event.suspended.join(", ") : "none"} suspended`;
     case "main_loop.late": return `main loop ${event.lag_seconds} s late: ${event.text}`;
+    case "bgp": return `BGP ${event.action} ${event.prefix}: ${event.cause}`;
     default: return `${event.kind}`;
   }
 }
@@ -401,7 +463,7 @@ function addEvents(events) {
     if (event.id <= view.lastEventId) continue;
     view.lastEventId = event.id;
     const bad = event.to_state === "FAULT" || event.state === "down" || event.result === "failure" ||
-      event.kind === "lb_error" || event.kind === "main_loop.late";
+      event.kind === "lb_error" || event.kind === "main_loop.late" || event.action === "withdraw";
     list.prepend(el("li", {class: `event event-${event.kind.replace(".", "-")}${bad ? " event-bad" : ""}`,
                            "data-event-id": event.id},
       el("time", {text: new Date(event.at * 1000).toLocaleTimeString()}), " ",
@@ -419,6 +481,7 @@ function redraw() {
   if (!view.state) return;
   renderSummary(view.state);
   renderVrrp(view.state.vrrp);
+  renderBgp(view.state.bgp);
   renderPools(view.state);
 }
 
@@ -451,7 +514,7 @@ function setLive(on, why) {
 }
 
 const EVENT_KINDS = ["vrrp.transition", "vrrp.sync_group", "real_server", "quorum", "reload",
-                     "notify", "admin", "ha_suspend", "main_loop.late"];
+                     "notify", "admin", "ha_suspend", "main_loop.late", "bgp"];
 
 function follow() {
   const source = new EventSource("api/v1/stream");
