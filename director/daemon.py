@@ -305,6 +305,10 @@ class Director:
             self._start_pools(self.config)
             if self.config.bgp is not None:
                 self._start_bgp(self.config)
+        elif self.config.bgp is not None:
+            event(log, "bgp.not_started", logging.WARNING,
+                  note="the bgp block announces virtual servers: "
+                       + ("-P runs none" if self.options.vrrp else "the file has none"))
 
     def _start_bgp(self, config: Any) -> None:
         """The announcer, after the pools (it reads their health after each converge)."""
