@@ -184,3 +184,21 @@ def test_kill_9_takes_the_route_away(lab):
     wait_for(lambda: not bird.nexthops(), HOLD_TIME + 3, message=lambda: lab.log_of(daemon))
     print(f"kill -9 -> route gone at the router: {time.monotonic() - killed:.3f} s "
           f"(hold time {HOLD_TIME} s)")
+
+
+def test_a_reload_removes_and_brings_back_the_bgp_block(lab):
+    router, director, server, bird, listener, daemon, folder = lay_out(lab)
+    text = (folder / "keepalived.conf").read_text()
+    without = text[text.index("virtual_server"):]
+    without = without[:without.index("    bgp_announce")] + \
+        without[without.index("    real_server"):]
+    (folder / "keepalived.conf").write_text(without)
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: not bird.nexthops(), 10, message=lambda: lab.log_of(daemon))
+    wait_for(lambda: json.loads(api(director, "/api/v1/state"))["bgp"] is None, 5,
+             message=lambda: lab.log_of(daemon))
+    assert "director_bgp_" not in api(director, "/metrics")
+    (folder / "keepalived.conf").write_text(text)
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: bird.nexthops() == {DIRECTOR}, 20, message=lambda: lab.log_of(daemon))
+    assert bgp_state(director)["prefixes"][0]["cause"] == "healthy"
