@@ -111,8 +111,10 @@ class ExaBgpEngine:
         self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         self.listener = self._listen()
         self.started_at = time.monotonic()
-        self.greenlets = [hub.spawn(self._supervise, name="bgp exabgp"),
-                          hub.spawn(self._send_loop, name="bgp exabgp sender")]
+        # long-lived: a bug in either is logged, counted and survived (restarted), and
+        # /healthz names it meanwhile
+        self.greenlets = [hub.supervise(self._supervise, name="bgp exabgp"),
+                          hub.supervise(self._send_loop, name="bgp exabgp sender")]
 
     def configure(self, peers: tuple[Peer, ...]) -> None:
         text.check_peers(peers)
