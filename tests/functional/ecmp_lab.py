@@ -284,11 +284,12 @@ def log_time(line: str) -> float:
     return datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
 
 
-def last_down(lines: list[str], since: float) -> float | None:
-    """The stamp of the last `check.state ... state=down` line at or after since."""
+def last_down(lines: list[str], since: float, until: float = float("inf")) -> float | None:
+    """The stamp of the last `check.state ... state=down` line from since to until (the
+    stamps are truncated to the millisecond)."""
     stamps = [log_time(line) for line in lines if "check.state" in line and
               "state=down" in line]
-    stamps = [stamp for stamp in stamps if stamp >= since - 0.001]
+    stamps = [stamp for stamp in stamps if since - 0.001 <= stamp <= until]
     return max(stamps) if stamps else None
 
 
