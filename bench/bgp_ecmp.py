@@ -1,12 +1,13 @@
 """Active-active directors over BGP (issue 15): withdrawal latency beside ExaBGP's own
 healthcheck program, and flows kept by Maglev beside a plain hash.
 
-    sudo .venv/bin/python bench/bgp_ecmp.py [--trials N] [--flow-trials M]
+    sudo .venv/bin/python bench/bgp_ecmp.py [--trials N] [--servers S]
 
 A benchmark, not a test: it prints a table and ratios and asserts nothing. Needs root,
 BIRD 2, nftables and ExaBGP; the lab is the acceptance test's (tests/functional/
-ecmp_lab.py: a router running BIRD 2 with ECMP, three director daemons, three DR real
-servers, a client), in namespaces with unique names, removed at the end, also on errors.
+ecmp_lab.py: a router running BIRD 2 with ECMP, three director daemons, three (or S) DR
+real servers, a client), in namespaces with unique names, removed at the end, also on
+errors. About 2.5 minutes with the defaults, 4 with --servers 5.
 
 1. Withdrawal latency, N trials in one lab with a fourth speaker beside the directors: ExaBGP
    driven by `python -m exabgp healthcheck` (--withdraw-on-down, --no-ip-setup), whose check
@@ -25,9 +26,11 @@ servers, a client), in namespaces with unique names, removed at the end, also on
    killed together; after it has left both remaining directors' tables and each flow has had
    a second more, a flow is kept if it never saw a reset, a close or a 1 s stall. Maglev
    (lb_algo mh, mh-port) against a plain hash (lb_algo sh, sh-port: jhash mod N over the
-   live servers), M labs each with different source ports and another server removed (rs3,
-   rs1, rs2 in turn: see REMOVED). The removed server's own flows are lost either way; the
-   hash also moves some of the others.
+   live servers), one lab per real server, each with other source ports and that server
+   removed: which one goes matters to the hash (nft's `jhash ... mod N` scales the hash,
+   (h * N) >> 32, rather than taking a remainder: of 3 servers, losing the middle one moves
+   none of the others' flows, losing an end one a quarter), not to Maglev. The removed
+   server's own flows are lost either way.
 
 Ratios: medians, ours / anchor (the healthcheck's latency; sh's flows kept).
 """
@@ -45,18 +48,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.functional.dr_lab import forwards_to  # noqa: E402
-from tests.functional.ecmp_lab import (HC, HC_PREFIX, SERVERS, STALL, EcmpLab,  # noqa: E402
-                                       block_checks, last_down, missing_tools, unblock_checks)
+from tests.functional.ecmp_lab import (HC, HC_PREFIX, RS_MAX, STALL, EcmpLab,  # noqa: E402
+                                       block_checks, last_down, missing_tools, servers,
+                                       unblock_checks)
 from tests.functional.lab import Lab, netns_unavailable, wait_for  # noqa: E402
 
 FLOWS = 300
 ECHOES_AFTER = 10           # each flow's echoes after the tables changed: about a second
 GONE_TIMEOUT = 20.0         # detection (about 3.5 s at worst) and withdrawal
 BACK_TIMEOUT = 20.0
-# which real server leaves, in turn: with 3 servers nft's `jhash ... mod N` (a multiply and
-# shift of the hash, not a remainder) keeps every flow of the others when the middle one
-# goes and a quarter of them move when an end one goes; Maglev does not care which
-REMOVED = ("rs3", "rs1", "rs2")
 
 
 def latency_trials(trials: int) -> list[dict]:
@@ -97,12 +97,12 @@ def latency_trials(trials: int) -> list[dict]:
     return rows
 
 
-def flow_trial(algo: str, ports: range, removed: str) -> dict:
+def flow_trial(algo: str, ports: range, reals: dict[str, str], removed: str) -> dict:
     with Lab() as lab:
-        ecmp = EcmpLab(lab, algo)
+        ecmp = EcmpLab(lab, algo, reals=reals)
         flows = ecmp.flows()
         opened = flows.open(ports)
-        if any(name not in SERVERS for name in opened.values()):
+        if any(name not in reals for name in opened.values()):
             raise RuntimeError(f"flows did not open: {opened}")
         wait_for(lambda: all(r["echoes"] >= 3 for r in flows.report().values()), 15,
                  interval=0.2)
@@ -110,7 +110,7 @@ def flow_trial(algo: str, ports: range, removed: str) -> dict:
         ecmp.kill_listener(removed)
         for name in ("d1", "d2"):
             host = ecmp.directors[name].host
-            wait_for(lambda host=host: SERVERS[removed] not in forwards_to(host, SERVERS.values()),
+            wait_for(lambda host=host: reals[removed] not in forwards_to(host, reals.values()),
                      15, interval=0.05, message=ecmp.logs)
         at = {port: r["echoes"] for port, r in flows.report().items()}
         wait_for(lambda: all(r["ended"] or r["echoes"] >= at[port] + ECHOES_AFTER
@@ -132,27 +132,48 @@ def median_range(values: list[float], scale: float = 1000.0, unit: str = "ms") -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10, help="withdrawal trials")
-    parser.add_argument("--flow-trials", type=int, default=3,
-                        help="labs per hash for the flows kept")
+    parser.add_argument("--servers", type=int, default=3, choices=range(2, RS_MAX + 1),
+                        metavar=f"2..{RS_MAX}",
+                        help="real servers in the flows' labs (one lab each per hash)")
     options = parser.parse_args()
     problem = netns_unavailable() or missing_tools()
     if problem:
         print(f"cannot run: {problem}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    rows = latency_trials(options.trials)
+    rows = latency_trials(options.trials) if options.trials else []
+    reals = servers(options.servers)
     kept: dict[str, list[dict]] = {"mh": [], "sh": []}
-    for trial in range(options.flow_trials):
+    for trial, removed in enumerate(reals):
         ports = range(30000 + trial * FLOWS, 30000 + (trial + 1) * FLOWS)
-        removed = REMOVED[trial % len(REMOVED)]
         for algo in kept:
-            kept[algo].append(flow_trial(algo, ports, removed))
+            kept[algo].append(flow_trial(algo, ports, reals, removed))
             found = kept[algo][-1]
             print(f"flows, {algo}, ports {ports.start}-{ports.stop - 1}, {removed} removed: "
                   f"{found['kept']} of {FLOWS} kept ({found['others_kept']} of the "
                   f"{found['others']} not on {removed})", flush=True)
 
-    print(f"\nwithdrawal latency, {options.trials} trials, median (min..max)")
+    if rows:
+        print_latency(rows)
+    print(f"\nflows kept when d3 leaves (TERM) and a real server is removed at once, "
+          f"{FLOWS} flows, {len(reals)} real servers, each removed in one lab")
+    share = {algo: sum(t["others_kept"] for t in runs) / sum(t["others"] for t in runs)
+             for algo, runs in kept.items()}
+    for algo, label in (("mh", "Maglev (mh, mh-port)"), ("sh", "jhash mod N (sh, sh-port)")):
+        found = kept[algo]
+        print(f"{label:28} kept {[t['kept'] for t in found]} of {FLOWS}; of the flows "
+              f"not on the removed server: {sum(t['others_kept'] for t in found)} of "
+              f"{sum(t['others'] for t in found)} ({share[algo]:.1%})")
+    # the removed server's own flows are lost under either: the shares of the others' compare
+    print(f"ratio Maglev/mod N, share of the other servers' flows kept: "
+          f"{share['mh'] / share['sh']:.2f}" if share["sh"] else
+          "ratio Maglev/mod N: mod N kept none of the other servers' flows")
+    print(f"\n(run took {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+def print_latency(rows: list[dict]) -> None:
+    print(f"\nwithdrawal latency, {len(rows)} trials, median (min..max)")
     print(f"{'':48}{'director':>22}{'ExaBGP healthcheck':>26}")
     for index, label, show in ((0, "last failed check -> route gone at the router",
                                 median_range),
@@ -167,21 +188,6 @@ def main() -> int:
     ours = statistics.median(row["director"][1] for row in rows)
     theirs = statistics.median(row["exabgp"][1] for row in rows)
     print(f"ratio director/healthcheck, blocked -> gone: {ours / theirs:.2f}")
-
-    print(f"\nflows kept when d3 leaves (TERM) and a real server is removed at once, "
-          f"{FLOWS} flows, {options.flow_trials} labs each (removed in turn: "
-          f"{', '.join(REMOVED[:options.flow_trials])})")
-    for algo, label in (("mh", "Maglev (mh, mh-port)"), ("sh", "jhash mod N (sh, sh-port)")):
-        found = kept[algo]
-        print(f"{label:30} kept {[t['kept'] for t in found]} of {FLOWS}; of the flows "
-              f"not on the removed server: {sum(t['others_kept'] for t in found)} of "
-              f"{sum(t['others'] for t in found)}")
-    mh = statistics.median(t["kept"] for t in kept["mh"])
-    sh = statistics.median(t["kept"] for t in kept["sh"])
-    print(f"ratio Maglev/mod N, flows kept (medians): {mh / sh:.2f}" if sh else
-          "ratio Maglev/mod N: mod N kept none")
-    print(f"\n(run took {time.monotonic() - started:.0f} s)")
-    return 0
 
 
 if __name__ == "__main__":

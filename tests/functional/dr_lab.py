@@ -107,12 +107,7 @@ def real_server(lab, name: str, switch, address: str, vip: str, gateway: str):
                     links=[(switch, "eth0", [f"{address}/24"])])
     host.run(["ip", "addr", "add", f"{vip}/32", "dev", "lo"])
     host.run(["ip", "route", "add", "default", "via", gateway])
-    return host, listen(host, name)
-
-
-def listen(host, name: str):
-    """SERVER on host, named name (again, after its listener was killed)."""
-    return host.popen([sys.executable, "-c", SERVER, name])
+    return host, host.popen([sys.executable, "-c", SERVER, name])
 
 
 def forwards_to(director, servers) -> set[str]:

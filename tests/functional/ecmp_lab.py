@@ -12,10 +12,11 @@ them by their 5-tuple (fib_multipath_hash_policy=1). Each director runs the daem
 (``python -m director -C --backend nftables -i dN``) with one keepalived.conf for all three
 (its `@dN` lines give each its own address): a virtual server VIP:80, lb_algo mh with
 mh-port (or sh with sh-port, for the bench's baseline), lb_kind DR, TCP_CHECK real servers
-and a bgp_announce. The real servers (dr_lab.py) answer through the router, never a
-director. Optionally a fourth speaker, ``hc`` on the front net: ExaBGP driven by its own
-healthcheck program (`python -m exabgp healthcheck`), checking the same real server with
-the same interval and fall count, announcing HC_PREFIX, for the bench's side by side.
+and a bgp_announce. The real servers (dr_lab.py; three, or more for the bench) answer
+through the router, never a director. Optionally a fourth speaker, ``hc`` on the front
+net: ExaBGP driven by its own healthcheck program (`python -m exabgp healthcheck`),
+checking the same real server with the same interval and fall count, announcing HC_PREFIX,
+for the bench's side by side.
 
 Times are wall-clock (time.time(), the daemons' log stamps): every namespace shares the
 host's clock."""
@@ -35,7 +36,7 @@ from pathlib import Path
 from director.bgp.exabgp import exabgp_installed
 from director.bgp.exabgp_text import environment
 from tests.functional.bird import DIRECTOR_AS, HOLD_TIME, ROUTER, ROUTER_AS, Bird
-from tests.functional.dr_lab import NO_RP_FILTER, Client, listen, real_server
+from tests.functional.dr_lab import NO_RP_FILTER, Client, real_server
 from tests.functional.lab import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,14 @@ DIRECTORS = {"d1": ("10.0.0.11", "10.20.40.11"), "d2": ("10.0.0.12", "10.20.40.1
              "d3": ("10.0.0.13", "10.20.40.13")}
 HC = ("hc", "10.0.0.14", "10.20.40.14")
 SERVERS = {"rs1": "10.20.40.21", "rs2": "10.20.40.22", "rs3": "10.20.40.23"}
+
+
+def servers(count: int) -> dict[str, str]:
+    """count real servers, rs1.. at 10.20.40.21..: SERVERS for 3."""
+    return {f"rs{n}": f"10.20.40.{20 + n}" for n in range(1, count + 1)}
+
+
+RS_MAX = 9                         # real servers a lab may have (10.20.40.21-29)
 SHUTDOWN_DELAY = 2.0
 READY_TIMEOUT = 30.0               # three daemons and their ExaBGPs starting on 2 shared cores
 
@@ -224,9 +233,9 @@ def missing_tools() -> str | None:
     return None
 
 
-def config_text(state: Path, algo: str = "mh") -> str:
+def config_text(state: Path, algo: str = "mh", reals: dict[str, str] = SERVERS) -> str:
     reals = "".join(REAL.format(address=address, timeout=CONNECT_TIMEOUT, retry=RETRY,
-                                delay=DELAY_BEFORE_RETRY) for address in SERVERS.values())
+                                delay=DELAY_BEFORE_RETRY) for address in reals.values())
     return CONFIG.format(director_as=DIRECTOR_AS, hold=HOLD_TIME, router=ROUTER,
                          router_as=ROUTER_AS, shutdown_delay=SHUTDOWN_DELAY, vip=VIP,
                          delay_loop=DELAY_LOOP, algo=algo, state=state, reals=reals)
@@ -255,7 +264,7 @@ class Director:
         return sum(int(n) for n in re.findall(r"counter packets (\d+)", listing))
 
     def block_checks(self) -> None:
-        block_checks(self.host)
+        block_checks(self.host)           # every real server the lab may have
 
     def unblock_checks(self) -> None:
         unblock_checks(self.host)
@@ -265,12 +274,12 @@ def block_checks(host) -> None:
     """The checks' packets from host to the real servers dropped there only (an output
     rule: the DR forwarding, at ingress, is not touched), so that this director alone sees
     them down."""
-    servers = ", ".join(SERVERS.values())
+    addresses = ", ".join(servers(RS_MAX).values())
     host.run(["nft", "-f", "-"], input=(
         "table inet lab_block {\n"
         "    chain out {\n"
         "        type filter hook output priority filter; policy accept;\n"
-        f"        ip daddr {{ {servers} }} tcp dport 80 counter drop\n"
+        f"        ip daddr {{ {addresses} }} tcp dport 80 counter drop\n"
         "    }\n"
         "}\n"))
 
@@ -297,8 +306,9 @@ class EcmpLab:
     """The lab above in ``lab`` (tests/functional/lab.py's); ``algo`` mh (Maglev) or sh
     (jhash mod N); ``healthcheck``: the fourth speaker too."""
 
-    def __init__(self, lab, algo: str = "mh", healthcheck: bool = False):
-        self.lab, self.algo = lab, algo
+    def __init__(self, lab, algo: str = "mh", healthcheck: bool = False,
+                 reals: dict[str, str] = SERVERS):
+        self.lab, self.algo, self.reals = lab, algo, reals
         cn, front, back = lab.switch("cn"), lab.switch("front"), lab.switch("back")
         client = lab.host("client", links=[(cn, "eth0", [f"{CLIENT}/24"])])
         client.run(["ip", "route", "add", "default", "via", "203.0.113.1"])
@@ -314,8 +324,8 @@ class EcmpLab:
         self.bird = Bird(lab, self.router, speakers, {})
         self.bird.start()
         self.servers = {name: real_server(lab, name, back, address, VIP, BACK_GATEWAY)
-                        for name, address in SERVERS.items()}
-        for name, address in SERVERS.items():
+                        for name, address in reals.items()}
+        for name in reals:
             host = self.servers[name][0]
             wait_for(lambda host=host: host.run(["ss", "-Hltn", "sport = :80"]).stdout.strip(),
                      10, message=f"{name} listening")
@@ -338,7 +348,7 @@ class EcmpLab:
                                           (back, "eth1", [f"{inside}/24"])])
         folder = Path(self.lab.tmp) / name
         folder.mkdir()
-        (folder / "keepalived.conf").write_text(config_text(folder, self.algo))
+        (folder / "keepalived.conf").write_text(config_text(folder, self.algo, self.reals))
         daemon = host.popen([sys.executable, "-m", "director", "-l", "-D", "-C", "-i", name,
                              "-f", folder / "keepalived.conf", "--backend", "nftables",
                              "--state-dir", folder / "state", "-p", folder / "pid",
@@ -417,10 +427,6 @@ class EcmpLab:
         host, listener = self.servers[name]
         listener.kill()
         listener.wait(5)
-
-    def restart_listener(self, name: str) -> None:
-        host, _ = self.servers[name]
-        self.servers[name] = (host, listen(host, name))
 
 
 class Flows:
