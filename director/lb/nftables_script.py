@@ -188,7 +188,9 @@ def changes(before: State, after: State, table: str = "director") -> Changes:
     dispatch = old.dispatch != new.dispatch
     rejects = old.rejects != new.rejects
     prerouting = _objects(after.values(), chains=False).dispatch if dispatch else {}
-    had_input = rejects and any(not _live(pool) for pool in before.values())
+    # the input chain exists only where render(before) wrote a reject: a DR service with
+    # no NAT destination was never one (it is forwarded in the netdev table)
+    had_input = rejects and bool(_objects(before.values(), chains=False).rejects)
     rejecting = _objects(after.values(), chains=False).rejects if rejects else {}
 
     sets_gone = [name for name in old.sets if name not in new.sets]

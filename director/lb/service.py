@@ -71,6 +71,13 @@ class Drain:
                 "completed_at": self.completed_at}
 
 
+def health_lost(before: dict[str, tuple[bool, int]], after: dict[str, tuple[bool, int]]) -> bool:
+    """Whether a virtual server of ``after`` lost its quorum or live real servers since
+    ``before`` (one it did not have yet counts as no loss)."""
+    return any(up < before[name][0] or live < before[name][1]
+               for name, (up, live) in after.items() if name in before)
+
+
 class LoadBalancer:
     SUSPEND_POLL = 0.5          # seconds between two looks at the ha_suspend addresses
     RETRY_FIRST = 0.2           # seconds before a failed converge is tried again ...
@@ -106,6 +113,8 @@ class LoadBalancer:
         self.drains: dict[tuple[str, str], Drain] = {}
         self.drain_timeout = drain_timeout or self.DRAIN_TIMEOUT
         self.listeners: list[Callable[[], Any]] = []    # called after each converge
+        # health() as of the last pools handed to the backend (name -> quorum up, live)
+        self.applied_health: dict[str, tuple[bool, int]] = {}
 
     def _configure(self, config: Any) -> None:
         self.config = config
@@ -253,16 +262,33 @@ class LoadBalancer:
                                      pause=hub.breathe, pause_every=PAUSE_EVERY)
         if self.config is not config:
             return
+        decided = self._decided_health()
+        if health_lost(self.applied_health, decided):
+            # withdraw first: the BGP announcer hears of a loss before the pools change
+            # (applying them is an nft or netlink round trip, tens of ms), as on TERM
+            for listener in self.listeners:
+                listener()
         self.owned = self.owned | frozenset(self.desired)
         self._report(self.backend.sync(self.desired, self.owned, verify))
+        self.applied_health = decided
         self._follow_drains()
         for listener in self.listeners:
             listener()
 
     def health(self) -> dict[str, tuple[bool, int]]:
         """Virtual server name -> (quorum up, destinations of weight above 0 in its pool):
-        what the BGP announcer needs, from the last converge (a suspended virtual server,
-        not in the desired state, has none)."""
+        what the BGP announcer needs. A loss counts from the converge that decides it, before
+        the backend has applied it; a gain only once the backend has been given the pools,
+        so that a route is never announced for pools the kernel does not have yet (a
+        virtual server a reload added counts as down until then; a suspended one, not in
+        the desired state, has none)."""
+        applied = self.applied_health
+        return {name: (up and applied.get(name, (False, 0))[0],
+                       min(live, applied.get(name, (False, 0))[1]))
+                for name, (up, live) in self._decided_health().items()}
+
+    def _decided_health(self) -> dict[str, tuple[bool, int]]:
+        """health() as the last converge decided it, applied or not."""
         found = {}
         for name, keys in self.keys.items():
             live = max((sum(1 for dest in self.desired[key].destinations.values()

@@ -15,7 +15,6 @@ played by hand)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from collections import Counter
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.functional.dr_lab import NO_RP_FILTER, Client, forwards_to, real_server
 from tests.functional.lab import wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -53,106 +53,15 @@ REAL = """    real_server {address} 80 {{
     }}
 """
 
-# A real server: says its name on accept, then echoes each line prefixed with its name.
-SERVER = """
-import asyncio, sys
-name = sys.argv[1]
-async def serve(reader, writer):
-    writer.write(f"{name}\\n".encode())
-    try:
-        while line := await reader.readline():
-            writer.write(f"{name}:".encode() + line)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    writer.close()
-async def main():
-    server = await asyncio.start_server(serve, "0.0.0.0", 80, backlog=512)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
-
-# The client, driven over its stdin: "probe P..." connects from each source port, reads the
-# server's name and resets the connection (no TIME_WAIT: the ports are used again);
-# "hold P..." keeps them open; "echo" sends a line on each held connection and reads the
-# answer. Each command answers one JSON line: the server names (or "error: ...").
-CLIENT = """
-import json, socket, struct, sys
-vip = sys.argv[1]
-held = {}
-def connect(port):
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.settimeout(5)
-    sock.bind(("0.0.0.0", port))
-    sock.connect((vip, 80))
-    return sock, sock.makefile("rb")
-def name_of(reader):
-    line = reader.readline()
-    if not line:
-        raise ConnectionError("closed")
-    return line.decode().strip()
-for command in sys.stdin:
-    words = command.split()
-    answer = {}
-    if words[0] in ("probe", "hold"):
-        for port in map(int, words[1:]):
-            try:
-                sock, reader = connect(port)
-                answer[port] = name_of(reader)
-            except OSError as exc:
-                answer[port] = f"error: {exc}"
-                continue
-            if words[0] == "hold":
-                held[port] = (sock, reader)
-            else:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
-    elif words[0] == "echo":
-        for port, (sock, reader) in held.items():
-            try:
-                sock.sendall(f"ping {port}\\n".encode())
-                answer[port] = name_of(reader).split(":")[0]
-            except OSError as exc:
-                answer[port] = f"error: {exc}"
-    print(json.dumps(answer), flush=True)
-"""
-
-
-class Client:
-    def __init__(self, lab, host):
-        self.lab, self.host = lab, host
-        self.proc = lab._popen(host, [sys.executable, "-c", CLIENT, VIP], pipes=True)
-
-    def ask(self, *words) -> dict[int, str]:
-        self.proc.stdin.write(" ".join(map(str, words)) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()      # each connection has a 5 s timeout
-        assert line, self.lab.log_of(self.proc)
-        return {int(port): name for port, name in json.loads(line).items()}
-
-    def via(self, director_address: str) -> None:
-        """The router's ECMP choice, by hand: the client's route to the VIP."""
-        self.host.run(["ip", "route", "replace", f"{VIP}/32", "via", director_address])
-
-
 def lay_out(lab):
     if shutil.which("nft") is None:
         pytest.skip("nft is not installed (apt-get install nftables)")
     cs, ss = lab.switch("cs"), lab.switch("ss")
-    no_rp = {"net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
     client = lab.host("client", links=[(cs, "eth0", ["203.0.113.2/24"])])
-    lab.host("router", sysctls={"net.ipv4.ip_forward": 1, **no_rp},
+    lab.host("router", sysctls={"net.ipv4.ip_forward": 1, **NO_RP_FILTER},
              links=[(cs, "eth0", ["203.0.113.1/24"]), (ss, "eth1", ["10.20.40.1/24"])])
-    servers = {}
-    for name, address in SERVERS.items():
-        host = lab.host(name, sysctls={"net.ipv4.conf.all.arp_ignore": 1,
-                                       "net.ipv4.conf.all.arp_announce": 2, **no_rp},
-                        links=[(ss, "eth0", [f"{address}/24"])])
-        host.run(["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
-        host.run(["ip", "route", "add", "default", "via", "10.20.40.1"])
-        servers[name] = (host, host.popen([sys.executable, "-c", SERVER, name]))
+    servers = {name: real_server(lab, name, ss, address, VIP, "10.20.40.1")
+               for name, address in SERVERS.items()}
     config = CONFIG.format(vip=VIP, reals="".join(REAL.format(address=address)
                                                  for address in SERVERS.values()))
     directors = {}
@@ -169,15 +78,9 @@ def lay_out(lab):
                             log_path=str(folder / "log"), env={"PYTHONPATH": str(REPO)})
         directors[name] = (host, daemon)
     for name, (host, daemon) in directors.items():
-        wait_for(lambda host=host: forwards_to(host) == set(SERVERS.values()), READY_TIMEOUT,
-                 message=lambda daemon=daemon: lab.log_of(daemon))
-    return Client(lab, client), servers, directors
-
-
-def forwards_to(director) -> set[str]:
-    """The real servers in a director's DR table now."""
-    listing = director.run(["nft", "list", "table", "netdev", "director"], check=False).stdout
-    return {address for address in SERVERS.values() if address in listing}
+        wait_for(lambda host=host: forwards_to(host, SERVERS.values()) == set(SERVERS.values()),
+                 READY_TIMEOUT, message=lambda daemon=daemon: lab.log_of(daemon))
+    return Client(lab, client, VIP), servers, directors
 
 
 def test_two_directors_choose_alike_and_flows_survive_a_move_and_a_server_loss(lab):
@@ -209,7 +112,8 @@ def test_two_directors_choose_alike_and_flows_survive_a_move_and_a_server_loss(l
     listener.kill()
     listener.wait(5)
     for name, (director, daemon) in directors.items():
-        wait_for(lambda director=director: SERVERS["rs3"] not in forwards_to(director),
+        wait_for(lambda director=director: SERVERS["rs3"] not in
+                 forwards_to(director, SERVERS.values()),
                  CHECK_TIMEOUT, interval=0.1, message=lambda daemon=daemon: lab.log_of(daemon))
     after = client.ask("probe", *PROBE_PORTS)
     assert not [name for name in after.values() if name.startswith("error")], after

@@ -23,7 +23,7 @@ from director.lb.model import Destination, DestinationKey, Pool, Service, Servic
 from director.lb.nftables import NftablesBackend, egress_devices, ingress_devices, objects_of
 from director.lb.nftables_dr import (Links, changes_dr, dr_chain_name, notes, problems,
                                      render_dr)
-from director.lb.nftables_script import render
+from director.lb.nftables_script import changes, render
 
 VIP = ServiceKey("TCP", "192.0.2.100", 80)
 VIP6 = ServiceKey("TCP", "2001:db8::100", 80, family=6)
@@ -178,6 +178,16 @@ def test_a_service_added_rebuilds_the_dispatch_and_adds_its_chain():
     assert done.touched == {"netdev chain ingress", f"netdev chain {dr_chain_name(other)}"}
 
 
+def test_a_dr_service_losing_every_server_adds_the_reject_chain_it_never_had():
+    """The DR service was never in the NAT table's input chain (there was none): the
+    change adds that chain, it does not flush it."""
+    script = changes(state(dests=THREE), state(dests=[])).script
+    assert "flush chain inet director input" not in script, script
+    assert "add chain inet director input" in script, script
+    back = changes(state(dests=[]), state(dests=THREE)).script
+    assert "delete chain inet director input" in back, back
+
+
 def test_a_new_interface_replaces_the_table():
     more = Links(("eth0", "eth1", "eth2"), LINKS.egress)
     done = changes_dr(state(dests=THREE), state(dests=THREE), LINKS, more)
@@ -254,6 +264,10 @@ CHANGES = {
     "all-drained": (state(dests=THREE), state(dests=[dest(a, 0) for a in SERVERS])),
     "dr-gone": (state(dests=THREE), {}),
     "dr-comes": ({}, state(dests=THREE)),
+    # every real server down without inhibit_on_failure: the pool has none left, so it
+    # takes the NAT path's reject (an input chain the DR table never had), and back
+    "every-server-gone": (state(dests=THREE), state(dests=[])),
+    "servers-back": (state(dests=[]), state(dests=THREE)),
 }
 
 
@@ -271,7 +285,8 @@ def test_changes_give_the_tables_a_full_apply_gives(nft_in_namespace, case):
         kept = {name: text for name, text in listed.items() if name not in done.gone}
         assert kept | backend.fingerprint(done.touched) == backend.fingerprint()
         assert objects_of(backend.read(family="netdev")) == objects_of(expected)
-        assert ("fwd ip to" in expected) == bool(after) or case == "all-drained"
+        assert ("fwd ip to" in expected) == bool(after) or \
+            case in ("all-drained", "every-server-gone")
     finally:
         backend.flush()
     assert backend.read(family="netdev") == "" and backend.read() == ""
