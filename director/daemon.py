@@ -19,7 +19,7 @@ from .clock import Clock, MonotonicClock
 from .config import Unreadable, load_config
 from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
 from .events import EventLog
-from .files import UnsafeDirectory, open_private, own_directory
+from .files import UnsafeDirectory, own_directory
 from .log import event
 from .looplag import MainLoopLag, threshold_for
 from .mail import Mailer
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("director")
 
-YIELD_EVERY = 500       # lines of a state file written between two turns of the loop
 HEARTBEAT = 1.0         # the main loop proves it turns this often ...
 HEARTBEAT_LIMIT = 5.0   # ... and /healthz fails when it has not for this long
 COMMAND_TIMEOUT = 30.0  # a web request waits this long for the main greenlet's answer
@@ -653,46 +652,12 @@ class Director:
         return take(self, with_jobs=with_jobs)
 
     def _write_state_file(self, name: str, lines) -> bool:
-        """Write ``lines`` (an iterable of text) to a state file atomically, yielding to the
-        loop every YIELD_EVERY lines: a dump of ten thousand servers must not hold back an
-        advert (measured: 190 ms in one piece, longer than a 100 ms VRRPv3 backup waits).
-        False when it could not be written (logged)."""
-        path = os.path.join(self.options.state_dir, name)     # or name, when absolute
-        try:
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            temporary = f"{path}.tmp"
-            with open_private(temporary) as handle:
-                for number, line in enumerate(lines, 1):
-                    handle.write(line)
-                    if number % YIELD_EVERY == 0:
-                        hub.breathe()
-            os.replace(temporary, path)
-            event(log, "director.wrote", file=path)
-            return True
-        except OSError as exc:
-            event(log, "director.write_error", logging.ERROR, file=name, error=exc)
-            return False
-
-    def _dump_lines(self):
-        """The state as /api/v1/state has it, and the notifications, as JSON: a line per key,
-        one real server a line (C encoder: no indent), so that it can be written piece by
-        piece and still read by people and by json.load."""
-        from .snapshot import take
-        state = take(self, YIELD_EVERY)
-        head = state.head_json()
-        head["notifications"] = {f"{kind} {result}": n
-                                 for (kind, result), n in state.notifications.items()}
-        yield "{" + ",\n ".join(f"{json.dumps(key)}: {json.dumps(value)}"
-                                for key, value in head.items()) + ',\n "virtual_servers": ['
-        for index, server in enumerate(state.virtual_servers):
-            data = server.as_json()
-            reals = data.pop("real_servers")
-            yield ("," if index else "") + "\n  " + json.dumps(data)[:-1] + ', "real_servers": ['
-            yield ",".join("\n   " + json.dumps(real) for real in reals) + "]}"
-        yield "\n ]}\n"
+        return dumps.write_state_file(self.options.state_dir, name, lines)
 
     def handle_dump(self) -> bool:
-        self._write_state_file(self._dump_path("state"), self._dump_lines())
+        from .snapshot import take
+        self._write_state_file(self._dump_path("state"),
+                               dumps.state_lines(take(self, dumps.YIELD_EVERY)))
         return True
 
     def _dump_path(self, kind: str) -> str:
