@@ -1,5 +1,6 @@
-"""The order in which the load balancer tells its listeners (the BGP announcer) about a
-virtual server's health: a loss as soon as a converge decides it, before the backend applies
+"""LoadBalancer.health(), what the BGP announcer reads: (quorum up, destinations of weight
+above 0) per virtual server, following the checks, drains and quorum; and the order in which
+the load balancer tells its listeners about it: a loss as soon as a converge decides it, before the backend applies
 the pools (so the route is withdrawn first, as on TERM: the router moves the flows while
 the pools still forward), a gain only once the backend has been given the pools (a route
 is never announced for pools the kernel does not have yet). The backend here records what
@@ -105,3 +106,49 @@ def test_a_converge_that_changes_nothing_tells_once(balancer):
     heard.clear()
     lb._converge_guarded(verify=False)
     assert heard == [((True, 1), 2)]
+
+
+QUORUM_2 = """
+virtual_server 192.0.2.10 80 {
+    delay_loop 60
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    quorum 2
+    real_server 10.0.0.1 80 {
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+    real_server 10.0.0.2 80 {
+        weight 2
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+"""
+
+
+def test_health_counts_live_weighted_servers_and_the_quorum(tmp_path):
+    path = tmp_path / "keepalived.conf"
+    path.write_text(QUORUM_2)
+    config = load_config(str(path), interface_exists=None).config
+    servers = {"10.0.0.1": SimpleNamespace(up=True, drained=False, dynamic_weight=lambda: None),
+               "10.0.0.2": SimpleNamespace(up=True, drained=False, dynamic_weight=lambda: None)}
+    checks = SimpleNamespace(state_of=lambda name, real: servers[real.address], listeners=[],
+                             real_servers=[])
+    lb = LoadBalancer(config, checks, "none", Notifier(None))
+    lb.backend = RecordingBackend()
+    lb.backend.lb = lb
+    try:
+        lb.start()
+        assert lb.health() == {NAME: (True, 2)}
+        servers["10.0.0.1"].drained = True           # weight 0: in the pool, not live
+        lb._converge_guarded(verify=False)
+        assert lb.health() == {NAME: (True, 1)}      # live weight 2 still makes quorum 2
+        servers["10.0.0.2"].up = False               # live weight 0 < quorum 2: lost
+        lb._converge_guarded(verify=False)
+        assert lb.health() == {NAME: (False, 0)}
+    finally:
+        lb.stop()
