@@ -586,6 +586,7 @@ class Director:
         elif plan.new.bgp is None:
             self.bgp.withdraw_for_stop()
             self.bgp.stop()
+            self.lb.listeners.remove(self.bgp.changed.set)
             self.bgp = None
         else:
             self.bgp.reload(plan.new, plan.bgp)
