@@ -58,6 +58,26 @@ class IpvsSync:
         from .timeouts import set_timeouts
         set_timeouts(self.backend.genl, timeouts)
 
+    SYSCTLS = "/proc/sys/net/ipv4/vs"
+    MID_FLOW = ("sloppy_tcp", "sloppy_sctp")
+
+    def pick_up_mid_flow(self) -> list[str]:
+        """For directors that share flows (announced over BGP, spread by ECMP): IPVS makes
+        a connection from a TCP/SCTP packet that is not the flow's first (sloppy_tcp,
+        sloppy_sctp), so a flow the router moves here from another director is scheduled
+        (mh picks the same real server) rather than reset. Returns the settings it turned
+        on (never turned off again, as lvs_timeouts); OSError if they cannot be written."""
+        changed = []
+        for name in self.MID_FLOW:
+            path = os.path.join(self.SYSCTLS, name)
+            with open(path) as handle:
+                if handle.read().strip() != "0":
+                    continue
+            with open(path, "w") as handle:
+                handle.write("1\n")
+            changed.append(name)
+        return changed
+
     @staticmethod
     def limits(pools: Iterable[Pool]) -> list[str]:
         return []                               # IPVS does what keepalived.conf says
@@ -165,6 +185,12 @@ class NftablesSync:
     name = "nftables"
     reports_connections = True                  # while a drain waits (conntrack)
 
+    @staticmethod
+    def pick_up_mid_flow() -> list[str]:
+        """DR is forwarded without state, and conntrack takes a NAT flow up mid-stream
+        already (nf_conntrack_tcp_loose): nothing to turn on."""
+        return []
+
     def __init__(self) -> None:
         from .nftables import NftablesBackend
         from .nftables_dr import Links
@@ -269,6 +295,10 @@ class NftablesSync:
 class ObserveOnly:
     name = "none"
     reports_connections = False
+
+    @staticmethod
+    def pick_up_mid_flow() -> list[str]:
+        return []                               # no kernel: no flows
 
     def __init__(self) -> None:
         self.kernel: State = {}

@@ -134,6 +134,7 @@ class LoadBalancer:
         if config.global_defs.lvs_timeouts != self.config.global_defs.lvs_timeouts:
             self._set_timeouts(config)
         self._configure(config)
+        self._shared_flows(config)
         names = set(self.keys)
         self.quorum = {name: up for name, up in self.quorum.items() if name in names}
         for virtual in config.virtual_servers:
@@ -161,6 +162,21 @@ class LoadBalancer:
         event(log, "lb.lvs_timeouts", backend=self.backend.name, tcp=timeouts.tcp,
               tcpfin=timeouts.tcpfin, udp=timeouts.udp)
 
+    def _shared_flows(self, config: Any) -> None:
+        """A virtual server announced over BGP shares its flows with the other directors:
+        the backend must take up a flow the router moved here mid-stream."""
+        if not any(virtual.bgp_announce is not None for virtual in config.virtual_servers):
+            return
+        try:
+            changed = self.backend.pick_up_mid_flow()
+        except OSError as exc:
+            event(log, "lb.mid_flow_failed", logging.ERROR, backend=self.backend.name,
+                  error=exc, note="flows moved here from another director will be reset")
+            return
+        if changed:
+            event(log, "lb.mid_flow", backend=self.backend.name, turned_on=",".join(changed),
+                  note="flows moved here by the router from another director are taken up")
+
     def live(self, virtual_name: str, real: Any) -> Live:
         state = self.checks.state_of(virtual_name, real)
         if state is None:
@@ -172,6 +188,7 @@ class LoadBalancer:
         self.backend.receive_buffer = netlink_buffer(self.config, "lvs")
         self.backend.open()
         self._set_timeouts(self.config)
+        self._shared_flows(self.config)
         if self.config.global_defs.lvs_flush:
             self._report(self.backend.flush_all())
         for virtual in self.config.virtual_servers:

@@ -111,3 +111,11 @@ def test_lvs_timeouts_are_set_and_read_back_by_ipvsadm(guest_run):
         guest_run["timeouts_set"]
     assert "Timeout (tcp tcpfin udp): 901 45 301" in guest_run["timeouts_partial"]
     assert guest_run["timeouts_read"] == {"tcp": 901, "tcpfin": 45, "udp": 301}
+
+
+def test_flows_shared_over_bgp_are_taken_up_mid_stream(guest_run):
+    """sloppy_tcp / sloppy_sctp, which a bgp_announce turns on (tests/unit/test_lb_mid_flow.py
+    has the rule): the kernel's sysctls are what IpvsSync writes."""
+    assert guest_run["sloppy_before"] == ["0", "0"]
+    assert guest_run["mid_flow_changed"] == ["sloppy_tcp", "sloppy_sctp"]
+    assert guest_run["sloppy_after"] == ["1", "1"]

@@ -186,6 +186,12 @@ def main() -> None:
     sync.set_timeouts(LvsTimeouts(tcpfin=45))
     out["timeouts_partial"] = sh("ipvsadm -L --timeout")
     out["timeouts_read"] = read_timeouts(sync.backend.genl)
+    # 8. flows shared with other directors (bgp_announce): taken up mid-stream
+    out["sloppy_before"] = sh("cat /proc/sys/net/ipv4/vs/sloppy_tcp "
+                              "/proc/sys/net/ipv4/vs/sloppy_sctp").split()
+    out["mid_flow_changed"] = sync.pick_up_mid_flow()
+    out["sloppy_after"] = sh("cat /proc/sys/net/ipv4/vs/sloppy_tcp "
+                             "/proc/sys/net/ipv4/vs/sloppy_sctp").split()
     sync.close()
     out["seconds_in_script"] = round(time.monotonic() - start, 1)
     print(json.dumps(out, default=str))
