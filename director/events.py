@@ -21,11 +21,12 @@ CAPACITY = 5000                 # events kept for /api/v1/events and reconnectin
 SUBSCRIBER_QUEUE = 1000         # events a stream may fall behind before it is dropped
 
 
+
 @dataclass(frozen=True)
 class Event:
     id: int
     at: float                   # epoch seconds
-    kind: str                   # vrrp.transition, real_server, quorum, reload, notify, admin
+    kind: str                   # one of state.EVENT_KINDS
     fields: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:

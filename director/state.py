@@ -57,6 +57,17 @@ def static_json(view: Any) -> dict[str, Any]:
     return {key: value for key, value in view.as_json().items() if key not in view.LIVE}
 
 
+# === events (director/events.py publishes them) ================================================
+
+# Every kind the daemon publishes. The stream names each frame by its kind (SSE ``event:``) and
+# a browser hears only the names it listens to: the dashboard reads this list from its page
+# (web/dashboard.py) rather than keeping a copy that drifts (its copy had missed four kinds).
+# tests/unit/test_event_kinds.py fails when the code publishes a kind not listed here.
+EVENT_KINDS = ("vrrp.transition", "vrrp.sync_group", "real_server", "checker", "quorum",
+               "reload", "notify", "admin", "ha_suspend", "main_loop.late", "bgp", "lb_error",
+               "lb_recovered", "drain_complete")
+
+
 # === lateness (director/lateness.py records it) =================================================
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from director.state import EVENT_KINDS
+
 dashboard = Blueprint("dashboard", __name__)
 
 
@@ -16,4 +18,5 @@ def index():
         "index.html",
         router_id=director.router_id(),
         admin=current_app.config["ADMIN_TOKEN"] is not None,
-        csrf_token=current_app.config["CSRF_TOKEN"])
+        csrf_token=current_app.config["CSRF_TOKEN"],
+        event_kinds=" ".join(EVENT_KINDS))

@@ -449,6 +449,9 @@ function describe(event) {
     case "admin": return `admin ${event.action} ${event.real_server || ""} ${event.virtual_server ? `in ${event.virtual_server}` : ""} from ${event.actor}`;
     case "lb_error": return `${event.backend} backend failing: ${event.operation}: ${event.error} (retried)`;
     case "lb_recovered": return `${event.backend} backend recovered after ${event.failed_converges} failed attempt(s)`;
+    case "checker":
+      return `${event.checker} of ${event.real_server} in ${event.virtual_server}: ${event.state}` +
+        (event.error ? ` (${event.error})` : "");
     case "drain_complete": return `${event.real_server} in ${event.virtual_server} drained: ${event.why}`;
     case "ha_suspend": return `ha_suspend: ${event.suspended.length ? event.suspended.join(", ") : "none"} suspended`;
     case "main_loop.late": return `main loop ${event.lag_seconds} s late: ${event.text}`;
@@ -513,8 +516,8 @@ function setLive(on, why) {
   live.className = on ? "live live-on" : "live live-off";
 }
 
-const EVENT_KINDS = ["vrrp.transition", "vrrp.sync_group", "real_server", "quorum", "reload",
-                     "notify", "admin", "ha_suspend", "main_loop.late", "bgp"];
+// the daemon's list (director/events.py KINDS): the stream names each frame by its kind
+const EVENT_KINDS = document.querySelector('meta[name="event-kinds"]').content.split(" ");
 
 function follow() {
   const source = new EventSource("api/v1/stream");
