@@ -274,7 +274,7 @@ def preview(daemon: Any, path: str, actor: str = "") -> dict:
                 from .lb.foresee import kernel_operations
                 servers = plan.servers
                 operations, current, _ = kernel_operations(plan.new, servers, daemon.checks,
-                                                           daemon.lb)
+                                                           daemon.lb, pause=hub.breathe)
                 kernel = kernel_section(operations, current,
                                         daemon.lb.backend.name if daemon.lb else None)
             answer = {"file": path, **describe(plan, roles_of(daemon.vrrp), kernel)}

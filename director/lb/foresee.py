@@ -85,18 +85,21 @@ def suspended_after(config: Any, is_local: Callable[[str], bool]) -> frozenset[s
 
 
 def kernel_operations(config: Any, servers: Any, checks: Any, lb: Any,
-                      is_local: Callable[[str], bool] | None = None
+                      is_local: Callable[[str], bool] | None = None,
+                      pause: Callable[[], None] | None = None
                       ) -> tuple[list[Operation], State, State]:
     """(operations, what the backend holds now, what it would hold) for reloading to
     ``config`` with the ServerPlan ``servers``; ``lb`` the running LoadBalancer, or None
-    when no virtual server ran yet (the reload then starts the pools). The backend
+    when no virtual server ran yet (the reload then starts the pools); ``pause`` as
+    desired_state's (the loop runs between slices of a large file). The backend
     ``none`` holds nothing: its changes are told against the pools it was last given."""
     if is_local is None:
         from .service import address_is_local
         is_local = address_is_local
     lives = live_after(checks, servers, config)
     quorum = quorum_after(config, lb.quorum if lb is not None else {}, lives)
-    desired = desired_state(config, lives, quorum, suspended_after(config, is_local))
+    desired = desired_state(config, lives, quorum, suspended_after(config, is_local),
+                            pause=pause)
     if lb is None:
         current: State = {}
         owned: frozenset = frozenset()

@@ -199,7 +199,7 @@ def test_dashboard_shows_each_instances_sync_group(lab):
         browser.quit()
 
 
-def test_the_reload_button_shows_the_preview_then_applies_it(lab):
+def test_the_reload_button_shows_the_preview_then_applies_it(lab, tmp_path):
     """The admin clicks reload: the page first shows what the reload would change (the
     daemon's dry run: a real server removed, a weight and a priority changed), nothing is
     applied until "apply reload" is clicked; then the reload is done and the page follows."""
@@ -242,6 +242,8 @@ def test_the_reload_button_shows_the_preview_then_applies_it(lab):
         assert "~ VI_1: priority: 150 -> 140" in shown
         assert f"- TCP {VIP}:80 -> 192.0.2.12:80" in shown          # the kernel's part
         assert browser.eval("return document.querySelectorAll('#reload-preview li').length") >= 4
+        browser.screenshot(tmp_path / "reload-preview.png")
+        print(f"screenshot: {tmp_path / 'reload-preview.png'}")
         # shown, not applied
         assert text(browser, f"{pool} .pool-count") == "2/2 up"
         assert "reload.applied" not in lab.log_of(daemon)
