@@ -256,6 +256,17 @@ def roles_of(vrrp: Any) -> dict[str, tuple[str, int, int | None]] | None:
             for instance in vrrp.instances if instance.state is not None}
 
 
+def reloads_pools(plan: Any, checks: Any) -> bool:
+    """Whether the reload hands the checks and the load balancer the new file (as
+    Director._apply decides): otherwise it leaves the kernel alone, whatever a converge
+    would do meanwhile."""
+    if plan.unchanged:
+        return False
+    if checks is None:
+        return bool(plan.new.virtual_servers)
+    return not plan.servers.unchanged or plan.load_balancer
+
+
 def preview(daemon: Any, path: str, actor: str = "") -> dict:
     """Parse ``path`` as a reload would, plan it against the running configuration, foresee
     the kernel's operations; change nothing (no reload_file, no check log, no state)."""
@@ -272,9 +283,10 @@ def preview(daemon: Any, path: str, actor: str = "") -> dict:
             kernel = None
             if not daemon.options.vrrp:
                 from .lb.foresee import kernel_operations
-                servers = plan.servers
-                operations, current, _ = kernel_operations(plan.new, servers, daemon.checks,
-                                                           daemon.lb, pause=hub.breathe)
+                operations, current = [], {}
+                if reloads_pools(plan, daemon.checks):
+                    operations, current, _ = kernel_operations(
+                        plan.new, plan.servers, daemon.checks, daemon.lb, pause=hub.breathe)
                 kernel = kernel_section(operations, current,
                                         daemon.lb.backend.name if daemon.lb else None)
             answer = {"file": path, **describe(plan, roles_of(daemon.vrrp), kernel)}

@@ -15,6 +15,7 @@ from director.config import load_config
 from director.lb.service import LoadBalancer
 from director.notify import Notifier
 from director.reload_preview import preview, transition
+from tests.unit.test_reload_property import set_up
 
 BASE = """vrrp_instance VI_1 {
     interface lo
@@ -185,3 +186,13 @@ def test_transitions_while_a_changed_instance_restarts(args, expected):
 ])
 def test_transitions_when_a_changed_instance_keeps_its_role(args, expected):
     assert transition(*args, restarts=False) == expected
+
+
+def test_a_reload_that_leaves_the_pools_alone_foresees_no_kernel_change(daemon, tmp_path):
+    """Only the VRRP part changed: the reload does not hand the load balancer the file, so
+    the kernel operations a converge might do meanwhile are not the reload's."""
+    _, path = load(tmp_path, BASE.replace("priority 100", "priority 90", 1), "vrrp.conf")
+    set_up(daemon.checks.real_servers[0], False)       # a converge now would change pools
+    answer = preview(daemon, path)
+    assert [i["name"] for i in answer["vrrp_instances"]["changed"]] == ["VI_1"]
+    assert answer["kernel"]["operations"] == 0
