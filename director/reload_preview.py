@@ -23,7 +23,7 @@ from .log import event
 
 log = logging.getLogger("director")
 
-MAX_LISTED = 500            # objects listed per section (a count says how many more)
+MAX_LISTED = 500            # objects listed per section (the summary counts them all)
 MAX_VALUE_CHARS = 120       # of one setting's value as shown
 MAX_DIAGNOSTICS = 50
 
