@@ -202,7 +202,8 @@ def test_dashboard_shows_each_instances_sync_group(lab):
 def test_the_reload_button_shows_the_preview_then_applies_it(lab, tmp_path):
     """The admin clicks reload: the page first shows what the reload would change (the
     daemon's dry run: a real server removed, a weight and a priority changed), nothing is
-    applied until "apply reload" is clicked; then the reload is done and the page follows."""
+    applied until "apply reload" is clicked; then the reload is done and the page follows.
+    A file that does not parse shows its diagnostics and offers no "apply"."""
     switch = lab.switch()
     lb1 = lab.host("lb1", links=[(switch, "eth0", ["192.0.2.1/24"])])
     servers = {name: lab.host(name, links=[(switch, "eth0", [f"{address}/24"])]).popen(
@@ -225,6 +226,17 @@ def test_the_reload_button_shows_the_preview_then_applies_it(lab, tmp_path):
         browser.get(f"http://{WEB}/")
         wait_for(lambda: text(browser, f"{pool} .pool-count") == "2/2 up", UI_TIMEOUT,
                  message=lambda: browser.eval("return document.body.innerText"))
+        # a file that does not parse: the preview says the reload would be refused, and why
+        config.write_text(first.replace("priority 150", "priority 300", 1))
+        browser.eval("document.getElementById('admin-token').value = 'preview-token';"
+                     "document.getElementById('reload').click(); return true;")
+        wait_for(lambda: "refused" in (text(browser, "#reload-preview .preview-summary") or ""),
+                 UI_TIMEOUT, message=lambda: browser.eval("return document.body.innerText"))
+        assert f"{config}:" in text(browser, "#reload-preview")      # FILE:LINE
+        assert browser.eval("return document.getElementById('reload-confirm')") is None
+        browser.eval("document.getElementById('reload-cancel').click(); return true;")
+        assert browser.eval("return document.getElementById('reload-preview').hidden")
+
         start = first.index("    real_server 192.0.2.12 80 {")
         end = first.index("        }\n    }\n", start) + len("        }\n    }\n")
         config.write_text((first[:start] + first[end:])

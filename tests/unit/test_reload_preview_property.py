@@ -89,6 +89,8 @@ def test_the_preview_is_what_the_reload_then_applies(seed):
         foreseen, current, desired = kernel_operations(plan.new, plan.servers, running, lb,
                                                        is_local=lambda address: True)
         kernel_before = dict(lb.backend.kernel)
+        jobs_before = {state.name: [id(job) for job in state.jobs]
+                       for state in running.real_servers}
         if reloads_pools(plan, running):                  # as Director._apply decides
             running.apply(plan.servers, plan.new)         # the reload's two steps
             lb.reload(plan.new)
@@ -100,6 +102,17 @@ def test_the_preview_is_what_the_reload_then_applies(seed):
             foreseen = []
             assert lb.desired == desired
         preview = describe(plan, None, kernel_section(foreseen, current, "recording"))
+        # the checkers said to restart are those whose jobs the reload replaced
+        jobs_after = {state.name: [id(job) for job in state.jobs]
+                      for state in running.real_servers}
+        replaced = {f"{name[0]} / {name[1]}" for name, jobs in jobs_after.items()
+                    if name in jobs_before and jobs and jobs != jobs_before[name]}
+        with_jobs = {f"{name[0]} / {name[1]}" for name, jobs in jobs_after.items() if jobs}
+        assert replaced == set(preview["checkers"]["restart"]) & with_jobs
+        assert {f"{name[0]} / {name[1]}" for name in jobs_after
+                if name not in jobs_before} == set(preview["checkers"]["start"])
+        if not plan.unchanged:
+            assert preview["summary"].startswith(plan.describe())  # the reload's own note
         assert lb.backend.kernel[FOREIGN] == kernel_before[FOREIGN]
         assert preview["kernel"]["operations"] == len(foreseen)
         sections = preview["kernel"]["services"], preview["kernel"]["destinations"]
