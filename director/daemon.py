@@ -215,6 +215,12 @@ class Director:
         self.events.add("admin", action="reload", actor=actor)
         return dict(self.reload_status)
 
+    def do_preview(self, path: str | None = None, actor: str = "") -> dict:
+        """What a reload would change (``path``: another file than the configured one, for
+        ``director ctl diff FILE``; never from HTTP), changing nothing: reload_preview."""
+        from .reload_preview import preview
+        return preview(self, path or self.options.use_file, actor)
+
     def do_drain(self, virtual_server: str, real_server: str, drained: bool,
                  actor: str = "") -> dict:
         if self.checks is None:

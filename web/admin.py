@@ -1,4 +1,5 @@
-"""Admin actions: drain / restore a real server, reload the configuration.
+"""Admin actions: drain / restore a real server, reload the configuration (or preview it:
+``?dry_run=1``).
 
 Off unless the daemon was given an admin token (--admin-token-file): then every POST needs
 the token (``Authorization: Bearer TOKEN``: 401 without it, 403 when wrong) and the CSRF
@@ -67,7 +68,19 @@ def _run(name: str, **arguments):
 
 @admin.post("/api/v1/reload")
 def reload():
-    return _refusal() or _run("reload")
+    """``?dry_run=1``: the preview of what the reload would change, nothing changed. Of the
+    configured file only: a path from HTTP would let a token holder read any file the
+    daemon can (its diagnostics quote lines); ``director ctl diff FILE`` is the way."""
+    refused = _refusal()
+    if refused is not None:
+        return refused
+    dry_run = request.args.get("dry_run", "")
+    if dry_run not in ("", "0", "1", "true", "false"):
+        return jsonify(error="dry_run is 1 or 0"), 400
+    if set(request.args) - {"dry_run"}:
+        return jsonify(error="only the configured file can be previewed over HTTP "
+                             "(the one argument is dry_run)"), 400
+    return _run("preview" if dry_run in ("1", "true") else "reload")
 
 
 def _bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:

@@ -50,6 +50,17 @@ class RealServerState:
         return None
 
 
+def carried(before: Sequence[Job], kinds: Sequence[str]) -> list[Job | None]:
+    """migrate_checkers' matching: for each checker kind a server has after a reload, in
+    its order, the first job of that kind it had before (each taken once), None for a new
+    kind. Shared with the reload preview (reload_preview.live_after), which must foresee
+    what a migration keeps."""
+    previous: dict[str, Job] = {}
+    for job in before:
+        previous.setdefault(job.key[2], job)
+    return [previous.pop(name, None) for name in kinds]
+
+
 class CheckService:
     def __init__(self, config: Any, clock: Clock, notifier: Notifier | None = None,
                  workers: int = 256) -> None:
@@ -127,11 +138,8 @@ class CheckService:
         alive. A drain is kept. If the server's state changes all the same (its failing
         checker was removed), that is a change like any other: an event and its notify."""
         after.drained = before.drained
-        previous: dict[str, Job] = {}
-        for job in before.jobs:
-            previous.setdefault(job.key[2], job)
-        for job in after.jobs:
-            old_job = previous.pop(job.key[2], None)
+        for job, old_job in zip(after.jobs, carried(before.jobs,
+                                                    [job.key[2] for job in after.jobs])):
             if old_job is not None:
                 job.health = old_job.health
                 job.last, job.last_at = old_job.last, old_job.last_at

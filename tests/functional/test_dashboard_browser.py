@@ -197,3 +197,76 @@ def test_dashboard_shows_each_instances_sync_group(lab):
         assert sync_group_of(browser, "VI_ALONE") is None
     finally:
         browser.quit()
+
+
+def test_the_reload_button_shows_the_preview_then_applies_it(lab, tmp_path):
+    """The admin clicks reload: the page first shows what the reload would change (the
+    daemon's dry run: a real server removed, a weight and a priority changed), nothing is
+    applied until "apply reload" is clicked; then the reload is done and the page follows.
+    A file that does not parse shows its diagnostics and offers no "apply"."""
+    switch = lab.switch()
+    lb1 = lab.host("lb1", links=[(switch, "eth0", ["192.0.2.1/24"])])
+    servers = {name: lab.host(name, links=[(switch, "eth0", [f"{address}/24"])]).popen(
+        [sys.executable, "-m", "http.server", "80", "--bind", address, "--directory",
+         str(lab.tmp)]) for name, address in SERVERS.items()}
+    assert servers
+    config = lab.tmp / "director.conf"
+    first = DIRECTOR_CONFIG.replace(f"vrrp_instance {HOSTILE}", "vrrp_instance VI_2")
+    config.write_text(first)
+    (lab.tmp / "token").write_text("preview-token\n")
+    daemon = lb1.popen([sys.executable, "-m", "director", "-l", "-f", config, "--backend",
+                        "none", "--web", WEB, "--state-dir", lab.tmp / "state",
+                        "--admin-token-file", lab.tmp / "token"], env={"PYTHONPATH": str(ROOT)})
+    # VRRP's role does not matter here: the web face serving is enough
+    wait_for(lambda: "web.listening" in lab.log_of(daemon), 30,
+             message=lambda: lab.log_of(daemon))
+    browser = Browser.in_host(lb1)
+    pool = f'[data-vs="{VIP}:80/TCP"]'
+    try:
+        browser.get(f"http://{WEB}/")
+        wait_for(lambda: text(browser, f"{pool} .pool-count") == "2/2 up", UI_TIMEOUT,
+                 message=lambda: browser.eval("return document.body.innerText"))
+        # a file that does not parse: the preview says the reload would be refused, and why
+        config.write_text(first.replace("priority 150", "priority 300", 1))
+        browser.eval("document.getElementById('admin-token').value = 'preview-token';"
+                     "document.getElementById('reload').click(); return true;")
+        wait_for(lambda: "refused" in (text(browser, "#reload-preview .preview-summary") or ""),
+                 UI_TIMEOUT, message=lambda: browser.eval("return document.body.innerText"))
+        assert f"{config}:" in text(browser, "#reload-preview")      # FILE:LINE
+        assert browser.eval("return document.getElementById('reload-confirm')") is None
+        browser.eval("document.getElementById('reload-cancel').click(); return true;")
+        assert browser.eval("return document.getElementById('reload-preview').hidden")
+
+        start = first.index("    real_server 192.0.2.12 80 {")
+        end = first.index("        }\n    }\n", start) + len("        }\n    }\n")
+        config.write_text((first[:start] + first[end:])
+                          .replace("priority 150", "priority 140", 1)
+                          .replace("real_server 192.0.2.11 80 {",
+                                   "real_server 192.0.2.11 80 {\n        weight 2"))
+        browser.eval("document.getElementById('admin-token').value = 'preview-token';"
+                     "document.getElementById('reload').click(); return true;")
+        wait_for(lambda: browser.eval(
+            "const p = document.getElementById('reload-preview');"
+            "return p && !p.hidden && p.querySelector('#reload-confirm') !== null"), UI_TIMEOUT,
+            message=lambda: browser.eval("return document.body.innerText"))
+        shown = text(browser, "#reload-preview")
+        print(f"preview as shown: {shown}")
+        assert f"- {VIP}:80/TCP / 192.0.2.12:80" in shown
+        assert f"~ {VIP}:80/TCP / 192.0.2.11:80: weight: 1 -> 2" in shown
+        assert "~ VI_1: priority: 150 -> 140" in shown
+        assert f"- TCP {VIP}:80 -> 192.0.2.12:80" in shown          # the kernel's part
+        assert browser.eval("return document.querySelectorAll('#reload-preview li').length") >= 4
+        browser.screenshot(tmp_path / "reload-preview.png")
+        print(f"screenshot: {tmp_path / 'reload-preview.png'}")
+        # shown, not applied
+        assert text(browser, f"{pool} .pool-count") == "2/2 up"
+        assert "reload.applied" not in lab.log_of(daemon)
+
+        browser.eval("document.getElementById('reload-confirm').click(); return true;")
+        wait_for(lambda: text(browser, f"{pool} .pool-count") == "1/1 up", UI_TIMEOUT,
+                 message=lambda: browser.eval("return document.body.innerText"))
+        assert text(browser, "#admin-result") == "done"
+        assert browser.eval("return document.getElementById('reload-preview').hidden")
+        assert "reload.applied" in lab.log_of(daemon)
+    finally:
+        browser.quit()

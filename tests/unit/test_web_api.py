@@ -360,8 +360,8 @@ def test_read_only_without_an_admin_token(read_only, director):
     assert director.commands == []
 
 
-@pytest.mark.parametrize("path", ["/api/v1/reload", "/api/v1/real-servers/drain",
-                                  "/api/v1/real-servers/restore"])
+@pytest.mark.parametrize("path", ["/api/v1/reload", "/api/v1/reload?dry_run=1",
+                                  "/api/v1/real-servers/drain", "/api/v1/real-servers/restore"])
 def test_every_action_needs_the_token_and_the_csrf_token(client, director, path):
     token = csrf(client)
     assert client.post(path, json=BODY).status_code == 401
@@ -385,8 +385,20 @@ def test_every_action_needs_the_token_and_the_csrf_token(client, director, path)
         assert name == "drain" and arguments["drained"] is path.endswith("drain")
         assert arguments["virtual_server"] == BODY["virtual_server"]
     else:
-        assert name == "reload"
+        assert name == ("preview" if "dry_run=1" in path else "reload")
+        assert "path" not in arguments          # only the configured file, over HTTP
     assert arguments["actor"]
+
+
+def test_a_preview_over_http_takes_no_path(client, director):
+    """A path from HTTP would let a token holder read any file the daemon can: refused."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-CSRF-Token": csrf(client)}
+    for query in ("dry_run=1&path=/etc/shadow", "path=/etc/shadow", "dry_run=yes"):
+        response = client.post(f"/api/v1/reload?{query}", headers=headers)
+        assert response.status_code == 400, query
+    assert director.commands == []
+    assert client.post("/api/v1/reload?dry_run=0", headers=headers).status_code == 200
+    assert director.commands[0][0] == "reload"
 
 
 def test_bad_bodies_and_unknown_servers(client, director):

@@ -533,7 +533,7 @@ function follow() {
 
 // --- admin ------------------------------------------------------------------------------
 
-async function post(path, body) {
+async function send(path, body) {
   const token = document.getElementById("admin-token").value.trim();
   sessionStorage.setItem("director-admin-token", token);
   const response = await fetch(path, {
@@ -542,7 +542,11 @@ async function post(path, body) {
               "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content},
     body: JSON.stringify(body || {}),
   });
-  const answer = await response.json().catch(() => ({}));
+  return {response, answer: await response.json().catch(() => ({}))};
+}
+
+async function post(path, body) {
+  const {response, answer} = await send(path, body);
   document.getElementById("admin-result").textContent = !response.ok
     ? `refused (${response.status}): ${answer.error || ""}`
     : answer.result === "failure"            // a reload that kept the running configuration
@@ -550,6 +554,75 @@ async function post(path, body) {
       : answer.warning || "done";            // e.g. a drain that will not survive a restart
   schedule();
   return response.ok;
+}
+
+// The reload button first asks the daemon what the reload would change (dry_run: nothing
+// is applied) and shows it; the admin then applies it or cancels.
+async function previewReload() {
+  const {response, answer} = await send("api/v1/reload?dry_run=1");
+  if (!response.ok) {
+    document.getElementById("admin-result").textContent =
+      `refused (${response.status}): ${answer.error || ""}`;
+    return;
+  }
+  document.getElementById("admin-result").textContent = "";
+  showPreview(answer);
+}
+
+function previewLines(answer) {
+  const lines = [];
+  const add = (title, items) => { if (items.length) lines.push([title, items]); };
+  const changed = (item) => `${item.name}: ${(item.settings || []).join("; ")}`;
+  const then = (item) => item.transition ? ` (${item.transition})` : "";
+  const vrrp = answer.vrrp_instances || {};
+  add("errors", answer.errors || []);
+  add("VRRP instances", [
+    ...(vrrp.added || []).map((i) => `+ ${i.name}${then(i)}`),
+    ...(vrrp.removed || []).map((i) => `- ${i.name}${then(i)}`),
+    ...(vrrp.changed || []).map((i) => `~ ${changed(i)}${then(i)}`),
+    ...(vrrp.sync_groups_rebuilt || []).map((name) => `~ sync group ${name} rebuilt`)]);
+  const vs = answer.virtual_servers || {};
+  add("virtual servers", [...(vs.added || []).map((name) => `+ ${name}`),
+                          ...(vs.removed || []).map((name) => `- ${name}`),
+                          ...(vs.changed || []).map((v) => `~ ${changed(v)}`)]);
+  const rs = answer.real_servers || {};
+  const label = (r) => `${r.virtual_server} / ${r.real_server}`;
+  add("real servers", [
+    ...(rs.added || []).map((r) => `+ ${label(r)}`),
+    ...(rs.removed || []).map((r) => `- ${label(r)}`),
+    ...(rs.changed || []).map((r) => `~ ${label(r)}: ${r.settings.join("; ")}` +
+                                     (r.checkers_restart ? " (checkers restart)" : ""))]);
+  const kernel = answer.kernel || {};
+  const ops = (part) => [...((part || {}).add || []).map((t) => `+ ${t}`),
+                         ...((part || {}).remove || []).map((t) => `- ${t}`),
+                         ...((part || {}).update || []).map((t) => `~ ${t}`)];
+  add(`kernel (${kernel.backend || "no load balancer"})`,
+      [...ops(kernel.services), ...ops(kernel.destinations)]);
+  const bgp = answer.bgp || {};
+  add("BGP", [bgp.engine_restarts ? "engine restarts" : null,
+              ...(bgp.peers_added || []).map((p) => `+ peer ${p}`),
+              ...(bgp.peers_removed || []).map((p) => `- peer ${p}`),
+              ...(bgp.peers_changed || []).map((p) => `~ peer ${p}`),
+              bgp.announcements_recomputed ? "announcements recomputed" : null]
+    .filter((line) => line));
+  add("also", answer.other || []);
+  return lines;
+}
+
+function showPreview(answer) {
+  const panel = document.getElementById("reload-preview");
+  const close = () => { panel.hidden = true; panel.replaceChildren(); };
+  const apply = el("button", {type: "button", id: "reload-confirm",
+                              onclick: () => { close(); post("api/v1/reload"); }},
+                   "apply reload");
+  const cancel = el("button", {type: "button", id: "reload-cancel", onclick: close}, "cancel");
+  panel.replaceChildren(
+    el("p", {class: answer.would_apply ? "preview-summary" : "preview-summary bad",
+             text: answer.summary || ""}),
+    ...previewLines(answer).map(([title, items]) => el("div", {class: "preview-part"},
+      el("h3", {text: title}), el("ul", null, ...items.map((item) => el("li", {text: item}))))),
+    el("div", {class: "toolbar"}, answer.would_apply ? apply : null, cancel));
+  panel.hidden = false;
 }
 
 function drain(virtualServer, realServer, drained) {
@@ -561,7 +634,7 @@ function drain(virtualServer, realServer, drained) {
 
 function start() {
   document.getElementById("admin-token").value = sessionStorage.getItem("director-admin-token") || "";
-  document.getElementById("reload").addEventListener("click", () => post("api/v1/reload"));
+  document.getElementById("reload").addEventListener("click", previewReload);
   const filter = document.getElementById("filter");
   filter.addEventListener("input", () => { view.filter = filter.value; view.page = 0; redraw(); });
   document.getElementById("problems").addEventListener("change", (e) => {
