@@ -21,6 +21,8 @@ import pytest
 
 from director.check.agent import MAX_LINE, AgentCheck
 from director.check.checker import Target
+from tests.functional.browser import Browser
+from tests.functional.browser import unavailable as browser_unavailable
 from tests.functional.lab import wait_for
 from tests.functional.loopback import LoopbackServer
 from tests.functional.test_lb_nftables_netns import READY_TIMEOUT, requests
@@ -107,7 +109,8 @@ AGENT_PORT = 5555
 WEB = "127.0.0.1:9090"
 DELAY_LOOP = 1          # the agent's; the virtual server's is 30 s, so the load balancer's
                         # own reconcile (every 30 s) cannot be what makes the pool follow
-SLACK = 1.0             # a converge and an nft run after the check, on a loaded machine
+SLACK = 1.5             # a converge, an nft run and a poll (two processes in namespaces)
+                        # after the check, on a loaded machine
 
 # argv: the file holding the reply, the file where what the checker sent is appended
 AGENT = f"""
@@ -184,6 +187,23 @@ def members(director) -> Counter:
     return Counter(re.findall(r"(10\.20\.40\.\d+)(?: \. |:)80\b", listed))
 
 
+def dashboard_row_says(director, words: str) -> None:
+    """The dashboard's row of rs1 shows ``words`` (skipped without a browser: the API
+    assertions around it are the test's point)."""
+    if browser_unavailable() is not None:
+        print(f"dashboard not looked at: {browser_unavailable()}")
+        return
+    browser = Browser.in_host(director)
+    row = json.dumps(f'[data-rs="{SERVERS["rs1"]}:80"]')
+    try:
+        browser.get(f"http://{WEB}/")
+        wait_for(lambda: words in (browser.eval(
+            f"const e = document.querySelector({row}); return e ? e.textContent : '';") or ""),
+            10, interval=0.1, message=lambda: browser.eval("return document.body.innerText"))
+    finally:
+        browser.quit()
+
+
 @pytest.mark.netns
 @pytest.mark.slow
 @pytest.mark.timeout(180)
@@ -255,6 +275,7 @@ def test_weight_and_state_follow_the_agent(lab):
                            SERVERS["rs1"] not in k, "drain")
     assert view["up"] and view["agent"]["admin"] == "drain" and not view["drained"]
     assert requests(client, 6) == {"rs2": 6}
+    dashboard_row_says(director, "agent: up 50% (5) drain")
 
     # maint: out of the pool, not down
     view, kernel = follows(b"maint\n", lambda v, k: v["desired_weight"] is v["weight"] is None and
