@@ -31,8 +31,10 @@ How director maps them (docs/KEYWORDS.md, AGENT_CHECK):
   kind's default retry is 0, so ``down`` acts at the first reply, as in HAProxy; rise applies.
 * the weight: the real server's weight in the pool (the path misc_dynamic and FILE_CHECK
   use). Relative weights are of the configured weight (HAProxy: "as configured when HAProxy
-  starts"; here, of the configuration in force). HAProxy's range is 0-256 (percentages capped
-  at 25600 %); here a weight is IPVS's, up to 2^31 - 1.
+  starts"; here, of the configuration in force), rounded down as HAProxy does (50 % of the
+  default weight 1 is 0). HAProxy's range is 0-256 (percentages capped at 25600 %); here a
+  weight is IPVS's, up to 2^31 - 1. With a MISC_CHECK misc_dynamic or a FILE_CHECK on the
+  same real server, the first of its checkers that asks a weight sets it.
 * ``drain``: weight 0, the server stays in its pool so established connections go on (the
   dashboard's drain; independent of it: an operator's drain is kept when the agent says
   ``ready``). ``maint``: out of the pool (no new connections at all), not counted in the
