@@ -72,6 +72,26 @@ def test_agent_send_arrives_and_the_reply_sets_weight_and_state():
         ("drain", 7, "busy")
 
 
+class Trickling(LoopbackServer):
+    """Answers one byte at a time, each in a segment of its own."""
+
+    def __init__(self, reply: bytes):
+        super().__init__()
+        self.reply = reply
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for index in range(len(self.reply)):
+            conn.sendall(self.reply[index:index + 1])
+            time.sleep(0.01)     # the agent's pace, not a wait for a condition
+
+
+def test_a_reply_in_pieces_is_read_whole():
+    with Trickling(b"up 25% maint\n") as agent:
+        result = checker(agent.port).check()
+    assert result.ok and result.weight == 2 and result.agent.admin == "maint"
+
+
 def test_silent_closing_endless_and_absent_agents_change_nothing():
     check = checker(0)
     with Agent(b"down\n") as agent:
