@@ -348,6 +348,7 @@ class CheckView:
     failed: int
     last_check: LastCheck | None
     jobs: tuple[JobStats, ...] = ()     # asked for by the metrics only
+    agent: Mapping[str, Any] | None = None  # AGENT_CHECK: its agent's last reply and effect
 
 
 # === the load balancer ==========================================================================
@@ -406,7 +407,7 @@ def configured_checker(real: Any) -> str | None:
 class RealServerView:
     LIVE: ClassVar[frozenset[str]] = frozenset(
         {"weight", "desired_weight", "up", "drained", "last_check", "checks", "counters",
-         "active_connections", "inactive_connections", "drain"})
+         "active_connections", "inactive_connections", "drain", "agent"})
 
     name: str
     address: str
@@ -455,9 +456,11 @@ class RealServerView:
                "counters": None if counters is None else counters.as_json(),
                "active_connections": self.active_connections,
                "inactive_connections": self.inactive_connections,
-               "drain": None if drain is None else drain.as_json()}
+               "drain": None if drain is None else drain.as_json(), "agent": None}
         if check is not None:
             out["up"], out["drained"] = check.up, check.drained
+            if check.agent is not None:
+                out["agent"] = dict(check.agent)
             out["checks"] = {"ok": check.ok, "failed": check.failed}
             if check.last_check is not None:
                 out["last_check"] = check.last_check.as_json()

@@ -125,7 +125,8 @@ class SnapshotCollector(Collector):
         yield crashes
         unreadable = CounterMetricFamily("director_check_reply_errors_total",
                                          "Checked servers' replies that could not be read "
-                                         "(the check fails), by checker and reason.",
+                                         "(the check fails; an AGENT_CHECK's reply is "
+                                         "ignored), by checker and reason.",
                                          labels=["checker", "reason"])
         for (checker, reason), count in sorted(snapshot.check_reply_errors.items()):
             unreadable.add_metric([checker, reason], count)

@@ -40,6 +40,9 @@ class CheckResult:
     # A reply the checker could not read (not HTTP, too large...): the reason, a label of
     # director_check_reply_errors_total.
     reply_error: str | None = None
+    # AGENT_CHECK: what its agent has said (check/agent.py AgentState), whose change is an
+    # effect on the pool like a weight's
+    agent: Any = None
 
 
 class Checker(Protocol):

@@ -75,6 +75,9 @@ class Scheduler:
         self._wake = hub.Event()
         self._greenlets: list[hub.Greenlet] = []
         self.listeners: list[Callable[[Job, CheckResult], None]] = []   # on up/down changes
+        # on a change of what a result asks of the pool besides up/down: its weight
+        # (misc_dynamic, FILE_CHECK, AGENT_CHECK) or its agent's state
+        self.effect_listeners: list[Callable[[Job, CheckResult], None]] = []
         self.heartbeat = 0.0                 # last time the loop turned (for /healthz)
         self.lateness: list[float] = []      # recent start delays past the due time
         self._lateness_at = 0
@@ -196,6 +199,7 @@ class Scheduler:
         if job.removed:
             return
         now = self.clock.now()
+        previous = job.last
         job.last, job.last_at = result, now
         if result.reply_error:
             counted = (job.key[2], result.reply_error)
@@ -230,15 +234,25 @@ class Scheduler:
         else:
             job.due = now + next_in
         self._push(job)
+        if previous is None:
+            effect = result.weight is not None or result.agent is not None
+        else:
+            effect = result.weight != previous.weight or result.agent != previous.agent
+        if effect:
+            self._tell(self.effect_listeners, job, result)
         if changed:
             event(log, "check.state", virtual_server=job.key[0], real_server=job.key[1],
                   checker=job.key[2], state="up" if job.health.up else "down",
                   error=result.error or "")
-            for listener in list(self.listeners):
-                try:
-                    listener(job, result)
-                except Exception as exc:     # a listener bug must not stop the checks
-                    event(log, "check.listener_error", logging.ERROR, error=repr(exc))
+            self._tell(self.listeners, job, result)
+
+    @staticmethod
+    def _tell(listeners: list, job: Job, result: CheckResult) -> None:
+        for listener in list(listeners):
+            try:
+                listener(job, result)
+            except Exception as exc:         # a listener bug must not stop the checks
+                event(log, "check.listener_error", logging.ERROR, error=repr(exc))
 
     def wall_time(self, monotonic: float) -> float:
         """A monotonic stamp (Job.last_at) as epoch seconds, for people and the API."""

@@ -14,7 +14,7 @@ from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
 from ..notify import Notifier
 from ..notify_fifo import rs_line
-from ..state import CheckView, JobStats, LastCheck
+from ..state import CheckView, JobStats, LastCheck, frozen
 from .base import CheckResult, kind, make_target, resolve_settings
 from .hysteresis import Health
 from .scheduler import Job, Scheduler
@@ -32,6 +32,7 @@ class RealServerState:
     jobs: list[Job] = field(default_factory=list)
     up: bool = True
     drained: bool = False           # weight 0 on an operator's request, still checked
+    has_agent: bool = False         # one of its checkers is an AGENT_CHECK
 
     def compute_up(self) -> bool:
         return all(job.health.up for job in self.jobs)
@@ -43,10 +44,19 @@ class RealServerState:
         return (latest.last.error or "failed") if latest is not None else ""
 
     def dynamic_weight(self) -> int | None:
-        """MISC_CHECK misc_dynamic: the weight the script asked for last."""
+        """The weight a checker asked for last: MISC_CHECK misc_dynamic, FILE_CHECK,
+        AGENT_CHECK (the first of its checkers that asks one)."""
         for job in self.jobs:
             if job.last is not None and job.last.weight is not None:
                 return job.last.weight
+        return None
+
+    def agent(self) -> Any:
+        """What its AGENT_CHECK's agent has said (check/agent.py AgentState), if it has one
+        that has spoken; its administrative state (drain, maint) and maxconn reach the pool."""
+        for job in self.jobs:
+            if job.last is not None and job.last.agent is not None:
+                return job.last.agent
         return None
 
 
@@ -77,6 +87,8 @@ class CheckService:
         self.listeners: list[Callable[[RealServerState], None]] = []   # up/down changes
         # a checker's up/down change that leaves its server as it was (it has others)
         self.checker_listeners: list[Callable[[RealServerState, Job], None]] = []
+        # a change of the weight a checker asks for, or of what an agent says (drain, maint)
+        self.effect_listeners: list[Callable[[RealServerState], None]] = []
 
     def start(self) -> None:
         for virtual in self.config.virtual_servers:
@@ -85,6 +97,7 @@ class CheckService:
                 self._add(virtual, real, (vs_name, real_server_name(real)))
         self._init_notifies(self.real_servers)
         self.scheduler.listeners.append(self._changed)
+        self.scheduler.effect_listeners.append(self._effect)
         self.scheduler.start()
         event(log, "check.started", jobs=len(self.scheduler.jobs),
               real_servers=len(self.real_servers))
@@ -97,6 +110,7 @@ class CheckService:
                 continue
             job = self._job(virtual, real, block, state.name)
             state.jobs.append(job)
+            state.has_agent = state.has_agent or block.kind == "AGENT_CHECK"
             self._by_job[id(job)] = state
         state.up = state.compute_up()
         self.real_servers.append(state)
@@ -144,6 +158,9 @@ class CheckService:
                 job.health = old_job.health
                 job.last, job.last_at = old_job.last, old_job.last_at
                 job.ok, job.failed = old_job.ok, old_job.failed
+                inherit = getattr(job.checker, "inherit", None)
+                if inherit is not None:          # what an agent said outlives its checker
+                    inherit(old_job.checker)
             else:
                 job.health = Health(up=before.up)
         after.up = before.up
@@ -193,6 +210,12 @@ class CheckService:
         else:
             for listener in list(self.checker_listeners):
                 listener(state, job)
+
+    def _effect(self, job: Job, result: CheckResult) -> None:
+        state = self._by_job.get(id(job))
+        if state is not None:
+            for listener in list(self.effect_listeners):
+                listener(state)
 
     def _set_up(self, state: RealServerState, up: bool, error: str) -> None:
         state.up = up
@@ -266,11 +289,13 @@ class CheckService:
                 last_check = LastCheck(result.ok, round(result.duration, 6), result.error,
                                        round(offset + latest.last_at, 3),
                                        result.detail.get("cert_not_after"))
+            agent = state.agent() if state.has_agent else None
             out.append(CheckView(
                 checker, state.up, state.drained, ok, failed, last_check,
                 tuple(JobStats(virtual_name, state.name[1], job.key[2], job.ok, job.failed,
                                tuple(job.buckets), job.duration_sum) for job in jobs)
-                if with_jobs else ()))
+                if with_jobs else (),
+                None if agent is None else frozen(agent.as_json(state.real_server.weight))))
         return out
 
     def reply_errors(self) -> dict[tuple[str, str], int]:

@@ -2,7 +2,10 @@
 services and destinations the kernel should have.
 
 - A real server is in its pool while its checkers say it is up, with its configured weight,
-  the weight a MISC_CHECK (misc_dynamic) or FILE_CHECK asked for, or 0 while drained.
+  the weight a MISC_CHECK (misc_dynamic), FILE_CHECK or AGENT_CHECK asked for, or 0 while
+  drained (by an operator, or by its agent). An agent's ``maint`` takes it out of the pool
+  (not a failure: inhibit_on_failure does not keep it); its ``maxconn`` is the upper
+  connection threshold.
 - A real server that is down leaves the pool, or stays at weight 0 with inhibit_on_failure.
 - Quorum: the live weight (sum of the weights of the servers up) must reach quorum; with
   hysteresis it is lost below quorum - hysteresis and regained at quorum + hysteresis.
@@ -29,6 +32,10 @@ class Live:
     up: bool = True
     weight: int | None = None       # a weight the checks asked for (misc_dynamic, FILE_CHECK)
     drained: bool = False           # an operator set it to weight 0 (dashboard "drain")
+    # AGENT_CHECK: its agent's administrative state ("drain": weight 0; "maint": out of the
+    # pool; "ready": neither) and maxconn (None: the configured uthreshold)
+    agent_admin: str = "ready"
+    agent_maxconn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ def service(virtual: Any, key: ServiceKey) -> Service:
 
 
 def weight_of(real: Any, live: Live) -> int:
-    if live.drained:
+    if live.drained or live.agent_admin != "ready":     # drain: 0; maint: not in the pool
         return 0
     return live.weight if live.weight is not None else real.weight
 
@@ -134,12 +141,13 @@ def pool(virtual: Any, key: ServiceKey, lives: Callable[[Any], Live], quorum_up:
         for real in virtual.real_servers:
             live = lives(real)
             inhibit = real.inhibit_on_failure or virtual.inhibit_on_failure
-            if not live.up and not inhibit:
+            if not live.up and not inhibit or live.agent_admin == "maint":
                 continue
             dest_key = DestinationKey(real.address, real.port)
+            upper = live.agent_maxconn if live.agent_maxconn is not None else real.uthreshold
             destinations[dest_key] = Destination(
                 dest_key, weight_of(real, live) if live.up else 0,
-                real.lvs_method or method, real.uthreshold or 0, real.lthreshold or 0)
+                real.lvs_method or method, upper or 0, real.lthreshold or 0)
     if sorry is not None and (not quorum_up or virtual.sorry_server_inhibit):
         address, port = sorry
         sorry_key = DestinationKey(address, port if port is not None else virtual.port)

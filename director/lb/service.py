@@ -181,7 +181,11 @@ class LoadBalancer:
         state = self.checks.state_of(virtual_name, real)
         if state is None:
             return Live()
-        return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained)
+        agent = state.agent() if state.has_agent else None
+        if agent is None:
+            return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained)
+        return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained,
+                    agent_admin=agent.admin, agent_maxconn=agent.maxconn)
 
     def start(self) -> None:
         from ..process import netlink_buffer
@@ -195,6 +199,8 @@ class LoadBalancer:
             name = virtual_server_name(virtual)
             self.quorum[name] = initial_quorum(virtual, lambda real, n=name: self.live(n, real))
         self.checks.listeners.append(lambda state: self.changed.set())
+        # a weight or an agent's drain / maint: the pool changes without an up/down change
+        self.checks.effect_listeners.append(lambda state: self.changed.set())
         self._converge_guarded(verify=True)
         self.greenlets.append(hub.supervise(self._run, name="load balancer"))
         if self.ha_suspend:

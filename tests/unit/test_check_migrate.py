@@ -150,3 +150,23 @@ def test_a_changed_or_removed_servers_job_is_freed_without_the_collector(tmp_pat
         gc.garbage.clear()
         gc.enable()
         checks.stop()
+
+
+AGENT = ("        AGENT_CHECK {{\n            connect_port 5555\n            connect_timeout {}\n"
+         "        }}\n")
+
+
+def test_what_an_agent_said_outlives_a_change_of_its_checker(tmp_path):
+    """Only the agent undoes its drain or maint (HAProxy): a reload that changes the real
+    server's AGENT_CHECK keeps what the agent said until the agent says otherwise."""
+    from director.check.agent import parse_line
+    checks, _ = running(config_of(tmp_path, AGENT.format(1)))
+    state = checks.find(*NAME)
+    [job] = state.jobs
+    job.checker.state = job.checker.state.apply(parse_line("maint 50%"), "maint 50%")
+    job.last = job.checker.result(0.0)
+    assert state.has_agent and state.agent().admin == "maint"
+    after = reload(checks, config_of(tmp_path, AGENT.format(2)))
+    [new_job] = after.jobs
+    assert new_job is not job and new_job.checker.state.admin == "maint"
+    assert after.agent().admin == "maint" and after.dynamic_weight() == 0   # 50% of 1

@@ -82,7 +82,7 @@ def balancer(tmp_path):
     path = tmp_path / "keepalived.conf"
     path.write_text(CONFIG)
     config = load_config(str(path), interface_exists=None).config
-    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], real_servers=[])
+    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], effect_listeners=[], real_servers=[])
     events = []
     lb = LoadBalancer(config, checks, "none", Notifier(None),
                       on_event=lambda kind, **fields: events.append((kind, fields)))

@@ -55,7 +55,7 @@ def balancer(tmp_path, sysctls, text):
     path.write_text(text)
     result = load_config(str(path), interface_exists=None)
     assert result.ok, [str(d) for d in result.diagnostics]
-    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], real_servers=[])
+    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], effect_listeners=[], real_servers=[])
     lb = LoadBalancer(result.config, checks, "none", Notifier(None))
     lb.backend = IpvsSync.__new__(IpvsSync)       # no netlink: only the sysctls are used
     lb.backend.SYSCTLS = str(sysctls)

@@ -216,7 +216,7 @@ class Recording(NftablesSync):
 
 
 def _balancer(config, backend):
-    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], real_servers=[])
+    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], effect_listeners=[], real_servers=[])
     balancer = LoadBalancer(config, checks, backend, Notifier(None))
     if backend == "nftables":
         balancer.backend = Recording()

@@ -89,7 +89,7 @@ def test_the_load_balancer_sets_them_at_start_and_on_a_reload_that_changes_them(
         def close(self, remove=None):
             pass
 
-    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], real_servers=[])
+    checks = SimpleNamespace(state_of=lambda name, real: None, listeners=[], effect_listeners=[], real_servers=[])
     lb = LoadBalancer(config("lvs_timeouts tcp 900"), checks, "none", Notifier(None))
     lb.backend = backend = Backend()
     lb.start()

@@ -370,7 +370,7 @@ function renderReals(vs, admin) {
       el("td", {class: "num conns", title: "active / inactive connections now",
                 text: r.active_connections === null || r.active_connections === undefined
                   ? "—" : `${r.active_connections} / ${r.inactive_connections}`}),
-      el("td", {text: r.checker || "—"}),
+      el("td", {}, r.checker || "—", r.agent ? " " : null, agentBadge(r.agent)),
       el("td", {class: "num", text: ms(last.duration_seconds)}),
       el("td", {}, sparkline(history[r.name])),
       el("td", {class: "error", text: last.ok === false ? (last.error || "failed") : drainText(r)}),
@@ -382,6 +382,15 @@ function renderReals(vs, admin) {
     el("thead", {}, el("tr", {}, ...["real server", "state", "weight", "conns", "checker", "latency",
       "recent", "error", "cert", ""].map((h) => el("th", {text: h})))),
     el("tbody", {}, ...rows));
+}
+
+// AGENT_CHECK: what the agent said last, in a few words; its raw line on hover
+function agentBadge(agent) {
+  if (!agent) return null;
+  const calm = agent.health === "up" && agent.admin === "ready";
+  const shown = badge(`agent: ${agent.effect}`, calm ? "muted" : "warn");
+  shown.title = `agent replied "${agent.reply}"${agent.error ? ` (${agent.error})` : ""}`;
+  return shown;
 }
 
 function drainText(real) {

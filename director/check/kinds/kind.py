@@ -36,6 +36,8 @@ class Kind(NamedTuple):
     inputs: Callable[[Any, Any, CheckSettings], dict[str, Any]] | None = None
     aliases: tuple[str, ...] = ()   # other block keywords for it
     unsupported: str = ""           # why it is parsed but not run (-t says it)
+    extension: bool = False         # director's own kind, which keepalived lacks (AGENT_CHECK)
+    doc: str = ""                   # what its block does, for docs/KEYWORDS.md
 
     @property
     def runs(self) -> bool:

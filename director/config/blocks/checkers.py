@@ -101,7 +101,7 @@ def _block(kind: Kind) -> Block:
     return Block(
         kind.name, kind.model_name,
         header=constant_header(kind=kind.name), header_fields=(("kind", kind.name),),
-        finish=_finish(kind),
+        finish=_finish(kind), doc=kind.doc,
         keywords=(shared_keywords(kind) if kind.shared else ()) + own,
     )
 
@@ -117,7 +117,8 @@ def checker_block(name: str) -> Block:
 def checker_keywords() -> tuple[Kw, ...]:
     """The checker blocks as real_server keywords; all collect into ``checkers``."""
     return tuple(Kw(name, BLOCKS[name], field="checkers", repeat="append",
-                    unsupported=kind.unsupported, aliases=kind.aliases)
+                    unsupported=kind.unsupported, aliases=kind.aliases,
+                    extension=kind.extension)
                  for name, kind in KINDS.items())
 
 
