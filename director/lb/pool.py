@@ -2,7 +2,8 @@
 services and destinations the kernel should have.
 
 - A real server is in its pool while its checkers say it is up, with its configured weight,
-  the weight a MISC_CHECK (misc_dynamic) or FILE_CHECK asked for, or 0 while drained.
+  the weight a MISC_CHECK (misc_dynamic) or FILE_CHECK asked for, or 0 while drained;
+  during a slow start ramp (slowstart.py) that weight scaled by the ramp's fraction.
 - A real server that is down leaves the pool, or stays at weight 0 with inhibit_on_failure.
 - Quorum: the live weight (sum of the weights of the servers up) must reach quorum; with
   hysteresis it is lost below quorum - hysteresis and regained at quorum + hysteresis.
@@ -20,6 +21,7 @@ from typing import Any, Callable
 
 from ..config.blocks.virtual_server import virtual_server_name
 from .model import Destination, DestinationKey, Pool, Service, ServiceKey, State
+from .slowstart import ramped_weight
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Live:
     up: bool = True
     weight: int | None = None       # a weight the checks asked for (misc_dynamic, FILE_CHECK)
     drained: bool = False           # an operator set it to weight 0 (dashboard "drain")
+    ramp: float | None = None       # slow start: the fraction of its ramp (None: full weight)
 
 
 @dataclass(frozen=True)
@@ -98,14 +101,19 @@ def service(virtual: Any, key: ServiceKey) -> Service:
                    flags)
 
 
-def weight_of(real: Any, live: Live) -> int:
+def weight_of(real: Any, live: Live, ramped: bool = True) -> int:
+    """The weight the kernel should give ``real``: a drain wins (0); then the weight the
+    checks ask for, else the configured one; then, ``ramped``, its slow start ramp. Each a
+    separate factor, applied in this order."""
     if live.drained:
         return 0
-    return live.weight if live.weight is not None else real.weight
+    weight = live.weight if live.weight is not None else real.weight
+    return ramped_weight(weight, live.ramp) if ramped else weight
 
 
 def live_weight(virtual: Any, lives: Callable[[Any], Live]) -> int:
-    return sum(weight_of(real, live) for live, real in
+    """The quorum's sum: a ramping server counts at its full weight (slowstart.py)."""
+    return sum(weight_of(real, live, ramped=False) for live, real in
                ((lives(real), real) for real in virtual.real_servers) if live.up)
 
 

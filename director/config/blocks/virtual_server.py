@@ -35,6 +35,21 @@ def _persistence_timeout(args, ctx) -> int:
     return Int(1, 2678400).parse(args, ctx) if args else 360
 
 
+def _slow_start(args, ctx) -> float:
+    """0 (off) or 1 to 86400 seconds: a ramp is at least 10 steps of at least 0.1 s."""
+    from ...lb.slowstart import MIN_SECONDS
+    seconds = Seconds(0, 86400).parse(args, ctx)
+    if 0 < seconds < MIN_SECONDS:
+        raise Invalid(f"must be 0 (off) or from {MIN_SECONDS:g} to 86400 seconds (a ramp is "
+                      f"at least 10 steps of at least 0.1 s), got {args[0]}")
+    return seconds
+
+
+SLOW_START_DOC = ("Slow start: after the server comes back (a rise after failed checks, or a "
+                  "restore from a drain; not at start-up) its weight ramps from 1 to its full "
+                  "weight over this time, in 20 steps of at least 0.1 s. 0: off.")
+
+
 def _real_server_header(args, ctx) -> dict:
     address, port = ip_port(args, ctx)
     return {"address": address, "port": port}
@@ -61,6 +76,8 @@ REAL_SERVER = Block(
         Kw("warmup", Seconds(0, 86400)),
         Kw("connect_timeout", Seconds(0.001, 3600)),
         Kw("virtualhost", Word("a host name")),
+        Kw("slow_start", Custom(_slow_start, "SECONDS"), extension=True,
+           doc=SLOW_START_DOC + " Default: the virtual server's."),
         *unsupported("snmp_name", SNMP),
         *checker_keywords(),
     ),
@@ -119,6 +136,8 @@ def _virtual_server_finish(values, ctx):
         changes = {}
         if server.weight is None:
             changes["weight"] = values["weight"]
+        if server.slow_start is None and values["slow_start"] is not None:
+            changes["slow_start"] = values["slow_start"]
         port = server.port or None
         if values["port"] is not None:
             if port is None:
@@ -188,6 +207,8 @@ VIRTUAL_SERVER = Block(
         Kw("real_server", REAL_SERVER, field="real_servers", repeat="append"),
         Kw("bgp_announce", BGP_ANNOUNCE, repeat="once", extension=True,
            doc="Announce this virtual server's address over BGP while it is healthy."),
+        Kw("slow_start", Custom(_slow_start, "SECONDS"), extension=True,
+           doc=SLOW_START_DOC + " The default of its real servers."),
         *unsupported("snmp_name", SNMP),
         Kw("nat_mask", Word("a netmask"),
            ignored="nat_mask is ignored: IPVS never used it (the VIP's prefix in "
