@@ -187,22 +187,30 @@ class LoadBalancer:
             return Live()
         ramp = None
         if real.slow_start:
-            key = (virtual_name, real.address, real.port)
             now = time.monotonic()
-            self.ramps.observe(key, state.up, state.drained, now,
-                               lambda: any(job.failed for job in state.jobs))
+            key = self._observe(state, now)
             ramp = self.ramps.fraction(key, now, real.slow_start)
+        elif self.ramps.ramps:                  # slow_start turned off by a reload mid-ramp
+            self.ramps.ramps.pop((virtual_name, real.address, real.port), None)
         return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained,
                     ramp=ramp)
+
+    def _observe(self, state: Any, now: float) -> tuple[str, str, int]:
+        """Tells the slow start tracker what the checks say of a real server (a rise after
+        failed checks, or a restore from a drain, starts its ramp); its key."""
+        real = state.real_server
+        key = (state.name[0], real.address, real.port)
+        if self.ramps.observe(key, state.up, state.drained, now,
+                              lambda: any(job.failed for job in state.jobs)):
+            event(log, "lb.slow_start", virtual_server=state.name[0], real_server=state.name[1],
+                  seconds=real.slow_start)
+        return key
 
     def _check_changed(self, state: Any) -> None:
         """A real server went up or down: its slow start counts from now, not from the
         converge this wakes (and a quick down-up between two converges is not missed)."""
-        real = state.real_server
-        if real.slow_start:
-            self.ramps.observe((state.name[0], real.address, real.port), state.up,
-                               state.drained, time.monotonic(),
-                               lambda: any(job.failed for job in state.jobs))
+        if state.real_server.slow_start:
+            self._observe(state, time.monotonic())
         self.changed.set()
 
     def start(self) -> None:

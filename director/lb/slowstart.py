@@ -74,23 +74,29 @@ class Ramps:
     def __init__(self) -> None:
         self.seen: dict[Hashable, tuple[bool, bool]] = {}      # key -> (up, drained)
         self.ramps: dict[Hashable, Ramp] = {}
+        self.went_down: set[Hashable] = set()  # seen going from up to down
 
     def observe(self, key: Hashable, up: bool, drained: bool, now: float,
-                seen_failed: Callable[[], bool] = lambda: True) -> None:
+                seen_failed: Callable[[], bool] = lambda: True) -> bool:
         """What the checks say of a server now. ``seen_failed``: whether its checks have
-        ever failed (asked only on a rise)."""
+        ever failed (asked only on a rise). True if this starts a ramp."""
         before = self.seen.get(key)
         if before == (up, drained):
-            return
+            return False
         self.seen[key] = (up, drained)
+        if before is not None and before[0] and not up:
+            self.went_down.add(key)
         if not up or drained:
             self.ramps.pop(key, None)
-            return
+            return False
         if before is None:                      # first verdict: start-up, or a reload
-            return
+            return False
         was_up, was_drained = before
-        if (was_up and was_drained) or (not was_up and seen_failed()):
+        if (was_up and was_drained) or \
+                (not was_up and (key in self.went_down or seen_failed())):
             self.ramps[key] = Ramp(now, 0.0)
+            return True
+        return False
 
     def fraction(self, key: Hashable, now: float, duration: float) -> float | None:
         """The ramp of ``key`` now, with ``duration`` its slow_start; None: full weight. A
@@ -120,6 +126,7 @@ class Ramps:
         """After a reload: forget the servers it removed."""
         self.seen = {key: value for key, value in self.seen.items() if key in keys}
         self.ramps = {key: value for key, value in self.ramps.items() if key in keys}
+        self.went_down &= keys
 
     def view(self, key: Hashable, now: float) -> tuple[float, float, float] | None:
         """(since, duration, fraction) of the ramp of ``key``, None if it has none."""
