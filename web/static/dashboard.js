@@ -365,8 +365,8 @@ function renderReals(vs, admin) {
     return el("tr", {"data-rs": r.name},
       el("td", {class: "rs-name", text: r.name}),
       el("td", {}, el("span", {class: `rs-state badge badge-${kind}`, text: label})),
-      el("td", {class: "num", title: "weight in the kernel / configured",
-                text: `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}`}),
+      el("td", {class: "num", title: "weight in the kernel / configured"},
+        `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}`, rampMarker(r)),
       el("td", {class: "num conns", title: "active / inactive connections now",
                 text: r.active_connections === null || r.active_connections === undefined
                   ? "—" : `${r.active_connections} / ${r.inactive_connections}`}),
@@ -382,6 +382,15 @@ function renderReals(vs, admin) {
     el("thead", {}, el("tr", {}, ...["real server", "state", "weight", "conns", "checker", "latency",
       "recent", "error", "cert", ""].map((h) => el("th", {text: h})))),
     el("tbody", {}, ...rows));
+}
+
+function rampMarker(real) {
+  // slow start: the weight climbs to the full weight until ramp.until
+  const ramp = real.ramp;
+  if (!ramp) return null;
+  const left = Math.max(0, Math.round(ramp.until - Date.now() / 1000));
+  return el("span", {class: "ramp", title: `slow start over ${ramp.seconds} s: full weight in ${left} s`,
+                     text: ` ramping ${Math.round(ramp.fraction * 100)} %`});
 }
 
 function drainText(real) {
