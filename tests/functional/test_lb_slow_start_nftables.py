@@ -93,3 +93,52 @@ def test_a_recovered_server_ramps_its_kernel_weight_over_slow_start(lab):
         lab.log_of(daemon)
     # the other servers never left their full weight
     assert kernel_weights(director) == {a: WEIGHT for a in SERVERS.values()}
+
+
+def test_a_restore_from_a_drain_ramps_and_shows_in_the_api_and_the_dashboard(lab):
+    """The operator's drain, then restore: the server comes back ramping (its weight in
+    the kernel climbs, /api/v1/state has its ramp, the dashboard says "ramping N %"), and
+    ends at its full weight with no ramp left."""
+    from tests.functional.test_lb_daemon_nftables import TOKEN, api, dashboard, reals, ui_text
+    token_file = Path(lab.tmp) / "token"
+    token_file.write_text(TOKEN)
+    seconds = 12
+    client, hosts, servers, daemon = lay_out(
+        lab, f"\n    weight {WEIGHT}\n    slow_start {seconds}", lb_algo="wrr",
+        daemon_args=("--web", "127.0.0.1:8080", "--admin-token-file", str(token_file)))
+    director, rs2 = hosts["director"], SERVERS["rs2"]
+    wait_for(lambda: kernel_weights(director) == {a: WEIGHT for a in SERVERS.values()},
+             READY_TIMEOUT, message=lambda: lab.log_of(daemon))
+    names = {"virtual_server": f"{VIP}:80/TCP", "real_server": f"{rs2}:80"}
+    assert api(director, "POST", "/api/v1/real-servers/drain", names)["drained"] is True
+    wait_for(lambda: rs2 not in kernel_weights(director), 5,
+             message=lambda: kernel_weights(director))
+    assert reals(director)[rs2]["ramp"] is None                 # a drain is no ramp
+    assert api(director, "POST", "/api/v1/real-servers/restore", names)["drained"] is False
+    restored = time.monotonic()
+    ramping = wait_for(lambda: reals(director)[rs2]["ramp"] is not None and
+                       reals(director)[rs2], 5, message=lambda: reals(director)[rs2])
+    ramp = ramping["ramp"]
+    print(f"\nramp in the API {time.monotonic() - restored:.2f} s after the restore: {ramp}, "
+          f"desired_weight {ramping['desired_weight']}")
+    assert ramp["seconds"] == seconds and 0 <= ramp["fraction"] < 1
+    assert ramp["until"] - ramp["since"] == pytest.approx(seconds)
+    assert 1 <= ramping["desired_weight"] < WEIGHT
+    assert 0 < kernel_weights(director).get(rs2, 0) < WEIGHT
+    browser = dashboard(director)
+    if browser is not None:
+        try:
+            row = f'[data-rs="{rs2}:80"]'
+            marker = wait_for(lambda: (ui_text(browser, f"{row} .ramp") or "").strip(), 10,
+                              message=lambda: browser.eval("return document.body.innerText"))
+            print(f"dashboard: {marker!r}")
+            assert re.fullmatch(r"ramping \d+ %", marker), marker
+        finally:
+            browser.quit()
+    full = wait_for(lambda: reals(director)[rs2]["ramp"] is None and reals(director)[rs2],
+                    seconds + 5, message=lambda: reals(director)[rs2])
+    assert full["desired_weight"] == WEIGHT
+    wait_for(lambda: kernel_weights(director) == {a: WEIGHT for a in SERVERS.values()}, 5,
+             message=lambda: kernel_weights(director))
+    assert f"lb.slow_start virtual_server={VIP}:80/TCP real_server={rs2}:80" in \
+        lab.log_of(daemon)
