@@ -5,6 +5,8 @@ the fake's)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from director.check.service import RealServerState
@@ -19,6 +21,7 @@ from director.lb.slowstart import (MIN_STEP, STEPS, Ramps, fraction, ramped_weig
 from director.notify import Notifier
 from director.reconcile import plan_servers
 from director.state import RampView, RealServerView
+from metrics.collector import LabelCache, per_server_text
 
 
 # --- the ramp, pure --------------------------------------------------------------------------
@@ -282,6 +285,12 @@ def test_the_ramp_is_in_the_real_servers_view(balancer):
     assert ramp.until - ramp.since == pytest.approx(10.0)
     data = view.real_servers[1].as_json()
     assert data["ramp"] == ramp.as_json() and data["desired_weight"] == 50
+    text = per_server_text(SimpleNamespace(virtual_servers=(view,), jobs=lambda: ()),
+                           LabelCache())
+    ratios = [line for line in text.splitlines()
+              if line.startswith("director_real_server_slow_start_ratio{")]
+    assert ratios == ['director_real_server_slow_start_ratio{virtual_server="192.0.2.10:80/TCP",'
+                      'real_server="10.0.0.2:80"} 0.5']
 
 
 def test_a_reload_changing_only_slow_start_keeps_the_checks_and_the_ramp(balancer, tmp_path):
