@@ -341,3 +341,35 @@ def test_slow_start_turned_off_mid_ramp_ends_the_ramp(balancer, tmp_path):
     lb.reload(config)
     assert desired(lb) == 100
     assert lb.ramps.ramps == {} and lb.ramps.next_step(clock.now()) is None
+
+
+# --- what a step costs in the kernel ---------------------------------------------------------
+
+def two_states(tmp_path, ramp: float):
+    virtual = config_of(tmp_path).virtual_servers[0]
+    key = ServiceKey("TCP", "192.0.2.10", 80)
+    states = []
+    for lives in ({"10.0.0.1": Live(), "10.0.0.2": Live(ramp=ramp)},
+                  {"10.0.0.1": Live(), "10.0.0.2": Live(ramp=ramp + 0.05)}):
+        states.append({key: pool(virtual, key, lambda real, lives=lives: lives[real.address],
+                                 True)})
+    return states
+
+
+def test_a_step_is_one_destination_edit_on_ipvs(tmp_path):
+    from director.lb.plan import EditDestination, plan
+    before, after = two_states(tmp_path, 0.3)
+    (operation,) = plan(after, before, frozenset(after))
+    assert isinstance(operation, EditDestination)
+    assert (operation.destination.key.address, operation.destination.weight) == \
+        ("10.0.0.2", 35)
+
+
+def test_a_step_refills_one_service_chain_on_nftables_not_the_table(tmp_path):
+    from director.lb.nftables_script import chain_name, changes
+    before, after = two_states(tmp_path, 0.3)
+    done = changes(before, after)
+    chain = chain_name(ServiceKey("TCP", "192.0.2.10", 80))
+    assert done.touched == {f"chain {chain}"} and not done.gone
+    assert "delete table" not in done.script and "prerouting" not in done.script
+    assert f"flush chain inet director {chain}" in done.script
