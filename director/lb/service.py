@@ -88,7 +88,7 @@ class LoadBalancer:
     def __init__(self, config: Any, checks: Any, backend: str, notifier: Notifier,
                  reconcile_every: float | None = None, drain_timeout: float | None = None,
                  on_event: Callable[..., Any] = lambda kind, **fields: None) -> None:
-        self.on_event = on_event            # events for people: quorum, ha_suspend
+        self.on_event = on_event            # events for people: quorum, ha_suspend, slow_start
         self.checks = checks
         self.backend = BACKENDS[backend]()
         self.notifier = notifier
@@ -204,6 +204,8 @@ class LoadBalancer:
                               lambda: any(job.failed for job in state.jobs)):
             event(log, "lb.slow_start", virtual_server=state.name[0], real_server=state.name[1],
                   seconds=real.slow_start)
+            self.on_event("slow_start", virtual_server=state.name[0],
+                          real_server=state.name[1], seconds=real.slow_start)
         return key
 
     def _check_changed(self, state: Any) -> None:

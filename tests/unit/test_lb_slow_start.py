@@ -234,9 +234,11 @@ def balancer(tmp_path, monkeypatch):
     monkeypatch.setattr(lb_service.time, "monotonic", clock.now)
     config = config_of(tmp_path)
     checks = Checks(config)
-    lb = LoadBalancer(config, checks, "none", Notifier(None))
+    heard = []
+    lb = LoadBalancer(config, checks, "none", Notifier(None),
+                      on_event=lambda kind, **fields: heard.append((kind, fields)))
     lb.start()
-    lb.clock, lb.fake_checks = clock, checks
+    lb.clock, lb.fake_checks, lb.heard = clock, checks, heard
     yield lb
     lb.stop()
 
@@ -266,8 +268,13 @@ def test_start_up_is_full_weight_and_a_recovery_ramps_step_by_step(balancer):
         clock.set(due)
         seen.append(desired(lb))
     assert seen == sorted(seen) and seen[-1] == 100 and len(seen) == STEPS
+    assert [kind for kind, _ in lb.heard] == ["quorum", "slow_start", "quorum"]
+    assert lb.heard[1][1] == {"virtual_server": NAME, "real_server": "10.0.0.2:80",
+                              "seconds": 10.0}
+    # the quorum (150) is back as the ramp starts: it counts the ramping server in full
+    assert lb.heard[2][1]["state"] == "up" and lb.heard[2][1]["live_weight"] == 200
     assert desired(lb, "10.0.0.1") == 100
-    assert lb.quorum[NAME]                     # 100 + a full 100 >= quorum 150 throughout
+    assert lb.quorum[NAME]
 
 
 def test_the_ramp_is_in_the_real_servers_view(balancer):

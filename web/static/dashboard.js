@@ -459,6 +459,7 @@ function describe(event) {
     case "lb_error": return `${event.backend} backend failing: ${event.operation}: ${event.error} (retried)`;
     case "lb_recovered": return `${event.backend} backend recovered after ${event.failed_converges} failed attempt(s)`;
     case "drain_complete": return `${event.real_server} in ${event.virtual_server} drained: ${event.why}`;
+    case "slow_start": return `${event.real_server} in ${event.virtual_server}: slow start over ${event.seconds} s`;
     case "ha_suspend": return `ha_suspend: ${event.suspended.length ? event.suspended.join(", ") : "none"} suspended`;
     case "main_loop.late": return `main loop ${event.lag_seconds} s late: ${event.text}`;
     case "bgp": return `BGP ${event.action} ${event.prefix}: ${event.cause}`;
