@@ -16,6 +16,7 @@ from ...names import real_server_name, virtual_server_name  # noqa: F401
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf",
               "mh", "twos")
 METHODS = ("NAT", "DR", "TUN")
+WEIGHTLESS = ("rr", "lc")     # schedulers that ignore weights: a slow start changes nothing
 
 
 def _method(args, ctx) -> str:
@@ -149,6 +150,9 @@ def _virtual_server_finish(values, ctx):
                 changes["port"] = values["port"]
         servers.append(dataclasses.replace(server, **changes) if changes else server)
     values["real_servers"] = tuple(servers)
+    if values["lb_algo"] in WEIGHTLESS and any(server.slow_start for server in servers):
+        ctx.warn(f"virtual_server {name}: slow_start has no effect with lb_algo "
+                 f"{values['lb_algo']}, which ignores weights (wrr, wlc, sh or mh follow them)")
     if values["quorum"] > 1 and values["hysteresis"] >= values["quorum"]:
         ctx.warn(f"virtual_server {name}: hysteresis {values['hysteresis']} must be below quorum "
                  f"{values['quorum']}; keepalived lowers it to {values['quorum'] - 1}")
