@@ -65,7 +65,7 @@ def static_json(view: Any) -> dict[str, Any]:
 # tests/unit/test_event_kinds.py fails when the code publishes a kind not listed here.
 EVENT_KINDS = ("vrrp.transition", "vrrp.sync_group", "real_server", "checker", "quorum",
                "reload", "notify", "admin", "ha_suspend", "main_loop.late", "bgp", "lb_error",
-               "lb_recovered", "drain_complete")
+               "lb_recovered", "drain_complete", "slow_start")
 
 
 # === lateness (director/lateness.py records it) =================================================
@@ -398,6 +398,27 @@ class DrainView:
                 "why": self.why, "completed_at": self.completed_at}
 
 
+@dataclass(frozen=True, slots=True)
+class RampView:
+    """A slow start in progress (director/lb/slowstart.py): since and until when, how far."""
+
+    since: float                        # epoch seconds
+    until: float                        # epoch seconds: at full weight then
+    seconds: float                      # its slow_start
+    fraction: float                     # of the full weight, by whole steps (0..1)
+
+    @classmethod
+    def of(cls, since: float, seconds: float, fraction: float, offset: float) -> RampView:
+        """From the monotonic ``since``; ``offset``: epoch minus monotonic now."""
+        wall_since = since + offset
+        return cls(round(wall_since, 3), round(wall_since + seconds, 3), seconds,
+                   round(fraction, 3))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"since": self.since, "until": self.until, "seconds": self.seconds,
+                "fraction": self.fraction}
+
+
 def configured_checker(real: Any) -> str | None:
     kinds = [checker.kind for checker in real.checkers]
     return "+".join(kinds) if kinds else None
@@ -407,7 +428,7 @@ def configured_checker(real: Any) -> str | None:
 class RealServerView:
     LIVE: ClassVar[frozenset[str]] = frozenset(
         {"weight", "desired_weight", "up", "drained", "last_check", "checks", "counters",
-         "active_connections", "inactive_connections", "drain", "agent"})
+         "active_connections", "inactive_connections", "drain", "agent", "ramp"})
 
     name: str
     address: str
@@ -421,19 +442,20 @@ class RealServerView:
     inactive_connections: int | None = None
     drain: DrainView | None = None
     check: CheckView | None = None      # None: not checked (-P, or not yet)
+    ramp: RampView | None = None        # a slow start in progress
 
     @classmethod
     def of(cls, real: Any, check: CheckView | None = None, weight: int | None = None,
            desired_weight: int | None = None, counters: Traffic | None = None,
            active_connections: int | None = None, inactive_connections: int | None = None,
-           drain: DrainView | None = None) -> RealServerView:
+           drain: DrainView | None = None, ramp: RampView | None = None) -> RealServerView:
         """From a real_server model and what is live of it. Its checker: what runs when it is
         checked, what is configured otherwise. (Positional to the constructor: it runs ten
         thousand times a scrape.)"""
         return cls(real_server_name(real), real.address, real.port, real.weight,
                    check.checker if check is not None else configured_checker(real),
                    weight, desired_weight, counters, active_connections, inactive_connections,
-                   drain, check)
+                   drain, check, ramp)
 
     @property
     def up(self) -> bool | None:
@@ -456,7 +478,8 @@ class RealServerView:
                "counters": None if counters is None else counters.as_json(),
                "active_connections": self.active_connections,
                "inactive_connections": self.inactive_connections,
-               "drain": None if drain is None else drain.as_json(), "agent": None}
+               "drain": None if drain is None else drain.as_json(), "agent": None,
+               "ramp": None if self.ramp is None else self.ramp.as_json()}
         if check is not None:
             out["up"], out["drained"] = check.up, check.drained
             if check.agent is not None:

@@ -324,6 +324,9 @@ def per_server_text(snapshot: State, cache: LabelCache) -> str:
          lambda real: real.configured_weight),
         ("director_real_server_drained", "gauge", "1 while an operator has drained it.",
          lambda real: int(real.check is not None and real.check.drained)),
+        ("director_real_server_slow_start_ratio", "gauge",
+         "Where its slow start ramp is, as a fraction of its full weight (only while it ramps).",
+         lambda real: None if real.ramp is None else real.ramp.fraction),
         ("director_real_server_certificate_expiry_timestamp_seconds", "gauge",
          "When the certificate its SSL_GET check saw expires.", _cert_not_after),
     )

@@ -43,15 +43,19 @@ def instance_json(instance, global_defs, sync_group: str | None) -> dict:
 
 
 def real_server_json(real) -> dict:
-    return {**static_json(RealServerView.of(real)), **plain(real)}
+    data = {**static_json(RealServerView.of(real)), **plain(real)}
+    if real.slow_start is None:         # a director extension: a keepalived.conf dumps as before
+        del data["slow_start"]
+    return data
 
 
 def virtual_server_json(server) -> dict:
     view = VirtualServerView.of(server, tuple(RealServerView.of(real)
                                               for real in server.real_servers))
     data = {**static_json(view), **plain(server)}
-    if server.bgp_announce is None:   # a director extension: a keepalived.conf dumps as before
-        del data["bgp_announce"]
+    for extension in ("bgp_announce", "slow_start"):  # director's: a keepalived.conf dumps
+        if getattr(server, extension) is None:        # as before
+            del data[extension]
     data["real_servers"] = [real_server_json(real) for real in server.real_servers]
     return data
 

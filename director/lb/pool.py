@@ -3,9 +3,10 @@ services and destinations the kernel should have.
 
 - A real server is in its pool while its checkers say it is up, with its configured weight,
   the weight a MISC_CHECK (misc_dynamic), FILE_CHECK or AGENT_CHECK asked for, or 0 while
-  drained (by an operator, or by its agent). An agent's ``maint`` takes it out of the pool
-  (not a failure: inhibit_on_failure does not keep it); its ``maxconn`` is the upper
-  connection threshold.
+  drained (by an operator, or by its agent); during a slow start ramp (slowstart.py)
+  that weight scaled by the ramp's fraction. An agent's ``maint`` takes it out of the
+  pool (not a failure: inhibit_on_failure does not keep it); its ``maxconn`` is the
+  upper connection threshold.
 - A real server that is down leaves the pool, or stays at weight 0 with inhibit_on_failure.
 - Quorum: the live weight (sum of the weights of the servers up) must reach quorum; with
   hysteresis it is lost below quorum - hysteresis and regained at quorum + hysteresis.
@@ -23,6 +24,7 @@ from typing import Any, Callable
 
 from ..config.blocks.virtual_server import virtual_server_name
 from .model import Destination, DestinationKey, Pool, Service, ServiceKey, State
+from .slowstart import ramped_weight
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Live:
     # pool; "ready": neither) and maxconn (None: the configured uthreshold)
     agent_admin: str = "ready"
     agent_maxconn: int | None = None
+    ramp: float | None = None       # slow start: the fraction of its ramp (None: full weight)
 
 
 @dataclass(frozen=True)
@@ -105,14 +108,19 @@ def service(virtual: Any, key: ServiceKey) -> Service:
                    flags)
 
 
-def weight_of(real: Any, live: Live) -> int:
+def weight_of(real: Any, live: Live, ramped: bool = True) -> int:
+    """The weight the kernel should give ``real``: a drain (an operator's, or its agent's
+    drain / maint) wins (0); then the weight the checks ask for, else the configured one;
+    then, ``ramped``, its slow start ramp. Each a separate factor, applied in this order."""
     if live.drained or live.agent_admin != "ready":     # drain: 0; maint: not in the pool
         return 0
-    return live.weight if live.weight is not None else real.weight
+    weight = live.weight if live.weight is not None else real.weight
+    return ramped_weight(weight, live.ramp) if ramped else weight
 
 
 def live_weight(virtual: Any, lives: Callable[[Any], Live]) -> int:
-    return sum(weight_of(real, live) for live, real in
+    """The quorum's sum: a ramping server counts at its full weight (slowstart.py)."""
+    return sum(weight_of(real, live, ramped=False) for live, real in
                ((lives(real), real) for real in virtual.real_servers) if live.up)
 
 

@@ -26,13 +26,14 @@ from ..config.blocks.virtual_server import real_server_name, virtual_server_name
 from ..log import event
 from ..notify import Notifier
 from ..notify_fifo import vs_line
-from ..state import (DrainView, LoadBalancerView, RealServerView, Traffic,
+from ..state import (DrainView, LoadBalancerView, RampView, RealServerView, Traffic,
                      VirtualServerView, frozen)
 from .backends import BACKENDS
 from .model import BackendError, Counters, DestinationKey, State
 from .pool import (Live, desired_state, initial_quorum, live_weight, quorum_step,
                    service_keys)
 from .pool import pool as configured_pool
+from .slowstart import Ramps
 
 log = logging.getLogger("director.lb")
 
@@ -87,7 +88,7 @@ class LoadBalancer:
     def __init__(self, config: Any, checks: Any, backend: str, notifier: Notifier,
                  reconcile_every: float | None = None, drain_timeout: float | None = None,
                  on_event: Callable[..., Any] = lambda kind, **fields: None) -> None:
-        self.on_event = on_event            # events for people: quorum, ha_suspend
+        self.on_event = on_event            # events for people: quorum, ha_suspend, slow_start
         self.checks = checks
         self.backend = BACKENDS[backend]()
         self.notifier = notifier
@@ -115,6 +116,7 @@ class LoadBalancer:
         self.listeners: list[Callable[[], Any]] = []    # called after each converge
         # health() as of the last pools handed to the backend (name -> quorum up, live)
         self.applied_health: dict[str, tuple[bool, int]] = {}
+        self.ramps = Ramps()                    # slow start, by (virtual server, address, port)
 
     def _configure(self, config: Any) -> None:
         self.config = config
@@ -137,6 +139,8 @@ class LoadBalancer:
         self._shared_flows(config)
         names = set(self.keys)
         self.quorum = {name: up for name, up in self.quorum.items() if name in names}
+        self.ramps.keep({(virtual_server_name(v), real.address, real.port)
+                         for v in config.virtual_servers for real in v.real_servers})
         for virtual in config.virtual_servers:
             name = virtual_server_name(virtual)
             if name not in self.quorum:
@@ -181,11 +185,39 @@ class LoadBalancer:
         state = self.checks.state_of(virtual_name, real)
         if state is None:
             return Live()
+        ramp = None
+        if real.slow_start:
+            now = time.monotonic()
+            key = self._observe(state, now)
+            ramp = self.ramps.fraction(key, now, real.slow_start)
+        elif self.ramps.ramps:                  # slow_start turned off by a reload mid-ramp
+            self.ramps.ramps.pop((virtual_name, real.address, real.port), None)
         agent = state.agent() if state.has_agent else None
         if agent is None:
-            return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained)
+            return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained,
+                        ramp=ramp)
         return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained,
-                    agent_admin=agent.admin, agent_maxconn=agent.maxconn)
+                    agent_admin=agent.admin, agent_maxconn=agent.maxconn, ramp=ramp)
+
+    def _observe(self, state: Any, now: float) -> tuple[str, str, int]:
+        """Tells the slow start tracker what the checks say of a real server (a rise after
+        failed checks, or a restore from a drain, starts its ramp); its key."""
+        real = state.real_server
+        key = (state.name[0], real.address, real.port)
+        if self.ramps.observe(key, state.up, state.drained, now,
+                              lambda: any(job.failed for job in state.jobs)):
+            event(log, "lb.slow_start", virtual_server=state.name[0], real_server=state.name[1],
+                  seconds=real.slow_start)
+            self.on_event("slow_start", virtual_server=state.name[0],
+                          real_server=state.name[1], seconds=real.slow_start)
+        return key
+
+    def _check_changed(self, state: Any) -> None:
+        """A real server went up or down: its slow start counts from now, not from the
+        converge this wakes (and a quick down-up between two converges is not missed)."""
+        if state.real_server.slow_start:
+            self._observe(state, time.monotonic())
+        self.changed.set()
 
     def start(self) -> None:
         from ..process import netlink_buffer
@@ -198,7 +230,7 @@ class LoadBalancer:
         for virtual in self.config.virtual_servers:
             name = virtual_server_name(virtual)
             self.quorum[name] = initial_quorum(virtual, lambda real, n=name: self.live(n, real))
-        self.checks.listeners.append(lambda state: self.changed.set())
+        self.checks.listeners.append(self._check_changed)
         # a weight or an agent's drain / maint: the pool changes without an up/down change
         self.checks.effect_listeners.append(lambda state: self.changed.set())
         self._converge_guarded(verify=True)
@@ -214,6 +246,9 @@ class LoadBalancer:
             wait = last_verify + self.reconcile_every - time.monotonic()
             if self.retry_at is not None:             # the last converge failed
                 wait = min(wait, self.retry_at - time.monotonic())
+            step = self.ramps.next_step(time.monotonic())
+            if step is not None:                      # a slow start's next step
+                wait = min(wait, step - time.monotonic())
             self.changed.wait(max(0.0, wait))
             self.changed.clear()
             # Verify on the reconcile cadence even while changes keep coming, and after a
@@ -482,6 +517,8 @@ class LoadBalancer:
                 now_connected = self.connections_of(name, dest_key) if connections else None
                 drain = self.drains.get((name, real_server_name(real))) \
                     if check is not None and check.drained else None
+                ramp = self.ramps.view((name, real.address, real.port), now) \
+                    if self.ramps.ramps else None
                 reals.append(RealServerView.of(
                     real, check, weight=_weight(in_kernel, dest_key),
                     desired_weight=_weight(wanted, dest_key),
@@ -492,7 +529,8 @@ class LoadBalancer:
                     drain=None if drain is None else DrainView(
                         round(drain.started_wall, 3), round(now - drain.started, 1),
                         None if drain.connections is None else drain.connections[0],
-                        drain.completed is not None, drain.completed, drain.completed_at)))
+                        drain.completed is not None, drain.completed, drain.completed_at),
+                    ramp=None if ramp is None else RampView.of(*ramp, time.time() - now)))
             out.append(VirtualServerView.of(
                 virtual, tuple(reals), quorum_ok=self.quorum.get(name, True),
                 suspended=name in self.suspended, in_kernel=bool(in_kernel),

@@ -365,8 +365,8 @@ function renderReals(vs, admin) {
     return el("tr", {"data-rs": r.name},
       el("td", {class: "rs-name", text: r.name}),
       el("td", {}, el("span", {class: `rs-state badge badge-${kind}`, text: label})),
-      el("td", {class: "num", title: "weight in the kernel / configured",
-                text: `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}`}),
+      el("td", {class: "num", title: "weight in the kernel / configured"},
+        `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}`, rampMarker(r)),
       el("td", {class: "num conns", title: "active / inactive connections now",
                 text: r.active_connections === null || r.active_connections === undefined
                   ? "—" : `${r.active_connections} / ${r.inactive_connections}`}),
@@ -391,6 +391,15 @@ function agentBadge(agent) {
   const shown = badge(`agent: ${agent.effect}`, calm ? "muted" : "warn");
   shown.title = `agent replied "${agent.reply}"${agent.error ? ` (${agent.error})` : ""}`;
   return shown;
+}
+
+function rampMarker(real) {
+  // slow start: the weight climbs to the full weight until ramp.until
+  const ramp = real.ramp;
+  if (!ramp) return null;
+  const left = Math.max(0, Math.round(ramp.until - Date.now() / 1000));
+  return el("span", {class: "ramp", title: `slow start over ${ramp.seconds} s: full weight in ${left} s`,
+                     text: ` ramping ${Math.round(ramp.fraction * 100)} %`});
 }
 
 function drainText(real) {
@@ -462,6 +471,7 @@ function describe(event) {
       return `${event.checker} of ${event.real_server} in ${event.virtual_server}: ${event.state}` +
         (event.error ? ` (${event.error})` : "");
     case "drain_complete": return `${event.real_server} in ${event.virtual_server} drained: ${event.why}`;
+    case "slow_start": return `${event.real_server} in ${event.virtual_server}: slow start over ${event.seconds} s`;
     case "ha_suspend": return `ha_suspend: ${event.suspended.length ? event.suspended.join(", ") : "none"} suspended`;
     case "main_loop.late": return `main loop ${event.lag_seconds} s late: ${event.text}`;
     case "bgp": return `BGP ${event.action} ${event.prefix}: ${event.cause}`;

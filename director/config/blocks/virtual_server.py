@@ -16,6 +16,7 @@ from ...names import real_server_name, virtual_server_name  # noqa: F401
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf",
               "mh", "twos")
 METHODS = ("NAT", "DR", "TUN")
+WEIGHTLESS = ("rr", "lc")     # schedulers that ignore weights: a slow start changes nothing
 
 
 def _method(args, ctx) -> str:
@@ -33,6 +34,21 @@ def _method(args, ctx) -> str:
 def _persistence_timeout(args, ctx) -> int:
     """keepalived: with no value, 360 s."""
     return Int(1, 2678400).parse(args, ctx) if args else 360
+
+
+def _slow_start(args, ctx) -> float:
+    """0 (off) or 1 to 86400 seconds: a ramp is at least 10 steps of at least 0.1 s."""
+    from ...lb.slowstart import MIN_SECONDS
+    seconds = Seconds(0, 86400).parse(args, ctx)
+    if 0 < seconds < MIN_SECONDS:
+        raise Invalid(f"must be 0 (off) or from {MIN_SECONDS:g} to 86400 seconds (a ramp is "
+                      f"at least 10 steps of at least 0.1 s), got {args[0]}")
+    return seconds
+
+
+SLOW_START_DOC = ("Slow start: after the server comes back (a rise after failed checks, or a "
+                  "restore from a drain; not at start-up) its weight ramps from 1 to its full "
+                  "weight over this time, in 20 steps of at least 0.1 s. 0: off.")
 
 
 def _real_server_header(args, ctx) -> dict:
@@ -61,6 +77,8 @@ REAL_SERVER = Block(
         Kw("warmup", Seconds(0, 86400)),
         Kw("connect_timeout", Seconds(0.001, 3600)),
         Kw("virtualhost", Word("a host name")),
+        Kw("slow_start", Custom(_slow_start, "SECONDS"), extension=True,
+           doc=SLOW_START_DOC + " Default: the virtual server's."),
         *unsupported("snmp_name", SNMP),
         *checker_keywords(),
     ),
@@ -119,6 +137,8 @@ def _virtual_server_finish(values, ctx):
         changes = {}
         if server.weight is None:
             changes["weight"] = values["weight"]
+        if server.slow_start is None and values["slow_start"] is not None:
+            changes["slow_start"] = values["slow_start"]
         port = server.port or None
         if values["port"] is not None:
             if port is None:
@@ -130,6 +150,9 @@ def _virtual_server_finish(values, ctx):
                 changes["port"] = values["port"]
         servers.append(dataclasses.replace(server, **changes) if changes else server)
     values["real_servers"] = tuple(servers)
+    if values["lb_algo"] in WEIGHTLESS and any(server.slow_start for server in servers):
+        ctx.warn(f"virtual_server {name}: slow_start has no effect with lb_algo "
+                 f"{values['lb_algo']}, which ignores weights (wrr, wlc, sh or mh follow them)")
     if values["quorum"] > 1 and values["hysteresis"] >= values["quorum"]:
         ctx.warn(f"virtual_server {name}: hysteresis {values['hysteresis']} must be below quorum "
                  f"{values['quorum']}; keepalived lowers it to {values['quorum'] - 1}")
@@ -188,6 +211,8 @@ VIRTUAL_SERVER = Block(
         Kw("real_server", REAL_SERVER, field="real_servers", repeat="append"),
         Kw("bgp_announce", BGP_ANNOUNCE, repeat="once", extension=True,
            doc="Announce this virtual server's address over BGP while it is healthy."),
+        Kw("slow_start", Custom(_slow_start, "SECONDS"), extension=True,
+           doc=SLOW_START_DOC + " The default of its real servers."),
         *unsupported("snmp_name", SNMP),
         Kw("nat_mask", Word("a netmask"),
            ignored="nat_mask is ignored: IPVS never used it (the VIP's prefix in "
