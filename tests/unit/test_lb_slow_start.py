@@ -202,6 +202,7 @@ class Checks:
 
     def __init__(self, config):
         self.listeners = []
+        self.effect_listeners = []
         self.real_servers = [RealServerState(virtual, real, (NAME, f"{real.address}:80"))
                              for virtual in config.virtual_servers
                              for real in virtual.real_servers]
