@@ -115,7 +115,7 @@ def test_every_declaration_module_is_in_the_registry():
                            "KINDS", ())
         for kind in declared:
             assert kinds.KINDS[kind.name] is kind, module.name
-    assert len(kinds.KINDS) == 10
+    assert len(kinds.KINDS) == 11
 
 
 def test_each_kind_builds_its_checker_with_what_it_needs(tmp_path):

@@ -12,12 +12,14 @@ line in KINDS below.
 
 from __future__ import annotations
 
-from . import bfd, dns, file, http, misc, ping, smtp, tcp, udp
+from . import bfd, dns, file, grpc, http, misc, ping, smtp, tcp, udp
 from .kind import Kind
 
-# In the order of keepalived's documentation, which docs/KEYWORDS.md follows.
+# In the order of keepalived's documentation, which docs/KEYWORDS.md follows; director's
+# own kinds after them.
 KINDS: dict[str, Kind] = {kind.name: kind
-                          for module in (tcp, http, misc, smtp, dns, udp, ping, file, bfd)
+                          for module in (tcp, http, misc, smtp, dns, udp, ping, file, bfd,
+                                         grpc)
                           for kind in module.KINDS}
 
 
