@@ -192,6 +192,9 @@ TLS_TO_PLAIN = ("failed to connect to all addresses; last error: UNKNOWN: ipv4:1
     ("UNAVAILABLE", HTTP1, True, ("NOT_GRPC: " + shorten(HTTP1), "not_grpc")),
     ("UNAVAILABLE", CLOSED, False, ("UNAVAILABLE: Socket closed", None)),
     ("UNAVAILABLE", TLS_TO_PLAIN, True, ("TLS_ERROR: WRONG_VERSION_NUMBER", None)),
+    ("UNAVAILABLE", "Custom verification check failed with error: UNAUTHENTICATED: Hostname "
+     "Verification Check failed.", True, ("TLS_ERROR: Hostname Verification Check failed.",
+                                          None)),
     ("DEADLINE_EXCEEDED", "Deadline Exceeded", False,
      ("DEADLINE_EXCEEDED: no answer within 1.5 s", None)),
     ("NOT_FOUND", "", False, ("SERVICE_UNKNOWN: the server has no health status for 'svc'",
