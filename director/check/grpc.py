@@ -11,22 +11,24 @@ waits for them in C, so made from a greenlet it would stop the hub for the whole
 connect_timeout against a hung server). Each attempt therefore runs in an OS thread of a
 pool of this module's (hub.ThreadPool); the greenlet waits for it cooperatively.
 grpc.experimental.gevent.init_gevent() was the other way: measured with 200 servers checked
-every second, both cost the same CPU (about 1.1 ms a check, a kept channel), but it changes
-grpcio for the whole process and must run before any channel exists, where the pool changes
-nothing outside this module (the tests run grpcio servers in their own process). A greenlet
-killed at the scheduler's hard deadline only stops waiting; the thread ends at the call's
-own deadline (connect_timeout), so no thread is held longer than that.
+every second (bench/check_grpc_cost.py), both cost the same CPU, about 1.2 ms a check (0.23
+core), and neither stalls the hub for long; but init_gevent changes grpcio for the whole
+process and must run before any channel exists, where the pool changes nothing outside this
+module (the tests run grpcio servers in their own process). A greenlet killed at the
+scheduler's hard deadline only stops waiting; the thread ends at the call's own deadline
+(connect_timeout), so no thread is held longer than that.
 
 A channel is kept from one attempt to the next while they reach the server (a reply, even
-NOT_SERVING): an HTTP/2 connection kept costs about a third of a new one each time. Any
+NOT_SERVING): a new channel for every check would cost twice the CPU (2.3 ms a check). Any
 transport failure closes it, so the next attempt connects afresh rather than waiting out
 grpcio's reconnect backoff (up to two minutes), and a certificate file changed on disk is
 read again. Each channel has its own connection (a local subchannel pool: two checks of one
 server, or a channel closed and made again, never share one), no proxy (grpcio reads
 http_proxy otherwise), no transparent retries, and replies over 64 KiB are refused.
 
-grpcio is imported at the first attempt, in its pool thread: a configuration without a
-GRPC_CHECK never loads it (about 200 ms), and one with it does not load it at start-up.
+grpcio is imported at the first attempt, in a pool thread and before that attempt's deadline
+starts: a configuration without a GRPC_CHECK never loads it (about 200 ms), one with it does
+not load it at start-up, and a loaded machine's slow import fails no check.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ log = logging.getLogger("director.check.grpc")
 # attempts it abandoned at their hard deadline, which end at their own deadline.
 THREADS = 256
 WAIT_SLACK = 0.5            # beyond connect_timeout before the greenlet stops waiting
+IMPORT_ALLOWANCE = 30.0     # the first attempt's hard deadline has room to import grpcio
 MAX_REPLY = 64 << 10        # a HealthCheckResponse is a few bytes
 SERVING = "SERVING"
 METHOD = "/grpc.health.v1.Health/Check"
@@ -81,8 +84,9 @@ def _modules() -> tuple[Any, Any]:
 _CONNECT_PREFIX = re.compile(r"^(?:failed to connect to all addresses; last error: )?"
                              r"(?:[A-Z_]+: )?(?:ipv[46]:\S+?: )?")
 _TLS = ("tls handshake", "ssl handshake", "ssl_error", "tsi_", "handshake read failed",
-        "handshake write failed", "certificate")
+        "handshake write failed", "certificate", "verification check")
 _OPENSSL_REASON = re.compile(r"SSL routines:\w*:([A-Z_]+)")
+_VERIFY = re.compile(r"^Custom verification check failed with error: (?:[A-Z_]+: )?")
 _NOT_GRPC = ("failed parsing http/2", "expected settings frame", "http1.x", "http/1",
              "not a grpc", "bad content-type", "content-type")
 
@@ -120,7 +124,7 @@ def rpc_failure(code: str, details: str, service: str, timeout: float,
         return f"NOT_GRPC: {short}", "not_grpc"
     if tls and any(word in lower for word in _TLS):
         reason = _OPENSSL_REASON.search(short)      # WRONG_VERSION_NUMBER, ...VERIFY_FAILED
-        return f"TLS_ERROR: {reason.group(1) if reason else short}", None
+        return f"TLS_ERROR: {reason.group(1) if reason else _VERIFY.sub('', short)}", None
     if code == "RESOURCE_EXHAUSTED" and "message" in lower:
         return f"NOT_GRPC: reply larger than {MAX_REPLY >> 10} KiB ({short})", "too_large"
     if code == "INTERNAL" and "deserializ" in lower:
@@ -174,11 +178,19 @@ class GrpcCheck:
         self.server_name = config.tls_server_name or target.virtualhost
         self._channel: Any = None        # (channel, its Check callable), kept while it works
 
+    @property
+    def hard_deadline(self) -> float:
+        """The scheduler's (connect_timeout + 1 s), and room for grpcio's import before the
+        first attempt."""
+        return self.target.connect_timeout + 1.0 + (IMPORT_ALLOWANCE if _grpc is None else 0)
+
     def check(self) -> CheckResult:
-        started = time.monotonic()
         t = self.target
         if t.port is None:
             return CheckResult(False, 0.0, "no port to connect to (set connect_port)")
+        if _grpc is None:       # the process's first attempt: load grpcio off the hub first
+            _threads().spawn(_modules).get()
+        started = time.monotonic()
         deadline = started + t.connect_timeout
         wait = hub.Timeout(t.connect_timeout + WAIT_SLACK)
         wait.start()
