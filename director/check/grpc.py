@@ -49,6 +49,8 @@ log = logging.getLogger("director.check.grpc")
 # attempts at once (256), so this many never makes one wait for a thread except behind
 # attempts it abandoned at their hard deadline, which end at their own deadline.
 THREADS = 256
+IDLE_THREAD = 10.0          # seconds a thread waits for work before it ends (a start-up
+                            # burst leaves a hundred otherwise)
 WAIT_SLACK = 0.5            # beyond connect_timeout before the greenlet stops waiting
 IMPORT_ALLOWANCE = 30.0     # the first attempt's hard deadline has room to import grpcio
 MAX_REPLY = 64 << 10        # a HealthCheckResponse is a few bytes
@@ -62,7 +64,7 @@ _grpc: Any = None           # (grpc, health_pb2) once imported
 def _threads() -> Any:
     global _pool
     if _pool is None:
-        _pool = hub.ThreadPool(THREADS)
+        _pool = hub.ThreadPool(THREADS, idle_task_timeout=IDLE_THREAD)
     return _pool
 
 
