@@ -10,13 +10,15 @@ the daemon runs it: a hung server's check does not stop the hub.
 Last, ``director -C`` in a network namespace checking a server in another: its state, read
 from /api/v1/state, follows the statuses the server switches, within the checker's retry
 rules (down only after retry + 1 failed attempts), in clear and over TLS, and the hung and
-garbage servers stay down with their causes.
+garbage servers stay down with their causes; a reload changing one check leaves the others'
+running.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -231,13 +233,13 @@ def grpc_block(service: str = "", extra: str = "") -> str:
             f"            delay_before_retry {BEFORE_RETRY}\n{extra}        }}")
 
 
-def daemon_config(ca: Path) -> str:
+def daemon_config(ca: Path, wrong_name: str = "wrong.test") -> str:
     tls = f"            tls\n            tls_ca {ca}\n"
     reals = {
         f"{SERVER} {PORT}": grpc_block("svc"),                  # a named service, clear
         f"{SERVER2} {PORT}": grpc_block(),                      # overall, clear
         f"{SERVER} {PORT + 1}": grpc_block("svc", tls),         # TLS, verified by the test CA
-        f"{SERVER2} {PORT + 1}": grpc_block("", tls + "            tls_server_name wrong.test\n"),
+        f"{SERVER2} {PORT + 1}": grpc_block("", tls + f"            tls_server_name {wrong_name}\n"),
         f"{SERVER} {PORT + 2}": grpc_block(),                   # hung
         f"{SERVER} {PORT + 3}": grpc_block(),                   # garbage
     }
@@ -280,7 +282,7 @@ def test_the_daemon_follows_serving_and_not_serving(lab):
     config = folder / "keepalived.conf"
     config.write_text(daemon_config(pki["ca"]))
     log_path = folder / "director.log"
-    director.popen([sys.executable, "-m", "director", "-C", "-l", "-f", str(config),
+    daemon = director.popen([sys.executable, "-m", "director", "-C", "-l", "-f", str(config),
                     "--state-dir", str(folder / "state"),
                     "--web", f"{DIRECTOR}:{WEB_PORT}"], log_path=log_path, env=env)
 
@@ -339,5 +341,22 @@ def test_the_daemon_follows_serving_and_not_serving(lab):
     switch_and_follow({"svc": "SERVING", "": "SERVING"}, [overall], True, UP_BOUND)
     final = reals()
     assert not final[hung]["up"] and not final[garbage]["up"]
+
+    # A reload fixing the wrong server name changes that check only: it comes up, and the
+    # others keep their jobs (their counts go on from where they were).
+    before = reals()
+    config.write_text(daemon_config(pki["ca"], wrong_name="grpc.test"))
+    daemon.send_signal(signal.SIGHUP)       # `ip netns exec` became the daemon (exec)
+    wait_for(lambda: reals()[tls_wrong]["up"], UP_BOUND + SLACK,
+             message=lambda: (reals()[tls_wrong], log_path.read_text()[-2000:]))
+    (reloaded,) = re.findall(r"check\.reloaded .*", log_path.read_text())
+    assert all(f in reloaded.split() for f in ("kept=5", "added=0", "removed=0", "changed=1"))
+    print(reloaded)
+    after = reals()
+    for key in set(after) - {tls_wrong}:
+        assert after[key]["checks"]["ok"] >= before[key]["checks"]["ok"], key
+        assert after[key]["checks"]["failed"] >= before[key]["checks"]["failed"], key
+        assert after[key]["up"] == before[key]["up"], key
     log = log_path.read_text()
     assert "hub.crash" not in log and "Traceback" not in log
+    assert not re.search(r"^[IW]\d{4} ", log, re.M)      # grpcio's C core kept to errors
