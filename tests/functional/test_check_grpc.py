@@ -159,6 +159,29 @@ def test_a_client_certificate_from_the_block_or_the_ssl_block(pki):
         assert checker(server.port, tls=True, ssl_defs=ssl_defs).check().ok   # all defaults
 
 
+def test_an_encrypted_client_key_with_the_ssl_blocks_password(pki, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    key = serialization.load_pem_private_key(pki["client_key"].read_bytes(), None)
+    locked = tmp_path / "client.key"
+    locked.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret")))
+    ssl_defs = SimpleNamespace(ca=str(pki["ca"]), certificate=str(pki["client_cert"]),
+                               key=str(locked),
+                               password=SimpleNamespace(reveal=lambda: "s3cret"))
+    with HealthServer(pki=pki, client_auth=True) as server:
+        assert checker(server.port, tls=True, ssl_defs=ssl_defs).check().ok
+        wrong = SimpleNamespace(**{**vars(ssl_defs),
+                                   "password": SimpleNamespace(reveal=lambda: "nope")})
+        result = checker(server.port, tls=True, ssl_defs=wrong).check()
+        assert result.error.startswith("TLS_ERROR: "), result
+
+
+def test_ipv6():
+    with HealthServer("[::1]:0") as server:
+        assert checker(server.port, host="::1").check().ok
+
+
 def test_a_certificate_file_gone_is_a_tls_error(pki, tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_bytes(pki["ca"].read_bytes())
@@ -193,7 +216,7 @@ gevent.joinall(greenlets)
 results = [greenlet.value for greenlet in greenlets]
 during = [t for t in ticks if t > started]
 gaps = [b - a for a, b in zip(during, during[1:])]
-print(len(during), round(max(gaps), 3))
+print(len(during), round(max(gaps, default=0.0), 3))
 for result in results:
     print(result.ok, result.error)
 """
