@@ -272,10 +272,14 @@ def daemon_config(ca: Path, wrong_name: str = "wrong.test") -> str:
             f"    protocol TCP\n{body}}}\n")
 
 
+def fetch(host, path: str) -> str:
+    code = ("import sys, urllib.request\nsys.stdout.write(urllib.request.urlopen("
+            f"'http://{DIRECTOR}:{WEB_PORT}{path}', timeout=5).read().decode())")
+    return host.run([sys.executable, "-c", code]).stdout
+
+
 def api(host, path: str):
-    fetch = ("import sys, urllib.request\nsys.stdout.write(urllib.request.urlopen("
-             f"'http://{DIRECTOR}:{WEB_PORT}{path}', timeout=5).read().decode())")
-    return json.loads(host.run([sys.executable, "-c", fetch]).stdout)
+    return json.loads(fetch(host, path))
 
 
 @pytest.mark.netns
@@ -334,6 +338,9 @@ def test_the_daemon_follows_serving_and_not_serving(lab):
         f"DEADLINE_EXCEEDED: no answer within {CONNECT_TIMEOUT} s"
     assert now[garbage]["last_check"]["error"].startswith("NOT_GRPC: Failed parsing HTTP/2")
     assert now[tls_wrong]["last_check"]["error"].startswith("TLS_ERROR: ")
+    counted = re.search(r'^director_check_reply_errors_total\{checker="GRPC_CHECK",'
+                        r'reason="not_grpc"\} (\d+)', fetch(director, "/metrics"), re.M)
+    assert counted and float(counted.group(1)) >= 1         # the garbage server's replies
 
     def switch_and_follow(statuses: dict, changing: list[str], up: bool,
                           bound: float) -> None:
