@@ -15,12 +15,14 @@ import argparse
 import datetime
 import ipaddress
 import json
+import os
 import socket
 import threading
 import time
 from concurrent import futures
 from pathlib import Path
 
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")      # before grpcio loads: no INFO lines
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
