@@ -19,6 +19,7 @@ import gevent
 import gevent.event
 import gevent.lock
 import gevent.queue
+import gevent.threadpool
 
 log = logging.getLogger("director.hub")
 
@@ -172,6 +173,10 @@ SIGNALS = {"TERM": _signal.SIGTERM, "INT": _signal.SIGINT, "HUP": _signal.SIGHUP
 
 
 AsyncResult = gevent.event.AsyncResult
+# OS threads for a call that blocks in C where gevent cannot see it (grpcio waits for its own
+# C threads): ``ThreadPool(n).spawn(function, *args).get()`` waits cooperatively. Threads
+# start on demand, up to n. What runs there must not touch greenlets or the hub.
+ThreadPool = gevent.threadpool.ThreadPool
 
 
 BREATHE_MAX = 0.005      # seconds breathe() may wait for an idle loop

@@ -98,6 +98,9 @@ virtual_server 192.0.2.1 80 {
         BFD_CHECK {
             name b
         }
+        GRPC_CHECK {
+            service_name "svc"
+        }
     }
 }
 """
@@ -139,7 +142,8 @@ def test_each_kind_builds_its_checker_with_what_it_needs(tmp_path):
         (state,) = checks.real_servers
         by_kind = {job.key[2]: job.checker for job in state.jobs}
         assert list(by_kind) == ["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK",
-                                 "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK"]  # no BFD
+                                 "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK",
+                                 "GRPC_CHECK"]  # no BFD
         assert isinstance(by_kind["TCP_CHECK"], TcpCheck)
         assert isinstance(by_kind["PING_CHECK"], PingCheck)
         http, ssl = by_kind["HTTP_GET"], by_kind["SSL_GET"]
@@ -148,11 +152,13 @@ def test_each_kind_builds_its_checker_with_what_it_needs(tmp_path):
         misc = by_kind["MISC_CHECK"]
         assert isinstance(misc, MiscCheck)
         assert (misc.script_user, misc.timeout) == ("nobody", 7.0)   # delay_loop
-        assert [job.settings.retry for job in state.jobs] == [1, 1, 1, 0, 1, 3, 1, 1, 0]
+        assert [job.settings.retry for job in state.jobs] == [1, 1, 1, 0, 1, 3, 1, 1, 0, 1]
         file = by_kind["FILE_CHECK"]
         assert isinstance(file, FileCheck) and file.base_weight == 5
         assert file.track_file is result.config.track_files[0] and file.weight == 3
-        assert state.jobs[-1].settings.delay_loop == 1.0    # FILE_CHECK reads at least 1/s
+        assert state.jobs[-2].settings.delay_loop == 1.0    # FILE_CHECK reads at least 1/s
+        grpc = by_kind["GRPC_CHECK"]
+        assert grpc.ssl_defs is result.config.ssl and grpc.service == "svc" and not grpc.tls
     finally:
         checks.stop()
 
@@ -175,9 +181,11 @@ def test_parsing_loads_no_checker(tmp_path):
     loaded = set(done.stdout.split())
     assert "director.check.kinds.tcp" in loaded          # the declarations are read ...
     checkers = {f"director.check.{name}" for name in
-                ("tcp", "http", "misc", "smtp", "dns", "udp", "ping", "file", "scheduler")}
+                ("tcp", "http", "misc", "smtp", "dns", "udp", "ping", "file", "grpc",
+                              "scheduler")}
     assert not loaded & (checkers | {"director.hub", "director.genhash", "director.log",
-                                     "gevent", "ssl", "subprocess", "logging"})   # ... only
+                                     "gevent", "ssl", "subprocess", "logging", "grpc",
+                                     "grpc_health.v1.health_pb2"})   # ... only
 
 
 def test_dns_check_takes_the_types_the_checker_can_send():

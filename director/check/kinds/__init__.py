@@ -12,13 +12,14 @@ line in KINDS below.
 
 from __future__ import annotations
 
-from . import agent, bfd, dns, file, http, misc, ping, smtp, tcp, udp
+from . import agent, bfd, dns, file, grpc, http, misc, ping, smtp, tcp, udp
 from .kind import Kind
 
 # In the order of keepalived's documentation, which docs/KEYWORDS.md follows; director's
 # own kinds after keepalived's.
 KINDS: dict[str, Kind] = {kind.name: kind
-                          for module in (tcp, http, misc, smtp, dns, udp, ping, file, bfd, agent)
+                          for module in (tcp, http, misc, smtp, dns, udp, ping, file, bfd, agent,
+                                         grpc)
                           for kind in module.KINDS}
 
 

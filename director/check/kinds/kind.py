@@ -36,8 +36,11 @@ class Kind(NamedTuple):
     inputs: Callable[[Any, Any, CheckSettings], dict[str, Any]] | None = None
     aliases: tuple[str, ...] = ()   # other block keywords for it
     unsupported: str = ""           # why it is parsed but not run (-t says it)
-    extension: bool = False         # director's own kind, which keepalived lacks (AGENT_CHECK)
-    doc: str = ""                   # what its block does, for docs/KEYWORDS.md
+    # Shared keywords it cannot honour: writing one is an error saying ``refused_why``.
+    refused: tuple[str, ...] = ()
+    refused_why: str = ""
+    extension: bool = False         # director's own kind, which keepalived does not have
+    doc: str = ""                   # what the block is, for the docs (extensions)
 
     @property
     def runs(self) -> bool:

@@ -72,7 +72,7 @@ def shared_keywords(kind: Kind) -> tuple[Kw, ...]:
                                   f"it only in HTTP_GET and SSL_GET (use 'retry')")
     before_retry = "the delay_loop" if kind.delay_before_retry is None else \
         f"{kind.delay_before_retry:g} s"
-    return CONNECTION + (
+    return _refuse(kind, CONNECTION + (
         CONNECT_TIMEOUT,
         Kw("retry", Int(0, UINT_MAX),
            doc=f"Failed attempts in a row before the server is marked down. Default: the "
@@ -81,7 +81,23 @@ def shared_keywords(kind: Kind) -> tuple[Kw, ...]:
         Kw("delay_before_retry", Seconds(0, 86400),
            doc=f"Pause between the attempts of one check. Default: the real server's, "
                f"else the virtual server's, else {before_retry}."),
-    ) + TIMING
+    ) + TIMING)
+
+
+def _refuse(kind: Kind, keywords: tuple[Kw, ...]) -> tuple[Kw, ...]:
+    """The shared keywords, those the kind cannot honour (Kind.refused) turned into errors
+    that say why, at their line: silently checking from another source address or without
+    the mark would be worse than refusing."""
+    if not kind.refused:
+        return keywords
+
+    def refuse(args, ctx):
+        raise Invalid(kind.refused_why)
+
+    refused = Custom(refuse, "not accepted")
+    return tuple(Kw(kw.name, refused, field=kw.field, aliases=kw.aliases,
+                    doc=f"Not accepted here: {kind.refused_why}")
+                 if kw.name in kind.refused else kw for kw in keywords)
 
 
 def _finish(kind: Kind):
@@ -118,7 +134,7 @@ def checker_keywords() -> tuple[Kw, ...]:
     """The checker blocks as real_server keywords; all collect into ``checkers``."""
     return tuple(Kw(name, BLOCKS[name], field="checkers", repeat="append",
                     unsupported=kind.unsupported, aliases=kind.aliases,
-                    extension=kind.extension)
+                    extension=kind.extension, doc=kind.doc)
                  for name, kind in KINDS.items())
 
 
