@@ -98,6 +98,9 @@ virtual_server 192.0.2.1 80 {
         BFD_CHECK {
             name b
         }
+        AGENT_CHECK {
+            connect_port 8081
+        }
         GRPC_CHECK {
             service_name "svc"
         }
@@ -118,7 +121,7 @@ def test_every_declaration_module_is_in_the_registry():
                            "KINDS", ())
         for kind in declared:
             assert kinds.KINDS[kind.name] is kind, module.name
-    assert len(kinds.KINDS) == 11
+    assert len(kinds.KINDS) == 12
 
 
 def test_each_kind_builds_its_checker_with_what_it_needs(tmp_path):
@@ -143,7 +146,7 @@ def test_each_kind_builds_its_checker_with_what_it_needs(tmp_path):
         by_kind = {job.key[2]: job.checker for job in state.jobs}
         assert list(by_kind) == ["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK",
                                  "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK",
-                                 "GRPC_CHECK"]  # no BFD
+                                 "AGENT_CHECK", "GRPC_CHECK"]  # no BFD
         assert isinstance(by_kind["TCP_CHECK"], TcpCheck)
         assert isinstance(by_kind["PING_CHECK"], PingCheck)
         http, ssl = by_kind["HTTP_GET"], by_kind["SSL_GET"]
@@ -152,11 +155,11 @@ def test_each_kind_builds_its_checker_with_what_it_needs(tmp_path):
         misc = by_kind["MISC_CHECK"]
         assert isinstance(misc, MiscCheck)
         assert (misc.script_user, misc.timeout) == ("nobody", 7.0)   # delay_loop
-        assert [job.settings.retry for job in state.jobs] == [1, 1, 1, 0, 1, 3, 1, 1, 0, 1]
+        assert [job.settings.retry for job in state.jobs] == [1, 1, 1, 0, 1, 3, 1, 1, 0, 0, 1]
         file = by_kind["FILE_CHECK"]
         assert isinstance(file, FileCheck) and file.base_weight == 5
         assert file.track_file is result.config.track_files[0] and file.weight == 3
-        assert state.jobs[-2].settings.delay_loop == 1.0    # FILE_CHECK reads at least 1/s
+        assert state.jobs[-3].settings.delay_loop == 1.0    # FILE_CHECK reads at least 1/s
         grpc = by_kind["GRPC_CHECK"]
         assert grpc.ssl_defs is result.config.ssl and grpc.service == "svc" and not grpc.tls
     finally:
