@@ -41,6 +41,8 @@ SEND_TIMEOUT = 10.0       # seconds a reply may wait for a client that does not 
 KEEPALIVE = 5.0           # seconds between keep-alive lines on a quiet events stream
 EVENTS_DEFAULT = 100      # events one `events` returns without a limit
 EVENTS_MAX = 1000
+DISCARD_MAX = 1 << 20    # bytes of a too-long request read past to find the next one
+DISCARD_TIMEOUT = 2.0     # seconds to wait for the rest of it
 PROBE_TIMEOUT = 1.0       # seconds to see whether a daemon answers on an existing socket
 
 
@@ -196,9 +198,10 @@ class ControlServer:
                 if len(line) > ctlproto.MAX_REQUEST and not line.endswith(b"\n"):
                     self.bad_requests += 1
                     self._send(connection, reply_error(
-                        f"a request is at most {ctlproto.MAX_REQUEST} bytes; closing",
-                        BAD_REQUEST))
-                    return
+                        f"a request is at most {ctlproto.MAX_REQUEST} bytes", BAD_REQUEST))
+                    if not self._skip_line(connection, reader):
+                        return
+                    continue
                 try:
                     command, arguments = ctlproto.decode_request(line.strip())
                 except ProtocolError as exc:
@@ -216,6 +219,23 @@ class ControlServer:
         finally:
             reader.close()
             connection.close()
+
+    @staticmethod
+    def _skip_line(connection: socket.socket, reader: Any) -> bool:
+        """Read past the rest of a line too long to be a request, so that the next one can
+        be read (True); False when it does not end within DISCARD_MAX bytes or in time.
+        Closing with its rest unread would reset the connection before the client read our
+        reply (a Unix socket's peer gets ECONNRESET)."""
+        connection.settimeout(DISCARD_TIMEOUT)
+        left = DISCARD_MAX
+        while left > 0:
+            piece = reader.readline(min(left, 65536))
+            if not piece:
+                return False
+            if piece.endswith(b"\n"):
+                return True
+            left -= len(piece)
+        return False
 
     def _send(self, connection: socket.socket, message: dict) -> None:
         connection.settimeout(SEND_TIMEOUT)

@@ -343,3 +343,7 @@ def print_completions(argv: list[str]) -> int:
         found = []
     _print("".join(f"{name}\n" for name in found))
     return EXIT_OK
+
+
+if __name__ == "__main__":            # python -m director.ctl: directorctl without pip install
+    run()
