@@ -40,21 +40,21 @@ def _count(value: Any) -> str:
 
 
 def _check(real: dict) -> str:
-    if real.get("up") is None:
-        return "-"
-    if real["up"]:
-        return "up"
-    error = (real.get("last_check") or {}).get("error")
-    return f"down ({error})" if error else "down"
+    return "-" if real.get("up") is None else "up" if real["up"] else "down"
 
 
 def _marks(real: dict) -> str:
+    """drained / draining, overridden, and why a server is down: the last column, as long
+    as it needs to be."""
     marks = []
     if real.get("drained"):
         drain = real.get("drain") or {}
         marks.append("drained" if drain.get("complete", True) else "draining")
     if overridden(real):
         marks.append("overridden")
+    error = (real.get("last_check") or {}).get("error")
+    if real.get("up") is False and error:
+        marks.append(f"({error})")
     return " ".join(marks)
 
 

@@ -163,12 +163,23 @@ def test_status_drain_restore_and_who_may(tmp_path, state_dir, servers):
         unknown = ctl(state_dir, "--json", "restore", "127.0.0.1:80", "127.0.0.9:80")
         assert unknown.returncode == 1 and json.loads(unknown.stdout)["kind"] == "refused"
         assert f"real servers: 127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}" in unknown.stderr
-        # the completion's names come from the daemon
-        done = subprocess.run(
-            [sys.executable, "-m", "director", "ctl", "__complete",
-             f"director ctl --state-dir {state_dir} drain 127.0.0.1:80 127.0.0.1:", ":="],
-            cwd=ROOT, capture_output=True, text=True, timeout=30)
-        assert sorted(done.stdout.split()) == sorted(str(port) for port in ports)
+        # bash's completion: the names come from the daemon; bash splits words at ':'
+        tools = tmp_path / "bin"
+        tools.mkdir()
+        (tools / "director").write_text(f"#!/bin/sh\nexec {sys.executable} -m director "
+                                        '"$@"\n')
+        (tools / "director").chmod(0o755)
+        line = f"director ctl --state-dir {state_dir} drain 127.0.0.1:80 127.0.0.1:"
+        script = ('eval "$(director ctl completion bash)"\n'
+                  f"COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}\n"
+                  f"COMP_WORDS=(director ctl --state-dir {state_dir} drain 127.0.0.1 : 80 "
+                  "127.0.0.1 : ''); COMP_CWORD=$((${#COMP_WORDS[@]} - 1))\n"
+                  '_director_ctl; printf "%s\\n" "${COMPREPLY[@]}"\n')
+        done = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT),
+                                       PATH=f"{tools}:{os.environ['PATH']}"))
+        assert sorted(done.stdout.split()) == sorted(str(port) for port in ports), done
     assert not path.exists() and not path.is_symlink()        # stop removed it
 
 
