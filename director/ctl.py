@@ -17,7 +17,7 @@ import socket
 import sys
 from typing import Any, Callable
 
-from .ctlproto import (EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, UNAVAILABLE,
+from .ctlproto import (EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, UNAVAILABLE,
                        SOCKET_NAME, ProtocolError, decode_reply, encode)
 from .ctlrender import event_line, result_text, status_text
 
@@ -243,7 +243,7 @@ def run() -> None:
 
 # === shell completion ===========================================================================
 
-BASH_COMPLETION = r"""# bash completion for director ctl and directorctl: eval "$(director ctl completion bash)"
+BASH_COMPLETION = r"""# bash completion: eval "$(director ctl completion bash)"
 _director_ctl() {
     local IFS=$'\n' program=${COMP_WORDS[0]} ctl=()
     [[ ${program##*/} == directorctl* ]] || ctl=(ctl)

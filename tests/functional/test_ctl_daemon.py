@@ -6,8 +6,10 @@ daemon lives; stop removes the socket; a stale socket is replaced, a live one le
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -258,3 +260,20 @@ def test_the_socket_file_is_claimed_with_care(tmp_path, state_dir, servers):
         assert f"{path}: a running daemon answers on it" in done.stderr
         assert ctl_json(state_dir, "status")["pid"] == first.proc.pid
     assert not path.exists()
+
+
+def test_a_group_may_be_let_in(tmp_path, state_dir, servers):
+    """--control-socket-group: the socket 0660 and that group's; a member acts, recorded
+    with its own uid."""
+    ports = [sock.getsockname()[1] for sock in servers]
+    daemon = start(tmp_path, state_dir, ports)
+    daemon.extra += ["--control-socket-group", "nogroup"]
+    with running(daemon):
+        info = (state_dir / "control.sock").stat()
+        assert stat.S_IMODE(info.st_mode) == 0o660 and info.st_uid == 0
+        assert info.st_gid == grp.getgrnam("nogroup").gr_gid
+        done = ctl(state_dir, "drain", "127.0.0.1:80", f"127.0.0.1:{ports[1]}", user="nobody")
+        assert done.returncode == 0, done.stderr
+        assert daemon.reals()[ports[1]]["drained"] is True
+        (drain,) = [e for e in ctl_json(state_dir, "events") if e["kind"] == "admin"]
+        assert drain["actor"] == f"ctl:uid={pwd.getpwnam('nobody').pw_uid}"

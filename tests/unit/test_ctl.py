@@ -290,3 +290,113 @@ def test_the_bash_script(capsys):
     script = capsys.readouterr().out
     assert "complete -o default -F _director_ctl directorctl director" in script
     assert "__complete" in script
+
+
+# === the server's commands (director/control.py), on a stand-in daemon ==========================
+
+class StandIn:
+    """The daemon's side the control server uses: its configuration, command() (recorded;
+    raising what ``raises`` holds) and the do_<name> it has."""
+
+    def __init__(self, config, raises=None):
+        self.config = config
+        self.sent = []
+        self.raises = raises
+
+    def command(self, name, **arguments):
+        self.sent.append((name, arguments))
+        if self.raises is not None:
+            raise self.raises
+        return {"done": name}
+
+    def do_drain(self, **arguments):
+        raise AssertionError("runs on the main greenlet, through command()")
+
+    do_reload = do_weight = do_preview = do_drain
+
+
+@pytest.fixture
+def standin(tmp_path):
+    from director.config import load_config
+    (tmp_path / "k.conf").write_text("""
+virtual_server 192.168.1.11 80 {
+    protocol TCP
+    real_server 10.20.40.10 80 {
+    }
+    real_server 10.20.40.11 80 {
+    }
+}
+virtual_server 192.168.1.11 53 {
+    protocol UDP
+    real_server 10.20.40.10 53 {
+    }
+}
+virtual_server 192.168.1.11 53 {
+    protocol TCP
+    real_server 10.20.40.10 53 {
+    }
+}
+""")
+    result = load_config(str(tmp_path / "k.conf"), config_id="t")
+    assert result.ok, result.diagnostics
+    return StandIn(result.config)
+
+
+def _handle(director, command, **arguments):
+    from director.control import ControlServer
+    server = ControlServer(director, "/nonexistent/control.sock")      # never started
+    return server.handle(*decode_request(encode({"command": command, **arguments})),
+                         "ctl:uid=0")
+
+
+def test_the_server_sends_commands_with_the_full_names(standin):
+    assert _handle(standin, "drain", virtual_server="192.168.1.11:80",
+                   real_server="10.20.40.11") == {"ok": True, "result": {"done": "drain"}}
+    assert _handle(standin, "restore", virtual_server="192.168.1.11:53/udp",
+                   real_server="10.20.40.10:53")["ok"]
+    assert _handle(standin, "weight", virtual_server="192.168.1.11:80/TCP",
+                   real_server="10.20.40.10:80", weight=7)["ok"]
+    assert _handle(standin, "reload")["ok"] and _handle(standin, "diff", path="/x.conf")["ok"]
+    assert standin.sent == [
+        ("drain", {"virtual_server": "192.168.1.11:80/TCP", "real_server": "10.20.40.11:80",
+                   "drained": True, "actor": "ctl:uid=0"}),
+        ("drain", {"virtual_server": "192.168.1.11:53/UDP", "real_server": "10.20.40.10:53",
+                   "drained": False, "actor": "ctl:uid=0"}),
+        ("weight", {"virtual_server": "192.168.1.11:80/TCP", "real_server": "10.20.40.10:80",
+                    "weight": 7, "actor": "ctl:uid=0"}),
+        ("reload", {"actor": "ctl:uid=0"}),
+        ("preview", {"path": "/x.conf"})]
+    assert _handle(standin, "names")["result"] == {
+        "192.168.1.11:80/TCP": ["10.20.40.10:80", "10.20.40.11:80"],
+        "192.168.1.11:53/UDP": ["10.20.40.10:53"], "192.168.1.11:53/TCP": ["10.20.40.10:53"]}
+
+
+def test_the_server_refuses_clearly_and_goes_on(standin):
+    from director import hub
+    from director.errors import CommandError
+    reply = _handle(standin, "drain", virtual_server="192.168.1.11:53", real_server="x")
+    assert reply["kind"] == "refused" and "ambiguous" in reply["error"]
+    reply = _handle(standin, "drain", virtual_server="192.168.1.11:80",
+                    real_server="10.20.40.12:80")
+    assert reply == {"ok": False, "kind": "refused", "error":
+                     "no real server '10.20.40.12:80' in 192.168.1.11:80/TCP; real servers: "
+                     "10.20.40.10:80, 10.20.40.11:80"}
+    assert standin.sent == []                           # nothing reached the daemon
+    standin.raises = CommandError("this daemon runs no checkers (-P)")
+    assert _handle(standin, "reload")["error"] == "this daemon runs no checkers (-P)"
+    standin.raises = hub.Timeout()
+    assert _handle(standin, "reload")["kind"] == "unavailable"
+    standin.raises = ZeroDivisionError("a bug")
+    before = hub.crashes.get("control command", 0)
+    reply = _handle(standin, "reload")
+    assert reply["kind"] == "internal" and "ZeroDivisionError" in reply["error"]
+    assert hub.crashes["control command"] == before + 1
+    standin.raises = None
+    del StandIn.do_weight                               # a daemon without that command yet
+    try:
+        reply = _handle(standin, "weight", virtual_server="192.168.1.11:80",
+                        real_server="10.20.40.10", weight=3)
+    finally:
+        StandIn.do_weight = StandIn.do_drain
+    assert reply == {"ok": False, "kind": "refused",
+                     "error": "this daemon has no 'weight' command"}
