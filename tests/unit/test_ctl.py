@@ -400,3 +400,46 @@ def test_the_server_refuses_clearly_and_goes_on(standin):
         StandIn.do_weight = StandIn.do_drain
     assert reply == {"ok": False, "kind": "refused",
                      "error": "this daemon has no 'weight' command"}
+
+
+# === claiming the socket's path =================================================================
+
+def test_a_path_is_claimed_only_from_the_dead(tmp_path):
+    import socket
+
+    from director.control import ControlError, claim
+    path = tmp_path / "control.sock"
+    claim(str(path))                                    # nothing there: nothing to do
+    path.write_text("not a socket")
+    with pytest.raises(ControlError, match="exists and is not a socket"):
+        claim(str(path))
+    assert path.read_text() == "not a socket"
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(str(path))
+        live.listen(1)
+        with pytest.raises(ControlError, match="a running daemon answers on it"):
+            claim(str(path))
+        assert path.exists()
+    claim(str(path))                                    # closed: a crashed daemon's
+    assert not path.exists()
+
+
+def test_what_the_options_ask_for(tmp_path):
+    from types import SimpleNamespace
+
+    from director.control import ControlError, serve
+    assert serve(None, SimpleNamespace(control_socket="off", state_dir=str(tmp_path))) is None
+    deep = tmp_path / ("d" * 120)                        # too long a path for a socket
+    deep.mkdir()
+    # the default path is a convenience: the daemon runs without it
+    assert serve(None, SimpleNamespace(control_socket=None, control_socket_group=None,
+                                       state_dir=str(deep))) is None
+    # a path asked for is a requirement
+    with pytest.raises(ControlError, match="cannot serve the control socket"):
+        serve(None, SimpleNamespace(control_socket=str(deep / "c.sock"),
+                                    control_socket_group=None, state_dir=str(tmp_path)))
+    with pytest.raises(ControlError, match="no-such-group-here: no such group"):
+        serve(None, SimpleNamespace(control_socket=None, control_socket_group="no-such-group-here",
+                                    state_dir=str(tmp_path)))
+    assert list(deep.iterdir()) == [] and not (tmp_path / "control.sock").exists()
