@@ -5,6 +5,7 @@
     director -f keepalived.conf --dump-json the model as JSON
     director genhash -s IP -p PORT -u PATH  keepalived's genhash
     director demo                           the demo (see README)
+    director ctl [--state-dir DIR] COMMAND  talk to the running daemon (director/ctl.py)
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="director",
         description="Load-balancer director: VRRP failover, health checks, IPVS; reads "
-                    "keepalived.conf. Subcommands: 'director genhash ...', 'director demo'.")
+                    "keepalived.conf. Subcommands: 'director genhash ...', 'director demo', "
+                    "'director ctl ...' (director ctl --help).")
     p.add_argument("-f", "--use-file", metavar="FILE", default=DEFAULT_CONFIG,
                    help=f"configuration file (default {DEFAULT_CONFIG})")
     p.add_argument("-t", "--config-test", action="store_true",
@@ -69,6 +71,11 @@ def parser() -> argparse.ArgumentParser:
                         "connection left, or after this long (default 300)")
     p.add_argument("--state-dir", metavar="DIR", default="/var/lib/director",
                    help="where state that survives a restart is kept")
+    p.add_argument("--control-socket", metavar="PATH|off",
+                   help="the Unix socket 'director ctl' talks to, root's, mode 0600 "
+                        "(default STATE_DIR/control.sock; 'off': none)")
+    p.add_argument("--control-socket-group", metavar="GROUP",
+                   help="let this group use the control socket too (mode 0660)")
     p.add_argument("-v", "--version", action="version", version=f"director {__version__}")
     return p
 
@@ -78,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "genhash":
         from .genhash import main as genhash_main
         return genhash_main(argv[1:])
+    if argv and argv[0] == "ctl":
+        from .ctl import main as ctl_main
+        return ctl_main(argv[1:])
     if argv and argv[0] == "demo":
         from .demo import main as demo_main
         return demo_main(argv[1:])

@@ -14,7 +14,7 @@ import resource
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import dumps, hub, pidfile, process, reloadfiles, webserver
+from . import control, dumps, hub, pidfile, process, reloadfiles, webserver
 from .clock import Clock, MonotonicClock
 from .config import Unreadable, load_config
 from .errors import CommandError  # noqa: F401 (raised here; web/admin imports it there)
@@ -86,6 +86,7 @@ class Director:
         self.events = EventLog()
         self.ready = hub.Event()                 # set once every subsystem has started
         self.web = None
+        self.control: control.ControlServer | None = None     # director ctl's socket
         self.pid = os.getpid()
         self.started_wall: float | None = None
         self.heartbeat = 0.0
@@ -156,6 +157,8 @@ class Director:
             if not self.stopped and (self.vrrp or self.checks or self.lb):
                 self._stop_sequence()
             self.loop_lag.stop()
+            if self.control is not None:
+                self.control.stop()
             if self.web is not None:
                 self.web.stop(timeout=1)
             if self.options.pid:
@@ -195,10 +198,11 @@ class Director:
     def healthy(self) -> bool:
         return not self.not_running()
 
-    # commands from the web API: run by the main greenlet, like signals
+    # commands from the web API and the control socket: run by the main greenlet, like signals
 
     def command(self, name: str, **arguments: Any) -> Any:
-        """Called from a web request's greenlet: queue the command, wait for its result.
+        """Called from a web request's (or a ctl client's) greenlet: queue the command, wait
+        for its result.
         Raises CommandError (bad arguments) or hub.Timeout."""
         result = hub.AsyncResult()
         self.commands.put((name, arguments, result))
@@ -272,6 +276,10 @@ class Director:
         # The web address first: if it is taken the daemon stops before it holds a VIP.
         if self.options.web != "off":
             self._serve_web()
+        try:
+            self.control = control.serve(self, self.options)
+        except control.ControlError as exc:
+            raise StartupError(str(exc)) from None
         self.mailer = Mailer(self.config, self.router_id())
         self.events.listeners.append(self.mailer.on_event)
         self.mailer.start()
