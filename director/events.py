@@ -21,7 +21,6 @@ CAPACITY = 5000                 # events kept for /api/v1/events and reconnectin
 SUBSCRIBER_QUEUE = 1000         # events a stream may fall behind before it is dropped
 
 
-
 @dataclass(frozen=True)
 class Event:
     id: int

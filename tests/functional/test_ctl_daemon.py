@@ -74,9 +74,13 @@ class Follow:
     """``director ctl events --follow`` in the background; ``lines`` fill as it prints."""
 
     def __init__(self, state_dir: Path):
+        # From the last event there is now: an event made before this client has connected
+        # (it starts an interpreter first) still reaches it, from the daemon's ring.
+        last = max([item["id"] for item in ctl_json(state_dir, "events", "--limit", "1")],
+                   default=0)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "director", "ctl", "--state-dir", str(state_dir), "events",
-             "--follow", "--limit", "0"], cwd=ROOT, stdout=subprocess.PIPE,
+             "--follow", "--since", str(last)], cwd=ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
