@@ -337,6 +337,9 @@ class CheckView:
     failed: int
     last_check: LastCheck | None
     jobs: tuple[JobStats, ...] = ()     # asked for by the metrics only
+    # the operator's active overrides (director/overrides.py Entry: drain, weight,
+    # maintenance), each with who set it and when
+    overrides: tuple[Any, ...] = ()
 
 
 # === the load balancer ==========================================================================
@@ -395,7 +398,8 @@ def configured_checker(real: Any) -> str | None:
 class RealServerView:
     LIVE: ClassVar[frozenset[str]] = frozenset(
         {"weight", "desired_weight", "up", "drained", "last_check", "checks", "counters",
-         "active_connections", "inactive_connections", "drain"})
+         "active_connections", "inactive_connections", "drain", "maintenance",
+         "weight_override", "overrides"})
 
     name: str
     address: str
@@ -447,6 +451,12 @@ class RealServerView:
                "drain": None if drain is None else drain.as_json()}
         if check is not None:
             out["up"], out["drained"] = check.up, check.drained
+            if check.overrides:        # additive: only where an operator overrode something
+                out["overrides"] = {entry.kind: entry.as_json() for entry in check.overrides}
+                out["maintenance"] = any(entry.kind == "maintenance"
+                                         for entry in check.overrides)
+                out["weight_override"] = next((entry.value for entry in check.overrides
+                                               if entry.kind == "weight"), None)
             out["checks"] = {"ok": check.ok, "failed": check.failed}
             if check.last_check is not None:
                 out["last_check"] = check.last_check.as_json()
@@ -640,6 +650,8 @@ class State:
     process: ProcessView | None = None
     notify_fifos: tuple[NotifyFifoView, ...] = ()
     bgp: BgpView | None = None                  # with a bgp block (director/bgp/view.py)
+    # the operator's overrides and their peers' exchange (override_peers.OverridesView)
+    overrides: Any = None
 
     @property
     def healthy(self) -> bool:
@@ -665,7 +677,8 @@ class State:
                 "web": None if self.web is None else self.web.as_json(),
                 "process": None if self.process is None else self.process.as_json(),
                 "notify_fifos": [fifo.as_json() for fifo in self.notify_fifos],
-                "bgp": None if self.bgp is None else self.bgp.as_json()}
+                "bgp": None if self.bgp is None else self.bgp.as_json(),
+                "overrides": None if self.overrides is None else self.overrides.as_json()}
 
     def as_json(self) -> dict[str, Any]:
         """The /api/v1/state body (the API adds ``admin``)."""

@@ -32,6 +32,10 @@ class RealServerState:
     jobs: list[Job] = field(default_factory=list)
     up: bool = True
     drained: bool = False           # weight 0 on an operator's request, still checked
+    # the rest of the operator's overrides (director/overrides.py puts them here)
+    weight_override: int | None = None  # the weight it gets instead, until a reload
+    maintenance: bool = False       # out of the pool, still checked
+    overrides: tuple = ()           # the active overrides.Entry of it, for the views
 
     def compute_up(self) -> bool:
         return all(job.health.up for job in self.jobs)
@@ -127,6 +131,8 @@ class CheckService:
         alive. A drain is kept. If the server's state changes all the same (its failing
         checker was removed), that is a change like any other: an event and its notify."""
         after.drained = before.drained
+        after.weight_override, after.maintenance = before.weight_override, before.maintenance
+        after.overrides = before.overrides
         previous: dict[str, Job] = {}
         for job in before.jobs:
             previous.setdefault(job.key[2], job)
@@ -262,7 +268,7 @@ class CheckService:
                 checker, state.up, state.drained, ok, failed, last_check,
                 tuple(JobStats(virtual_name, state.name[1], job.key[2], job.ok, job.failed,
                                tuple(job.buckets), job.duration_sum) for job in jobs)
-                if with_jobs else ()))
+                if with_jobs else (), state.overrides))
         return out
 
     def reply_errors(self) -> dict[tuple[str, str], int]:

@@ -3,6 +3,8 @@ services and destinations the kernel should have.
 
 - A real server is in its pool while its checkers say it is up, with its configured weight,
   the weight a MISC_CHECK (misc_dynamic) or FILE_CHECK asked for, or 0 while drained.
+- An operator's runtime weight (director/overrides.py) replaces those until a reload; a
+  real server in maintenance leaves the pool (and the quorum's weight) while still checked.
 - A real server that is down leaves the pool, or stays at weight 0 with inhibit_on_failure.
 - Quorum: the live weight (sum of the weights of the servers up) must reach quorum; with
   hysteresis it is lost below quorum - hysteresis and regained at quorum + hysteresis.
@@ -29,6 +31,8 @@ class Live:
     up: bool = True
     weight: int | None = None       # a weight the checks asked for (misc_dynamic, FILE_CHECK)
     drained: bool = False           # an operator set it to weight 0 (dashboard "drain")
+    weight_override: int | None = None  # an operator's runtime weight (until a reload)
+    maintenance: bool = False       # an operator took it out of the pool (still checked)
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,15 @@ def service(virtual: Any, key: ServiceKey) -> Service:
 def weight_of(real: Any, live: Live) -> int:
     if live.drained:
         return 0
+    if live.weight_override is not None:       # the operator's word beats a script's
+        return live.weight_override
     return live.weight if live.weight is not None else real.weight
 
 
 def live_weight(virtual: Any, lives: Callable[[Any], Live]) -> int:
     return sum(weight_of(real, live) for live, real in
-               ((lives(real), real) for real in virtual.real_servers) if live.up)
+               ((lives(real), real) for real in virtual.real_servers)
+               if live.up and not live.maintenance)
 
 
 def quorum_step(virtual: Any, quorum_up: bool, weight: int) -> tuple[bool, QuorumChange | None]:
@@ -133,6 +140,8 @@ def pool(virtual: Any, key: ServiceKey, lives: Callable[[Any], Live], quorum_up:
     if quorum_up or sorry is None:
         for real in virtual.real_servers:
             live = lives(real)
+            if live.maintenance:        # out entirely, inhibit_on_failure or not
+                continue
             inhibit = real.inhibit_on_failure or virtual.inhibit_on_failure
             if not live.up and not inhibit:
                 continue

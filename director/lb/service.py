@@ -181,7 +181,8 @@ class LoadBalancer:
         state = self.checks.state_of(virtual_name, real)
         if state is None:
             return Live()
-        return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained)
+        return Live(state.up, state.dynamic_weight(), state.drained, state.weight_override,
+                    state.maintenance)
 
     def start(self) -> None:
         from ..process import netlink_buffer

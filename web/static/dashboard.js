@@ -289,6 +289,7 @@ function renderBgp(bgp) {
 
 function realState(real) {
   if (real.up === null) return ["unchecked", "muted"];
+  if (real.maintenance) return ["MAINT", "warn"];
   if (!real.up) return ["DOWN", "bad"];
   if (real.drained && real.drain && real.drain.complete) return ["DRAINED", "warn"];
   if (real.drained) return ["DRAINING", "warn"];
@@ -365,15 +366,18 @@ function renderReals(vs, admin) {
     return el("tr", {"data-rs": r.name},
       el("td", {class: "rs-name", text: r.name}),
       el("td", {}, el("span", {class: `rs-state badge badge-${kind}`, text: label})),
-      el("td", {class: "num", title: "weight in the kernel / configured",
-                text: `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}`}),
+      el("td", {class: "num", title: overrideText(r) || "weight in the kernel / configured",
+                text: `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}` +
+                  (r.weight_override === null || r.weight_override === undefined
+                    ? "" : ` (overridden: ${r.weight_override})`)}),
       el("td", {class: "num conns", title: "active / inactive connections now",
                 text: r.active_connections === null || r.active_connections === undefined
                   ? "—" : `${r.active_connections} / ${r.inactive_connections}`}),
       el("td", {text: r.checker || "—"}),
       el("td", {class: "num", text: ms(last.duration_seconds)}),
       el("td", {}, sparkline(history[r.name])),
-      el("td", {class: "error", text: last.ok === false ? (last.error || "failed") : drainText(r)}),
+      el("td", {class: "error", text: last.ok === false ? (last.error || "failed")
+        : [drainText(r), overrideText(r)].filter(Boolean).join("; ")}),
       el("td", {class: "num", text: cert}),
       el("td", {}, admin ? el("button", {type: "button", class: "small",
         onclick: () => drain(vs.name, r.name, !r.drained)}, r.drained ? "restore" : "drain") : null));
@@ -382,6 +386,16 @@ function renderReals(vs, admin) {
     el("thead", {}, el("tr", {}, ...["real server", "state", "weight", "conns", "checker", "latency",
       "recent", "error", "cert", ""].map((h) => el("th", {text: h})))),
     el("tbody", {}, ...rows));
+}
+
+// The operator's overrides in force: what, set by whom (director, client) and when.
+function overrideText(real) {
+  const all = real.overrides || {};
+  return Object.values(all).map((o) => {
+    const what = o.kind === "weight" ? `weight ${o.value}` : o.kind;
+    const at = new Date(o.at * 1000).toLocaleString();
+    return `${what} by ${o.actor || "?"} on ${o.origin} at ${at}`;
+  }).join("; ");
 }
 
 function drainText(real) {
