@@ -154,6 +154,11 @@ class FakeDirector:
             raise CommandError(f"no real server {arguments['real_server']!r}")
         return {"done": name}
 
+    def peer_message(self, body, signature, peer):
+        self.commands.append(("peer_message", {"body": body, "signature": signature}))
+        return 401 if signature != "good" else 200, b'{"origin": "x"}', \
+            {"X-Director-Signature": "reply"}
+
 
 @pytest.fixture
 def director():
@@ -387,6 +392,43 @@ def test_every_action_needs_the_token_and_the_csrf_token(client, director, path)
     else:
         assert name == "reload"
     assert arguments["actor"]
+
+
+@pytest.mark.parametrize("path, field, good, bad", [
+    ("/api/v1/real-servers/weight", "weight", [0, 5, -1, None], ["5", True, 1.5, [1]]),
+    ("/api/v1/real-servers/maintenance", "maintenance", [True, False], [1, "yes", None])])
+def test_weight_and_maintenance_take_one_more_field(client, director, path, field, good, bad):
+    assert client.post(path, json={**BODY, field: good[0]}).status_code == 401
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-CSRF-Token": csrf(client)}
+    for value in bad:
+        assert client.post(path, headers=headers, json={**BODY, field: value}
+                           ).status_code == 400, value
+    assert client.post(path, headers=headers, json=BODY).status_code == 400     # missing
+    assert client.post(path, headers=headers, json={**BODY, field: good[0], "x": 1}
+                       ).status_code == 400                                   # a typo
+    assert director.commands == []
+    for value in good:
+        assert client.post(path, headers=headers, json={**BODY, field: value}
+                           ).status_code == 200
+    names = {name for name, _ in director.commands}
+    assert names == {field}
+    key = "weight" if field == "weight" else "on"
+    assert [arguments[key] for _, arguments in director.commands] == good
+    assert all(arguments["actor"] for _, arguments in director.commands)
+
+
+def test_the_peer_sync_is_signed_not_tokened(client, director):
+    """A peer presents no bearer or CSRF token: its body's signature is the daemon's to
+    check (director/override_peers.py); the answer and its signature pass through."""
+    response = client.post("/api/v1/overrides/sync", data=b'{"a": 1}',
+                           headers={"X-Director-Signature": "good"})
+    assert response.status_code == 200 and response.headers["X-Director-Signature"] == "reply"
+    assert client.post("/api/v1/overrides/sync", data=b"{}").status_code == 401
+    assert director.commands[0] == ("peer_message", {"body": b'{"a": 1}', "signature": "good"})
+    big = b"x" * (1 << 20)                          # above the admin bodies' 64 KiB
+    assert client.post("/api/v1/overrides/sync", data=big,
+                       headers={"X-Director-Signature": "good"}).status_code == 200
+    assert director.commands[-1][1]["body"] == big
 
 
 def test_bad_bodies_and_unknown_servers(client, director):
