@@ -247,20 +247,12 @@ class Director:
 
     def _override(self, virtual: str, real: str, kind: str, value: Any, actor: str,
                   action: str) -> dict:
-        state, changed, saved = self.overrides.set(self.checks, virtual, real, kind, value,
-                                                   actor)
+        answer, changed = self.overrides.command(self.checks, virtual, real, kind, value,
+                                                 actor, action)
         if changed and self.lb is not None:
             self.lb.changed.set()
         self.events.add("admin", action=action, virtual_server=virtual, real_server=real,
                         actor=actor, **({} if kind == "drain" else {"value": value}))
-        answer = {"virtual_server": virtual, "real_server": real, "drained": state.drained,
-                  "saved": saved}
-        if kind != "drain":
-            answer.update(weight_override=state.weight_override,
-                          maintenance=state.maintenance)
-        if not saved:                 # done, but the operator must know it will not last
-            answer["warning"] = (f"{action} done, but {self.options.state_dir} cannot be "
-                                 "written: it will not survive a restart")
         return answer
 
     def do_override_sync(self, entries: list, bad: int, peer: str, reply: bool = True,

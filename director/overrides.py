@@ -304,6 +304,21 @@ class Overrides:
         self._changed([entry])
         return state, changed, saved
 
+    def command(self, checks: Any, virtual: str, real: str, kind: str,
+                value: bool | int | None, actor: str, action: str) -> tuple[dict, bool]:
+        """An operator's command (daemon.do_drain, do_weight, ...): (its answer, whether a
+        pool changes). The answer keeps the drain's shape (CONTRACT)."""
+        state, changed, saved = self.set(checks, virtual, real, kind, value, actor)
+        answer = {"virtual_server": virtual, "real_server": real, "drained": state.drained,
+                  "saved": saved}
+        if kind != "drain":
+            answer.update(weight_override=state.weight_override,
+                          maintenance=state.maintenance)
+        if not saved:                 # done, but the operator must know it will not last
+            answer["warning"] = (f"{action} done, but {self.state_dir} cannot be written: "
+                                 "it will not survive a restart")
+        return answer, changed
+
     def clear_weights(self, checks: Any, actor: str = "reload") -> list[Entry]:
         """A reload puts the file's weights back (see the module's docstring)."""
         now = time.time()
