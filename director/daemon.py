@@ -262,6 +262,8 @@ class Director:
         taken, changed = self.overrides.merge(self.checks, entries, peer)
         if changed and self.lb is not None:
             self.lb.changed.set()
+        if taken:
+            self.events.add("overrides_learned", peer=peer, entries=len(taken))
         return {"taken": len(taken),
                 "entries": self.overrides.store.as_lists() if reply else []}
 

@@ -21,6 +21,7 @@ from director.config import load_config
 from director.config.render import config_json
 from director.errors import CommandError
 from director.events import EventLog
+from director.override_peers import OverridesView, PeerView
 from director.state import (DURATION_BUCKETS, CheckView, InstanceCounters, InstanceView,
                             JobStats, LastCheck, LatenessView, LoadBalancerView, MainLoopView,
                             NotifyFifoView, RealServerView, ReloadView, State,
@@ -118,6 +119,10 @@ def contract_state(with_jobs: bool = False) -> State:
         main_loop=MainLoopView(LatenessView(DURATION_BUCKETS, (9,) + (0,) * 12 + (1,), 4.9,
                                             (0.0004, 4.9)), None, 1.0),
         web=WebView(frozen({"unauthorized": 2, "timeout": 1}), 3, 512, 1, 64, False),
+        overrides=OverridesView(3, 2, (PeerView("http://192.0.2.2:8080", 1700000000.0,
+                                                None, 4, 90),),
+                                frozen({"unauthenticated": 1, "malformed": 0, "too_large": 0,
+                                        "bad_entry": 2})),
         notify_fifos=(NotifyFifoView("/run/keepalived/vrrp.fifo", ("vrrp_notify_fifo",), True,
                                      None, 12, frozen({"full": 2}), "/usr/local/bin/reader",
                                      True, 0),))
@@ -310,6 +315,10 @@ def test_metrics_names_types_and_labels(client):
         "director_virtual_server_bytes": ("counter", {"virtual_server", "direction"}),
         "director_web_requests_refused": ("counter", {"reason"}),
         "director_notify_fifo_lines": ("counter", {"fifo", "result"}),
+        "director_overrides_active": ("gauge", set()),
+        "director_override_peer_sync_failures": ("counter", {"peer"}),
+        "director_override_peer_last_sync_timestamp_seconds": ("gauge", {"peer"}),
+        "director_override_peer_messages_dropped": ("counter", {"reason"}),
     }
     for name, (kind, labels) in expected.items():
         assert name in families, name
@@ -332,6 +341,10 @@ def test_metrics_names_types_and_labels(client):
     fifo = (("fifo", "/run/keepalived/vrrp.fifo"),)
     assert samples[("director_notify_fifo_lines_total", fifo + (("result", "written"),))] == 12
     assert samples[("director_notify_fifo_lines_total", fifo + (("result", "full"),))] == 2
+    peer = (("peer", "http://192.0.2.2:8080"),)
+    assert samples[("director_override_peer_sync_failures_total", peer)] == 4
+    assert samples[("director_override_peer_messages_dropped_total",
+                    (("reason", "unauthenticated"),))] == 1
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None,

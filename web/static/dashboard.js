@@ -460,9 +460,10 @@ function describe(event) {
     case "reload": return `reload: ${event.result}${event.note ? ` (${event.note})` : ""}` +
       (event.errors ? `, ${event.errors} error(s)` : "");
     case "notify": return `notification ${event.why}: ${event.result}`;
-    case "admin": return `admin ${event.action} ${event.real_server || ""} ${event.virtual_server ? `in ${event.virtual_server}` : ""} from ${event.actor}`;
+    case "admin": return `admin ${event.action}${event.value === undefined ? "" : ` ${event.value}`} ${event.real_server || ""} ${event.virtual_server ? `in ${event.virtual_server}` : ""} from ${event.actor}`;
     case "lb_error": return `${event.backend} backend failing: ${event.operation}: ${event.error} (retried)`;
     case "lb_recovered": return `${event.backend} backend recovered after ${event.failed_converges} failed attempt(s)`;
+    case "overrides_learned": return `${event.entries} override(s) learned from ${event.peer}`;
     case "drain_complete": return `${event.real_server} in ${event.virtual_server} drained: ${event.why}`;
     case "ha_suspend": return `ha_suspend: ${event.suspended.length ? event.suspended.join(", ") : "none"} suspended`;
     case "main_loop.late": return `main loop ${event.lag_seconds} s late: ${event.text}`;
