@@ -376,8 +376,9 @@ function renderReals(vs, admin) {
       el("td", {text: r.checker || "—"}),
       el("td", {class: "num", text: ms(last.duration_seconds)}),
       el("td", {}, sparkline(history[r.name])),
-      el("td", {class: "error", text: last.ok === false ? (last.error || "failed")
-        : [drainText(r), overrideText(r)].filter(Boolean).join("; ")}),
+      el("td", {class: "error", title: overrideText(r),
+                text: last.ok === false ? (last.error || "failed")
+                  : [drainText(r), overrideText(r, true)].filter(Boolean).join("; ")}),
       el("td", {class: "num", text: cert}),
       el("td", {}, admin ? el("button", {type: "button", class: "small",
         onclick: () => drain(vs.name, r.name, !r.drained)}, r.drained ? "restore" : "drain") : null));
@@ -388,10 +389,11 @@ function renderReals(vs, admin) {
     el("tbody", {}, ...rows));
 }
 
-// The operator's overrides in force: what, set by whom (director, client) and when.
-function overrideText(real) {
+// The operator's overrides in force: what, set by whom (director, client) and when
+// (``notDrain``: the others, the drain having its own text).
+function overrideText(real, notDrain) {
   const all = real.overrides || {};
-  return Object.values(all).map((o) => {
+  return Object.values(all).filter((o) => !notDrain || o.kind !== "drain").map((o) => {
     const what = o.kind === "weight" ? `weight ${o.value}` : o.kind;
     const at = new Date(o.at * 1000).toLocaleString();
     return `${what} by ${o.actor || "?"} on ${o.origin} at ${at}`;
