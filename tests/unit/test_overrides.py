@@ -15,7 +15,7 @@ from director.check.service import RealServerState
 from director.config import load_config
 from director.config.render import config_json
 from director.lb.pool import Live, live_weight, weight_of
-from director.override_peers import PeerSync, message, parse_message, sign, verify
+from director.override_peers import Peer, PeerSync, message, parse_message, sign, verify
 from director.overrides import (FILE, BadEntry, Entry, Overrides, OverrideStore, load,
                                 parse_entries)
 from director.dumps import write_state_file
@@ -259,3 +259,77 @@ def test_bad_override_peers_are_errors_at_their_line(tmp_path, line):
     result = load_text(tmp_path, f"override_peers {{\n    {line}\n}}\n")
     assert not result.ok
     assert [(d.location.line, d.severity) for d in result.diagnostics] == [(2, "error")]
+
+
+# -- the outgoing exchange, against a stand-in peer -----------------------------------------------
+
+class StandInPeer:
+    """An HTTP server on localhost answering each sync with ``reply(body) -> (status, body,
+    signature)``; it records what it was sent."""
+
+    def __init__(self, reply):
+        import http.server
+        import threading
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.path, body, self.headers["X-Director-Signature"]))
+                status, out, signature = reply(body)
+                self.send_response(status)
+                if signature:
+                    self.send_header("X-Director-Signature", signature)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_exchange_merges_a_signed_reply_and_counts_what_is_wrong():
+    theirs = message("b", [[VS, RS, "weight", 4, 7, "b", "ops", 1.0]])
+    replies = iter([(200, theirs, sign("token", theirs)),
+                    (200, theirs, sign("other", theirs)),          # not our token
+                    (200, b"[1]", sign("token", b"[1]")),           # not a message
+                    (401, b'{"error": "no"}', None),                # they refuse ours
+                    (200, theirs, sign("token", theirs))])
+    peer = StandInPeer(lambda body: next(replies))
+    merged = []
+    ours = [[VS, RS, "drain", True, 3, "a", "ops", 0.5]]
+    sync = PeerSync("a", "token", lambda: ours, lambda *args: merged.append(args))
+    try:
+        sync.peers = {peer.url: Peer(peer.url)}       # not configure(): no greenlet here
+        state = sync.peers[peer.url]
+        sync._exchange(state)
+        path, body, signature = peer.received[0]
+        assert path == "/api/v1/overrides/sync" and verify("token", body, signature)
+        assert parse_message(body)[1][0].as_list() == ours[0]
+        assert [args[0][0].value for args in merged] == [4] and state.syncs == 1
+        assert state.last_error is None and state.failures == 0
+        backoffs = []
+        for _ in range(3):
+            sync._exchange(state)
+            backoffs.append(state.backoff)
+        assert len(merged) == 1 and state.failures == 3
+        assert backoffs == [2.0, 4.0, 8.0]                 # doubles, up to BACKOFF_MAX
+        assert "HTTP 401" in state.last_error
+        assert sync.dropped["unauthenticated"] == 1 and sync.dropped["malformed"] == 1
+        sync._exchange(state)                              # back: errors cleared, backoff too
+        assert state.last_error is None and state.backoff == 1.0 and len(merged) == 2
+        assert sync.view(OverrideStore("a")).peers[0].failures == 3
+    finally:
+        peer.close()
+    dead = peer.url                                        # nothing listens there now
+    state = sync.peers[dead]
+    sync._exchange(state)
+    assert state.failures == 4 and state.last_error
