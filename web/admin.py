@@ -118,8 +118,12 @@ def _drain(drained: bool):
                 real_server=names["real_server"], drained=drained)
 
 
+MAX_WEIGHT = 65535           # keepalived's weights
+
+
 def _weight_ok(value) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+    return value is None or (isinstance(value, int) and not isinstance(value, bool)
+                             and -1 <= value <= MAX_WEIGHT)
 
 
 @admin.post("/api/v1/real-servers/weight")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -261,7 +262,7 @@ def test_bad_override_peers_are_errors_at_their_line(tmp_path, line):
     assert [(d.location.line, d.severity) for d in result.diagnostics] == [(2, "error")]
 
 
-# -- the outgoing exchange, against a stand-in peer -----------------------------------------------
+# -- the outgoing exchange, against a stand-in peer ------------------------------------
 
 class StandInPeer:
     """An HTTP server on localhost answering each sync with ``reply(body) -> (status, body,
@@ -333,3 +334,61 @@ def test_an_exchange_merges_a_signed_reply_and_counts_what_is_wrong():
     state = sync.peers[dead]
     sync._exchange(state)
     assert state.failures == 4 and state.last_error
+
+
+# -- the daemon's commands ----------------------------------------------------------------------
+
+@pytest.fixture
+def daemon(tmp_path):
+    from director.daemon import Director
+    path = tmp_path / "keepalived.conf"
+    path.write_text("global_defs {\n    router_id here\n}\n")
+    config = load_config(str(path), config_id="t", interface_exists=None).config
+    options = SimpleNamespace(use_file=str(path), vrrp=False, check=False, pid=None,
+                              state_dir=str(tmp_path / "state"))
+    director = Director(config, options, "t")
+    director.checks = checks_with(RS)
+    director.lb = SimpleNamespace(changed=SimpleNamespace(set=lambda: kicks.append(1)))
+    kicks = director.kicks = []
+    return director
+
+
+def test_the_commands_keep_the_drain_answer_and_wake_the_load_balancer(daemon):
+    state = daemon.checks.real_servers[0]
+    assert daemon.do_drain(VS, RS, actor="ops") == {
+        "virtual_server": VS, "real_server": RS, "drained": True, "saved": True}
+    assert daemon.do_restore(VS, RS)["drained"] is False
+    assert daemon.do_weight(VS, RS, "3", actor="ctl")["weight_override"] == 3   # from argv
+    assert state.weight_override == 3
+    assert daemon.do_weight(VS, RS, -1)["weight_override"] is None
+    assert daemon.do_maintenance(VS, RS, True)["maintenance"] is True
+    assert len(daemon.kicks) == 5
+    for bad in ("x", 1.5, True, 70000, -2):
+        with pytest.raises(Exception, match="weight"):
+            daemon.do_weight(VS, RS, bad)
+    admin = [e.fields for e in daemon.events.since(0) if e.kind == "admin"]
+    assert [(e["action"], e.get("value")) for e in admin] == [
+        ("drain", None), ("restore", None), ("weight", 3), ("weight", None),
+        ("maintenance", True)]
+    assert admin[0]["actor"] == "ops" and admin[2]["actor"] == "ctl"
+    saved = json.loads((Path(daemon.options.state_dir) / FILE).read_text())
+    assert {entry[2] for entry in saved["entries"]} == {"drain", "weight", "maintenance"}
+
+
+def test_a_successful_reload_clears_the_runtime_weights(daemon):
+    daemon.do_weight(VS, RS, 9)
+    daemon._reloaded("failure", ["bad"])
+    assert daemon.checks.real_servers[0].weight_override == 9
+    daemon._reloaded("success", [], "unchanged")
+    assert daemon.checks.real_servers[0].weight_override is None
+    assert daemon.overrides.store.get(VS, RS, "weight").actor == "reload"
+
+
+def test_a_peers_entries_merge_on_the_main_greenlet_and_ours_are_answered(daemon):
+    daemon.do_drain(VS, RS)
+    theirs = Entry(VS, RS, "weight", 6, 50, "there", "ops", 1.0)
+    answer = daemon.do_override_sync([theirs], 2, "there@10.0.0.2")
+    assert answer["taken"] == 1 and len(answer["entries"]) == 2
+    assert daemon.checks.real_servers[0].weight_override == 6
+    assert daemon.override_peers.dropped["bad_entry"] == 2
+    assert daemon.do_override_sync([theirs], 0, "again")["taken"] == 0   # nothing new

@@ -408,7 +408,7 @@ def test_every_action_needs_the_token_and_the_csrf_token(client, director, path)
 
 
 @pytest.mark.parametrize("path, field, good, bad", [
-    ("/api/v1/real-servers/weight", "weight", [0, 5, -1, None], ["5", True, 1.5, [1]]),
+    ("/api/v1/real-servers/weight", "weight", [0, 5, -1, None], ["5", True, 1.5, [1], -2, 65536]),
     ("/api/v1/real-servers/maintenance", "maintenance", [True, False], [1, "yes", None])])
 def test_weight_and_maintenance_take_one_more_field(client, director, path, field, good, bad):
     assert client.post(path, json={**BODY, field: good[0]}).status_code == 401
