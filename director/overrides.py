@@ -2,7 +2,8 @@
 
 Each is an entry per (virtual server, real server, kind) naming the value, the director
 that set it (``origin``, its router id), who asked (``actor``), when (wall clock, for
-people) and a version: a Lamport counter with the origin as tie-breaker. Entries merge
+people) and a version: a Lamport counter (floored by the writer's clock in milliseconds) with
+the origin as tie-breaker. Entries merge
 last-writer-wins per key, so directors that exchange them (director/override_peers.py)
 converge on the same values whatever the order the messages arrive in, and a peer's older
 entry never overwrites a newer one. Clearing (a restore, a weight set back to the file's,
@@ -56,7 +57,8 @@ class Entry:
     real_server: str
     kind: str                       # one of KINDS
     value: bool | int | None        # drain, maintenance: bool; weight: int, None = cleared
-    counter: int                    # Lamport counter: a later write has a larger one
+    counter: int                    # Lamport counter (>= ms of the writer's clock): a later
+                                    # write has a larger one
     origin: str                     # the director that set it (router id)
     actor: str                      # who asked (a web client's address, "reload", ...)
     at: float                       # epoch seconds, for people: never compared
@@ -128,8 +130,11 @@ class OverrideStore:
 
     def set(self, virtual: str, real: str, kind: str, value: bool | int | None, actor: str,
             at: float) -> Entry:
-        """A local write: newer than everything this director has seen."""
-        self.counter += 1
+        """A local write: newer than everything this director has seen, and not older than
+        its wall clock in milliseconds (a hybrid logical clock): a director whose state
+        directory was lost starts from 0, and an operator's write on it before it heard
+        from its peers must still beat their older entries."""
+        self.counter = max(self.counter + 1, int(at * 1000))
         entry = Entry(virtual, real, kind, value, self.counter, self.origin, actor[:MAX_TEXT],
                       at)
         self.entries[entry.key] = entry

@@ -17,7 +17,7 @@ from director.config import load_config
 from director.config.render import config_json
 from director.lb.pool import Live, live_weight, weight_of
 from director.override_peers import Peer, PeerSync, message, parse_message, sign, verify
-from director.overrides import (FILE, BadEntry, Entry, Overrides, OverrideStore, load,
+from director.overrides import (FILE, BadEntry, Entry, Overrides, OverrideStore, newer,
                                 parse_entries)
 from director.dumps import write_state_file
 
@@ -35,6 +35,16 @@ def test_a_newer_entry_wins_and_an_older_one_never_overwrites():
     assert a.merge([restored]) == [restored]
     assert a.merge([drained]) == []                            # a late (replayed) message
     assert a.value(VS, RS, "drain") is False and b.value(VS, RS, "drain") is False
+
+
+def test_a_director_that_lost_its_state_still_wins_with_a_later_write():
+    old = OverrideStore("b")
+    drained = old.set(VS, RS, "drain", True, "ops", 1_700_000_000.0)
+    wiped = OverrideStore("a")                               # counter 0, has heard nothing
+    restored = wiped.set(VS, RS, "drain", False, "ops", 1_700_000_060.0)
+    assert newer(restored, drained)
+    old.merge([restored])
+    assert old.value(VS, RS, "drain") is False
 
 
 def test_equal_counters_are_broken_by_origin_the_same_way_everywhere():
@@ -113,12 +123,12 @@ def test_the_file_round_trips_entries_and_the_counter(tmp_path):
     first = overrides(tmp_path)
     first.store.set(VS, RS, "drain", True, "10.9.9.9", 1.5)
     first.store.set(VS, RS, "weight", 3, "10.9.9.9", 2.5)
-    first.store.merge([Entry(VS, "10.0.0.2:80", "maintenance", True, 40, "b", "x", 3.0)])
+    first.store.merge([Entry(VS, "10.0.0.2:80", "maintenance", True, 4000, "b", "x", 3.0)])
     assert first.save()
     again = overrides(tmp_path)
     again.load()
     assert again.store.entries == first.store.entries
-    assert again.store.set(VS, RS, "drain", False, "", 0.0).counter == 41   # past all seen
+    assert again.store.set(VS, RS, "drain", False, "", 0.0).counter == 4001   # past all seen
 
 
 def test_drained_json_is_migrated_once(tmp_path):
