@@ -329,7 +329,8 @@ class Director:
                 raise StartupError(f"--admin-token-file: {exc}") from None
         self.override_peers.token = self.admin_token
         self.overrides.listeners.append(self.override_peers.push)
-        self.override_peers.configure(self.config.override_peers)
+        self.override_peers.configure(self.config.override_peers,
+                                      self.config.override_peers_ca)
 
     def _merge_from_peer(self, entries: list, bad: int, peer: str) -> None:
         """The override peers' greenlet: a peer's reply, merged on the main greenlet."""
@@ -607,7 +608,7 @@ class Director:
                                     plan.new.global_defs.set_supplementary_groups)
             self.notifier.fifos.configure(plan.new.global_defs, self._fifo_kinds())
         self.own.configure(plan.new, self.loop_lag)
-        self.override_peers.configure(plan.new.override_peers)
+        self.override_peers.configure(plan.new.override_peers, plan.new.override_peers_ca)
         if prepared is not None:
             self.vrrp.apply(prepared)
 

@@ -14,8 +14,8 @@ counted and its last error kept (the API and the metrics show both).
 Authentication: both bodies carry ``X-Director-Signature: sha256=HMAC(admin token, body)``,
 the admin token (--admin-token-file) being the cluster's shared secret. A message that is
 not signed so, does not parse, or is too large is dropped and counted by reason; the
-connection itself may be HTTPS (verified against the system's CAs). A replayed message
-changes nothing: an entry never replaces a newer one.
+connection itself may be HTTPS (verified against override_peers_ca, else the system's
+CAs). A replayed message changes nothing: an entry never replaces a newer one.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -129,11 +130,20 @@ class PeerSync:
         self.dropped = {reason: 0 for reason in DROP_REASONS}
         self.wake = hub.Event()
         self.greenlet: Any = None
+        self.tls: ssl.SSLContext | None = None      # None: the system's CAs
+        self.tls_error: str | None = None           # override_peers_ca could not be read
 
-    def configure(self, urls: tuple[str, ...]) -> None:
+    def configure(self, urls: tuple[str, ...], ca: str | None = None) -> None:
         """The peers of the file (at start and on each reload): kept ones keep their
         counters."""
         self.peers = {url: self.peers.get(url) or Peer(url) for url in urls}
+        self.tls, self.tls_error = None, None
+        if ca is not None:
+            try:
+                self.tls = ssl.create_default_context(cafile=ca)
+            except (OSError, ssl.SSLError) as exc:
+                self.tls_error = f"override_peers_ca {ca}: {exc}"
+                event(log, "overrides.peers_ca_unreadable", logging.ERROR, file=ca, error=exc)
         if urls and self.token is None:
             event(log, "overrides.peers_off", logging.WARNING,
                   note="override_peers needs --admin-token-file (the shared secret)")
@@ -175,7 +185,9 @@ class PeerSync:
             headers={"Content-Type": "application/json",
                      SIGNATURE_HEADER: sign(self.token, body)})
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            if self.tls_error is not None and peer.url.startswith("https:"):
+                raise ValueError(self.tls_error)
+            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self.tls) as response:
                 reply = response.read(MAX_MESSAGE + 1)
                 signature = response.headers.get(SIGNATURE_HEADER)
             if len(reply) > MAX_MESSAGE:

@@ -90,6 +90,8 @@ def config_json(config, router_id: str) -> dict:
         # director extensions: shown when configured, so a keepalived.conf dumps as before
         **({"bgp": plain(config.bgp)} if config.bgp is not None else {}),
         **({"override_peers": list(config.override_peers)} if config.override_peers else {}),
+        **({"override_peers_ca": config.override_peers_ca}
+           if config.override_peers_ca is not None else {}),
     }
 
 

@@ -278,8 +278,9 @@ class StandInPeer:
     """An HTTP server on localhost answering each sync with ``reply(body) -> (status, body,
     signature)``; it records what it was sent."""
 
-    def __init__(self, reply):
+    def __init__(self, reply, tls=None):
         import http.server
+        import ssl
         import threading
         received = self.received = []
 
@@ -300,6 +301,11 @@ class StandInPeer:
 
         self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
+        if tls is not None:                              # (certificate, key)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*map(str, tls))
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = "https" + self.url[4:]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
@@ -402,3 +408,27 @@ def test_a_peers_entries_merge_on_the_main_greenlet_and_ours_are_answered(daemon
     assert daemon.checks.real_servers[0].weight_override == 6
     assert daemon.override_peers.dropped["bad_entry"] == 2
     assert daemon.do_override_sync([theirs], 0, "again")["taken"] == 0   # nothing new
+
+
+def test_an_https_peer_is_checked_against_override_peers_ca(tmp_path):
+    from tests.tls import make_ca_and_server
+    ca, cert, key = make_ca_and_server(tmp_path)
+    theirs = message("b", [[VS, RS, "maintenance", True, 7, "b", "ops", 1.0]])
+    peer = StandInPeer(lambda body: (200, theirs, sign("token", theirs)), tls=(cert, key))
+    merged = []
+    sync = PeerSync("a", "token", lambda: [], lambda *args: merged.append(args))
+    state = Peer(peer.url)
+    try:
+        # configure() with no peer starts no greenlet; the peer is put in by hand
+        for ca_file, error in ((None, "CERTIFICATE_VERIFY_FAILED"),     # the system's CAs
+                               (tmp_path / "missing.pem", "override_peers_ca"),
+                               (ca, None)):
+            sync.configure((), None if ca_file is None else str(ca_file))
+            sync.peers = {peer.url: state}
+            sync._exchange(state)
+            if error is None:
+                assert state.last_error is None and len(merged) == 1
+            else:
+                assert error in state.last_error and not merged
+    finally:
+        peer.close()

@@ -6,7 +6,7 @@ import dataclasses
 
 from ..interfaces import LINKBEAT, linkbeat_interface, up_down_delay
 from ..iprule import assign_priorities, rule
-from ..schema import Block, Flag, Kw, Lines, Opaque, model_for
+from ..schema import Block, Flag, Kw, Lines, Opaque, Word, model_for
 from ..values import peer_url, route, virtual_address
 from .bgp import BGP
 from .checkers import SSL
@@ -68,6 +68,12 @@ ROOT = Block(
                "without it nothing is exchanged). Last writer wins per server and kind; a "
                "restore propagates like the drain did. A reload changing it restarts "
                "nothing else."),
+        Kw("override_peers_ca", Word("a PEM file of CA certificates"), extension=True,
+           doc="The certificate authorities an https override peer's certificate is checked "
+               "against (instead of the system's), e.g. the CA of the directors' "
+               "--web-tls-cert; the peer's address must be in its certificate. Read at start "
+               "and on each reload; an unreadable file fails the https exchanges (said in "
+               "each peer's last error)."),
         Kw("garp_group", GARP_GROUP, field="garp_groups", repeat="append",
            doc="Per-interface pacing of gratuitous ARPs / NAs (keepalived's garp_group)."),
         Kw("static_ipaddress", Lines(virtual_address, "ADDRESS[/PREFIX] [options]"),
