@@ -448,10 +448,11 @@ class RealServerView:
                "counters": None if counters is None else counters.as_json(),
                "active_connections": self.active_connections,
                "inactive_connections": self.inactive_connections,
-               "drain": None if drain is None else drain.as_json()}
+               "drain": None if drain is None else drain.as_json(),
+               "maintenance": False, "weight_override": None, "overrides": {}}
         if check is not None:
             out["up"], out["drained"] = check.up, check.drained
-            if check.overrides:        # additive: only where an operator overrode something
+            if check.overrides:        # the operator's, each with who set it and when
                 out["overrides"] = {entry.kind: entry.as_json() for entry in check.overrides}
                 out["maintenance"] = any(entry.kind == "maintenance"
                                          for entry in check.overrides)

@@ -225,7 +225,7 @@ def test_a_drain_survives_the_masters_death_and_its_restart_learns_the_rest(clus
              message=lambda: f"{a.kernel()}\n{a.log()}")
     wait_for(lambda: b.kernel() == {"rs1": 0, "rs2": 1, "rs3": 1}, SYNC,
              message=lambda: f"{b.kernel()}\n{b.log()}")
-    assert "weight_override" not in b.real("rs2")
+    assert b.real("rs2")["weight_override"] is None and "weight" not in b.real("rs2")["overrides"]
     assert b.real("rs1")["drained"]                      # a drain outlives the reload
 
 
