@@ -236,21 +236,26 @@ class PeerSync:
             self.dropped["too_large"] += 1
             return 413, b'{"error":"too large"}', {}
         if not verify(self.token, body, signature):
-            self.dropped["unauthenticated"] += 1
-            event(log, "overrides.peer_dropped", logging.WARNING, peer=peer,
-                  reason="unauthenticated")
+            self._drop("unauthenticated", peer)
             return 401, b'{"error":"not signed with the admin token"}', {}
         try:
             origin, entries, bad = parse_message(body)
         except BadEntry as exc:
-            self.dropped["malformed"] += 1
-            event(log, "overrides.peer_dropped", logging.WARNING, peer=peer,
-                  reason="malformed", error=exc)
+            self._drop("malformed", peer, exc)
             return 400, json.dumps({"error": str(exc)}).encode(), {}
         reply = command("override_sync", entries=entries, bad=bad, peer=f"{origin}@{peer}")
         out = message(self.origin, reply["entries"])
         return 200, out, {"Content-Type": "application/json",
                           SIGNATURE_HEADER: sign(self.token, out)}
+
+    def _drop(self, reason: str, peer: str, error: Any = "") -> None:
+        """Counted always; logged the 1st, 2nd, 4th, 8th... time: a flood of forged
+        messages must not become a flood of log lines."""
+        self.dropped[reason] += 1
+        count = self.dropped[reason]
+        if count & (count - 1) == 0:
+            event(log, "overrides.peer_dropped", logging.WARNING, peer=peer, reason=reason,
+                  error=error, dropped=count)
 
     def view(self, store: Any) -> OverridesView:
         return OverridesView(len(store.entries),
