@@ -29,7 +29,8 @@ MAX_ERROR_CHARS = 300       # of an error that quotes the request
 
 @admin.app_errorhandler(413)
 def too_large(error):
-    return jsonify(error=f"the body is larger than {MAX_BODY} bytes"), 413
+    limit = request.max_content_length or MAX_BODY     # a peer's sync may carry more
+    return jsonify(error=f"the body is larger than {limit} bytes"), 413
 
 
 def _refusal():

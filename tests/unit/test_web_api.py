@@ -442,6 +442,10 @@ def test_the_peer_sync_is_signed_not_tokened(client, director):
     assert client.post("/api/v1/overrides/sync", data=big,
                        headers={"X-Director-Signature": "good"}).status_code == 200
     assert director.commands[-1][1]["body"] == big
+    response = client.post("/api/v1/overrides/sync", data=b"x" * (9 << 20),
+                           headers={"X-Director-Signature": "good"})
+    assert response.status_code == 413 and str(8 << 20) in response.get_json()["error"]
+    assert len(director.commands) == 3
 
 
 def test_bad_bodies_and_unknown_servers(client, director):
