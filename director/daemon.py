@@ -24,6 +24,8 @@ from .log import event
 from .looplag import MainLoopLag, threshold_for
 from .mail import Mailer
 from .notify import Notifier
+from .override_peers import PeerSync
+from .overrides import Overrides
 
 if TYPE_CHECKING:
     from . import reconcile
@@ -34,7 +36,6 @@ log = logging.getLogger("director")
 HEARTBEAT = 1.0         # the main loop proves it turns this often ...
 HEARTBEAT_LIMIT = 5.0   # ... and /healthz fails when it has not for this long
 COMMAND_TIMEOUT = 30.0  # a web request waits this long for the main greenlet's answer
-DRAINED_FILE = "drained.json"
 MAX_LOGGED_DIAGNOSTICS = 50     # a file of garbage must not become half a million log lines
 FREEZE_COLLECT_SERVERS = 5000   # real servers in a new model: past this a pass over it before
                                 # the freeze would hold the loop too long (see _reload)
@@ -84,6 +85,12 @@ class Director:
         self.notifier: Notifier | None = None
         self.mailer: Mailer | None = None
         self.events = EventLog()
+        self.admin_token: str | None = None
+        # the operator's overrides and their exchange with the peer directors
+        self.overrides = Overrides(options.state_dir, self.router_id(),
+                                   self._write_state_file)
+        self.override_peers = PeerSync(self.router_id(), None, self.overrides.store.as_lists,
+                                       self._merge_from_peer)
         self.ready = hub.Event()                 # set once every subsystem has started
         self.web = None
         self.control: control.ControlServer | None = None     # director ctl's socket
@@ -225,57 +232,58 @@ class Director:
         from .reload_preview import preview
         return preview(self, path or self.options.use_file, actor)
 
-    def do_drain(self, virtual_server: str, real_server: str, drained: bool,
+    # operator overrides (director/overrides.py): the replies keep do_drain's shape
+
+    def do_drain(self, virtual_server: str, real_server: str, drained: bool = True,
                  actor: str = "") -> dict:
-        if self.checks is None:
-            raise CommandError("this daemon runs no checkers (-P)")
-        state = self.checks.find(virtual_server, real_server)
-        if state is None:
-            raise CommandError(f"no real server {real_server[:100]!r} in "
-                               f"{virtual_server[:100]!r}")
-        action = "drain" if drained else "restore"
-        saved = True
-        if state.drained != drained:
-            state.drained = drained
-            saved = self._save_drained()
-            if self.lb is not None:
-                self.lb.changed.set()
-        event(log, f"admin.{action}", virtual_server=virtual_server, real_server=real_server,
-              actor=actor)
-        self.events.add("admin", action=action, virtual_server=virtual_server,
-                        real_server=real_server, actor=actor)
-        answer = {"virtual_server": virtual_server, "real_server": real_server,
-                  "drained": state.drained, "saved": saved}
-        if not saved:                 # done, but the operator must know it will not last
-            answer["warning"] = (f"{action} done, but {self.options.state_dir} cannot be "
-                                 "written: it will not survive a restart")
+        return self._override(virtual_server, real_server, "drain", bool(drained), actor,
+                              "drain" if drained else "restore")
+
+    def do_restore(self, virtual_server: str, real_server: str, actor: str = "") -> dict:
+        return self.do_drain(virtual_server, real_server, False, actor)
+
+    def do_weight(self, virtual_server: str, real_server: str, weight: int | None,
+                  actor: str = "") -> dict:
+        """A runtime weight until the next reload; None or -1 puts the file's back."""
+        if isinstance(weight, str) and weight.strip().lstrip("-").isdigit():   # a command line
+            weight = int(weight)
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int)):
+            raise CommandError("weight: an integer, or -1/null to clear")
+        value = None if weight is None or weight == -1 else weight
+        return self._override(virtual_server, real_server, "weight", value, actor, "weight")
+
+    def do_maintenance(self, virtual_server: str, real_server: str, on: bool,
+                       actor: str = "") -> dict:
+        return self._override(virtual_server, real_server, "maintenance", bool(on), actor,
+                              "maintenance" if on else "maintenance_off")
+
+    def _override(self, virtual: str, real: str, kind: str, value: Any, actor: str,
+                  action: str) -> dict:
+        answer, changed = self.overrides.command(self.checks, virtual, real, kind, value,
+                                                 actor, action)
+        if changed and self.lb is not None:
+            self.lb.changed.set()
+        self.events.add("admin", action=action, virtual_server=virtual, real_server=real,
+                        actor=actor, **({} if kind == "drain" else {"value": value}))
         return answer
 
-    def _save_drained(self) -> bool:
-        """Drained servers survive a restart (an operator's decision is not lost)."""
-        drained = [list(state.name) for state in self.checks.real_servers if state.drained]
-        return self._write_state_file(DRAINED_FILE, [json.dumps(drained), "\n"])
-
-    def _load_drained(self) -> None:
-        path = os.path.join(self.options.state_dir, DRAINED_FILE)
-        try:
-            with open(path) as handle:
-                names = json.load(handle)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            event(log, "director.state_file_unreadable", logging.WARNING, file=path, error=exc)
-            return
-        for name in names if isinstance(names, list) else []:
-            state = self.checks.find(*name) if len(name) == 2 else None
-            if state is not None:
-                state.drained = True
-                event(log, "director.drained_kept", virtual_server=name[0], real_server=name[1])
+    def do_override_sync(self, entries: list, bad: int, peer: str, reply: bool = True,
+                         actor: str = "") -> dict:
+        """A peer's entries (their signature checked): merged; ours returned."""
+        self.override_peers.dropped_entries(bad)
+        taken, changed = self.overrides.merge(self.checks, entries, peer)
+        if changed and self.lb is not None:
+            self.lb.changed.set()
+        if taken:
+            self.events.add("overrides_learned", peer=peer, entries=len(taken))
+        return {"taken": len(taken),
+                "entries": self.overrides.store.as_lists() if reply else []}
 
     def _start(self) -> None:
         # The web address first: if it is taken the daemon stops before it holds a VIP.
         if self.options.web != "off":
             self._serve_web()
+        self._start_overrides()
         try:
             self.control = control.serve(self, self.options)
         except control.ControlError as exc:
@@ -323,6 +331,30 @@ class Director:
                   note="the bgp block announces virtual servers: "
                        + ("-P runs none" if self.options.vrrp else "the file has none"))
 
+    def _start_overrides(self) -> None:
+        """Read before the first converge: nothing an operator decided is revived or lost
+        by a restart; then the peers' exchange (push on change, anti-entropy pull)."""
+        self.overrides.load()
+        self.override_peers.entries = self.overrides.store.as_lists
+        if self.admin_token is None:
+            try:
+                self.admin_token = read_admin_token(self.options.admin_token_file)
+            except OSError as exc:
+                raise StartupError(f"--admin-token-file: {exc}") from None
+        self.override_peers.token = self.admin_token
+        self.overrides.listeners.append(self.override_peers.push)
+        self.override_peers.configure(self.config.override_peers,
+                                      self.config.override_peers_ca)
+
+    def _merge_from_peer(self, entries: list, bad: int, peer: str) -> None:
+        """The override peers' greenlet: a peer's reply, merged on the main greenlet."""
+        self.command("override_sync", entries=entries, bad=bad, peer=peer, reply=False)
+
+    def peer_message(self, body: bytes, signature: str | None,
+                     peer: str) -> tuple[int, bytes, dict[str, str]]:
+        """POST /api/v1/overrides/sync (web/admin.py): checked on the request's greenlet."""
+        return self.override_peers.receive(body, signature, peer, self.command)
+
     def _start_bgp(self, config: Any) -> None:
         """The announcer, after the pools (it reads their health after each converge)."""
         from .bgp.service import BgpService, engine_for, engine_problem
@@ -350,7 +382,7 @@ class Director:
         from .lb.service import LoadBalancer
         self.checks = CheckService(config, self.clock, self.notifier)
         self.checks.start()
-        self._load_drained()
+        self.overrides.apply(self.checks)       # before the first converge
         self.checks.listeners.append(lambda state: self.events.add(
             "real_server", virtual_server=state.name[0], real_server=state.name[1],
             state="up" if state.up else "down",
@@ -385,7 +417,7 @@ class Director:
         if bool(options.web_tls_cert) != bool(options.web_tls_key):
             raise StartupError("--web-tls-cert and --web-tls-key go together")
         try:
-            token = read_admin_token(options.admin_token_file)
+            token = self.admin_token = read_admin_token(options.admin_token_file)
             refusal = webserver.clear_text_refusal(host, token is not None,
                                                    bool(options.web_tls_cert),
                                                    options.web_insecure)
@@ -460,6 +492,7 @@ class Director:
                                            defs.shutdown_script_timeout)
         if self.mailer is not None:
             self.mailer.stop()
+        self.override_peers.stop()
         event(log, "director.stopped")
 
     def handle_reload(self) -> bool:
@@ -578,6 +611,7 @@ class Director:
                     self._start_pools(plan.new)
             elif not plan.servers.unchanged or plan.load_balancer:
                 self.checks.apply(plan.servers, plan.new)
+                self.overrides.apply(self.checks)   # the servers a reload brought back
                 self.lb.reload(plan.new)
             self._apply_bgp(plan)
         if self.mailer is not None and plan.mail:
@@ -588,6 +622,7 @@ class Director:
                                     plan.new.global_defs.set_supplementary_groups)
             self.notifier.fifos.configure(plan.new.global_defs, self._fifo_kinds())
         self.own.configure(plan.new, self.loop_lag)
+        self.override_peers.configure(plan.new.override_peers, plan.new.override_peers_ca)
         if prepared is not None:
             self.vrrp.apply(prepared)
 
@@ -634,6 +669,9 @@ class Director:
         self.reloads[result] += 1
         if result == "success":
             self.last_reload_success = now
+            # runtime weights last until a reload (director/overrides.py), on every peer
+            if self.overrides.clear_weights(self.checks) and self.lb is not None:
+                self.lb.changed.set()
             self.loop_lag.threshold = threshold_for(self.config)
         self.reload_status = {"result": result, "at": now, "errors": errors[:20], "note": note}
         self.events.add("reload", result=result, errors=len(errors), note=note)

@@ -52,5 +52,6 @@ def take(director: Any, yield_every: int = YIELD_EVERY, with_jobs: bool = False)
         main_loop=director.loop_lag.view(), web=director.web_view(),
         notify_fifos=director.notifier.fifos.views() if director.notifier else (),
         process=director.process_view(),
-        bgp=None if director.bgp is None else director.bgp.view())
+        bgp=None if director.bgp is None else director.bgp.view(),
+        overrides=director.override_peers.view(director.overrides.store))
 

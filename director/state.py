@@ -65,7 +65,7 @@ def static_json(view: Any) -> dict[str, Any]:
 # tests/unit/test_event_kinds.py fails when the code publishes a kind not listed here.
 EVENT_KINDS = ("vrrp.transition", "vrrp.sync_group", "real_server", "checker", "quorum",
                "reload", "notify", "admin", "ha_suspend", "main_loop.late", "bgp", "lb_error",
-               "lb_recovered", "drain_complete", "slow_start")
+               "lb_recovered", "drain_complete", "slow_start", "overrides_learned")
 
 
 # === lateness (director/lateness.py records it) =================================================
@@ -349,6 +349,9 @@ class CheckView:
     last_check: LastCheck | None
     jobs: tuple[JobStats, ...] = ()     # asked for by the metrics only
     agent: Mapping[str, Any] | None = None  # AGENT_CHECK: its agent's last reply and effect
+    # the operator's active overrides (director/overrides.py Entry: drain, weight,
+    # maintenance), each with who set it and when
+    overrides: tuple[Any, ...] = ()
 
 
 # === the load balancer ==========================================================================
@@ -428,7 +431,8 @@ def configured_checker(real: Any) -> str | None:
 class RealServerView:
     LIVE: ClassVar[frozenset[str]] = frozenset(
         {"weight", "desired_weight", "up", "drained", "last_check", "checks", "counters",
-         "active_connections", "inactive_connections", "drain", "agent", "ramp"})
+         "active_connections", "inactive_connections", "drain", "agent", "ramp",
+         "maintenance", "weight_override", "overrides"})
 
     name: str
     address: str
@@ -479,11 +483,18 @@ class RealServerView:
                "active_connections": self.active_connections,
                "inactive_connections": self.inactive_connections,
                "drain": None if drain is None else drain.as_json(), "agent": None,
-               "ramp": None if self.ramp is None else self.ramp.as_json()}
+               "ramp": None if self.ramp is None else self.ramp.as_json(),
+               "maintenance": False, "weight_override": None, "overrides": {}}
         if check is not None:
             out["up"], out["drained"] = check.up, check.drained
             if check.agent is not None:
                 out["agent"] = dict(check.agent)
+            if check.overrides:        # the operator's, each with who set it and when
+                out["overrides"] = {entry.kind: entry.as_json() for entry in check.overrides}
+                out["maintenance"] = any(entry.kind == "maintenance"
+                                         for entry in check.overrides)
+                out["weight_override"] = next((entry.value for entry in check.overrides
+                                               if entry.kind == "weight"), None)
             out["checks"] = {"ok": check.ok, "failed": check.failed}
             if check.last_check is not None:
                 out["last_check"] = check.last_check.as_json()
@@ -677,6 +688,8 @@ class State:
     process: ProcessView | None = None
     notify_fifos: tuple[NotifyFifoView, ...] = ()
     bgp: BgpView | None = None                  # with a bgp block (director/bgp/view.py)
+    # the operator's overrides and their peers' exchange (override_peers.OverridesView)
+    overrides: Any = None
 
     @property
     def healthy(self) -> bool:
@@ -702,7 +715,8 @@ class State:
                 "web": None if self.web is None else self.web.as_json(),
                 "process": None if self.process is None else self.process.as_json(),
                 "notify_fifos": [fifo.as_json() for fifo in self.notify_fifos],
-                "bgp": None if self.bgp is None else self.bgp.as_json()}
+                "bgp": None if self.bgp is None else self.bgp.as_json(),
+                "overrides": None if self.overrides is None else self.overrides.as_json()}
 
     def as_json(self) -> dict[str, Any]:
         """The /api/v1/state body (the API adds ``admin``)."""

@@ -41,6 +41,35 @@ class SnapshotCollector(Collector):
         yield from self._vrrp(self.snapshot.vrrp)
         if self.snapshot.bgp is not None:
             yield from self._bgp(self.snapshot.bgp)
+        if self.snapshot.overrides is not None:
+            yield from self._overrides(self.snapshot.overrides)
+
+    @staticmethod
+    def _overrides(view: Any) -> Iterator[Metric]:
+        """The operator's overrides and their exchange with the peer directors
+        (director/override_peers.py's OverridesView)."""
+        yield GaugeMetricFamily("director_overrides_active",
+                                "Operator overrides in force (drain, weight, maintenance).",
+                                value=view.active)
+        failures = CounterMetricFamily(
+            "director_override_peer_sync_failures_total",
+            "Override exchanges with a peer director that failed.", labels=["peer"])
+        last = GaugeMetricFamily(
+            "director_override_peer_last_sync_timestamp_seconds",
+            "When the last override exchange with a peer director worked (0: never).",
+            labels=["peer"])
+        for peer in view.peers:
+            failures.add_metric([peer.url], peer.failures)
+            last.add_metric([peer.url], peer.last_sync or 0)
+        yield failures
+        yield last
+        dropped = CounterMetricFamily(
+            "director_override_peer_messages_dropped_total",
+            "Peer override messages dropped, by reason (unauthenticated, malformed, "
+            "too_large; bad_entry counts entries).", labels=["reason"])
+        for reason, count in view.dropped.items():
+            dropped.add_metric([reason], count)
+        yield dropped
 
     @staticmethod
     def _bgp(bgp: Any) -> Iterator[Metric]:

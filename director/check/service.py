@@ -33,6 +33,10 @@ class RealServerState:
     up: bool = True
     drained: bool = False           # weight 0 on an operator's request, still checked
     has_agent: bool = False         # one of its checkers is an AGENT_CHECK
+    # the rest of the operator's overrides (director/overrides.py puts them here)
+    weight_override: int | None = None  # the weight it gets instead, until a reload
+    maintenance: bool = False       # out of the pool, still checked
+    overrides: tuple = ()           # the active overrides.Entry of it, for the views
 
     def compute_up(self) -> bool:
         return all(job.health.up for job in self.jobs)
@@ -152,6 +156,8 @@ class CheckService:
         alive. A drain is kept. If the server's state changes all the same (its failing
         checker was removed), that is a change like any other: an event and its notify."""
         after.drained = before.drained
+        after.weight_override, after.maintenance = before.weight_override, before.maintenance
+        after.overrides = before.overrides
         for job, old_job in zip(after.jobs, carried(before.jobs,
                                                     [job.key[2] for job in after.jobs])):
             if old_job is not None:
@@ -295,7 +301,8 @@ class CheckService:
                 tuple(JobStats(virtual_name, state.name[1], job.key[2], job.ok, job.failed,
                                tuple(job.buckets), job.duration_sum) for job in jobs)
                 if with_jobs else (),
-                None if agent is None else frozen(agent.as_json(state.real_server.weight))))
+                None if agent is None else frozen(agent.as_json(state.real_server.weight)),
+                state.overrides))
         return out
 
     def reply_errors(self) -> dict[tuple[str, str], int]:

@@ -93,6 +93,9 @@ def config_json(config, router_id: str) -> dict:
         "namespace_with_ipsets": config.namespace_with_ipsets,
         # director extensions: shown when configured, so a keepalived.conf dumps as before
         **({"bgp": plain(config.bgp)} if config.bgp is not None else {}),
+        **({"override_peers": list(config.override_peers)} if config.override_peers else {}),
+        **({"override_peers_ca": config.override_peers_ca}
+           if config.override_peers_ca is not None else {}),
     }
 
 
@@ -115,6 +118,9 @@ def dump_text(config, router_id: str) -> str:
     if "bgp" in data:
         lines.append("------< BGP >------")
         _dump(data["bgp"], lines, 1)
+    if "override_peers" in data:
+        lines.append("------< Override peers >------")
+        _dump(data["override_peers"], lines, 1)
     for title, items, label in sections:
         if not items:
             continue

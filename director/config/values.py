@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from .diagnostics import Location
 from .schema import Context, Invalid
@@ -539,3 +540,22 @@ class Script:
 
     def describe(self) -> str:
         return '"COMMAND ARGS" [USER [GROUP]]' if self.with_user else '"COMMAND ARGS"'
+
+
+# -- director extensions ----------------------------------------------------------------------
+
+
+def peer_url(args: list[str], ctx: Context) -> str:
+    """One line of ``override_peers { ... }``: http(s)://HOST:PORT of a peer's --web."""
+    if len(args) != 1:
+        raise Invalid(f"expects one URL (http[s]://HOST:PORT), got {' '.join(args)!r}")
+    url = args[0].rstrip("/")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None \
+            or parts.path or parts.query or parts.fragment or parts.username:
+        raise Invalid(f"expects http[s]://HOST:PORT (a peer director's --web), got {url!r}")
+    return url

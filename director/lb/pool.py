@@ -7,6 +7,9 @@ services and destinations the kernel should have.
   that weight scaled by the ramp's fraction. An agent's ``maint`` takes it out of the
   pool (not a failure: inhibit_on_failure does not keep it); its ``maxconn`` is the
   upper connection threshold.
+- An operator's runtime weight (director/overrides.py) replaces the configured and the
+  checks' weight until a reload; a real server in maintenance leaves the pool (and the
+  quorum's weight) while still checked.
 - A real server that is down leaves the pool, or stays at weight 0 with inhibit_on_failure.
 - Quorum: the live weight (sum of the weights of the servers up) must reach quorum; with
   hysteresis it is lost below quorum - hysteresis and regained at quorum + hysteresis.
@@ -39,6 +42,8 @@ class Live:
     agent_admin: str = "ready"
     agent_maxconn: int | None = None
     ramp: float | None = None       # slow start: the fraction of its ramp (None: full weight)
+    weight_override: int | None = None  # an operator's runtime weight (until a reload)
+    maintenance: bool = False       # an operator took it out of the pool (still checked)
 
 
 @dataclass(frozen=True)
@@ -114,14 +119,19 @@ def weight_of(real: Any, live: Live, ramped: bool = True) -> int:
     then, ``ramped``, its slow start ramp. Each a separate factor, applied in this order."""
     if live.drained or live.agent_admin != "ready":     # drain: 0; maint: not in the pool
         return 0
-    weight = live.weight if live.weight is not None else real.weight
+    if live.weight_override is not None:       # the operator's word beats a script's
+        weight = live.weight_override
+    else:
+        weight = live.weight if live.weight is not None else real.weight
     return ramped_weight(weight, live.ramp) if ramped else weight
 
 
 def live_weight(virtual: Any, lives: Callable[[Any], Live]) -> int:
-    """The quorum's sum: a ramping server counts at its full weight (slowstart.py)."""
+    """The quorum's sum: a ramping server counts at its full weight (slowstart.py); one in
+    maintenance not at all."""
     return sum(weight_of(real, live, ramped=False) for live, real in
-               ((lives(real), real) for real in virtual.real_servers) if live.up)
+               ((lives(real), real) for real in virtual.real_servers)
+               if live.up and not live.maintenance)
 
 
 def quorum_step(virtual: Any, quorum_up: bool, weight: int) -> tuple[bool, QuorumChange | None]:
@@ -148,6 +158,8 @@ def pool(virtual: Any, key: ServiceKey, lives: Callable[[Any], Live], quorum_up:
     if quorum_up or sorry is None:
         for real in virtual.real_servers:
             live = lives(real)
+            if live.maintenance:        # out entirely, inhibit_on_failure or not
+                continue
             inhibit = real.inhibit_on_failure or virtual.inhibit_on_failure
             if not live.up and not inhibit or live.agent_admin == "maint":
                 continue

@@ -193,11 +193,10 @@ class LoadBalancer:
         elif self.ramps.ramps:                  # slow_start turned off by a reload mid-ramp
             self.ramps.ramps.pop((virtual_name, real.address, real.port), None)
         agent = state.agent() if state.has_agent else None
-        if agent is None:
-            return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained,
-                        ramp=ramp)
         return Live(up=state.up, weight=state.dynamic_weight(), drained=state.drained,
-                    agent_admin=agent.admin, agent_maxconn=agent.maxconn, ramp=ramp)
+                    agent_admin="ready" if agent is None else agent.admin,
+                    agent_maxconn=None if agent is None else agent.maxconn, ramp=ramp,
+                    weight_override=state.weight_override, maintenance=state.maintenance)
 
     def _observe(self, state: Any, now: float) -> tuple[str, str, int]:
         """Tells the slow start tracker what the checks say of a real server (a rise after

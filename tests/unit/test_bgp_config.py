@@ -144,7 +144,7 @@ def test_bgp_keywords_are_marked_as_director_extensions():
     from director.config.docs import render
     text = render()
     assert "## director extensions" in text
-    assert "`bgp` (top level), `bgp_announce` (virtual_server)" in text
+    assert "`bgp` (top level)" in text and "`bgp_announce` (virtual_server)" in text
     for block in ("bgp", "peer", "bgp_announce"):
         section = text.split(f"\n## {block}\n", 1)[1]
         assert section.lstrip().startswith("*director extension*"), block

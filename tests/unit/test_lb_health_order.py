@@ -66,7 +66,8 @@ def balancer(tmp_path):
     path = tmp_path / "keepalived.conf"
     path.write_text(CONFIG)
     config = load_config(str(path), interface_exists=None).config
-    real = SimpleNamespace(up=True, drained=False, has_agent=False, dynamic_weight=lambda: 1)
+    real = SimpleNamespace(up=True, drained=False, has_agent=False, weight_override=None,
+                           maintenance=False, dynamic_weight=lambda: 1)
     checks = SimpleNamespace(state_of=lambda name, server: real, listeners=[], effect_listeners=[],
                              real_servers=[])
     lb = LoadBalancer(config, checks, "none", Notifier(None))
@@ -134,8 +135,10 @@ def test_health_counts_live_weighted_servers_and_the_quorum(tmp_path):
     path = tmp_path / "keepalived.conf"
     path.write_text(QUORUM_2)
     config = load_config(str(path), interface_exists=None).config
-    servers = {"10.0.0.1": SimpleNamespace(up=True, drained=False, has_agent=False, dynamic_weight=lambda: None),
-               "10.0.0.2": SimpleNamespace(up=True, drained=False, has_agent=False, dynamic_weight=lambda: None)}
+    servers = {address: SimpleNamespace(up=True, drained=False, has_agent=False,
+                                        weight_override=None, maintenance=False,
+                                        dynamic_weight=lambda: None)
+               for address in ("10.0.0.1", "10.0.0.2")}
     checks = SimpleNamespace(state_of=lambda name, real: servers[real.address], listeners=[], effect_listeners=[],
                              real_servers=[])
     lb = LoadBalancer(config, checks, "none", Notifier(None))

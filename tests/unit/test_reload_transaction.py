@@ -43,6 +43,8 @@ class Recorder:
             raise OSError(f"{name} failed on purpose")
 
     # checks
+    real_servers: list = []             # the overrides walk them after an apply
+
     def apply(self, plan, config):
         self.calls.append(("apply", config.vrrp_instances[0].priority, plan))
         self._maybe_fail("apply")

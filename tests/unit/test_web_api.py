@@ -21,6 +21,7 @@ from director.config import load_config
 from director.config.render import config_json
 from director.errors import CommandError
 from director.events import EventLog
+from director.override_peers import OverridesView, PeerView
 from director.state import (DURATION_BUCKETS, CheckView, InstanceCounters, InstanceView,
                             JobStats, LastCheck, LatenessView, LoadBalancerView, MainLoopView,
                             NotifyFifoView, RealServerView, ReloadView, State,
@@ -118,6 +119,10 @@ def contract_state(with_jobs: bool = False) -> State:
         main_loop=MainLoopView(LatenessView(DURATION_BUCKETS, (9,) + (0,) * 12 + (1,), 4.9,
                                             (0.0004, 4.9)), None, 1.0),
         web=WebView(frozen({"unauthorized": 2, "timeout": 1}), 3, 512, 1, 64, False),
+        overrides=OverridesView(3, 2, (PeerView("http://192.0.2.2:8080", 1700000000.0,
+                                                None, 4, 90),),
+                                frozen({"unauthenticated": 1, "malformed": 0, "too_large": 0,
+                                        "bad_entry": 2})),
         notify_fifos=(NotifyFifoView("/run/keepalived/vrrp.fifo", ("vrrp_notify_fifo",), True,
                                      None, 12, frozen({"full": 2}), "/usr/local/bin/reader",
                                      True, 0),))
@@ -153,6 +158,11 @@ class FakeDirector:
                 len(arguments.get("real_server", "")) > 1000:      # as the daemon answers
             raise CommandError(f"no real server {arguments['real_server']!r}")
         return {"done": name}
+
+    def peer_message(self, body, signature, peer):
+        self.commands.append(("peer_message", {"body": body, "signature": signature}))
+        return 401 if signature != "good" else 200, b'{"origin": "x"}', \
+            {"X-Director-Signature": "reply"}
 
 
 @pytest.fixture
@@ -305,6 +315,10 @@ def test_metrics_names_types_and_labels(client):
         "director_virtual_server_bytes": ("counter", {"virtual_server", "direction"}),
         "director_web_requests_refused": ("counter", {"reason"}),
         "director_notify_fifo_lines": ("counter", {"fifo", "result"}),
+        "director_overrides_active": ("gauge", set()),
+        "director_override_peer_sync_failures": ("counter", {"peer"}),
+        "director_override_peer_last_sync_timestamp_seconds": ("gauge", {"peer"}),
+        "director_override_peer_messages_dropped": ("counter", {"reason"}),
     }
     for name, (kind, labels) in expected.items():
         assert name in families, name
@@ -327,6 +341,10 @@ def test_metrics_names_types_and_labels(client):
     fifo = (("fifo", "/run/keepalived/vrrp.fifo"),)
     assert samples[("director_notify_fifo_lines_total", fifo + (("result", "written"),))] == 12
     assert samples[("director_notify_fifo_lines_total", fifo + (("result", "full"),))] == 2
+    peer = (("peer", "http://192.0.2.2:8080"),)
+    assert samples[("director_override_peer_sync_failures_total", peer)] == 4
+    assert samples[("director_override_peer_messages_dropped_total",
+                    (("reason", "unauthenticated"),))] == 1
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None,
@@ -399,6 +417,47 @@ def test_a_preview_over_http_takes_no_path(client, director):
     assert director.commands == []
     assert client.post("/api/v1/reload?dry_run=0", headers=headers).status_code == 200
     assert director.commands[0][0] == "reload"
+
+
+@pytest.mark.parametrize("path, field, good, bad", [
+    ("/api/v1/real-servers/weight", "weight", [0, 5, -1, None], ["5", True, 1.5, [1], -2, 65536]),
+    ("/api/v1/real-servers/maintenance", "maintenance", [True, False], [1, "yes", None])])
+def test_weight_and_maintenance_take_one_more_field(client, director, path, field, good, bad):
+    assert client.post(path, json={**BODY, field: good[0]}).status_code == 401
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-CSRF-Token": csrf(client)}
+    for value in bad:
+        assert client.post(path, headers=headers, json={**BODY, field: value}
+                           ).status_code == 400, value
+    assert client.post(path, headers=headers, json=BODY).status_code == 400     # missing
+    assert client.post(path, headers=headers, json={**BODY, field: good[0], "x": 1}
+                       ).status_code == 400                                   # a typo
+    assert director.commands == []
+    for value in good:
+        assert client.post(path, headers=headers, json={**BODY, field: value}
+                           ).status_code == 200
+    names = {name for name, _ in director.commands}
+    assert names == {field}
+    key = "weight" if field == "weight" else "on"
+    assert [arguments[key] for _, arguments in director.commands] == good
+    assert all(arguments["actor"] for _, arguments in director.commands)
+
+
+def test_the_peer_sync_is_signed_not_tokened(client, director):
+    """A peer presents no bearer or CSRF token: its body's signature is the daemon's to
+    check (director/override_peers.py); the answer and its signature pass through."""
+    response = client.post("/api/v1/overrides/sync", data=b'{"a": 1}',
+                           headers={"X-Director-Signature": "good"})
+    assert response.status_code == 200 and response.headers["X-Director-Signature"] == "reply"
+    assert client.post("/api/v1/overrides/sync", data=b"{}").status_code == 401
+    assert director.commands[0] == ("peer_message", {"body": b'{"a": 1}', "signature": "good"})
+    big = b"x" * (1 << 20)                          # above the admin bodies' 64 KiB
+    assert client.post("/api/v1/overrides/sync", data=big,
+                       headers={"X-Director-Signature": "good"}).status_code == 200
+    assert director.commands[-1][1]["body"] == big
+    response = client.post("/api/v1/overrides/sync", data=b"x" * (9 << 20),
+                           headers={"X-Director-Signature": "good"})
+    assert response.status_code == 413 and str(8 << 20) in response.get_json()["error"]
+    assert len(director.commands) == 3
 
 
 def test_bad_bodies_and_unknown_servers(client, director):

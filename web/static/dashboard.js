@@ -289,6 +289,7 @@ function renderBgp(bgp) {
 
 function realState(real) {
   if (real.up === null) return ["unchecked", "muted"];
+  if (real.maintenance) return ["MAINT", "warn"];
   if (!real.up) return ["DOWN", "bad"];
   if (real.drained && real.drain && real.drain.complete) return ["DRAINED", "warn"];
   if (real.drained) return ["DRAINING", "warn"];
@@ -365,15 +366,19 @@ function renderReals(vs, admin) {
     return el("tr", {"data-rs": r.name},
       el("td", {class: "rs-name", text: r.name}),
       el("td", {}, el("span", {class: `rs-state badge badge-${kind}`, text: label})),
-      el("td", {class: "num", title: "weight in the kernel / configured"},
-        `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}`, rampMarker(r)),
+      el("td", {class: "num", title: overrideText(r) || "weight in the kernel / configured",
+                text: `${r.weight === null ? "—" : r.weight} / ${r.configured_weight}` +
+                  (r.weight_override === null || r.weight_override === undefined
+                    ? "" : ` (overridden: ${r.weight_override})`)}, rampMarker(r)),
       el("td", {class: "num conns", title: "active / inactive connections now",
                 text: r.active_connections === null || r.active_connections === undefined
                   ? "—" : `${r.active_connections} / ${r.inactive_connections}`}),
       el("td", {}, r.checker || "—", r.agent ? " " : null, agentBadge(r.agent)),
       el("td", {class: "num", text: ms(last.duration_seconds)}),
       el("td", {}, sparkline(history[r.name])),
-      el("td", {class: "error", text: last.ok === false ? (last.error || "failed") : drainText(r)}),
+      el("td", {class: "error", title: overrideText(r),
+                text: last.ok === false ? (last.error || "failed")
+                  : [drainText(r), overrideText(r, true)].filter(Boolean).join("; ")}),
       el("td", {class: "num", text: cert}),
       el("td", {}, admin ? el("button", {type: "button", class: "small",
         onclick: () => drain(vs.name, r.name, !r.drained)}, r.drained ? "restore" : "drain") : null));
@@ -400,6 +405,17 @@ function rampMarker(real) {
   const left = Math.max(0, Math.round(ramp.until - Date.now() / 1000));
   return el("span", {class: "ramp", title: `slow start over ${ramp.seconds} s: full weight in ${left} s`,
                      text: ` ramping ${Math.round(ramp.fraction * 100)} %`});
+}
+
+// The operator's overrides in force: what, set by whom (director, client) and when
+// (``notDrain``: the others, the drain having its own text).
+function overrideText(real, notDrain) {
+  const all = real.overrides || {};
+  return Object.values(all).filter((o) => !notDrain || o.kind !== "drain").map((o) => {
+    const what = o.kind === "weight" ? `weight ${o.value}` : o.kind;
+    const at = new Date(o.at * 1000).toLocaleString();
+    return `${what} by ${o.actor || "?"} on ${o.origin} at ${at}`;
+  }).join("; ");
 }
 
 function drainText(real) {
@@ -464,12 +480,13 @@ function describe(event) {
     case "reload": return `reload: ${event.result}${event.note ? ` (${event.note})` : ""}` +
       (event.errors ? `, ${event.errors} error(s)` : "");
     case "notify": return `notification ${event.why}: ${event.result}`;
-    case "admin": return `admin ${event.action} ${event.real_server || ""} ${event.virtual_server ? `in ${event.virtual_server}` : ""} from ${event.actor}`;
+    case "admin": return `admin ${event.action}${event.value === undefined ? "" : ` ${event.value}`} ${event.real_server || ""} ${event.virtual_server ? `in ${event.virtual_server}` : ""} from ${event.actor}`;
     case "lb_error": return `${event.backend} backend failing: ${event.operation}: ${event.error} (retried)`;
     case "lb_recovered": return `${event.backend} backend recovered after ${event.failed_converges} failed attempt(s)`;
     case "checker":
       return `${event.checker} of ${event.real_server} in ${event.virtual_server}: ${event.state}` +
         (event.error ? ` (${event.error})` : "");
+    case "overrides_learned": return `${event.entries} override(s) learned from ${event.peer}`;
     case "drain_complete": return `${event.real_server} in ${event.virtual_server} drained: ${event.why}`;
     case "slow_start": return `${event.real_server} in ${event.virtual_server}: slow start over ${event.seconds} s`;
     case "ha_suspend": return `ha_suspend: ${event.suspended.length ? event.suspended.join(", ") : "none"} suspended`;

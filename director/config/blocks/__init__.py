@@ -6,8 +6,8 @@ import dataclasses
 
 from ..interfaces import LINKBEAT, linkbeat_interface, up_down_delay
 from ..iprule import assign_priorities, rule
-from ..schema import Block, Flag, Kw, Lines, Opaque, model_for
-from ..values import route, virtual_address
+from ..schema import Block, Flag, Kw, Lines, Opaque, Word, model_for
+from ..values import peer_url, route, virtual_address
 from .bgp import BGP
 from .checkers import SSL
 from .common import BFD
@@ -59,6 +59,21 @@ ROOT = Block(
         Kw("SSL", SSL, field="ssl"),
         Kw("bgp", BGP, repeat="once", extension=True,
            doc="Announce virtual servers over BGP (active-active directors behind ECMP)."),
+        Kw("override_peers", Lines(peer_url, "http[s]://HOST:PORT of a peer director's --web"),
+           extension=True,
+           doc="The peer directors (the VRRP peers) the operator's overrides (drain, runtime "
+               "weight, maintenance) are shared with: pushed on each change and exchanged "
+               "every 10 s (a peer that was down catches up), over the peers' web API, "
+               "signed with HMAC-SHA256 keyed by the shared --admin-token-file (needed: "
+               "without it nothing is exchanged). Last writer wins per server and kind; a "
+               "restore propagates like the drain did. A reload changing it restarts "
+               "nothing else."),
+        Kw("override_peers_ca", Word("a PEM file of CA certificates"), extension=True,
+           doc="The certificate authorities an https override peer's certificate is checked "
+               "against (instead of the system's), e.g. the CA of the directors' "
+               "--web-tls-cert; the peer's address must be in its certificate. Read at start "
+               "and on each reload; an unreadable file fails the https exchanges (said in "
+               "each peer's last error)."),
         Kw("garp_group", GARP_GROUP, field="garp_groups", repeat="append",
            doc="Per-interface pacing of gratuitous ARPs / NAs (keepalived's garp_group)."),
         Kw("static_ipaddress", Lines(virtual_address, "ADDRESS[/PREFIX] [options]"),
