@@ -28,7 +28,8 @@ COMMANDS = ("status", "events", "drain", "restore", "weight", "reload", "diff", 
 
 EPILOG = """exit codes:
   0  done
-  1  the daemon refused (an unknown or ambiguous server, a bad argument, a failed reload)
+  1  the daemon refused (an unknown or ambiguous server, a bad argument, a failed reload,
+     a diff whose file a reload would refuse)
   2  usage (this command line is wrong)
   3  the daemon cannot be reached (no socket, permission denied, not answering)
 
@@ -178,6 +179,8 @@ def run_command(args: argparse.Namespace, client: Client) -> int:
         return follow(args, client)
     if command == "reload" and isinstance(result, dict) and result.get("result") == "failure":
         return EXIT_REFUSED
+    if command == "diff" and isinstance(result, dict) and result.get("would_apply") is False:
+        return EXIT_REFUSED                 # `ctl diff && ctl reload` stops here
     return EXIT_OK
 
 

@@ -161,14 +161,65 @@ def result_text(command: str, result: Any) -> str:
         if result.get("warning"):
             text += f"warning: {result['warning']}\n"
         return text
+    if command == "weight" and isinstance(result, dict) and "weight_override" in result:
+        override = result["weight_override"]
+        text = (f"weight of {result.get('real_server')} in {result.get('virtual_server')}: "
+                + (f"{override} (overridden until a reload)\n" if override is not None
+                   else "the configured one again\n"))
+        if result.get("warning"):
+            text += f"warning: {result['warning']}\n"
+        return text
     if command == "reload" and isinstance(result, dict):
         text = f"reload: {result.get('result')}"
         text += f" ({result['note']})\n" if result.get("note") else "\n"
         return text + "".join(f"  {error}\n" for error in result.get("errors") or [])
     if command == "events":
         return "".join(event_line(item) + "\n" for item in result or [])
+    if command == "diff" and isinstance(result, dict) and "would_apply" in result:
+        return preview_text(result)
     if isinstance(result, str):
         return result if result.endswith("\n") else result + "\n"
     if isinstance(result, dict) and isinstance(result.get("text"), str):
         return result["text"] if result["text"].endswith("\n") else result["text"] + "\n"
     return json.dumps(result, indent=2) + "\n"
+
+
+def preview_text(preview: dict) -> str:
+    """``director ctl diff``: the reload preview (reload_preview.py) as a diff people read:
+    ``+`` added, ``-`` removed, ``~`` changed, the summary first."""
+    lines = [preview.get("summary", "")]
+    lines += [f"  error: {error}" for error in preview.get("errors") or []]
+    if not preview.get("would_apply") or preview.get("unchanged"):
+        return "\n".join(lines) + "\n"
+    vrrp = preview.get("vrrp_instances") or {}
+    for item in vrrp.get("added") or []:
+        lines.append(f"+ vrrp_instance {item['name']}" + _then(item))
+    for item in vrrp.get("removed") or []:
+        lines.append(f"- vrrp_instance {item['name']}" + _then(item))
+    for item in vrrp.get("changed") or []:
+        lines.append(f"~ vrrp_instance {item['name']}: {'; '.join(item['settings'])}" +
+                     _then(item))
+    virtual = preview.get("virtual_servers") or {}
+    lines += [f"+ virtual_server {name}" for name in virtual.get("added") or []]
+    lines += [f"- virtual_server {name}" for name in virtual.get("removed") or []]
+    lines += [f"~ virtual_server {item['name']}: {'; '.join(item['settings'])}"
+              for item in virtual.get("changed") or []]
+    real = preview.get("real_servers") or {}
+    for sign, what in (("+", "added"), ("-", "removed")):
+        lines += [f"{sign} real_server {item['real_server']} in {item['virtual_server']}"
+                  for item in real.get(what) or []]
+    for item in real.get("changed") or []:
+        restart = " (its checkers restart)" if item.get("checkers_restart") else ""
+        lines.append(f"~ real_server {item['real_server']} in {item['virtual_server']}: "
+                     f"{'; '.join(item['settings'])}{restart}")
+    kernel = preview.get("kernel") or {}
+    for part in ("services", "destinations"):
+        for sign, what in (("+", "add"), ("-", "remove"), ("~", "update")):
+            lines += [f"{sign} kernel {part[:-1]} {entry}"
+                      for entry in (kernel.get(part) or {}).get(what) or []]
+    lines += [f"  also: {other}" for other in preview.get("other") or []]
+    return "\n".join(lines) + "\n"
+
+
+def _then(item: dict) -> str:
+    return f"; then: {item['transition']}" if item.get("transition") else ""

@@ -284,3 +284,50 @@ def test_a_group_may_be_let_in(tmp_path, state_dir, servers):
         assert daemon.reals()[ports[1]]["drained"] is True
         (drain,) = [e for e in ctl_json(state_dir, "events") if e["kind"] == "admin"]
         assert drain["actor"] == f"ctl:uid={pwd.getpwnam('nobody').pw_uid}"
+
+
+def test_weight_and_diff(tmp_path, state_dir, servers):
+    """``weight`` overrides a real server's weight until a reload (the API, the pool and
+    status say so); ``diff FILE`` says what a reload of a changed file would change, and the
+    reload then does exactly that."""
+    ports = [sock.getsockname()[1] for sock in servers]
+    with running(start(tmp_path, state_dir, ports)) as daemon:
+        wait_for(lambda: all(r["up"] for r in daemon.reals().values()), 10,
+                 message=daemon.log)
+        done = ctl(state_dir, "weight", "127.0.0.1:80", f"127.0.0.1:{ports[0]}", "7")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == (f"weight of 127.0.0.1:{ports[0]} in 127.0.0.1:80/TCP: 7 "
+                               "(overridden until a reload)\n")
+        real = daemon.reals()[ports[0]]
+        assert (real["weight_override"], real["desired_weight"]) == (7, 7)
+        assert daemon.reals()[ports[1]]["weight_override"] is None
+        (row,) = [line for line in ctl(state_dir, "status").stdout.splitlines()
+                  if f"-> 127.0.0.1:{ports[0]}" in line]
+        assert "7*" in row and "overridden" in row, row
+        bad = ctl(state_dir, "weight", "127.0.0.1:80", "127.0.0.1:1", "7")
+        assert bad.returncode == 1 and "127.0.0.1:1" in bad.stderr, bad
+
+        # diff: the configured file unchanged, then another file without the second server
+        same = ctl(state_dir, "diff")
+        assert same.returncode == 0 and same.stdout == "nothing would change\n", same
+        other = tmp_path / "other.conf"
+        other.write_text(config_text(ports[:1]))
+        preview = ctl(state_dir, "diff", str(other))
+        assert preview.returncode == 0, preview.stderr
+        assert f"- real_server 127.0.0.1:{ports[1]} in 127.0.0.1:80/TCP" in preview.stdout
+        assert f"- kernel destination 127.0.0.1:80/TCP -> 127.0.0.1:{ports[1]}" \
+            in preview.stdout or "kernel" not in preview.stdout         # backend none
+        assert set(daemon.reals()) == set(ports)                     # nothing changed
+        assert daemon.reals()[ports[0]]["weight_override"] == 7
+
+        # the reload does what the diff said, and puts the file's weight back
+        daemon.config.write_text(other.read_text())
+        assert ctl(state_dir, "reload").returncode == 0
+        assert set(daemon.reals()) == {ports[0]}
+        real = daemon.reals()[ports[0]]
+        assert (real["weight_override"], real["desired_weight"]) == (None, 3)
+        broken = tmp_path / "broken.conf"
+        broken.write_text("virtual_server 127.0.0.1 80 {\n    lb_algo nonsense\n}\n")
+        refused = ctl(state_dir, "diff", str(broken))
+        assert refused.returncode == 1 and "would be refused" in refused.stdout, refused
+        assert "broken.conf:2" in refused.stdout

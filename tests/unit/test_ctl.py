@@ -443,3 +443,34 @@ def test_what_the_options_ask_for(tmp_path):
         serve(None, SimpleNamespace(control_socket=None, control_socket_group="no-such-group-here",
                                     state_dir=str(tmp_path)))
     assert list(deep.iterdir()) == [] and not (tmp_path / "control.sock").exists()
+
+
+def test_a_preview_reads_as_a_diff():
+    from director.ctlrender import preview_text
+    preview = {
+        "would_apply": True, "unchanged": False, "summary": "VRRP instances: 1 changed",
+        "errors": [],
+        "vrrp_instances": {"added": [], "removed": [{"name": "VI_2", "transition": None}],
+                           "changed": [{"name": "VI_1", "settings": ["priority: 100 -> 90"],
+                                        "transition": "stays MASTER"}]},
+        "virtual_servers": {"added": ["10.0.0.1:80/TCP"], "removed": [], "changed": []},
+        "real_servers": {"added": [], "removed": [{"virtual_server": "v", "real_server": "r1"}],
+                         "changed": [{"virtual_server": "v", "real_server": "r2",
+                                      "settings": ["weight: 1 -> 3"],
+                                      "checkers_restart": False}]},
+        "kernel": {"services": {"add": ["TCP 10.0.0.1:80 (wlc)"]},
+                   "destinations": {"update": ["v -> r2: weight: 1 -> 3"]}},
+        "other": []}
+    assert preview_text(preview).splitlines() == [
+        "VRRP instances: 1 changed",
+        "- vrrp_instance VI_2",
+        "~ vrrp_instance VI_1: priority: 100 -> 90; then: stays MASTER",
+        "+ virtual_server 10.0.0.1:80/TCP",
+        "- real_server r1 in v",
+        "~ real_server r2 in v: weight: 1 -> 3",
+        "+ kernel service TCP 10.0.0.1:80 (wlc)",
+        "~ kernel destination v -> r2: weight: 1 -> 3"]
+    refused = {"would_apply": False, "summary": "the reload would be refused (1 error)",
+               "errors": ["k.conf:2: unknown lb_algo"]}
+    assert preview_text(refused) == ("the reload would be refused (1 error)\n"
+                                     "  error: k.conf:2: unknown lb_algo\n")
