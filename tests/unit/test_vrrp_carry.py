@@ -275,3 +275,27 @@ def test_another_router_or_one_that_never_started_does_not_carry():
     old.state, old.started = replace(old.state, role=MASTER), True
     assert carry.carries(old, item)
     assert not carry.carries(old, instance_block(vrid=52)[0])
+
+
+# -- sync groups -----------------------------------------------------------------------------
+
+def test_a_rebuilt_sync_group_whose_members_go_on_keeps_its_state():
+    """Its members carried their roles (no transition): the rebuilt group takes over the
+    old one's state, so it notifies only a real change; one with a restarted member starts
+    afresh (its members' transitions will say its state)."""
+    from tests.unit.test_state_views import configuration, vrrp_service
+    config = configuration()
+    service = vrrp_service(config)
+    for instance in service.instances:
+        instance.state = replace(instance.state, role=MASTER)
+    service.sync_groups.clear()
+    told = []
+    service.on_new_sync_group.append(lambda group: group.listeners.append(
+        lambda group, state: told.append(state)))
+    service._build_sync_groups(config.vrrp_sync_groups, {"VG1": MASTER}, {"VI_1", "VI_2"})
+    assert service.sync_groups[0].last_state == MASTER
+    service.sync_groups[0]._group_changed()                   # nothing changed: silent
+    assert told == []
+    service.sync_groups.clear()
+    service._build_sync_groups(config.vrrp_sync_groups, {"VG1": MASTER}, {"VI_1"})
+    assert service.sync_groups[0].last_state == INIT
