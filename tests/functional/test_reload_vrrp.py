@@ -197,3 +197,39 @@ def test_a_reloaded_master_keeps_its_vip_while_its_priority_and_vips_change(lab,
     assert stats(lab, ours)["VI_1"]["transitions"] == transitions
     assert lab.log_of(ours).count("kept=True") == 2, lab.log_of(ours)
     assert "role=MASTER" in lab.log_of(ours)
+
+
+def test_a_sync_group_whose_member_changed_stays_master(lab, pair):  # noqa: F811
+    """A sync group of two MASTERs; a reload changes one member's priority (the group is
+    rebuilt around it): both keep their role and their VIP throughout, the keepalived peer
+    (the same group, lower) never takes over nor hears priority 0; no transition."""
+    _, a, b = pair
+
+    def config(priority: int, first: int | None = None) -> str:
+        return ("vrrp_sync_group VG1 {\n    group {\n        VI_1\n        VI_2\n    }\n}\n" +
+                vrrp_config(first or priority) +
+                vrrp_config(priority, vrid=52, name="VI_2", vips=(f"{VIP2}/24",)))
+
+    ours = start_director(lab, a, config(150), "ours")
+    wait_for(lambda: a.has_address("eth0", VIP) and a.has_address("eth0", VIP2),
+             down_interval(150) + STARTUP, message=lambda: lab.log_of(ours))
+    peer = start_keepalived(b, config(100))
+    wait_for(lambda: lab.log_of(peer).count("Entering BACKUP STATE") >= 2, STARTUP,
+             message=lambda: lab.log_of(peer))
+    before = stats(lab, ours)
+    with Watch(lab, {"a": a, "b": b}, (VIP, VIP2)) as watch:
+        time.sleep(0.2)
+        (lab.tmp / "ours" / "keepalived.conf").write_text(config(150, first=170))
+        hup_and_wait(lab, ours, "reload.applied", 1)
+        stays(lambda: a.has_address("eth0", VIP) and a.has_address("eth0", VIP2),
+              down_interval(100) + 0.5, f"ours lost a VIP\n{lab.log_of(ours)}")
+    after = stats(lab, ours)
+    for vip in (VIP, VIP2):
+        assert watch.held("a", vip) and all(watch.held("a", vip)), lab.log_of(ours)
+        assert not any(watch.held("b", vip)), lab.log_of(peer)
+        assert watch.deleted("a", vip) == [], lab.log_of(ours)
+    assert "priority 0" not in lab.log_of(peer), lab.log_of(peer)
+    assert "Entering MASTER STATE" not in lab.log_of(peer), lab.log_of(peer)
+    for name in ("VI_1", "VI_2"):
+        assert after[name]["transitions"] == before[name]["transitions"], lab.log_of(ours)
+    assert "vrrp.reloaded instance=VI_1 role=MASTER kept=True" in lab.log_of(ours)
