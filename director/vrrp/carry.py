@@ -95,6 +95,28 @@ def _held(instance: Any) -> tuple[list, list, list]:
             list(config.virtual_routes), list(config.virtual_rules))
 
 
+def resume(new: Any, old: Any | None, announce: dict[str, bool]) -> bool:
+    """A changed instance's first steps, before its greenlet starts (so that a kept
+    MASTER's advert goes out now): Resume from ``old`` (None: it restarts, and starts as
+    at start-up in its greenlet). Logged; returns whether the role was kept (nothing
+    notified: fifo_write_vrrp_states_on_reload then writes it, as keepalived)."""
+    if old is None:
+        log_event(log, "vrrp.reloaded", instance=new.name, role=fsm.INIT, kept=False,
+                  note="restarted: another router (vrid, interface, family, unicast or VMAC "
+                       "changed), or it had not started")
+        return False
+    try:
+        new.begin(resume_event(old, new, announce.get(new.name, False)))
+    except Exception as exc:            # never seen; the instance then starts afresh
+        log_event(log, "vrrp.resume_error", logging.ERROR, instance=new.name, error=exc)
+        new.started, new.state = False, fsm.initial_state(new.params)
+        return False
+    kept = new.state.role == old.state.role
+    log_event(log, "vrrp.reloaded", instance=new.name, role=new.state.role, kept=kept,
+              priority=new.state.priority)
+    return kept
+
+
 def resume_event(old: Any, new: Any, announce: bool) -> fsm.Resume:
     """The new instance's first event; garp_master_refresh restarts its GARPs as well
     (keepalived's reload sends a set then and rearms the refresh)."""

@@ -328,18 +328,9 @@ class VrrpService:
         self.greenlets = [g for g in self.greenlets if not g.dead]
         self.role_kept = set()
         for instance in added:
-            old = carried.get(instance.name)
-            if old is not None:
-                instance.begin(carry.resume_event(old, instance, announce[instance.name]))
-                kept = instance.state.role == old.state.role
-                if kept:
-                    self.role_kept.add(instance.name)
-                log_event(log, "vrrp.reloaded", instance=instance.name,
-                          role=instance.state.role, kept=kept, priority=instance.state.priority)
-            elif instance.name in plan.changed:
-                log_event(log, "vrrp.reloaded", instance=instance.name, role=fsm.INIT,
-                          kept=False, note="another router (vrid, interface, family, "
-                                           "unicast or VMAC changed) or never started")
+            if instance.name in plan.changed and \
+                    carry.resume(instance, carried.get(instance.name), announce):
+                self.role_kept.add(instance.name)
             self.greenlets.append(instance.start())
         if self.interface_watcher.greenlet is None:
             self.interface_watcher.start()
