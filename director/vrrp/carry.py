@@ -70,7 +70,8 @@ def hand_over(old: Any, new: Any) -> bool:
     new.counters = old.counters
     new.advert_lateness = old.advert_lateness
     new.last_transition_wall = old.last_transition_wall
-    new.old_checksum = new.old_checksum or old.old_checksum
+    if new.config.old_unicast_checksum == old.config.old_unicast_checksum:
+        new.old_checksum = old.old_checksum         # learnt from a peer's advert: still so
     new._ip_ident = old._ip_ident
     if old.state.role != fsm.MASTER:
         return False
