@@ -648,8 +648,10 @@ class Director:
     def _fifo_states(self, plan: reconcile.ReloadPlan) -> None:
         """fifo_write_vrrp_states_on_reload: what the reload did not restart says its state."""
         if self.vrrp is not None and plan.new.global_defs.fifo_write_vrrp_states_on_reload:
+            restarted = tuple(name for name in plan.instances.starting
+                              if name not in self.vrrp.role_kept)   # those said theirs
             self.vrrp.notices.write_states(self.vrrp.sync_groups, self.vrrp.instances,
-                                           plan.instances.starting, plan.instances.sync_groups)
+                                           restarted, plan.instances.sync_groups)
 
     def _roll_back(self, plan: reconcile.ReloadPlan) -> str:
         """After a failed apply: every subsystem back on the running configuration (a

@@ -5,7 +5,10 @@ nowhere else, with one identity per object.
   advert) when its block, its effective version, what strict and accept mode make of it
   (global vrrp_strict), the scripts it tracks and its tracking signature (its sync group's
   tracking, the files and processes it tracks: vrrp/tracked.py) are unchanged;
-  otherwise it restarts (leaves as on stop, starts as at start-up);
+  otherwise it is *changed*: one that is still the same router (keepalived's vrrp_exist:
+  vrid, interface, family, unicast or multicast) carries its role to its successor, as
+  keepalived's restore_vrrp_state (vrrp/carry.py, decided when applied: it depends on the
+  role); another one restarts (leaves as on stop, starts as at start-up);
 - a sync group is its name; it is rebuilt when its block changed or a member restarted;
 - a real server is (virtual server name, address, port); it is *kept* (jobs, up/down,
   counters) when everything its checkers are built from is unchanged (``check_signature``),
@@ -46,7 +49,7 @@ ServerKey = tuple[str, str, int]          # (virtual server name, address, port)
 class InstancePlan:
     kept: tuple[str, ...] = ()
     added: tuple[str, ...] = ()           # new names
-    changed: tuple[str, ...] = ()         # restarted with their new block
+    changed: tuple[str, ...] = ()         # run their new block (role carried or restarted)
     removed: tuple[str, ...] = ()
     sync_groups: tuple[str, ...] = ()     # rebuilt (or removed, when gone from the file)
     scripts: tuple[str, ...] = ()         # tracked scripts whose definition changed

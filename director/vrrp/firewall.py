@@ -227,6 +227,8 @@ class Firewall:
         accepts (owner, accept mode)."""
         if self.settings is None or not blocks(instance.config, instance.global_defs,
                                                instance.version):
+            if instance.name in self.blocked:   # a reload turned accept on, MASTER kept
+                self.unblock(instance)
             return
         self._change(instance.name, blocked_of(instance.config, self.settings.ifindex))
 

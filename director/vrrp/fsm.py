@@ -84,6 +84,19 @@ class Shutdown:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """A reload changed the instance's settings but not what it is (vrid, interface,
+    family, unicast or multicast: keepalived's vrrp_exist): instead of Startup, it goes on
+    in the role it had (keepalived's restore_vrrp_state). ``previous`` is the state the old
+    instance left; ``announce``: VIPs were added (or garp_master_refresh is set), so a kept
+    MASTER announces them."""
+
+    previous: State
+    announce: bool = False
+    hold_until: float | None = None
+
+
+@dataclass(frozen=True)
 class FaultRaised:
     name: str                  # "interface eth0", "script chk_http", "sync group VG1"
 
@@ -145,7 +158,7 @@ class Transition:
 
 
 Event = Startup | AdvertReceived | Timeout | Shutdown | FaultRaised | FaultCleared | \
-    PriorityChanged | ForceRole
+    PriorityChanged | ForceRole | Resume
 Action = SendAdvert | AddAddresses | RemoveAddresses | Announce | AnnounceAfterLowerPriority | \
     Transition
 
@@ -223,6 +236,36 @@ def _enter_fault(params, state, now, reason):
 
 def _on_startup(params, state, event, now):
     return _start(params, replace(state, hold_until=event.hold_until), now, "startup")
+
+
+def _on_resume(params, state, event, now):
+    """keepalived's restore_vrrp_state and vrrp_init_state on reload: a MASTER stays MASTER
+    (its VIPs stay; an advert with the new priority goes out at once, as keepalived's
+    reload_master sets its timer to now; no priority 0, no transition, nothing notified);
+    a BACKUP stays BACKUP with a fresh master down timer; FAULT is worked out afresh from
+    the tracking already posted (a fault kept is no transition either). The priority and
+    faults are the new instance's (its tracking ran before this event); the role's since
+    and reason are the old one's. If the new priority loses to a peer, the RFC's rules act
+    on the next adverts, as in keepalived."""
+    previous = event.previous
+    state = replace(state, hold_until=event.hold_until)
+    if previous.role not in (MASTER, BACKUP, FAULT):        # never started: as at start-up
+        return _start(params, state, now, "startup")
+    state = replace(state, role=previous.role, since=previous.since, reason=previous.reason)
+    if state.faults:
+        if previous.role == FAULT:
+            return state, ()
+        return _enter_fault(params, state, now, "fault: " + ", ".join(sorted(state.faults)))
+    if previous.role == FAULT:
+        return _start(params, state, now, "reload")
+    if previous.role == MASTER:
+        new = replace(state, advert_at=now + params.advert_int, master_down_at=None,
+                      preempt_at=None)
+        return new, (SendAdvert(state.priority), AddAddresses()) + \
+            ((Announce(),) if event.announce else ())
+    new = replace(state, advert_at=None, preempt_at=None, master_ip=previous.master_ip,
+                  master_priority=previous.master_priority)
+    return replace(new, master_down_at=_down_at(params, new, now)), ()
 
 
 def _higher_ip(src: str, ours: str) -> bool:
@@ -354,6 +397,7 @@ def _on_force(params, state, event, now):
 
 _HANDLERS = {
     (INIT, Startup): _on_startup,
+    (INIT, Resume): _on_resume,
     (BACKUP, AdvertReceived): _backup_advert,
     (BACKUP, Timeout): _backup_timeout,
     (MASTER, AdvertReceived): _master_advert,

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..state import InstanceView
 
 log = logging.getLogger("director.vrrp")
+RETIRE = object()           # in the inbox: end the greenlet, keep the role (Instance.retire)
 
 
 @dataclass
@@ -164,17 +165,37 @@ class Instance:
     def post(self, event: fsm.Event) -> None:
         self.inbox.put(event)
 
+    def begin(self, first: fsm.Event) -> None:
+        """What tracking reported before we started (a link already down, a priority
+        already lowered) is known before ``first`` (Startup, or a reload's Resume), so we
+        start in the right state. The service calls it for a Resume before start(), so
+        that a kept MASTER's advert and VIPs do not wait for the greenlet's first turn."""
+        self.started = True
+        if wire.fault_no_peer(self.config):
+            self.apply(fsm.FaultRaised(wire.NO_PEER))
+        while not self.inbox.empty():
+            self.apply(self.inbox.get_nowait())
+        self.apply(first)
+        if isinstance(first, fsm.Resume) and self.state.role == fsm.MASTER and \
+                self._announcing is None:
+            self._start_extra_garp()        # Announce starts it, else the kept MASTER does
+
+    def retire(self) -> None:
+        """A reload hands this instance's role to its successor (vrrp/carry.py): the
+        greenlet ends without a transition (no priority 0, the VIPs stay)."""
+        self.inbox.put(RETIRE)
+
+    def quiet(self) -> None:
+        """Its gratuitous ARP greenlets end (they would go on with the old settings)."""
+        for greenlet in (self._announcing, self._reannouncing, self._extra_garp):
+            if greenlet is not None:
+                greenlet.kill(block=False)
+        self._announcing = self._reannouncing = self._extra_garp = None
+
     def run(self) -> None:
-        # What tracking reported before we started (a link already down, a priority
-        # already lowered) is known before Startup, so we start in the right state. After
-        # a crash (hub.supervise restarts run) the state machine goes on where it was.
+        # After a crash (hub.supervise restarts run) the state machine goes on where it was.
         if not self.started:
-            self.started = True
-            if wire.fault_no_peer(self.config):
-                self.apply(fsm.FaultRaised(wire.NO_PEER))
-            while not self.inbox.empty():
-                self.apply(self.inbox.get_nowait())
-            self.apply(fsm.Startup(self.startup_hold_until))
+            self.begin(fsm.Startup(self.startup_hold_until))
         while self.state.role != fsm.STOP:
             deadline = self.state.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
@@ -192,6 +213,9 @@ class Instance:
                     if not self.inbox.empty():
                         continue
                 event = fsm.Timeout()
+            if event is RETIRE:
+                self.quiet()
+                return
             self.apply(event)
 
     def _adverts_may_wait(self, deadline: float) -> bool:

@@ -12,7 +12,7 @@ from ..clock import Clock
 from ..notify import Notifier
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
-from . import ah, fsm, wire
+from . import ah, carry, fsm, wire
 from .addresses import Addresses
 from .firewall import Firewall, settings as firewall_settings
 from .static import StaticSetup
@@ -122,6 +122,7 @@ class VrrpService:
         # events); register before start()
         self.on_new_instance: list = []
         self.on_new_sync_group: list = []
+        self.role_kept: set[str] = set()     # by the last reload: carried, no transition
 
     def start(self) -> None:
         """Start-up is a reload from nothing: every instance and sync group is new."""
@@ -249,14 +250,25 @@ class VrrpService:
 
     def apply(self, prepared: Prepared, timeout: float = 2.0) -> dict[str, int]:
         """Apply a prepared reload. A kept instance runs on untouched: no transition, no
-        missed advert. A going one leaves as on stop (priority 0 from a master, VIPs
-        removed); a starting one starts as at start-up. Sync groups that changed, or whose
-        members restarted, are rebuilt."""
+        missed advert. A changed one that is still the same router carries its role to
+        its successor (vrrp/carry.py). A going one leaves as on stop (priority 0 from a
+        master, VIPs removed); a starting one starts as at start-up. Sync groups that
+        changed, or whose members restarted, are rebuilt."""
         plan, config = prepared.plan, prepared.config
+        group_states = {}
         for sync in [group for group in self.sync_groups if group.name in plan.sync_groups]:
             sync.detach()
             self.sync_groups.remove(sync)
             self.notices.pending_groups.pop(sync.name, None)
+            group_states[sync.name] = sync.last_state
+        successors = {instance.name: instance for instance in prepared.instances}
+        carried = {old.name: old for old in self.instances if old.name in plan.changed and
+                   old.name in successors and carry.carries(old, successors[old.name].config)}
+        carry.retire(list(carried.values()), timeout)
+        announce = {name: carry.hand_over(old, successors[name])
+                    for name, old in carried.items()}
+        for old in carried.values():
+            self._forget(old, notices=False)    # what it told stays (sync group notices)
         going = [instance for instance in self.instances if instance.name in plan.going]
         self.notices.deleting = set(plan.removed)
         roles = {instance.name: instance.state.role for instance in going}
@@ -300,19 +312,25 @@ class VrrpService:
         order = {item.name: index for index, item in enumerate(config.vrrp_instances)}
         self.instances.sort(key=lambda instance: order[instance.name])
         for instance in added:
-            self._remove_leftovers(instance)
+            if instance.name not in carried:    # a kept MASTER's VIPs are not leftovers
+                self._remove_leftovers(instance)
             if instance.config.promote_secondaries and \
                     self.promote.acquire(instance.config.interface, instance.name):
                 self.promoted.add(instance.name)
         self._configure_watchers()
         self._wire_tracking(added)
         self._build_sync_groups([group for group in config.vrrp_sync_groups
-                                 if group.name in plan.sync_groups])
+                                 if group.name in plan.sync_groups],
+                                group_states, set(plan.kept) | carried.keys())
         for instance in added:
             self._listen(instance)
         self._update_receivers()
         self.greenlets = [g for g in self.greenlets if not g.dead]
+        self.role_kept = set()
         for instance in added:
+            if instance.name in plan.changed and \
+                    carry.resume(instance, carried.get(instance.name), announce):
+                self.role_kept.add(instance.name)
             self.greenlets.append(instance.start())
         if self.interface_watcher.greenlet is None:
             self.interface_watcher.start()
@@ -337,7 +355,8 @@ class VrrpService:
         for name, ifname in prepared.waiting:
             self.waiter.wait(name, ifname)
         counts = plan.counts()
-        log_event(log, "vrrp.applied", **counts)
+        log_event(log, "vrrp.applied", **counts, carried=len(carried),
+                  restarted=len(plan.changed) - len(carried))
         return counts
 
     def _interface_ready(self, name: str) -> bool:
@@ -365,11 +384,16 @@ class VrrpService:
             for name in names:
                 self.waiter.wait(name, interfaces[name])
 
-    def _build_sync_groups(self, groups) -> None:
+    def _build_sync_groups(self, groups, before: Mapping[str, str] | None = None,
+                           going_on: set[str] = frozenset()) -> None:
+        """``before``: the rebuilt groups' states; a group whose members all run on (kept,
+        or their role carried) takes it over, so that it notifies only a real change."""
         by_name = {instance.name: instance for instance in self.instances}
         for group in groups:
             sync = SyncGroup(group.name, [by_name[name] for name in group.group
                                           if name in by_name])
+            if before and group.name in before and set(group.group) <= going_on:
+                sync.last_state = before[group.name]
             sync.attach()
             sync.listeners.append(lambda sync, state, config=group:
                                   self.notices.group_changed(sync, config, state))
@@ -424,10 +448,11 @@ class VrrpService:
             log_event(log, "vrrp.receive_buffer_error", logging.WARNING,
                       interface=sock.ifname, size=size, error=exc)
 
-    def _forget(self, instance: Instance) -> None:
+    def _forget(self, instance: Instance, notices: bool = True) -> None:
         self.instances.remove(instance)
         self._unpromote(instance)
-        self.notices.forget(instance.name)
+        if notices:
+            self.notices.forget(instance.name)
         tracker = self.trackers.pop(instance.name, None)
         if tracker is not None:
             self.source_watcher.forget(tracker)
@@ -535,6 +560,8 @@ class VrrpService:
                             scripts[name], self.config.global_defs.script_user,
                             self.config.global_defs.enable_script_security)
                     self.scripts[name].subscribers.append(tracker)
+                    if self.scripts[name].greenlet is not None:    # running: say where
+                        tracker.update(f"script {name}", self.scripts[name].fine)   # it is
 
     def _receive(self, key: tuple, sock: VrrpSocket) -> None:
         # Looked up per packet, not captured: a reload changes what is on this socket.

@@ -238,25 +238,28 @@ def test_lvs_fifo_lines_follow_a_real_server_down_and_up(lab):
     assert lines[5:] == [f"{rs2} UP", f"VS {service} UP"]
 
 
-def reload_config(folder: Path, names: tuple[str, ...]) -> str:
+def reload_config(folder: Path, names: tuple[str, ...], priority: int = 100) -> str:
+    """``priority``: VI_3's and VI_4's (another one changes them: keepalived keeps their
+    state, restore_vrrp_state)."""
     script, _ = reader_script(folder)
     record, _ = recorder(folder)
     blocks = {"VI_1": fast_config(100, name="VI_1",
                                   extra=f"    notify_deleted \"{record} deleted\"\n"
                                         f"    notify {record}\n"),
               "VI_2": fast_config(100, vrid=52, name="VI_2", vips=("192.0.2.102/24",)),
-              "VI_3": fast_config(100, vrid=53, name="VI_3", vips=("192.0.2.103/24",),
+              "VI_3": fast_config(priority, vrid=53, name="VI_3", vips=("192.0.2.103/24",),
                                   extra="    track_interface {\n        eth1\n    }\n"),
-              "VI_4": fast_config(100, vrid=54, name="VI_4", vips=("192.0.2.104/24",))}
+              "VI_4": fast_config(priority, vrid=54, name="VI_4", vips=("192.0.2.104/24",))}
     return ("global_defs {\n    script_user root\n    fifo_write_vrrp_states_on_reload\n"
             f"    vrrp_notify_fifo {folder / 'fifo'}\n"
             f"    vrrp_notify_fifo_script {script}\n}}\n" +
             "".join(blocks[name] for name in names))
 
 
-def run_reload_scenario(lab, start, name: str, conf_of) -> list[str]:
+def run_reload_scenario(lab, start, name: str, conf_of, priority: int = 100) -> list[str]:
     """VI_1, VI_2 and VI_4 become MASTER, VI_3 stays in FAULT (its tracked link is down);
-    a reload keeps VI_3 and VI_4: returns the lines the reload wrote."""
+    a reload keeps VI_3 and VI_4 (at ``priority``: changed unless 100): returns the lines
+    the reload wrote."""
     switch, inner = lab.switch(f"sw{name}"), lab.switch(f"in{name}")
     host = lab.host(f"h{name}", [(switch, "eth0", ["192.0.2.1/24"]),
                                  (inner, "eth1", ["198.51.100.1/24"])])
@@ -268,7 +271,7 @@ def run_reload_scenario(lab, start, name: str, conf_of) -> list[str]:
     wait_for(lambda: sum("MASTER" in line for line in lines_of(out)) == 3,
              fast_down(100) + 5,
              message=lambda: f"{lines_of(out)}\n{lab.log_of(proc)[-3000:]}")
-    conf_of(folder).write_text(reload_config(folder, ("VI_3", "VI_4")))
+    conf_of(folder).write_text(reload_config(folder, ("VI_3", "VI_4"), priority))
     before = len(lines_of(out))
     proc.send_signal(signal.SIGHUP)
     wait_for(lambda: len(lines_of(out)) >= before + 3, 10,
@@ -299,6 +302,23 @@ def test_keepalived_reload_lines(lab):
 def test_director_reload_lines_are_keepalived_s(lab):
     assert run_reload_scenario(lab, start_ours(lab), "d",
                                lambda folder: folder / "keepalived.conf") == RELOADED
+
+
+# The same with VI_3's and VI_4's priority changed: keepalived keeps their state (the same
+# vrid, interface and family), so still no line for the MASTER and VI_3's FAULT once, with
+# its new priority; a restart would have written STOP, BACKUP, MASTER lines for VI_4.
+CHANGED = RELOADED[:2] + ['INSTANCE "VI_3" FAULT 110']
+
+
+def test_keepalived_reload_lines_for_changed_instances(lab):
+    assert run_reload_scenario(lab, start_theirs, "k",
+                               lambda folder: Path(lab.tmp) / f"hk-{folder.name}.conf",
+                               110) == CHANGED
+
+
+def test_director_reload_lines_for_changed_instances_are_keepalived_s(lab):
+    assert run_reload_scenario(lab, start_ours(lab), "d",
+                               lambda folder: folder / "keepalived.conf", 110) == CHANGED
 
 
 def run_group_scenario(lab, start, name: str) -> list[list[str]]:

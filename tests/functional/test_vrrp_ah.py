@@ -166,9 +166,12 @@ def test_a_replayed_keepalived_advert_is_dropped(lab, trio):
 
 def test_a_reload_turns_ah_on_and_keeps_the_sequence_counter(lab, trio):
     """PASS -> AH by a reload ends the split brain with an AH peer; then a changed instance
-    (priority 255: MASTER at once, before it hears anything) goes on from its old counter, as
-    keepalived keeps it on reload, so the peer accepts its first advert: the peer never logs
-    a sequence number 'already processed' (it did while the restarted instance began at 1)."""
+    (priority 255) keeps its role, as keepalived's restore_vrrp_state: it stays MASTER, its
+    VIP never leaves, the peer never hears priority 0, and its first advert after the reload
+    (sent at once) goes on from its old counter, as keepalived keeps it on reload, so the
+    peer accepts it: the peer logs no sequence number 'already processed' after it (it did
+    while the restarted instance began at 1). Once this restarted the instance (STOP, priority 0,
+    VIP removed, INIT -> MASTER) and failed under load: the peer took the VIP meanwhile."""
     a, b, _ = trio
     plain = vrrp_config(150, password=None,
                         extra="    authentication {\n        auth_type PASS\n"
@@ -184,9 +187,16 @@ def test_a_reload_turns_ah_on_and_keeps_the_sequence_counter(lab, trio):
     until(lacks(b), down_interval(150) + 2, lambda: f"{lab.log_of(ours)}\n{lab.log_of(peer)}")
     until(holds(a), 1.0, lambda: lab.log_of(ours))
 
+    # The PASS -> AH reload kept ours MASTER (keepalived's restore_vrrp_state) with the
+    # counter PASS left (0): the peer, MASTER too meanwhile, dropped our first AH adverts
+    # as 'already processed' until our numbers passed its own, as it drops keepalived's.
     config.write_text(ah_config(255))
+    zeros = lab.log_of(peer).count("priority 0")
+    replays = lab.log_of(peer).count("already processed")
     hup_and_wait(lab, ours, "reload.applied", 2)
     assert "1 changed" in lab.log_of(ours)
+    assert "role=MASTER kept=True" in lab.log_of(ours), lab.log_of(ours)
     stays(lambda: a.has_address("eth0", VIP) and not b.has_address("eth0", VIP), 2.5,
           f"{lab.log_of(ours)}\n{lab.log_of(peer)}")
-    assert "already processed" not in lab.log_of(peer), lab.log_of(peer)
+    assert lab.log_of(peer).count("already processed") == replays, lab.log_of(peer)
+    assert lab.log_of(peer).count("priority 0") == zeros, lab.log_of(peer)

@@ -252,7 +252,7 @@ def test_sync_group_process_moves_the_whole_group(lab, processes):
 
 
 def test_a_reload_applies_a_changed_track_process(lab, pair, processes):
-    """HUP with the process's weight changed: the instance restarts on the new weight (the
+    """HUP with the process's weight changed: the instance runs on the new weight (the
     reload plan counts the definitions an instance tracks); HUP with the same file changes
     nothing (no transition, the count kept)."""
     _, a, _ = pair

@@ -180,6 +180,24 @@ def test_an_accepting_instance_adds_nothing(tmp_path):
     assert scripts(tmp_path) == [] and wall.snapshot().blocked == ()
 
 
+def test_a_kept_master_reloaded_with_accept_mode_on_unblocks_its_vips(tmp_path):
+    """A reload keeps a MASTER's role (vrrp/carry.py) and turns accept on beside another
+    instance that still drops: its successor's block() takes its VIPs out of the set, as
+    keepalived's clear_diff_vrrp_vip changes a kept MASTER's firewall entries."""
+    cfg = config(tmp_path, instance(extra="no_accept") +
+                 instance("VI_2", 100, vrid=2, vips="10.0.0.5", extra="no_accept"))
+    wall = Firewall(fake_nft(tmp_path))
+    wall.install(firewall.settings(cfg))
+    wall.block(Fake(cfg))
+    assert wall.snapshot().blocked == ("10.0.0.9",)
+    scripts(tmp_path)
+    accepting = config(tmp_path, instance(extra="accept") +
+                       instance("VI_2", 100, vrid=2, vips="10.0.0.5", extra="no_accept"))
+    wall.block(Fake(accepting))
+    assert wall.snapshot().blocked == ()
+    assert scripts(tmp_path) == ["delete element ip keepalived vips { 10.0.0.9 }"]
+
+
 def test_a_missing_nft_is_a_firewall_error(tmp_path):
     wall = Firewall(str(tmp_path / "no-such-nft"))
     with pytest.raises(FirewallError, match="no-such-nft"):
