@@ -20,6 +20,7 @@ from typing import Any
 from .config import Unreadable, load_config
 from .config.blocks.virtual_server import real_server_name, virtual_server_name
 from .log import event
+from .vrrp.carry import identity
 
 log = logging.getLogger("director")
 
@@ -27,19 +28,16 @@ MAX_LISTED = 500            # objects listed per section (the summary counts the
 MAX_VALUE_CHARS = 120       # of one setting's value as shown
 MAX_DIAGNOSTICS = 50
 
-# reconcile.plan: a VRRP instance whose settings changed restarts (it leaves as on stop and
-# starts as at start-up). keepalived keeps its role instead; set False when the reload does.
-CHANGED_RESTARTS = True
-
-
 def transition(change: str, role: str | None, priority: int | None = None,
                new_priority: int | None = None, heard: int | None = None,
-               preempt: bool = True, restarts: bool = CHANGED_RESTARTS) -> str | None:
+               preempt: bool = True, restarts: bool = False) -> str | None:
     """The VRRP transition a reload would cause an instance, in words, None for none.
     ``change``: added, removed or changed; ``role`` its role now (None: not running);
     ``priority`` its effective priority now, ``new_priority`` the one it would have;
     ``heard`` the priority of the master it last heard (a BACKUP's; a MASTER hears no
-    BACKUP: they are silent), ``preempt`` the new setting."""
+    BACKUP: they are silent), ``preempt`` the new setting; ``restarts``: a changed instance
+    that is no longer the same router (vrrp/carry.py identity: vrid, interface, ...) leaves
+    as on stop and starts afresh; any other keeps its role (keepalived's reload)."""
     if change == "added":
         return "INIT -> MASTER (priority 255)" if new_priority == 255 else \
             "INIT -> BACKUP (MASTER if no higher priority is heard)"
@@ -111,7 +109,8 @@ def _instances(plan: Any, roles: dict[str, tuple[str, int, int | None]] | None) 
             "settings": settings_changed(old[name], new[name]) or
             ["its tracked scripts, files or processes, or global settings it depends on"],
             "transition": transition("changed", role, priority, after(name), heard,
-                                     new[name].preempt)})
+                                     new[name].preempt,
+                                     restarts=identity(old[name]) != identity(new[name]))})
     return {
         "added": _listed([{"name": name, "transition": transition(
             "added", None, new_priority=new[name].priority)} for name in plan.instances.added]),

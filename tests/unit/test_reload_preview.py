@@ -108,7 +108,7 @@ def test_every_change_is_said_with_its_settings(daemon, tmp_path):
     vrrp = answer["vrrp_instances"]
     assert [i["name"] for i in vrrp["changed"]] == ["VI_1"]
     assert vrrp["changed"][0]["settings"] == ["priority: 100 -> 90"]
-    assert vrrp["changed"][0]["transition"].startswith("MASTER -> restarted")
+    assert vrrp["changed"][0]["transition"].startswith("MASTER stays")   # keeps its role
     assert [i["name"] for i in vrrp["added"]] == ["VI_NEW"]
     assert vrrp["removed"] == [{"name": "VI_OLD",
                                 "transition": "MASTER -> stopped: its VIPs are given up"}]
@@ -196,3 +196,13 @@ def test_a_reload_that_leaves_the_pools_alone_foresees_no_kernel_change(daemon, 
     answer = preview(daemon, path)
     assert [i["name"] for i in answer["vrrp_instances"]["changed"]] == ["VI_1"]
     assert answer["kernel"]["operations"] == 0
+
+
+def test_an_instance_that_is_another_router_now_restarts(daemon, tmp_path):
+    """A changed vrid makes another router (vrrp/carry.py identity, keepalived's
+    vrrp_exist): the reload stops it and starts it afresh, and the preview says so."""
+    _, changed = load(tmp_path, BASE.replace("virtual_router_id 51", "virtual_router_id 61", 1),
+                      "new.conf")
+    (instance,) = preview(daemon, changed)["vrrp_instances"]["changed"]
+    assert instance["settings"] == ["virtual_router_id: 51 -> 61"]
+    assert instance["transition"].startswith("MASTER -> restarted: its VIPs are given up")
