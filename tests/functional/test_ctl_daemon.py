@@ -315,8 +315,12 @@ def test_weight_and_diff(tmp_path, state_dir, servers):
         preview = ctl(state_dir, "diff", str(other))
         assert preview.returncode == 0, preview.stderr
         assert f"- real_server 127.0.0.1:{ports[1]} in 127.0.0.1:80/TCP" in preview.stdout
-        assert f"- kernel destination 127.0.0.1:80/TCP -> 127.0.0.1:{ports[1]}" \
-            in preview.stdout or "kernel" not in preview.stdout         # backend none
+        # the pools the daemon last gave the (none) backend: one destination goes, and the
+        # reload puts the file's weight back on the other
+        assert f"- kernel destination TCP 127.0.0.1:80 -> 127.0.0.1:{ports[1]}" \
+            in preview.stdout
+        assert f"~ kernel destination TCP 127.0.0.1:80 -> 127.0.0.1:{ports[0]}: weight: 7 -> 3" \
+            in preview.stdout
         assert set(daemon.reals()) == set(ports)                     # nothing changed
         assert daemon.reals()[ports[0]]["weight_override"] == 7
 

@@ -12,19 +12,20 @@ tests/functional/test_ipvs_ecmp_qemu.py asserts on it.
                                   |-- back 10.20.40.0/24 -- d1 .11, d2 .12 (DR out, checks)
                                                             rs1..rs3 .21-.23 (VIP on lo)
 
-Run "mh": lb_algo mh with mh-port. With a bgp_announce the daemon turns on sloppy_tcp, so
-d1's IPVS makes a connection from a moved flow's next packet, and mh (the same Maglev table
-on both directors) sends it to the real server that already holds it. Run "wlc": the
-baseline, a per-director scheduler: d1 picks by its own connection counts, so a moved flow
-lands on another real server (which resets it) unless it happens to pick the same one. Each
-run in a lab of its own: fresh namespaces, so fresh IPVS tables and sysctls.
+Two virtual servers on the same two daemons, in one lab (each daemon's start is the
+slowest part under emulation): VIPS["mh"], lb_algo mh with mh-port: with a bgp_announce the
+daemon turns on sloppy_tcp, so d1's IPVS makes a connection from a moved flow's next packet,
+and mh (the same Maglev table on both directors) sends it to the real server that already
+holds it. VIPS["wlc"], the baseline, a per-director scheduler: d1 picks by its own
+connection counts, so a moved flow lands on another real server (which resets it) unless it
+happens to pick the same one. Both VIPs' flows run at once and move together.
 
 The bgp block's peer is the router's address, where nothing listens (no BGP is needed for
 this proof): the session stays down and the load balancer runs on, the sysctls set at its
 start whatever the sessions. Under TCG ExaBGP does not even reach its relay within the
 daemon's START_TIMEOUT (20 s), so the daemon restarts it every 20 s or so (bgp_lines).
 
-``python3 ecmp_ipvs_case.py [mh|wlc|both] [FLOWS]`` (default: both 80).
+``python3 ecmp_ipvs_case.py [FLOWS]`` (default 80 per virtual server).
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ from director.demo.topology import environment  # noqa: E402
 from tests.functional.dr_lab import NO_RP_FILTER, real_server  # noqa: E402
 from tests.functional.ecmp_lab import FLOWS, Flows  # noqa: E402
 
-VIP = "192.0.2.10"                 # ecmp_lab's, which FLOWS connects to
+VIPS = {"mh": "192.0.2.10", "wlc": "192.0.2.11"}
 CLIENT = "203.0.113.2"
 ROUTER_FRONT, BACK_GATEWAY = "10.0.0.1", "10.20.40.1"
 DIRECTORS = {"d1": ("10.0.0.11", "10.20.40.11"), "d2": ("10.0.0.12", "10.20.40.12")}
 SERVERS = {"rs1": "10.20.40.21", "rs2": "10.20.40.22", "rs3": "10.20.40.23"}
-FIRST_PORT = 30000
+FIRST_PORT = {"mh": 30000, "wlc": 40000}
 # Slower than ecmp_lab's flows (a line every 100 ms, 1 s stall): under emulation a hundred
 # flows' echoes through three Python servers must not stall on the CPU alone.
 INTERVAL, STALL = 0.5, 8.0
@@ -70,7 +71,8 @@ bgp {{
         local_address $ME
     }}
 }}
-virtual_server {vip} 80 {{
+{virtual_servers}"""
+VIRTUAL = """virtual_server {vip} 80 {{
     delay_loop 1
     lb_algo {algo}
 {flags}    lb_kind DR
@@ -88,18 +90,19 @@ REAL = """    real_server {address} 80 {{
 """
 
 
-def config_text(algo: str) -> str:
+def config_text() -> str:
     reals = "".join(REAL.format(address=address) for address in SERVERS.values())
-    flags = "    mh-port\n" if algo == "mh" else ""
-    return CONFIG.format(router=ROUTER_FRONT, vip=VIP, algo=algo, flags=flags, reals=reals)
+    return CONFIG.format(router=ROUTER_FRONT, virtual_servers="".join(
+        VIRTUAL.format(vip=vip, algo=algo, flags="    mh-port\n" if algo == "mh" else "",
+                       reals=reals) for algo, vip in VIPS.items()))
 
 
 class SlowFlows(Flows):
     """ecmp_lab's flows with INTERVAL and STALL."""
 
-    def __init__(self, lab, host):
+    def __init__(self, lab, host, vip: str):
         self.lab = lab
-        self.proc = lab._popen(host, [sys.executable, "-c", FLOWS, VIP, INTERVAL, STALL],
+        self.proc = lab._popen(host, [sys.executable, "-c", FLOWS, vip, INTERVAL, STALL],
                                pipes=True)
 
 
@@ -111,20 +114,21 @@ def run(host, *argv: str) -> str:
         return ""
 
 
-def table(host) -> str:
-    return run(host, "ipvsadm", "-Ln", "-t", f"{VIP}:80")
+def table(host, vip: str) -> str:
+    return run(host, "ipvsadm", "-Ln", "-t", f"{vip}:80")
 
 
-def pool(host) -> list[str]:
-    """The real servers of VIP:80 in this director's IPVS table, in the kernel's order."""
-    return re.findall(r"-> (\d+\.\d+\.\d+\.\d+):80\s+Route", table(host))
+def pool(host, vip: str) -> list[str]:
+    """The real servers of vip:80 in this director's IPVS table, in the kernel's order."""
+    return re.findall(r"-> (\d+\.\d+\.\d+\.\d+):80\s+Route", table(host, vip))
 
 
-def client_ports(host) -> dict[int, str]:
-    """This director's IPVS connections from the client: source port -> real server."""
+def client_ports(host, vip: str) -> dict[int, str]:
+    """This director's IPVS connections from the client to vip: source port -> real
+    server."""
     listing = run(host, "ipvsadm", "-Lnc")
     return {int(port): server for port, server in re.findall(
-        rf"{re.escape(CLIENT)}:(\d+)\s+{re.escape(VIP)}:80\s+(\d+\.\d+\.\d+\.\d+):80", listing)}
+        rf"{re.escape(CLIENT)}:(\d+)\s+{re.escape(vip)}:80\s+(\d+\.\d+\.\d+\.\d+):80", listing)}
 
 
 def sysctls(host) -> dict[str, str]:
@@ -132,26 +136,30 @@ def sysctls(host) -> dict[str, str]:
             for name in ("sloppy_tcp", "sloppy_sctp")}
 
 
-def scenario(algo: str, count: int) -> dict:
-    """What was measured, as far as it got: a failure is in "error", with the logs."""
-    out: dict = {"algo": algo, "flows": count}
+def scenario(count: int) -> list[dict]:
+    """What was measured, one dict per scheduler, as far as it got: a failure is in each
+    one's "error", with the logs."""
+    outs = {algo: {"algo": algo, "flows": count} for algo in VIPS}
     started = time.monotonic()
     with Lab() as net:
         try:
-            steps(net, algo, count, out)
+            steps(net, count, outs)
         except Exception as exc:
             import traceback
             where = [f"line {frame.lineno}: {frame.line}"
                      for frame in traceback.extract_tb(exc.__traceback__)
                      if frame.filename == __file__]
-            out["error"] = f"{type(exc).__name__} at {where[-1:]}: {str(exc)[:2000]}"
-        out["logs"] = {path.parent.name: path.read_text(errors="replace")[-4000:]
-                       for path in net.tmp.glob("d?/log")}
-    out["seconds"] = round(time.monotonic() - started, 1)
-    return out
+            for out in outs.values():
+                out["error"] = f"{type(exc).__name__} at {where[-1:]}: {str(exc)[:2000]}"
+        logs = {path.parent.name: path.read_text(errors="replace")[-4000:]
+                for path in net.tmp.glob("d?/log")}
+    for out in outs.values():
+        out["logs"] = logs
+        out["seconds"] = round(time.monotonic() - started, 1)
+    return list(outs.values())
 
 
-def steps(net, algo: str, count: int, out: dict) -> None:
+def steps(net, count: int, outs: dict) -> None:
     net_started = time.monotonic()
     cn, front, back = net.switch("cn"), net.switch("front"), net.switch("back")
     client = net.host("client", links=[(cn, "eth0", [f"{CLIENT}/24"])])
@@ -162,22 +170,27 @@ def steps(net, algo: str, count: int, out: dict) -> None:
                       links=[(cn, "eth0", ["203.0.113.1/24"]),
                              (front, "eth1", [f"{ROUTER_FRONT}/24"]),
                              (back, "eth2", [f"{BACK_GATEWAY}/24"])])
-    servers = {name: real_server(net, name, back, address, VIP, BACK_GATEWAY)[0]
-               for name, address in SERVERS.items()}
+    first, *others = VIPS.values()
+    servers = {}
+    for name, address in SERVERS.items():
+        servers[name] = real_server(net, name, back, address, first, BACK_GATEWAY)[0]
+        for vip in others:                      # it listens on 0.0.0.0:80: every VIP
+            servers[name].run(["ip", "addr", "add", f"{vip}/32", "dev", "lo"])
     for name, host in servers.items():
         wait_for(lambda host=host: run(host, "ss", "-Hltn", "sport = :80").strip(),
                  60, 0.2, message=f"{name} listening")
-    out["setup_seconds"] = round(time.monotonic() - net_started, 1)
+    setup_seconds = round(time.monotonic() - net_started, 1)
     config = net.tmp / "keepalived.conf"
-    config.write_text(config_text(algo))
+    config.write_text(config_text())
     directors, daemons = {}, {}
     for name, (outside, inside) in DIRECTORS.items():
-        # an LVS-DR director: the VIP local (IPVS takes it at LOCAL_IN), its way back to the
-        # client via the router (else rp_filter drops the client's packets)
+        # an LVS-DR director: the VIPs local (IPVS takes them at LOCAL_IN), its way back to
+        # the client via the router (else rp_filter drops the client's packets)
         host = net.host(name, sysctls={"net.ipv4.ip_forward": 1, **NO_RP_FILTER},
                         links=[(front, "eth0", [f"{outside}/24"]),
                                (back, "eth1", [f"{inside}/24"])])
-        host.run(["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
+        for vip in VIPS.values():
+            host.run(["ip", "addr", "add", f"{vip}/32", "dev", "lo"])
         host.run(["ip", "route", "add", "default", "via", ROUTER_FRONT])
         folder = net.tmp / name
         folder.mkdir()
@@ -189,58 +202,73 @@ def steps(net, algo: str, count: int, out: dict) -> None:
     logs = lambda: "\n".join(f"--- {n}\n{net.log_of(p)[-3000:]}" for n, p in daemons.items())
     began = time.monotonic()
     for host in directors.values():
-        wait_for(lambda host=host: len(pool(host)) == len(SERVERS), READY, 0.5, message=logs)
-    out["ready_seconds"] = round(time.monotonic() - began, 1)
-    out["tables"] = {name: table(host) for name, host in directors.items()}
-    out["orders"] = {name: pool(host) for name, host in directors.items()}
-    out["sysctls"] = {name: sysctls(host) for name, host in directors.items()}
-    out["mid_flow_logged"] = {name: "lb.mid_flow " in net.log_of(daemon)
-                              for name, daemon in daemons.items()}
+        for vip in VIPS.values():
+            wait_for(lambda host=host, vip=vip: len(pool(host, vip)) == len(SERVERS), READY,
+                     0.5, message=logs)
+    ready_seconds = round(time.monotonic() - began, 1)
+    for algo, out in outs.items():
+        vip = VIPS[algo]
+        out["setup_seconds"], out["ready_seconds"] = setup_seconds, ready_seconds
+        out["tables"] = {name: table(host, vip) for name, host in directors.items()}
+        out["orders"] = {name: pool(host, vip) for name, host in directors.items()}
+        out["sysctls"] = {name: sysctls(host) for name, host in directors.items()}
+        out["mid_flow_logged"] = {name: "lb.mid_flow " in net.log_of(daemon)
+                                  for name, daemon in daemons.items()}
     nexthops = [word for outside, _ in DIRECTORS.values()
                 for word in ("nexthop", "via", outside, "dev", "eth1")]
-    router.run(["ip", "route", "add", f"{VIP}/32", *nexthops], timeout=COMMAND)
+    for vip in VIPS.values():
+        router.run(["ip", "route", "add", f"{vip}/32", *nexthops], timeout=COMMAND)
 
     flows_started = time.monotonic()
-    flows = SlowFlows(net, client)
-    ports = list(range(FIRST_PORT, FIRST_PORT + count))
-    opened = flows.open(ports)
-    out["open_failed"] = sorted(p for p, name in opened.items() if not name.startswith("rs"))
-    wait_for(lambda: all(r["echoes"] >= ECHOES_BEFORE or r["ended"]
-                         for r in flows.report().values()),
-             60, 0.5, message=lambda: flows.report())
-    on = {name: client_ports(host) for name, host in directors.items()}
-    out["on_d1"], out["on_d2"] = len(on["d1"]), len(on["d2"])
-    before = flows.report()
-    # d2 leaves: the router's route keeps d1's nexthop only, as after d2's withdrawal
-    router.run(["ip", "route", "replace", f"{VIP}/32", "via", DIRECTORS["d1"][0], "dev", "eth1"],
-               timeout=COMMAND)
+    flows, before, on = {}, {}, {}
+    for algo, vip in VIPS.items():
+        flows[algo] = SlowFlows(net, client, vip)
+        opened = flows[algo].open(list(range(FIRST_PORT[algo], FIRST_PORT[algo] + count)))
+        outs[algo]["open_failed"] = sorted(p for p, name in opened.items()
+                                           if not name.startswith("rs"))
+    for algo in VIPS:
+        wait_for(lambda algo=algo: all(r["echoes"] >= ECHOES_BEFORE or r["ended"]
+                                       for r in flows[algo].report().values()),
+                 60, 0.5, message=lambda algo=algo: flows[algo].report())
+    for algo, vip in VIPS.items():
+        on[algo] = {name: client_ports(host, vip) for name, host in directors.items()}
+        outs[algo]["on_d1"], outs[algo]["on_d2"] = len(on[algo]["d1"]), len(on[algo]["d2"])
+        before[algo] = flows[algo].report()
+    # d2 leaves: the router's routes keep d1's nexthop only, as after d2's withdrawal
+    for vip in VIPS.values():
+        router.run(["ip", "route", "replace", f"{vip}/32", "via", DIRECTORS["d1"][0],
+                    "dev", "eth1"], timeout=COMMAND)
     moved_at = time.monotonic()
-    after = wait_for(lambda: decided(flows.report(), before), DECIDED, 0.5,
-                     message=lambda: flows.report())
-    out["decided_seconds"] = round(time.monotonic() - moved_at, 1)
-    out["flows_seconds"] = round(time.monotonic() - flows_started, 1)
-    out["d1_after"] = len(client_ports(directors["d1"]))
-    moved = set(on["d2"])
-    alive = {p for p, r in after.items() if r["ended"] is None and p not in out["open_failed"]}
-    out["survived"] = len(alive)
-    out["moved"] = len(moved)
-    out["moved_survived"] = len(moved & alive)
-    out["stayed_survived"] = len(alive - moved)
-    ended: dict[str, int] = {}
-    for record in after.values():
-        if record["ended"] is not None:
-            ended[record["ended"]] = ended.get(record["ended"], 0) + 1
-    out["ended"] = ended
-    # where d1 sent each moved flow against where it was: mh picks the same real server
-    now = client_ports(directors["d1"])
-    out["moved_same_server"] = sum(1 for p in moved if now.get(p) == on["d2"][p])
+    for algo, vip in VIPS.items():
+        out = outs[algo]
+        after = wait_for(lambda algo=algo: decided(flows[algo].report(), before[algo]),
+                         DECIDED, 0.5, message=lambda algo=algo: flows[algo].report())
+        out["decided_seconds"] = round(time.monotonic() - moved_at, 1)
+        out["flows_seconds"] = round(time.monotonic() - flows_started, 1)
+        now = client_ports(directors["d1"], vip)
+        out["d1_after"] = len(now)
+        moved = set(on[algo]["d2"])
+        alive = {p for p, r in after.items()
+                 if r["ended"] is None and p not in out["open_failed"]}
+        out["survived"] = len(alive)
+        out["moved"] = len(moved)
+        out["moved_survived"] = len(moved & alive)
+        out["stayed_survived"] = len(alive - moved)
+        ended: dict[str, int] = {}
+        for record in after.values():
+            if record["ended"] is not None:
+                ended[record["ended"]] = ended.get(record["ended"], 0) + 1
+        out["ended"] = ended
+        # where d1 sent each moved flow against where it was: mh picks the same real server
+        out["moved_same_server"] = sum(1 for p in moved if now.get(p) == on[algo]["d2"][p])
     # the BGP side, to show what it did meanwhile: nothing listens on the router
     lines = {name: net.log_of(daemon).splitlines() for name, daemon in daemons.items()}
-    out["bgp_engine_starts"] = {name: sum("bgp.engine_start" in line for line in log)
-                                for name, log in lines.items()}
-    out["bgp_lines"] = [f"{name}: {line[:300]}" for name, log in lines.items()
-                        for line in log if "bgp.session" in line or
-                        "bgp.engine_restart" in line][-4:]
+    for out in outs.values():
+        out["bgp_engine_starts"] = {name: sum("bgp.engine_start" in line for line in log)
+                                    for name, log in lines.items()}
+        out["bgp_lines"] = [f"{name}: {line[:300]}" for name, log in lines.items()
+                            for line in log if "bgp.session" in line or
+                            "bgp.engine_restart" in line][-4:]
 
 
 def decided(report: dict, before: dict) -> dict | None:
@@ -252,10 +280,8 @@ def decided(report: dict, before: dict) -> dict | None:
 
 
 def main(argv: list[str]) -> int:
-    which = argv[0] if argv else "both"
-    count = int(argv[1]) if len(argv) > 1 else 80
-    algos = {"both": ["mh", "wlc"]}.get(which, [which])
-    print(json.dumps({"runs": [scenario(algo, count) for algo in algos]}))
+    count = int(argv[0]) if argv else 80
+    print(json.dumps({"runs": scenario(count)}))
     return 0
 
 
