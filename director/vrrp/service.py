@@ -139,10 +139,11 @@ class VrrpService:
 
     def _start_wire(self, defs) -> None:
         """Start-up only, as keepalived: the start-up hold and disable_local_igmp."""
-        self.startup_hold_until = wire.startup_hold(defs, self.clock.now(), wire.read_uptime())
+        now = self.clock.now()          # once: the delay logged is the one configured
+        self.startup_hold_until = wire.startup_hold(defs, now, wire.read_uptime())
         if self.startup_hold_until is not None:
             log_event(log, "vrrp.startup_delay",
-                      seconds=round(self.startup_hold_until - self.clock.now(), 3))
+                      seconds=round(self.startup_hold_until - now, 3))
         if defs.disable_local_igmp:
             self.local_igmp = LocalIgmp()
             try:
