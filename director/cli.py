@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_daemon(config, args, config_id: str) -> int:
+    from gevent import monkey
+    if not monkey.is_module_patched("socket"):   # __main__ took a "-t" value for -t
+        monkey.patch_all()
     from . import log
     from .daemon import Director, StartupError
     from .pidfile import PidFileBusy

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import socket
 import stat
@@ -77,6 +78,21 @@ def load_config(path: str, config_id: str | None = None,
         read(path)
     except OSError as exc:
         raise Unreadable(f"{path}: {exc.strerror or exc}") from exc
+    # The collector rests during the parse, as a reload has it rest (daemon.py): the lines,
+    # tokens, tree and model are a million objects without cycles, and its passes over
+    # them, each growing as they pile up, were a quarter of the parse's time (`-t` of
+    # 100,000 lines: bench/config_parse.py, docs/BENCHMARKS.md issue 17).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(path, config_id, interface_exists, read, pause)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load(path: str, config_id: str | None, interface_exists: Callable[[str], bool] | None,
+          read: Callable[[str], bytes], pause: Callable[[], None] | None) -> LoadResult:
     diagnostics = Diagnostics(pause=pause)
     lines = Preprocessor(diagnostics, config_id or default_config_id(), read).run(path)
     tree = build_tree(lines, diagnostics)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 from director import cli
 
@@ -119,3 +122,20 @@ def test_contract_flags_are_accepted(tmp_path):
 def test_genhash_subcommand_is_wired(capsys):
     assert cli.main(["genhash", "--help"]) == 0
     assert "--use-ssl" in capsys.readouterr().out
+
+
+def _imports_gevent(*args: str) -> bool:
+    """Does ``python -m director ARGS`` import gevent (-X importtime lists every import)?"""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "director", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=root), cwd=root)
+    return any(line.rstrip().endswith("| gevent") for line in done.stderr.splitlines())
+
+
+def test_config_test_does_without_gevent(tmp_path):
+    """-t exits after the check: gevent's patching is the daemon's (issue 17)."""
+    path = write(tmp_path, VALID)
+    assert not _imports_gevent("-t", "-f", path)
+    assert not _imports_gevent("--config-test", "-f", path)
+    assert _imports_gevent("-d", "-f", path)         # the rest patched as before

@@ -307,3 +307,60 @@ def test_unterminated_quote():
     lines, diagnostics = lines_of({"/etc/k/main.conf": 'script "/bin/x arg\n'})
     assert lines[0][1] == ["script", "/bin/x arg"]
     assert [d.message for d in diagnostics] == ["unterminated quoted string"]
+
+
+# -- the plain-line fast path (issue 17) ---------------------------------------------------------
+
+PLAIN_CASES = "\n".join([
+    "virtual_server 10.0.0.1 80 {", "\treal_server 10.0.0.2 80{", "  weight 1}", "}}", "{",
+    "vrrp_instance VI_1 {inside}", "\x0bpriority\x0c100\r", "   ", "include_check 1",
+    "random_seed 7", "include /etc/k/none.conf", "includes x", "a\u00a0b", "x {a,b} y",
+    "lb_algo wrr  ", "\tnotify /bin/true ~x", "word{ }word", "} {", "",
+])
+
+
+def _both_paths(monkeypatch, files: dict[str, str]):
+    fast = lines_of(files)
+    monkeypatch.setattr(lexer, "_SPECIAL", lambda raw: True)     # every line the long way
+    slow = lines_of(files)
+    return fast, slow
+
+
+def _same(fast, slow):
+    (fast_lines, fast_diag), (slow_lines, slow_diag) = fast, slow
+    assert fast_lines == slow_lines
+    assert [type(w) for _, ws in fast_lines for w in ws] == \
+        [type(w) for _, ws in slow_lines for w in ws]
+    assert [str(d) for d in fast_diag] == [str(d) for d in slow_diag]
+
+
+def test_plain_lines_split_as_the_full_path_does(monkeypatch):
+    _same(*_both_paths(monkeypatch, {"/etc/k/main.conf": PLAIN_CASES}))
+
+
+def test_plain_line_indent_kept(monkeypatch):
+    diagnostics = Diagnostics()
+    text = "a {\n\t  b 1\n}\n"
+    out = Preprocessor(diagnostics, "lb1", lambda p: text.encode()).run("/etc/k/main.conf")
+    assert [(line.words, line.indent) for line in out] == [(["a", "{"], 0), (["b", "1"], 3),
+                                                         (["}"], 0)]
+
+
+def test_golden_files_preprocess_the_same_on_both_paths(monkeypatch):
+    """Every configuration under tests/golden, read with and without the fast path."""
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1] / "golden"
+    files = {str(p): p.read_text(errors="replace") for p in root.rglob("*")
+             if p.suffix in (".conf", ".inc") and p.is_file()}
+    assert files
+    for path in sorted(files):
+        def read(name: str) -> bytes:
+            if name not in files:
+                raise FileNotFoundError(2, "No such file or directory")
+            return files[name].encode()
+        with monkeypatch.context() as patch:
+            fast = Preprocessor(Diagnostics(), "lb1", read).run(path)
+            patch.setattr(lexer, "_SPECIAL", lambda raw: True)
+            slow = Preprocessor(Diagnostics(), "lb1", read).run(path)
+        assert [(l.location, l.words, l.indent) for l in fast] == \
+            [(l.location, l.words, l.indent) for l in slow], path
