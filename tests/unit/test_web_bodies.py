@@ -126,3 +126,64 @@ def test_gzip_bytes_in_slices(monkeypatch):
     data = b"director_checks_total 1\n" * 100
     assert gzip.decompress(bodies.gzip_bytes(data)) == data
     assert gzip.decompress(bodies.gzip_bytes(b"")) == b""
+
+
+# === /metrics: each checker's lines kept while its counters do not change ====================
+
+def with_job(state, **changes):
+    (server,) = state.virtual_servers[:1]
+    (real,) = server.real_servers
+    (job,) = real.check.jobs
+    check = replace(real.check, jobs=(replace(job, **changes),))
+    return replace(state, virtual_servers=(
+        replace(server, real_servers=(replace(real, check=check),)),))
+
+
+def test_per_server_text_is_kept_until_a_checker_runs():
+    from metrics.collector import LabelCache, per_server_text
+    cache = LabelCache()
+    state = contract_state(True)
+    first = per_server_text(state, cache)
+    assert per_server_text(state, cache) == first                 # no change: same text
+    ran = with_job(state, ok=10, buckets=(0, 4, 5, 1) + (0,) * 9 + (1,), duration_sum=0.06)
+    after = per_server_text(ran, cache)
+    assert after != first
+    assert after == per_server_text(ran, LabelCache())            # what a fresh cache writes
+    assert 'result="success"} 10\n' in after
+    assert 'le="0.005"} 9\n' in after and "_sum{" in after and "} 0.06\n" in after
+    # only the sum changed (a check's duration rounds to the same bucket): written again
+    summed = with_job(ran, duration_sum=0.07)
+    assert "} 0.07\n" in per_server_text(summed, cache)
+    failed = with_job(summed, failed=2)
+    assert 'result="failure"} 2\n' in per_server_text(failed, cache)
+
+
+class Changing(FakeDirector):
+    def __init__(self):
+        super().__init__()
+        self.ok = 9
+
+    def snapshot(self, with_jobs=False):
+        state = contract_state(with_jobs)
+        return with_job(state, ok=self.ok) if with_jobs else state
+
+
+def test_a_scrape_after_a_check_differs_and_without_one_is_identical():
+    director = Changing()
+    client = create_app(director).test_client()
+    first = client.get("/metrics").get_data()
+    assert client.get("/metrics").get_data() == first
+    director.ok = 11
+    second = client.get("/metrics").get_data()
+    assert second != first and b'result="success"} 11\n' in second
+    assert client.get("/metrics").get_data() == second
+
+
+def test_the_cache_is_bounded():
+    from metrics.collector import LabelCache, per_server_text
+    cache = LabelCache()
+    state = contract_state(True)
+    for n in range(600):                # each scrape a server under another name (reloads)
+        renamed = with_job(state, real_server=f"10.0.{n // 250}.{n % 250}:80")
+        per_server_text(renamed, cache)
+    assert len(cache.histograms) < 600
