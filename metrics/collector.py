@@ -23,7 +23,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from prometheus_client.registry import Collector
 
 from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, WEB_REFUSALS, FirewallView,
-                            LatenessView, LvsSyncView, RealServerView, State,
+                            JobStats, LatenessView, LvsSyncView, RealServerView, State,
                             VirtualServerView, VrrpView)
 
 BUCKET_LABELS = [repr(float(bound)) for bound in DURATION_BUCKETS] + ["+Inf"]
@@ -283,12 +283,18 @@ def _number(value: float | int) -> str:
 
 
 class LabelCache:
-    """Escaped label sets by name, kept across scrapes (bounded: reset when it holds more
-    than twice what one scrape asked for, e.g. after reloads removed servers)."""
+    """Escaped label sets by name, and each checker's lines with the counters they were
+    written from, kept across scrapes (bounded: reset when it holds more than three times
+    what one scrape asked for, e.g. after reloads removed servers)."""
 
     def __init__(self) -> None:
         self.labels: dict[tuple, str] = {}
         self.buckets: dict[tuple, tuple[str, ...]] = {}
+        # Each checker's histogram and totals as written at the last scrape, with the
+        # counters they were written from: a checker that has not run since (delay_loop
+        # longer than the scrape interval) is written again only if its counters differ.
+        self.histograms: dict[tuple, tuple[tuple, float, str]] = {}
+        self.totals: dict[tuple, tuple[int, int, str]] = {}
         self.asked = 0
 
     def of(self, *names: str) -> str:
@@ -309,10 +315,44 @@ class LabelCache:
             self.buckets[names] = found
         return found
 
+    def histogram(self, job: JobStats) -> str:
+        names = (job.virtual_server, job.real_server, job.checker)
+        self.asked += 1
+        found = self.histograms.get(names)
+        if found is not None and found[0] == job.buckets and found[1] == job.duration_sum:
+            return found[2]
+        lines = self.bucket_lines(*names)
+        out, running = [], 0
+        for line, count in zip(lines, job.buckets):
+            running += count
+            out.append(f"{line}{running}\n")
+        labels = self.of(*names)
+        out.append(f"director_check_duration_seconds_count{{{labels}}} {running}\n"
+                   f"director_check_duration_seconds_sum{{{labels}}} "
+                   f"{_number(job.duration_sum)}\n")
+        text = "".join(out)
+        self.histograms[names] = (job.buckets, job.duration_sum, text)
+        return text
+
+    def checks_total(self, job: JobStats) -> str:
+        names = (job.virtual_server, job.real_server, job.checker)
+        self.asked += 1
+        found = self.totals.get(names)
+        if found is not None and found[0] == job.ok and found[1] == job.failed:
+            return found[2]
+        labels = self.of(*names)
+        text = (f'director_checks_total{{{labels},result="success"}} {job.ok}\n'
+                f'director_checks_total{{{labels},result="failure"}} {job.failed}\n')
+        self.totals[names] = (job.ok, job.failed, text)
+        return text
+
     def end_scrape(self) -> None:
-        if len(self.labels) + len(self.buckets) > 2 * self.asked + 1000:
+        held = len(self.labels) + len(self.buckets) + len(self.histograms) + len(self.totals)
+        if held > 3 * self.asked + 1000:
             self.labels.clear()
             self.buckets.clear()
+            self.histograms.clear()
+            self.totals.clear()
         self.asked = 0
 
 
@@ -326,21 +366,9 @@ def per_server_text(snapshot: State, cache: LabelCache) -> str:
     jobs = list(snapshot.jobs())
     _header(out, "director_check_duration_seconds", "histogram",
             "How long checks took, pass or fail.")
-    for job in jobs:
-        lines = cache.bucket_lines(job.virtual_server, job.real_server, job.checker)
-        running = 0
-        for line, count in zip(lines, job.buckets):
-            running += count
-            out.append(f"{line}{running}\n")
-        labels = cache.of(job.virtual_server, job.real_server, job.checker)
-        out.append(f"director_check_duration_seconds_count{{{labels}}} {running}\n"
-                   f"director_check_duration_seconds_sum{{{labels}}} "
-                   f"{_number(job.duration_sum)}\n")
+    out.extend(map(cache.histogram, jobs))
     _header(out, "director_checks_total", "counter", "Check attempts by result.")
-    for job in jobs:
-        labels = cache.of(job.virtual_server, job.real_server, job.checker)
-        out.append(f'director_checks_total{{{labels},result="success"}} {job.ok}\n'
-                   f'director_checks_total{{{labels},result="failure"}} {job.failed}\n')
+    out.extend(map(cache.checks_total, jobs))
 
     entries = [(cache.of(server.name, real.name), real)
                for server in servers for real in server.real_servers]

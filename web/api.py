@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Iterator
 
@@ -13,12 +14,15 @@ from director import hub
 from director.state import REFUSED_KEY
 from metrics import CONTENT_TYPE
 
+from . import bodies
+
 api = Blueprint("api", __name__)
 
 STREAMS_DEFAULT = 64        # open streams (create_app's max_streams; the daemon sizes it)
 KEEPALIVE = 15.0            # seconds between SSE comments on a quiet stream (proxies close
                             # idle connections; the browser notices a dead one)
 EVENTS_LIMIT = 1000
+PAGE_LIMIT = 100_000        # virtual servers in one /api/v1/state page
 
 
 class StreamSlots:
@@ -70,9 +74,34 @@ def bad_request(error):
 
 @api.get("/api/v1/state")
 def state():
-    body = _director().snapshot().as_json()
-    body["admin"] = current_app.config["ADMIN_TOKEN"] is not None
-    return jsonify(body)
+    """The live state, streamed (web/bodies.py). ``?virtual_server=NAME`` (repeatable) keeps
+    those virtual servers; ``?offset=&limit=`` a page of them (in the configuration's order).
+    Either adds ``page``: {offset, limit, total} (total: the virtual servers that matched)."""
+    names = request.args.getlist("virtual_server")
+    paged = bool(names) or "offset" in request.args or "limit" in request.args
+    offset = _int_arg("offset", 0)
+    limit = _int_arg("limit", PAGE_LIMIT, 1, PAGE_LIMIT)
+    snapshot = _director().snapshot()
+    servers = snapshot.virtual_servers
+    if names:
+        known = {server.name for server in servers}
+        missing = [name for name in names if name not in known]
+        if missing:
+            return jsonify(error=f"no virtual server {missing[0][:100]!r}"), 404
+        wanted = set(names)
+        servers = tuple(server for server in servers if server.name in wanted)
+    tail: dict = {"admin": current_app.config["ADMIN_TOKEN"] is not None}
+    if paged:
+        tail["page"] = {"offset": offset, "limit": limit, "total": len(servers)}
+        servers = servers[offset:offset + limit]
+    chunks = bodies.state_chunks(snapshot.head_json(), servers, tail,
+                                 functools.partial(current_app.json.dumps,
+                                                   separators=(",", ":")))
+    headers = {"Vary": "Accept-Encoding"}
+    if bodies.accepts_gzip(request.accept_encodings):
+        chunks = bodies.gzip_stream(chunks)
+        headers["Content-Encoding"] = "gzip"
+    return Response(chunks, mimetype="application/json", headers=headers)
 
 
 @api.get("/api/v1/events")
@@ -155,4 +184,9 @@ def healthz():
 
 @api.get("/metrics")
 def metrics():
-    return Response(current_app.config["METRICS"].render(), content_type=CONTENT_TYPE)
+    body = current_app.config["METRICS"].render()
+    headers = {"Vary": "Accept-Encoding"}
+    if len(body) >= bodies.GZIP_MIN and bodies.accepts_gzip(request.accept_encodings):
+        body = bodies.gzip_bytes(body)
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, content_type=CONTENT_TYPE, headers=headers)
