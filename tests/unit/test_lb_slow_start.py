@@ -244,6 +244,13 @@ def balancer(tmp_path, monkeypatch):
     lb.stop()
 
 
+def recover(lb, checks) -> None:
+    """10.0.0.2 goes down (the load balancer sees it) and comes back: its ramp starts."""
+    checks.set("10.0.0.2", up=False)
+    desired(lb)
+    checks.set("10.0.0.2", up=True)
+
+
 def desired(lb, address="10.0.0.2") -> int | None:
     lb._converge_guarded(verify=False)
     found = lb.desired[ServiceKey("TCP", "192.0.2.10", 80)].destinations.get(
@@ -280,9 +287,7 @@ def test_start_up_is_full_weight_and_a_recovery_ramps_step_by_step(balancer):
 
 def test_the_ramp_is_in_the_real_servers_view(balancer):
     lb, clock, checks = balancer, balancer.clock, balancer.fake_checks
-    checks.set("10.0.0.2", up=False)
-    desired(lb)
-    checks.set("10.0.0.2", up=True)
+    recover(lb, checks)
     clock.advance(5)
     assert desired(lb) == 50
     (view,) = lb.virtual_servers()
@@ -303,9 +308,7 @@ def test_the_ramp_is_in_the_real_servers_view(balancer):
 
 def test_a_reload_changing_only_slow_start_keeps_the_checks_and_the_ramp(balancer, tmp_path):
     lb, clock, checks = balancer, balancer.clock, balancer.fake_checks
-    checks.set("10.0.0.2", up=False)
-    desired(lb)
-    checks.set("10.0.0.2", up=True)
+    recover(lb, checks)
     clock.advance(5)
     assert desired(lb) == 50
     old = lb.config
@@ -324,9 +327,7 @@ def test_a_server_without_slow_start_never_ramps(balancer, tmp_path):
     config = config_of(tmp_path, CONFIG.replace("slow_start 10", ""))
     checks.reload(config)
     lb.reload(config)
-    checks.set("10.0.0.2", up=False)
-    desired(lb)
-    checks.set("10.0.0.2", up=True)
+    recover(lb, checks)
     assert desired(lb) == 100 and lb.ramps.ramps == {}
 
 
@@ -339,9 +340,7 @@ def test_the_view_json_has_no_ramp_when_none_runs():
 
 def test_slow_start_turned_off_mid_ramp_ends_the_ramp(balancer, tmp_path):
     lb, clock, checks = balancer, balancer.clock, balancer.fake_checks
-    checks.set("10.0.0.2", up=False)
-    desired(lb)
-    checks.set("10.0.0.2", up=True)
+    recover(lb, checks)
     clock.advance(2)
     assert desired(lb) == 20
     config = config_of(tmp_path, CONFIG.replace("slow_start 10", "slow_start 0"))
