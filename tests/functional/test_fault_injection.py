@@ -140,6 +140,9 @@ def test_fifty_hups_under_check_load_change_nothing(lab, pair):  # noqa: F811
              message=lambda: lab.log_of(ours))
     transitions = stats(lab, ours)["VI_1"]["transitions"]
     flaps_before = lab.log_of(ours).count("check.real_server")
+    # The peer may have been MASTER until ours came up (a slow start under load): only what
+    # follows the HUPs is this test's business.
+    peer_log_before = len(lab.log_of(peer))
     path = lab.tmp / "ours" / "keepalived.conf"
     for number in range(1, 51):               # a burst: each HUP after its own change
         path.with_suffix(".tmp").write_text(config(1 + number % 7))
@@ -152,7 +155,7 @@ def test_fifty_hups_under_check_load_change_nothing(lab, pair):  # noqa: F811
     stays(holds(a), 3, "ours lost the VIP after the HUPs")
     assert stats(lab, ours)["VI_1"]["transitions"] == transitions
     assert lab.log_of(ours).count("check.real_server") == flaps_before
-    assert "to=MASTER" not in lab.log_of(peer)
+    assert "to=MASTER" not in lab.log_of(peer)[peer_log_before:]
     assert ours.poll() is None and "hub.crash" not in lab.log_of(ours)
     assert lab.log_of(ours).count("reload.failed") == 0
     assert lab.log_of(ours).count("reload.applied") >= 1
