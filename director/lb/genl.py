@@ -17,23 +17,21 @@ socket raises GenlError and the next call opens a new socket.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import struct
 import threading
 from typing import Any
 
-from pyroute2.netlink import (CTRL_CMD_GETFAMILY, GENL_ID_CTRL, NLM_F_ACK, NLM_F_DUMP,
-                              NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, ctrlmsg, nla)
+from pyroute2.netlink import CTRL_CMD_GETFAMILY, GENL_ID_CTRL, ctrlmsg, nla
 from pyroute2.netlink.generic import ipvs as pyroute2_ipvs
 
+from .. import netlink
+from ..netlink import HEADER, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, iter_attrs  # noqa: F401
+
 NETLINK_GENERIC = 16
-HEADER = struct.Struct("=IHHII")           # length, type, flags, sequence, port id
-RECEIVE_BUFFER = 4 * 1024 * 1024           # a dump of thousands of destinations in one go
+RECEIVE_BUFFER = netlink.RECEIVE_BUFFER
 TIMEOUT = 5.0                              # seconds a reply may take before the socket is new
 GENL_HEADER_SIZE = 4                       # cmd, version, reserved
-NLA_HEADER = struct.Struct("=HH")          # length, type
-NLA_TYPE_MASK = 0x3FFF                     # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 
 class GenlError(OSError):
@@ -165,46 +163,12 @@ class GenlSocket:
         message["header"]["pid"] = 0
         message.encode()
         self._socket.send(message.data)
-        replies: list[Any] = []
-        while True:
-            try:
-                data = self._socket.recv(RECEIVE_BUFFER)
-            except socket.timeout:
-                raise GenlError(errno.ETIMEDOUT,
-                                f"netlink {self.family}: no reply in {self.timeout} s") from None
-            offset = 0
-            while offset + HEADER.size <= len(data):
-                length, kind, _flags, seq, _port = HEADER.unpack_from(data, offset)
-                if length < HEADER.size or offset + length > len(data):
-                    raise GenlError(errno.EBADMSG, f"netlink {self.family}: bad message length")
-                chunk = data[offset:offset + length]
-                offset += (length + 3) & ~3
-                if seq != sequence:                # a late reply to an abandoned request
-                    continue
-                if kind in (NLMSG_ERROR, NLMSG_DONE):
-                    # an acknowledgement (error 0), the kernel's error, the end of a dump
-                    # (which carries an error if it failed part way)
-                    code = struct.unpack_from("=i", chunk, HEADER.size)[0] \
-                        if length >= HEADER.size + 4 else 0
-                    if code < 0:
-                        raise GenlError(-code, os.strerror(-code))
-                    return replies
-                if reply_class is None:
-                    replies.append(chunk[HEADER.size + GENL_HEADER_SIZE:])
-                    continue
-                reply = reply_class(chunk)
-                reply.decode()
-                replies.append(reply)
-
-
-def iter_attrs(data: bytes):
-    """(type, payload) of each netlink attribute in ``data``: for the hot paths where
-    decoding whole messages with pyroute2's classes costs too much (a service dump each
-    delay_loop)."""
-    offset = 0
-    while offset + NLA_HEADER.size <= len(data):
-        length, kind = NLA_HEADER.unpack_from(data, offset)
-        if length < NLA_HEADER.size:
-            return
-        yield kind & NLA_TYPE_MASK, data[offset + NLA_HEADER.size:offset + length]
-        offset += (length + 3) & ~3
+        replies = []
+        for chunk in netlink.receive_replies(self._socket, sequence, self.family, GenlError):
+            if reply_class is None:
+                replies.append(chunk[HEADER.size + GENL_HEADER_SIZE:])
+                continue
+            reply = reply_class(chunk)
+            reply.decode()
+            replies.append(reply)
+        return replies

@@ -1,4 +1,7 @@
-"""Virtual addresses and routes in the kernel, through pyroute2's netlink.
+"""Virtual addresses and routes in the kernel: addresses over a small rtnetlink client of our
+own (director/vrrp/rtnl.py), routes, rules and links through pyroute2, which is imported on
+first use: VRRP's start-up path (exec -> first advert, VIPs) does not wait for its third of a
+second of imports.
 
 Adding what is already there and removing what is already gone both succeed: a MASTER that
 restarts, or a crashed earlier run that left its addresses behind, must converge, not fail.
@@ -12,15 +15,15 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+import socket
+from typing import Any
 
 from .. import hub
 from ..config.iprule import Rule
 from ..config.values import Route, VirtualAddress
 from ..log import event
 from . import rules
+from .rtnl import RtnlAddresses
 
 log = logging.getLogger("director.vrrp.addresses")
 
@@ -42,31 +45,53 @@ def _locked(method):
     return call
 
 
+def netlink_error() -> type[Exception]:
+    """pyroute2's NetlinkError, for an ``except`` clause (evaluated only when something was
+    raised, by then pyroute2 is loaded): importing it up front would load all of pyroute2."""
+    from pyroute2.netlink.exceptions import NetlinkError
+    return NetlinkError
+
+
 class Addresses:
-    """``open()`` makes the netlink socket; the constructor does nothing."""
+    """``open()`` makes the address socket; the constructor does nothing. ``ipr``, pyroute2's
+    IPRoute for routes, rules and links, is made on first use."""
 
     def __init__(self) -> None:
-        self.ipr: IPRoute | None = None
+        self._ipr: Any = None
+        self.rtnl: RtnlAddresses | None = None
         self.lock = hub.Lock()
         self.receive_buffer: tuple[int, bool] | None = None    # vrrp_netlink_cmd_rcv_bufs
 
     @_locked
     def open(self) -> "Addresses":
-        self.ipr = IPRoute()
-        from ..process import set_receive_buffer
-        set_receive_buffer(self.ipr, self.receive_buffer)
+        self.rtnl = RtnlAddresses(self.receive_buffer)
+        self.rtnl.open()
         return self
+
+    @property
+    def ipr(self) -> Any:
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            from ..process import set_receive_buffer
+            self._ipr = IPRoute()
+            set_receive_buffer(self._ipr, self.receive_buffer)
+        return self._ipr
 
     @_locked
     def close(self) -> None:
-        if self.ipr is not None:
-            self.ipr.close()
-            self.ipr = None
+        if self.rtnl is not None:
+            self.rtnl.close()
+            self.rtnl = None
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
 
-    @_locked
     def ifindex(self, ifname: str) -> int | None:
-        found = self.ipr.link_lookup(ifname=ifname)
-        return found[0] if found else None
+        try:
+            return socket.if_nametoindex(ifname)
+        except OSError:
+            return None
 
     @_locked
     def primary_address(self, ifname: str, family: int) -> str | None:
@@ -75,12 +100,7 @@ class Addresses:
         index = self.ifindex(ifname) if ifname else None
         if index is None:
             return None
-        found = []
-        for message in self.ipr.get_addr(index=index,
-                                          family=2 if family == 4 else 10):
-            address = message.get("IFA_ADDRESS")
-            if address:
-                found.append(address)
+        found = [entry.address for entry in self.rtnl.dump(family) if entry.index == index]
         if family == 6:
             link_local = [a for a in found if ipaddress.IPv6Address(a).is_link_local]
             return link_local[0] if link_local else None
@@ -92,12 +112,9 @@ class Addresses:
         if index is None:
             return False
         interface = ipaddress.ip_interface(vip.address)
-        family = 2 if interface.version == 4 else 10
-        for message in self.ipr.get_addr(index=index, family=family):
-            if message.get("IFA_ADDRESS") == str(interface.ip) and \
-                    message["prefixlen"] == interface.network.prefixlen:
-                return True
-        return False
+        return any(entry.index == index and entry.address == str(interface.ip)
+                   and entry.prefixlen == interface.network.prefixlen
+                   for entry in self.rtnl.dump(interface.version))
 
     @_locked
     def add(self, vip: VirtualAddress, default_ifname: str) -> None:
@@ -113,19 +130,22 @@ class Addresses:
         if index is None:
             raise OSError(errno.ENODEV, f"interface {ifname} does not exist")
         interface = ipaddress.ip_interface(vip.address)
-        arguments = {"index": index, "address": str(interface.ip),
-                     "prefixlen": interface.network.prefixlen}
-        if command == "add":
-            arguments.update(_address_options(vip, interface))
+        prefixlen = interface.network.prefixlen
         try:
-            self.ipr.addr(command, **arguments)
-        except NetlinkError as exc:
-            if command == "add" and exc.code == errno.EEXIST:
+            if command == "add":
+                options = _address_options(vip, interface)
+                self.rtnl.add(index, options.pop("address", str(interface.ip)), prefixlen,
+                              **options)
+            else:
+                self.rtnl.delete(index, str(interface.ip), prefixlen)
+        except OSError as exc:
+            if command == "add" and exc.errno == errno.EEXIST:
                 return
-            if command == "del" and exc.code in (errno.EADDRNOTAVAIL, errno.ENOENT,
-                                                  errno.ESRCH, errno.ENODEV):
+            if command == "del" and exc.errno in (errno.EADDRNOTAVAIL, errno.ENOENT,
+                                                   errno.ESRCH, errno.ENODEV):
                 return
-            raise OSError(exc.code, f"{command} {vip.address} on {ifname}: {exc}") from exc
+            raise OSError(exc.errno, f"{command} {vip.address} on {ifname}: "
+                                     f"{exc.strerror or exc}") from exc
 
     @_locked
     def add_route(self, route: Route, default_ifname: str) -> None:
@@ -165,7 +185,7 @@ class Addresses:
                 else int(route.scope)
         try:
             self.ipr.route(command, **arguments)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             raise OSError(exc.code, f"route {command} {route.destination}: {exc}") from exc
 
 
@@ -180,7 +200,7 @@ class Addresses:
     def _rule(self, command: str, rule: Rule, done: int) -> None:
         try:
             self.ipr.rule(command, **rules.arguments(rule))
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code != done:     # already there / already gone
                 raise OSError(exc.code, f"rule {rules.describe(rule)}: {exc}") from exc
 

@@ -18,11 +18,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from pyroute2.netlink.generic import ipvs
-
 from .. import hub
 from ..config.values import LvsSyncDaemon
-from ..lb.genl import GenlSocket
 from ..log import event
 
 if TYPE_CHECKING:
@@ -94,14 +91,20 @@ def plan(want: Daemon | None, running: list[Daemon]) -> tuple[list[str], list[Da
 
 
 class KernelDaemons:
-    """IPVS_CMD_*_DAEMON over the generic netlink client (director/lb/genl.py)."""
+    """IPVS_CMD_*_DAEMON over the generic netlink client (director/lb/genl.py). It and
+    pyroute2's IPVS commands are imported here, when a sync daemon is configured: not on
+    VRRP's start-up path."""
 
     def __init__(self) -> None:
+        from pyroute2.netlink.generic import ipvs
+
+        from ..lb.genl import GenlSocket
+        self.commands = ipvs
         self.socket = GenlSocket()
 
     def read(self) -> list[Daemon]:
         running = []
-        for message in self.socket.request(ipvs.IPVS_CMD_GET_DAEMON, [], dump=True):
+        for message in self.socket.request(self.commands.IPVS_CMD_GET_DAEMON, [], dump=True):
             nested = message.get_attr("IPVS_CMD_ATTR_DAEMON")
             if nested is None:
                 continue
@@ -130,11 +133,11 @@ class KernelDaemons:
         if daemon.group is not None:
             family = "MCAST_GROUP6" if ":" in daemon.group else "MCAST_GROUP"
             attrs.append((f"IPVS_DAEMON_ATTR_{family}", daemon.group))
-        self.socket.request(ipvs.IPVS_CMD_NEW_DAEMON,
+        self.socket.request(self.commands.IPVS_CMD_NEW_DAEMON,
                             [("IPVS_CMD_ATTR_DAEMON", {"attrs": attrs})])
 
     def stop(self, state: str) -> None:
-        self.socket.request(ipvs.IPVS_CMD_DEL_DAEMON, [
+        self.socket.request(self.commands.IPVS_CMD_DEL_DAEMON, [
             ("IPVS_CMD_ATTR_DAEMON", {"attrs": [("IPVS_DAEMON_ATTR_STATE",
                                                   STATE_NUMBERS[state])]})])
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import socket
 
-from pyroute2.netlink.rtnl.fibmsg import (FR_ACT_BLACKHOLE, FR_ACT_GOTO, FR_ACT_NOP,
-                                          FR_ACT_PROHIBIT, FR_ACT_TO_TBL, FR_ACT_UNREACHABLE)
-
 from ..config.iprule import Rule
+
+# fib_rule_hdr actions (linux/fib_rules.h), as pyroute2's fibmsg has them: written out so
+# that VRRP's start-up does not import pyroute2 (director/vrrp/rtnl.py says why)
+FR_ACT_TO_TBL, FR_ACT_GOTO, FR_ACT_NOP = 1, 2, 3
+FR_ACT_BLACKHOLE, FR_ACT_UNREACHABLE, FR_ACT_PROHIBIT = 6, 7, 8
 
 FIB_RULE_INVERT = 0x2
 ACTIONS = {"table": FR_ACT_TO_TBL, "goto": FR_ACT_GOTO, "nop": FR_ACT_NOP,

@@ -27,10 +27,8 @@ import logging
 import subprocess
 from pathlib import Path
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from ..log import event
-from .addresses import IFA_F_NODAD, Addresses
+from .addresses import IFA_F_NODAD, Addresses, netlink_error
 from .vmac import Link
 
 log = logging.getLogger("director.vrrp.vmac")
@@ -158,7 +156,7 @@ class VmacLinks:
                 try:
                     ipr.addr("add", index=index, address=str(interface.ip),
                              prefixlen=interface.network.prefixlen, flags=flags)
-                except NetlinkError as exc:
+                except netlink_error() as exc:
                     if exc.code != errno.EEXIST:
                         raise OSError(exc.code, f"{link.name}: add {address}: {exc}") from exc
         self.owned[link.name] = link
@@ -213,7 +211,7 @@ class VmacLinks:
     def _call(function, *args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             raise OSError(exc.code, f"{exc}") from exc
 
     def remove(self, name: str) -> None:
