@@ -8,9 +8,9 @@ serves the app). One worker only: a second would be a second daemon. Signals bel
 WSGI server here; POST /api/v1/reload reloads.
 """
 
-from gevent import monkey
+from director.patching import patch_all
 
-monkey.patch_all()
+patch_all()
 
 import os  # noqa: E402
 import shlex  # noqa: E402

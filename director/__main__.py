@@ -18,9 +18,9 @@ CONFIG_TEST = sys.argv[1:2] not in (["ctl"], ["genhash"], ["demo"]) and \
     ("-t" in sys.argv[1:] or "--config-test" in sys.argv[1:])
 
 if not CTL and not CONFIG_TEST:
-    from gevent import monkey
+    from director.patching import patch_all
 
-    monkey.patch_all()
+    patch_all()
 
 
 def main() -> None:

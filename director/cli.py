@@ -119,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_daemon(config, args, config_id: str) -> int:
-    from gevent import monkey
-    if not monkey.is_module_patched("socket"):   # __main__ took a "-t" value for -t
-        monkey.patch_all()
+    from .patching import patch_all
+    patch_all()                  # done already, unless __main__ took a "-t" value for -t
     from . import log
     from .daemon import Director, StartupError
     from .pidfile import PidFileBusy
