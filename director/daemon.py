@@ -205,10 +205,10 @@ class Director(Commands):
         return not self.not_running()
 
     def _start(self) -> None:
-        # The web address first: if it is taken the daemon stops before it holds a VIP.
-        if self.options.web != "off":
-            self._serve_web()
-        self._start_overrides()
+        # The web address first: if it is taken the daemon stops before it holds a VIP. Its
+        # app (Flask, a quarter of a second of imports) is served once VRRP runs.
+        web = self._bind_web() if self.options.web != "off" else None
+        self._read_admin_token()
         try:
             self.control = control.serve(self, self.options)
         except control.ControlError as exc:
@@ -247,6 +247,13 @@ class Director(Commands):
                 self.vrrp.start()
             except FirewallError as exc:
                 raise StartupError(f"accept mode off needs nftables: {exc}") from None
+            # The instances' first turn (an address owner's advert and VIPs, a backup's
+            # timer) before the web app, the checkers and the rest load: a third of a second
+            # of imports and set-up that VRRP need not wait for (issue 17).
+            hub.breathe()
+        if web is not None:
+            self._serve_web(*web)
+        self._start_overrides()
         if not self.options.vrrp and self.config.virtual_servers:
             self._start_pools(self.config)
             if self.config.bgp is not None:
@@ -256,16 +263,18 @@ class Director(Commands):
                   note="the bgp block announces virtual servers: "
                        + ("-P runs none" if self.options.vrrp else "the file has none"))
 
-    def _start_overrides(self) -> None:
-        """Read before the first converge: nothing an operator decided is revived or lost
-        by a restart; then the peers' exchange (push on change, anti-entropy pull)."""
-        self.overrides.load()
-        self.override_peers.entries = self.overrides.store.as_lists
+    def _read_admin_token(self) -> None:
         if self.admin_token is None:
             try:
                 self.admin_token = read_admin_token(self.options.admin_token_file)
             except OSError as exc:
                 raise StartupError(f"--admin-token-file: {exc}") from None
+
+    def _start_overrides(self) -> None:
+        """Read before the first converge: nothing an operator decided is revived or lost
+        by a restart; then the peers' exchange (push on change, anti-entropy pull)."""
+        self.overrides.load()
+        self.override_peers.entries = self.overrides.store.as_lists
         self.override_peers.token = self.admin_token
         self.overrides.listeners.append(self.override_peers.push)
         self.override_peers.configure(self.config.override_peers,
@@ -320,11 +329,11 @@ class Director(Commands):
                                on_event=self.events.add)
         self.lb.start()
 
-    def _serve_web(self) -> None:
-        """The web face, bounded (director/webserver.py): refused before anything starts
-        when an admin token would cross a network in clear text, or TLS is asked for with a
-        file that is wrong."""
-        from web import create_app
+    def _bind_web(self) -> tuple[Any, str, str, Any]:
+        """The web face's address, bound, with what it needs checked (director/webserver.py):
+        refused before anything starts when an admin token would cross a network in clear
+        text, or TLS is asked for with a file that is wrong. -> (listener, host, port, TLS
+        context or None) for ``_serve_web``."""
         options = self.options
         host, _, port = options.web.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
@@ -333,8 +342,8 @@ class Director(Commands):
         if bool(options.web_tls_cert) != bool(options.web_tls_key):
             raise StartupError("--web-tls-cert and --web-tls-key go together")
         try:
-            token = self.admin_token = read_admin_token(options.admin_token_file)
-            refusal = webserver.clear_text_refusal(host, token is not None,
+            self.admin_token = read_admin_token(options.admin_token_file)
+            refusal = webserver.clear_text_refusal(host, self.admin_token is not None,
                                                    bool(options.web_tls_cert),
                                                    options.web_insecure)
             if refusal:
@@ -345,14 +354,20 @@ class Director(Commands):
                     tls = webserver.tls_context(options.web_tls_cert, options.web_tls_key)
                 except ValueError as exc:           # it names the file that is wrong
                     raise StartupError(f"--web-tls-cert/--web-tls-key: {exc}") from None
-            limit = self._web_limit(self.config)
-            app = create_app(self, admin_token=token,
-                             max_streams=webserver.stream_limit(limit))
-            self.web = webserver.serve(app, host, int(port), limit, tls)
-            self.web.streams = app.config["STREAMS"]
+            return webserver.listen(host, int(port)), host, port, tls
         except OSError as exc:
             raise StartupError(f"cannot serve the web face on {options.web}: {exc}") \
                 from None
+
+    def _serve_web(self, listener: Any, host: str, port: str, tls: Any) -> None:
+        """The dashboard, API and /metrics app on the socket ``_bind_web`` bound: clients
+        that came meanwhile waited in its backlog."""
+        from web import create_app
+        token = self.admin_token
+        limit = self._web_limit(self.config)
+        app = create_app(self, admin_token=token, max_streams=webserver.stream_limit(limit))
+        self.web = webserver.serve(app, listener, limit, tls)
+        self.web.streams = app.config["STREAMS"]
         fields = dict(address=f"{host}:{port}", admin=token is not None, tls=tls is not None,
                       connections=limit, streams=webserver.stream_limit(limit))
         if token is None and not webserver.is_loopback(host):

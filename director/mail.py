@@ -14,12 +14,9 @@ one greenlet's time.
 from __future__ import annotations
 
 import logging
-import smtplib
 import socket
 from collections import deque
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import Any
 
 from . import hub
@@ -175,7 +172,7 @@ class Mailer:
             mail = self.queue[0]
             try:
                 self.send(mail)
-            except (OSError, smtplib.SMTPException) as exc:
+            except OSError as exc:           # smtplib.SMTPException is one
                 attempts += 1
                 streak += 1
                 given_up = attempts >= MAX_ATTEMPTS
@@ -197,6 +194,11 @@ class Mailer:
             self.queue.popleft()
 
     def send(self, mail: Mail) -> None:
+        # smtplib and the email package load with the first mail, not on the way to the
+        # first advert
+        import smtplib
+        from email.message import EmailMessage
+        from email.utils import formatdate, make_msgid
         defs = self.defs
         host, port = defs.smtp_server
         sender = defs.notification_email_from or f"director@{socket.gethostname()}"

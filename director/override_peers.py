@@ -26,8 +26,6 @@ import json
 import logging
 import ssl
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -179,6 +177,8 @@ class PeerSync:
                     self._exchange(peer)
 
     def _exchange(self, peer: Peer) -> None:
+        import urllib.error          # with the first exchange: not on the way to the first
+        import urllib.request        # advert (http.client, the email package)
         body = message(self.origin, self.entries())
         request = urllib.request.Request(
             peer.url + PATH, data=body, method="POST",

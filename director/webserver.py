@@ -36,7 +36,7 @@ import resource
 import socket
 import ssl
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.pywsgi
@@ -44,7 +44,9 @@ import gevent.ssl
 
 from . import hub
 from .errors import BodyTimeout
-from .state import REFUSED_KEY, WebView
+
+if TYPE_CHECKING:
+    from .state import WebView
 
 log = logging.getLogger("director.web")
 
@@ -270,7 +272,7 @@ class Handler(gevent.pywsgi.WSGIHandler):
     def handle_one_request(self):
         result = super().handle_one_request()
         if isinstance(result, tuple):       # pywsgi's own answer (400, 408, 414, 431)
-            self.server.count_status(int(result[0]), None)
+            self.server.count_status(int(result[0]), {})
         return result
 
     def get_environ(self) -> dict:
@@ -284,7 +286,7 @@ class Handler(gevent.pywsgi.WSGIHandler):
     def handle_one_response(self) -> None:
         self.code = 0
         super().handle_one_response()
-        self.server.count_status(abs(self.code or 0), self.environ.get(REFUSED_KEY))
+        self.server.count_status(abs(self.code or 0), self.environ)
         if self.wsgi_input.unfinished:
             self.close_connection = True
 
@@ -346,13 +348,17 @@ class Server(gevent.pywsgi.WSGIServer):
 
     handler_class = Handler
 
-    def __init__(self, listener: tuple[str, int], app: Any, limit: int,
+    def __init__(self, listener: socket.socket | tuple[str, int], app: Any, limit: int,
                  tls: ssl.SSLContext | None = None, backlog: int = 1024) -> None:
-        super().__init__(listener, app, backlog=backlog, log=None, error_log=_ErrorLog(),
+        super().__init__(listener, app, log=None, error_log=_ErrorLog(),
+                         # a socket (listen()) comes with its backlog
+                         backlog=None if isinstance(listener, socket.socket) else backlog,
                          environ={"wsgi.url_scheme": "https"} if tls else None,
                          # a greenlet per connection, counted by hub.runtime(); the
                          # handler reports its own errors
                          spawn=functools.partial(hub.spawn, report=False))
+        from .state import REFUSED_KEY     # the views: not on the way to the first advert
+        self.refused_key = REFUSED_KEY
         self.limit = limit
         self.tls = tls
         self.open = 0
@@ -397,12 +403,15 @@ class Server(gevent.pywsgi.WSGIServer):
     def refused(self, reason: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
 
-    def count_status(self, code: int, reason: str | None) -> None:
-        reason = reason or _REASONS.get(code) or ("bad_request" if 400 <= code < 500 else None)
+    def count_status(self, code: int, environ: dict) -> None:
+        """A response's refusal, if it was one: the app's reason in the environ, else the
+        status code's."""
+        reason = environ.get(self.refused_key) or _REASONS.get(code) or ("bad_request" if 400 <= code < 500 else None)
         if reason:
             self.refused(reason)
 
     def view(self, streams_dropped: int = 0) -> WebView:
+        from .state import WebView
         streams = self.streams
         counts = dict(self.counts)
         if streams_dropped:
@@ -424,9 +433,28 @@ class _ErrorLog:
         pass
 
 
-def serve(app: Any, host: str, port: int, limit: int,
+def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """The web face's listening socket (gevent's own recipe: SO_REUSEADDR, non-blocking),
+    bound before VRRP starts so that a taken address stops the daemon before it holds a VIP;
+    the app is served on it later (``serve``), off the path to the first advert. OSError if
+    the address is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def serve(app: Any, listener: socket.socket | tuple[str, int], limit: int,
           tls: ssl.SSLContext | None = None) -> Server:
-    """Serve a WSGI app on the loop, started now: OSError if the address is taken."""
-    server = Server((host, port), app, limit, tls)
+    """Serve a WSGI app on the loop, started now, on a socket from ``listen`` or an address
+    (OSError if it is taken)."""
+    server = Server(listener, app, limit, tls)
     server.start()
     return server

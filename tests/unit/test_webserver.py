@@ -152,7 +152,7 @@ def serve():
     servers = []
 
     def start(app, limit: int = 4):
-        server = webserver.serve(app, "127.0.0.1", 0, limit)
+        server = webserver.serve(app, webserver.listen("127.0.0.1", 0), limit)
         servers.append(server)
         return server
 
