@@ -100,7 +100,7 @@ class Addresses:
         index = self.ifindex(ifname) if ifname else None
         if index is None:
             return None
-        found = [entry.address for entry in self.rtnl.dump(family) if entry.index == index]
+        found = [entry.own for entry in self.rtnl.dump(family) if entry.index == index]
         if family == 6:
             link_local = [a for a in found if ipaddress.IPv6Address(a).is_link_local]
             return link_local[0] if link_local else None
@@ -112,7 +112,9 @@ class Addresses:
         if index is None:
             return False
         interface = ipaddress.ip_interface(vip.address)
-        return any(entry.index == index and entry.address == str(interface.ip)
+        # a point-to-point VIP (peer) is ours by its local address: comparing the peer's
+        # missed a leftover of a crashed run
+        return any(entry.index == index and entry.own == str(interface.ip)
                    and entry.prefixlen == interface.network.prefixlen
                    for entry in self.rtnl.dump(interface.version))
 
@@ -131,13 +133,15 @@ class Addresses:
             raise OSError(errno.ENODEV, f"interface {ifname} does not exist")
         interface = ipaddress.ip_interface(vip.address)
         prefixlen = interface.network.prefixlen
+        options = _address_options(vip, interface)
+        address = options.pop("address", str(interface.ip))
         try:
             if command == "add":
-                options = _address_options(vip, interface)
-                self.rtnl.add(index, options.pop("address", str(interface.ip)), prefixlen,
-                              **options)
+                self.rtnl.add(index, address, prefixlen, **options)
             else:
-                self.rtnl.delete(index, str(interface.ip), prefixlen)
+                # a point-to-point VIP is found by its peer too: with our own address in
+                # IFA_ADDRESS the kernel matched nothing and the VIP stayed
+                self.rtnl.delete(index, address, prefixlen, local=options.get("local"))
         except OSError as exc:
             if command == "add" and exc.errno == errno.EEXIST:
                 return

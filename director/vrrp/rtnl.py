@@ -4,8 +4,8 @@ on its start-up path (its advert source, the VIPs), on a plain socket of its own
 pyroute2 stays for routes, rules and links (director/vrrp/addresses.py loads it on first
 use): importing it costs about a third of a second of CPU, which the address owner's exec ->
 VIP and a restarted director's exec -> first advert must not wait for (issue 17). The
-messages are those pyroute2's ``IPRoute.addr`` sends (tests/unit/test_vrrp_rtnl.py compares
-them byte for byte): IPv4 with IFA_LOCAL and IFA_ADDRESS, flags in IFA_FLAGS."""
+messages are those pyroute2's ``IPRoute.addr`` sends
+(tests/functional/test_vrrp_addresses_netns.py reads the result back with ``ip -j addr``): IPv4 with IFA_LOCAL and IFA_ADDRESS, flags in IFA_FLAGS."""
 
 from __future__ import annotations
 
@@ -34,7 +34,12 @@ class Address:
     prefixlen: int
     index: int
     address: str                # IFA_ADDRESS: the peer's for a point-to-point address
-    local: str | None
+    local: str | None           # IFA_LOCAL: ours (IPv4 always; IPv6 with a peer)
+
+    @property
+    def own(self) -> str:
+        """The interface's own address (not a point-to-point peer's)."""
+        return self.local or self.address
 
 
 def address_body(index: int, address: str, prefixlen: int, *, local: str | None = None,
