@@ -251,6 +251,9 @@ class Director(Commands):
             # timer) before the web app, the checkers and the rest load: a third of a second
             # of imports and set-up that VRRP need not wait for (issue 17).
             hub.breathe()
+        else:
+            from .vrrp.early import CAPTURE
+            CAPTURE.close()                     # -C: no instance will read what it heard
         if web is not None:
             self._serve_web(*web)
         self._start_overrides()

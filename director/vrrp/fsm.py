@@ -64,6 +64,10 @@ class State:
 @dataclass(frozen=True)
 class Startup:
     hold_until: float | None = None    # vrrp_startup_delay: BACKUP's timer starts from here
+    # the moment adverts began to be captured for this instance (vrrp/early.py: at exec), when
+    # before now: BACKUP's timer counts from there, the adverts heard meanwhile are applied
+    # right after this event
+    listening_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,14 @@ def _enter_fault(params, state, now, reason):
 
 
 def _on_startup(params, state, event, now):
-    return _start(params, replace(state, hold_until=event.hold_until), now, "startup")
+    state, actions = _start(params, replace(state, hold_until=event.hold_until), now,
+                            "startup")
+    if state.role == BACKUP and event.hold_until is None and \
+            event.listening_since is not None and event.listening_since < now:
+        # listening since then: the master down interval has been running since then too
+        state = replace(state, master_down_at=event.listening_since +
+                        master_down_interval(params, state))
+    return state, actions
 
 
 def _on_resume(params, state, event, now):

@@ -75,6 +75,8 @@ class Instance:
         self.source = config.unicast_src_ip or config.mcast_src_ip
         self._read_before: float | None = None   # the deadline the sockets were read for
         self.startup_hold_until: float | None = None   # vrrp_startup_delay (the service's)
+        self.listening_since: float | None = None      # vrrp/early.py: adverts heard since
+        self.heard_early: list[fsm.AdvertReceived] = []    # ... these, applied after Startup
         # old_unicast_checksum: configured, or learnt from a peer's advert (keepalived's AUTO)
         self.old_checksum = config.old_unicast_checksum == "config"
         # what strict mode resets (config.strict), by field; read through configured()
@@ -195,7 +197,10 @@ class Instance:
     def run(self) -> None:
         # After a crash (hub.supervise restarts run) the state machine goes on where it was.
         if not self.started:
-            self.begin(fsm.Startup(self.startup_hold_until))
+            self.begin(fsm.Startup(self.startup_hold_until, self.listening_since))
+            for advert in self.heard_early:     # in order, as if heard when they came
+                self.apply(advert)
+            self.heard_early = []
         while self.state.role != fsm.STOP:
             deadline = self.state.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock.now())

@@ -31,6 +31,7 @@ from .source_watch import SourceWatcher
 from .tracked import tracked_for
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import LocalIgmp, VrrpSocket
+from . import early
 from .vmac import InstanceLinks, plan as plan_vmacs
 from .vmac_links import VmacLinks, link_state
 
@@ -136,6 +137,8 @@ class VrrpService:
         plan = InstancePlan(added=tuple(i.name for i in config.vrrp_instances),
                             sync_groups=tuple(g.name for g in config.vrrp_sync_groups))
         self.apply(self.prepare(plan, config))
+        early.replay(early.CAPTURE, self.sockets, self.instances, self._dispatch,
+                     self.clock.now())
 
     def _start_wire(self, defs) -> None:
         """Start-up only, as keepalived: the start-up hold and disable_local_igmp."""
@@ -565,7 +568,6 @@ class VrrpService:
                         tracker.update(f"script {name}", self.scripts[name].fine)   # it is
 
     def _receive(self, key: tuple, sock: VrrpSocket) -> None:
-        # Looked up per packet, not captured: a reload changes what is on this socket.
         while True:
             try:
                 message, source, destination, ttl = sock.receive()
@@ -574,34 +576,42 @@ class VrrpService:
                           error=exc)
                 hub.sleep(0.1)
                 continue
-            receiving = self.receiving.get(key)
-            if receiving is None:               # the socket is closing
-                continue
-            if key[3] == ah.PROTOCOL:
-                outcome, wrapped = ah.check_received(message, source, destination, ttl,
-                                                     receiving.expectations)
-                if outcome is None:             # other IPsec traffic: not ours to count
-                    continue
-            else:
-                outcome, wrapped = check_received(message, key[1], source, destination, ttl,
-                                                  receiving.expectations), None
-            if isinstance(outcome, Dropped):
-                self._count_drop(key[0], receiving.members.get(outcome.vrid), outcome, source)
-                continue
-            advert = outcome.advert
-            instance = receiving.members.get(advert.vrid)
-            if instance is None:                # expected but not a member: never, by design
-                self._count_drop(key[0], None, Dropped(VRID, "no instance", advert.vrid),
-                                 source)
-                continue
-            if wrapped is not None and not instance.ah_sequence.accept(wrapped.sequence):
-                self._count_drop(key[0], instance, Dropped(
-                    AH_REPLAY, f"AH sequence number {wrapped.sequence}, last "
-                               f"{instance.ah_sequence.number}", advert.vrid), source)
-                continue
-            for note in self._notes(instance, outcome.notes, source):
-                instance.counters.noted[note] = instance.counters.noted.get(note, 0) + 1
-            instance.post(fsm.AdvertReceived(advert.priority, source, advert.advert_int))
+            heard = self._dispatch(key, message, source, destination, ttl)
+            if heard is not None:
+                heard[0].post(heard[1])
+
+    def _dispatch(self, key: tuple, message: bytes, source: str, destination: str,
+                  ttl: int) -> tuple[Instance, fsm.AdvertReceived] | None:
+        """A packet from the socket ``key`` checked: drops counted, the advert and the
+        instance it is for returned."""
+        # Looked up per packet, not captured: a reload changes what is on this socket.
+        receiving = self.receiving.get(key)
+        if receiving is None:               # the socket is closing
+            return None
+        if key[3] == ah.PROTOCOL:
+            outcome, wrapped = ah.check_received(message, source, destination, ttl,
+                                                 receiving.expectations)
+            if outcome is None:             # other IPsec traffic: not ours to count
+                return None
+        else:
+            outcome, wrapped = check_received(message, key[1], source, destination, ttl,
+                                              receiving.expectations), None
+        if isinstance(outcome, Dropped):
+            self._count_drop(key[0], receiving.members.get(outcome.vrid), outcome, source)
+            return None
+        advert = outcome.advert
+        instance = receiving.members.get(advert.vrid)
+        if instance is None:                # expected but not a member: never, by design
+            self._count_drop(key[0], None, Dropped(VRID, "no instance", advert.vrid), source)
+            return None
+        if wrapped is not None and not instance.ah_sequence.accept(wrapped.sequence):
+            self._count_drop(key[0], instance, Dropped(
+                AH_REPLAY, f"AH sequence number {wrapped.sequence}, last "
+                           f"{instance.ah_sequence.number}", advert.vrid), source)
+            return None
+        for note in self._notes(instance, outcome.notes, source):
+            instance.counters.noted[note] = instance.counters.noted.get(note, 0) + 1
+        return instance, fsm.AdvertReceived(advert.priority, source, advert.advert_int)
 
     def _notes(self, instance: Instance, notes: tuple[str, ...], source: str) -> tuple:
         master = instance.state.master_ip if instance.state is not None else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import time
 
 from .packet import MULTICAST, PROTOCOL, TTL
 
@@ -40,8 +41,10 @@ class VrrpSocket:
         self.vrf = vrf
         self.sock: socket.socket | None = None
         self.ifindex = 0
+        self.opened_at = 0.0            # time.time(): what came before, it did not read
 
     def open(self) -> "VrrpSocket":
+        self.opened_at = time.time()
         self.ifindex = socket.if_nametoindex(self.ifname) if self.ifname else 0
         v4 = self.family == 4
         sock = socket.socket(socket.AF_INET if v4 else socket.AF_INET6, socket.SOCK_RAW,

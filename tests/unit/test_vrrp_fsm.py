@@ -302,3 +302,41 @@ def test_sync_group_forces_members_along(clock):
     assert machine.send(ForceRole(MASTER, "again")) == []
     assert machine.send(ForceRole(BACKUP, "sync group VG1"))[0] == \
         Transition(MASTER, BACKUP, "sync group VG1")
+
+
+# -- start-up with adverts heard since exec (vrrp/early.py) -----------------------------------
+
+def test_a_backup_listening_since_exec_counts_its_master_down_timer_from_then(clock):
+    machine = Machine(V2, clock)
+    machine.send(Startup(listening_since=clock.now() - 0.4))     # 0.4 s of imports
+    assert machine.state.role == BACKUP
+    down = master_down_interval(V2, machine.state)
+    assert machine.state.master_down_at == pytest.approx(clock.now() - 0.4 + down)
+    # what was heard meanwhile comes next: a higher priority resets it as ever
+    machine.send(AdvertReceived(200, "10.0.0.9", 1.0))
+    assert machine.state.master_down_at == pytest.approx(clock.now() + down)
+
+
+def test_a_timer_that_ran_out_while_starting_fires_at_once_unless_an_advert_came(clock):
+    machine = Machine(V3, clock)
+    machine.send(Startup(listening_since=clock.now() - 1.0))     # longer than 0.3 s + skew
+    assert machine.state.master_down_at < clock.now()
+    assert any(isinstance(a, Transition) and a.new == MASTER
+               for a in machine.run_until(clock.now()))
+
+
+@pytest.mark.parametrize("event", [Startup(hold_until=100.5, listening_since=99.0),
+                                   Startup(listening_since=100.0),     # not before now
+                                   Startup(listening_since=None)])
+def test_a_start_up_hold_or_no_earlier_listening_counts_from_now_or_the_hold(clock, event):
+    machine = Machine(V2, clock)
+    machine.send(event)
+    start = max(clock.now(), event.hold_until or 0)
+    assert machine.state.master_down_at == pytest.approx(
+        start + master_down_interval(V2, machine.state))
+
+
+def test_the_address_owner_takes_over_at_once_whenever_it_listened(clock):
+    machine = Machine(replace(V2, priority=255), clock, priority=255)
+    actions = machine.send(Startup(listening_since=clock.now() - 0.4))
+    assert machine.state.role == MASTER and AddAddresses() in actions
