@@ -9,7 +9,9 @@ millisecond until the VIP is there, then stops it (TERM) and waits for the VIP t
 the implementations alternate, so load drifts hit them alike. ``--compare DIR`` adds a director
 tree (e.g. a git worktree of an earlier commit) run with this venv's interpreter; give it
 bytecode first (`python -m compileall -q DIR/director`) as scripts/setup gives this tree.
-Prints medians and each one's difference from keepalived's.
+Prints medians and each one's difference from keepalived's, for the wall time and for the
+CPU time the process (and its children) had used when the VIP appeared: on a shared machine
+the CPU figure is the steadier one.
 """
 
 from __future__ import annotations
@@ -48,17 +50,38 @@ def vip_present(namespace: str) -> bool:
     return f" {VIP}/" in ip(namespace, "-4", "-o", "addr", "show", "dev", "eth0")
 
 
-def one_run(namespace: str, argv: list[str], env: dict, log: Path) -> float:
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its children so far (keepalived's VRRP
+    process is a child): unlike the wall time, barely moved by a busy machine."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:   # fields[1]: the ppid
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def one_run(namespace: str, argv: list[str], env: dict, log: Path,
+            cwd: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) from exec to the VIP on the interface. ``cwd``: a tree's
+    root, for ``python -m director`` puts the working directory before PYTHONPATH (without
+    it, every --compare tree ran this one's code)."""
     with open(log, "ab") as out:
         started = time.monotonic()
-        proc = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], env=env,
+        proc = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], env=env, cwd=cwd,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         try:
             while not vip_present(namespace):
                 if proc.poll() is not None or time.monotonic() - started > TIMEOUT:
                     raise RuntimeError(f"{argv[0]}: no VIP within {TIMEOUT:g} s; see {log}")
                 time.sleep(0.001)
-            return time.monotonic() - started
+            return time.monotonic() - started, tree_cpu(proc.pid)
         finally:
             proc.terminate()
             try:
@@ -94,7 +117,8 @@ def main() -> int:
         ip(namespace, "addr", "add", "10.9.9.1/24", "dev", "eth0")
         trees = {"director": ROOT} | {f"director@{Path(d).name}": Path(d).resolve()
                                       for d in args.compare}
-        runs: dict[str, list[float]] = {name: [] for name in [*trees, "keepalived"]}
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in
+                                                      [*trees, "keepalived"]}
         for trial in range(args.trials):
             for name, tree in trees.items():
                 state = tmp / f"{name}-{trial}"
@@ -102,7 +126,7 @@ def main() -> int:
                 runs[name].append(one_run(namespace, [
                     sys.executable, "-m", "director", "-P", "-f", str(conf), "-l", "-n",
                     "--web", "off", "--state-dir", str(state), "-p", f"{state}.pid"],
-                    env, tmp / f"{name}.log"))
+                    env, tmp / f"{name}.log", cwd=tree))
             runs["keepalived"].append(one_run(namespace, [
                 keepalived, "--vrrp", "--dont-fork", "--log-console", "--no-syslog",
                 "--dont-respawn", "-f", str(conf), "-p", str(tmp / "k.pid"),
@@ -113,11 +137,15 @@ def main() -> int:
           f"{os.getloadavg()[0]:.2f}  python {platform.python_version()}  "
           f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')}")
     print(f"# exec -> VIP {VIP} on eth0, priority 255, {args.trials} alternating runs each")
-    anchor = statistics.median(runs["keepalived"])
-    for name, values in runs.items():
+    anchor = statistics.median(wall for wall, _ in runs["keepalived"])
+    cpu_anchor = statistics.median(cpu for _, cpu in runs["keepalived"])
+    for name, pairs in runs.items():
+        values = [wall for wall, _ in pairs]
         median = statistics.median(values)
+        cpu = statistics.median(cpu for _, cpu in pairs)
         print(f"{name:28s} median {median * 1000:7.1f} ms  min {min(values) * 1000:7.1f}  "
-              f"max {max(values) * 1000:7.1f}  vs keepalived {1000 * (median - anchor):+7.1f} ms")
+              f"max {max(values) * 1000:7.1f}  vs keepalived {1000 * (median - anchor):+7.1f} ms"
+              f"   CPU {cpu * 1000:6.0f} ms ({1000 * (cpu - cpu_anchor):+5.0f})")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
