@@ -64,6 +64,13 @@ class Prepared:
         self.vmacs: dict[str, InstanceLinks] = {}     # of every instance of the new file
         self.made: list[str] = []                     # VMAC interfaces made for it
         self.vmac_links: VmacLinks | None = None
+        self.held: set[str] = set()          # our VMACs it may replace: not polled meanwhile
+        self.watcher: InterfaceWatcher | None = None
+
+    def release(self) -> None:
+        if self.watcher is not None:
+            self.watcher.held -= self.held
+        self.held = set()
 
     def abandon(self) -> None:
         for sock in self.opened.values():
@@ -72,6 +79,7 @@ class Prepared:
         for name in self.made:
             self.vmac_links.remove(name)
         self.made.clear()
+        self.release()
 
 
 def linkbeat_interfaces(config: Any) -> set[str] | bool:
@@ -222,6 +230,10 @@ class VrrpService:
                 remade = False          # one of ours replaced: sockets bound to it are dead
                 for link in links.all if links else ():
                     ours = link.name in self.vmac_links.owned
+                    if ours:
+                        prepared.watcher = self.interface_watcher
+                        prepared.held.add(link.name)
+                        self.interface_watcher.held.add(link.name)
                     remade = self.vmac_links.ensure(link) and ours or remade
                     if not ours:
                         prepared.made.append(link.name)
@@ -330,6 +342,7 @@ class VrrpService:
             self._listen(instance)
         self._update_receivers()
         self.greenlets = [g for g in self.greenlets if not g.dead]
+        prepared.release()          # the replaced VMACs' instances have gone: poll them again
         self.role_kept = set()
         for instance in added:
             if instance.name in plan.changed and \

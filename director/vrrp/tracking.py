@@ -135,6 +135,10 @@ class InterfaceWatcher:
         self.linkbeat: set[str] | bool = set()   # interfaces read with ETHTOOL (True: all)
         self.reported: dict[str, bool] = {}
         self.changing: dict[str, float] = {}               # when a change began
+        # not polled: VMACs a reload is replacing (deleted, then made again with a new MAC):
+        # their old instance must not see that as its link going down (MASTER -> FAULT, a
+        # priority 0 advert on a device that is gone) before the reload retires it
+        self.held: set[str] = set()
 
     def watch(self, ifname: str, tracker: Tracker) -> None:
         self.subscribers.setdefault(ifname, []).append(tracker)
@@ -165,12 +169,16 @@ class InterfaceWatcher:
 
     def run(self) -> None:
         while True:
-            now = time.monotonic()
-            for ifname, trackers in self.subscribers.items():
-                up = self.state(ifname, now)
-                for tracker in trackers:
-                    tracker.update(f"interface {ifname}", up)
+            self.poll(time.monotonic())
             hub.sleep(self.period)
+
+    def poll(self, now: float) -> None:
+        for ifname, trackers in self.subscribers.items():
+            if ifname in self.held:
+                continue
+            up = self.state(ifname, now)
+            for tracker in trackers:
+                tracker.update(f"interface {ifname}", up)
 
     def stop(self) -> None:
         if self.greenlet is not None:
