@@ -32,6 +32,8 @@ from .checker import CheckResult, CheckSettings
 from .hysteresis import Health, initial_health, judge
 
 log = logging.getLogger("director.check")
+_bisect_left = bisect.bisect_left
+_heappush = heapq.heappush
 
 HARD_DEADLINE_SLACK = 1.0       # beyond connect_timeout before a worker kills an attempt
 LATENESS_SAMPLES = 4096         # the most recent start delays, for the bench and the metrics
@@ -148,8 +150,13 @@ class Scheduler:
                     self._lateness_at = (self._lateness_at + 1) % self.lateness_samples
                 job.running = True
                 started += 1
-                if job.callback:
-                    self._start_callback(job)
+                if job.callback:             # on the loop (TCP_CHECK, HTTP_GET)
+                    try:
+                        job.checker.start(job.done)
+                    except Exception as exc:  # a checker bug must not stop the dispatcher
+                        self.crashes += 1
+                        self._finished(job, CheckResult(False, 0.0,
+                                                        f"checker crashed: {exc!r}"))
                 else:
                     self._ready.put(job)
             if started == BATCH:
@@ -160,13 +167,6 @@ class Scheduler:
             wait = min(heap[0][0] - clock.now(), 1.0) if heap else 1.0
             if wait > 0:
                 clock.wait(self._wake, max(wait, TICK))
-
-    def _start_callback(self, job: Job) -> None:
-        try:
-            job.checker.start(job.done)
-        except Exception as exc:            # a checker bug must not stop the dispatcher
-            self.crashes += 1
-            self._finished(job, CheckResult(False, 0.0, f"checker crashed: {exc!r}"))
 
     def _work(self) -> None:
         """One attempt at a time, under a timer of the clock raised in this very greenlet
@@ -200,20 +200,24 @@ class Scheduler:
             return
         now = self.clock.now()
         previous = job.last
-        job.last, job.last_at = result, now
+        job.last = result
+        job.last_at = now
         if result.reply_error:
             counted = (job.key[2], result.reply_error)
             self.reply_errors[counted] = self.reply_errors.get(counted, 0) + 1
         duration = result.duration
-        job.buckets[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+        ok = result.ok
+        job.buckets[_bisect_left(DURATION_BUCKETS, duration)] += 1
         job.duration_sum += duration
-        job.history.append((duration, result.ok))
+        job.history.append((duration, ok))
         health = job.health
-        if result.ok and health.up and not health.failures:
+        settings = job.settings
+        if ok and health.up and not health.failures:
             # The steady case, ten thousand times a second: judge() would say "stay up, next
             # at delay_loop"; say it without building a Verdict.
             job.ok += 1
-            next_in, changed = job.settings.delay_loop, False
+            next_in = settings.delay_loop
+            changed = False
         else:
             if result.ok:
                 job.ok += 1
@@ -227,13 +231,16 @@ class Scheduler:
                       real_server=job.key[1], checker=job.key[2],
                       attempt=health.failures + 1, retry=job.settings.retry,
                       error=result.error or "")
-        if next_in == job.settings.delay_loop and job.due + next_in > now:
-            # A fixed cadence from the last due time, not from when the check ended: the
-            # warmup spread survives, and a slow check does not push its server later.
-            job.due += next_in
-        else:
-            job.due = now + next_in
-        self._push(job)
+        due = job.due + next_in
+        if next_in != settings.delay_loop or due <= now:
+            due = now + next_in
+        # A fixed cadence from the last due time, not from when the check ended: the
+        # warmup spread survives, and a slow check does not push its server later.
+        job.due = due
+        heap = self._heap                    # _push, inlined
+        if not heap or due < heap[0][0]:
+            self._wake.set()
+        _heappush(heap, (due, next(self._sequence), job))
         if previous is None:
             effect = result.weight is not None or result.agent is not None
         else:
