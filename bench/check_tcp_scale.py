@@ -220,7 +220,8 @@ def cprofile_checks(scheduler, totals, seconds: float) -> None:
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:30]
-    print(f"cProfile: {checks} checks in {seconds:g} s; per check: calls, own us", file=sys.stderr)
+    print(f"cProfile: {checks} checks in {seconds:g} s; per check: calls, own us, total us",
+          file=sys.stderr)
     for (filename, line, name), (_, calls, own, total, _) in rows:
         where = f"{os.path.basename(filename)}:{line}({name})"
         print(f"  {calls / checks:7.2f} {own / checks * 1e6:8.2f} {total / checks * 1e6:8.2f}"

@@ -92,7 +92,9 @@ class Scheduler:
         """``health`` carries a server's state across a reload; new ones start as keepalived
         starts them (up, or down with alpha)."""
         job = Job(key, checker, settings, health or initial_health(settings))
-        job.callback = hasattr(checker, "start")
+        # on the loop: a checker with start() that does not say otherwise (SSL_GET has
+        # start() through HTTP_GET's class, but runs in a worker greenlet)
+        job.callback = getattr(checker, "on_loop", hasattr(checker, "start"))
         job.done = functools.partial(self._finished, job)
         job.due = self.clock.now() + self.rng.uniform(0, max(settings.warmup, 0.0))
         self.jobs.append(job)
