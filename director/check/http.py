@@ -48,7 +48,7 @@ from .. import hub
 from ..genhash import GenhashError, build_request, compute_digest, parse_response
 from ..log import event as log_event
 from .checker import CheckResult, Target
-from .poller import EPOLLFAIL, EPOLLIN, EPOLLOUT, POLLER
+from .poller import EPOLLET, EPOLLFAIL, EPOLLIN, EPOLLOUT, POLLER
 from .sockets import prepare
 
 log = logging.getLogger("director.check.http")
@@ -148,6 +148,7 @@ def _close_notify(sock: ssl.SSLSocket, deadline: float) -> None:
 _monotonic = time.monotonic
 STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 SOL_SOCKET, SO_ERROR = socket.SOL_SOCKET, socket.SO_ERROR
+EDGES = EPOLLIN | EPOLLOUT | EPOLLET
 
 
 class _Get:
@@ -173,12 +174,13 @@ class _Get:
 
     def connect(self, address) -> None:
         code = self.sock.connect_ex(address)
-        if code == errno.EINPROGRESS:
-            POLLER.want(self.fd, EPOLLOUT, self)
+        if code == errno.EINPROGRESS or code == 0:
+            # Registered once for both directions, edge-triggered: connected (OUT), then
+            # the reply (IN), with no epoll_ctl in between; each edge is read to its end.
+            POLLER.want(self.fd, EDGES, self)
             POLLER.expire_after(self.timeout, self)
-        elif code == 0:
-            POLLER.expire_after(self.timeout, self)
-            self.on_event(EPOLLOUT)         # connected at once: send (its errors caught there)
+            if code == 0:
+                self.on_event(EPOLLOUT)     # connected at once: send (its errors caught there)
         else:
             self.fail(f"connect: {os.strerror(code)}")
 
@@ -186,32 +188,30 @@ class _Get:
         try:
             if self.stage == "read":
                 self.read()
-            elif self.stage == "connect":
-                if events & EPOLLFAIL:
-                    code = self.sock.getsockopt(SOL_SOCKET, SO_ERROR)
-                    if code:
-                        self.fail(f"connect: {os.strerror(code)}")
-                        return
-                self.send()
-            else:
-                self.send()
+                return
+            if self.stage == "connect" and events & EPOLLFAIL:
+                code = self.sock.getsockopt(SOL_SOCKET, SO_ERROR)
+                if code:
+                    self.fail(f"connect: {os.strerror(code)}")
+                    return
+            self.send()
+            if self.stage == "read" and events & EPOLLIN:
+                self.read()                 # bytes came with this very edge (a banner)
         except _Failed as exc:
             self.end(None, exc)
         except OSError as exc:
             self.fail(f"{self.stage}: {exc.strerror or exc}")
 
     def send(self) -> None:
+        """The request, or as much as the socket takes: the rest at the next OUT edge."""
         self.stage = "send"
         try:
             sent = self.sock.send(self.request)
         except BlockingIOError:
             sent = 0
         self.request = self.request[sent:]
-        if self.request:                    # the rest when the socket has room
-            POLLER.want(self.fd, EPOLLOUT, self)
-            return
-        self.stage = "read"
-        POLLER.want(self.fd, EPOLLIN, self)
+        if not self.request:
+            self.stage = "read"
 
     def read(self) -> None:
         sock = self.sock

@@ -28,6 +28,7 @@ from .. import hub
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
+EPOLLET = select.EPOLLET
 EPOLLFAIL = select.EPOLLERR | select.EPOLLHUP
 SWEEP_PERIOD = 0.02          # how late a timeout may be noticed
 

@@ -1,0 +1,78 @@
+"""check/poller.py: sockets waited on in one epoll set, deadlines swept from FIFOs.
+
+Real sockets (a socketpair) and the real loop; each wait is bounded by a deadline."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from director import hub
+from director.check.checker import CheckResult
+from director.check.poller import EPOLLIN, SWEEP_PERIOD, Poller
+
+WITHIN = 5.0
+
+
+def wait_for(condition, within=WITHIN):
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        hub.sleep(0.005)
+
+
+class Attempt:
+    def __init__(self, timeout, live=True):
+        self.deadline = time.monotonic() + timeout
+        self.live = live
+        self.events: list[int] = []
+        self.expired_at = None
+
+    def on_event(self, events):
+        self.events.append(events)
+
+    def expire(self):
+        self.live = False
+        self.expired_at = time.monotonic()
+
+
+def test_a_ready_socket_reaches_its_attempt_and_a_forgotten_one_does_not():
+    poller = Poller()
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    try:
+        first, second = Attempt(60), Attempt(60)
+        poller.want(a.fileno(), EPOLLIN, first)
+        poller.want(c.fileno(), EPOLLIN, second)
+        poller.forget(c.fileno())
+        b.send(b"x")
+        d.send(b"y")
+        wait_for(lambda: first.events)
+        assert first.events[0] & EPOLLIN
+        hub.sleep(0.05)
+        assert second.events == []
+    finally:
+        for sock in (a, b, c, d):
+            sock.close()
+
+
+def test_deadlines_expire_in_order_and_ended_attempts_are_skipped():
+    poller = Poller()
+    short, long_, ended = Attempt(0.05), Attempt(0.2), Attempt(0.01, live=False)
+    other = Attempt(0.1)                    # another timeout value: a FIFO of its own
+    for timeout, attempt in ((0.05, short), (0.2, long_), (0.01, ended), (0.1, other)):
+        poller.expire_after(timeout, attempt)
+    wait_for(lambda: long_.expired_at is not None)
+    assert ended.expired_at is None
+    for attempt in (short, other, long_):
+        assert attempt.expired_at >= attempt.deadline
+        assert attempt.expired_at < attempt.deadline + SWEEP_PERIOD + 1.0
+    assert short.expired_at <= other.expired_at <= long_.expired_at
+    assert not poller._sweeping or wait_for(lambda: not poller._sweeping) is None
+
+
+def test_passed_equals_the_dataclass():
+    result = CheckResult.passed(0.25)
+    assert result == CheckResult(True, 0.25)
+    assert result.detail == {} and result.detail is not CheckResult.passed(0.25).detail
+    assert repr(result) == repr(CheckResult(True, 0.25))
