@@ -19,12 +19,16 @@ An attempt is any object with ``on_event(events)``, ``expire()``, ``deadline`` a
 
 from __future__ import annotations
 
+import logging
 import select
 import time
 from collections import deque
 from typing import Any
 
 from .. import hub
+from ..log import event
+
+log = logging.getLogger("director.check")
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -40,6 +44,7 @@ class Poller:
         self.waiting: dict[int, Any] = {}  # fd -> the attempt that waits on it
         self._deadlines: dict[float, deque] = {}   # timeout value -> attempts, oldest first
         self._sweeping = False
+        self.errors = 0                    # attempts whose event handling raised
 
     def _start(self) -> None:
         self._epoll = hub.epoll()
@@ -65,7 +70,12 @@ class Poller:
         for fd, events in self._epoll.poll(0):
             attempt = waiting.get(fd)
             if attempt is not None:
-                attempt.on_event(events)
+                try:
+                    attempt.on_event(events)
+                except Exception as exc:     # a checker bug: the others of the batch go on,
+                    self.errors += 1          # and its deadline still ends this attempt
+                    waiting.pop(fd, None)
+                    event(log, "check.poller_error", logging.ERROR, error=repr(exc))
 
     def expire_after(self, timeout: float, attempt: Any) -> None:
         """Call ``attempt.expire()`` once ``attempt.deadline`` has passed, if it is still

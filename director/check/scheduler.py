@@ -1,7 +1,8 @@
 """The check scheduler: every (virtual server, real server, checker) is a Job with a deadline.
 
-One greenlet keeps the deadlines in a heap and starts what is due. Checkers with ``start()``
-(TCP) run as callbacks on the loop; the others run in a bounded set of worker greenlets, each
+One greenlet keeps the deadlines (a FIFO per delay_loop for the steady cadence, a heap for
+the rest) and starts what is due. Checkers with ``start()`` (TCP_CHECK, plain HTTP_GET) run
+as callbacks on the loop (poller.py); the others run in a bounded set of worker greenlets, each
 attempt under a hard deadline (the checker's ``hard_deadline`` when it has one: an SMTP
 conversation or several urls take longer than one connect_timeout), so a checker that hangs
 or raises costs its own server one failed attempt and delays nobody else. First checks are

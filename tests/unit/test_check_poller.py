@@ -76,3 +76,27 @@ def test_passed_equals_the_dataclass():
     assert result == CheckResult(True, 0.25)
     assert result.detail == {} and result.detail is not CheckResult.passed(0.25).detail
     assert repr(result) == repr(CheckResult(True, 0.25))
+
+
+def test_an_attempt_that_raises_is_logged_and_still_expires(caplog):
+    poller = Poller()
+    a, b = socket.socketpair()
+
+    class Broken(Attempt):
+        def on_event(self, events):
+            raise RuntimeError("checker bug")
+
+    try:
+        broken, fine = Broken(0.1), Attempt(60)
+        c, d = socket.socketpair()
+        poller.want(a.fileno(), EPOLLIN, broken)
+        poller.expire_after(0.1, broken)
+        poller.want(c.fileno(), EPOLLIN, fine)
+        b.send(b"x")
+        d.send(b"y")
+        wait_for(lambda: broken.expired_at is not None and fine.events)
+        assert poller.errors == 1
+        assert "check.poller_error" in caplog.text and "checker bug" in caplog.text
+    finally:
+        for sock in (a, b, c, d):
+            sock.close()
