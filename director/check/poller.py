@@ -35,6 +35,8 @@ EPOLLOUT = select.EPOLLOUT
 EPOLLET = select.EPOLLET
 EPOLLFAIL = select.EPOLLERR | select.EPOLLHUP
 SWEEP_PERIOD = 0.02          # how late a timeout may be noticed
+BATCH_EVENTS = 1024          # events read by one epoll.poll()
+MAX_POLLS = 64               # polls per loop callback: 65,536 sockets, then the loop runs
 
 
 class Poller:
@@ -66,16 +68,24 @@ class Poller:
         self.waiting.pop(fd, None)
 
     def _ready(self) -> None:
+        """Every socket that is ready, not only one poll's worth (at most BATCH_EVENTS): after
+        a stall of the loop thousands are, and the sweep that follows in the same loop turn
+        must not time out connections that have answered."""
         waiting = self.waiting
-        for fd, events in self._epoll.poll(0):
-            attempt = waiting.get(fd)
-            if attempt is not None:
-                try:
-                    attempt.on_event(events)
-                except Exception as exc:     # a checker bug: the others of the batch go on,
-                    self.errors += 1          # and its deadline still ends this attempt
-                    waiting.pop(fd, None)
-                    event(log, "check.poller_error", logging.ERROR, error=repr(exc))
+        poll = self._epoll.poll
+        for _ in range(MAX_POLLS):
+            ready = poll(0, BATCH_EVENTS)
+            for fd, events in ready:
+                attempt = waiting.get(fd)
+                if attempt is not None:
+                    try:
+                        attempt.on_event(events)
+                    except Exception as exc:  # a checker bug: the others of the batch go
+                        self.errors += 1       # on, and its deadline ends this attempt
+                        waiting.pop(fd, None)
+                        event(log, "check.poller_error", logging.ERROR, error=repr(exc))
+            if len(ready) < BATCH_EVENTS:
+                return
 
     def expire_after(self, timeout: float, attempt: Any) -> None:
         """Call ``attempt.expire()`` once ``attempt.deadline`` has passed, if it is still
@@ -89,6 +99,8 @@ class Poller:
             hub.call_later(SWEEP_PERIOD, self._sweep)
 
     def _sweep(self) -> None:
+        if self._epoll is not None:
+            self._ready()                  # what has answered is no timeout
         now = time.monotonic()
         left = False
         for line in self._deadlines.values():

@@ -100,3 +100,34 @@ def test_an_attempt_that_raises_is_logged_and_still_expires(caplog):
     finally:
         for sock in (a, b, c, d):
             sock.close()
+
+
+class Answers(Attempt):
+    """Ends at its first event, as a TCP_CHECK connect does."""
+
+    def on_event(self, events):
+        self.events.append(events)
+        self.live = False
+
+
+def test_after_a_stall_what_answered_is_not_a_timeout(monkeypatch):
+    """The loop stalls past every deadline while all the sockets become ready (more than
+    one poll's worth): the sweep that follows must credit them, not time them out."""
+    import director.check.poller as poller_module
+    monkeypatch.setattr(poller_module, "BATCH_EVENTS", 4)
+    poller = Poller()
+    pairs = [socket.socketpair() for _ in range(10)]
+    try:
+        attempts = [Answers(0.01) for _ in pairs]
+        for (mine, theirs), attempt in zip(pairs, attempts):
+            poller.want(mine.fileno(), EPOLLIN, attempt)
+            poller.expire_after(0.01, attempt)
+            theirs.send(b"x")
+        time.sleep(0.1)                   # the stall: no yield to the loop
+        wait_for(lambda: all(not attempt.live for attempt in attempts))
+        assert [attempt.expired_at for attempt in attempts] == [None] * 10
+        assert all(attempt.events for attempt in attempts)
+    finally:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
