@@ -167,13 +167,17 @@ class Scheduler:
         clock = self.clock
         lateness = self.lateness
         earliest = self._earliest
+        lines = self._lines
         while True:
             self._wake_at = float("-inf")    # running: no push needs to wake it
             now = clock.now()
             self.heartbeat = now
             started = 0
             while started < BATCH:
-                entry, where = earliest()
+                entry, where = (heap[0], heap) if heap else (None, None)   # _earliest(),
+                for line in lines.values():                                # inlined
+                    if line and (entry is None or line[0] < entry):
+                        entry, where = line[0], line
                 if entry is None or entry[0] > now:
                     break
                 if where is heap:
@@ -280,7 +284,13 @@ class Scheduler:
         due = job.due + next_in
         if next_in == settings.delay_loop and due > now:
             job.due = due
-            self._push(job, next_in)
+            line = self._lines.get(next_in)
+            if line and line[-1][0] <= due:  # _push, inlined for the steady case
+                line.append((due, next(self._sequence), job))
+                if due < self._wake_at:
+                    self._wake.set()
+            else:
+                self._push(job, next_in)
         else:
             job.due = now + next_in
             self._push(job)

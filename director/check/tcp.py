@@ -35,6 +35,7 @@ IPPROTO_TCP = socket.IPPROTO_TCP
 STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _monotonic = time.monotonic
 EINPROGRESS = errno.EINPROGRESS
+_forget = POLLER.waiting.pop
 
 
 class _Attempt:
@@ -56,7 +57,7 @@ class _Attempt:
         if not self.live:
             return
         self.live = False
-        POLLER.forget(self.fd)
+        _forget(self.fd, None)              # POLLER.forget, without the call
         self.sock.close()
         self.sock = None
         elapsed = _monotonic() - self.started
