@@ -26,8 +26,8 @@ genhash -V), where keepalived sends it only with enable_sni.
 How it runs. Plain HTTP_GET runs on the loop itself, as TCP_CHECK does (_Check, _Get): a
 non-blocking C socket in the epoll set of poller.py, the request sent and the reply read as
 the socket becomes ready, one deadline per url swept by the poller; no greenlet, no gevent
-socket wrapper, no Timeout per check (measured: 2,000 checks a second cost half the CPU of
-the greenlet version). The request's bytes are built once per url, and a reply equal to the
+socket wrapper, no Timeout per check (measured at 2,000 checks a second: a third of the
+greenlet version's CPU a check, docs/BENCHMARKS.md "Issue 17"). The request's bytes are built once per url, and a reply equal to the
 last one gets the last verdict without parsing or hashing it again. SSL_GET uses stdlib
 socket and ssl, looked up at call time, in a worker greenlet: the daemon monkey-patches
 them with gevent, so every wait there is cooperative. ``check()`` runs either and waits.
