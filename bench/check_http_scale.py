@@ -228,7 +228,7 @@ def checker_config(ports: list[int]) -> list[str]:
 
 
 def measure_ours(args, config: str, server_pid: int, ncpu: int, tmp: str) -> dict:
-    hold = args.profile + 5 if args.profile else 0
+    hold = tcp.hold_seconds(args)
     command = [sys.executable, os.path.abspath(__file__), "--role", "http-ours",
                "--config", config, "--servers", str(args.servers),
                "--warmup", str(args.warmup), "--window", str(args.window), "--hold", str(hold)]

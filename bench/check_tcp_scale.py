@@ -202,6 +202,34 @@ def run_ours(args) -> None:
     measure_window(scheduler, args)
 
 
+def cprofile_checks(scheduler, totals, seconds: float) -> None:
+    """BENCH_CPROFILE=S: S seconds of the running checks under cProfile, printed to stderr
+    as calls and own time per check (deterministic counts, where py-spy samples; cProfile
+    itself slows every call, so the times are relative only)."""
+    import cProfile
+    import io
+    import pstats
+
+    import gevent
+    before = sum(totals())
+    profiler = cProfile.Profile()
+    profiler.enable()
+    gevent.sleep(seconds)
+    profiler.disable()
+    checks = max(1, sum(totals()) - before)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:30]
+    print(f"cProfile: {checks} checks in {seconds:g} s; per check: calls, own us, total us",
+          file=sys.stderr)
+    for (filename, line, name), (_, calls, own, total, _) in rows:
+        where = f"{os.path.basename(filename)}:{line}({name})"
+        print(f"  {calls / checks:7.2f} {own / checks * 1e6:8.2f} {total / checks * 1e6:8.2f}"
+              f"  {where}", file=sys.stderr)
+    print(f"  total calls per check {sum(v[1] for v in stats.stats.values()) / checks:.1f}",
+          file=sys.stderr)
+
+
 def measure_window(scheduler, args) -> None:
     """Start the scheduler, let it warm up, measure one window and print the result line the
     parent reads (shared by check_http_scale.py)."""
@@ -255,6 +283,9 @@ def measure_window(scheduler, args) -> None:
         "rss_mb": rss_now,
     }
     print("result " + json.dumps(result), flush=True)
+    seconds = cprofile_seconds()
+    if seconds > 0:                      # after the window: never inside what is measured
+        cprofile_checks(scheduler, totals, seconds)
     if args.hold > 0:                    # kept running for the profiler
         print("holding", flush=True)
         gevent.sleep(args.hold)
@@ -336,8 +367,18 @@ def stop_process(process: subprocess.Popen | None) -> None:
         process.wait(10)
 
 
+def cprofile_seconds() -> float:
+    return float(os.environ.get("BENCH_CPROFILE", "0") or 0)
+
+
+def hold_seconds(args) -> float:
+    """How long a checker child stays up after its result line: for py-spy, or for
+    BENCH_CPROFILE, which the child runs first (it holds afterwards)."""
+    return args.profile + 5 if args.profile else (1 if cprofile_seconds() else 0)
+
+
 def measure_ours(args, ports_file: str, ports: set[int], ncpu: int, tmp: str) -> dict:
-    hold = args.profile + 5 if args.profile else 0
+    hold = hold_seconds(args)
     command = [sys.executable, os.path.abspath(__file__), "--role", "ours",
                "--ports-file", ports_file, "--servers", str(args.servers),
                "--warmup", str(args.warmup), "--window", str(args.window), "--hold", str(hold)]
@@ -361,6 +402,8 @@ def collect(process, make_window, args, ncpu: int, tmp: str, before=()) -> dict:
         result = json.loads(lines.wait("result ", 60)[len("result "):])
         result["outside"] = outside
         result.update(found)
+        if cprofile_seconds() and not args.profile:
+            lines.wait("holding", cprofile_seconds() + 60)
         if args.profile:
             lines.wait("holding", 30)
             result["profile"] = profile(process.pid, args.profile, tmp)

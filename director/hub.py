@@ -18,6 +18,7 @@ from typing import Any, Callable
 import gevent
 import gevent.event
 import gevent.lock
+import gevent.monkey
 import gevent.queue
 import gevent.threadpool
 
@@ -152,6 +153,20 @@ def when_writable(fd: int, callback: Callable[[], None]) -> Any:
     returns the loop's watcher (``stop()`` then ``close()``), with no wrapper: this runs ten
     thousand times a second. Callbacks run in the hub: they must not block."""
     watcher = gevent.get_hub().loop.io(fd, 2)
+    watcher.start(callback)
+    return watcher
+
+
+# The C epoll object, which monkey-patching takes out of ``select`` (check/poller.py waits on
+# one through the loop, never blocking in it).
+epoll = gevent.monkey.get_original("select", "epoll")
+
+
+def when_readable(fd: int, callback: Callable[[], None]) -> Any:
+    """Call ``callback`` from the loop every time ``fd`` can be read, until the returned
+    watcher is stopped (check/poller.py's epoll set: one watcher for every check socket)."""
+    watcher = gevent.get_hub().loop.io(fd, 1)
+    watcher.ref = False         # an idle set is no reason for the loop to go on
     watcher.start(callback)
     return watcher
 

@@ -44,6 +44,22 @@ class CheckResult:
     # effect on the pool like a weight's
     agent: Any = None
 
+    @classmethod
+    def passed(cls, duration: float) -> "CheckResult":
+        """CheckResult(True, duration), built without the frozen dataclass's __init__ (one
+        object.__setattr__ per field: 2.9 us against 1.1 here, at ten thousand a second)."""
+        result = _new(cls)
+        fields = result.__dict__
+        fields.update(_PASSED)
+        fields["duration"] = duration
+        fields["detail"] = {}
+        return result
+
+
+_new = object.__new__
+_PASSED = {"ok": True, "error": None, "weight": None, "reply_error": None, "agent": None}
+assert set(_PASSED) | {"duration", "detail"} == set(CheckResult.__dataclass_fields__)
+
 
 class Checker(Protocol):
     kind: str

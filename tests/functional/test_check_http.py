@@ -379,6 +379,72 @@ def test_empty_reply():
     assert result.error.startswith("GET /: not an HTTP reply (empty reply")
 
 
+def test_endless_headers_fail_as_too_large_without_waiting():
+    """A header block that never ends is refused once it passes 64 KiB, counted as a reply
+    error, and the check does not wait for the timeout."""
+    def endless(conn, request):
+        conn.sendall(b"HTTP/1.0 200 OK\r\nX-Long: " + b"a" * (80 << 10))
+        srv.stop.wait(DEADLINE)
+
+    with Server(endless) as srv:
+        result, elapsed = timed(make_check(srv.port, timeout=5.0))
+    assert result.error == "GET /: no end of the headers in the first 64 KiB"
+    assert result.reply_error == "too_large" and elapsed < 2.0
+
+
+def test_reply_in_many_pieces_is_read_whole():
+    """A reply larger than one read, sent in pieces: every byte is hashed (the loop's read
+    grows one buffer)."""
+    body = bytes(range(256)) * 1024                 # 256 KiB
+    raw = b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    def pieces(conn, request):
+        for at in range(0, len(raw), 7000):
+            conn.sendall(raw[at:at + 7000])
+
+    with Server(pieces) as srv:
+        good = make_check(srv.port, Url(path="/", digest=hashlib.md5(body).hexdigest()))
+        result = good.check()
+        assert result.ok, result.error
+        bad = make_check(srv.port, Url(path="/", digest="0" * 32))
+        assert bad.check().error.startswith("GET /: digest mismatch: got "
+                                            + hashlib.md5(body).hexdigest())
+
+
+def test_a_changed_reply_is_judged_again():
+    """The verdict of an unchanged reply is remembered; a different reply is judged anew,
+    both ways."""
+    replies = [OK, OK, b"HTTP/1.0 503 Busy\r\n\r\nno", OK]
+    with Server(lambda conn, request: conn.sendall(replies.pop(0))) as srv:
+        check = make_check(srv.port)
+        found = [check.check().error for _ in range(4)]
+    assert found == [None, None, "GET /: status 503 not in 200-299", None]
+
+
+def test_reset_while_reading_fails_the_read():
+    def reset(conn, request):
+        conn.sendall(b"HTTP/1.0 200 OK\r\n")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        conn.close()
+
+    with Server(reset) as srv:
+        result = make_check(srv.port).check()
+    assert not result.ok and result.error == "GET /: read: Connection reset by peer"
+
+
+def test_plain_http_runs_on_the_loop_and_tls_in_a_worker():
+    from director.check.scheduler import Scheduler
+    from director.check.checker import CheckSettings
+    from director.clock import MonotonicClock
+
+    settings = CheckSettings(delay_loop=1, connect_timeout=1, retry=0, delay_before_retry=1,
+                             warmup=0, alpha=False)
+    scheduler = Scheduler(MonotonicClock(), workers=0)
+    plain = scheduler.add(("v", "r", "HTTP_GET"), make_check(80), settings)
+    tls = scheduler.add(("v", "r", "SSL_GET"), make_check(443, kind="SSL_GET"), settings)
+    assert plain.callback and not tls.callback
+
+
 # --- refused, timeouts, back again --------------------------------------------------------
 
 def test_stopped_server_is_refused_then_back_is_ok():

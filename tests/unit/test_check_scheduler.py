@@ -228,3 +228,40 @@ def test_unreadable_replies_are_counted_by_kind_and_reason(clock, scheduler):
     scheduler.start()
     clock.advance(0.25)          # attempts at 0, 0.125, 0.25
     assert scheduler.reply_errors == {("HTTP_GET", "too_large"): 6}
+
+
+class Toggles:
+    """A loop-callback checker that fails the attempts whose numbers are in ``failing``."""
+
+    def __init__(self, clock, failing=()):
+        self.clock, self.calls, self.failing = clock, [], set(failing)
+
+    def start(self, done):
+        self.calls.append(self.clock.now())
+        done(CheckResult(len(self.calls) not in self.failing, 0.0))
+
+
+def test_cadences_and_retries_mix_in_due_order(clock, scheduler):
+    """Jobs of two delay_loops (each its own FIFO) and a job whose retry leaves the cadence
+    (the heap) each start exactly on time, and no start is ever late."""
+    from dataclasses import replace
+    slow = replace(FAST, delay_loop=0.25)
+    retrying = replace(FAST, retry=1, delay_before_retry=0.0625)
+    fast = [Toggles(clock) for _ in range(3)]
+    slow_ones = [Toggles(clock) for _ in range(3)]
+    flaky = Toggles(clock, failing={2})
+    for number, checker in enumerate(fast):
+        scheduler.add(("vs", f"f{number}", "X"), checker, FAST)
+    for number, checker in enumerate(slow_ones):
+        scheduler.add(("vs", f"s{number}", "X"), checker, slow)
+    job = scheduler.add(("vs", "flaky", "X"), flaky, retrying)
+    scheduler.start()
+    clock.advance(1.0)
+    for checker in fast:
+        assert checker.calls == every(0.125, T0 + 1.0)
+    for checker in slow_ones:
+        assert checker.calls == every(0.25, T0 + 1.0)
+    # attempt 2 (at 0.125) fails: its retry 0.0625 later, then delay_loop from there
+    assert flaky.calls[:3] == [T0, T0 + 0.125, T0 + 0.1875]
+    assert flaky.calls[3:] == every(0.125, T0 + 1.0, start=T0 + 0.3125)
+    assert job.health.up and max(scheduler.lateness) == 0.0
