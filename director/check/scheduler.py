@@ -205,8 +205,12 @@ class Scheduler:
                 else:
                     self._ready.put(job)
             if started == BATCH:
-                hub.sleep(0)                 # let the loop deliver results, then go on
-                                             # (a yield, not a wait: no time passes)
+                # Let the loop run its timers and I/O (the replies of the checks just started,
+                # a VRRP advert due), then go on. Not sleep(0): gevent runs 50 such callbacks
+                # before it looks at the clock, so a backlog started 6,400 checks in one go
+                # and a MASTER's adverts waited behind them (issue 17: a false failover at
+                # advert_int 0.02 s on a busy host).
+                hub.breathe()
                 continue
             self._wake.clear()
             entry, _ = earliest()

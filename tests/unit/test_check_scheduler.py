@@ -265,3 +265,41 @@ def test_cadences_and_retries_mix_in_due_order(clock, scheduler):
     assert flaky.calls[:3] == [T0, T0 + 0.125, T0 + 0.1875]
     assert flaky.calls[3:] == every(0.125, T0 + 1.0, start=T0 + 0.3125)
     assert job.health.up and max(scheduler.lateness) == 0.0
+
+
+def test_a_backlog_of_due_checks_lets_the_loop_run_timers_between_batches():
+    """Issue 17: a dispatcher behind (start-up, a stalled or CPU-starved process) starts what is
+    due BATCH at a time. Between two batches the loop must run its timers and I/O (a VRRP
+    instance's advert timer, the replies of the checks just started): ``sleep(0)`` only
+    switches to greenlets already runnable, and gevent runs 50 such callbacks before it
+    looks at the clock, so 50 batches (6,400 checks) went by before a timer could fire, and
+    on a busy host a MASTER's adverts stopped for longer than its backups' master down
+    interval. Counted, not timed: how many checks start between two turns of a timer."""
+    from director.check.scheduler import BATCH
+    clock = MonotonicClock()
+    scheduler = Scheduler(clock, workers=0)
+    checker = Callback(clock)
+    settings = CheckSettings(delay_loop=3600, connect_timeout=1, retry=0,
+                             delay_before_retry=1, warmup=0.0, alpha=False)
+    total = 100 * BATCH
+    for number in range(total):
+        scheduler.add(("vs", f"rs{number}", "TCP_CHECK"), checker, settings)
+    seen: list[int] = []
+
+    def timer_turns():                  # as the advert timer of a VRRP instance
+        for _ in range(100_000):
+            seen.append(len(checker.calls))
+            if seen[-1] >= total:
+                return
+            hub.sleep(0.0002)
+
+    probe = hub.spawn(timer_turns)
+    scheduler.start()
+    try:
+        wait_for(lambda: len(checker.calls) >= total, within=30)
+        probe.join(timeout=5)
+    finally:
+        scheduler.stop()
+        probe.kill()
+    gaps = [b - a for a, b in zip(seen, seen[1:])]
+    assert max(gaps) <= 4 * BATCH, f"{max(gaps)} checks started between two timer turns"

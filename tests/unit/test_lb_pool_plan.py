@@ -12,7 +12,8 @@ from director.config import load_config
 from director.lb.model import Destination, DestinationKey, Pool, Service, ServiceKey
 from director.lb.plan import (AddDestination, AddService, DeleteDestination, DeleteService,
                               EditDestination, EditService, plan)
-from director.lb.pool import Live, desired_state, initial_quorum, quorum_step, service_keys
+from director.lb.pool import (Live, desired_state, initial_quorum, live_weight, paced,
+                              quorum_step, service_keys)
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "configs" / "keepalived-samples"
 
@@ -236,3 +237,32 @@ def test_an_address_is_local_only_while_configured():
     from director.lb.service import address_is_local
     assert address_is_local("127.0.0.1") and address_is_local("::1")
     assert not address_is_local("192.0.2.77")     # TEST-NET-1: never configured here
+
+
+def big_virtual_server(count: int) -> str:
+    reals = "".join(f"    real_server 10.1.{n // 250}.{n % 250 + 1} 80 {{\n    }}\n"
+                    for n in range(count))
+    return ("virtual_server 192.0.2.10 80 {\n    lb_algo rr\n    lb_kind NAT\n"
+            f"    protocol TCP\n{reals}}}\n")
+
+
+def test_one_big_virtual_server_is_walked_in_slices(tmp_path):
+    """Issue 17: the loop runs every pause_every real servers, also inside one virtual server
+    of ten thousand (a converge of that was one 40 ms piece of work, and a MASTER's adverts
+    waited behind it: on a busy host longer than advert_int 0.02 s's master down interval)."""
+    config = parse(tmp_path, big_virtual_server(1200))
+    pauses = []
+    state = desired_state(config, lives_from(), {}, pause=lambda: pauses.append(1),
+                          pause_every=100)
+    assert len(state[VIP].destinations) == 1200
+    assert len(pauses) >= 11
+
+
+def test_paced_lives_pause_every_so_many_servers_and_answer_the_same(tmp_path):
+    config = parse(tmp_path, big_virtual_server(1200))
+    (virtual,) = config.virtual_servers
+    pauses = []
+    lives = lives_from(down={"10.1.0.1"})
+    paced_lives = paced(lives, lambda: pauses.append(1), 100)
+    assert live_weight(virtual, lambda real: paced_lives("vs", real)) == 1199
+    assert len(pauses) == 12
