@@ -14,7 +14,7 @@ import pytest
 
 from tests.functional.lab import Lab, netns_unavailable
 from tests.qemu import guest
-from tests.qemu.jobs import JOBS, JobRunner, background_enabled
+from tests.qemu.jobs import JOBS, JobRunner, background_enabled, background_nice
 
 LOG_TAIL_LINES = 40
 
@@ -50,7 +50,7 @@ _sigterm_installed_key = pytest.StashKey[bool]()
 
 
 def pytest_collection_finish(session):
-    runner = session.config.stash[_jobs_key] = JobRunner(JOBS)
+    runner = session.config.stash[_jobs_key] = JobRunner(JOBS, nice=background_nice())
     needed = {job for item in session.items if (job := _job_of(item)) and not _skipped(item)}
     if not needed or session.config.option.collectonly or not background_enabled():
         return

@@ -12,7 +12,7 @@ never twice. A job that raised (a pytest skip or failure included) raises the sa
 every fixture that asks for it.
 
 ``DIRECTOR_QEMU_BACKGROUND=0`` turns the background off: every job runs in the foreground when
-its fixture asks, as before.
+its fixture asks, as before. ``DIRECTOR_QEMU_NICE`` sets the background guest's nice (10).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from pathlib import Path
 from tests.qemu import guest
 
 REPO = Path(__file__).resolve().parents[2]
+# The guest's priority beside the other tests: they are timing-sensitive (VRRP timers), and so
+# is the guest (its own failover bound, its daemons' start): DIRECTOR_QEMU_NICE to change it.
 BACKGROUND_NICE = 10
 # Beyond a job's own timeout (qemu's `timeout` wrapper): prepare(), the results read back.
 GRACE = 60.0
@@ -69,7 +71,8 @@ class JobRunner:
     started. A caller waiting for the guest has priority over the background's next job."""
 
     def __init__(self, jobs: Iterable[Job], clock: Callable[[], float] = time.monotonic,
-                 grace: float = GRACE) -> None:
+                 grace: float = GRACE, nice: int = BACKGROUND_NICE) -> None:
+        self._nice = nice
         self._states = {job.name: _State(job) for job in jobs}
         self._clock = clock
         self._grace = grace
@@ -107,7 +110,7 @@ class JobRunner:
                     return
                 state = queued[0]
                 self._take(state, "background")
-            self._run(state, nice=BACKGROUND_NICE)
+            self._run(state, nice=self._nice)
 
     def _take(self, state: _State, where: str) -> None:
         state.where, state.started, self._busy = where, self._clock(), state
@@ -200,6 +203,16 @@ class JobRunner:
 
 def background_enabled() -> bool:
     return os.environ.get("DIRECTOR_QEMU_BACKGROUND", "1") != "0"
+
+
+def background_nice() -> int:
+    """DIRECTOR_QEMU_NICE (0 to 19), else BACKGROUND_NICE."""
+    text = os.environ.get("DIRECTOR_QEMU_NICE", "")
+    if not text:
+        return BACKGROUND_NICE
+    if not text.isdigit() or int(text) > 19:
+        raise ValueError(f"DIRECTOR_QEMU_NICE={text!r}: a number from 0 to 19")
+    return int(text)
 
 
 # The guest runs. Each returns guest.run()'s GuestResult; the test modules judge it.

@@ -14,7 +14,7 @@ import pytest
 
 from tests.qemu import guest
 from tests.qemu.jobs import BACKGROUND_NICE, JOBS, Job, JobRunner, JobTimeout, \
-    background_enabled
+    background_enabled, background_nice
 
 WITHIN = 10.0       # seconds any condition below may take on a loaded host
 
@@ -73,10 +73,13 @@ def test_the_real_jobs_are_ordered_longest_first():
 
 
 def test_the_background_runs_the_needed_jobs_longest_first_one_at_a_time():
-    fake = FakeJobs()
+    fake = FakeJobs("howto")
     runner = JobRunner([fake.job("short", 70), fake.job("howto", 320), fake.job("daemon", 60),
                         fake.job("unused", 500)])
     runner.start(["daemon", "short", "howto"])
+    assert fake.started["howto"].wait(WITHIN)
+    fake.gates["howto"].set()
+    wait_until(lambda: len(fake.calls) == 3 and fake.running == 0)
     assert runner.result("daemon") == "result of daemon"
     assert runner.result("howto") == "result of howto"
     assert runner.result("short") == "result of short"
@@ -196,6 +199,17 @@ def test_background_is_on_unless_turned_off(monkeypatch):
     assert background_enabled()
     monkeypatch.setenv("DIRECTOR_QEMU_BACKGROUND", "0")
     assert not background_enabled()
+
+
+def test_the_background_nice_is_ten_unless_set(monkeypatch):
+    monkeypatch.delenv("DIRECTOR_QEMU_NICE", raising=False)
+    assert background_nice() == BACKGROUND_NICE == 10
+    monkeypatch.setenv("DIRECTOR_QEMU_NICE", "5")
+    assert background_nice() == 5
+    for bad in ("-3", "20", "ten"):
+        monkeypatch.setenv("DIRECTOR_QEMU_NICE", bad)
+        with pytest.raises(ValueError, match="0 to 19"):
+            background_nice()
 
 
 def _alive(pid: int) -> bool:
