@@ -254,6 +254,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
             pass
 
 
+def _nice_session(pid: int, nice: int) -> None:
+    """With the scheduler's autogroups (kernel.sched_autogroup_enabled), each session shares
+    the CPU as one group and a process's nice only counts inside its group: qemu, in a session
+    of its own, took its group's full share beside the namespace tests' daemons (each in a
+    session of its own too) and their VRRP timers slipped. The group's own nice fixes that."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError:            # no autogroups here (then nice alone counts), or not root
+        pass
+
+
 def run(script: str, timeout: float = 240, guest: Guest | None = None,
         kvm: bool | None = None, nice: int = 0, running: Running | None = None) -> GuestResult:
     """Boot the guest, run ``script`` (sh) as root in it, power off. ``kvm`` (default: the
@@ -285,6 +296,8 @@ def run(script: str, timeout: float = 240, guest: Guest | None = None,
                                 stdin=subprocess.DEVNULL, text=True, errors="replace",
                                 start_new_session=True)
         try:
+            if nice:
+                _nice_session(proc.pid, nice)
             if running is not None:
                 running._started(proc, Path(results))
             out, err = proc.communicate()

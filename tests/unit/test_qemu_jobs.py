@@ -240,3 +240,21 @@ def test_running_kill_ends_the_wrapper_and_its_child(tmp_path, kill_first):
     assert running.results is None
     if _alive(child):                # never leave it behind, whatever failed above
         os.kill(child, signal.SIGKILL)
+
+
+def test_a_niced_guest_gets_a_niced_scheduler_group():
+    """qemu runs in a session of its own: with autogroups, the group's nice is what counts."""
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        path = f"/proc/{proc.pid}/autogroup"
+        if not os.path.exists(path):
+            pytest.skip("no scheduler autogroups on this kernel")
+        guest._nice_session(proc.pid, 10)
+        with open(path) as f:
+            text = f.read()
+        if os.geteuid() != 0 and "nice 10" not in text:
+            pytest.skip("raising an autogroup's nice back needs root here")
+        assert text.strip().endswith("nice 10"), text
+    finally:
+        proc.kill()
+        proc.wait()
