@@ -131,6 +131,7 @@ def test_a_job_not_started_yet_runs_in_the_foreground_after_the_running_one():
     fake.gates["howto"].set()
     asked.join(WITHIN)
     assert not asked.is_alive()
+    wait_until(lambda: len(fake.calls) == 3)       # the background goes on with its queue
     assert runner.result("short") == "result of short"
     # the fixture's job went before the background's next one, and ran in the fixture's thread
     assert fake.names() == ["howto", "daemon", "short"]
