@@ -228,7 +228,9 @@ def _ecmp(**options) -> guest.GuestResult:
 
 
 def _daemon(**options) -> guest.GuestResult:
-    script = f"REPO={REPO}\n" + (REPO / "tests/qemu/daemon_ipvs_case.sh").read_text()
+    # the host's interpreter: a worktree has no .venv of its own
+    script = f"REPO={REPO}\nPYTHON={sys.executable}\n" + \
+        (REPO / "tests/qemu/daemon_ipvs_case.sh").read_text()
     return guest.run(script, guest=guest.prepare_or_skip(), timeout=300, **options)
 
 
