@@ -7,30 +7,27 @@ lvs_sync_daemon, the MASTER back, a reload of the sync daemon, a stop."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.qemu.guest import prepare_or_skip, run
-
 # The guest run takes about 150 s alone; with the host's two cores loaded (a soak bench
 # beside CI) it took more than pytest's default 300 s: its own bound is run()'s 900 s.
-pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.timeout(960)]
+# It runs in the background of the other tests (tests/qemu/jobs.py: job "howto").
+pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.timeout(960),
+              pytest.mark.qemu_job("howto")]
 
-REPO = Path(__file__).resolve().parents[2]
 CONNECTIONS = 50
 
 
 @pytest.fixture(scope="module")
-def runs() -> dict:
-    guest = prepare_or_skip()
-    result = run(f"cd {REPO} && {sys.executable} tests/qemu/howto_lab_case.py director both",
-                 guest=guest, timeout=900)
+def runs(qemu_jobs) -> dict:
+    result = qemu_jobs.result("howto")
     assert result.rc == 0, (result.stderr[-3000:], result.console[-2000:])
     data = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"guest run: {result.seconds:.1f} s")
     by_sync = {run_["sync"]: run_ for run_ in data["runs"]}
+    print("failover seconds (bound 5.0): " + ", ".join(
+        f"sync={sync} {run_.get('failover_seconds')}" for sync, run_ in by_sync.items()))
     for run_ in by_sync.values():
         if "error" in run_:         # printed whole: an assertion's message is cut short
             print(run_["error"])

@@ -10,24 +10,21 @@ host shared with other work: each lab 2.5 to 6 minutes, its two daemons 50 to 13
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.qemu.guest import prepare_or_skip, run
+from tests.qemu.jobs import ECMP_FLOWS
 
-pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.timeout(1560)]
+# The guest run is job "ecmp" of tests/qemu/jobs.py, run in the background of the other tests.
+pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.timeout(1560),
+              pytest.mark.qemu_job("ecmp")]
 
-REPO = Path(__file__).resolve().parents[2]
-FLOWS = 80
+FLOWS = ECMP_FLOWS
 
 
 @pytest.fixture(scope="module")
-def runs() -> dict:
-    guest = prepare_or_skip()
-    result = run(f"cd {REPO} && {sys.executable} tests/qemu/ecmp_ipvs_case.py {FLOWS}",
-                 guest=guest, timeout=1500)
+def runs(qemu_jobs) -> dict:
+    result = qemu_jobs.result("ecmp")
     assert result.rc == 0, (result.stderr[-3000:], result.console[-2000:])
     data = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"\nguest run: {result.seconds:.1f} s")

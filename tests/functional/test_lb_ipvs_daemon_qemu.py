@@ -4,22 +4,15 @@ that died on pyroute2's NetlinkError(104) and left the dead server in the pool."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.qemu.guest import prepare_or_skip, run
-
-pytestmark = [pytest.mark.qemu, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
+# The guest run is job "daemon" of tests/qemu/jobs.py, run in the background of the other tests.
+pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.qemu_job("daemon")]
 
 
 @pytest.fixture(scope="module")
-def guest_files() -> dict:
-    guest = prepare_or_skip()
-    script = f"REPO={REPO}\n" + (REPO / "tests/qemu/daemon_ipvs_case.sh").read_text()
-    result = run(script, guest=guest, timeout=300)
+def guest_files(qemu_jobs) -> dict:
+    result = qemu_jobs.result("daemon")
     files = dict(result.files)
     log = files.get("daemon.log", "")
     assert result.rc == 0, (result.stderr[-2000:], log[-4000:], result.console[-2000:])

@@ -1,25 +1,21 @@
 """IpvsBackend against a real IPVS: a Debian kernel booted once under qemu (tests/qemu/guest.py)
-runs tests/qemu/ipvs_cases.py, which batches every case and prints JSON; the tests below
-assert on it. Skipped where qemu or the kernel package is unavailable."""
+runs tests/qemu/ipvs_cases.py (tests/qemu/jobs.py: job "short"), which batches every case and
+prints JSON; the tests below assert on it. Skipped where qemu or the kernel package is
+unavailable."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.qemu.guest import short_cases
-
-pytestmark = [pytest.mark.qemu, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
+# One boot, shared with use_ipvlan's: job "short" of tests/qemu/jobs.py, run in the background
+pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.qemu_job("short")]
 
 
 @pytest.fixture(scope="module")
-def guest_run() -> dict:
-    result = short_cases(REPO, sys.executable)       # one boot, shared with use_ipvlan's
+def guest_run(qemu_jobs) -> dict:
+    result = qemu_jobs.result("short")
     if result.rc != 0:
         pytest.fail(f"guest run failed (rc={result.rc}, {result.seconds:.1f} s)\n"
                     f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}\n"

@@ -1,24 +1,19 @@
 """use_ipvlan in a Debian kernel under qemu (tests/qemu/ipvlan_case.sh, in the boot the IPVS
-backend's cases use: tests/qemu/guest.py short_cases): this host's kernel has no ipvlan. The daemon makes the L2 ipvlan in private mode with its address, puts the VIP on it
-as MASTER, and removes it on stop. Skipped where qemu or the kernel package is unavailable."""
+backend's cases use: job "short" of tests/qemu/jobs.py): this host's kernel has no ipvlan.
+The daemon makes the L2 ipvlan in private mode with its address, puts the VIP on it as MASTER,
+and removes it on stop. Skipped where qemu or the kernel package is unavailable."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.qemu.guest import short_cases
-
-pytestmark = [pytest.mark.qemu, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.qemu_job("short")]
 
 
-def test_use_ipvlan_makes_uses_and_removes_the_interface():
-    result = short_cases(REPO, sys.executable)       # one boot, shared with the IPVS cases
+def test_use_ipvlan_makes_uses_and_removes_the_interface(qemu_jobs):
+    result = qemu_jobs.result("short")       # one boot, shared with the IPVS cases
     files = dict(result.files)
     log = files.get("daemon.log", "")
     print(f"guest run: {result.seconds:.1f} s")

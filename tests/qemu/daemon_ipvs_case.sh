@@ -2,7 +2,8 @@
 # --backend ipvs checks two HTTP servers on loopback; one is stopped, then started again.
 # Before the netlink client of director/lb/genl.py, the load balancer's greenlet died on
 # the sync after the stop (pyroute2: NetlinkError 104) and the server never came back.
-# Writes ipvsadm listings and the daemon's log, /healthz and /metrics to $RESULTS.
+# $PYTHON (default .venv/bin/python) runs the daemon. Writes ipvsadm listings and the
+# daemon's log, /healthz and /metrics to $RESULTS.
 set -u
 cd "$REPO"
 python3 -m http.server -b 127.0.0.2 8001 >/dev/null 2>&1 &
@@ -26,7 +27,7 @@ virtual_server 192.0.2.10 80 {
     }
 }
 CONF
-.venv/bin/python -m director -l -f /tmp/daemon.conf --backend ipvs --web 127.0.0.1:8080 \
+"${PYTHON:-.venv/bin/python}" -m director -l -f /tmp/daemon.conf --backend ipvs --web 127.0.0.1:8080 \
     --state-dir /tmp/state > "$RESULTS/daemon.log" 2>&1 &
 D=$!
 # wait (bounded) for a condition on the IPVS table

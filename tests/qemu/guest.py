@@ -22,9 +22,11 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,19 +217,74 @@ def prepare_or_skip() -> Guest:
         pytest.skip(f"no qemu guest: {exc}")
 
 
+class Running:
+    """A guest run in progress, for a caller that must be able to stop it from another thread
+    (tests/qemu/jobs.py at the end of a pytest session). kill() before the qemu process
+    exists makes run() kill it as soon as it starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self.results: Path | None = None        # the results folder, while it exists
+        self.killed = False
+
+    def _started(self, proc: subprocess.Popen, results: Path) -> None:
+        with self._lock:
+            self._proc, self.results = proc, results
+            if self.killed:
+                _kill_group(proc)
+
+    def _ended(self) -> None:
+        with self._lock:
+            self._proc = self.results = None
+
+    def kill(self) -> None:
+        """Kill the qemu process and its ``timeout`` wrapper (one process group)."""
+        with self._lock:
+            self.killed = True
+            if self._proc is not None:
+                _kill_group(self._proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _nice_session(pid: int, nice: int) -> None:
+    """With the scheduler's autogroups (kernel.sched_autogroup_enabled), each session shares
+    the CPU as one group and a process's nice only counts inside its group: qemu, in a session
+    of its own, took its group's full share beside the namespace tests' daemons (each in a
+    session of its own too) and their VRRP timers slipped. The group's own nice fixes that."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError:            # no autogroups here (then nice alone counts), or not root
+        pass
+
+
 def run(script: str, timeout: float = 240, guest: Guest | None = None,
-        kvm: bool | None = None) -> GuestResult:
+        kvm: bool | None = None, nice: int = 0, running: Running | None = None) -> GuestResult:
     """Boot the guest, run ``script`` (sh) as root in it, power off. ``kvm`` (default: the
-    DIRECTOR_QEMU_KVM environment variable) uses hardware acceleration instead of TCG."""
+    DIRECTOR_QEMU_KVM environment variable) uses hardware acceleration instead of TCG.
+    ``nice`` lowers qemu's CPU priority (a run in the background of other tests);
+    ``running.kill()`` stops the run from another thread."""
     guest = guest or prepare()
     if kvm is None:
         kvm = os.environ.get("DIRECTOR_QEMU_KVM", "") == "1"
     accel = ["-enable-kvm", "-cpu", "host"] if kvm else ["-accel", "tcg,thread=multi",
                                                         "-cpu", "max"]
+    # qemu and its `timeout` share a new process group (killed together); the parent's death
+    # (pytest killed with SIGKILL) sends `timeout` a SIGTERM that it passes on to qemu.
+    wrapper = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
+    if nice:
+        wrapper += ["nice", "-n", str(nice)]
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="run-", dir=CACHE) as results:
         Path(results, "run.sh").write_text(script)
-        argv = ["timeout", "-k", "5", str(int(timeout)), "qemu-system-x86_64", *accel,
+        argv = [*wrapper, "timeout", "-k", "5", str(int(timeout)), "qemu-system-x86_64", *accel,
                 "-machine", "q35", "-smp", "2", "-m", "1024", "-nographic", "-no-reboot",
                 "-nic", "none", "-kernel", str(guest.vmlinuz), "-initrd", str(guest.initramfs),
                 "-append", "console=ttyS0 quiet loglevel=3 panic=-1",
@@ -235,8 +292,20 @@ def run(script: str, timeout: float = 240, guest: Guest | None = None,
                            "multidevs=remap",
                 "-virtfs", f"local,path={results},mount_tag=results,security_model=none"]
         start = time.monotonic()
-        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True, errors="replace",
+                                start_new_session=True)
+        try:
+            if nice:
+                _nice_session(proc.pid, nice)
+            if running is not None:
+                running._started(proc, Path(results))
+            out, err = proc.communicate()
+        finally:                    # an exception here (pytest's timeout, Ctrl-C): no orphan
+            _kill_group(proc)
+            proc.wait()
+            if running is not None:
+                running._ended()
         seconds = time.monotonic() - start
         files = {}
         for path in glob.glob(os.path.join(results, "*")):
@@ -245,7 +314,7 @@ def run(script: str, timeout: float = 240, guest: Guest | None = None,
                 files[name] = Path(path).read_text(errors="replace")
         rc_text = files.pop("rc", "").strip()
         return GuestResult(int(rc_text) if rc_text else None, files.pop("stdout", ""),
-                           files.pop("stderr", ""), proc.stdout + proc.stderr, seconds, files)
+                           files.pop("stderr", ""), out + err, seconds, files)
 
 
 def main() -> int:
@@ -261,22 +330,3 @@ def main() -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-_SHORT_CASES: dict[str, GuestResult] = {}
-
-
-def short_cases(repo: Path, python: str) -> GuestResult:
-    """The short guest cases in one boot (a boot costs 20-40 s under TCG), each test module
-    reading its part: the IPVS backend's cases (tests/qemu/ipvs_cases.py, whose JSON is the last
-    line of stdout and whose exit code is the run's), then use_ipvlan
-    (tests/qemu/ipvlan_case.sh, its files in $RESULTS). Run once per test session."""
-    key = f"{repo} {python}"
-    if key not in _SHORT_CASES:
-        script = (f'cd {repo} && {python} tests/qemu/ipvs_cases.py > "$RESULTS/ipvs.out"\n'
-                  f'echo $? > "$RESULTS/ipvs_rc"\n'
-                  f'REPO={repo} PYTHON={python} sh {repo}/tests/qemu/ipvlan_case.sh '
-                  f'> "$RESULTS/ipvlan.out" 2>&1\n'
-                  f'cat "$RESULTS/ipvs.out"\n'
-                  f'exit "$(cat "$RESULTS/ipvs_rc")"\n')
-        _SHORT_CASES[key] = run(script, guest=prepare_or_skip(), timeout=600)
-    return _SHORT_CASES[key]
