@@ -24,6 +24,25 @@ NLM_F_DUMP = 0x300
 RECEIVE_BUFFER = 4 * 1024 * 1024           # a dump of thousands of entries in one go
 
 
+def open_socket(protocol: int, receive_buffer: tuple[int, bool] | None,
+                timeout: float) -> socket.socket:
+    """A bound netlink socket of ``protocol`` with room for big dumps, ``receive_buffer``
+    (the *_netlink_cmd_rcv_bufs keywords: bytes, force) applied, replies waited for at most
+    ``timeout``."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        if receive_buffer is not None:
+            from .process import set_receive_buffer
+            set_receive_buffer(sock, receive_buffer)
+        sock.bind((0, 0))
+        sock.settimeout(timeout)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def attribute(kind: int, payload: bytes) -> bytes:
     """One netlink attribute, padded to four bytes."""
     length = NLA_HEADER.size + len(payload)

@@ -44,10 +44,10 @@ import socket
 import ssl
 import time
 
-from .. import hub
 from ..genhash import GenhashError, build_request, compute_digest, parse_response
 from ..log import event as log_event
 from .checker import CheckResult, Target
+from . import poller
 from .poller import EPOLLET, EPOLLFAIL, EPOLLIN, EPOLLOUT, POLLER
 from .sockets import prepare
 
@@ -382,17 +382,7 @@ class HttpCheck:
     def check(self) -> CheckResult:
         """One check, waited for: TLS in this greenlet; plain HTTP on the loop (start())."""
         if self.on_loop:
-            box = hub.Event()
-            results: list[CheckResult] = []
-
-            def done(result: CheckResult) -> None:
-                results.append(result)
-                box.set()
-
-            self.start(done)
-            box.wait(self.hard_deadline + 1)
-            return results[0] if results else CheckResult(False, self.hard_deadline,
-                                                          "no answer from the loop")
+            return poller.wait(self.start, self.hard_deadline + 1)
         started = time.monotonic()
         detail: dict = {}
         error = reply_error = None

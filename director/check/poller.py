@@ -27,6 +27,7 @@ from typing import Any
 
 from .. import hub
 from ..log import event
+from .checker import CheckResult
 
 log = logging.getLogger("director.check")
 
@@ -113,6 +114,21 @@ class Poller:
             hub.call_later(SWEEP_PERIOD, self._sweep)
         else:
             self._sweeping = False
+
+
+def wait(start: Any, seconds: float) -> CheckResult:
+    """One check run on the loop (``start(done)``), waited for by a caller that may block
+    (the TLS greenlet's fallback, tests, tools); a failure if no result came in ``seconds``."""
+    box = hub.Event()
+    results: list[CheckResult] = []
+
+    def done(result: CheckResult) -> None:
+        results.append(result)
+        box.set()
+
+    start(done)
+    box.wait(seconds)
+    return results[0] if results else CheckResult(False, seconds, "no answer from the loop")
 
 
 POLLER = Poller()

@@ -23,8 +23,8 @@ import struct
 import time
 from typing import Any, Callable
 
-from .. import hub
 from .checker import CheckResult, Target
+from . import poller
 from .poller import EPOLLFAIL, EPOLLOUT, POLLER
 from .sockets import prepare
 
@@ -115,14 +115,4 @@ class TcpCheck:
 
     def check(self) -> CheckResult:
         """The same check for a caller that wants to wait (tests, tools)."""
-        box = hub.Event()
-        results: list[CheckResult] = []
-
-        def done(result: CheckResult) -> None:
-            results.append(result)
-            box.set()
-
-        self.start(done)
-        box.wait(self.target.connect_timeout + 1)
-        return results[0] if results else CheckResult(False, self.target.connect_timeout,
-                                                      "no answer from the loop")
+        return poller.wait(self.start, self.target.connect_timeout + 1)

@@ -29,7 +29,6 @@ from .. import netlink
 from ..netlink import HEADER, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, iter_attrs  # noqa: F401
 
 NETLINK_GENERIC = 16
-RECEIVE_BUFFER = netlink.RECEIVE_BUFFER
 TIMEOUT = 5.0                              # seconds a reply may take before the socket is new
 GENL_HEADER_SIZE = 4                       # cmd, version, reserved
 
@@ -96,18 +95,7 @@ class GenlSocket:
         self._family_id = None
 
     def _open(self) -> None:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            if self.receive_buffer is not None:
-                from ..process import set_receive_buffer
-                set_receive_buffer(sock, self.receive_buffer)
-            sock.bind((0, 0))
-            sock.settimeout(self.timeout)
-        except OSError:
-            sock.close()
-            raise
-        self._socket = sock
+        self._socket = netlink.open_socket(NETLINK_GENERIC, self.receive_buffer, self.timeout)
         message = ctrlmsg()
         message["cmd"] = CTRL_CMD_GETFAMILY
         message["version"] = 1

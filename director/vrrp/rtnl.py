@@ -103,18 +103,7 @@ class RtnlAddresses:
                 self._open()
 
     def _open(self) -> None:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, netlink.RECEIVE_BUFFER)
-            if self.receive_buffer is not None:
-                from ..process import set_receive_buffer
-                set_receive_buffer(sock, self.receive_buffer)
-            sock.bind((0, 0))
-            sock.settimeout(self.timeout)
-        except OSError:
-            sock.close()
-            raise
-        self._socket = sock
+        self._socket = netlink.open_socket(NETLINK_ROUTE, self.receive_buffer, self.timeout)
 
     def close(self) -> None:
         with self._lock:
