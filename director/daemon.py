@@ -64,6 +64,14 @@ def release_slowly(parts: list, chunk: int = 100) -> None:
         hub.breathe()
 
 
+def import_pool_modules() -> None:
+    """The checkers' and the load balancer's modules (pyroute2 with the IPVS backend), loaded
+    before VRRP starts: importing them after would hold the instances' first adverts back
+    (a third of a second here, many seconds under emulation)."""
+    from .check import service  # noqa: F401
+    from .lb import backends, ipvs, service as lb_service  # noqa: F401
+
+
 class StartupError(Exception):
     """The daemon cannot start as asked (its web address is taken, ...): said in one line,
     before anything (VIPs, kernel entries) has been touched."""
@@ -209,6 +217,14 @@ class Director(Commands):
         # app (Flask, a quarter of a second of imports) is served once VRRP runs.
         web = self._bind_web() if self.options.web != "off" else None
         self._read_admin_token()
+        # Before VRRP, as ever: once it runs, a quarter second of CPU in this greenlet (Flask's
+        # imports) would hold a fresh MASTER's adverts back.
+        if web is not None:
+            self._serve_web(*web)
+        self._start_overrides()
+        pools = not self.options.vrrp and self.config.virtual_servers
+        if pools:
+            import_pool_modules()
         try:
             self.control = control.serve(self, self.options)
         except control.ControlError as exc:
@@ -247,17 +263,10 @@ class Director(Commands):
                 self.vrrp.start()
             except FirewallError as exc:
                 raise StartupError(f"accept mode off needs nftables: {exc}") from None
-            # The instances' first turn (an address owner's advert and VIPs, a backup's
-            # timer) before the web app, the checkers and the rest load: a third of a second
-            # of imports and set-up that VRRP need not wait for (issue 17).
-            hub.breathe()
         else:
             from .vrrp.early import CAPTURE
             CAPTURE.close()                     # -C: no instance will read what it heard
-        if web is not None:
-            self._serve_web(*web)
-        self._start_overrides()
-        if not self.options.vrrp and self.config.virtual_servers:
+        if pools:
             self._start_pools(self.config)
             if self.config.bgp is not None:
                 self._start_bgp(self.config)

@@ -261,6 +261,10 @@ def steps(net, engine: str, sync: bool, full: bool, out: dict) -> None:
         wait_for(lambda: not holds_vips(lb2), READY, 0.1, message=log)
         wait_for(lambda: "backup sync" in ipvsadm(lb2, "-L", "--daemon") or engine != "director",
                  30, 0.1, message=log)
+        # and the restarted MASTER's own switch to a master daemon (its reconcile greenlet,
+        # slower under emulation than lb2's)
+        wait_for(lambda: "master sync" in ipvsadm(lb1, "-L", "--daemon") or engine != "director",
+                 30, 0.1, message=log)
         out["daemons_after_failback"] = sync_daemons(lb1, lb2)
         out["survived_failback"], out["errors_failback"] = carried_on(status_path)
         # a reload that changes the sync daemon: the kernel follows on both
