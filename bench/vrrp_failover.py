@@ -639,6 +639,14 @@ def keepalived_version() -> str:
     return text.splitlines()[0] if text else binary
 
 
+def stop_on_signals() -> None:
+    """TERM and Ctrl-C end a bench as KeyboardInterrupt, so its Lab is torn down."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--capture-helper"]:
@@ -666,10 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         print("cannot run: keepalived is not installed", file=sys.stderr)
         return 2
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_signals()
 
     anomalies = Anomalies(Path(args.log_dir))
     started = time.monotonic()

@@ -373,10 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         print("cannot run: haproxy (keepalived's A's checks) is not installed", file=sys.stderr)
         return 2
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    failover.stop_on_signals()
 
     anomalies = Anomalies(Path(args.log_dir))
     started = time.monotonic()
