@@ -1,5 +1,6 @@
-"""``python -m director`` and the ``director`` command. A daemon first opens its early VRRP
-capture (director/vrrp/early.py), then gevent's monkey-patching comes, before anything
+"""``python -m director`` and the ``director`` command. A daemon first carries out its quick
+start (director/vrrp/quickstart.py) and opens its early VRRP capture (director/vrrp/early.py),
+then gevent's monkey-patching comes, before anything
 imports subprocess or threading (socket may come first: patching changes its module in place).
 
 Except for ``director ctl``: the control client blocks as a command line may and needs no
@@ -21,8 +22,13 @@ CONFIG_TEST = sys.argv[1:2] not in (["ctl"], ["genhash"], ["demo"]) and \
 DAEMON = not CTL and not CONFIG_TEST and sys.argv[1:2] not in (["genhash"], ["demo"])
 
 if DAEMON:
-    # First thing: VRRP adverts are heard from now on, so that a BACKUP's master down
-    # timer need not wait for the imports and the configuration (director/vrrp/early.py).
+    # First thing: an address owner's VIPs, as the last start of the same files planned them
+    # (director/vrrp/quickstart.py); then VRRP adverts are heard from now on, so that a
+    # BACKUP's master down timer need not wait for the imports and the configuration
+    # (director/vrrp/early.py).
+    from director.vrrp.quickstart import QUICK
+
+    QUICK.run(sys.argv[1:])
     from director.vrrp.early import CAPTURE
 
     CAPTURE.open()
@@ -39,7 +45,11 @@ def main() -> None:
         del sys.argv[1]
         run_ctl()
     from director.cli import run
-    run()
+    try:
+        run()
+    finally:
+        if DAEMON:
+            QUICK.undo()        # VIPs added at exec, if the daemon stopped before VRRP ran
 
 
 if __name__ == "__main__":

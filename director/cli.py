@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from . import __version__
+from . import DEFAULT_STATE_DIR, __version__
 from .config import Unreadable, default_config_id, load_config
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", metavar="SECONDS", type=float, default=300.0,
                    help="a drained real server's drain is complete when it has no active "
                         "connection left, or after this long (default 300)")
-    p.add_argument("--state-dir", metavar="DIR", default="/var/lib/director",
+    p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
                    help="where state that survives a restart is kept")
     p.add_argument("--control-socket", metavar="PATH|off",
                    help="the Unix socket 'director ctl' talks to, root's, mode 0600 "
@@ -115,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         from .config.render import dump_text
         sys.stdout.write(dump_text(result.config, config_id))
         return EXIT_OK
-    return run_daemon(result.config, args, config_id)
+    return run_daemon(result.config, args, config_id, result.sources)
 
 
-def run_daemon(config, args, config_id: str) -> int:
+def run_daemon(config, args, config_id: str, sources=None) -> int:
     from .patching import patch_all
     patch_all()                  # done already, unless __main__ took a "-t" value for -t
     from . import log
@@ -127,7 +127,7 @@ def run_daemon(config, args, config_id: str) -> int:
     log.setup(detail=args.log_detail, console=log.console_wanted(args.log_console),
               facility=args.log_facility)
     try:
-        return Director(config, args, config_id).run()
+        return Director(config, args, config_id, sources=sources).run()
     except (PidFileBusy, StartupError) as exc:
         print(f"director: {exc}", file=sys.stderr)
         return EXIT_ERRORS

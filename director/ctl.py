@@ -17,11 +17,11 @@ import socket
 import sys
 from typing import Any, Callable
 
+from . import DEFAULT_STATE_DIR
 from .ctlproto import (EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, UNAVAILABLE,
                        SOCKET_NAME, ProtocolError, decode_reply, encode)
 from .ctlrender import event_line, result_text, status_text
 
-DEFAULT_STATE_DIR = "/var/lib/director"       # the daemon's --state-dir default (cli.py)
 TIMEOUT = 40.0          # seconds to wait for a reply: the daemon's own limit is 30 (daemon.py)
 COMMANDS = ("status", "events", "drain", "restore", "weight", "reload", "diff", "dump",
             "completion")

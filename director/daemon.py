@@ -79,8 +79,9 @@ class StartupError(Exception):
 
 class Director(Commands):
     def __init__(self, config: Any, options: Any, config_id: str,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, sources: Any = None) -> None:
         self.config = config
+        self.sources = sources          # the files it was read from (LoadResult.sources)
         self.options = options
         self.config_id = config_id
         self.clock = clock or MonotonicClock()
@@ -263,6 +264,7 @@ class Director(Commands):
                 self.vrrp.start()
             except FirewallError as exc:
                 raise StartupError(f"accept mode off needs nftables: {exc}") from None
+            self._quick_start_plan(self.sources)
         else:
             from .vrrp.early import CAPTURE
             CAPTURE.close()                     # -C: no instance will read what it heard
@@ -274,6 +276,32 @@ class Director(Commands):
             event(log, "bgp.not_started", logging.WARNING,
                   note="the bgp block announces virtual servers: "
                        + ("-P runs none" if self.options.vrrp else "the file has none"))
+
+    def _quick_start_plan(self, sources: Any) -> None:
+        """The address owners' plan for the next exec of this command line
+        (director/vrrp/quickstart.py), written after VRRP's first turn."""
+        from .vrrp import quickstart
+        if self.vrrp is None or quickstart.QUICK.argv is None:
+            return                          # embedded, or a test's daemon: no exec to plan
+        config = self.config
+
+        def write() -> None:
+            if self.config is not config:
+                return                      # a later reload writes its own
+            quick = quickstart.QUICK
+            if quick.taken or quick.errors:
+                event(log, "vrrp.quick_start", instances=",".join(sorted(quick.taken)),
+                      seconds=round(quick.took or 0, 4), errors="; ".join(quick.errors))
+                quick.errors = []
+            try:
+                names = quickstart.write(self.options.state_dir, quick.argv, sources,
+                                         self.vrrp, config, self.options,
+                                         self.options.pid)
+            except Exception as exc:    # noqa: BLE001 (a plan is only ever a speed-up)
+                event(log, "vrrp.quick_start_plan_error", logging.WARNING, error=repr(exc))
+                return
+            event(log, "vrrp.quick_start_plan", instances=",".join(names) or "none")
+        hub.spawn(write, name="quick start plan")
 
     def _read_admin_token(self) -> None:
         if self.admin_token is None:
@@ -490,6 +518,7 @@ class Director(Commands):
             return self._reloaded("failure", [str(d) for d in result.errors])
         if plan.unchanged:
             event(log, "reload.unchanged")
+            self._quick_start_plan(result.sources)      # the files may differ, if not the model
             self._fifo_states(plan)
             return self._reloaded("success", [], "unchanged")
         try:
@@ -506,6 +535,7 @@ class Director(Commands):
             return self._reloaded("failure", [f"applying the new configuration: {exc}; "
                                               + self._roll_back(plan)])
         self.config = plan.new
+        self._quick_start_plan(result.sources)
         reloadfiles.save(plan.old, plan.new, self.config_id)      # config_save_dir
         if self.web is not None:
             self.web.limit = self._web_limit(plan.new)

@@ -8,17 +8,18 @@ import stat
 from typing import TextIO
 
 
-def open_private(path: str) -> TextIO:
-    """A file of ours for writing, created 0644 by us: never through a symbolic link planted
-    at its name (keepalived's CVE-2018-19044 class), never an existing file of someone else's
-    (O_EXCL after removing a stale one of ours)."""
+def open_private(path: str, mode: str = "w", permissions: int = 0o644) -> TextIO:
+    """A file of ours for writing, created 0644 (``permissions``) by us: never through a
+    symbolic link planted at its name (keepalived's CVE-2018-19044 class), never an existing
+    file of someone else's (O_EXCL after removing a stale one of ours). ``mode``: "w" or
+    "wb"."""
     try:
         os.unlink(path)               # a temporary file a crash left, or a planted link
     except FileNotFoundError:
         pass
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
-                         os.O_CLOEXEC, 0o644)
-    return os.fdopen(descriptor, "w")
+                         os.O_CLOEXEC, permissions)
+    return os.fdopen(descriptor, mode)
 
 
 def directory_problem(uid: int, gid: int, mode: int, our_uid: int) -> str | None:

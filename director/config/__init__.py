@@ -37,6 +37,9 @@ def interface_exists(name: str) -> bool:
 class LoadResult:
     config: Any | None          # the model (director.config.model's Config), None on errors
     diagnostics: tuple[Diagnostic, ...]
+    # the files read, (path, bytes) in order; None when an include named a pattern (its
+    # matches can change while these files do not): director/vrrp/quickstart.py's key
+    sources: tuple[tuple[str, bytes], ...] | None = ()
 
     @property
     def ok(self) -> bool:
@@ -94,7 +97,8 @@ def load_config(path: str, config_id: str | None = None,
 def _load(path: str, config_id: str | None, interface_exists: Callable[[str], bool] | None,
           read: Callable[[str], bytes], pause: Callable[[], None] | None) -> LoadResult:
     diagnostics = Diagnostics(pause=pause)
-    lines = Preprocessor(diagnostics, config_id or default_config_id(), read).run(path)
+    preprocessor = Preprocessor(diagnostics, config_id or default_config_id(), read)
+    lines = preprocessor.run(path)
     tree = build_tree(lines, diagnostics)
     config = None
     if tree is not None:
@@ -106,7 +110,8 @@ def _load(path: str, config_id: str | None, interface_exists: Callable[[str], bo
         _release(lines, pause, 2000)
     if diagnostics.has_errors():
         config = None
-    return LoadResult(config, tuple(diagnostics))
+    return LoadResult(config, tuple(diagnostics),
+                      None if preprocessor.globbed else tuple(preprocessor.sources))
 
 
 def _release(parts: list, pause: Callable[[], None], chunk: int) -> None:

@@ -101,6 +101,11 @@ class Preprocessor:
         self.random = random.Random()
         self.include_checks: tuple[str, ...] = ()     # global_defs include_check, as read
         self._undefined: set[str] = set()
+        # what was read, for what must know the files (the quick start's key): each file's
+        # path and bytes; ``globbed`` when an include named a pattern, whose matches may
+        # change without any of these files changing
+        self.sources: list[tuple[str, bytes]] = []
+        self.globbed = False
 
     # -- files -------------------------------------------------------------------------------
 
@@ -130,6 +135,7 @@ class Preprocessor:
             where = included_at or Location(path, 0)
             self.diagnostics.error(where, f"cannot read {path}: {exc.strerror or exc}")
             return
+        self.sources.append((path, data))
         text = self._text_of(path, data, included_at)
         if text is None:
             return
@@ -519,6 +525,7 @@ class Preprocessor:
         if not _GLOB_CHARS.search(pattern):
             self._read_file(full, location)
             return
+        self.globbed = True
         found = {alternative: glob.glob(alternative) for alternative in expand_braces(full)}
         matches = sorted({path for paths in found.values() for path in paths})
         checks = self.include_checks

@@ -126,15 +126,20 @@ class Addresses:
     def remove(self, vip: VirtualAddress, default_ifname: str) -> None:
         self._address("del", vip, default_ifname)
 
-    def _address(self, command: str, vip: VirtualAddress, default_ifname: str) -> None:
+    def address_args(self, vip: VirtualAddress, default_ifname: str) -> tuple:
+        """(index, address, prefixlen, options): the VIP as RtnlAddresses.add takes it."""
         ifname = vip.dev or default_ifname
         index = self.ifindex(ifname)
         if index is None:
             raise OSError(errno.ENODEV, f"interface {ifname} does not exist")
         interface = ipaddress.ip_interface(vip.address)
-        prefixlen = interface.network.prefixlen
         options = _address_options(vip, interface)
         address = options.pop("address", str(interface.ip))
+        return index, address, interface.network.prefixlen, options
+
+    def _address(self, command: str, vip: VirtualAddress, default_ifname: str) -> None:
+        ifname = vip.dev or default_ifname
+        index, address, prefixlen, options = self.address_args(vip, default_ifname)
         try:
             if command == "add":
                 self.rtnl.add(index, address, prefixlen, **options)

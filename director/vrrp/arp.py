@@ -171,34 +171,12 @@ class Announcer:
         Ethernet, or any send failure raises OSError whose message names the interface;
         frames sent before a failed one stay sent.
         """
-        parsed = [ipaddress.ip_interface(a).ip for a in addresses]
-        for address in parsed:
-            if address.version == 6:
-                _ipv6(str(address))
-        if not parsed:
+        ifindex, frames = self.frames(ifname, addresses)
+        if not frames:
             return 0
-        try:
-            ifindex = socket.if_nametoindex(ifname)
-        except OSError:
-            self._drop(ifname)
-            raise OSError(errno.ENODEV, f"{ifname}: no such interface") from None
-        if int(_read_sys(ifname, "flags"), 16) & IFF_NOARP:
-            return 0
-        hwtype = _read_sys(ifname, "type")
-        if hwtype != str(ARPHRD_ETHER):
-            raise OSError(errno.EOPNOTSUPP,
-                          f"{ifname}: link type {hwtype} is not Ethernet; no GARP/NA sent")
-        mac = _read_sys(ifname, "address")
-        router = self._is_router(ifname) if any(a.version == 6 for a in parsed) else False
         sock = self._socket(ifname, ifindex)
         sent = 0
-        for address in parsed:
-            if address.version == 4:
-                what, proto, frame = "gratuitous ARP", ETH_P_ARP, \
-                    gratuitous_arp_frame(mac, str(address))
-            else:
-                what, proto, frame = "unsolicited NA", ETH_P_IPV6, \
-                    unsolicited_na_frame(mac, str(address), router)
+        for what, address, proto, frame in frames:
             try:
                 sock.sendto(frame, (ifname, proto))
             except OSError as exc:
@@ -208,6 +186,35 @@ class Announcer:
                               f"{exc.strerror or exc}") from None
             sent += 1
         return sent
+
+    def frames(self, ifname: str, addresses: list[str]) -> tuple[int, list[tuple]]:
+        """(ifindex, [(what, address, ethertype, frame)]): what ``announce`` sends now, with
+        the same errors, nothing sent (the quick start keeps them for its next exec)."""
+        parsed = [ipaddress.ip_interface(a).ip for a in addresses]
+        for address in parsed:
+            if address.version == 6:
+                _ipv6(str(address))
+        if not parsed:
+            return 0, []
+        try:
+            ifindex = socket.if_nametoindex(ifname)
+        except OSError:
+            self._drop(ifname)
+            raise OSError(errno.ENODEV, f"{ifname}: no such interface") from None
+        if int(_read_sys(ifname, "flags"), 16) & IFF_NOARP:
+            return ifindex, []
+        hwtype = _read_sys(ifname, "type")
+        if hwtype != str(ARPHRD_ETHER):
+            raise OSError(errno.EOPNOTSUPP,
+                          f"{ifname}: link type {hwtype} is not Ethernet; no GARP/NA sent")
+        mac = _read_sys(ifname, "address")
+        router = self._is_router(ifname) if any(a.version == 6 for a in parsed) else False
+        return ifindex, [
+            ("gratuitous ARP", str(address), ETH_P_ARP, gratuitous_arp_frame(mac, str(address)))
+            if address.version == 4 else
+            ("unsolicited NA", str(address), ETH_P_IPV6,
+             unsolicited_na_frame(mac, str(address), router))
+            for address in parsed]
 
     def close(self) -> None:
         """Close every socket; the Announcer stays usable (it reopens on demand)."""

@@ -23,25 +23,21 @@ import os
 import socket
 import struct
 import time
-from typing import NamedTuple
+from collections import namedtuple
 
-PROTOCOL = 112
-GROUPS = {4: "224.0.0.18", 6: "ff02::12"}
+from .proto import MULTICAST as GROUPS, PROTOCOL
+
 RECEIVE_BUFFER = 1 << 20            # half a second of adverts from many peers, with room
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 IN_PKTINFO = struct.Struct("=i4s4s")        # ifindex, local address, destination
 
 
-class Heard(NamedTuple):
-    """One packet as the instance sockets would have read it, with when it arrived."""
-    family: int
-    ifindex: int
-    message: bytes              # the VRRP message (IPv4: the IP header taken off)
-    source: str
-    destination: str
-    ttl: int
-    at: float                   # time.time() of its arrival (the kernel's timestamp)
+# One packet as the instance sockets would have read it, with when it arrived: family (4 or
+# 6), ifindex, message (the VRRP message; IPv4: the IP header taken off), source,
+# destination, ttl, at (time.time() of its arrival: the kernel's timestamp). A namedtuple,
+# not typing's NamedTuple: typing's import is a tenth of this path's (quickstart.py).
+Heard = namedtuple("Heard", "family ifindex message source destination ttl at")
 
 
 class EarlyCapture:

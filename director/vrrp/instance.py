@@ -77,6 +77,7 @@ class Instance:
         self.startup_hold_until: float | None = None   # vrrp_startup_delay (the service's)
         self.listening_since: float | None = None      # vrrp/early.py: adverts heard since
         self.heard_early: list[fsm.AdvertReceived] = []    # ... these, applied after Startup
+        self.quick_taken = False        # its VIPs went up at exec (vrrp/quickstart.py)
         # old_unicast_checksum: configured, or learnt from a peer's advert (keepalived's AUTO)
         self.old_checksum = config.old_unicast_checksum == "config"
         # what strict mode resets (config.strict), by field; read through configured()
@@ -198,6 +199,8 @@ class Instance:
         # After a crash (hub.supervise restarts run) the state machine goes on where it was.
         if not self.started:
             self.begin(fsm.Startup(self.startup_hold_until, self.listening_since))
+            if self.quick_taken and self.state.role != fsm.MASTER:
+                self._addresses(add=False)      # the exec's plan no longer holds (a fault)
             for advert in self.heard_early:     # in order, as if heard when they came
                 self.apply(advert)
             self.heard_early = []
@@ -270,6 +273,19 @@ class Instance:
             self._transition(action)
 
     def send_advert(self, priority: int) -> None:
+        for destination, message, ttl, source in self.advert_messages(priority):
+            try:
+                self.sender.send(message, destination, ttl, source)
+                self.counters.adverts_sent += 1
+            except OSError as exc:
+                self.counters.send_errors += 1
+                log_event(log, "vrrp.send_error", logging.WARNING, instance=self.name,
+                          destination=destination, error=exc)
+
+    def advert_messages(self, priority: int) -> list[tuple[str, bytes, int | None, str | None]]:
+        """The advert of ``priority`` as it goes out to each destination: (destination,
+        message, this packet's TTL or None, the IPv6 source or None). With AH, the sequence
+        number and the IP id advance: one per advert, as keepalived's."""
         auth_type, auth_data = self.auth()
         advert = Advert(self.version, self.params.vrid, priority, self.params.advert_int,
                         self.advertised_addresses(), self.family, auth_type,
@@ -277,27 +293,23 @@ class Instance:
         peers = [peer.address for peer in self.config.unicast_peer]
         as_v2 = wire.checksum_as_v2(self.config, self.global_defs)
         ttl = self.config.unicast_ttl if peers else None
-        if auth_type == AUTH_AH:      # one sequence number and IP id per advert, as keepalived
+        if auth_type == AUTH_AH:
             sequence = self.ah_sequence.next()
             self._ip_ident = self._ip_ident % 0xFFFF + 1          # never 0: the kernel's
+        messages = []
         for destination in peers or [self.multicast_group()]:
             pseudo = self.multicast_group() if peers and self.old_checksum else destination
-            try:
-                message = encode(advert, self.source, pseudo, as_v2)
-                if auth_type == AUTH_AH:
-                    # we write the IP header: unicast_ttl goes in it, not in a socket option
-                    message = ah.wrap(message, self.source, destination, sequence=sequence,
-                                      ident=self._ip_ident, key=auth_data,
-                                      ttl=ttl or TTL, unicast=bool(peers))
-                    self.sender.send(message, destination)
-                else:
-                    self.sender.send(message, destination, ttl,
-                                     self.source if self.family == 6 else None)
-                self.counters.adverts_sent += 1
-            except OSError as exc:
-                self.counters.send_errors += 1
-                log_event(log, "vrrp.send_error", logging.WARNING, instance=self.name,
-                          destination=destination, error=exc)
+            message = encode(advert, self.source, pseudo, as_v2)
+            if auth_type == AUTH_AH:
+                # we write the IP header: unicast_ttl goes in it, not in a socket option
+                messages.append((destination, ah.wrap(
+                    message, self.source, destination, sequence=sequence,
+                    ident=self._ip_ident, key=auth_data, ttl=ttl or TTL, unicast=bool(peers)),
+                    None, None))
+            else:
+                messages.append((destination, message, ttl,
+                                 self.source if self.family == 6 else None))
+        return messages
 
     def multicast_group(self) -> str:
         return wire.multicast_group(self.config, self.global_defs, self.family)
@@ -438,14 +450,19 @@ class Instance:
                     log_event(log, "vrrp.announce_error", logging.WARNING, instance=self.name,
                               interface=ifname, error=exc)
 
-    def _announce_set(self, repeat: int) -> None:
-        """``repeat`` rounds, each address once per round, through the per-interface pacer
-        (garp_pacing: garp_interval / gna_interval space the frames, as keepalived's)."""
+    def announced(self) -> dict[str, list[str]]:
+        """What a MASTER announces: its addresses (VIPs and excluded ones) by interface."""
         by_interface: dict[str, list[str]] = {}
         for vip in self.placed(self.config.virtual_ipaddress +
                                self.config.virtual_ipaddress_excluded):
             by_interface.setdefault(vip.dev or self.vip_interface, []).append(
                 vip.address.split("/")[0])
+        return by_interface
+
+    def _announce_set(self, repeat: int) -> None:
+        """``repeat`` rounds, each address once per round, through the per-interface pacer
+        (garp_pacing: garp_interval / gna_interval space the frames, as keepalived's)."""
+        by_interface = self.announced()
         for _ in range(max(1, repeat)):
             if self.state.role != fsm.MASTER:
                 return

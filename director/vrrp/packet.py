@@ -22,13 +22,12 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .proto import MULTICAST, PROTOCOL, TTL  # noqa: F401 (the codec's names too)
+
 if TYPE_CHECKING:
     from .ah import Wrapped
 
-PROTOCOL = 112
 TYPE_ADVERTISEMENT = 1
-MULTICAST = {4: "224.0.0.18", 6: "ff02::12"}
-TTL = 255
 AUTH_NONE, AUTH_PASS, AUTH_AH = 0, 1, 2
 AUTH_DATA_LEN = 8
 HEADER_LEN = 8

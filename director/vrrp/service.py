@@ -12,7 +12,7 @@ from ..clock import Clock
 from ..notify import Notifier
 from ..config.validate import effective_version, instance_family
 from ..log import event as log_event
-from . import ah, carry, fsm, wire
+from . import ah, carry, fsm, quickstart, wire
 from .addresses import Addresses
 from .firewall import Firewall, settings as firewall_settings
 from .static import StaticSetup
@@ -29,6 +29,7 @@ from .process_monitor import ProcessMonitor
 from .process_tracking import NO_LIMIT, ProcessSpec
 from .source_watch import SourceWatcher
 from .tracked import tracked_for
+from .link import linkbeat_interfaces
 from .tracking import InterfaceWatcher, ScriptRunner, Tracked, Tracker
 from .transport import LocalIgmp, VrrpSocket
 from . import early
@@ -82,16 +83,6 @@ class Prepared:
         self.release()
 
 
-def linkbeat_interfaces(config: Any) -> set[str] | bool:
-    """linkbeat_use_polling at the top (or in global_defs): every interface; else those of
-    linkbeat_interfaces and of the instances that ask for it."""
-    if config.linkbeat_use_polling or config.global_defs.linkbeat_use_polling:
-        return True
-    return {line.interface for line in config.linkbeat_interfaces} | \
-        {item.interface for item in config.vrrp_instances
-         if item.linkbeat_use_polling and item.interface}
-
-
 class VrrpService:
     def __init__(self, config: Any, clock: Clock, announcer: Any,
                  notifier: Notifier | None = None) -> None:
@@ -132,6 +123,7 @@ class VrrpService:
         self.on_new_instance: list = []
         self.on_new_sync_group: list = []
         self.role_kept: set[str] = set()     # by the last reload: carried, no transition
+        self.quick_taken: set[str] = set()   # during start(): owners up since exec
 
     def start(self) -> None:
         """Start-up is a reload from nothing: every instance and sync group is new."""
@@ -144,7 +136,11 @@ class VrrpService:
         self._start_wire(config.global_defs)
         plan = InstancePlan(added=tuple(i.name for i in config.vrrp_instances),
                             sync_groups=tuple(g.name for g in config.vrrp_sync_groups))
+        self.quick_taken = quickstart.QUICK.hand_over()     # their VIPs are no leftovers
         self.apply(self.prepare(plan, config))
+        for instance in self.instances:
+            instance.quick_taken = instance.name in self.quick_taken
+        self.quick_taken = set()
         early.replay(early.CAPTURE, self.sockets, self.instances, self._dispatch,
                      self.clock.now())
 
@@ -328,7 +324,8 @@ class VrrpService:
         order = {item.name: index for index, item in enumerate(config.vrrp_instances)}
         self.instances.sort(key=lambda instance: order[instance.name])
         for instance in added:
-            if instance.name not in carried:    # a kept MASTER's VIPs are not leftovers
+            # a kept MASTER's VIPs are not leftovers, nor those of the quick start's owners
+            if instance.name not in carried and instance.name not in self.quick_taken:
                 self._remove_leftovers(instance)
             if instance.config.promote_secondaries and \
                     self.promote.acquire(instance.config.interface, instance.name):

@@ -11,12 +11,8 @@ The weights' rules are tracked.py's.
 
 from __future__ import annotations
 
-import array
-import fcntl
 import logging
 import os
-import socket
-import struct
 import shlex
 import subprocess
 import time
@@ -26,43 +22,10 @@ from ..log import event as log_event
 from ..notify import identity, split_user
 from ..scriptsec import default_user, refusal
 from . import fsm
+from .link import ethtool_link, interface_up  # noqa: F401 (tests and tools find them here)
 from .tracked import Tracked, contribution, effect
 
 log = logging.getLogger("director.vrrp.tracking")
-
-
-def interface_up(ifname: str, linkbeat: bool = False) -> bool:
-    """Administratively up with carrier (keepalived: IFF_UP and IFF_RUNNING); ``linkbeat``
-    (linkbeat_use_polling / linkbeat_interfaces): the link as the driver reports it to
-    ethtool (ETHTOOL_GLINK, keepalived's ETHTOOL polling), the carrier where it has none."""
-    try:
-        with open(f"/sys/class/net/{ifname}/flags") as handle:
-            flags = int(handle.read(), 16)
-        with open(f"/sys/class/net/{ifname}/carrier") as handle:
-            carrier = handle.read().strip() == "1"
-    except (OSError, ValueError):
-        return False
-    if linkbeat and flags & 0x1:
-        link = ethtool_link(ifname)
-        carrier = carrier if link is None else link
-    return bool(flags & 0x1) and carrier
-
-
-SIOCETHTOOL = 0x8946
-ETHTOOL_GLINK = 0x0000000A
-
-
-def ethtool_link(ifname: str) -> bool | None:
-    """The driver's link state (struct ethtool_value through SIOCETHTOOL); None where the
-    driver does not answer."""
-    value = array.array("I", [ETHTOOL_GLINK, 0])
-    request = struct.pack("16sP", ifname.encode()[:15], value.buffer_info()[0])
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
-    except OSError:
-        return None
-    return bool(value[1])
 
 
 class Tracker:

@@ -10,12 +10,11 @@ data. Multicast loop is off: an instance never hears itself.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import struct
 import time
 
-from .packet import MULTICAST, PROTOCOL, TTL
+from .proto import MULTICAST, PROTOCOL, TTL
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
@@ -112,8 +111,7 @@ class VrrpSocket:
                 ancillary.append((socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
                                   socket.inet_pton(socket.AF_INET6, source) +
                                   struct.pack("@I", self.ifindex)))
-            address = ipaddress.IPv6Address(destination)
-            scope = self.ifindex if address.is_link_local or address.is_multicast else 0
+            scope = self.ifindex if _scoped(destination) else 0
             self.sock.sendmsg([message], ancillary, 0, (destination, 0, 0, scope))
 
     def set_receive_buffer(self, size: int) -> None:
@@ -135,7 +133,7 @@ class VrrpSocket:
         destination, hop_limit = "", 0
         for level, kind, value in ancillary:
             if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
-                destination = str(ipaddress.IPv6Address(value[:16]))
+                destination = socket.inet_ntop(socket.AF_INET6, value[:16])
             elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
                 hop_limit = struct.unpack("@i", value[:4])[0]
         source = address[0].split("%")[0]
@@ -145,6 +143,13 @@ class VrrpSocket:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+def _scoped(address: str) -> bool:
+    """A link-local (fe80::/10) or multicast (ff00::/8) IPv6 address, which needs the
+    interface as its scope (without ipaddress: this module is on the start-up path)."""
+    head = int(socket.inet_pton(socket.AF_INET6, address)[:2].hex(), 16)
+    return head >> 8 == 0xFF or head & 0xFFC0 == 0xFE80
 
 
 def split_ipv4(packet: bytes) -> tuple[bytes, str, str, int]:
