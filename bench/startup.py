@@ -1,6 +1,6 @@
 """exec -> the VIP on the interface, for the address owner (priority 255), beside keepalived.
 
-    sudo .venv/bin/python bench/startup.py [--trials N] [--compare DIR ...]
+    sudo .venv/bin/python bench/startup.py [--trials N] [--compare DIR ...] [--cold]
 
 An address owner goes MASTER at once (RFC 5798 6.4.1), so this is the daemon's start-up path
 alone: interpreter, imports, configuration, the first advert and the VIP. One namespace with a
@@ -12,6 +12,11 @@ bytecode first (`python -m compileall -q DIR/director`) as scripts/setup gives t
 Prints medians and each one's difference from keepalived's, for the wall time and for the
 CPU time the process (and its children) had used when the VIP appeared: on a shared machine
 the CPU figure is the steadier one.
+
+A restart, as an operator does it: each tree keeps its state directory from one run to the
+next, after one untimed start that writes its quick-start plan (director/vrrp/quickstart.py).
+``--cold``: a new state directory every run (no plan: the first start after an install or a
+change of the files).
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--compare", action="append", default=[], metavar="DIR")
+    parser.add_argument("--cold", action="store_true",
+                        help="a new state directory every run: no quick-start plan")
     args = parser.parse_args()
     keepalived = shutil.which("keepalived")
     if os.geteuid() != 0 or keepalived is None:
@@ -119,14 +126,20 @@ def main() -> int:
                                       for d in args.compare}
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in
                                                       [*trees, "keepalived"]}
+        def director_argv(name: str, trial: int) -> list[str]:
+            state = tmp / (f"{name}-{trial}" if args.cold else name)
+            return [sys.executable, "-m", "director", "-P", "-f", str(conf), "-l", "-n",
+                    "--web", "off", "--state-dir", str(state), "-p", f"{state}.pid"]
+
+        if not args.cold:                       # the start that writes each tree's plan
+            for name, tree in trees.items():
+                one_run(namespace, director_argv(name, -1),
+                        dict(os.environ, PYTHONPATH=str(tree)), tmp / f"{name}.log", cwd=tree)
         for trial in range(args.trials):
             for name, tree in trees.items():
-                state = tmp / f"{name}-{trial}"
                 env = dict(os.environ, PYTHONPATH=str(tree))
-                runs[name].append(one_run(namespace, [
-                    sys.executable, "-m", "director", "-P", "-f", str(conf), "-l", "-n",
-                    "--web", "off", "--state-dir", str(state), "-p", f"{state}.pid"],
-                    env, tmp / f"{name}.log", cwd=tree))
+                runs[name].append(one_run(namespace, director_argv(name, trial), env,
+                                          tmp / f"{name}.log", cwd=tree))
             runs["keepalived"].append(one_run(namespace, [
                 keepalived, "--vrrp", "--dont-fork", "--log-console", "--no-syslog",
                 "--dont-respawn", "-f", str(conf), "-p", str(tmp / "k.pid"),
@@ -136,7 +149,9 @@ def main() -> int:
     print(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')}  {os.cpu_count()} cpus, load "
           f"{os.getloadavg()[0]:.2f}  python {platform.python_version()}  "
           f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')}")
-    print(f"# exec -> VIP {VIP} on eth0, priority 255, {args.trials} alternating runs each")
+    print(f"# exec -> VIP {VIP} on eth0, priority 255, {args.trials} alternating runs each, "
+          + ("cold (a new state directory each run)" if args.cold else
+             "restarts (each tree's state directory kept)"))
     anchor = statistics.median(wall for wall, _ in runs["keepalived"])
     cpu_anchor = statistics.median(cpu for _, cpu in runs["keepalived"])
     for name, pairs in runs.items():
