@@ -33,6 +33,11 @@ if DAEMON:
 
     CAPTURE.open()
 
+# The methods of the dataclasses about to be made, compiled ahead (director/codecache.py).
+from director.codecache import install as install_code_cache  # noqa: E402
+
+install_code_cache()
+
 if not CTL and not CONFIG_TEST:
     from director.patching import patch_all
 
