@@ -3,7 +3,7 @@ ours beside keepalived at the same intervals, in one run (issue 17).
 
     sudo .venv/bin/python bench/vrrp_fast_failover.py [--intervals 0.1,0.05,0.03,0.02,0.01]
         [--soak-seconds 60] [--trials 10] [--servers 10000] [--only ours|keepalived]
-        [--log-dir DIR]
+        [--idle-control] [--split] [--log-dir DIR]
 
 A benchmark, not a test: it prints a table and ratios and asserts nothing. Needs root
 (namespaces, AF_PACKET), keepalived and HAProxy. Built from bench/vrrp_failover.py (the Series
@@ -17,6 +17,8 @@ For each advert_int (VRRPv3, no authentication) and each implementation, a fresh
     virtual_server of --servers real servers with TCP_CHECK, delay_loop 1 (10,000 checks/s in
     the SAME process and gevent loop as VRRP, as an operator's director runs); B = director,
     VRRP only, idle;
+  * ours split (--split): A as keepalived runs, a VRRP process (-P) and a checker process
+    (-C, started once and kept, as HAProxy is below) with the same file;
   * keepalived: A and B = Debian's keepalived (--vrrp). keepalived's own checker cannot run
     on this kernel (no IP_VS: "IPVS: Can't initialize ipvs", the checker process exits), so
     A's namespace gets the same 10,000 TCP checks/s from HAProxy (check inter 1s, the
@@ -116,7 +118,14 @@ class LoadedImplementation(failover.Implementation):
                 haproxy = host.popen(["haproxy", "-db", "-f", cfg])
                 self.background.append(haproxy)
                 self.checker_pid = haproxy.pid
-        if self.name == "keepalived":
+            if self.label == "ours split":
+                # keepalived's layout: the checks in a process of their own (-C), started
+                # once and kept, as HAProxy is; A's VRRP (-P) is what the trials kill
+                checker = under_load.Daemon(lab, host, under_load.config_text(
+                    self.version, self.advert_int, self.ports), "a-ours-checks", ("-C",))
+                self.background.append(checker.proc)
+                self.checker_pid = checker.pid
+        if self.name == "keepalived" or self.label == "ours split":
             return super().start(lab, host, config)
         self.starts += 1
         daemon = under_load.Daemon(lab, host, under_load.config_text(
@@ -226,7 +235,7 @@ class FastSeries(failover.Series):
 def run_series(label: str, advert_int: float, args, anomalies: Anomalies) -> dict:
     from tests.functional.lab import Lab
     name, servers = {"ours": ("ours", args.servers), "keepalived": ("keepalived", args.servers),
-                     "ours idle": ("ours", 0)}[label]
+                     "ours idle": ("ours", 0), "ours split": ("ours", args.servers)}[label]
     impl = LoadedImplementation(name, 3, advert_int, servers, label)
     result: dict = {"kill": [], "kill_advert": [], "failed": 0, "flaps": 0}
     started = time.monotonic()
@@ -342,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="one implementation only (no ratio)")
     parser.add_argument("--idle-control", action="store_true",
                         help="also ours with A idle (no checks): the floor without the load")
+    parser.add_argument("--split", action="store_true",
+                        help="also ours as keepalived runs: A's VRRP in one process (-P), its "
+                             "checks in another (-C)")
     parser.add_argument("--log-dir", default=f"/tmp/vrrp-fast-failover-logs-{os.getpid()}",
                         help="where the logs of marked events go (kept only if any)")
     args = parser.parse_args(argv)
@@ -366,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     impls = [args.only] if args.only else ["ours", "keepalived"]
     if args.idle_control:
         impls.append("ours idle")
+    if args.split:
+        impls.append("ours split")
     if "keepalived" in impls and keepalived_binary() is None:
         print("cannot run: keepalived is not installed", file=sys.stderr)
         return 2

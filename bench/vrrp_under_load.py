@@ -104,7 +104,8 @@ class Daemon:
     """`python -m director` in host's namespace, both subsystems, RLIMIT_NOFILE raised by
     prlimit (which execs: the process id is the Python daemon's)."""
 
-    def __init__(self, lab, host, config: str, name: str):
+    def __init__(self, lab, host, config: str, name: str, mode: tuple[str, ...] = ()):
+        """``mode``: () both subsystems, ("-C",) the checks alone."""
         self.lab = lab
         self.folder = Path(lab.tmp) / name
         self.folder.mkdir(exist_ok=True)
@@ -115,7 +116,7 @@ class Daemon:
         self.started = time.monotonic()
         nofile = min(NOFILE, tcp_scale.hard_nofile())
         self.proc = host.popen(["prlimit", f"--nofile={nofile}:{nofile}", sys.executable,
-                                "-m", "director", "-f", conf, "-l", "-n", "--web", "off",
+                                "-m", "director", "-f", conf, *mode, "-l", "-n", "--web", "off",
                                 "--state-dir", self.state_dir,
                                 "-p", self.folder / "director.pid"],
                                log_path=self.folder / "log", env=env)
