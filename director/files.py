@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import TextIO
+from io import TextIOWrapper as TextIO    # not typing's: the quick start reads this module
 
 
 def open_private(path: str, mode: str = "w", permissions: int = 0o644) -> TextIO:

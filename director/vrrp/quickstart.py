@@ -40,6 +40,7 @@ import socket
 import time
 
 from .. import DEFAULT_STATE_DIR
+from ..files import directory_problem, writable_by_others
 from .link import interface_up, linkbeat_interfaces
 from .rtnl import RtnlAddresses
 from .transport import VrrpSocket
@@ -99,10 +100,19 @@ class QuickStart:
     def _plan(self) -> dict | None:
         path = os.path.join(state_dir(self.argv), PLAN_FILE)
         try:
-            with open(path, "rb") as handle:
-                plan = marshal.loads(handle.read(MAX_PLAN_BYTES))
+            handle = open(path, "rb")
         except FileNotFoundError:
             return None
+        with handle:
+            # ours alone, as the daemon's state directory must be (files.py): a plan that
+            # another user could have written would have root add what it names
+            mine, folder = os.fstat(handle.fileno()), os.stat(os.path.dirname(path) or ".")
+            if mine.st_uid != os.geteuid() or writable_by_others(mine.st_gid, mine.st_mode) \
+                    or directory_problem(folder.st_uid, folder.st_gid, folder.st_mode,
+                                         os.geteuid()):
+                self.errors.append(f"{path}: not ours alone; ignored")
+                return None
+            plan = marshal.loads(handle.read(MAX_PLAN_BYTES))
         if not isinstance(plan, dict) or plan.get("key") != key(self.argv):
             return None
         for name, data in plan["files"]:

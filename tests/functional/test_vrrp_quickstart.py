@@ -200,8 +200,14 @@ def test_a_file_that_does_not_qualify_writes_no_plan(lab, pair):  # noqa: F811
         stop(proc)
 
 
-def test_the_plan_is_private(lab, pair):  # noqa: F811
+def test_the_plan_is_private_and_a_plan_others_could_write_is_ignored(lab, pair):  # noqa: F811
     _, a, _ = pair
     folder = planned(lab, a, OWNER)
-    mode = os.stat(folder / "state" / "quickstart.plan").st_mode & 0o777
+    until(lacks(a), 10, "the stopped daemon left its VIP")
+    plan = folder / "state" / "quickstart.plan"
+    mode = os.stat(plan).st_mode & 0o777
     assert mode == 0o600, oct(mode)           # it holds the files' bytes, passwords too
+    os.chmod(plan, 0o602)                     # anyone could have written this one
+    result = exec_side(a, folder)
+    assert result["taken"] == [] and "not ours alone" in " ".join(result["errors"]), result
+    assert lacks(a)()
