@@ -255,7 +255,7 @@ def test_vmac_made_shown_and_removed_by_a_reload_and_a_failed_one_changes_nothin
     counters = lambda: {i["name"]: i for i in state()["vrrp"]["instances"]}["VI_1"]["counters"]
     sent = counters()["adverts_sent"]
     wait_for(lambda: counters()["adverts_sent"] >= sent + 2, 5, message=lambda: lab.log_of(ours))
-    assert counters()["send_errors"] == 0
+    assert counters()["send_errors"] == 0, lab.log_of(ours)[-4000:]
 
     # the reload that removes the instance removes its VMAC and puts the base's sysctls back
     ours.conf.write_text(keep)
