@@ -12,11 +12,12 @@ run() {
     "$@" 2>&1 | tee -a "$LOG" | tail -25
 }
 run $PY bench/startup.py --trials 10
+run $PY bench/startup.py --trials 6 --cold
 run $PY bench/vrrp_failover.py --trials 6 --skip-jitter
 run $PY bench/config_parse.py --runs 5
 run $PY bench/web_scale.py --trials 3 --requests 7 --no-browser
 run $PY bench/check_tcp_scale.py --window 20
 run $PY bench/check_http_scale.py --window 20
 run $PY bench/vrrp_under_load.py --v2-seconds 20 --v3-seconds 15
-run $PY bench/vrrp_fast_failover.py --intervals 0.05,0.02 --soak-seconds 60 --trials 6
+run $PY bench/vrrp_fast_failover.py --intervals 0.05,0.02 --soak-seconds 60 --trials 6 --split
 echo "log: $LOG"
