@@ -14,7 +14,7 @@ import resource
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import control, dumps, hub, pidfile, process, reloadfiles, webserver
+from . import control, dumps, hub, pidfile, process, reloadfiles
 from .clock import Clock, MonotonicClock
 from .commands import Commands
 from .config import Unreadable, load_config
@@ -140,7 +140,7 @@ class Director(Commands):
                 hub.on_signal(signum, lambda command=command: self.commands.put(command))
             if signals:
                 hub.on_signal(dumps.SIGJSON, lambda: self.commands.put("json"))
-            before, now = webserver.raise_fd_limit()
+            before, now = process.raise_fd_limit()
             if now != before:
                 event(log, "director.fd_limit", soft_was=before, soft=now)
             self._start()
@@ -373,7 +373,10 @@ class Director(Commands):
         """The web face's address, bound, with what it needs checked (director/webserver.py):
         refused before anything starts when an admin token would cross a network in clear
         text, or TLS is asked for with a file that is wrong. -> (listener, host, port, TLS
-        context or None) for ``_serve_web``."""
+        context or None) for ``_serve_web``. The web modules load here: a daemon without a
+        web face (--web off, a -P beside a -C) does not load gevent's WSGI server and
+        http.client's email parser on its way to the first advert."""
+        from . import webserver
         options = self.options
         host, _, port = options.web.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
@@ -403,6 +406,8 @@ class Director(Commands):
         """The dashboard, API and /metrics app on the socket ``_bind_web`` bound: clients
         that came meanwhile waited in its backlog."""
         from web import create_app
+
+        from . import webserver
         token = self.admin_token
         limit = self._web_limit(self.config)
         app = create_app(self, admin_token=token, max_streams=webserver.stream_limit(limit))
@@ -418,6 +423,7 @@ class Director(Commands):
     def _web_limit(self, config: Any) -> int:
         """Web connections allowed: the descriptor limit minus the reserve ``config`` needs
         (webserver.fd_reserve); said in the log when it changes."""
+        from . import webserver
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         reserve = webserver.fd_reserve(config)
         limit = webserver.connection_limit(nofile, reserve)

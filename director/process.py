@@ -259,3 +259,17 @@ class OwnProcess:
         return ProcessView(self.plan.name, self.plan.umask, self.plan.nice,
                            raised or self.plan.rt_priority, self.plan.cpus,
                            self.plan.lock_memory, self.namespace, reload_at)
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """The soft RLIMIT_NOFILE raised to the hard one; returns (soft before, soft now)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:        # Linux caps it at fs.nr_open anyway
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return soft, hard
+        except (ValueError, OSError):
+            pass
+    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -5,7 +5,6 @@ watcher is one supervised greenlet that posts "reload" like SIGHUP does."""
 
 from __future__ import annotations
 
-import calendar
 import logging
 import os
 import re
@@ -36,7 +35,10 @@ def reload_time(text: str, now: float) -> float | None:
     clock = (int(hour), int(minute), int(second))
     if clock[0] > 23 or clock[1] > 59 or clock[2] > 59:
         return None
-    convert = calendar.timegm if utc else (lambda t: time.mktime(t))
+    if utc:
+        from calendar import timegm as convert   # here: with datetime, 5 ms of a start
+    else:
+        convert = time.mktime
     if year is None:
         today = time.gmtime(now) if utc else time.localtime(now)
         when = convert((today.tm_year, today.tm_mon, today.tm_mday, *clock, 0, 0, -1))

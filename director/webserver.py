@@ -95,20 +95,6 @@ def stream_limit(connections: int) -> int:
     return max(1, min(STREAMS_MAX, connections // 2))
 
 
-def raise_fd_limit() -> tuple[int, int]:
-    """The soft RLIMIT_NOFILE raised to the hard one; returns (soft before, soft now)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:        # Linux caps it at fs.nr_open anyway
-        hard = 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            return soft, hard
-        except (ValueError, OSError):
-            pass
-    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
