@@ -25,7 +25,7 @@ PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__",
                     f"dataclass-code.{sys.implementation.cache_tag}.marshal")
 MAX_BYTES = 16 << 20
 
-_table: dict[str, object] = {}
+_table: dict[str, bytes] = {}            # source -> its code, marshalled
 _compiled: dict[str, object] = {}        # sources not in the table, compiled in this run
 
 
@@ -36,6 +36,8 @@ def _exec(source, globals=None, locals=None):
         if code is None:
             code = compile(source, "<string>", "exec")
             _compiled[source] = code
+        else:
+            code = marshal.loads(code)      # kept as bytes: a run needs half of them
         source = code
     builtins.exec(source, globals, locals)
 
@@ -47,7 +49,8 @@ def install(path: str = PATH) -> int:
         with open(path, "rb") as handle:
             magic, table = marshal.loads(handle.read(MAX_BYTES))
         if magic == MAGIC_NUMBER and isinstance(table, dict):
-            _table.update(table)
+            _table.update((source, code) for source, code in table.items()
+                          if isinstance(code, bytes))
     except (OSError, ValueError, EOFError, TypeError):
         pass                                # no table (yet): compiled as before
     dataclasses.exec = _exec
@@ -69,13 +72,30 @@ def build(path: str = PATH) -> int:
             importlib.import_module(module.name)
         except Exception:                   # noqa: BLE001 (an optional dependency missing)
             continue
-    table = dict(_table, **_compiled)
+    _every_model()
+    table = dict(_table, **{source: marshal.dumps(code) for source, code in _compiled.items()})
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "wb") as handle:
         handle.write(marshal.dumps((MAGIC_NUMBER, table)))
     os.replace(temporary, path)
     return len(table)
+
+
+def _every_model() -> None:
+    """The configuration's models are made when a file first has their block (schema.py
+    model_for): every block's, as any file may have it."""
+    from .config.blocks import ROOT
+    from .config.schema import Block, model_for
+    seen: set[int] = set()
+    pending = [ROOT]
+    while pending:
+        block = pending.pop()
+        if id(block) in seen:
+            continue
+        seen.add(id(block))
+        model_for(block)
+        pending += [kw.value for kw in block.keywords if isinstance(kw.value, Block)]
 
 
 if __name__ == "__main__":             # python -m director.codecache [PATH]

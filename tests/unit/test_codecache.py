@@ -37,7 +37,7 @@ def test_the_table_s_code_is_what_runs(fresh, tmp_path):
     other = compile(repr_source.replace("return ", "return 'from the table' or ", 1),
                     "<string>", "exec")
     path = tmp_path / "table"
-    path.write_bytes(marshal.dumps((codecache.MAGIC_NUMBER, {repr_source: other})))
+    path.write_bytes(marshal.dumps((codecache.MAGIC_NUMBER, {repr_source: marshal.dumps(other)})))
     fresh.setattr(codecache, "_table", {})
     assert codecache.install(str(path)) == 1
     assert repr(make()(1, 2)) == "from the table"
@@ -71,9 +71,13 @@ def test_build_holds_the_daemon_s_classes(tmp_path):
     magic, table = marshal.loads(path.read_bytes())
     count = len(table)
     assert magic == codecache.MAGIC_NUMBER
+    assert all(isinstance(code, bytes) for code in table.values())
     # the VRRP state machine's state and the configuration's models are among them
     from director.vrrp.fsm import State
     fields = [field.name for field in dataclasses.fields(State)]
     assert any("def __init__" in source and all(name in source for name in fields)
                for source in table), "fsm.State's __init__ is not in the table"
+    # and the configuration's models, made only when a file has their block
+    assert any("def __init__" in source and "initial_state:" in source and "use_vmac:" in source
+               for source in table), "the vrrp_instance model's __init__ is not in the table"
     assert count > 400
