@@ -17,9 +17,12 @@ import random
 import re
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .diagnostics import Diagnostics, Location
+from .diagnostics import Diagnostics, Location, no_pause
+
+if TYPE_CHECKING:
+    from .tree import TreeBuilder
 
 # Limits that turn absurd input into one clear error, fast, instead of minutes of work and a
 # gigabyte of memory (a HUP with 50 MB of garbage once blocked the daemon for 32 s). A
@@ -48,7 +51,7 @@ _BRACE_PARTS = re.compile(r"[{}]|[^{}]+")
 _GLOB_CHARS = re.compile(r"[*?\[{]")
 # A character that makes a line more than its words: a comment, a conditional, a variable, a
 # repetition, a quote, an escape. A line without one (nearly every line of a large file) is
-# split at once (Preprocessor._plain).
+# split at once (Preprocessor._read_text).
 _SPECIAL = re.compile(r'[#!@$~"\\]').search
 
 
@@ -83,8 +86,12 @@ class Preprocessor:
                  read: Callable[[str], bytes] = read_bytes,
                  max_lines: int = MAX_EXPANDED_LINES,
                  max_file_bytes: int = MAX_FILE_BYTES,
-                 max_config_bytes: int = MAX_CONFIG_BYTES) -> None:
+                 max_config_bytes: int = MAX_CONFIG_BYTES,
+                 tree: "TreeBuilder | None" = None) -> None:
         self.diagnostics = diagnostics
+        # With a tree builder, each line goes straight into the tree as it is read (the
+        # loader's one pass from text to tree); without, ``run`` returns the SourceLines.
+        self.tree = tree
         self.config_id = config_id
         self.read = read
         self.variables: dict[str, str] = {}
@@ -109,6 +116,12 @@ class Preprocessor:
         if self.diagnostics.stopped:
             self.lines = []
         return self.lines
+
+    def _emit(self, words: list[str], location: Location, indent: int) -> None:
+        if self.tree is not None:
+            self.tree.add(words, location.file, location.line, indent)
+        else:
+            self.lines.append(SourceLine(words, location, indent))
 
     def _read_file(self, path: str, included_at: Location | None) -> None:
         real = os.path.realpath(path)
@@ -182,9 +195,13 @@ class Preprocessor:
         if physical and physical[-1] == "":
             physical.pop()          # the newline that ends the last line starts no line
         diagnostics = self.diagnostics
-        pause = diagnostics.pause
+        pause = diagnostics.pause if diagnostics.pause is not no_pause else None
+        tree = self.tree
+        lines = self.lines
+        from .tree import Stmt      # the tree imports this module's Quoted
         for number, raw in enumerate(physical, 1):
-            pause()
+            if pause is not None:
+                pause()
             if diagnostics.stopped:      # a fatal error, or too many: the rest is not read
                 return
             if len(raw) > MAX_LINE_CHARS:
@@ -205,14 +222,27 @@ class Preprocessor:
                 words = raw.split()
                 if not words:
                     continue
-                if self._plain(words, raw):
-                    self._expanded += 1
-                    if self._expanded > self.max_lines:
-                        self._too_many_lines(Location(path, number))
+                # A plain line: its white-space-separated words are its words as _expand
+                # would find them, unless a brace is glued to a word (split_words splits
+                # it) or it is include, include_check or random_seed (acted on as the file
+                # is read). The fast path was a third of the preprocessor's time (issue 17).
+                first = words[0]
+                if not first.startswith("include") and first != "random_seed":
+                    braced = "{" in raw or "}" in raw
+                    if not braced or _braces_apart(words):
+                        self._expanded += 1
+                        if self._expanded > self.max_lines:
+                            self._too_many_lines(Location(path, number))
+                            continue
+                        indent = len(raw) - len(raw.lstrip())
+                        if tree is None:
+                            lines.append(SourceLine(words, Location(path, number), indent))
+                        elif braced:
+                            tree.add(words, path, number, indent)
+                        else:
+                            tree.previous = Stmt(first, words[1:], path, number, None, indent)
+                            tree.current.append(tree.previous)
                         continue
-                    self.lines.append(SourceLine(words, Location(path, number),
-                                                 len(raw) - len(raw.lstrip())))
-                    continue
             line = strip_comment(raw) if ("#" in raw or "!" in raw) else raw
             body = line.strip()
             if not body:
@@ -241,21 +271,6 @@ class Preprocessor:
             self.variables[pending_name] = "\n".join(pending_value)
 
     # -- line level --------------------------------------------------------------------------
-
-    @staticmethod
-    def _plain(words: list[str], raw: str) -> bool:
-        """Are a line's white-space-separated words, with nothing special in it (_SPECIAL),
-        its words as _expand would find them? Not when a brace is glued to a word (split
-        apart by split_words), nor for include, include_check or random_seed (acted on as
-        the file is read). The fast path was a third of the preprocessor's time (issue 17)."""
-        first = words[0]
-        if first.startswith("include") or first == "random_seed":
-            return False
-        if "{" in raw or "}" in raw:
-            for word in words:
-                if len(word) > 1 and ("{" in word or "}" in word):
-                    return False
-        return True
 
     def _conditional(self, body: str) -> str:
         """``@ID line`` keeps the line only when ID is ours; ``@^ID line`` only when it is not."""
@@ -303,7 +318,7 @@ class Preprocessor:
         if self._expanded > self.max_lines:
             self._too_many_lines(location)
             return
-        self.lines.append(SourceLine(words, location, indent))
+        self._emit(words, location, indent)
 
     def _deeper(self, location: Location) -> bool:
         """One level deeper into a repetition or a multi-line definition; False (and one
@@ -540,6 +555,14 @@ class Preprocessor:
         for path in matches:
             if os.path.isfile(path):
                 self._read_file(path, location)
+
+
+def _braces_apart(words: list[str]) -> bool:
+    """No brace glued to a word: each ``{`` or ``}`` stands alone."""
+    for word in words:
+        if len(word) > 1 and ("{" in word or "}" in word):
+            return False
+    return True
 
 
 class _Sequence:

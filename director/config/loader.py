@@ -18,16 +18,33 @@ from .tree import Stmt
 
 
 class _Context:
-    """What value parsers see: where they are, and a way to warn or complain there."""
+    """What value parsers see: where they are, and a way to warn or complain there.
 
-    __slots__ = ("diagnostics", "location", "invalid")
+    Where is the statement being read (``stmt``); its Location is made when a parser or a
+    diagnostic asks for it, not for each of the file's hundred thousand statements. A
+    parser may set ``location`` (a BGP peer's checks speak at the peer's line)."""
+
+    __slots__ = ("diagnostics", "stmt", "pinned", "invalid")
 
     def __init__(self, diagnostics: Diagnostics) -> None:
         self.diagnostics = diagnostics
-        self.location = Location("", 0)
+        self.stmt = Stmt("", [], "", 0)
+        self.pinned: Location | None = None
         # Fields of the block being finished whose value was given but did not parse: a
         # "needs X" on top of "X: must be ..." would say the same mistake twice.
         self.invalid: set[str] = set()
+
+    @property
+    def location(self) -> Location:
+        return self.pinned or Location(self.stmt.file, self.stmt.line)
+
+    @location.setter
+    def location(self, location: Location) -> None:
+        self.pinned = location
+
+    def at(self, stmt: Stmt) -> None:
+        self.stmt = stmt
+        self.pinned = None
 
     def warn(self, message: str) -> None:
         self.diagnostics.warning(self.location, message)
@@ -66,13 +83,13 @@ class Loader:
         self.ctx = _Context(diagnostics)
 
     def load(self, statements: list[Stmt], path: str) -> Any:
-        top = Stmt(ROOT.name, [], Location(path, 1), statements)
+        top = Stmt(ROOT.name, [], path, 1, statements)
         return self.block(ROOT, top)
 
     def block(self, block: Block, stmt: Stmt) -> Any | None:
         self.diagnostics.pause()
         ctx = self.ctx
-        ctx.location = stmt.location
+        ctx.at(stmt)
         values = block.defaults()
         if block.header is not None:
             try:
@@ -80,14 +97,15 @@ class Loader:
             except Invalid as exc:
                 ctx.error(f"{block.name}: {exc}")
                 return None
-        set_at: dict[str, Location] = {}
+        set_at: dict[str, int] = {}       # field -> the line that set it
         appended: dict[str, list] = {}      # repeated keywords and items, frozen at the end
         invalid: set[str] = set()
         warned_items = False
         for child in stmt.children or ():
             if self.diagnostics.stopped:     # too many errors: the rest is not walked
                 break
-            ctx.location = child.location
+            ctx.stmt = child
+            ctx.pinned = None
             kw = block.lookup(child.keyword)
             if kw is None:
                 if block.items is None:
@@ -110,7 +128,7 @@ class Loader:
             if kw.unsupported:
                 ctx.warn(f"'{child.keyword}' is accepted but not acted on: {kw.unsupported}")
             value = self._value(kw, child)
-            ctx.location = child.location
+            ctx.at(child)
             if value is _INVALID:
                 invalid.add(kw.field_name)
                 continue
@@ -120,17 +138,17 @@ class Loader:
             else:
                 if field in set_at and kw.repeat == "once":
                     ctx.error(f"'{child.keyword}' is given twice (first at line "
-                              f"{set_at[field].line}): at most one")
+                              f"{set_at[field]}): at most one")
                     continue
                 if field in set_at:
                     ctx.warn(f"'{child.keyword}' overrides the value set at line "
-                             f"{set_at[field].line}")
-                set_at[field] = child.location
+                             f"{set_at[field]}")
+                set_at[field] = child.line
                 values[field] = value
         for field, items in appended.items():
             values[field] = values[field] + tuple(items)
         if block.finish is not None:
-            ctx.location = stmt.location
+            ctx.at(stmt)
             ctx.invalid = invalid
             block.finish(values, ctx)
         return model_for(block)(**values, location=stmt.location)
@@ -152,7 +170,7 @@ class Loader:
                 ctx.error(f"'{name}' takes nothing before '{{', got '{' '.join(stmt.args)}'")
             items = []
             for line in stmt.children:
-                ctx.location = line.location
+                ctx.at(line)
                 item = self._item(value_type.item, line, name)
                 if item is not None:
                     items.append(item)
