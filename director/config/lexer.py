@@ -17,12 +17,9 @@ import random
 import re
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Protocol
 
 from .diagnostics import Diagnostics, Location, no_pause
-
-if TYPE_CHECKING:
-    from .tree import TreeBuilder
 
 # Limits that turn absurd input into one clear error, fast, instead of minutes of work and a
 # gigabyte of memory (a HUP with 50 MB of garbage once blocked the daemon for 32 s). A
@@ -68,6 +65,18 @@ class SourceLine:
     indent: int
 
 
+class LineSink(Protocol):
+    """Where the preprocessor puts lines as it reads them (tree.TreeBuilder): ``add`` takes
+    any line; a line with no brace may instead be made a ``statement`` and appended to
+    ``current`` directly, and becomes ``previous``."""
+
+    statement: Callable[..., Any]
+    current: list
+    previous: Any
+
+    def add(self, words: list[str], file: str, line: int, indent: int) -> None: ...
+
+
 def read_bytes(path: str, limit: int = MAX_FILE_BYTES + 1) -> bytes:
     """At most ``limit`` bytes: enough to tell a file is too large without holding it all
     (``include /dev/zero`` would never end)."""
@@ -87,7 +96,7 @@ class Preprocessor:
                  max_lines: int = MAX_EXPANDED_LINES,
                  max_file_bytes: int = MAX_FILE_BYTES,
                  max_config_bytes: int = MAX_CONFIG_BYTES,
-                 tree: "TreeBuilder | None" = None) -> None:
+                 tree: LineSink | None = None) -> None:
         self.diagnostics = diagnostics
         # With a tree builder, each line goes straight into the tree as it is read (the
         # loader's one pass from text to tree); without, ``run`` returns the SourceLines.
@@ -198,7 +207,7 @@ class Preprocessor:
         pause = diagnostics.pause if diagnostics.pause is not no_pause else None
         tree = self.tree
         lines = self.lines
-        from .tree import Stmt      # the tree imports this module's Quoted
+        statement = tree.statement if tree is not None else None
         for number, raw in enumerate(physical, 1):
             if pause is not None:
                 pause()
@@ -240,7 +249,8 @@ class Preprocessor:
                         elif braced:
                             tree.add(words, path, number, indent)
                         else:
-                            tree.previous = Stmt(first, words[1:], path, number, None, indent)
+                            tree.previous = statement(first, words[1:], path, number, None,
+                                                      indent)
                             tree.current.append(tree.previous)
                         continue
             line = strip_comment(raw) if ("#" in raw or "!" in raw) else raw

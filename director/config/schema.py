@@ -165,6 +165,7 @@ class Flag:
     writing it stores: ``nopreempt`` is Flag(sets=False) on the field ``preempt``."""
 
     sets: bool = True
+    pure = True     # no warning, no location: the loader may reuse a value (_parsed)
 
     def parse(self, args, ctx):
         if not args:
@@ -184,6 +185,7 @@ class Flag:
 class Int:
     low: int
     high: int
+    pure = True     # no warning, no location: the loader may reuse a value (_parsed)
 
     def parse(self, args, ctx):
         word = one_value(args, f"an integer from {self.low} to {self.high}")
@@ -206,6 +208,7 @@ class Seconds:
 
     low: float
     high: float
+    pure = True     # no warning, no location: the loader may reuse a value (_parsed)
 
     def parse(self, args, ctx):
         word = one_value(args, "a number of seconds")
@@ -228,6 +231,7 @@ class Word:
     """One word (an interface name, a router id, an instance name)."""
 
     what: str = "a name"
+    pure = True     # no warning, no location: the loader may reuse a value (_parsed)
 
     def parse(self, args, ctx):
         return str(one_value(args, self.what))
@@ -242,6 +246,7 @@ class Text:
     unquoted words with single spaces and keeps a quoted string as written."""
 
     what: str = "text"
+    pure = True     # no warning, no location: the loader may reuse a value (_parsed)
 
     def parse(self, args, ctx):
         if not args:
@@ -256,6 +261,7 @@ class Text:
 class Choice:
     options: tuple[str, ...]
     case: str = "upper"      # how the value is stored: "upper", "lower" or "keep"
+    pure = True     # no warning, no location: the loader may reuse a value (_parsed)
 
     def parse(self, args, ctx):
         word = one_value(args, "one of " + ", ".join(self.options))
@@ -307,6 +313,7 @@ class Raw:
     (name, text), so that many such keywords can share one list field."""
 
     name: str = ""
+    pure = True     # no warning, no location: the loader may reuse a value (_parsed)
 
     def parse(self, args, ctx):
         text = " ".join(str(a) for a in args) if args else True

@@ -64,6 +64,7 @@ class TreeBuilder:
     ``current`` itself (nearly every line of a large file) and sets ``previous`` to it."""
 
     __slots__ = ("root", "current", "previous", "_stack", "_errors", "_balanced")
+    statement = Stmt
 
     def __init__(self) -> None:
         self.root: list[Stmt] = []
