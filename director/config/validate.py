@@ -289,7 +289,7 @@ def _commands(node: Any, where: Location, user: str | None, pause: Callable[[], 
     held a reload's adverts 160 ms (bench/reload_lateness.py).
 
     The walk reads each model type's fields once (_fields_of) and steps over the values that
-    cannot hold a script (strings, numbers, None, empty tuples: nearly all) by their type:
+    cannot hold a script (strings, numbers, None, locations: nearly all) by their type:
     ``dataclasses.fields`` and ``is_dataclass`` per value made this walk a third of ``-t``
     on 10,000 real servers (0.86 s; docs/BENCHMARKS.md, issue 17)."""
     found: list[tuple[Location, str, Command, str | None]] = []
@@ -297,7 +297,7 @@ def _commands(node: Any, where: Location, user: str | None, pause: Callable[[], 
     return iter(found)
 
 
-_LEAVES = frozenset((str, int, float, bool, type(None)))
+_LEAVES = frozenset((str, int, float, bool, type(None), Location))   # hold no script
 _FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple]] | None] = {}
 
 
