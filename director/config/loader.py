@@ -13,7 +13,7 @@ from typing import Any
 
 from .blocks import ROOT
 from .diagnostics import Diagnostics, Location
-from .schema import Block, Invalid, Kw, Lines, Opaque, model_for
+from .schema import Block, Invalid, Kw, Lines, Opaque, model_maker
 from .tree import Stmt
 
 
@@ -200,7 +200,7 @@ class Loader:
             ctx.at(stmt)
             ctx.invalid = invalid
             block.finish(values, ctx)
-        return model_for(block)(**values, location=stmt.location)
+        return model_maker(block)(values, stmt.location)
 
     def _value(self, kw: Kw, stmt: Stmt) -> Any:
         value_type = kw.value

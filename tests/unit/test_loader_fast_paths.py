@@ -67,3 +67,29 @@ def test_overrides_and_twice_given_keep_their_lines(tmp_path):
     assert (5, "warning", "'priority' overrides the value set at line 4") in said
     assert any(line == 12 and "'bgp' is given twice (first at line 10)" in message
                for line, _, message in said), said
+
+
+def test_models_made_by_the_loader_are_the_models_own():
+    """schema.model_maker builds a plain slotted twin and gives it the frozen model's class:
+    for every block of the tables the result is of the model's type, equal to and hashed
+    as the model's own __init__ makes it, frozen, and dataclasses.replace works on it."""
+    import dataclasses
+
+    import pytest
+
+    from director.config.diagnostics import Location
+    from director.config.schema import model_for, model_maker
+    blocks = list(_all_blocks(ROOT).values())
+    assert len(blocks) > 20
+    for block in blocks:
+        model = model_for(block)
+        values = block.defaults()
+        made = model_maker(block)(values, Location("/x.conf", 7))
+        own = model(**values, location=Location("/x.conf", 7))
+        assert type(made) is model
+        assert made == own and hash(made) == hash(own) and repr(made) == repr(own)
+        assert made.location == Location("/x.conf", 7)
+        name = dataclasses.fields(model)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(made, name, 1)
+        assert dataclasses.replace(made, location=None) == made
