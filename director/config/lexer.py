@@ -238,7 +238,7 @@ class Preprocessor:
                 first = words[0]
                 if not first.startswith("include") and first != "random_seed":
                     braced = "{" in raw or "}" in raw
-                    if not braced or _braces_apart(words):
+                    if not braced or _braces_apart(words, raw):
                         self._expanded += 1
                         if self._expanded > self.max_lines:
                             self._too_many_lines(Location(path, number))
@@ -567,12 +567,10 @@ class Preprocessor:
                 self._read_file(path, location)
 
 
-def _braces_apart(words: list[str]) -> bool:
-    """No brace glued to a word: each ``{`` or ``}`` stands alone."""
-    for word in words:
-        if len(word) > 1 and ("{" in word or "}" in word):
-            return False
-    return True
+def _braces_apart(words: list[str], raw: str) -> bool:
+    """No brace glued to a word: each ``{`` or ``}`` of the line (which has no quote) is a
+    word of its own. Counted in C: every braced line of a file asks."""
+    return raw.count("{") == words.count("{") and raw.count("}") == words.count("}")
 
 
 class _Sequence:
