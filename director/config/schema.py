@@ -149,35 +149,51 @@ def model_for(block: Block) -> type:
 
 
 _MAKERS: dict[int, Callable[[dict, Any], Any]] = {}
+TWIN_AFTER = 64     # models of one block made the plain way before its twin is built
 
 
 def model_maker(block: Block) -> Callable[[dict, Any], Any]:
     """``make(values, location)``: the block's model (model_for), made as the loader makes
     26,000 of them for 10,000 real servers. A frozen dataclass's __init__ stores each field
-    through object.__setattr__ (9 us for a real_server's 22 fields); this one builds a
-    plain slotted twin with the same fields in the same order (3 us) and gives it the
-    frozen class, which CPython allows between classes of one layout. What is made is an
-    instance of the model like any other: equal, hashed, frozen, replaced alike."""
+    through object.__setattr__ (9 us for a real_server's 22 fields); past TWIN_AFTER models
+    of a block, they are made as a plain slotted twin with the same fields in the same order
+    (3 us) given the frozen class, which CPython allows between classes of one layout. What
+    is made is an instance of the model like any other: equal, hashed, frozen, replaced
+    alike. The twin costs a millisecond to build: a small file (a daemon's start-up) never
+    pays it."""
     key = id(block)
     if key not in _MAKERS:
         model = model_for(block)
-        twin = dataclasses.make_dataclass(
-            model.__name__, [(f.name, Any, dataclasses.field(default=f.default))
-                             for f in dataclasses.fields(model)],
-            slots=True, eq=False, repr=False, match_args=False)
+        made = 0
 
         def make(values: dict, location: Any) -> Any:
-            made = twin(**values, location=location)
-            made.__class__ = model
-            return made
+            nonlocal made
+            made += 1
+            if made >= TWIN_AFTER:
+                _MAKERS[key] = _twin_maker(block, model)
+            return model(**values, location=location)
 
-        try:
-            make(block.defaults(), None)
-        except TypeError:           # not one layout after all: the model's own __init__
-            def make(values: dict, location: Any) -> Any:
-                return model(**values, location=location)
         _MAKERS[key] = make
     return _MAKERS[key]
+
+
+def _twin_maker(block: Block, model: type) -> Callable[[dict, Any], Any]:
+    twin = dataclasses.make_dataclass(
+        model.__name__, [(f.name, Any, dataclasses.field(default=f.default))
+                         for f in dataclasses.fields(model)],
+        slots=True, eq=False, repr=False, match_args=False)
+
+    def make(values: dict, location: Any) -> Any:
+        made = twin(**values, location=location)
+        made.__class__ = model
+        return made
+
+    try:
+        make(block.defaults(), None)
+    except TypeError:               # not one layout after all: the model's own __init__
+        def make(values: dict, location: Any) -> Any:
+            return model(**values, location=location)
+    return make
 
 
 # -- scalar value types --------------------------------------------------------------------

@@ -78,12 +78,15 @@ def test_models_made_by_the_loader_are_the_models_own():
     import pytest
 
     from director.config.diagnostics import Location
-    from director.config.schema import model_for, model_maker
+    from director.config.schema import TWIN_AFTER, _twin_maker, model_for, model_maker
     blocks = list(_all_blocks(ROOT).values())
     assert len(blocks) > 20
     for block in blocks:
         model = model_for(block)
         values = block.defaults()
+        for _ in range(TWIN_AFTER + 1):      # the plain way first, then the twin
+            model_maker(block)(values, None)
+        assert model_maker(block).__code__ is _twin_maker(block, model).__code__
         made = model_maker(block)(values, Location("/x.conf", 7))
         own = model(**values, location=Location("/x.conf", 7))
         assert type(made) is model
