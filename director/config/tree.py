@@ -8,6 +8,7 @@ explicit stack, so that nesting depth is a diagnostic, never a RecursionError.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 from .diagnostics import Diagnostics, Location
 from .lexer import Quoted, SourceLine
@@ -145,6 +146,47 @@ class TreeBuilder:
                 last_in_line = None
         self.current = current
         self.previous = last_in_line
+
+    def add_lines(self, file: str, lines: Iterable[tuple[int, list[str], int]],
+                  pause: Callable[[], None] | None = None) -> None:
+        """Many lines of one file, (number, words, indent), empty ones included: what ``add``
+        does for each, with its two short paths ("keyword args {" and a lone "}" indented
+        as its block) and the plain statement made here, in one loop (the preprocessor's
+        whole-file path: Preprocessor._read_plain_text)."""
+        stack = self._stack
+        current = self.current
+        previous = self.previous
+        root = self.root
+        for line, words, indent in lines:
+            if not words:
+                continue
+            if pause is not None:
+                pause()
+            if "{" not in words and "}" not in words:
+                previous = Stmt(words[0], words[1:], file, line, None, indent)
+                current.append(previous)
+                continue
+            last = words[-1]
+            if len(words) == 1 and last == "}" and stack and stack[-1].owner.indent == indent:
+                stack.pop()
+                current = stack[-1].children if stack else root
+                previous = None
+                continue
+            if last == "{" and len(words) > 1 and "}" not in words \
+                    and words.index("{") == len(words) - 1 and len(stack) < MAX_DEPTH:
+                previous = None
+                owner = Stmt(words[0], words[1:-1], file, line, [], indent)
+                current.append(owner)
+                stack.append(_Open(owner, owner.children))
+                current = owner.children
+                continue
+            self.current = current
+            self.previous = previous
+            self.add(words, file, line, indent)
+            current = self.current
+            previous = self.previous
+        self.current = current
+        self.previous = previous
 
     def _error(self, file: str, line: int, message: str) -> None:
         self._errors.append((file, line, message))
