@@ -22,6 +22,7 @@ from .lexer import Preprocessor, read_bytes
 from .loader import Loader
 from .tree import TreeBuilder
 from .validate import validate
+from .values import commands_made
 
 
 def default_config_id() -> str:
@@ -96,12 +97,14 @@ def _load(path: str, config_id: str | None, interface_exists: Callable[[str], bo
     diagnostics = Diagnostics(pause=pause)
     # One pass from the text to the tree: each line goes into the tree as it is read.
     builder = TreeBuilder()
+    made = commands_made()
     Preprocessor(diagnostics, config_id or default_config_id(), read, tree=builder).run(path)
     tree = builder.finish(diagnostics)
     config = None
     if tree is not None:
         config = Loader(diagnostics).load(tree, path)
-        validate(config, diagnostics, interface_exists)
+        # No Command made during the load: no script in the model to look for.
+        validate(config, diagnostics, interface_exists, scripts=commands_made() != made)
     if pause is not None:       # the tree, or the part read before an error stopped it
         _release(builder.root, pause, 10)
     if diagnostics.has_errors():

@@ -493,6 +493,15 @@ def status_codes(args: list[str], ctx: Context) -> tuple[tuple[int, int], ...]:
 
 # -- commands ---------------------------------------------------------------------------------
 
+_commands_made = 0
+
+
+def commands_made() -> int:
+    """How many Commands this process has made: a load during which it did not grow holds
+    no script, and -t's walk looking for them is skipped (config/__init__.py)."""
+    return _commands_made
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """A script keepalived runs: the command line (split shell-style when it is run), and the
@@ -501,6 +510,10 @@ class Command:
     line: str
     user: str | None = None
     group: str | None = None
+
+    def __post_init__(self) -> None:
+        global _commands_made
+        _commands_made += 1
 
 
 def command(args: list[str], ctx: Context, with_user: bool = True) -> Command:

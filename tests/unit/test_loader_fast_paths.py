@@ -96,3 +96,35 @@ def test_models_made_by_the_loader_are_the_models_own():
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(made, name, 1)
         assert dataclasses.replace(made, location=None) == made
+
+
+def test_no_default_of_the_tables_is_a_script():
+    """validate's script walk is skipped when the load made no Command: it relies on no
+    Command standing in a model that the load did not make, a default above all."""
+    from director.config.values import Command
+
+    def scripts_in(value):
+        if isinstance(value, Command):
+            return True
+        if isinstance(value, (tuple, list)):
+            return any(scripts_in(item) for item in value)
+        return False
+
+    for block in _all_blocks(ROOT).values():
+        assert not any(scripts_in(value) for value in block.defaults().values()), block.name
+
+
+def test_the_script_walk_runs_only_when_the_load_made_a_script(tmp_path, monkeypatch):
+    import importlib
+    validate = importlib.import_module("director.config.validate")
+    walked = []
+    real = validate._commands
+    monkeypatch.setattr(validate, "_commands", lambda *a: walked.append(1) or real(*a))
+    path = tmp_path / "keepalived.conf"
+    base = "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  real_server 10.0.0.2 80 {\n%s  }\n}\n"
+    path.write_text(base % "")
+    assert load_config(str(path), config_id="t", interface_exists=lambda name: True).ok
+    assert walked == []
+    path.write_text(base % "    notify_up /bin/true\n")
+    assert load_config(str(path), config_id="t", interface_exists=lambda name: True).ok
+    assert walked == [1]
