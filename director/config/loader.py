@@ -95,7 +95,8 @@ def _plans(block: Block) -> dict[str, tuple]:
             said = bool(kw.ignored or kw.deprecated or kw.unsupported)
             pure = scalar and getattr(kw.value, "pure", False)
             plans[word] = (kw, kw.field_name, kw.value.parse if scalar else None, repeat, said,
-                           id(kw) if pure else None)
+                           id(kw) if pure else None,
+                           kw.value if isinstance(kw.value, Block) else None)
         block._index_cache["plans"] = plans
     return plans
 
@@ -149,7 +150,8 @@ class Loader:
                         ctx.warn(warning)
                         warned_items = True
                 continue
-            kw, field, parse, repeat, said, pure = plan     # pure: the cache's key, or None
+            # pure: the cache's key, or None; sub: the Block of a block keyword, or None
+            kw, field, parse, repeat, said, pure, sub = plan
             if said:
                 if kw.ignored:
                     ctx.warn(kw.ignored)
@@ -176,6 +178,12 @@ class Loader:
                     ctx.pinned = None       # a parser may have pointed elsewhere
                     if key is not None:
                         parsed[key] = value
+            elif sub is not None and child.children is not None:
+                value = self.block(sub, child)      # a sub-block (a real_server, a check)
+                ctx.at(child)
+                if value is None:
+                    invalid.add(field)
+                    continue
             else:
                 value = self._value(kw, child)
                 ctx.at(child)
