@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import glob
 import os
-from itertools import count, repeat
 import random
 import re
 import sys
 from dataclasses import dataclass
+from itertools import count, repeat
 from typing import Any, Callable, Iterable, Protocol
 
 from .diagnostics import Diagnostics, Location, no_pause

@@ -315,8 +315,11 @@ def _fields_of(kind: type) -> tuple[tuple[str, ...], Callable[[Any], tuple]] | N
     plan = None
     if dataclasses.is_dataclass(kind):
         names = tuple(f.name for f in dataclasses.fields(kind))
-        getter = operator.attrgetter(*names) if len(names) > 1 else \
-            (lambda node, name=names[0] if names else None: (getattr(node, name),) if name else ())
+        if len(names) > 1:
+            getter = operator.attrgetter(*names)        # a tuple of the values, in C
+        else:
+            def getter(node: Any, names: tuple[str, ...] = names) -> tuple:
+                return tuple(getattr(node, name) for name in names)
         plan = (names, getter)
     _FIELDS[kind] = plan
     return plan
