@@ -20,8 +20,9 @@ from typing import Any, Callable
 from .diagnostics import Diagnostic, Diagnostics, Location
 from .lexer import Preprocessor, read_bytes
 from .loader import Loader
-from .tree import build_tree
+from .tree import TreeBuilder
 from .validate import validate
+from .values import commands_made
 
 
 def default_config_id() -> str:
@@ -97,17 +98,20 @@ def load_config(path: str, config_id: str | None = None,
 def _load(path: str, config_id: str | None, interface_exists: Callable[[str], bool] | None,
           read: Callable[[str], bytes], pause: Callable[[], None] | None) -> LoadResult:
     diagnostics = Diagnostics(pause=pause)
-    preprocessor = Preprocessor(diagnostics, config_id or default_config_id(), read)
-    lines = preprocessor.run(path)
-    tree = build_tree(lines, diagnostics)
+    # One pass from the text to the tree: each line goes into the tree as it is read.
+    builder = TreeBuilder()
+    made = commands_made()
+    preprocessor = Preprocessor(diagnostics, config_id or default_config_id(), read,
+                                tree=builder)
+    preprocessor.run(path)
+    tree = builder.finish(diagnostics)
     config = None
     if tree is not None:
         config = Loader(diagnostics).load(tree, path)
-        validate(config, diagnostics, interface_exists)
-        if pause is not None:
-            _release(tree, pause, 10)
-    if pause is not None:
-        _release(lines, pause, 2000)
+        # No Command made during the load: no script in the model to look for.
+        validate(config, diagnostics, interface_exists, scripts=commands_made() != made)
+    if pause is not None:       # the tree, or the part read before an error stopped it
+        _release(builder.root, pause, 10)
     if diagnostics.has_errors():
         config = None
     return LoadResult(config, tuple(diagnostics),
@@ -115,8 +119,8 @@ def _load(path: str, config_id: str | None, interface_exists: Callable[[str], bo
 
 
 def _release(parts: list, pause: Callable[[], None], chunk: int) -> None:
-    """Free what the passes built a piece at a time, pausing between: the lines and the
-    statement tree of a large file are half a million objects, freed in one C call (tens of
+    """Free what the passes built a piece at a time, pausing between: the statement tree
+    of a large file is a few hundred thousand objects, freed in one C call (tens of
     milliseconds of a daemon's loop) when they simply go out of scope."""
     while parts:
         del parts[-chunk:]

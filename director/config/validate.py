@@ -6,6 +6,7 @@ Each check reads the finished model and reports at the line of the block concern
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import stat
 from typing import Any, Callable, Iterator
@@ -47,7 +48,10 @@ def effective_version(instance: Any, global_defs: Any) -> int:
 
 
 def validate(config: Any, diagnostics: Diagnostics,
-             interface_exists: Callable[[str], bool] | None) -> None:
+             interface_exists: Callable[[str], bool] | None, scripts: bool = True) -> None:
+    """``scripts``: may the model hold a script (values.commands_made grew during its
+    load)? Without, the walk looking for them (a tenth of -t on 10,000 real servers) is
+    not made."""
     _vrrp_instances(config, diagnostics)
     _sync_groups(config, diagnostics)
     _tracking(config, diagnostics)
@@ -58,7 +62,8 @@ def validate(config: Any, diagnostics: Diagnostics,
     _notify_fifos(config, diagnostics, interface_exists is not None)
     if interface_exists is not None:     # checks of this host, not of the file
         _interfaces(config, diagnostics, interface_exists)
-        _scripts(config, diagnostics)
+        if scripts:
+            _scripts(config, diagnostics)
     _nothing_to_run(config, diagnostics)
 
 
@@ -285,21 +290,61 @@ def _commands(node: Any, where: Location, user: str | None, pause: Callable[[], 
     """(location, keyword, Command, the user it runs as) for every script in the model: the
     command's own USER [GROUP], else its block's ``user`` (vrrp_script, MISC_CHECK), else
     the default script user. ``pause`` at every block: the walk over 12,000 real servers
-    held a reload's adverts 160 ms (bench/reload_lateness.py)."""
+    held a reload's adverts 160 ms (bench/reload_lateness.py).
+
+    The walk reads each model type's fields once (_fields_of) and steps over the values that
+    cannot hold a script (strings, numbers, None, locations: nearly all) by their type:
+    ``dataclasses.fields`` and ``is_dataclass`` per value made this walk a third of ``-t``
+    on 10,000 real servers (0.86 s; docs/BENCHMARKS.md, issue 17)."""
+    found: list[tuple[Location, str, Command, str | None]] = []
+    _walk(node, where, user, pause, found)
+    return iter(found)
+
+
+_LEAVES = frozenset((str, int, float, bool, type(None), Location))   # hold no script
+_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple]] | None] = {}
+
+
+def _fields_of(kind: type) -> tuple[tuple[str, ...], Callable[[Any], tuple]] | None:
+    """A dataclass type's field names and one getter for all their values; None for a type
+    that is not a dataclass."""
+    try:
+        return _FIELDS[kind]
+    except KeyError:
+        pass
+    plan = None
+    if dataclasses.is_dataclass(kind):
+        names = tuple(f.name for f in dataclasses.fields(kind))
+        if len(names) > 1:
+            getter = operator.attrgetter(*names)        # a tuple of the values, in C
+        else:
+            def getter(node: Any, names: tuple[str, ...] = names) -> tuple:
+                return tuple(getattr(node, name) for name in names)
+        plan = (names, getter)
+    _FIELDS[kind] = plan
+    return plan
+
+
+def _walk(node: Any, where: Location, user: str | None, pause: Callable[[], None],
+          found: list) -> None:
     pause()
+    names, getter = _FIELDS.get(type(node)) or _fields_of(type(node))
     where = getattr(node, "location", None) or where
     block_user = getattr(node, "user", None)
-    for field in dataclasses.fields(node):
-        value = getattr(node, field.name)
+    leaves = _LEAVES
+    for name, value in zip(names, getter(node)):
+        kind = type(value)
+        if kind in leaves:
+            continue
         if isinstance(value, Command):
             own = f"{value.user} {value.group or ''}".strip() if value.user else None
-            yield where, field.name, value, own or block_user or user
-        elif dataclasses.is_dataclass(value):
-            yield from _commands(value, where, user, pause)
+            found.append((where, name, value, own or block_user or user))
+        elif _fields_of(kind) is not None:
+            _walk(value, where, user, pause, found)
         elif isinstance(value, tuple):
             for item in value:
-                if dataclasses.is_dataclass(item):
-                    yield from _commands(item, where, user, pause)
+                if type(item) not in leaves and _fields_of(type(item)) is not None:
+                    _walk(item, where, user, pause, found)
 
 
 def _scripts(config, diagnostics: Diagnostics) -> None:

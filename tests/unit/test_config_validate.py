@@ -47,3 +47,67 @@ def test_config_test_of_an_empty_file_says_so_and_exits_0(tmp_path, capsys):
     path.write_text("")
     assert cli.main(["-t", "-f", str(path)]) == 0
     assert f"{path}:1: {EMPTY}" in capsys.readouterr().err
+
+
+SCRIPTS = """global_defs {
+    script_user nobody
+    vrrp_notify_fifo /run/fifo
+    vrrp_notify_fifo_script /bin/fifo_script
+}
+vrrp_script chk {
+    script "/bin/chk arg"
+    user checker
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    notify_master "/bin/up 1" alice staff
+    notify_backup /bin/down
+    virtual_ipaddress {
+        10.0.0.1
+    }
+}
+vrrp_sync_group G {
+    group {
+        VI_1
+    }
+    notify /bin/group
+}
+virtual_server 10.0.0.1 80 {
+    protocol TCP
+    quorum_up /bin/quorum
+    real_server 10.0.0.2 80 {
+        notify_up /bin/rs_up bob
+        MISC_CHECK {
+            misc_path /bin/misc
+            user miscuser
+        }
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+    real_server 10.0.0.3 80 {
+    }
+}
+"""
+
+
+def test_every_script_of_the_model_is_found_with_its_line_and_user(tmp_path):
+    """The walk -t's script check makes over the model (validate._commands): every Command
+    in any block, each at its block's line and run as its own USER, else its block's user,
+    else script_user."""
+    from director.config.validate import _commands
+    config = load(tmp_path, SCRIPTS).config
+    found = [(where.line, keyword, command.line, user)
+             for where, keyword, command, user in _commands(config, config.location,
+                                                            "nobody", lambda: None)]
+    assert sorted(found) == sorted([
+        (1, "vrrp_notify_fifo_script", "/bin/fifo_script", "nobody"),
+        (6, "script", "/bin/chk arg", "checker"),
+        (10, "notify_master", "/bin/up 1", "alice staff"),
+        (10, "notify_backup", "/bin/down", "nobody"),
+        (19, "notify", "/bin/group", "nobody"),
+        (25, "quorum_up", "/bin/quorum", "nobody"),
+        (28, "notify_up", "/bin/rs_up", "bob"),
+        (30, "misc_path", "/bin/misc", "miscuser"),
+    ])

@@ -128,3 +128,29 @@ def test_commands_take_user_and_group_like_keepalived():
     ctx = Ctx()
     assert command(["killall", "-0", "haproxy"], ctx, with_user=False) == Command("killall")
     assert "quote the whole command" in ctx.warnings[0]
+
+
+@pytest.mark.parametrize("word", ["1.2.3.4", "01.2.3.4", "1.2.3.04", "1.2.3.4/24", "1.2.3.4-5",
+                                  "255.255.255.255", "0.0.0.0", "1.2.3", "1.2.3.256", "::1",
+                                  "::ffff:1.2.3.4", "FE80::1", " 1.2.3.4", "1.2.3.4\x00",
+                                  "1.2.3.4.5", "0x1.2.3.4", "1.2.3.-4", "", "1.2.3.4/33"])
+def test_host_text_is_parse_host_as_text(word):
+    """host_text's fast path (inet_pton/inet_ntop for a dotted quad) gives what
+    str(parse_host(...)) gives: the same address, warnings and errors."""
+    from director.config.values import host_text, parse_host
+
+    class Ctx:
+        def __init__(self):
+            self.said = []
+
+        def warn(self, message):
+            self.said.append(message)
+
+    def outcome(function):
+        ctx = Ctx()
+        try:
+            return str(function(word, ctx)), ctx.said
+        except Invalid as exc:
+            return f"invalid: {exc}", ctx.said
+
+    assert outcome(host_text) == outcome(parse_host)

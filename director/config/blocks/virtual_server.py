@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..schema import UINT_MAX, Block, Choice, Custom, Flag, Int, Invalid, Kw, Seconds, Word
-from ..values import Script, group_entry, ip_port, parse_host, parse_ip, parse_port
+from ..values import Script, group_entry, host_text, ip_port, parse_ip, parse_port
 from .bgp import BGP_ANNOUNCE, finish_announce
 from .checkers import checker_keywords
 from .common import SNMP, name_header, unsupported
@@ -94,7 +94,7 @@ def _virtual_server_header(args, ctx) -> dict:
     if len(args) == 2 and args[0] == "group":
         return {"group": str(args[1])}
     if len(args) == 2:
-        return {"address": str(parse_host(args[0], ctx)), "port": parse_port(args[1])}
+        return {"address": host_text(args[0], ctx), "port": parse_port(args[1])}
     raise Invalid(f"expects 'IP PORT', 'fwmark N' or 'group NAME', got "
                   f"'{' '.join(args) or 'nothing'}'")
 
