@@ -16,8 +16,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, replace
 
+from .proto import OWNER_PRIORITY  # noqa: F401 (the state machine's name for it too)
+
 INIT, BACKUP, MASTER, FAULT, STOP = "INIT", "BACKUP", "MASTER", "FAULT", "STOP"
-OWNER_PRIORITY = 255
 STOP_PRIORITY = 0
 
 

@@ -5,3 +5,4 @@ early capture and the quick start share. A module of its own so that the start-u
 PROTOCOL = 112                                     # IP protocol number
 MULTICAST = {4: "224.0.0.18", 6: "ff02::12"}       # the groups, by IP version
 TTL = 255                                          # sent with, and required on receipt
+OWNER_PRIORITY = 255                               # the address owner (RFC 5798 5.2.4)

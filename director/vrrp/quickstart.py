@@ -42,6 +42,7 @@ import time
 from .. import DEFAULT_STATE_DIR
 from ..files import directory_problem, writable_by_others
 from .link import interface_up, linkbeat_interfaces
+from .proto import OWNER_PRIORITY
 from .rtnl import RtnlAddresses
 from .transport import VrrpSocket
 
@@ -240,9 +241,10 @@ def _entry(instance, service, config) -> dict | None:
     from .tracked import tracked_for
     item = instance.config
     own_link = f"interface {item.interface}"          # tracked by default: checked at exec
-    if instance.params is None or instance.params.priority != 255 or not item.interface or \
-            item.unicast_peer or instance.vmac is not None or item.dont_track_primary or \
-            item.virtual_routes or item.virtual_rules or instance.auth()[0] == AUTH_AH or \
+    if instance.params is None or instance.params.priority != OWNER_PRIORITY or \
+            not item.interface or item.unicast_peer or instance.vmac is not None or \
+            item.dont_track_primary or item.virtual_routes or item.virtual_rules or \
+            instance.auth()[0] == AUTH_AH or \
             any(t.key != own_link for t in tracked_for(config, item)[0]) or \
             any(item.name in group.group for group in config.vrrp_sync_groups) or \
             (service.firewall.settings is not None and
@@ -267,7 +269,7 @@ def _entry(instance, service, config) -> dict | None:
         "name": instance.name, "interface": item.interface,
         "index": socket.if_nametoindex(item.interface), "linkbeat": linkbeat,
         "socket": [key_[1], key_[2], key_[4]],
-        "adverts": [list(message) for message in instance.advert_messages(255)],
+        "adverts": [list(message) for message in instance.advert_messages(OWNER_PRIORITY)],
         "addresses": [list(service.addresses.address_args(vip, instance.vip_interface))
                       for vip in instance.placed(item.virtual_ipaddress +
                                                  item.virtual_ipaddress_excluded)],

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..names import default_interface
-from . import fsm
+from .proto import OWNER_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def effect(base: int, tracked: list[Tracked],
             faults.add(item.key)
         else:
             priority += added
-    return max(1, min(254, priority)) if base != fsm.OWNER_PRIORITY else base, frozenset(faults)
+    return max(1, min(254, priority)) if base != OWNER_PRIORITY else base, frozenset(faults)
 
 
 def _lines(owner: Any, defaults: dict[str, dict[str, tuple[int, bool]]]):
@@ -99,7 +99,7 @@ def tracked_for(config: Any, instance: Any) -> tuple[list[Tracked], list[str]]:
     """The instance's tracked things, and what keepalived would say about weights it drops."""
     defaults = _defaults(config)
     group = group_of(config, instance.name)
-    owner = instance.priority == fsm.OWNER_PRIORITY
+    owner = instance.priority == OWNER_PRIORITY
     group_rule = group is not None and not group.sync_group_tracking_weight
     no_weights = owner or group_rule
     why = f"sync group {group.name}" if group_rule else "address owner"
@@ -120,7 +120,7 @@ def tracked_for(config: Any, instance: Any) -> tuple[list[Tracked], list[str]]:
         items[f"{kind} {name}"] = Tracked(f"{kind} {name}", weight, reverse, kind == "file")
     if group is not None:
         members = [i for i in config.vrrp_instances if i.name in group.group]
-        group_owner = any(m.priority == fsm.OWNER_PRIORITY for m in members)
+        group_owner = any(m.priority == OWNER_PRIORITY for m in members)
         for kind, name, weight, reverse in _lines(group, defaults):
             key = f"{kind} {name}"
             if weight and group_owner:
