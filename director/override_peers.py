@@ -102,6 +102,8 @@ class OverridesView:
 
 @dataclass
 class Peer:
+    """A director that overrides are exchanged with, and how the last exchange went."""
+
     url: str
     last_sync: float | None = None
     last_error: str | None = None

@@ -53,6 +53,9 @@ class BadEntry(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One operator override of a real server (drain, weight, maintenance): who set it
+    and when, so that the newest wins across the cluster."""
+
     virtual_server: str
     real_server: str
     kind: str                       # one of KINDS

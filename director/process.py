@@ -33,6 +33,9 @@ MCL_CURRENT, MCL_FUTURE = 1, 2
 
 @dataclass(frozen=True)
 class ProcessPlan:
+    """The process settings the configuration asks for (name, umask, nice, real-time
+    priority, CPUs, memory locking, RTTIME)."""
+
     name: str | None = None
     umask: int = DEFAULT_UMASK
     nice: int | None = None

@@ -26,6 +26,8 @@ _IP_PROTOCOLS = {"icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One virtual_rules / static_rules line: an ip-rule(8) selector and its action."""
+
     family: int = 4
     action: str = "table"           # one of ACTIONS
     table: int | None = None

@@ -56,6 +56,9 @@ class Lines:
 
 @dataclass(frozen=True)
 class Kw:
+    """One keyword of a block: how its value is read, its default and model field, and
+    what director does with it (deprecated, ignored, unsupported, a director extension)."""
+
     name: str
     value: Any                      # a Value, a Lines or a Block
     default: Any = None

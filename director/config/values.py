@@ -120,6 +120,8 @@ def scope_value(word: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class VirtualAddress:
+    """One virtual_ipaddress / static_ipaddress line, as ip-address(8) takes it."""
+
     address: str                    # with its prefix: "192.168.1.11/32"
     dev: str | None = None
     brd: str | None = None
@@ -178,6 +180,8 @@ def virtual_address(words: list[str], ctx: Context) -> VirtualAddress:
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """One virtual_routes / static_routes line, as ip-route(8) takes it."""
+
     destination: str
     type: str = "unicast"           # unicast, blackhole, unreachable, prohibit, throw
     src: str | None = None

@@ -42,6 +42,9 @@ class Params:
 
 @dataclass(frozen=True)
 class State:
+    """An instance's state machine state: role, effective priority, timers (absolute
+    times on the instance's clock, None when not running) and what it knows of the master."""
+
     role: str = INIT
     priority: int = 100                      # effective priority (tracking applied)
     master_adver_interval: float = 1.0       # v3: learned from the master

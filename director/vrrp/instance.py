@@ -32,6 +32,8 @@ RETIRE = object()           # in the inbox: end the greenlet, keep the role (Ins
 
 @dataclass
 class Counters:
+    """What an instance counts for the dashboard, /metrics and the stats dump."""
+
     adverts_sent: int = 0
     adverts_received: int = 0
     send_errors: int = 0

@@ -58,6 +58,8 @@ class Malformed(ValueError):
 
 @dataclass(frozen=True)
 class Advert:
+    """A VRRP advertisement's content, whatever its version (RFC 3768 / 5798)."""
+
     version: int
     vrid: int
     priority: int

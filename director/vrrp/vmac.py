@@ -34,6 +34,8 @@ DEFAULT_PREFIX = "vrrp"
 
 @dataclass(frozen=True)
 class Link:
+    """A VMAC (macvlan) or ipvlan interface an instance needs, as it must be made."""
+
     name: str
     base: str                       # the interface it sits on
     kind: str                       # "macvlan" or "ipvlan"
