@@ -42,9 +42,9 @@ from .sockets import prepare
 try:                                    # the disconnect: libc's connect() with AF_UNSPEC
     import ctypes
 
-    _libc_connect = ctypes.CDLL(None, use_errno=True).connect
-    _libc_connect.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    _libc_connect.restype = ctypes.c_int
+    # PyDLL, no argtypes: the call keeps the GIL (it never blocks) and converts the int
+    # and the bytes itself; 2.4 us a call here against 4.5 with CDLL, use_errno, argtypes.
+    _libc_connect = ctypes.PyDLL(None).connect
 except (ImportError, OSError, AttributeError):  # no ctypes or no libc: close every socket
     _libc_connect = None
 AF_UNSPEC_ADDRESS = bytes(16)           # struct sockaddr, sa_family 0 (AF_UNSPEC)
