@@ -19,9 +19,13 @@ none for a SYN still unanswered, and the next connect takes a fresh source port.
 saves is the socket's creation and teardown, its file and its epoll registration: a check
 cost 41.5 us of CPU with socket/setsockopt x2/connect/epoll_ctl/close and 18-20 us with
 setsockopt/connect/disconnect on this machine (bench/check_tcp_syscalls.py), the kernel's
-part from 29 to 13 us. The disconnect resets TCP_QUICKACK, so it is turned off again before
-every connect. Sockets with a fwmark, bind_if or source address are made and closed per check
-as before (their set-up is part of the socket).
+part from 29 to 13 us. The disconnect resets TCP_QUICKACK; a kept socket has
+TCP_DEFER_ACCEPT set instead, once: on a connecting socket it takes the kernel down the same
+branch as QUICKACK off (tcp_rcv_synsent_state_process delays the ACK of the SYN-ACK when
+either is set), and it outlives the disconnect, so there is no setsockopt per check
+(tests/functional/test_check_tcp.py checks that the server is spared the accept check after
+check). Sockets with a fwmark, bind_if or source address are made and closed per check as
+before (their set-up is part of the socket).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ AF_UNSPEC_ADDRESS = bytes(16)           # struct sockaddr, sa_family 0 (AF_UNSPE
 
 LINGER_RESET = struct.pack("ii", 1, 0)
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
+TCP_DEFER_ACCEPT = getattr(socket, "TCP_DEFER_ACCEPT", 9)
 SOL_SOCKET, SO_ERROR, SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
 IPPROTO_TCP = socket.IPPROTO_TCP
 STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
@@ -82,6 +87,7 @@ class _Sockets:
         self.made += 1
         try:
             sock.setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RESET)
+            sock.setsockopt(IPPROTO_TCP, TCP_DEFER_ACCEPT, 1)    # kept: no ACK of SYN-ACK
         except OSError:
             sock.close()
             raise
@@ -170,8 +176,8 @@ class TcpCheck:
                 registered = False
                 sock = _socket.socket(self.family, STREAM)
                 sock.setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RESET)
+                sock.setsockopt(IPPROTO_TCP, TCP_QUICKACK, 0)
                 prepare(sock, self.target, self.family)
-            sock.setsockopt(IPPROTO_TCP, TCP_QUICKACK, 0)
         except OSError as exc:
             if sock is not None:
                 sock.close()
