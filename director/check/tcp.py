@@ -65,7 +65,8 @@ EVENTS = EPOLLOUT | EPOLLET
 FREE_MAX = 256                          # disconnected sockets kept per family
 _monotonic = time.monotonic
 EINPROGRESS = errno.EINPROGRESS
-_forget = POLLER.waiting.pop
+_waiting = POLLER.waiting
+_forget = _waiting.pop
 
 
 class _Sockets:
@@ -163,32 +164,37 @@ class TcpCheck:
         self.prepared = bool(target.fwmark or target.bind_if or target.bind_ip
                              or target.bind_port)
         self.sockets = None if self.prepared else SOCKETS[self.family]
+        self.timeout = target.connect_timeout
 
     # The scheduler prefers start() (callback) to check() (greenlet) when a checker has both.
     def start(self, done: Callable[[CheckResult], None]) -> None:
         started = _monotonic()
-        sock = None
         sockets = self.sockets
-        try:
-            if sockets is not None:
-                sock, registered = sockets.take()
-            else:
-                registered = False
-                sock = _socket.socket(self.family, STREAM)
-                sock.setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RESET)
-                sock.setsockopt(IPPROTO_TCP, TCP_QUICKACK, 0)
-                prepare(sock, self.target, self.family)
-        except OSError as exc:
-            if sock is not None:
-                sock.close()
-            done(CheckResult(False, _monotonic() - started, f"socket: {exc.strerror or exc}"))
-            return
-        timeout = self.target.connect_timeout
+        if sockets is not None and sockets.free and not POLLER.reading:
+            sock, registered = sockets.free.pop(), True     # _Sockets.take(), inlined
+        else:
+            sock = None
+            try:
+                if sockets is not None:
+                    sock, registered = sockets.take()
+                else:
+                    registered = False
+                    sock = _socket.socket(self.family, STREAM)
+                    sock.setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RESET)
+                    sock.setsockopt(IPPROTO_TCP, TCP_QUICKACK, 0)
+                    prepare(sock, self.target, self.family)
+            except OSError as exc:
+                if sock is not None:
+                    sock.close()
+                done(CheckResult(False, _monotonic() - started,
+                                 f"socket: {exc.strerror or exc}"))
+                return
+        timeout = self.timeout
         attempt = _Attempt(sock, started, timeout, done, sockets)
         code = sock.connect_ex(self.address)
         if code == EINPROGRESS:
             if registered:
-                POLLER.waiting[attempt.fd] = attempt
+                _waiting[attempt.fd] = attempt
             else:
                 POLLER.want(attempt.fd, EVENTS, attempt)
             POLLER.expire_after(timeout, attempt)
