@@ -16,16 +16,19 @@ A socket is not closed after its check but disconnected (``connect()`` to AF_UNS
 for the next one (_Sockets): the kernel aborts the connection exactly as a close with
 SO_LINGER 0 does (that close calls the same tcp_disconnect), the same reset on the wire or
 none for a SYN still unanswered, and the next connect takes a fresh source port. What it
-saves is the socket's creation and teardown, its file and its epoll registration: a check
-cost 41.5 us of CPU with socket/setsockopt x2/connect/epoll_ctl/close and 18-20 us with
-setsockopt/connect/disconnect on this machine (bench/check_tcp_syscalls.py), the kernel's
-part from 29 to 13 us. The disconnect resets TCP_QUICKACK; a kept socket has
-TCP_DEFER_ACCEPT set instead, once: on a connecting socket it takes the kernel down the same
-branch as QUICKACK off (tcp_rcv_synsent_state_process delays the ACK of the SYN-ACK when
-either is set), and it outlives the disconnect, so there is no setsockopt per check
-(tests/functional/test_check_tcp.py checks that the server is spared the accept check after
-check). Sockets with a fwmark, bind_if or source address are made and closed per check as
-before (their set-up is part of the socket).
+saves is the socket's creation and teardown, its file and its epoll registration: per check
+two system calls (connect, disconnect) where HAProxy makes eight, and 15.9 us of CPU where
+socket/setsockopt x2/connect/epoll_ctl/close took 37.0 (the kernel's part 12.9 us against
+26.2; bench/check_tcp_syscalls.py, docs/BENCHMARKS.md "Issue 17: CPU per check, the system
+calls"). Sockets kept and in flight never outnumber the checks once in flight together (one
+is made only when none is kept), so webserver.fd_reserve's one per checker still holds.
+
+The disconnect resets TCP_QUICKACK; a kept socket has TCP_DEFER_ACCEPT set instead, once: on
+a connecting socket it takes the kernel down the same branch as QUICKACK off
+(tcp_rcv_synsent_state_process delays the ACK of the SYN-ACK when either is set), and it
+outlives the disconnect, so there is no setsockopt per check (tests/functional/
+test_check_tcp.py checks that the server is spared the accept, check after check). Sockets
+with a fwmark, bind_if or source address are made and closed per check as before (their set-up is part of the socket).
 """
 
 from __future__ import annotations
