@@ -28,7 +28,8 @@ a connecting socket it takes the kernel down the same branch as QUICKACK off
 (tcp_rcv_synsent_state_process delays the ACK of the SYN-ACK when either is set), and it
 outlives the disconnect, so there is no setsockopt per check (tests/functional/
 test_check_tcp.py checks that the server is spared the accept, check after check). Sockets
-with a fwmark, bind_if or source address are made and closed per check as before (their set-up is part of the socket).
+with a fwmark, bind_if or source address are made and closed per check as before (their
+set-up is part of the socket).
 """
 
 from __future__ import annotations
