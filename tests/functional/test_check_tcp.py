@@ -182,3 +182,20 @@ def test_kept_sockets_are_bounded_and_none_is_taken_while_the_poller_reads(monke
         sock.close()
     finally:
         server.close()
+
+
+def test_an_ipv6_socket_is_kept_too():
+    from director.check import tcp
+
+    server = socket.socket(socket.AF_INET6)
+    server.bind(("::1", 0))
+    server.listen(4)
+    kept = tcp.SOCKETS[socket.AF_INET6]
+    try:
+        check = TcpCheck(None, Target("::1", server.getsockname()[1], 1.0))
+        assert check.check().ok
+        made = kept.made
+        assert all(check.check().ok for _ in range(3))
+        assert kept.made == made
+    finally:
+        server.close()
