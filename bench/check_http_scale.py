@@ -26,6 +26,9 @@ The structure, and most helpers, are check_tcp_scale.py's (imported from it):
     accepts).
 director's run and HAProxy's run one after the other, never at once (2 cores).
 
+--date: the servers add a Date header (``hdr Date "%[date,http_date]"``), as nginx and Apache
+do: every second's replies differ from the last second's in those 29 bytes.
+
 --profile S: after director's window, samples it with py-spy for S seconds (as
 check_tcp_scale.py --profile does).
 """
@@ -193,7 +196,7 @@ def haproxy_warnings(log_path: str, name: str) -> None:
               file=sys.stderr)
 
 
-def server_config(ports: list[int]) -> list[str]:
+def server_config(ports: list[int], date: bool = False) -> list[str]:
     lines = ["global",
              "    nbthread 1",
              f"    maxconn {min(20000, max(4096, (hard_nofile() - len(ports) - 200) // 2))}",
@@ -203,7 +206,8 @@ def server_config(ports: list[int]) -> list[str]:
              "    timeout http-request 5s",
              "frontend health",
              "    option httpclose",
-             f"    http-request return status 200 content-type text/plain string {BODY_CONFIG}"]
+             f"    http-request return status 200 content-type text/plain string {BODY_CONFIG}"
+             + (' hdr Date "%[date,http_date]"' if date else "")]
     lines += [f"    bind 127.0.0.1:{port}" for port in ports]
     return lines
 
@@ -337,6 +341,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--skip-haproxy", action="store_true")
+    parser.add_argument("--date", action="store_true",
+                        help="the servers stamp a Date header on every reply, as nginx does")
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                         help="sample director's process with py-spy after its window")
     args = parser.parse_args()
@@ -354,7 +360,7 @@ def main() -> None:
     server = None
     try:
         ports = free_ports(args.servers)
-        server, _, server_log = start_haproxy(server_config(ports), tmp, "servers")
+        server, _, server_log = start_haproxy(server_config(ports, args.date), tmp, "servers")
         deadline = time.monotonic() + 30
         while True:                                  # every bind is done before the socket,
             try:                                     # but wait for the first reply anyway

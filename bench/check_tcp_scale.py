@@ -24,6 +24,10 @@ The two run one after the other (never at once: on 2 cores each would steal from
 --rounds times alternating. Machine-wide busy cores are printed for each window: others share
 this machine, and a window where the machine was busy is noise.
 
+--null-checker: director's jobs get a checker whose start() passes at once (no socket): what
+the scheduler, the result path and the loop's wake-ups cost a check by themselves (run with
+--skip-haproxy; "connect()s" are then 0).
+
 --profile S: after director's window, samples it with py-spy (``pip install py-spy`` into the
 venv) for S seconds and prints the top functions by own time and by total time.
 """
@@ -198,8 +202,17 @@ def run_ours(args) -> None:
         name = f"127.0.0.1:{port}"
         target = Target("127.0.0.1", port, settings.connect_timeout,
                         virtual_server="bench", real_server=name)
-        scheduler.add(("bench", name, "TCP_CHECK"), TcpCheck(None, target), settings)
+        checker = NullCheck() if args.null_checker else TcpCheck(None, target)
+        scheduler.add(("bench", name, "TCP_CHECK"), checker, settings)
     measure_window(scheduler, args)
+
+
+class NullCheck:
+    """--null-checker: passes at once, on the loop like TCP_CHECK, with no system call."""
+
+    def start(self, done) -> None:
+        from director.check.checker import CheckResult
+        done(CheckResult.passed(0.0))
 
 
 def cprofile_checks(scheduler, totals, seconds: float) -> None:
@@ -382,6 +395,8 @@ def measure_ours(args, ports_file: str, ports: set[int], ncpu: int, tmp: str) ->
     command = [sys.executable, os.path.abspath(__file__), "--role", "ours",
                "--ports-file", ports_file, "--servers", str(args.servers),
                "--warmup", str(args.warmup), "--window", str(args.window), "--hold", str(hold)]
+    if args.null_checker:
+        command.append("--null-checker")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     return collect(process, lambda: Window(ports, process.pid), args, ncpu, tmp)
 
@@ -664,6 +679,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=1, help="alternate the two this often")
     parser.add_argument("--skip-haproxy", action="store_true")
+    parser.add_argument("--null-checker", action="store_true",
+                        help="a checker that passes at once: the scheduler's own cost")
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                         help="sample director's process with py-spy after its window")
     args = parser.parse_args()

@@ -61,7 +61,7 @@ class MonotonicClock:
         self._hub.sleep(seconds)
 
     def wait(self, event: Any, timeout: float) -> bool:
-        return event.wait(timeout)
+        return self._hub.wait_event(event, timeout)
 
     def timeout(self, seconds: float) -> Timer:
         timer = self._hub.Timeout(seconds)

@@ -171,6 +171,27 @@ def when_readable(fd: int, callback: Callable[[], None]) -> Any:
     return watcher
 
 
+def wait_event(event: Any, timeout: float) -> bool:
+    """``event.wait(timeout)``, without raising a Timeout into the waiter when the time is
+    up: a timer and the event both wake one Waiter. The check scheduler's dispatcher waits
+    like this a few hundred times a second; a timed-out Event.wait cost 100 us of CPU here
+    (the Timeout made, thrown into the greenlet and caught), this 45 us."""
+    if event.is_set():
+        return True
+    hub = gevent.get_hub()
+    waiter = gevent.hub.Waiter(hub)
+    wake = waiter.switch
+    timer = hub.loop.timer(max(0.0, timeout))
+    timer.start(wake, None, update=True)     # from now, not the loop's cached time
+    event.rawlink(wake)
+    try:
+        waiter.get()
+    finally:
+        timer.close()
+        event.unlink(wake)
+    return event.is_set()
+
+
 def call_later(seconds: float, callback: Callable[[], None]) -> Handle:
     """Call ``callback`` from the loop after ``seconds`` (no greenlet is made)."""
     watcher = gevent.get_hub().loop.timer(max(0.0, seconds))

@@ -43,8 +43,9 @@ import re
 import socket
 import ssl
 import time
+from typing import Any
 
-from ..genhash import GenhashError, build_request, compute_digest, parse_response
+from ..genhash import HEADER_END, GenhashError, build_request, compute_digest, parse_response
 from ..log import event as log_event
 from .checker import CheckResult, Target
 from . import poller
@@ -59,6 +60,12 @@ MAX_HEADERS = 64 << 10      # nginx's and Apache's own limits are 8 KiB a line: 
                             # sends this much before CRLF CRLF, an endless header line does
 NOT_HTTP = "not an HTTP reply"
 JUDGED_MAX = 8 << 10        # replies up to this size are remembered with their verdict
+# A Date header's value (RFC 9110's IMF-fixdate, what nginx and Apache send: 29 bytes) changes
+# every second and decides nothing (reply_key): replies that differ only there share a verdict.
+DATE_NAMES = (b"\r\nDate: ", b"\r\ndate: ")
+IMF_FIXDATE = re.compile(rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d "
+                         rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                         rb"\d{4} \d\d:\d\d:\d\d GMT\r\n")
 # keepalived's regex_options with a Python equivalent; the rest only tune PCRE.
 REGEX_FLAGS = {"caseless": re.IGNORECASE, "multiline": re.MULTILINE, "dotall": re.DOTALL,
                "extended": re.VERBOSE}
@@ -106,6 +113,28 @@ def judge(url, raw: bytes) -> str | None:
         if not found and not url.regex_no_match:
             return f"regex {url.regex!r} not found"
     return None
+
+
+def reply_key(raw: bytes) -> Any:
+    """What of ``raw`` judge() depends on: the reply less the value of its first Date header
+    when that is an IMF-fixdate within the headers, with that value's offset; else ``raw``.
+
+    Two replies with one key differ only in 29 bytes of letters, digits, spaces, commas and
+    colons between "Date: " and CRLF, before the end of the headers: their first line, the
+    end of their headers, their first "Content-Length:" (which cannot begin in, end in or
+    span such a value), their body and what follows the headers are the same bytes, so
+    judge() says the same of both."""
+    for name in DATE_NAMES:
+        at = raw.find(name)
+        if at >= 0:
+            break
+    else:
+        return raw
+    start = at + len(DATE_NAMES[0])
+    end = start + 29
+    if not IMF_FIXDATE.match(raw, start, end + 2) or raw.find(HEADER_END) < at:
+        return raw
+    return start, raw[:start] + raw[end:]
 
 
 def certificate_detail(der: bytes | None) -> dict:
@@ -327,7 +356,8 @@ class HttpCheck:
         self.prepared = bool(target.fwmark or target.bind_if or target.bind_ip
                              or target.bind_port)
         self._requests: dict[int, bytes] = {}           # url index -> the request's bytes
-        self._judged: dict[int, tuple[bytes, str | None]] = {}   # url index -> last reply
+        # url index -> the last reply, its reply_key() and its verdict
+        self._judged: dict[int, tuple[bytes, Any, str | None]] = {}
 
     def request(self, index: int) -> bytes:
         """The GET of url ``index``, built once (it depends on the configuration only)."""
@@ -353,16 +383,21 @@ class HttpCheck:
         return sock
 
     def judged(self, index: int, url, raw: bytes) -> str | None:
-        """judge(url, raw), remembered: a healthy server sends the same bytes every time,
-        and the verdict depends on nothing else (no parse, digest or regex again)."""
+        """judge(url, raw), remembered: a healthy server sends the same bytes every time
+        but for its Date header (reply_key), and the verdict depends on nothing else (no
+        parse, digest or regex again)."""
         last = self._judged.get(index)
         if last is not None and last[0] == raw:
-            return last[1]
-        reason = judge(url, raw)
-        if len(raw) <= JUDGED_MAX:
-            self._judged[index] = (raw, reason)
-        else:
+            return last[2]
+        if len(raw) > JUDGED_MAX:
             self._judged.pop(index, None)
+            return judge(url, raw)
+        key = reply_key(raw)
+        if last is not None and last[1] == key:
+            reason = last[2]
+        else:
+            reason = judge(url, raw)
+        self._judged[index] = (raw, key, reason)
         return reason
 
     def log_failure(self, error: str) -> None:

@@ -48,6 +48,7 @@ class Poller:
         self._deadlines: dict[float, deque] = {}   # timeout value -> attempts, oldest first
         self._sweeping = False
         self.errors = 0                    # attempts whose event handling raised
+        self.reading = False               # handing a batch of events out (tcp.py's pool)
 
     def _start(self) -> None:
         self._epoll = hub.epoll()
@@ -74,19 +75,23 @@ class Poller:
         must not time out connections that have answered."""
         waiting = self.waiting
         poll = self._epoll.poll
-        for _ in range(MAX_POLLS):
-            ready = poll(0, BATCH_EVENTS)
-            for fd, events in ready:
-                attempt = waiting.get(fd)
-                if attempt is not None:
-                    try:
-                        attempt.on_event(events)
-                    except Exception as exc:  # a checker bug: the others of the batch go
-                        self.errors += 1       # on, and its deadline ends this attempt
-                        waiting.pop(fd, None)
-                        event(log, "check.poller_error", logging.ERROR, error=repr(exc))
-            if len(ready) < BATCH_EVENTS:
-                return
+        self.reading = True
+        try:
+            for _ in range(MAX_POLLS):
+                ready = poll(0, BATCH_EVENTS)
+                for fd, events in ready:
+                    attempt = waiting.get(fd)
+                    if attempt is not None:
+                        try:
+                            attempt.on_event(events)
+                        except Exception as exc:  # a checker bug: the others of the batch
+                            self.errors += 1       # go on; its deadline ends this attempt
+                            waiting.pop(fd, None)
+                            event(log, "check.poller_error", logging.ERROR, error=repr(exc))
+                if len(ready) < BATCH_EVENTS:
+                    return
+        finally:
+            self.reading = False
 
     def expire_after(self, timeout: float, attempt: Any) -> None:
         """Call ``attempt.expire()`` once ``attempt.deadline`` has passed, if it is still

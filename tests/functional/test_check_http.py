@@ -746,3 +746,23 @@ def test_ssl_block_client_certificate_is_presented(tmp_path, cert):
                                         password=Secret("wrong"))
         failed = wrong.check()
         assert not failed.ok and "client certificate" in failed.error
+
+
+def test_replies_that_differ_only_in_their_date_are_judged_once(monkeypatch):
+    """nginx and Apache stamp every reply with a Date header: the remembered verdict holds
+    across it (no parse or digest again), and a reply changed elsewhere is judged anew."""
+    from director.check import http
+
+    judged = []
+    real_judge = http.judge
+    monkeypatch.setattr(http, "judge", lambda url, raw: judged.append(raw) or
+                        real_judge(url, raw))
+    stamp = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Tue, 01 Dec 2026 17:00:%02d GMT\r\n" \
+            b"Content-Length: 2\r\n\r\nok"
+    replies = [stamp % 1, stamp % 2, stamp % 3,
+               (stamp % 4).replace(b"200 OK", b"503 Busy"), stamp % 5]
+    with Server(lambda conn, request: conn.sendall(replies.pop(0))) as srv:
+        check = make_check(srv.port, Url(path="/", digest=hashlib.md5(b"ok").hexdigest()))
+        found = [check.check().error for _ in range(5)]
+    assert found == [None, None, None, "GET /: status 503 not in 200-299", None]
+    assert len(judged) == 3          # the first, the 503 and the one after it

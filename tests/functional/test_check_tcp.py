@@ -110,3 +110,92 @@ def test_a_server_that_drops_syns_times_out_at_connect_timeout(lab):
     assert time.monotonic() - started < 10
     switch.set_port(server, "eth0", True)
     wait_for(lambda: check(1.0)[0] == "True", 5, message="the server did not come back")
+
+
+# -- kept sockets: disconnected after a check, reused by the next (tcp._Sockets) --------------
+
+def test_one_socket_serves_check_after_check_whatever_the_last_one_ended_in():
+    """A refused connect, a healthy one, a timed-out one (the SYN unanswered: a listener
+    whose accept queue is full drops it), and a healthy one again: each verdict is its own
+    (no error left over from the previous connection), and no socket is made after the
+    first."""
+    from director.check import tcp
+
+    kept = tcp.SOCKETS[socket.AF_INET]
+    server = listener()
+    port = server.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused = closed.getsockname()[1]           # bound, never listening: refused
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)                              # an accept queue of one
+    fillers = []
+    try:
+        healthy = TcpCheck(None, Target("127.0.0.1", port, 1.0))
+        assert healthy.check().ok
+        made = kept.made
+        result = TcpCheck(None, Target("127.0.0.1", refused, 1.0)).check()
+        assert not result.ok and result.error == "connect: Connection refused"
+        assert healthy.check().ok
+        filler = socket.socket()                # a real handshake fills the queue
+        filler.settimeout(1)
+        filler.connect(full.getsockname())
+        fillers.append(filler)
+        result = TcpCheck(None, Target("127.0.0.1", full.getsockname()[1], 0.3)).check()
+        assert not result.ok and result.error == "timeout after 0.3 s"
+        for _ in range(3):
+            result = healthy.check()
+            assert result.ok and result.error is None
+        assert kept.made == made, "a check made a socket although one was kept"
+    finally:
+        for sock in (server, closed, full, *fillers):
+            sock.close()
+
+
+def test_kept_sockets_are_bounded_and_none_is_taken_while_the_poller_reads(monkeypatch):
+    """More checks in flight than FREE_MAX: the surplus sockets are closed when they end.
+    And while the poller hands out a batch of events, a check gets a new socket: an event of
+    that batch may be a kept socket's, from before it was taken."""
+    from director import hub
+    from director.check import tcp
+
+    monkeypatch.setattr(tcp, "FREE_MAX", 2)
+    kept = tcp.SOCKETS[socket.AF_INET]
+    kept.close()
+    server = listener()
+    port = server.getsockname()[1]
+    results = []
+    try:
+        for _ in range(6):
+            TcpCheck(None, Target("127.0.0.1", port, 1.0)).start(results.append)
+        deadline = time.monotonic() + 5
+        while len(results) < 6:
+            assert time.monotonic() < deadline, "checks did not finish"
+            hub.sleep(0.01)
+        assert all(result.ok for result in results)
+        assert len(kept.free) == 2
+        made = kept.made
+        monkeypatch.setattr(tcp.POLLER, "reading", True)
+        sock, registered = kept.take()
+        assert not registered and kept.made == made + 1 and len(kept.free) == 2
+        sock.close()
+    finally:
+        server.close()
+
+
+def test_an_ipv6_socket_is_kept_too():
+    from director.check import tcp
+
+    server = socket.socket(socket.AF_INET6)
+    server.bind(("::1", 0))
+    server.listen(4)
+    kept = tcp.SOCKETS[socket.AF_INET6]
+    try:
+        check = TcpCheck(None, Target("::1", server.getsockname()[1], 1.0))
+        assert check.check().ok
+        made = kept.made
+        assert all(check.check().ok for _ in range(3))
+        assert kept.made == made
+    finally:
+        server.close()

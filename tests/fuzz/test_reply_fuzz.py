@@ -60,3 +60,27 @@ def test_an_endless_smtp_line_is_bounded():
             .replace(b"\n", b" ")
         line, buffer = smtp.next_line(buffer, chunk)
         assert line is None and len(buffer) < smtp.SMTP_BUFF_MAX
+
+
+def test_replies_alike_but_for_their_date_are_judged_alike():
+    """http.reply_key (what the HTTP check's remembered verdict is keyed on) leaves out a
+    Date header's value: every pair of mutated replies it calls alike must get one verdict
+    from judge(), wherever the Date line lands (in the headers, the body, cut short)."""
+    from director.check import http
+
+    rng = random.Random(FIXED_SEED)
+    dates = [b"Tue, 01 Dec 2026 17:00:00 GMT", b"Wed, 31 Jan 1990 23:59:59 GMT",
+             b"Mon, 99 Xyz 0000 00:00:00 GMT", b"Sun, 01 Dec 2026 17:00:0 GMT"]
+    alike = 0
+    for _ in range(3_000):
+        raw = replies.http_mutate(rng)
+        at = rng.randrange(len(raw) + 1)
+        name = rng.choice((b"\r\nDate: ", b"\r\ndate: ", b"\r\nDATE: "))
+        first, second = (raw[:at] + name + date + b"\r\n" + raw[at:]
+                         for date in rng.sample(dates, 2))
+        if http.reply_key(first) != http.reply_key(second):
+            continue
+        alike += 1
+        for url in replies.URLS:
+            assert http.judge(url, first) == http.judge(url, second), (first, second)
+    assert alike > 50, alike
