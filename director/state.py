@@ -543,8 +543,9 @@ class VirtualServerView:
     def up(self) -> int:
         return sum(1 for real in self.real_servers if real.check is not None and real.check.up)
 
-    def as_json(self) -> dict[str, Any]:
-        reals = [real.as_json() for real in self.real_servers]
+    def head_json(self) -> dict[str, Any]:
+        """Everything of as_json() but its real servers, which come last there (the web
+        face encodes those apart and keeps them: web/bodies.py)."""
         return {"name": self.name, "address": self.address, "port": self.port,
                 "fwmark": self.fwmark, "protocol": self.protocol, "group": self.group,
                 "lb_algo": self.lb_algo, "lb_kind": self.lb_kind,
@@ -552,9 +553,13 @@ class VirtualServerView:
                 "quorum_ok": self.quorum_ok, "sorry_server": self.sorry_server,
                 "sorry_server_active": self.sorry_server_active,
                 "suspended": self.suspended, "in_kernel": self.in_kernel,
-                "up": sum(1 for real in reals if real["up"]), "total": len(reals),
-                "counters": None if self.counters is None else self.counters.as_json(),
-                "real_servers": reals}
+                "up": self.up, "total": len(self.real_servers),
+                "counters": None if self.counters is None else self.counters.as_json()}
+
+    def as_json(self) -> dict[str, Any]:
+        out = self.head_json()
+        out["real_servers"] = [real.as_json() for real in self.real_servers]
+        return out
 
 
 def configured_virtual_servers(config: Any) -> tuple[VirtualServerView, ...]:

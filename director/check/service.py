@@ -37,6 +37,10 @@ class RealServerState:
     weight_override: int | None = None  # the weight it gets instead, until a reload
     maintenance: bool = False       # out of the pool, still checked
     overrides: tuple = ()           # the active overrides.Entry of it, for the views
+    # Its last CheckView without and with the jobs' counters, each with what it was built
+    # from (CheckService.views): a server no check, override or reload touched since gives
+    # the same object again, which the web face and the metrics keep encoded by identity.
+    views: list = field(default_factory=lambda: [None, None])
 
     def compute_up(self) -> bool:
         return all(job.health.up for job in self.jobs)
@@ -269,9 +273,18 @@ class CheckService:
               with_jobs: bool = False) -> list[CheckView | None]:
         """The check view of each of ``reals`` (real_server models of ``virtual_name``), in
         their order; None for one not checked here. ``with_jobs``: each checker's counters
-        and duration buckets too (the metrics; the JSON has no use for them)."""
+        and duration buckets too (the metrics; the JSON has no use for them).
+
+        A server's view is built again only when something it shows may have changed: its
+        checkers' last results and counts (a new CheckResult and ok/failed with every
+        attempt), its up, drain and overrides, its configuration (a reload swaps the
+        model). Otherwise the view it gave last is given again, the same object: at ten
+        thousand servers checked every 10 s, a request a second rebuilds a tenth of them,
+        and the readers keep what they made of a view (its JSON, its metric lines) by its
+        identity (web/bodies.py, metrics/collector.py)."""
         offset = self.scheduler.wall_time(0.0)         # monotonic -> epoch, once per call
         by_name = self._by_name
+        slot = 1 if with_jobs else 0
         out: list[CheckView | None] = []
         for real in reals:
             state = by_name.get((virtual_name, real.address, real.port))
@@ -281,29 +294,47 @@ class CheckService:
             jobs = state.jobs
             if len(jobs) == 1:              # the common case, ten thousand times a scrape
                 (latest,) = jobs
-                checker, ok, failed = latest.key[2], latest.ok, latest.failed
-                if latest.last is None:
-                    latest = None
+                key = (state.real_server, state.up, state.drained, state.overrides,
+                       latest.last, latest.ok, latest.failed)
             else:
-                latest = max((job for job in jobs if job.last is not None),
-                             key=lambda job: job.last_at, default=None)
-                checker = "+".join(job.key[2] for job in jobs) or None
-                ok, failed = sum(job.ok for job in jobs), sum(job.failed for job in jobs)
-            last_check = None
-            if latest is not None:
-                result = latest.last
-                last_check = LastCheck(result.ok, round(result.duration, 6), result.error,
-                                       round(offset + latest.last_at, 3),
-                                       result.detail.get("cert_not_after"))
-            agent = state.agent() if state.has_agent else None
-            out.append(CheckView(
-                checker, state.up, state.drained, ok, failed, last_check,
-                tuple(JobStats(virtual_name, state.name[1], job.key[2], job.ok, job.failed,
-                               tuple(job.buckets), job.duration_sum) for job in jobs)
-                if with_jobs else (),
-                None if agent is None else frozen(agent.as_json(state.real_server.weight)),
-                state.overrides))
+                key = (state.real_server, state.up, state.drained, state.overrides,
+                       *[(job.last, job.ok, job.failed) for job in jobs])
+            cached = state.views[slot]
+            if cached is not None and cached[0] == key:
+                out.append(cached[1])
+                continue
+            view = self._view(state, offset, with_jobs)
+            state.views[slot] = (key, view)
+            out.append(view)
         return out
+
+    @staticmethod
+    def _view(state: RealServerState, offset: float, with_jobs: bool) -> CheckView:
+        jobs = state.jobs
+        if len(jobs) == 1:
+            (latest,) = jobs
+            checker, ok, failed = latest.key[2], latest.ok, latest.failed
+            if latest.last is None:
+                latest = None
+        else:
+            latest = max((job for job in jobs if job.last is not None),
+                         key=lambda job: job.last_at, default=None)
+            checker = "+".join(job.key[2] for job in jobs) or None
+            ok, failed = sum(job.ok for job in jobs), sum(job.failed for job in jobs)
+        last_check = None
+        if latest is not None:
+            result = latest.last
+            last_check = LastCheck(result.ok, round(result.duration, 6), result.error,
+                                   round(offset + latest.last_at, 3),
+                                   result.detail.get("cert_not_after"))
+        agent = state.agent() if state.has_agent else None
+        return CheckView(
+            checker, state.up, state.drained, ok, failed, last_check,
+            tuple(JobStats(state.name[0], state.name[1], job.key[2], job.ok, job.failed,
+                           tuple(job.buckets), job.duration_sum) for job in jobs)
+            if with_jobs else (),
+            None if agent is None else frozen(agent.as_json(state.real_server.weight)),
+            state.overrides)
 
     def reply_errors(self) -> dict[tuple[str, str], int]:
         """(checker kind, reason) -> replies its checkers could not read."""

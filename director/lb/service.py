@@ -117,6 +117,9 @@ class LoadBalancer:
         # health() as of the last pools handed to the backend (name -> quorum up, live)
         self.applied_health: dict[str, tuple[bool, int]] = {}
         self.ramps = Ramps()                    # slow start, by (virtual server, address, port)
+        # The views virtual_servers() gave last (without, with the jobs' counters), each
+        # with what it was built from: see there.
+        self._views: list[tuple[dict, dict]] = [({}, {}), ({}, {})]
 
     def _configure(self, config: Any) -> None:
         self.config = config
@@ -491,12 +494,22 @@ class LoadBalancer:
         """Each virtual server in the configuration's order, its pool as the checks see it
         (CheckService.views) and as the kernel has it. ``yield_every`` real servers the loop
         may run (ten thousand of them must not hold back a VRRP advert); ``with_jobs``: see
-        CheckService.views."""
+        CheckService.views.
+
+        A view equal in every input to the one given last (the same check view, weights,
+        counters, connections, drain and ramp; for a virtual server the same real server
+        views and its own live fields) is that one again, the same object: the web face and
+        the metrics keep its encoding by identity, so a request re-encodes only what
+        changed. The inputs are compared, never assumed: nothing needs to remember to say
+        that it changed something."""
         kernel, desired = self.backend.kernel, self.desired
         counters = self.backend.counters()
         # asked per real server only where the backend can tell (a tenth of a scrape otherwise)
         connections = self.backend.reports_connections
         now = time.monotonic()
+        last_reals, last_virtuals = self._views[1 if with_jobs else 0]
+        made_reals: dict[tuple, tuple] = {}
+        made_virtuals: dict[str, tuple] = {}
         out = []
         walked = 0
         for virtual in self.config.virtual_servers:
@@ -516,23 +529,39 @@ class LoadBalancer:
                     if check is not None and check.drained else None
                 ramp = self.ramps.view((name, real.address, real.port), now) \
                     if self.ramps.ramps else None
-                reals.append(RealServerView.of(
-                    real, check, weight=_weight(in_kernel, dest_key),
-                    desired_weight=_weight(wanted, dest_key),
-                    counters=Traffic.total([_traffic(counters.get((key, dest_key)))
-                                            for key in keys]) if counters else None,
-                    active_connections=None if now_connected is None else now_connected[0],
-                    inactive_connections=None if now_connected is None else now_connected[1],
-                    drain=None if drain is None else DrainView(
-                        round(drain.started_wall, 3), round(now - drain.started, 1),
-                        None if drain.connections is None else drain.connections[0],
-                        drain.completed is not None, drain.completed, drain.completed_at),
-                    ramp=None if ramp is None else RampView.of(*ramp, time.time() - now)))
-            out.append(VirtualServerView.of(
-                virtual, tuple(reals), quorum_ok=self.quorum.get(name, True),
-                suspended=name in self.suspended, in_kernel=bool(in_kernel),
-                counters=Traffic.total([_traffic(counters.get((key, None))) for key in keys])
-                if counters else None))
+                inputs = (real, check, _weight(in_kernel, dest_key), _weight(wanted, dest_key),
+                          Traffic.total([_traffic(counters.get((key, dest_key)))
+                                         for key in keys]) if counters else None,
+                          now_connected,
+                          None if drain is None else DrainView(
+                              round(drain.started_wall, 3), round(now - drain.started, 1),
+                              None if drain.connections is None else drain.connections[0],
+                              drain.completed is not None, drain.completed,
+                              drain.completed_at),
+                          None if ramp is None else RampView.of(*ramp, time.time() - now))
+                where = (name, real.address, real.port)
+                found = last_reals.get(where)
+                if found is None or found[0] != inputs:
+                    found = (inputs, RealServerView.of(
+                        real, check, weight=inputs[2], desired_weight=inputs[3],
+                        counters=inputs[4],
+                        active_connections=None if now_connected is None else now_connected[0],
+                        inactive_connections=None if now_connected is None
+                        else now_connected[1], drain=inputs[6], ramp=inputs[7]))
+                made_reals[where] = found
+                reals.append(found[1])
+            inputs = (virtual, tuple(reals), self.quorum.get(name, True),
+                      name in self.suspended, bool(in_kernel),
+                      Traffic.total([_traffic(counters.get((key, None))) for key in keys])
+                      if counters else None)
+            found = last_virtuals.get(name)
+            if found is None or found[0] != inputs:
+                found = (inputs, VirtualServerView.of(
+                    virtual, inputs[1], quorum_ok=inputs[2], suspended=inputs[3],
+                    in_kernel=inputs[4], counters=inputs[5]))
+            made_virtuals[name] = found
+            out.append(found[1])
+        self._views[1 if with_jobs else 0] = (made_reals, made_virtuals)
         return tuple(out)
 
 

@@ -1,0 +1,133 @@
+"""/api/v1/state and /metrics at 10,000 real servers in one process, without the network: a
+real daemon (director.embedded, ``-C --backend none``) checking 1,000 virtual servers x 10
+real servers (TCP_CHECK, delay_loop 10, a listener in a network namespace of its own), its
+Flask app asked through the test client. Far less noisy than bench/web_scale.py on a shared
+machine (no client process, no 4-29 MB through loopback); the checks go on between requests,
+as they do under a real scrape.
+
+    .venv/bin/python bench/web_inprocess.py [--tree DIR] [--services 1000] [--per-service 10]
+        [--runs 9] [--settle 12] [--profile state|metrics]
+
+``--tree``: the director source tree to measure (a worktree of the code before a change);
+this script runs from any tree. Prints medians of ``--runs`` requests of each kind, the body
+sizes and the load average. Needs root (the namespace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import uuid
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PORT = 9000
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tree", default=HERE)
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--per-service", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--settle", type=float, default=12.0,
+                        help="seconds for every server to be checked once")
+    parser.add_argument("--profile", choices=("state", "metrics"),
+                        help="print a cProfile of one more request of this kind")
+    parser.add_argument("--in-namespace", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def in_namespace(args: argparse.Namespace) -> None:
+    """Runs this script again inside a new namespace with only loopback, then removes it."""
+    ns = f"dwebin-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        done = subprocess.run(["ip", "netns", "exec", ns, sys.executable,
+                               os.path.abspath(__file__), "--in-namespace", *sys.argv[1:]],
+                              timeout=1800)
+        sys.exit(done.returncode)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def main() -> None:
+    args = arguments()
+    if not args.in_namespace:
+        in_namespace(args)
+    tree = os.path.abspath(args.tree)
+    sys.path.insert(0, tree)
+    sys.path.insert(1, HERE)            # web_scale's configuration writer
+    from director.patching import patch_all
+    patch_all()
+    import cProfile
+    import pstats
+    import statistics
+    import tempfile
+    import time
+
+    from bench.web_scale import LISTENER, director_config
+    from director import hub
+    from director.embedded import start_director
+    from web import create_app
+
+    tmp = tempfile.mkdtemp(prefix="director-web-inprocess-")
+    listener = subprocess.Popen([sys.executable, "-c", LISTENER, str(PORT)])
+    try:
+        config = os.path.join(tmp, "keepalived.conf")
+        with open(config, "w") as handle:
+            handle.write(director_config(args.services, args.per_service))
+        director, _ = start_director(["-C", "-f", config, "--backend", "none",
+                                      "--state-dir", os.path.join(tmp, "state"), "-l"])
+        app = create_app(director)
+        client = app.test_client()
+        hub.sleep(args.settle)
+        kinds = {"state": "/api/v1/state", "metrics": "/metrics"}
+        times: dict[str, list[float]] = {kind: [] for kind in kinds}
+        sizes: dict[str, int] = {}
+        for _ in range(args.runs):
+            for kind, url in kinds.items():
+                started = time.perf_counter()
+                response = client.get(url)
+                body = response.get_data()
+                times[kind].append(time.perf_counter() - started)
+                assert response.status_code == 200, (url, response.status_code)
+                sizes[kind] = len(body)
+                hub.sleep(0.2)          # the checks go on between requests
+        print(f"tree {tree}: {args.services * args.per_service} real servers, medians of "
+              f"{args.runs}, load average {os.getloadavg()[0]:.2f}")
+        for kind, url in kinds.items():
+            values = sorted(times[kind])
+            print(f"  {url:15} {statistics.median(values) * 1000:7.1f} ms  (min "
+                  f"{values[0] * 1000:.1f}, max {values[-1] * 1000:.1f}; "
+                  f"{sizes[kind] / 1e6:.1f} MB)")
+        parts: dict[str, list[float]] = {"snapshot": [], "snapshot with_jobs": []}
+        for _ in range(args.runs):       # the views alone (both kinds of request take them)
+            started = time.perf_counter()
+            director.snapshot()
+            parts["snapshot"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            director.snapshot(with_jobs=True)
+            parts["snapshot with_jobs"].append(time.perf_counter() - started)
+            hub.sleep(0.2)
+        for kind, values in parts.items():
+            print(f"  {kind:20} {statistics.median(values) * 1000:7.1f} ms")
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.enable()
+            client.get(kinds[args.profile]).get_data()
+            profile.disable()
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+        director.commands.put("stop")
+        hub.sleep(1)
+    finally:
+        listener.kill()
+        listener.wait()
+        subprocess.run(["rm", "-rf", tmp], check=False)
+
+
+if __name__ == "__main__":
+    main()
