@@ -92,6 +92,9 @@ class CheckService:
         self._by_job: dict[int, RealServerState] = {}
         self._by_name: dict[tuple, RealServerState] = {}
         self._by_label: dict[tuple[str, str], RealServerState] = {}     # the names' pair
+        self._servers = 0               # changes of the set of states (_add, _forget)
+        # virtual server name -> (its real_server models, _servers, their states): views()
+        self._aligned: dict[str, tuple[Any, int, list]] = {}
         self.listeners: list[Callable[[RealServerState], None]] = []   # up/down changes
         # a checker's up/down change that leaves its server as it was (it has others)
         self.checker_listeners: list[Callable[[RealServerState, Job], None]] = []
@@ -123,6 +126,7 @@ class CheckService:
         state.up = state.compute_up()
         self.real_servers.append(state)
         self._by_name[(name[0], real.address, real.port)] = state
+        self._servers += 1
         self._by_label[state.name] = state
         return state
 
@@ -194,6 +198,8 @@ class CheckService:
         for job in jobs:
             self._by_job.pop(id(job), None)
         forgotten = {id(state) for state in states}
+        self._servers += 1
+        self._aligned.clear()
         self.real_servers = [state for state in self.real_servers if id(state) not in forgotten]
         for state in states:
             self._by_name.pop((state.name[0], state.real_server.address,
@@ -283,30 +289,48 @@ class CheckService:
         and the readers keep what they made of a view (its JSON, its metric lines) by its
         identity (web/bodies.py, metrics/collector.py)."""
         offset = self.scheduler.wall_time(0.0)         # monotonic -> epoch, once per call
-        by_name = self._by_name
         slot = 1 if with_jobs else 0
         out: list[CheckView | None] = []
-        for real in reals:
-            state = by_name.get((virtual_name, real.address, real.port))
+        for state in self._states_of(virtual_name, reals):
             if state is None:
                 out.append(None)
                 continue
             jobs = state.jobs
+            cached = state.views[slot]
             if len(jobs) == 1:              # the common case, ten thousand times a scrape
                 (latest,) = jobs
+                if cached is not None:      # compared in place: no key built to compare
+                    key = cached[0]
+                    if key[4] is latest.last and key[5] == latest.ok and \
+                            key[6] == latest.failed and key[1] is state.up and \
+                            key[2] is state.drained and key[3] is state.overrides and \
+                            key[0] is state.real_server:
+                        out.append(cached[1])
+                        continue
                 key = (state.real_server, state.up, state.drained, state.overrides,
                        latest.last, latest.ok, latest.failed)
             else:
                 key = (state.real_server, state.up, state.drained, state.overrides,
                        *[(job.last, job.ok, job.failed) for job in jobs])
-            cached = state.views[slot]
-            if cached is not None and cached[0] == key:
-                out.append(cached[1])
-                continue
+                if cached is not None and cached[0] == key:
+                    out.append(cached[1])
+                    continue
             view = self._view(state, offset, with_jobs)
             state.views[slot] = (key, view)
             out.append(view)
         return out
+
+    def _states_of(self, virtual_name: str, reals: Sequence[Any]) -> list:
+        """The states of ``reals`` in their order (None for one not checked here), looked up
+        once per configuration and server set (``_servers`` counts their changes), not per
+        real server on every snapshot."""
+        found = self._aligned.get(virtual_name)
+        if found is not None and found[0] is reals and found[1] == self._servers:
+            return found[2]
+        by_name = self._by_name
+        states = [by_name.get((virtual_name, real.address, real.port)) for real in reals]
+        self._aligned[virtual_name] = (reals, self._servers, states)
+        return states
 
     @staticmethod
     def _view(state: RealServerState, offset: float, with_jobs: bool) -> CheckView:

@@ -118,8 +118,8 @@ class LoadBalancer:
         self.applied_health: dict[str, tuple[bool, int]] = {}
         self.ramps = Ramps()                    # slow start, by (virtual server, address, port)
         # The views virtual_servers() gave last (without, with the jobs' counters), each
-        # with what it was built from: see there.
-        self._views: list[tuple[dict, dict]] = [({}, {}), ({}, {})]
+        # with what it was built from, by virtual server name: see there.
+        self._views: list[dict[str, tuple]] = [{}, {}]
 
     def _configure(self, config: Any) -> None:
         self.config = config
@@ -506,23 +506,40 @@ class LoadBalancer:
         counters = self.backend.counters()
         # asked per real server only where the backend can tell (a tenth of a scrape otherwise)
         connections = self.backend.reports_connections
+        # Nothing in a view that changes by itself (traffic, connections, a ramp's step; a
+        # drain's seconds are checked per virtual server): a virtual server whose inputs are
+        # those of its last view, compared as a whole, is that view without a look at each
+        # of its real servers.
+        settled = not counters and not connections and not self.ramps.ramps
         now = time.monotonic()
-        last_reals, last_virtuals = self._views[1 if with_jobs else 0]
-        made_reals: dict[tuple, tuple] = {}
+        last_virtuals = self._views[1 if with_jobs else 0]
         made_virtuals: dict[str, tuple] = {}
         out = []
         walked = 0
         for virtual in self.config.virtual_servers:
             name = virtual_server_name(virtual)
             keys = self.keys.get(name, ())
-            in_kernel = [kernel[key].destinations for key in keys if key in kernel]
-            wanted = [desired[key].destinations for key in keys if key in desired]
-            reals = []
-            for real, check in zip(virtual.real_servers,
-                                   self.checks.views(name, virtual.real_servers, with_jobs)):
-                walked += 1
-                if yield_every and walked % yield_every == 0:
+            # Pools are built whole by a converge or a read, never changed afterwards
+            kernel_pools = [kernel[key] for key in keys if key in kernel]
+            wanted_pools = [desired[key] for key in keys if key in desired]
+            checks = self.checks.views(name, virtual.real_servers, with_jobs)
+            basis = (virtual, checks, kernel_pools, wanted_pools, self.quorum.get(name, True),
+                     name in self.suspended)
+            found = last_virtuals.get(name)
+            walked += len(checks)
+            if settled and found is not None and found[2] == basis:
+                made_virtuals[name] = found
+                out.append(found[1])
+                if yield_every and walked >= yield_every:
+                    walked = 0
                     hub.breathe()
+                continue
+            in_kernel = [pool.destinations for pool in kernel_pools]
+            wanted = [pool.destinations for pool in wanted_pools]
+            last_reals = found[3] if found is not None else {}
+            made_reals: dict[tuple, tuple] = {}
+            reals = []
+            for real, check in zip(virtual.real_servers, checks):
                 dest_key = DestinationKey(real.address, real.port)
                 now_connected = self.connections_of(name, dest_key) if connections else None
                 drain = self.drains.get((name, real_server_name(real))) \
@@ -539,7 +556,7 @@ class LoadBalancer:
                               drain.completed is not None, drain.completed,
                               drain.completed_at),
                           None if ramp is None else RampView.of(*ramp, time.time() - now))
-                where = (name, real.address, real.port)
+                where = (real.address, real.port)
                 found = last_reals.get(where)
                 if found is None or found[0] != inputs:
                     found = (inputs, RealServerView.of(
@@ -550,8 +567,7 @@ class LoadBalancer:
                         else now_connected[1], drain=inputs[6], ramp=inputs[7]))
                 made_reals[where] = found
                 reals.append(found[1])
-            inputs = (virtual, tuple(reals), self.quorum.get(name, True),
-                      name in self.suspended, bool(in_kernel),
+            inputs = (virtual, tuple(reals), basis[4], basis[5], bool(in_kernel),
                       Traffic.total([_traffic(counters.get((key, None))) for key in keys])
                       if counters else None)
             found = last_virtuals.get(name)
@@ -559,9 +575,14 @@ class LoadBalancer:
                 found = (inputs, VirtualServerView.of(
                     virtual, inputs[1], quorum_ok=inputs[2], suspended=inputs[3],
                     in_kernel=inputs[4], counters=inputs[5]))
-            made_virtuals[name] = found
+            # a drain's seconds go on: such a virtual server is looked at again every time
+            drained = any(check is not None and check.drained for check in checks)
+            made_virtuals[name] = (found[0], found[1], None if drained else basis, made_reals)
             out.append(found[1])
-        self._views[1 if with_jobs else 0] = (made_reals, made_virtuals)
+            if yield_every and walked >= yield_every:
+                walked = 0
+                hub.breathe()
+        self._views[1 if with_jobs else 0] = made_virtuals
         return tuple(out)
 
 
