@@ -129,6 +129,10 @@ def test_every_change_is_in_the_next_state_and_metrics(live, tmp_path):
     step("an override: overrides, weight_override, desired weight")
     state.overrides = (Entry(VS[1], "10.0.0.2:80", "maintenance", True, 2, "lb1", "t", 2.0),)
     step("maintenance")
+    state.weight_override = 9           # the pools change, not what the checks say
+    lb._converge_guarded(verify=False)
+    after = step("the desired weight alone")
+    assert b'"desired_weight":9' in after[0]
     lb.backend.kernel = {key: Pool(pool.service, {
         dest_key: replace(dest, weight=7) for dest_key, dest in pool.destinations.items()})
         for key, pool in lb.desired.items()}
@@ -148,7 +152,7 @@ def test_every_change_is_in_the_next_state_and_metrics(live, tmp_path):
     lb.reload(new)
     after = step("a reload: configured weight")
     assert b'"configured_weight":3' in after[0]
-    assert len(steps) == 11
+    assert len(steps) == 12
 
 
 def test_what_did_not_change_is_not_encoded_again(live):
