@@ -12,7 +12,10 @@ producer per shape: a field added to a view reaches every reader.
 
 ``as_json()`` gives the contract's /api/v1/state shape (CONTRACT.md), with the fields the
 dashboard and the tests read beyond it. The views are built on demand (a request, a scrape,
-a signal), never kept up to date in the hot path.
+a signal), never kept up to date in the hot path; a service gives the view it gave last
+again, the same object, while nothing it shows changed (its inputs compared when asked:
+CheckService.views, LoadBalancer.virtual_servers), so a reader may keep what it made of a
+view by the view's identity (web/bodies.py, metrics/collector.py): a view is frozen.
 
 This module imports nothing of the daemon and not gevent: the web face and the metrics
 import nothing else of director's (tests/unit/test_imports.py holds both to it). The names
