@@ -414,10 +414,7 @@ FAMILIES = (
       for what, text in CONNECTIONS],
 )
 _REAL = 2                       # the first per-real-server family's slot
-_VIRTUAL = _REAL + len(REAL_FAMILIES)
-_VIRTUAL_TRAFFIC = _VIRTUAL + len(VIRTUAL_FAMILIES)
-_REAL_TRAFFIC = _VIRTUAL_TRAFFIC + len(TRAFFIC)
-_CONNECTIONS = _REAL_TRAFFIC + len(TRAFFIC)
+_VIRTUAL = _REAL + len(REAL_FAMILIES)   # the first per-virtual-server one
 _CONDITIONS = ("virtual_traffic", "real_traffic", "connections")
 
 
@@ -431,7 +428,7 @@ def per_server_text(snapshot: State, cache: LabelCache) -> str:
     for server in snapshot.virtual_servers:
         found = kept.get(server.name)
         if found is None or found[0] is not server:
-            found = _server_part(server, cache, found[2] if found is not None else {})
+            found = _server_part(server, cache, found[2] if found is not None else ())
         else:
             cache.asked += found[3]
         used[server.name] = found
@@ -444,70 +441,108 @@ def per_server_text(snapshot: State, cache: LabelCache) -> str:
         if condition is not None and not present[condition]:
             continue
         _header(out, *header)
-        out.extend([part[slot] for part in parts])
+        for part in parts:
+            out.extend(part[slot])
     cache.end_scrape()
     return "".join(out)
 
 
-def _server_part(server: VirtualServerView, cache: LabelCache,
-                 kept: dict[int, tuple]) -> tuple:
-    """(view, its lines by family slot and which conditional families it has lines in, the
-    parts of its real servers by id, the label lookups they stand for)."""
+def _server_part(server: VirtualServerView, cache: LabelCache, kept: tuple) -> tuple:
+    """(view, its lines by family slot and which conditional families it has lines in,
+    (its real server views, their parts), the label lookups they stand for)."""
     asked = cache.asked
-    reals: dict[int, tuple] = {}
-    for real in server.real_servers:
-        found = kept.get(id(real))
-        if found is None or found[0] is not real:
-            found = (real, _real_part(server.name, real, cache))
+    name = server.name
+    # the kept parts by position (a real server keeps its place but across a reload)
+    reals = server.real_servers
+    kept_reals, kept_parts = kept if kept and len(kept[0]) == len(reals) else (reals, None)
+    real_parts = []
+    for index, real in enumerate(reals):
+        if kept_parts is not None and kept_reals[index] is real:
+            part = kept_parts[index]
+            cache.asked += part[-1]
+            real_parts.append(part)
         else:
-            cache.asked += found[1][-1]
-        reals[id(real)] = found
-    real_parts = [reals[id(real)][1] for real in server.real_servers]
+            real_parts.append(_real_part(name, real, cache))
+    # by family slot, the lines of each real server (not joined: the scrape joins once)
+    columns = list(zip(*real_parts)) if real_parts else [()] * _REAL_PART
     labels = cache.of(server.name)
     counters = server.counters
-    lines = [
-        "".join([part[0] for part in real_parts]),
-        "".join([part[1] for part in real_parts]),
-        *["".join([part[slot] for part in real_parts])
-          for slot in range(_REAL, _VIRTUAL)],
-        *[f"{name}{{{labels}}} {value_of(server)}\n"
-          for name, _, _, value_of in VIRTUAL_FAMILIES],
-        *(_traffic_lines("virtual_server", labels, counters) if counters
-          else ("",) * len(TRAFFIC)),
-        *["".join([part[slot] for part in real_parts])
-          for slot in range(_REAL_TRAFFIC, len(FAMILIES))],
-        (bool(counters), any(part[_REAL_TRAFFIC] for part in real_parts),
-         any(part[_CONNECTIONS] for part in real_parts)),
-    ]
-    return server, tuple(lines), reals, cache.asked - asked
+    lines = (*columns[:_VIRTUAL],
+             *[(f"{name}{{{labels}}} {value_of(server)}\n",)
+               for name, _, _, value_of in VIRTUAL_FAMILIES],
+             *[(line,) for line in (_traffic_lines(_VIRTUAL_TRAFFIC_NAMES, labels, counters)
+                                    if counters else ("",) * len(TRAFFIC))],
+             *columns[_VIRTUAL:_VIRTUAL + 5],
+             (bool(counters), any(columns[_VIRTUAL]), any(columns[_VIRTUAL + 3])))
+    return server, lines, (reals, real_parts), cache.asked - asked
+
+
+_REAL_PART = _VIRTUAL + 5 + 1   # a real server's part: its lines up to its families, its
+                                # traffic (3) and connections (2), the label lookups
+_VIRTUAL_TRAFFIC_NAMES = [(f"director_virtual_server_{what}_total",
+                           [f',direction="{d}"' if d else "" for d, _ in fields],
+                           [field for _, field in fields]) for what, _, fields in TRAFFIC]
 
 
 def _real_part(virtual_name: str, real: RealServerView, cache: LabelCache) -> tuple:
-    """A real server's lines by family slot (its checkers' histograms and totals first),
-    then the label lookups they took."""
+    """A real server's lines by family slot (its checkers' histograms and totals, its
+    families of REAL_FAMILIES, IPVS's counters, its connections), then the label lookups
+    they took. Written out, line by line: ten thousand of them when every checker ran
+    since the scrape before (a Prometheus interval longer than delay_loop)."""
     asked = cache.asked
-    jobs = () if real.check is None else real.check.jobs
+    check, ramp = real.check, real.ramp
     labels = cache.of(virtual_name, real.name)
-    lines = ["".join([cache.histogram(job) for job in jobs]),
-             "".join([cache.checks_total(job) for job in jobs])]
-    for name, _, _, value_of in REAL_FAMILIES:
-        value = value_of(real)
-        lines.append("" if value is None else f"{name}{{{labels}}} {_number(value)}\n")
-    lines.extend([""] * len(VIRTUAL_FAMILIES) + [""] * len(TRAFFIC))
-    lines.extend(_traffic_lines("real_server", labels, real.counters) if real.counters
-                 else ("",) * len(TRAFFIC))
-    if real.active_connections is not None:
-        lines.extend(f"director_real_server_{what}_connections{{{labels}}} "
-                     f"{getattr(real, what + '_connections')}\n" for what, _ in CONNECTIONS)
+    if check is None:
+        histogram = totals = up = cert = ""
+        drained = f"director_real_server_drained{{{labels}}} 0\n"
     else:
-        lines.extend(("",) * len(CONNECTIONS))
-    lines.append(cache.asked - asked)
-    return tuple(lines)
+        jobs = check.jobs
+        if len(jobs) == 1:
+            histogram, totals = cache.histogram(jobs[0]), cache.checks_total(jobs[0])
+        else:
+            histogram = "".join([cache.histogram(job) for job in jobs])
+            totals = "".join([cache.checks_total(job) for job in jobs])
+        up = f"director_real_server_up{{{labels}}} {1 if check.up else 0}\n"
+        drained = f"director_real_server_drained{{{labels}}} {1 if check.drained else 0}\n"
+        last = check.last_check
+        cert = "" if last is None or last.cert_not_after is None else \
+            (f"director_real_server_certificate_expiry_timestamp_seconds{{{labels}}} "
+             f"{_number(last.cert_not_after)}\n")
+    weight, configured = real.weight or 0, real.configured_weight
+    counters, active = real.counters, real.active_connections
+    if counters is None:
+        connections = packets = sent = ""
+    else:
+        connections = (f"director_real_server_connections_total{{{labels}}} "
+                       f"{counters.connections}\n")
+        packets = (f'director_real_server_packets_total{{{labels},direction="in"}} '
+                   f'{counters.packets_in}\n'
+                   f'director_real_server_packets_total{{{labels},direction="out"}} '
+                   f'{counters.packets_out}\n')
+        sent = (f'director_real_server_bytes_total{{{labels},direction="in"}} '
+                f'{counters.bytes_in}\n'
+                f'director_real_server_bytes_total{{{labels},direction="out"}} '
+                f'{counters.bytes_out}\n')
+    if active is None:
+        active_line = inactive_line = ""
+    else:
+        active_line = f"director_real_server_active_connections{{{labels}}} {active}\n"
+        inactive_line = (f"director_real_server_inactive_connections{{{labels}}} "
+                         f"{real.inactive_connections}\n")
+    return (histogram, totals, up,
+            f"director_real_server_weight{{{labels}}} "
+            f"{weight if type(weight) is int else _number(weight)}\n",
+            f"director_real_server_configured_weight{{{labels}}} "
+            f"{configured if type(configured) is int else _number(configured)}\n",
+            drained,
+            "" if ramp is None else
+            f"director_real_server_slow_start_ratio{{{labels}}} {_number(ramp.fraction)}\n",
+            cert, connections, packets, sent, active_line, inactive_line,
+            cache.asked - asked)
 
 
-def _traffic_lines(scope: str, labels: str, counters: Any) -> list[str]:
-    """IPVS's counters of a virtual or a real server, one string per family of TRAFFIC."""
-    return ["".join([f"director_{scope}_{what}_total{{{labels}"
-                     f"{f',direction={chr(34)}{direction}{chr(34)}' if direction else ''}}} "
-                     f"{getattr(counters, field)}\n" for direction, field in fields])
-            for what, _, fields in TRAFFIC]
+def _traffic_lines(names: list, labels: str, counters: Any) -> list[str]:
+    """IPVS's counters of a virtual server, one string per family of TRAFFIC."""
+    return ["".join([f"{name}{{{labels}{extra}}} {getattr(counters, field)}\n"
+                     for extra, field in zip(extras, fields)])
+            for name, extras, fields in names]
