@@ -33,6 +33,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--settle", type=float, default=12.0,
                         help="seconds for every server to be checked once")
+    parser.add_argument("--gap", type=float, default=0.2,
+                        help="seconds between requests (past delay_loop, 10 s: every "
+                             "server was checked again since the last, as between two "
+                             "Prometheus scrapes 15 s apart)")
     parser.add_argument("--profile", choices=("state", "metrics", "snapshot"),
                         help="print a cProfile of one more request of this kind")
     parser.add_argument("--in-namespace", action="store_true", help=argparse.SUPPRESS)
@@ -99,9 +103,9 @@ def main() -> None:
                 cpu[kind].append(time.process_time() - started_cpu)
                 assert response.status_code == 200, (url, response.status_code)
                 sizes[kind] = len(body)
-                hub.sleep(0.2)          # the checks go on between requests
+                hub.sleep(args.gap)     # the checks go on between requests
         print(f"tree {tree}: {args.services * args.per_service} real servers, medians of "
-              f"{args.runs}, load average {os.getloadavg()[0]:.2f}")
+              f"{args.runs}, {args.gap:g} s apart, load average {os.getloadavg()[0]:.2f}")
         for kind, url in kinds.items():
             values = sorted(times[kind])
             print(f"  {url:15} {statistics.median(values) * 1000:7.1f} ms  (min "

@@ -506,10 +506,9 @@ class LoadBalancer:
         counters = self.backend.counters()
         # asked per real server only where the backend can tell (a tenth of a scrape otherwise)
         connections = self.backend.reports_connections
-        # Nothing in a view that changes by itself (traffic, connections, a ramp's step; a
-        # drain's seconds are checked per virtual server): a virtual server whose inputs are
-        # those of its last view, compared as a whole, is that view without a look at each
-        # of its real servers.
+        # Nothing that changes by itself (traffic, connections, a ramp's step; a drain's
+        # seconds: see below): a virtual server whose inputs are those of its last view is
+        # that view, without a look at each of its real servers.
         settled = not counters and not connections and not self.ramps.ramps
         now = time.monotonic()
         last_virtuals = self._views[1 if with_jobs else 0]
