@@ -89,6 +89,17 @@ def main() -> None:
         client = app.test_client()
         hub.sleep(args.settle)
         kinds = {"state": "/api/v1/state", "metrics": "/metrics"}
+        import gc
+        collecting = {"since": 0.0, "total": 0.0, "gen2": 0}
+
+        def collected(phase, info):       # the collector's time, reported with the requests
+            if phase == "start":
+                collecting["since"] = time.perf_counter()
+            else:
+                collecting["total"] += time.perf_counter() - collecting["since"]
+                collecting["gen2"] += info["generation"] == 2
+
+        gc.callbacks.append(collected)
         times: dict[str, list[float]] = {kind: [] for kind in kinds}
         cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
         sizes: dict[str, int] = {}
@@ -106,6 +117,8 @@ def main() -> None:
                 hub.sleep(args.gap)     # the checks go on between requests
         print(f"tree {tree}: {args.services * args.per_service} real servers, medians of "
               f"{args.runs}, {args.gap:g} s apart, load average {os.getloadavg()[0]:.2f}")
+        print(f"  garbage collection during the requests: {collecting['total'] * 1000:.0f} ms "
+              f"in all, {collecting['gen2']} full collections")
         for kind, url in kinds.items():
             values = sorted(times[kind])
             print(f"  {url:15} {statistics.median(values) * 1000:7.1f} ms  (min "
@@ -129,6 +142,7 @@ def main() -> None:
         for kind, values in parts.items():
             print(f"  {kind:20} {statistics.median(values) * 1000:7.1f} ms")
         if args.profile:
+            hub.sleep(args.gap)
             profile = cProfile.Profile()
             profile.enable()
             if args.profile == "snapshot":
