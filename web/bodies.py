@@ -138,8 +138,8 @@ class FragmentCache:
         # real_server_text for the usual real server: only where ``dumps`` is json.dumps
         # compact and ASCII (Flask's default provider, as create_app sets it)
         self.short = short
-        # name -> (virtual server view, its JSON, {id(real view): (real view, its JSON)})
-        self.held: dict[str, tuple[Any, bytes, dict[int, tuple[Any, bytes]]]] = {}
+        # name -> (virtual server view, its JSON, its real servers' JSON in their order)
+        self.held: dict[str, tuple[Any, bytes, list[bytes]]] = {}
         self.whole = 0                          # virtual servers the last whole walk used
 
     def walk(self) -> FragmentWalk:
@@ -159,7 +159,7 @@ class FragmentWalk:
     def __init__(self, cache: FragmentCache) -> None:
         self.cache = cache
         self.held = cache.held
-        self.used: dict[str, tuple[Any, bytes, dict[int, tuple[Any, bytes]]]] = {}
+        self.used: dict[str, tuple[Any, bytes, list[bytes]]] = {}
         self.encoded = 0                        # views encoded by this walk (the tests)
 
     def virtual_server(self, view: Any) -> bytes:
@@ -169,21 +169,21 @@ class FragmentWalk:
             self.used[view.name] = kept
             return kept[1]
         dumps = self.cache.dumps
-        kept_reals = kept[2] if kept is not None else {}
-        reals: dict[int, tuple[Any, bytes]] = {}
-        for real in view.real_servers:
-            found = kept_reals.get(id(real))
-            if found is None or found[0] is not real:
-                text = real_server_text(real) if self.cache.short else None
-                found = (real, (text if text is not None else dumps(real.as_json())).encode())
-                self.encoded += 1
-            reals[id(real)] = found
+        # the real servers' JSON by position, reused where the view is the same object
+        kept_reals, kept_texts = (kept[0].real_servers, kept[2]) if kept is not None \
+            else ((), ())
+        texts = []
+        for index, real in enumerate(view.real_servers):
+            if index < len(kept_reals) and kept_reals[index] is real:
+                texts.append(kept_texts[index])
+                continue
+            text = real_server_text(real) if self.cache.short else None
+            texts.append((text if text is not None else dumps(real.as_json())).encode())
+            self.encoded += 1
         head = dumps(view.head_json()).encode()
-        text = b"".join((head[:-1], b',"real_servers":[',
-                         b",".join([reals[id(real)][1] for real in view.real_servers]),
-                         b"]}"))
+        text = b"".join((head[:-1], b',"real_servers":[', b",".join(texts), b"]}"))
         self.encoded += 1
-        self.used[view.name] = (view, text, reals)
+        self.used[view.name] = (view, text, texts)
         return text
 
     def done(self, whole: bool) -> None:

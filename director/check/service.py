@@ -37,10 +37,11 @@ class RealServerState:
     weight_override: int | None = None  # the weight it gets instead, until a reload
     maintenance: bool = False       # out of the pool, still checked
     overrides: tuple = ()           # the active overrides.Entry of it, for the views
-    # Its last CheckView without and with the jobs' counters, each with what it was built
-    # from (CheckService.views): a server no check, override or reload touched since gives
+    # Its last CheckView without and with the jobs' counters (CheckService.views), and the
+    # model they were built from: a server no check, override or reload touched since gives
     # the same object again, which the web face and the metrics keep encoded by identity.
     views: list = field(default_factory=lambda: [None, None])
+    viewed_model: Any = None
 
     def compute_up(self) -> bool:
         return all(job.health.up for job in self.jobs)
@@ -295,28 +296,28 @@ class CheckService:
             if state is None:
                 out.append(None)
                 continue
-            jobs = state.jobs
-            cached = state.views[slot]
-            if len(jobs) == 1:              # the common case, ten thousand times a scrape
-                (latest,) = jobs
-                if cached is not None:      # compared in place: no key built to compare
-                    key = cached[0]
-                    if key[4] is latest.last and key[5] == latest.ok and \
-                            key[6] == latest.failed and key[1] is state.up and \
-                            key[2] is state.drained and key[3] is state.overrides and \
-                            key[0] is state.real_server:
-                        out.append(cached[1])
+            # Compared with the view's own fields, no key kept beside it (a tuple per server
+            # is a hundred thousand objects more for the collector to walk): every result
+            # adds one to its checker's ok or failed, so equal totals mean no new result.
+            view = state.views[slot]
+            if view is not None and view.up is state.up and \
+                    view.drained is state.drained and view.overrides is state.overrides and \
+                    state.viewed_model is state.real_server:
+                jobs = state.jobs
+                if len(jobs) == 1:          # the common case, ten thousand times a scrape
+                    (job,) = jobs
+                    if view.ok == job.ok and view.failed == job.failed:
+                        out.append(view)
                         continue
-                key = (state.real_server, state.up, state.drained, state.overrides,
-                       latest.last, latest.ok, latest.failed)
-            else:
-                key = (state.real_server, state.up, state.drained, state.overrides,
-                       *[(job.last, job.ok, job.failed) for job in jobs])
-                if cached is not None and cached[0] == key:
-                    out.append(cached[1])
+                elif view.ok == sum(job.ok for job in jobs) and \
+                        view.failed == sum(job.failed for job in jobs):
+                    out.append(view)
                     continue
             view = self._view(state, offset, with_jobs)
-            state.views[slot] = (key, view)
+            if state.viewed_model is not state.real_server:     # a reload: both go
+                state.views[1 - slot] = None
+                state.viewed_model = state.real_server
+            state.views[slot] = view
             out.append(view)
         return out
 

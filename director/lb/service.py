@@ -535,48 +535,48 @@ class LoadBalancer:
                 continue
             in_kernel = [pool.destinations for pool in kernel_pools]
             wanted = [pool.destinations for pool in wanted_pools]
-            last_reals = found[3] if found is not None else {}
-            made_reals: dict[tuple, tuple] = {}
+            # the real servers' last views by position while the model is the same, each
+            # compared with its own fields (no tuple kept beside it for the collector to walk)
+            last_reals = found[1].real_servers if found is not None and \
+                found[0][0] is virtual else ()
             reals = []
-            for real, check in zip(virtual.real_servers, checks):
+            for index, (real, check) in enumerate(zip(virtual.real_servers, checks)):
                 dest_key = DestinationKey(real.address, real.port)
                 now_connected = self.connections_of(name, dest_key) if connections else None
+                active, inactive = (None, None) if now_connected is None else now_connected
                 drain = self.drains.get((name, real_server_name(real))) \
                     if check is not None and check.drained else None
                 ramp = self.ramps.view((name, real.address, real.port), now) \
                     if self.ramps.ramps else None
-                inputs = (real, check, _weight(in_kernel, dest_key), _weight(wanted, dest_key),
-                          Traffic.total([_traffic(counters.get((key, dest_key)))
-                                         for key in keys]) if counters else None,
-                          now_connected,
-                          None if drain is None else DrainView(
-                              round(drain.started_wall, 3), round(now - drain.started, 1),
-                              None if drain.connections is None else drain.connections[0],
-                              drain.completed is not None, drain.completed,
-                              drain.completed_at),
-                          None if ramp is None else RampView.of(*ramp, time.time() - now))
-                where = (real.address, real.port)
-                found = last_reals.get(where)
-                if found is None or found[0] != inputs:
-                    found = (inputs, RealServerView.of(
-                        real, check, weight=inputs[2], desired_weight=inputs[3],
-                        counters=inputs[4],
-                        active_connections=None if now_connected is None else now_connected[0],
-                        inactive_connections=None if now_connected is None
-                        else now_connected[1], drain=inputs[6], ramp=inputs[7]))
-                made_reals[where] = found
-                reals.append(found[1])
+                weight, desired_weight = _weight(in_kernel, dest_key), _weight(wanted, dest_key)
+                traffic = Traffic.total([_traffic(counters.get((key, dest_key)))
+                                         for key in keys]) if counters else None
+                drain_view = None if drain is None else DrainView(
+                    round(drain.started_wall, 3), round(now - drain.started, 1),
+                    None if drain.connections is None else drain.connections[0],
+                    drain.completed is not None, drain.completed, drain.completed_at)
+                ramp_view = None if ramp is None else RampView.of(*ramp, time.time() - now)
+                view = last_reals[index] if index < len(last_reals) else None
+                if view is None or view.check is not check or view.weight != weight or \
+                        view.desired_weight != desired_weight or view.counters != traffic or \
+                        view.active_connections != active or \
+                        view.inactive_connections != inactive or view.drain != drain_view or \
+                        view.ramp != ramp_view:
+                    view = RealServerView.of(
+                        real, check, weight=weight, desired_weight=desired_weight,
+                        counters=traffic, active_connections=active,
+                        inactive_connections=inactive, drain=drain_view, ramp=ramp_view)
+                reals.append(view)
             inputs = (virtual, tuple(reals), basis[4], basis[5], bool(in_kernel),
                       Traffic.total([_traffic(counters.get((key, None))) for key in keys])
                       if counters else None)
-            found = last_virtuals.get(name)
             if found is None or found[0] != inputs:
                 found = (inputs, VirtualServerView.of(
                     virtual, inputs[1], quorum_ok=inputs[2], suspended=inputs[3],
                     in_kernel=inputs[4], counters=inputs[5]))
             # a drain's seconds go on: such a virtual server is looked at again every time
             drained = any(check is not None and check.drained for check in checks)
-            made_virtuals[name] = (found[0], found[1], None if drained else basis, made_reals)
+            made_virtuals[name] = (found[0], found[1], None if drained else basis)
             out.append(found[1])
             if yield_every and walked >= yield_every:
                 walked = 0

@@ -265,4 +265,4 @@ def test_fragments_kept_by_identity_and_never_stale():
     assert body(servers[2:5], whole=False) == 0     # a page: found, nothing dropped
     assert body(servers) == 0
     assert len(cache.held) == len(servers)
-    assert all(len(kept[2]) == 1 for kept in cache.held.values())   # replaced views left
+    assert all(len(kept[2]) == 1 for kept in cache.held.values())
