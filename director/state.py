@@ -12,7 +12,10 @@ producer per shape: a field added to a view reaches every reader.
 
 ``as_json()`` gives the contract's /api/v1/state shape (CONTRACT.md), with the fields the
 dashboard and the tests read beyond it. The views are built on demand (a request, a scrape,
-a signal), never kept up to date in the hot path.
+a signal), never kept up to date in the hot path; a service gives the view it gave last
+again, the same object, while nothing it shows changed (its inputs compared when asked:
+CheckService.views, LoadBalancer.virtual_servers), so a reader may keep what it made of a
+view by the view's identity (web/bodies.py, metrics/collector.py): a view is frozen.
 
 This module imports nothing of the daemon and not gevent: the web face and the metrics
 import nothing else of director's (tests/unit/test_imports.py holds both to it). The names
@@ -543,8 +546,9 @@ class VirtualServerView:
     def up(self) -> int:
         return sum(1 for real in self.real_servers if real.check is not None and real.check.up)
 
-    def as_json(self) -> dict[str, Any]:
-        reals = [real.as_json() for real in self.real_servers]
+    def head_json(self) -> dict[str, Any]:
+        """Everything of as_json() but its real servers, which come last there (the web
+        face encodes those apart and keeps them: web/bodies.py)."""
         return {"name": self.name, "address": self.address, "port": self.port,
                 "fwmark": self.fwmark, "protocol": self.protocol, "group": self.group,
                 "lb_algo": self.lb_algo, "lb_kind": self.lb_kind,
@@ -552,9 +556,13 @@ class VirtualServerView:
                 "quorum_ok": self.quorum_ok, "sorry_server": self.sorry_server,
                 "sorry_server_active": self.sorry_server_active,
                 "suspended": self.suspended, "in_kernel": self.in_kernel,
-                "up": sum(1 for real in reals if real["up"]), "total": len(reals),
-                "counters": None if self.counters is None else self.counters.as_json(),
-                "real_servers": reals}
+                "up": self.up, "total": len(self.real_servers),
+                "counters": None if self.counters is None else self.counters.as_json()}
+
+    def as_json(self) -> dict[str, Any]:
+        out = self.head_json()
+        out["real_servers"] = [real.as_json() for real in self.real_servers]
+        return out
 
 
 def configured_virtual_servers(config: Any) -> tuple[VirtualServerView, ...]:

@@ -295,6 +295,8 @@ class LabelCache:
         # longer than the scrape interval) is written again only if its counters differ.
         self.histograms: dict[tuple, tuple[tuple, float, str]] = {}
         self.totals: dict[tuple, tuple[int, int, str]] = {}
+        # each virtual server's lines, by name, with its view (per_server_text)
+        self.servers: dict[str, tuple] = {}
         self.asked = 0
 
     def of(self, *names: str) -> str:
@@ -360,95 +362,187 @@ def _header(out: list[str], name: str, kind: str, text: str) -> None:
     out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
 
 
-def per_server_text(snapshot: State, cache: LabelCache) -> str:
-    out: list[str] = []
-    servers = snapshot.virtual_servers
-    jobs = list(snapshot.jobs())
-    _header(out, "director_check_duration_seconds", "histogram",
-            "How long checks took, pass or fail.")
-    out.extend(map(cache.histogram, jobs))
-    _header(out, "director_checks_total", "counter", "Check attempts by result.")
-    out.extend(map(cache.checks_total, jobs))
-
-    entries = [(cache.of(server.name, real.name), real)
-               for server in servers for real in server.real_servers]
-    families = (
-        ("director_real_server_up", "gauge", "1 while its checkers say up.",
-         lambda real: None if real.check is None else int(real.check.up)),
-        ("director_real_server_weight", "gauge",
-         "Its weight in the kernel now (0 when not there).", lambda real: real.weight or 0),
-        ("director_real_server_configured_weight", "gauge", "Its weight in the configuration.",
-         lambda real: real.configured_weight),
-        ("director_real_server_drained", "gauge", "1 while an operator has drained it.",
-         lambda real: int(real.check is not None and real.check.drained)),
-        ("director_real_server_slow_start_ratio", "gauge",
-         "Where its slow start ramp is, as a fraction of its full weight (only while it ramps).",
-         lambda real: None if real.ramp is None else real.ramp.fraction),
-        ("director_real_server_certificate_expiry_timestamp_seconds", "gauge",
-         "When the certificate its SSL_GET check saw expires.", _cert_not_after),
-    )
-    for name, kind, text, value_of in families:
-        _header(out, name, kind, text)
-        for labels, real in entries:
-            value = value_of(real)
-            if value is not None:
-                out.append(f"{name}{{{labels}}} {_number(value)}\n")
-    for name, kind, text, value_of in (
-            ("director_virtual_server_quorum_up", "gauge",
-             "1 while the live weight reaches the quorum.", lambda vs: int(vs.quorum_ok)),
-            ("director_virtual_server_sorry_server_active", "gauge",
-             "1 while the sorry server serves.", lambda vs: int(vs.sorry_server_active))):
-        _header(out, name, kind, text)
-        out.extend(f"{name}{{{cache.of(server.name)}}} {value_of(server)}\n"
-                   for server in servers)
-    _traffic(out, servers, entries, cache)
-    _connections_now(out, entries)
-    cache.end_scrape()
-    return "".join(out)
-
-
 def _cert_not_after(real: RealServerView) -> float | None:
     last = None if real.check is None else real.check.last_check
     return None if last is None else last.cert_not_after
 
 
+# (name, type, help, value of a real server's view: None writes no line)
+REAL_FAMILIES = (
+    ("director_real_server_up", "gauge", "1 while its checkers say up.",
+     lambda real: None if real.check is None else int(real.check.up)),
+    ("director_real_server_weight", "gauge",
+     "Its weight in the kernel now (0 when not there).", lambda real: real.weight or 0),
+    ("director_real_server_configured_weight", "gauge", "Its weight in the configuration.",
+     lambda real: real.configured_weight),
+    ("director_real_server_drained", "gauge", "1 while an operator has drained it.",
+     lambda real: int(real.check is not None and real.check.drained)),
+    ("director_real_server_slow_start_ratio", "gauge",
+     "Where its slow start ramp is, as a fraction of its full weight (only while it ramps).",
+     lambda real: None if real.ramp is None else real.ramp.fraction),
+    ("director_real_server_certificate_expiry_timestamp_seconds", "gauge",
+     "When the certificate its SSL_GET check saw expires.", _cert_not_after),
+)
+VIRTUAL_FAMILIES = (
+    ("director_virtual_server_quorum_up", "gauge",
+     "1 while the live weight reaches the quorum.", lambda vs: int(vs.quorum_ok)),
+    ("director_virtual_server_sorry_server_active", "gauge",
+     "1 while the sorry server serves.", lambda vs: int(vs.sorry_server_active)))
 TRAFFIC = (("connections", "Connections the kernel scheduled (IPVS).", (("", "connections"),)),
            ("packets", "Packets the kernel forwarded (IPVS).",
             (("in", "packets_in"), ("out", "packets_out"))),
            ("bytes", "Bytes the kernel forwarded (IPVS).",
             (("in", "bytes_in"), ("out", "bytes_out"))))
+CONNECTIONS = (("active", "Established connections to the real server now (IPVS ActiveConn)."),
+               ("inactive", "Its other connections now (IPVS InActConn: closing, TIME_WAIT, "
+                            "UDP)."))
+
+# The families in the order they are written, each a slot of a virtual server's part: its
+# lines of that family (see _server_part). A family marked "if" is written only when some
+# server has a line in it (IPVS's counters, connections where the backend can tell).
+FAMILIES = (
+    (("director_check_duration_seconds", "histogram", "How long checks took, pass or fail."),
+     None),
+    (("director_checks_total", "counter", "Check attempts by result."), None),
+    *[((name, kind, text), None) for name, kind, text, _ in REAL_FAMILIES],
+    *[((name, kind, text), None) for name, kind, text, _ in VIRTUAL_FAMILIES],
+    *[((f"director_virtual_server_{what}_total", "counter", text), "virtual_traffic")
+      for what, text, _ in TRAFFIC],
+    *[((f"director_real_server_{what}_total", "counter", text), "real_traffic")
+      for what, text, _ in TRAFFIC],
+    *[((f"director_real_server_{what}_connections", "gauge", text), "connections")
+      for what, text in CONNECTIONS],
+)
+_REAL = 2                       # the first per-real-server family's slot
+_VIRTUAL = _REAL + len(REAL_FAMILIES)   # the first per-virtual-server one
+_CONDITIONS = ("virtual_traffic", "real_traffic", "connections")
 
 
-def _connections_now(out: list[str], entries: list[tuple[str, RealServerView]]) -> None:
-    """Each real server's connections now, where the backend can tell (IPVS: every
-    delay_loop; nftables: while a drain waits)."""
-    entries = [(labels, real) for labels, real in entries
-               if real.active_connections is not None]
-    if not entries:
-        return
-    for what, text in (("active", "Established connections to the real server now (IPVS "
-                                  "ActiveConn)."),
-                       ("inactive", "Its other connections now (IPVS InActConn: closing, "
-                                    "TIME_WAIT, UDP).")):
-        name = f"director_real_server_{what}_connections"
-        _header(out, name, "gauge", text)
-        for labels, real in entries:
-            out.append(f"{name}{{{labels}}} {getattr(real, what + '_connections')}\n")
-
-
-def _traffic(out: list[str], servers: tuple[VirtualServerView, ...],
-             reals: list[tuple[str, RealServerView]], cache: LabelCache) -> None:
-    """IPVS's counters per virtual and per real server, where the backend has them."""
-    for scope in ("virtual_server", "real_server"):
-        entries = [(cache.of(server.name), server.counters) for server in servers] \
-            if scope == "virtual_server" else [(labels, real.counters) for labels, real in reals]
-        entries = [(labels, counters) for labels, counters in entries if counters]
-        if not entries:
+def per_server_text(snapshot: State, cache: LabelCache) -> str:
+    """The families with samples per real server: each virtual server's lines of each
+    family, kept by the identity of its view (the daemon gives the same view object again
+    while nothing it shows changed: director/lb/service.py), a real server's by its own
+    view's, so a scrape writes only the lines of servers that changed."""
+    kept, used = cache.servers, {}
+    parts = []
+    for server in snapshot.virtual_servers:
+        found = kept.get(server.name)
+        if found is None or found[0] is not server:
+            found = _server_part(server, cache, found[2] if found is not None else ())
+        else:
+            cache.asked += found[3]
+        used[server.name] = found
+        parts.append(found[1])
+    cache.servers = used
+    present = {condition: any(part[-1][number] for part in parts)
+               for number, condition in enumerate(_CONDITIONS)}
+    out: list[str] = []
+    for slot, (header, condition) in enumerate(FAMILIES):
+        if condition is not None and not present[condition]:
             continue
-        for what, text, fields in TRAFFIC:
-            name = f"director_{scope}_{what}_total"
-            _header(out, name, "counter", text)
-            for labels, counters in entries:
-                for direction, field in fields:
-                    extra = f',direction="{direction}"' if direction else ""
-                    out.append(f"{name}{{{labels}{extra}}} {getattr(counters, field)}\n")
+        _header(out, *header)
+        for part in parts:
+            out.extend(part[slot])
+    cache.end_scrape()
+    return "".join(out)
+
+
+def _server_part(server: VirtualServerView, cache: LabelCache, kept: tuple) -> tuple:
+    """(view, its lines by family slot and which conditional families it has lines in,
+    (its real server views, their parts), the label lookups they stand for)."""
+    asked = cache.asked
+    name = server.name
+    # the kept parts by position (a real server keeps its place but across a reload)
+    reals = server.real_servers
+    kept_reals, kept_parts = kept if kept and len(kept[0]) == len(reals) else (reals, None)
+    real_parts = []
+    for index, real in enumerate(reals):
+        if kept_parts is not None and kept_reals[index] is real:
+            part = kept_parts[index]
+            cache.asked += part[-1]
+            real_parts.append(part)
+        else:
+            real_parts.append(_real_part(name, real, cache))
+    # by family slot, the lines of each real server (not joined: the scrape joins once)
+    columns = list(zip(*real_parts)) if real_parts else [()] * _REAL_PART
+    labels = cache.of(server.name)
+    counters = server.counters
+    lines = (*columns[:_VIRTUAL],
+             *[(f"{name}{{{labels}}} {value_of(server)}\n",)
+               for name, _, _, value_of in VIRTUAL_FAMILIES],
+             *[(line,) for line in (_traffic_lines(_VIRTUAL_TRAFFIC_NAMES, labels, counters)
+                                    if counters else ("",) * len(TRAFFIC))],
+             *columns[_VIRTUAL:_VIRTUAL + 5],
+             (bool(counters), any(columns[_VIRTUAL]), any(columns[_VIRTUAL + 3])))
+    return server, lines, (reals, real_parts), cache.asked - asked
+
+
+_REAL_PART = _VIRTUAL + 5 + 1   # a real server's part: its lines up to its families, its
+                                # traffic (3) and connections (2), the label lookups
+_VIRTUAL_TRAFFIC_NAMES = [(f"director_virtual_server_{what}_total",
+                           [f',direction="{d}"' if d else "" for d, _ in fields],
+                           [field for _, field in fields]) for what, _, fields in TRAFFIC]
+
+
+def _real_part(virtual_name: str, real: RealServerView, cache: LabelCache) -> tuple:
+    """A real server's lines by family slot (its checkers' histograms and totals, its
+    families of REAL_FAMILIES, IPVS's counters, its connections), then the label lookups
+    they took. Written out, line by line: ten thousand of them when every checker ran
+    since the scrape before (a Prometheus interval longer than delay_loop)."""
+    asked = cache.asked
+    check, ramp = real.check, real.ramp
+    labels = cache.of(virtual_name, real.name)
+    if check is None:
+        histogram = totals = up = cert = ""
+        drained = f"director_real_server_drained{{{labels}}} 0\n"
+    else:
+        jobs = check.jobs
+        if len(jobs) == 1:
+            histogram, totals = cache.histogram(jobs[0]), cache.checks_total(jobs[0])
+        else:
+            histogram = "".join([cache.histogram(job) for job in jobs])
+            totals = "".join([cache.checks_total(job) for job in jobs])
+        up = f"director_real_server_up{{{labels}}} {1 if check.up else 0}\n"
+        drained = f"director_real_server_drained{{{labels}}} {1 if check.drained else 0}\n"
+        last = check.last_check
+        cert = "" if last is None or last.cert_not_after is None else \
+            (f"director_real_server_certificate_expiry_timestamp_seconds{{{labels}}} "
+             f"{_number(last.cert_not_after)}\n")
+    weight, configured = real.weight or 0, real.configured_weight
+    counters, active = real.counters, real.active_connections
+    if counters is None:
+        connections = packets = sent = ""
+    else:
+        connections = (f"director_real_server_connections_total{{{labels}}} "
+                       f"{counters.connections}\n")
+        packets = (f'director_real_server_packets_total{{{labels},direction="in"}} '
+                   f'{counters.packets_in}\n'
+                   f'director_real_server_packets_total{{{labels},direction="out"}} '
+                   f'{counters.packets_out}\n')
+        sent = (f'director_real_server_bytes_total{{{labels},direction="in"}} '
+                f'{counters.bytes_in}\n'
+                f'director_real_server_bytes_total{{{labels},direction="out"}} '
+                f'{counters.bytes_out}\n')
+    if active is None:
+        active_line = inactive_line = ""
+    else:
+        active_line = f"director_real_server_active_connections{{{labels}}} {active}\n"
+        inactive_line = (f"director_real_server_inactive_connections{{{labels}}} "
+                         f"{real.inactive_connections}\n")
+    return (histogram, totals, up,
+            f"director_real_server_weight{{{labels}}} "
+            f"{weight if type(weight) is int else _number(weight)}\n",
+            f"director_real_server_configured_weight{{{labels}}} "
+            f"{configured if type(configured) is int else _number(configured)}\n",
+            drained,
+            "" if ramp is None else
+            f"director_real_server_slow_start_ratio{{{labels}}} {_number(ramp.fraction)}\n",
+            cert, connections, packets, sent, active_line, inactive_line,
+            cache.asked - asked)
+
+
+def _traffic_lines(names: list, labels: str, counters: Any) -> list[str]:
+    """IPVS's counters of a virtual server, one string per family of TRAFFIC."""
+    return ["".join([f"{name}{{{labels}{extra}}} {getattr(counters, field)}\n"
+                     for extra, field in zip(extras, fields)])
+            for name, extras, fields in names]

@@ -11,6 +11,7 @@ the same app to another WSGI server.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any
 
@@ -20,6 +21,7 @@ from director import __version__
 from director.errors import BodyTimeout
 from metrics import Exposition
 
+from . import bodies
 from .admin import MAX_BODY, admin
 from .api import STREAMS_DEFAULT, StreamSlots, api
 from .dashboard import dashboard
@@ -41,6 +43,10 @@ def create_app(director: Any, admin_token: str | None = None,
     )
     app.json.sort_keys = False
     app.json.compact = True
+    # each virtual and real server's JSON, kept between requests (web/bodies.py)
+    app.config["STATE_FRAGMENTS"] = bodies.FragmentCache(
+        functools.partial(app.json.dumps, separators=(",", ":")),
+        short=app.json.ensure_ascii)
     app.register_blueprint(dashboard)
     app.register_blueprint(api)
     app.register_blueprint(admin)

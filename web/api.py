@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Iterator
 
@@ -94,9 +93,9 @@ def state():
     if paged:
         tail["page"] = {"offset": offset, "limit": limit, "total": len(servers)}
         servers = servers[offset:offset + limit]
-    chunks = bodies.state_chunks(snapshot.head_json(), servers, tail,
-                                 functools.partial(current_app.json.dumps,
-                                                   separators=(",", ":")))
+    fragments: bodies.FragmentCache = current_app.config["STATE_FRAGMENTS"]
+    chunks = bodies.state_chunks(snapshot.head_json(), servers, tail, fragments.dumps,
+                                 fragments.walk(), whole=not paged)
     headers = {"Vary": "Accept-Encoding"}
     if bodies.accepts_gzip(request.accept_encodings):
         chunks = bodies.gzip_stream(chunks)

@@ -7,10 +7,16 @@ Encoded in one piece the JSON held the loop for its whole encoding; streamed, th
 between batches (hub.Slicer) and the first bytes leave before the last are encoded. gzip
 is level 1: on this text it is several times smaller for a fraction of level 6's CPU, and
 its header carries no time (mtime 0), so the same body gives the same bytes.
+
+The JSON of each virtual and real server is kept between requests (``FragmentCache``) by the
+view's identity: the daemon gives the same view object again while nothing it shows changed
+(director/lb/service.py, director/check/service.py), and a view is frozen, so its encoding
+cannot go stale. A request encodes only the views that are new and joins the rest.
 """
 
 from __future__ import annotations
 
+import json
 import zlib
 from typing import Any, Callable, Iterable, Iterator
 
@@ -49,24 +55,166 @@ def gzip_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
     yield compressor.flush()
 
 
+class _Unusual(Exception):
+    """A value the short encoder leaves to the JSON module (a NaN, a type of its own)."""
+
+
+_string = json.encoder.encode_basestring_ascii      # what json.dumps uses (ensure_ascii)
+_int = int.__repr__
+_float = float.__repr__
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    kind = type(value)
+    if kind is int:
+        return _int(value)
+    if kind is str:
+        return _string(value)
+    if kind is float and value - value == 0.0:          # finite (json writes NaN, Infinity)
+        return _float(value)
+    raise _Unusual
+
+
+def real_server_text(view: Any) -> str | None:
+    """``dumps(view.as_json())`` for the usual real server (json.dumps compact, ASCII), in one
+    format string: the JSON module spends most of its 35-45 us a real server here building
+    its encoder and walking the nested dicts, this about 7 us. None for an unusual one (a
+    drain, a ramp, an agent, an override, a value json writes its own way): the caller uses
+    the JSON module. tests/unit/test_web_bodies.py holds it to as_json(), key for key."""
+    check, counters = view.check, view.counters
+    if view.drain is not None or view.ramp is not None:
+        return None
+    try:
+        if check is None:
+            checked = ('"up":null,"drained":false,"checker":' + _scalar(view.checker)
+                       + ',"last_check":null,"checks":null')
+        else:
+            if check.agent is not None or check.overrides:
+                return None
+            last = check.last_check
+            if last is None:
+                last_text = "null"
+            else:
+                last_text = (f'{{"ok":{_scalar(last.ok)},"duration_seconds":'
+                             f'{_scalar(last.duration_seconds)},"error":{_scalar(last.error)},'
+                             f'"at":{_scalar(last.at)}'
+                             + ("}" if last.cert_not_after is None else
+                                f',"cert_not_after":{_scalar(last.cert_not_after)}}}'))
+            checked = (f'"up":{_scalar(check.up)},"drained":{_scalar(check.drained)},'
+                       f'"checker":{_scalar(view.checker)},"last_check":{last_text},'
+                       f'"checks":{{"ok":{_scalar(check.ok)},"failed":{_scalar(check.failed)}}}')
+        traffic = "null" if counters is None else (
+            f'{{"connections":{_scalar(counters.connections)},'
+            f'"packets_in":{_scalar(counters.packets_in)},'
+            f'"packets_out":{_scalar(counters.packets_out)},'
+            f'"bytes_in":{_scalar(counters.bytes_in)},"bytes_out":{_scalar(counters.bytes_out)}}}')
+        return (f'{{"name":{_scalar(view.name)},"address":{_scalar(view.address)},'
+                f'"port":{_scalar(view.port)},"weight":{_scalar(view.weight)},'
+                f'"desired_weight":{_scalar(view.desired_weight)},'
+                f'"configured_weight":{_scalar(view.configured_weight)},{checked},'
+                f'"counters":{traffic},"active_connections":{_scalar(view.active_connections)},'
+                f'"inactive_connections":{_scalar(view.inactive_connections)},"drain":null,'
+                f'"agent":null,"ramp":null,"maintenance":false,"weight_override":null,'
+                f'"overrides":{{}}}}')
+    except _Unusual:
+        return None
+
+
+class FragmentCache:
+    """The encoded JSON of virtual servers and of their real servers, by the virtual server's
+    name, with the views they were encoded from: a view that is the same object as the one
+    kept gives the kept bytes (a frozen view's JSON cannot change). What a whole walk of the
+    state used replaces what was held, so removed servers leave with it; a walk of part of
+    it (a filter, a page) adds to it, bounded."""
+
+    def __init__(self, dumps: Callable[[Any], str], short: bool = True) -> None:
+        self.dumps = dumps                      # the app's, compact: the same bytes as before
+        # real_server_text for the usual real server: only where ``dumps`` is json.dumps
+        # compact and ASCII (Flask's default provider, as create_app sets it)
+        self.short = short
+        # name -> (virtual server view, its JSON, its real servers' JSON in their order)
+        self.held: dict[str, tuple[Any, bytes, list[bytes]]] = {}
+        self.whole = 0                          # virtual servers the last whole walk used
+
+    def walk(self) -> FragmentWalk:
+        return FragmentWalk(self)
+
+    def keep(self, used: dict, whole: bool) -> None:
+        if whole or len(self.held) + len(used) > 3 * self.whole + 1000:
+            self.held = used
+            self.whole = len(used) if whole else self.whole
+        else:
+            self.held.update(used)
+
+
+class FragmentWalk:
+    """One request's use of a FragmentCache: what it encoded or found, kept when it ends."""
+
+    def __init__(self, cache: FragmentCache) -> None:
+        self.cache = cache
+        self.held = cache.held
+        self.used: dict[str, tuple[Any, bytes, list[bytes]]] = {}
+        self.encoded = 0                        # views encoded by this walk (the tests)
+
+    def virtual_server(self, view: Any) -> bytes:
+        """``dumps(view.as_json())``, byte for byte: its head, then its real servers."""
+        kept = self.held.get(view.name)
+        if kept is not None and kept[0] is view:
+            self.used[view.name] = kept
+            return kept[1]
+        dumps = self.cache.dumps
+        # the real servers' JSON by position, reused where the view is the same object
+        kept_reals, kept_texts = (kept[0].real_servers, kept[2]) if kept is not None \
+            else ((), ())
+        texts = []
+        for index, real in enumerate(view.real_servers):
+            if index < len(kept_reals) and kept_reals[index] is real:
+                texts.append(kept_texts[index])
+                continue
+            text = real_server_text(real) if self.cache.short else None
+            texts.append((text if text is not None else dumps(real.as_json())).encode())
+            self.encoded += 1
+        head = dumps(view.head_json()).encode()
+        text = b"".join((head[:-1], b',"real_servers":[', b",".join(texts), b"]}"))
+        self.encoded += 1
+        self.used[view.name] = (view, text, texts)
+        return text
+
+    def done(self, whole: bool) -> None:
+        self.cache.keep(self.used, whole)
+
+
 def state_chunks(head: dict[str, Any], servers: Iterable[Any], tail: dict[str, Any],
-                 dumps: Callable[[Any], str]) -> Iterator[bytes]:
+                 dumps: Callable[[Any], str], walk: FragmentWalk | None = None,
+                 whole: bool = True) -> Iterator[bytes]:
     """The JSON of ``{**head, "virtual_servers": [...], **tail}`` and a newline (byte for
-    byte what Flask's jsonify sends of that dict), each virtual server encoded as its turn comes: never the
-    whole 4 MB document as dicts at once."""
+    byte what Flask's jsonify sends of that dict), each virtual server encoded as its turn
+    comes (or found in ``walk``'s cache: then ``whole`` says whether ``servers`` are all of
+    them): never the whole 4 MB document as dicts at once."""
     slicer = hub.Slicer(0.005)
     opening = dumps(head)
-    pending = [opening[:-1] + ("," if head else "") + '"virtual_servers":[']
+    pending = [(opening[:-1] + ("," if head else "") + '"virtual_servers":[').encode()]
     size, first = len(pending[0]), True
     for server in servers:
-        text = dumps(server.as_json())
-        pending.append(text if first else "," + text)
+        text = walk.virtual_server(server) if walk is not None \
+            else dumps(server.as_json()).encode()
+        if not first:
+            pending.append(b",")
+        pending.append(text)
         size += len(text) + 1
         first = False
         if size >= BATCH:
-            yield "".join(pending).encode()
+            yield b"".join(pending)
             pending, size = [], 0
             slicer()
     closing = dumps(tail)
-    pending.append("]" + ("," + closing[1:] if tail else "}") + "\n")
-    yield "".join(pending).encode()
+    pending.append(("]" + ("," + closing[1:] if tail else "}") + "\n").encode())
+    yield b"".join(pending)
+    if walk is not None:
+        walk.done(whole)

@@ -37,6 +37,11 @@ class RealServerState:
     weight_override: int | None = None  # the weight it gets instead, until a reload
     maintenance: bool = False       # out of the pool, still checked
     overrides: tuple = ()           # the active overrides.Entry of it, for the views
+    # Its last CheckView without and with the jobs' counters (CheckService.views), and the
+    # model they were built from: a server no check, override or reload touched since gives
+    # the same object again, which the web face and the metrics keep encoded by identity.
+    views: list = field(default_factory=lambda: [None, None])
+    viewed_model: Any = None
 
     def compute_up(self) -> bool:
         return all(job.health.up for job in self.jobs)
@@ -88,6 +93,9 @@ class CheckService:
         self._by_job: dict[int, RealServerState] = {}
         self._by_name: dict[tuple, RealServerState] = {}
         self._by_label: dict[tuple[str, str], RealServerState] = {}     # the names' pair
+        self._servers = 0               # changes of the set of states (_add, _forget)
+        # virtual server name -> (its real_server models, _servers, their states): views()
+        self._aligned: dict[str, tuple[Any, int, list]] = {}
         self.listeners: list[Callable[[RealServerState], None]] = []   # up/down changes
         # a checker's up/down change that leaves its server as it was (it has others)
         self.checker_listeners: list[Callable[[RealServerState, Job], None]] = []
@@ -119,6 +127,7 @@ class CheckService:
         state.up = state.compute_up()
         self.real_servers.append(state)
         self._by_name[(name[0], real.address, real.port)] = state
+        self._servers += 1
         self._by_label[state.name] = state
         return state
 
@@ -190,6 +199,8 @@ class CheckService:
         for job in jobs:
             self._by_job.pop(id(job), None)
         forgotten = {id(state) for state in states}
+        self._servers += 1
+        self._aligned.clear()
         self.real_servers = [state for state in self.real_servers if id(state) not in forgotten]
         for state in states:
             self._by_name.pop((state.name[0], state.real_server.address,
@@ -269,41 +280,86 @@ class CheckService:
               with_jobs: bool = False) -> list[CheckView | None]:
         """The check view of each of ``reals`` (real_server models of ``virtual_name``), in
         their order; None for one not checked here. ``with_jobs``: each checker's counters
-        and duration buckets too (the metrics; the JSON has no use for them)."""
+        and duration buckets too (the metrics; the JSON has no use for them).
+
+        A server's view is built again only when something it shows may have changed: its
+        checkers' last results and counts (a new CheckResult and ok/failed with every
+        attempt), its up, drain and overrides, its configuration (a reload swaps the
+        model). Otherwise the view it gave last is given again, the same object: at ten
+        thousand servers checked every 10 s, a request a second rebuilds a tenth of them,
+        and the readers keep what they made of a view (its JSON, its metric lines) by its
+        identity (web/bodies.py, metrics/collector.py)."""
         offset = self.scheduler.wall_time(0.0)         # monotonic -> epoch, once per call
-        by_name = self._by_name
+        slot = 1 if with_jobs else 0
         out: list[CheckView | None] = []
-        for real in reals:
-            state = by_name.get((virtual_name, real.address, real.port))
+        for state in self._states_of(virtual_name, reals):
             if state is None:
                 out.append(None)
                 continue
-            jobs = state.jobs
-            if len(jobs) == 1:              # the common case, ten thousand times a scrape
-                (latest,) = jobs
-                checker, ok, failed = latest.key[2], latest.ok, latest.failed
-                if latest.last is None:
-                    latest = None
-            else:
-                latest = max((job for job in jobs if job.last is not None),
-                             key=lambda job: job.last_at, default=None)
-                checker = "+".join(job.key[2] for job in jobs) or None
-                ok, failed = sum(job.ok for job in jobs), sum(job.failed for job in jobs)
-            last_check = None
-            if latest is not None:
-                result = latest.last
-                last_check = LastCheck(result.ok, round(result.duration, 6), result.error,
-                                       round(offset + latest.last_at, 3),
-                                       result.detail.get("cert_not_after"))
-            agent = state.agent() if state.has_agent else None
-            out.append(CheckView(
-                checker, state.up, state.drained, ok, failed, last_check,
-                tuple(JobStats(virtual_name, state.name[1], job.key[2], job.ok, job.failed,
-                               tuple(job.buckets), job.duration_sum) for job in jobs)
-                if with_jobs else (),
-                None if agent is None else frozen(agent.as_json(state.real_server.weight)),
-                state.overrides))
+            # Compared with the view's own fields, no key kept beside it (a tuple per server
+            # is a hundred thousand objects more for the collector to walk): every result
+            # adds one to its checker's ok or failed, so equal totals mean no new result.
+            view = state.views[slot]
+            if view is not None and view.up is state.up and \
+                    view.drained is state.drained and view.overrides is state.overrides and \
+                    state.viewed_model is state.real_server:
+                jobs = state.jobs
+                if len(jobs) == 1:          # the common case, ten thousand times a scrape
+                    (job,) = jobs
+                    if view.ok == job.ok and view.failed == job.failed:
+                        out.append(view)
+                        continue
+                elif view.ok == sum(job.ok for job in jobs) and \
+                        view.failed == sum(job.failed for job in jobs):
+                    out.append(view)
+                    continue
+            view = self._view(state, offset, with_jobs)
+            if state.viewed_model is not state.real_server:     # a reload: both go
+                state.views[1 - slot] = None
+                state.viewed_model = state.real_server
+            state.views[slot] = view
+            out.append(view)
         return out
+
+    def _states_of(self, virtual_name: str, reals: Sequence[Any]) -> list:
+        """The states of ``reals`` in their order (None for one not checked here), looked up
+        once per configuration and server set (``_servers`` counts their changes), not per
+        real server on every snapshot."""
+        found = self._aligned.get(virtual_name)
+        if found is not None and found[0] is reals and found[1] == self._servers:
+            return found[2]
+        by_name = self._by_name
+        states = [by_name.get((virtual_name, real.address, real.port)) for real in reals]
+        self._aligned[virtual_name] = (reals, self._servers, states)
+        return states
+
+    @staticmethod
+    def _view(state: RealServerState, offset: float, with_jobs: bool) -> CheckView:
+        jobs = state.jobs
+        if len(jobs) == 1:
+            (latest,) = jobs
+            checker, ok, failed = latest.key[2], latest.ok, latest.failed
+            if latest.last is None:
+                latest = None
+        else:
+            latest = max((job for job in jobs if job.last is not None),
+                         key=lambda job: job.last_at, default=None)
+            checker = "+".join(job.key[2] for job in jobs) or None
+            ok, failed = sum(job.ok for job in jobs), sum(job.failed for job in jobs)
+        last_check = None
+        if latest is not None:
+            result = latest.last
+            last_check = LastCheck(result.ok, round(result.duration, 6), result.error,
+                                   round(offset + latest.last_at, 3),
+                                   result.detail.get("cert_not_after"))
+        agent = state.agent() if state.has_agent else None
+        return CheckView(
+            checker, state.up, state.drained, ok, failed, last_check,
+            tuple(JobStats(state.name[0], state.name[1], job.key[2], job.ok, job.failed,
+                           tuple(job.buckets), job.duration_sum) for job in jobs)
+            if with_jobs else (),
+            None if agent is None else frozen(agent.as_json(state.real_server.weight)),
+            state.overrides)
 
     def reply_errors(self) -> dict[tuple[str, str], int]:
         """(checker kind, reason) -> replies its checkers could not read."""

@@ -117,6 +117,9 @@ class LoadBalancer:
         # health() as of the last pools handed to the backend (name -> quorum up, live)
         self.applied_health: dict[str, tuple[bool, int]] = {}
         self.ramps = Ramps()                    # slow start, by (virtual server, address, port)
+        # The views virtual_servers() gave last (without, with the jobs' counters), each
+        # with what it was built from, by virtual server name: see there.
+        self._views: list[dict[str, tuple]] = [{}, {}]
 
     def _configure(self, config: Any) -> None:
         self.config = config
@@ -491,48 +494,94 @@ class LoadBalancer:
         """Each virtual server in the configuration's order, its pool as the checks see it
         (CheckService.views) and as the kernel has it. ``yield_every`` real servers the loop
         may run (ten thousand of them must not hold back a VRRP advert); ``with_jobs``: see
-        CheckService.views."""
+        CheckService.views.
+
+        A view equal in every input to the one given last (the same check view, weights,
+        counters, connections, drain and ramp; for a virtual server the same real server
+        views and its own live fields) is that one again, the same object: the web face and
+        the metrics keep its encoding by identity, so a request re-encodes only what
+        changed. The inputs are compared, never assumed: nothing needs to remember to say
+        that it changed something."""
         kernel, desired = self.backend.kernel, self.desired
         counters = self.backend.counters()
         # asked per real server only where the backend can tell (a tenth of a scrape otherwise)
         connections = self.backend.reports_connections
+        # Nothing that changes by itself (traffic, connections, a ramp's step; a drain's
+        # seconds: see below): a virtual server whose inputs are those of its last view is
+        # that view, without a look at each of its real servers.
+        settled = not counters and not connections and not self.ramps.ramps
         now = time.monotonic()
+        last_virtuals = self._views[1 if with_jobs else 0]
+        made_virtuals: dict[str, tuple] = {}
         out = []
         walked = 0
         for virtual in self.config.virtual_servers:
             name = virtual_server_name(virtual)
             keys = self.keys.get(name, ())
-            in_kernel = [kernel[key].destinations for key in keys if key in kernel]
-            wanted = [desired[key].destinations for key in keys if key in desired]
-            reals = []
-            for real, check in zip(virtual.real_servers,
-                                   self.checks.views(name, virtual.real_servers, with_jobs)):
-                walked += 1
-                if yield_every and walked % yield_every == 0:
+            # Pools are built whole by a converge or a read, never changed afterwards
+            kernel_pools = [kernel[key] for key in keys if key in kernel]
+            wanted_pools = [desired[key] for key in keys if key in desired]
+            checks = self.checks.views(name, virtual.real_servers, with_jobs)
+            basis = (virtual, checks, kernel_pools, wanted_pools, self.quorum.get(name, True),
+                     name in self.suspended)
+            found = last_virtuals.get(name)
+            walked += len(checks)
+            if settled and found is not None and found[2] == basis:
+                made_virtuals[name] = found
+                out.append(found[1])
+                if yield_every and walked >= yield_every:
+                    walked = 0
                     hub.breathe()
+                continue
+            in_kernel = [pool.destinations for pool in kernel_pools]
+            wanted = [pool.destinations for pool in wanted_pools]
+            # the real servers' last views by position while the model is the same, each
+            # compared with its own fields (no tuple kept beside it for the collector to walk)
+            last_reals = found[1].real_servers if found is not None and \
+                found[0][0] is virtual else ()
+            reals = []
+            for index, (real, check) in enumerate(zip(virtual.real_servers, checks)):
                 dest_key = DestinationKey(real.address, real.port)
                 now_connected = self.connections_of(name, dest_key) if connections else None
+                active, inactive = (None, None) if now_connected is None else now_connected
                 drain = self.drains.get((name, real_server_name(real))) \
                     if check is not None and check.drained else None
                 ramp = self.ramps.view((name, real.address, real.port), now) \
                     if self.ramps.ramps else None
-                reals.append(RealServerView.of(
-                    real, check, weight=_weight(in_kernel, dest_key),
-                    desired_weight=_weight(wanted, dest_key),
-                    counters=Traffic.total([_traffic(counters.get((key, dest_key)))
-                                            for key in keys]) if counters else None,
-                    active_connections=None if now_connected is None else now_connected[0],
-                    inactive_connections=None if now_connected is None else now_connected[1],
-                    drain=None if drain is None else DrainView(
-                        round(drain.started_wall, 3), round(now - drain.started, 1),
-                        None if drain.connections is None else drain.connections[0],
-                        drain.completed is not None, drain.completed, drain.completed_at),
-                    ramp=None if ramp is None else RampView.of(*ramp, time.time() - now)))
-            out.append(VirtualServerView.of(
-                virtual, tuple(reals), quorum_ok=self.quorum.get(name, True),
-                suspended=name in self.suspended, in_kernel=bool(in_kernel),
-                counters=Traffic.total([_traffic(counters.get((key, None))) for key in keys])
-                if counters else None))
+                weight, desired_weight = _weight(in_kernel, dest_key), _weight(wanted, dest_key)
+                traffic = Traffic.total([_traffic(counters.get((key, dest_key)))
+                                         for key in keys]) if counters else None
+                drain_view = None if drain is None else DrainView(
+                    round(drain.started_wall, 3), round(now - drain.started, 1),
+                    None if drain.connections is None else drain.connections[0],
+                    drain.completed is not None, drain.completed, drain.completed_at)
+                ramp_view = None if ramp is None else RampView.of(*ramp, time.time() - now)
+                view = last_reals[index] if index < len(last_reals) else None
+                if view is None or view.check is not check or view.weight != weight or \
+                        view.desired_weight != desired_weight or view.counters != traffic or \
+                        view.active_connections != active or \
+                        view.inactive_connections != inactive or view.drain != drain_view or \
+                        view.ramp != ramp_view:
+                    view = RealServerView.of(
+                        real, check, weight=weight, desired_weight=desired_weight,
+                        counters=traffic, active_connections=active,
+                        inactive_connections=inactive, drain=drain_view, ramp=ramp_view)
+                reals.append(view)
+            inputs = (virtual, tuple(reals), basis[4], basis[5], bool(in_kernel),
+                      Traffic.total([_traffic(counters.get((key, None))) for key in keys])
+                      if counters else None)
+            if found is None or found[0] != inputs:
+                found = (inputs, VirtualServerView.of(
+                    virtual, inputs[1], quorum_ok=inputs[2], suspended=inputs[3],
+                    in_kernel=inputs[4], counters=inputs[5]))
+            # a drain's seconds go on: such a virtual server is looked at again every time
+            drained = any(check is not None and check.drained for check in checks)
+            made_virtuals[name] = (found[0], found[1], None if drained else basis)
+            out.append(found[1])
+            if yield_every and walked >= yield_every:
+                walked = 0
+                hub.breathe()
+        self._views[1 if with_jobs else 0] = made_virtuals
         return tuple(out)
 
 

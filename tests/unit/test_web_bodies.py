@@ -187,3 +187,82 @@ def test_the_cache_is_bounded():
         renamed = with_job(state, real_server=f"10.0.{n // 250}.{n % 250}:80")
         per_server_text(renamed, cache)
     assert len(cache.histograms) < 600
+
+
+# === the JSON of real servers kept between requests (FragmentCache, real_server_text) ===========
+
+class Weight(int):
+    pass
+
+
+def real_views():
+    """Real server views of every shape the short encoder writes, and some it leaves to json."""
+    from director.state import CheckView, DrainView, LastCheck, RampView, Traffic
+    (server,) = contract_state(True).virtual_servers
+    (real,) = server.real_servers
+    check = real.check
+    hostile = 'a"b\\c\n\u00e9\u2603'
+    usual = [
+        real,
+        replace(real, check=None, checker=None, weight=None, desired_weight=None, port=None,
+                counters=None),
+        replace(real, check=None, checker="TCP_CHECK"),
+        replace(real, check=replace(check, last_check=None, up=False, drained=True)),
+        replace(real, check=replace(check, last_check=LastCheck(False, 2.0, hostile, 1.5))),
+        replace(real, name=hostile, address=hostile, checker=hostile,
+                active_connections=3, inactive_connections=0,
+                counters=Traffic(0, 2**70, 1, 2, 3)),
+        replace(real, check=replace(check, last_check=LastCheck(True, 1e-07, None, 1e22,
+                                                                  1790000000.5))),
+    ]
+    unusual = [
+        replace(real, check=replace(check, last_check=LastCheck(True, float("nan"), None,
+                                                                  1.0))),
+        replace(real, drain=DrainView(1.0, 2.0, 3, False, None, None)),
+        replace(real, ramp=RampView(1.0, 21.0, 20.0, 0.25)),
+        replace(real, check=replace(check, agent={"reply": "up 50%"})),
+        replace(real, weight=Weight(3)),            # a type json may write its own way
+    ]
+    return usual + [replace(real, weight=True)], unusual
+
+
+def test_real_server_text_is_what_json_writes():
+    """Byte for byte the app's dumps of as_json() (a key added to as_json() and not to the
+    short encoder fails here); None where it leaves the work to json."""
+    from web import bodies
+    app = create_app(FakeDirector())
+    dumps = app.config["STATE_FRAGMENTS"].dumps
+    usual, unusual = real_views()
+    for view in usual:
+        assert bodies.real_server_text(view) == dumps(view.as_json()), view
+    for view in unusual:
+        assert bodies.real_server_text(view) is None, view
+
+
+def test_fragments_kept_by_identity_and_never_stale():
+    """A view given again is not encoded again; a new view (something changed) is, and the
+    body is the whole document's JSON either way."""
+    from web import bodies
+    app = create_app(FakeDirector())
+    cache = app.config["STATE_FRAGMENTS"]
+    usual, unusual = real_views()
+    (server,) = contract_state().virtual_servers
+    servers = [replace(server, name=f"vs{n}", real_servers=(view,))
+               for n, view in enumerate(usual + unusual)]
+
+    def body(servers, whole=True):
+        walk = cache.walk()
+        text = b"".join(bodies.state_chunks({"a": 1}, servers, {}, cache.dumps, walk, whole))
+        expected = cache.dumps({"a": 1, "virtual_servers": [s.as_json() for s in servers]})
+        assert text == (expected + "\n").encode()
+        return walk.encoded
+
+    assert body(servers) == 2 * len(servers)        # each virtual server and its real one
+    assert body(servers) == 0
+    changed = replace(servers[3].real_servers[0], weight=7)
+    servers[3] = replace(servers[3], real_servers=(changed,))
+    assert body(servers) == 2
+    assert body(servers[2:5], whole=False) == 0     # a page: found, nothing dropped
+    assert body(servers) == 0
+    assert len(cache.held) == len(servers)
+    assert all(len(kept[2]) == 1 for kept in cache.held.values())
