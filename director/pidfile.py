@@ -27,7 +27,8 @@ class PidFileBusy(Exception):
 _held: dict[str, socket.socket] = {}        # path -> the lock, held until release()
 
 
-def _lock_name(path: str) -> bytes:
+def lock_name(path: str) -> bytes:
+    """The abstract socket held for the pid file ``path`` (the quick start probes it too)."""
     digest = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:32]
     return b"\0director-pid-" + digest.encode()
 
@@ -62,7 +63,7 @@ def _alive_director(pid: int) -> bool:
 
 
 def acquire(path: str) -> None:
-    name = _lock_name(path)
+    name = lock_name(path)
     lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         lock.bind(name)

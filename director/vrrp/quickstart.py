@@ -209,10 +209,11 @@ def write(directory: str, argv: list[str], sources, service, config, options,
     """Writes the plan for the next exec of ``argv``, or removes an old one when nothing
     qualifies. Returns the instances it holds."""
     path = os.path.join(directory, PLAN_FILE)
-    entries = [] if sources is None or not runs_no_pools(config, options) or \
-        config.global_defs.vrrp_startup_delay else \
-        [entry for entry in map(lambda i: _entry(i, service, config), service.instances)
-         if entry is not None]
+    entries = []
+    if sources is not None and runs_no_pools(config, options) and \
+            not config.global_defs.vrrp_startup_delay:
+        made = (_entry(instance, service, config) for instance in service.instances)
+        entries = [entry for entry in made if entry is not None]
     if not entries:
         try:
             os.unlink(path)
@@ -220,9 +221,9 @@ def write(directory: str, argv: list[str], sources, service, config, options,
             pass
         return []
     from ..files import open_private
-    from ..pidfile import _lock_name
+    from ..pidfile import lock_name
     plan = {"key": key(argv), "files": [list(item) for item in sources],
-            "lock": _lock_name(pid_file) if pid_file else None, "instances": entries}
+            "lock": lock_name(pid_file) if pid_file else None, "instances": entries}
     temporary = f"{path}.{os.getpid()}.tmp"
     with open_private(temporary, "wb", 0o600) as handle:    # the files may hold passwords
         handle.write(marshal.dumps(plan))
