@@ -26,7 +26,8 @@ PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__",
 MAX_BYTES = 16 << 20
 
 _table: dict[str, bytes] = {}            # source -> its code, marshalled
-_compiled: dict[str, object] = {}        # sources not in the table, compiled in this run
+_compiled: dict[str, object] = {}        # build(): what this run compiled (a daemon keeps none)
+_recording = False
 
 
 def _exec(source, globals=None, locals=None):
@@ -35,7 +36,8 @@ def _exec(source, globals=None, locals=None):
         code = _table.get(source)
         if code is None:
             code = compile(source, "<string>", "exec")
-            _compiled[source] = code
+            if _recording:
+                _compiled[source] = code
         else:
             code = marshal.loads(code)      # kept as bytes: a run needs half of them
         source = code
@@ -64,6 +66,8 @@ def build(path: str = PATH) -> int:
     import pkgutil
 
     import director
+    global _recording
+    _recording = True
     install(os.devnull)
     for module in pkgutil.walk_packages(director.__path__, "director."):
         if module.name.endswith("__main__"):

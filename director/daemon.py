@@ -265,6 +265,7 @@ class Director(Commands):
             except FirewallError as exc:
                 raise StartupError(f"accept mode off needs nftables: {exc}") from None
             self._quick_start_plan(self.sources)
+            self.sources = None             # the files' bytes: the plan's writer has them
         else:
             from .vrrp.early import CAPTURE
             CAPTURE.close()                     # -C: no instance will read what it heard

@@ -20,6 +20,7 @@ def fresh(monkeypatch):
     """An empty table and the dataclasses module as it was, after the test."""
     monkeypatch.setattr(codecache, "_table", {})
     monkeypatch.setattr(codecache, "_compiled", {})
+    monkeypatch.setattr(codecache, "_recording", True)
     monkeypatch.setattr(dataclasses, "exec", codecache._exec, raising=False)
     monkeypatch.delattr(dataclasses, "exec")          # restored to absent afterwards
     return monkeypatch
