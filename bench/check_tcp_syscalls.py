@@ -32,6 +32,8 @@ import socket
 import statistics
 import struct
 
+from check_tcp_scale import tcp_counters     # bench/ is the script's directory
+
 LINGER_RESET = struct.pack("ii", 1, 0)
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
 TCP_DEFER_ACCEPT = getattr(socket, "TCP_DEFER_ACCEPT", 9)
@@ -39,16 +41,6 @@ STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 EVENTS = select.EPOLLOUT | select.EPOLLET
 UNSPEC = bytes(16)
 COUNTERS = ("ActiveOpens", "PassiveOpens", "EmbryonicRsts", "ListenOverflows")
-
-
-def counters() -> dict[str, int]:
-    found = {}
-    for path, prefix in (("/proc/net/snmp", "Tcp:"), ("/proc/net/netstat", "TcpExt:")):
-        with open(path) as handle:
-            rows = [line.split() for line in handle if line.startswith(prefix)]
-        for names, values in zip(rows[::2], rows[1::2]):
-            found.update({n: int(v) for n, v in zip(names[1:], values[1:])})
-    return found
 
 
 def close_way(address, epoll, checks: int) -> None:
@@ -82,12 +74,12 @@ def keep_way(address, epoll, checks: int, quickack: bool) -> None:
 
 def measure(way: str, address, checks: int) -> tuple[float, float, dict[str, int]]:
     epoll = select.epoll()
-    before, usage = counters(), resource.getrusage(resource.RUSAGE_SELF)
+    before, usage = tcp_counters(), resource.getrusage(resource.RUSAGE_SELF)
     if way == "close":
         close_way(address, epoll, checks)
     else:
         keep_way(address, epoll, checks, quickack=way == "keep+ack")
-    after, used = counters(), resource.getrusage(resource.RUSAGE_SELF)
+    after, used = tcp_counters(), resource.getrusage(resource.RUSAGE_SELF)
     epoll.close()
     return ((used.ru_utime - usage.ru_utime) / checks * 1e6,
             (used.ru_stime - usage.ru_stime) / checks * 1e6,
