@@ -110,10 +110,16 @@ class MainLoopView:
     lag: LatenessView
     last_late: Mapping[str, Any] | None     # the last lag over the threshold: at, lag, cause
     threshold: float                        # seconds of lag that make an event
+    gc_seconds: tuple[float, ...] = (0.0, 0.0, 0.0)     # in collections, by generation
+    gc_collections: tuple[int, ...] = (0, 0, 0)
+    gc_longest: float = 0.0                 # the longest single collection, seconds
 
     def as_json(self) -> dict[str, Any]:
         return {"lag": self.lag.as_json(), "threshold_seconds": self.threshold,
-                "last_late": None if self.last_late is None else dict(self.last_late)}
+                "last_late": None if self.last_late is None else dict(self.last_late),
+                "gc": {"seconds_by_generation": [round(s, 6) for s in self.gc_seconds],
+                       "collections_by_generation": list(self.gc_collections),
+                       "longest_pause_seconds": round(self.gc_longest, 6)}}
 
 
 # === VRRP =======================================================================================

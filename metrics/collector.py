@@ -179,6 +179,19 @@ class SnapshotCollector(Collector):
                 "interval is logged with its cause).")
             _histogram(lag, [], snapshot.main_loop.lag)
             yield lag
+            collecting = CounterMetricFamily(
+                "director_gc_pause_seconds",
+                "Time the cyclic garbage collector held the main loop, by generation.",
+                labels=["generation"])
+            collections = CounterMetricFamily(
+                "director_gc_collections", "Cyclic garbage collections, by generation.",
+                labels=["generation"])
+            for generation, (seconds, count) in enumerate(zip(snapshot.main_loop.gc_seconds,
+                                                               snapshot.main_loop.gc_collections)):
+                collecting.add_metric([str(generation)], seconds)
+                collections.add_metric([str(generation)], count)
+            yield collecting
+            yield collections
 
     def _vrrp(self, vrrp: VrrpView) -> Iterator[Metric]:
         role = GaugeMetricFamily("director_vrrp_state",
