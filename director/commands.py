@@ -53,7 +53,7 @@ class Commands:
     def do_weight(self, virtual_server: str, real_server: str, weight: int | None,
                   actor: str = "") -> dict:
         """A runtime weight until the next reload; None or -1 puts the file's back."""
-        if isinstance(weight, str) and weight.strip().lstrip("-").isdigit():   # a command line
+        if isinstance(weight, str) and weight.strip().lstrip("-").isdecimal():   # a command line
             weight = int(weight)
         if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int)):
             raise CommandError("weight: an integer, or -1/null to clear")

@@ -56,7 +56,7 @@ def default_path(state_dir: str) -> str:
 
 def group_id(group: str) -> int:
     """A group name or number; KeyError for neither."""
-    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    return int(group) if group.isdecimal() else grp.getgrnam(group).gr_gid
 
 
 def peer_uid(connection: socket.socket) -> int | None:

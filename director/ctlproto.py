@@ -155,7 +155,7 @@ def parse_name(text: str) -> ServerName:
         protocol = protocol.upper()
     keyword, space, rest = body.partition(" ")
     if space:
-        if keyword.lower() == "fwmark" and rest.isdigit():
+        if keyword.lower() == "fwmark" and rest.isdecimal():
             return ServerName(f"fwmark {int(rest)}", None, protocol)
         if keyword.lower() == "group" and rest and " " not in rest:
             return ServerName(f"group {rest}", None, protocol)
@@ -170,7 +170,7 @@ def parse_name(text: str) -> ServerName:
     else:
         host, colon, port_text = body.partition(":")
         port_text = port_text if colon else None
-    if port_text is not None and not (port_text.isdigit() and int(port_text) < 65536):
+    if port_text is not None and not (port_text.isdecimal() and int(port_text) < 65536):
         raise ValueError(f"{text!r}: the port must be a number below 65536")
     if not host:
         raise ValueError(f"{text!r}: no address")

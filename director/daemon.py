@@ -381,7 +381,7 @@ class Director(Commands):
         options = self.options
         host, _, port = options.web.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        if not port.isdigit():
+        if not port.isdecimal():
             raise StartupError(f"--web {options.web}: expected HOST:PORT or off")
         if bool(options.web_tls_cert) != bool(options.web_tls_key):
             raise StartupError("--web-tls-cert and --web-tls-key go together")

@@ -225,7 +225,7 @@ def _run(args: argparse.Namespace) -> int:
         ipaddress.ip_address(args.server.split("%", 1)[0])
     except ValueError:
         raise GenhashError(f"server should be an IP, not {args.server}") from None
-    if not args.port.isdigit() or not 0 < int(args.port) < 65536:
+    if not args.port.isdecimal() or not 0 < int(args.port) < 65536:
         raise GenhashError(f"invalid port number '{args.port}'")
     if args.protocol not in PROTOCOLS:
         raise GenhashError(f"invalid HTTP protocol version '{args.protocol}'")
@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
     algorithm = args.hash.lower()
     if algorithm not in HASHES:
         raise GenhashError(f"unknown hash algorithm: {args.hash} (use md5 or sha1)")
-    if args.fwmark is not None and not args.fwmark.isdigit():
+    if args.fwmark is not None and not args.fwmark.isdecimal():
         raise GenhashError(f"invalid fwmark '{args.fwmark}'")
     port, vhost = int(args.port), args.use_virtualhost
     request = build_request(args.url, args.server, port, vhost, args.protocol)

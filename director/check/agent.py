@@ -187,7 +187,7 @@ def parse_line(line: str) -> AgentReply:
             health = lowered
         elif lowered in ADMIN_WORDS:
             admin = lowered
-        elif word[:1].isdigit() and "%" in word or lowered.startswith("weight:"):
+        elif word[:1].isdecimal() and "%" in word or lowered.startswith("weight:"):
             value = word[7:] if lowered.startswith("weight:") else word
             try:
                 weight = parse_weight(value)

@@ -59,7 +59,7 @@ class Rule:
 def table_id(word: str) -> int:
     """A routing table by number or by name (the built-in names, then iproute2's rt_tables
     files, as keepalived's find_rttables_table)."""
-    if word.isdigit():
+    if word.isdecimal():
         return int(word)
     if word in _BUILTIN_TABLES:
         return _BUILTIN_TABLES[word]
@@ -68,7 +68,7 @@ def table_id(word: str) -> int:
             with open(path, encoding="utf-8", errors="replace") as lines:
                 for line in lines:
                     parts = line.split("#", 1)[0].split()
-                    if len(parts) >= 2 and parts[1] == word and parts[0].isdigit():
+                    if len(parts) >= 2 and parts[1] == word and parts[0].isdecimal():
                         return int(parts[0])
         except OSError:
             continue

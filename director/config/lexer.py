@@ -561,7 +561,7 @@ class Preprocessor:
         from .blocks.process import include_check
         from .schema import Invalid
         if words[0] == "random_seed":
-            if len(words) == 2 and words[1].isdigit():
+            if len(words) == 2 and words[1].isdecimal():
                 self.random.seed(int(words[1]))
             return
         try:

@@ -47,7 +47,7 @@ def parse_host(word: str, ctx: Context, what: str = "an IP address") -> IPAddres
     if suffix[0] == "-":
         ctx.warn(f"'{word}': one address is expected, not a range; director reads {address}, "
                  "as keepalived does")
-    elif not (suffix[1:].isdigit() and int(suffix[1:]) <= address.max_prefixlen):
+    elif not (suffix[1:].isdecimal() and int(suffix[1:]) <= address.max_prefixlen):
         ctx.warn(f"'{word}': '{suffix}' is not a prefix length; director reads {address}, "
                  "as keepalived does")
     return address
@@ -111,7 +111,7 @@ def ip_port(args: list[str], ctx: Context) -> tuple[str, int | None]:
 
 
 def scope_value(word: str) -> str:
-    if word in ("global", "site", "link", "host", "nowhere") or word.isdigit():
+    if word in ("global", "site", "link", "host", "nowhere") or word.isdecimal():
         return word
     raise Invalid(f"scope must be global, site, link, host, nowhere or a number, got '{word}'")
 
@@ -243,7 +243,7 @@ def route(words: list[str], ctx: Context) -> Route:
             elif word == "table":
                 fields["table"] = value
             elif word == "metric":
-                if not value.isdigit():
+                if not value.isdecimal():
                     raise Invalid(f"metric must be a number, got '{value}'")
                 fields["metric"] = int(value)
             elif word == "to":
@@ -358,7 +358,7 @@ def unicast_peer(words: list[str], ctx: Context) -> UnicastPeer:
     options: dict[str, int] = {}
     rest = words[1:]
     while rest:
-        if rest[0] not in ("min_ttl", "max_ttl") or len(rest) < 2 or not rest[1].isdigit() \
+        if rest[0] not in ("min_ttl", "max_ttl") or len(rest) < 2 or not rest[1].isdecimal() \
                 or not 0 <= int(rest[1]) <= 255:
             raise Invalid(f"expects ADDRESS [min_ttl 0-255] [max_ttl 0-255], got "
                           f"'{' '.join(words)}'")
@@ -407,7 +407,7 @@ def lvs_sync_daemon(words: list[str], ctx: Context) -> LvsSyncDaemon:
             options["group"] = str(group)
         else:
             low, high = SYNC_DAEMON_OPTIONS[name]
-            if not rest[1].isdigit() or not low <= int(rest[1]) <= high:
+            if not rest[1].isdecimal() or not low <= int(rest[1]) <= high:
                 raise Invalid(f"{name} must be an integer from {low} to {high}, got {rest[1]}")
             options[name] = int(rest[1])
         rest = rest[2:]
@@ -428,7 +428,7 @@ class GroupEntry:
 
 def group_entry(words: list[str], ctx: Context) -> GroupEntry:
     if words[0] == "fwmark":
-        if len(words) != 2 or not words[1].isdigit() or not 1 <= int(words[1]) <= 0xFFFFFFFF:
+        if len(words) != 2 or not words[1].isdecimal() or not 1 <= int(words[1]) <= 0xFFFFFFFF:
             raise Invalid(f"expects 'fwmark N' with N from 1 to 4294967295, got "
                           f"'{' '.join(words)}'")
         return GroupEntry(fwmark=int(words[1]))

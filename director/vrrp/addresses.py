@@ -186,11 +186,11 @@ class Addresses:
         if route.src:
             arguments["prefsrc"] = route.src
         if route.table:
-            arguments["table"] = int(route.table) if route.table.isdigit() else 254
+            arguments["table"] = int(route.table) if route.table.isdecimal() else 254
         if route.metric is not None:
             arguments["priority"] = route.metric
         if route.scope:
-            arguments["scope"] = SCOPES.get(route.scope, 0) if not route.scope.isdigit() \
+            arguments["scope"] = SCOPES.get(route.scope, 0) if not route.scope.isdecimal() \
                 else int(route.scope)
         try:
             self.ipr.route(command, **arguments)
@@ -219,7 +219,7 @@ def _address_options(vip: VirtualAddress, interface) -> dict:
     if vip.label:
         options["label"] = vip.label
     if vip.scope:
-        options["scope"] = SCOPES.get(vip.scope, 0) if not vip.scope.isdigit() \
+        options["scope"] = SCOPES.get(vip.scope, 0) if not vip.scope.isdecimal() \
             else int(vip.scope)
     if vip.brd and interface.version == 4:
         if vip.brd == "+":

@@ -98,7 +98,7 @@ def scan(specs: Iterable[ProcessSpec], proc: str = "/proc",
     except OSError:
         return found
     for entry in entries:
-        if not entry.isdigit():
+        if not entry.isdecimal():
             continue
         pause()
         comm, cmdline = read_process(int(entry), proc, command_line)

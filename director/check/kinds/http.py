@@ -34,7 +34,7 @@ def _url(c: type[Vocabulary]) -> Block:
     def regex_stack(args, ctx):
         """keepalived logs a bad pair and ignores it (no configuration error): so does
         director, with a warning."""
-        if len(args) == 2 and all(str(a).isdigit() for a in args) and \
+        if len(args) == 2 and all(str(a).isdecimal() for a in args) and \
                 int(args[0]) <= int(args[1]):
             return (int(args[0]), int(args[1]))
         ctx.warn(f"regex_stack expects START MAX with START <= MAX, got '{' '.join(args)}': "

@@ -45,7 +45,7 @@ def lvs_timeouts(args: list[str], ctx) -> LvsTimeouts:
         if not words:
             raise Invalid(f"no value for {name}")
         word = words.pop(0)
-        if not word.isdigit() or int(word) > LVS_MAX_TIMEOUT:
+        if not word.isdecimal() or int(word) > LVS_MAX_TIMEOUT:
             raise Invalid(f"{name} must be a number of seconds from 0 to {LVS_MAX_TIMEOUT}, "
                           f"got '{word}'")
         values[name] = int(word)
@@ -63,7 +63,7 @@ def umask(args: list[str], ctx) -> int:
     text = "".join(str(word) for word in args)
     if not text:
         raise Invalid("expects a number or BITS such as IWGRP|IWOTH")
-    if text[0].isdigit():
+    if text[0].isdecimal():
         try:
             value = int(text, 16) if text.lower().startswith("0x") else \
                 int(text, 8) if text.startswith("0") else int(text, 10)
@@ -86,7 +86,7 @@ def cpu_list(args: list[str], ctx) -> tuple[int, ...]:
         raise Invalid("expects one or more CPU numbers")
     cpus = []
     for word in args:
-        if not str(word).isdigit() or int(word) > 4095:
+        if not str(word).isdecimal() or int(word) > 4095:
             raise Invalid(f"expects CPU numbers from 0 to 4095, got '{word}'")
         cpus.append(int(word))
     return tuple(sorted(set(cpus)))

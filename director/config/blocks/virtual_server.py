@@ -88,7 +88,7 @@ REAL_SERVER = Block(
 def _virtual_server_header(args, ctx) -> dict:
     """``IP PORT``, ``fwmark N`` or ``group NAME``."""
     if len(args) == 2 and args[0] == "fwmark":
-        if not args[1].isdigit() or not 1 <= int(args[1]) <= 0xFFFFFFFF:
+        if not args[1].isdecimal() or not 1 <= int(args[1]) <= 0xFFFFFFFF:
             raise Invalid(f"fwmark must be a number from 1 to 4294967295, got '{args[1]}'")
         return {"fwmark": int(args[1])}
     if len(args) == 2 and args[0] == "group":
@@ -103,7 +103,7 @@ def _persistence_granularity(args, ctx):
     if len(args) != 1:
         raise Invalid("expects a netmask (255.255.255.0) or a prefix length")
     word = args[0]
-    if word.isdigit() and 0 <= int(word) <= 128:
+    if word.isdecimal() and 0 <= int(word) <= 128:
         return word
     try:
         parse_ip(word, "a netmask")

@@ -122,7 +122,7 @@ def garp_extra_if(args, ctx) -> GarpExtraIf:
     words = [str(a) for a in args]
     every = "all" in words
     numbers = [w for w in words if w != "all"]
-    if len(numbers) != 1 or not numbers[0].isdigit() or int(numbers[0]) > 86400:
+    if len(numbers) != 1 or not numbers[0].isdecimal() or int(numbers[0]) > 86400:
         raise Invalid(f"expects SECONDS (0-86400) and an optional 'all', got "
                       f"'{' '.join(words)}'")
     return GarpExtraIf(int(numbers[0]), every)

@@ -48,7 +48,7 @@ def _rx_bufs_policy(args, ctx) -> tuple:
                 policy = ("MTU",)
             else:
                 policy = (upper,)
-        elif word.isdigit() and int(word) <= UINT_MAX:
+        elif word.isdecimal() and int(word) <= UINT_MAX:
             if policy and policy[0] != "SIZE":
                 ctx.warn("vrrp_rx_bufs_policy: cannot set a size and a policy; the policy is "
                          "ignored, as keepalived does")
