@@ -27,8 +27,11 @@ How it runs. Plain HTTP_GET runs on the loop itself, as TCP_CHECK does (_Check, 
 non-blocking C socket in the epoll set of poller.py, the request sent and the reply read as
 the socket becomes ready, one deadline per url swept by the poller; no greenlet, no gevent
 socket wrapper, no Timeout per check (measured at 2,000 checks a second: a third of the
-greenlet version's CPU a check, docs/BENCHMARKS.md "Issue 17"). The request's bytes are built once per url, and a reply equal to the
-last one gets the last verdict without parsing or hashing it again. SSL_GET uses stdlib
+greenlet version's CPU a check, docs/BENCHMARKS.md "Issue 17"). The request's bytes are built
+once per url, and a reply equal to the last one gets the last verdict without parsing or
+hashing it again. Its sockets are kept from check to check as TCP_CHECK's are: a reply read
+to the server's close ends with a disconnect (a reset where keepalived's close sends a FIN:
+_Get.end says why that is safe), and the next check reuses the socket. SSL_GET uses stdlib
 socket and ssl, looked up at call time, in a worker greenlet: the daemon monkey-patches
 them with gevent, so every wait there is cooperative. ``check()`` runs either and waits.
 """
