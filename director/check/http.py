@@ -187,6 +187,7 @@ EPOLLRDHUP = select.EPOLLRDHUP
 # then the reply (IN, with RDHUP once the server has closed), no epoll_ctl in between. A kept
 # socket (SOCKETS) stays registered with these between checks.
 EDGES = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
+RDHUP_ONLY = EPOLLRDHUP | EPOLLFAIL
 RECV_SIZE = 65536
 # Plain HTTP_GET's sockets, kept across checks as TCP_CHECK's are (tcp.py): after a reply read
 # to the server's close, the socket is disconnected, not closed (see _Get.end for what that
@@ -288,10 +289,11 @@ class _Get:
                                   f"KiB", "too_large")
             if len(reply) > MAX_REPLY:
                 raise _Failed(f"reply larger than {MAX_REPLY >> 20} MiB", "too_large")
-            if events & EPOLLRDHUP and len(chunk) < RECV_SIZE:
+            if events & RDHUP_ONLY == EPOLLRDHUP and len(chunk) < RECV_SIZE:
                 # The server had closed when this edge came (its FIN is behind every byte it
                 # sent, in order), and a recv shorter than asked emptied the queue: this is
                 # the end a further recv would return b"" for, without that system call.
+                # Not after a reset (RDHUP with ERR and HUP): the next recv says ECONNRESET.
                 self.end(bytes(reply), None, closed=True)
                 return
 
