@@ -13,7 +13,7 @@ before our final ACK: a SYN-ACK is the server's answer, and the server is spared
 connection that is about to die (on loopback, that work is ours).
 
 A socket is not closed after its check but disconnected (``connect()`` to AF_UNSPEC) and kept
-for the next one (_Sockets): the kernel aborts the connection exactly as a close with
+for the next one (KeptSockets): the kernel aborts the connection exactly as a close with
 SO_LINGER 0 does (that close calls the same tcp_disconnect), the same reset on the wire or
 none for a SYN still unanswered, and the next connect takes a fresh source port. What it
 saves is the socket's creation and teardown, its file and its epoll registration: per check
@@ -73,12 +73,15 @@ _waiting = POLLER.waiting
 _forget = _waiting.pop
 
 
-class _Sockets:
-    """Disconnected TCP sockets of one family, SO_LINGER 0 set and already in the poller's
-    epoll set, kept for the next check (at most FREE_MAX: beyond that, closed)."""
+class KeptSockets:
+    """Disconnected TCP sockets of one family, already in the poller's epoll set, kept for
+    the next check (at most FREE_MAX: beyond that, closed). TCP_CHECK's have SO_LINGER 0
+    set (``linger_reset``: a close is a reset too); HTTP_GET's not (http.py: a close after a
+    failure is the plain close it always was)."""
 
-    def __init__(self, family: int) -> None:
+    def __init__(self, family: int, linger_reset: bool = True) -> None:
         self.family = family
+        self.linger_reset = linger_reset
         self.free: list[Any] = []
         self.made = 0                   # sockets created (the tests read it)
 
@@ -91,7 +94,8 @@ class _Sockets:
         sock = _socket.socket(self.family, STREAM)
         self.made += 1
         try:
-            sock.setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RESET)
+            if self.linger_reset:
+                sock.setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RESET)
             sock.setsockopt(IPPROTO_TCP, TCP_DEFER_ACCEPT, 1)    # kept: no ACK of SYN-ACK
         except OSError:
             sock.close()
@@ -105,14 +109,15 @@ class _Sockets:
                 and _libc_connect(fd, AF_UNSPEC_ADDRESS, 16) == 0):
             self.free.append(sock)
         else:
-            sock.close()                # SO_LINGER 0: the same reset; leaves the epoll set
+            sock.close()                # (SO_LINGER 0: the same reset); leaves the epoll set
 
     def close(self) -> None:
         while self.free:
             self.free.pop().close()
 
 
-SOCKETS = {socket.AF_INET: _Sockets(socket.AF_INET), socket.AF_INET6: _Sockets(socket.AF_INET6)}
+SOCKETS = {socket.AF_INET: KeptSockets(socket.AF_INET),
+           socket.AF_INET6: KeptSockets(socket.AF_INET6)}
 
 
 class _Attempt:
@@ -128,7 +133,7 @@ class _Attempt:
         self.deadline = started + timeout
         self.done = done
         self.live = True
-        self.keep = keep                # the _Sockets to give the socket back to, or None
+        self.keep = keep                # the KeptSockets to give it back to, or None
 
     def finish(self, error: str | None) -> None:
         """Once only: the socket's event and the sweep may both come in one loop turn."""
@@ -175,7 +180,7 @@ class TcpCheck:
         started = _monotonic()
         sockets = self.sockets
         if sockets is not None and sockets.free and not POLLER.reading:
-            sock, registered = sockets.free.pop(), True     # _Sockets.take(), inlined
+            sock, registered = sockets.free.pop(), True     # KeptSockets.take(), inlined
         else:
             sock = None
             try:

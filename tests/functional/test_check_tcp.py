@@ -112,7 +112,7 @@ def test_a_server_that_drops_syns_times_out_at_connect_timeout(lab):
     wait_for(lambda: check(1.0)[0] == "True", 5, message="the server did not come back")
 
 
-# -- kept sockets: disconnected after a check, reused by the next (tcp._Sockets) --------------
+# -- kept sockets: disconnected after a check, reused by the next (tcp.KeptSockets) ----------
 
 def test_one_socket_serves_check_after_check_whatever_the_last_one_ended_in():
     """A refused connect, a healthy one, a timed-out one (the SYN unanswered: a listener
