@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 
 from . import DEFAULT_STATE_DIR, __version__
@@ -80,7 +80,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, keep: list | None = None) -> int:
+    """The exit code. ``keep``: a list to put the loaded result in when the command ends
+    with the check or a dump (run() then leaves without freeing it)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "genhash":
         from .genhash import main as genhash_main
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except Unreadable as exc:
         print(f"director: cannot read configuration {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
+    if keep is not None and (args.config_test or args.dump_json or args.dump_conf
+                             or not result.ok):
+        keep.append(result)
     for diagnostic in result.diagnostics:
         print(diagnostic, file=sys.stderr)
     if not result.ok:
@@ -107,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config_test:
         return EXIT_OK
     if args.dump_json:
+        import json
         from .config.render import config_json   # with the views: not for a daemon's start
         json.dump(config_json(result.config, config_id), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -135,9 +141,26 @@ def run_daemon(config, args, config_id: str, sources=None) -> int:
 
 def run() -> None:
     """Console-script entry point: a closed pipe (director -d | head) is not an error."""
+    kept: list = []
     try:
-        code = main()
+        code = main(keep=kept)
         sys.stdout.flush()
     except BrokenPipeError:
         code = EXIT_OK
+    if kept:
+        _leave(code)
     sys.exit(code)
+
+
+def _leave(code: int) -> None:
+    """The end of ``-t`` and the dumps: the verdict is printed, the process has nothing left
+    to do. Leaving through os._exit skips the interpreter's teardown, which frees one by one
+    the model, the tree and the modules (26,000 models and 100,000 statements for 10,000
+    real servers: 20-30 ms of ``-t``'s CPU, issue 17). Nothing on these paths registers an
+    atexit handler or starts a thread; what is buffered is written first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):   # a closed pipe is not an error (see run)
+            pass
+    os._exit(code)

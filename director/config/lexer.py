@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glob
 import os
-import random
 import re
 import sys
 from dataclasses import dataclass
@@ -119,7 +118,7 @@ class Preprocessor:
         self._depth = 0             # repetitions and multi-line definitions being expanded
         self._bytes_read = 0
         self._files_read = 0
-        self.random = random.Random()
+        self._random = None         # random.Random, made for ${_RANDOM} or random_seed
         self.include_checks: tuple[str, ...] = ()     # global_defs include_check, as read
         self._undefined: set[str] = set()
         # what was read, for what must know the files (the quick start's key): each file's
@@ -293,6 +292,15 @@ class Preprocessor:
                                    "end of the file")
             self.variables[pending_name] = "\n".join(pending_value)
 
+    def rng(self):
+        """The generator of ${_RANDOM}, made when first asked for: the random module is
+        an import (5 ms) that a file without ${_RANDOM} or random_seed does not need (-t,
+        issue 17). Seeded from the system as random.Random() is, or by random_seed."""
+        if self._random is None:
+            import random
+            self._random = random.Random()
+        return self._random
+
     # -- line level --------------------------------------------------------------------------
 
     def _read_plain_text(self, path: str, text: str, physical: list[str],
@@ -445,7 +453,7 @@ class Preprocessor:
             except ValueError:
                 self.diagnostics.error(location, f"${{_RANDOM {args}}}: bounds must be integers")
                 return ""
-            return str(self.random.randint(min(low, high), max(low, high)))
+            return str(self.rng().randint(min(low, high), max(low, high)))
         return None
 
     def _repeat(self, body: str, location: Location, indent: int) -> None:
@@ -562,7 +570,7 @@ class Preprocessor:
         from .schema import Invalid
         if words[0] == "random_seed":
             if len(words) == 2 and words[1].isdigit():
-                self.random.seed(int(words[1]))
+                self.rng().seed(int(words[1]))
             return
         try:
             self.include_checks = include_check(words[1:], None)

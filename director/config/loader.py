@@ -7,7 +7,6 @@ block to another lives in the tables, not here.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from typing import Any
 
@@ -293,6 +292,7 @@ def _closest(word: str, block: Block, opens_block: bool) -> str | None:
     prefixed = [k for k in same_shape if k.startswith(word) and len(word) >= 4]
     if prefixed:
         return min(prefixed, key=len)
+    import difflib      # here: 10 ms of imports that only a misspelt keyword needs (issue 17)
     for candidates in (same_shape, known):
         matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.75)
         if matches:
