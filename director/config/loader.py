@@ -11,7 +11,7 @@ import functools
 from typing import Any
 
 from .blocks import ROOT
-from .diagnostics import Diagnostics, Location
+from .diagnostics import Diagnostics, Location, location
 from .schema import Block, Invalid, Kw, Lines, Opaque, model_maker
 from .tree import Stmt
 
@@ -35,7 +35,7 @@ class _Context:
 
     @property
     def location(self) -> Location:
-        return self.pinned or Location(self.stmt.file, self.stmt.line)
+        return self.pinned or location(self.stmt.file, self.stmt.line)
 
     @location.setter
     def location(self, location: Location) -> None:
