@@ -12,8 +12,8 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import socket
 import stat
+from _socket import gethostname   # socket's own, without socket.py's enums (issue 17)
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,7 +27,7 @@ from .values import commands_made
 
 def default_config_id() -> str:
     """keepalived's default for ``@ID`` lines: the host name up to its first dot."""
-    return socket.gethostname().split(".")[0]
+    return gethostname().split(".")[0]
 
 
 def interface_exists(name: str) -> bool:

@@ -11,7 +11,6 @@ Bad input never raises: each problem is a diagnostic and the rest of the file is
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import sys
@@ -592,6 +591,7 @@ class Preprocessor:
             self._read_file(full, location)
             return
         self.globbed = True
+        import glob             # here: a pattern is rare, and -t of most files never has one
         found = {alternative: glob.glob(alternative) for alternative in expand_braces(full)}
         matches = sorted({path for paths in found.values() for path in paths})
         checks = self.include_checks
