@@ -95,13 +95,15 @@ def main(argv: list[str] | None = None, keep: list | None = None) -> int:
         return demo_main(argv[1:])
     args = parser().parse_args(argv)
     config_id = args.config_id or default_config_id()
+    # -t and the dumps end the process: run() leaves without freeing what was loaded
+    leaving = keep is not None and (args.config_test or args.dump_json or args.dump_conf)
     try:
-        result = load_config(args.use_file, config_id=config_id)
+        result = load_config(args.use_file, config_id=config_id,
+                             keep=keep if leaving else None)
     except Unreadable as exc:
         print(f"director: cannot read configuration {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
-    if keep is not None and (args.config_test or args.dump_json or args.dump_conf
-                             or not result.ok):
+    if keep is not None and (leaving or not result.ok):
         keep.append(result)
     for diagnostic in result.diagnostics:
         print(diagnostic, file=sys.stderr)

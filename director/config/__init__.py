@@ -72,10 +72,13 @@ def _regular_file(path: str) -> None:
 def load_config(path: str, config_id: str | None = None,
                 interface_exists: Callable[[str], bool] | None = interface_exists,
                 read: Callable[[str], bytes] = read_bytes,
-                pause: Callable[[], None] | None = None) -> LoadResult:
+                pause: Callable[[], None] | None = None,
+                keep: list | None = None) -> LoadResult:
     """Parse and validate. ``interface_exists`` is asked about every interface the file
     names (None: do not check, as for a config written for another host). ``pause`` is
-    called between pieces of work (Diagnostics.pause)."""
+    called between pieces of work (Diagnostics.pause). ``keep``: a list the statement tree
+    is put in rather than freed here, for a process about to leave without freeing anything
+    (cli's ``-t``: 100,000 statements are 18 ms to free, issue 17)."""
     try:
         if read is read_bytes:
             _regular_file(path)
@@ -89,14 +92,15 @@ def load_config(path: str, config_id: str | None = None,
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _load(path, config_id, interface_exists, read, pause)
+        return _load(path, config_id, interface_exists, read, pause, keep)
     finally:
         if collecting:
             gc.enable()
 
 
 def _load(path: str, config_id: str | None, interface_exists: Callable[[str], bool] | None,
-          read: Callable[[str], bytes], pause: Callable[[], None] | None) -> LoadResult:
+          read: Callable[[str], bytes], pause: Callable[[], None] | None,
+          keep: list | None = None) -> LoadResult:
     diagnostics = Diagnostics(pause=pause)
     # One pass from the text to the tree: each line goes into the tree as it is read.
     builder = TreeBuilder()
@@ -110,7 +114,9 @@ def _load(path: str, config_id: str | None, interface_exists: Callable[[str], bo
         config = Loader(diagnostics).load(tree, path)
         # No Command made during the load: no script in the model to look for.
         validate(config, diagnostics, interface_exists, scripts=commands_made() != made)
-    if pause is not None:       # the tree, or the part read before an error stopped it
+    if keep is not None:
+        keep.append(builder)
+    elif pause is not None:     # the tree, or the part read before an error stopped it
         _release(builder.root, pause, 10)
     if diagnostics.has_errors():
         config = None
