@@ -48,7 +48,29 @@ _GLOB_CHARS = re.compile(r"[*?\[{]")
 # A character that makes a line more than its words: a comment, a conditional, a variable, a
 # repetition, a quote, an escape. A line without one (nearly every line of a large file) is
 # split at once (Preprocessor._read_text).
-_SPECIAL = re.compile(r'[#!@$~"\\]').search
+_SPECIAL_CHARS = '#!@$~"\\'
+_SPECIAL = re.compile(f"[{re.escape(_SPECIAL_CHARS)}]").search
+
+
+def _braces_apart_in(text: str, split: list[list[str]]) -> bool:
+    """Is every brace of the text a word of its own (``split``: its lines' words)? Told
+    first from the text alone, in C: when every '{' ends a line after a blank and every '}'
+    stands after a blank or alone on its line, as a written file has them, they are all
+    counted by these patterns (a pattern holds one brace, and no two count the same one);
+    else each brace word is counted (20 ms for 100,000 lines, the patterns 2 ms: issue 17)."""
+    opening, closing = text.count("{"), text.count("}")
+    if opening == text.count(" {\n") + text.count("\t{\n") and \
+            closing == text.count(" }\n") + text.count("\t}\n") + text.count("\n}\n"):
+        return True
+    return opening == sum(map(list.count, split, repeat("{"))) and \
+        closing == sum(map(list.count, split, repeat("}")))
+
+
+def _has_special(text: str) -> bool:
+    """_SPECIAL(text) for a whole file: seven scans of the text in C (memchr), where the
+    regular expression steps through it a character at a time (0.6 ms against 15-35 ms for
+    3 MB, issue 17)."""
+    return any(char in text for char in _SPECIAL_CHARS)
 
 
 class Quoted(str):
@@ -311,14 +333,12 @@ class Preprocessor:
         statement each (a generated 100,000-line file: the preprocessor's time halved, issue
         17). False, having done nothing, when the file is not such a file."""
         tree = self.tree
-        if _SPECIAL(text) or "include" in text or "random_seed" in text \
+        if _has_special(text) or "include" in text or "random_seed" in text \
                 or self.diagnostics.stopped \
                 or (len(text) > MAX_LINE_CHARS and max(map(len, physical)) > MAX_LINE_CHARS):
             return False
         split = list(map(str.split, physical))
-        opening, closing = repeat("{"), repeat("}")
-        if text.count("{") != sum(map(list.count, split, opening)) or \
-                text.count("}") != sum(map(list.count, split, closing)):
+        if not _braces_apart_in(text, split):
             return False                # a brace glued to a word: split_words splits it
         words_count = len(split) - split.count([])
         if self._expanded + words_count > self.max_lines:
