@@ -121,8 +121,11 @@ class Preprocessor:
                  max_lines: int = MAX_EXPANDED_LINES,
                  max_file_bytes: int = MAX_FILE_BYTES,
                  max_config_bytes: int = MAX_CONFIG_BYTES,
-                 tree: LineSink | None = None) -> None:
+                 tree: LineSink | None = None, keep: list | None = None) -> None:
         self.diagnostics = diagnostics
+        # A list to put a whole file's lines and words in once read, rather than freeing
+        # them (load_config's keep: a process about to leave, issue 17)
+        self.keep = keep
         # With a tree builder, each line goes straight into the tree as it is read (the
         # loader's one pass from text to tree); without, ``run`` returns the SourceLines.
         self.tree = tree
@@ -346,6 +349,8 @@ class Preprocessor:
         self._expanded += words_count
         indents = map(int.__sub__, map(len, physical), map(len, map(str.lstrip, physical)))
         tree.add_lines(path, zip(count(1), split, indents), pause)
+        if self.keep is not None:
+            self.keep.append((physical, split))     # 200,000 objects: 9 ms to free
         return True
 
     def _conditional(self, body: str) -> str:
