@@ -160,7 +160,7 @@ def test_config_test_imports_only_what_it_needs(tmp_path):
                 if line.startswith("import time:")}
     assert "director.config.loader" in imported            # the listing is read right
     assert not imported & {"difflib", "random", "director.scriptsec", "json", "socket", "glob",
-                           "urllib.parse"}
+                           "urllib.parse", "shutil"}
 
 
 def test_process_leaves_with_the_verdict_and_output_written(tmp_path, capsys):
@@ -179,3 +179,14 @@ def test_process_leaves_with_the_verdict_and_output_written(tmp_path, capsys):
         assert (done.returncode, done.stdout, done.stderr) == (code, printed.out, printed.err)
     assert done.stdout and code == 0
     assert _run("-t", "-f", broken).returncode == 1
+
+
+def test_help_is_argparse_own_at_any_width(monkeypatch):
+    """cli's formatter finds the width as shutil would (without importing it, issue 17)."""
+    import argparse
+    for columns in ("", "40", "0", "x", "200"):
+        monkeypatch.setenv("COLUMNS", columns)
+        plain = cli.parser()
+        plain.formatter_class = argparse.HelpFormatter
+        assert cli.parser().format_help() == plain.format_help()
+    assert cli._columns() == 200
