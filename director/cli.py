@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 
 from . import DEFAULT_STATE_DIR, __version__
@@ -22,9 +22,32 @@ DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
 EXIT_OK, EXIT_ERRORS, EXIT_UNREADABLE = 0, 1, 2
 
 
+def _columns() -> int:
+    """shutil.get_terminal_size().columns, without importing shutil (and the zlib, bz2 and
+    lzma it brings: 4 ms of -t, issue 17): $COLUMNS, else the terminal's width, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own, given the width it would find itself (argparse makes one for each
+    add_argument, and imports shutil for the width)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="director",
+        prog="director", formatter_class=_HelpFormatter,
         description="Load-balancer director: VRRP failover, health checks, IPVS; reads "
                     "keepalived.conf. Subcommands: 'director genhash ...', 'director demo', "
                     "'director ctl ...' (director ctl --help).")
@@ -80,7 +103,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, keep: list | None = None) -> int:
+    """The exit code. ``keep``: a list to put the loaded result in when the command ends
+    with the check or a dump (run() then leaves without freeing it)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "genhash":
         from .genhash import main as genhash_main
@@ -93,11 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(argv[1:])
     args = parser().parse_args(argv)
     config_id = args.config_id or default_config_id()
+    # -t and the dumps end the process: run() leaves without freeing what was loaded
+    leaving = keep is not None and (args.config_test or args.dump_json or args.dump_conf)
     try:
-        result = load_config(args.use_file, config_id=config_id)
+        result = load_config(args.use_file, config_id=config_id,
+                             keep=keep if leaving else None)
     except Unreadable as exc:
         print(f"director: cannot read configuration {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
+    if keep is not None and (leaving or not result.ok):
+        keep.append(result)
     for diagnostic in result.diagnostics:
         print(diagnostic, file=sys.stderr)
     if not result.ok:
@@ -107,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config_test:
         return EXIT_OK
     if args.dump_json:
+        import json
         from .config.render import config_json   # with the views: not for a daemon's start
         json.dump(config_json(result.config, config_id), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -135,9 +166,26 @@ def run_daemon(config, args, config_id: str, sources=None) -> int:
 
 def run() -> None:
     """Console-script entry point: a closed pipe (director -d | head) is not an error."""
+    kept: list = []
     try:
-        code = main()
+        code = main(keep=kept)
         sys.stdout.flush()
     except BrokenPipeError:
         code = EXIT_OK
+    if kept:
+        _leave(code)
     sys.exit(code)
+
+
+def _leave(code: int) -> None:
+    """The end of ``-t`` and the dumps: the verdict is printed, the process has nothing left
+    to do. Leaving through os._exit skips the interpreter's teardown, which frees one by one
+    the model, the tree and the modules (26,000 models and 100,000 statements for 10,000
+    real servers: 20-30 ms of ``-t``'s CPU, issue 17). Nothing on these paths registers an
+    atexit handler or starts a thread; what is buffered is written first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):   # a closed pipe is not an error (see run)
+            pass
+    os._exit(code)

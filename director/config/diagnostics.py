@@ -28,6 +28,19 @@ class Location:
         return f"{self.file}:{self.line}"
 
 
+_new, _set_file, _set_line = object.__new__, Location.file.__set__, Location.line.__set__
+
+
+def location(file: str, line: int) -> Location:
+    """``Location(file, line)``, made by storing its two slots directly rather than through
+    the frozen ``__init__`` (which calls object.__setattr__ per field): 1.3 us instead of 2.2.
+    A large file's loader makes one per block (26,000 for 10,000 real servers, issue 17)."""
+    made = _new(Location)
+    _set_file(made, file)
+    _set_line(made, line)
+    return made
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     location: Location

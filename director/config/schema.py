@@ -388,10 +388,13 @@ class Opaque:
 
 @dataclass(frozen=True)
 class Custom:
-    """A value parsed by a function of its own (addresses, status codes, digests)."""
+    """A value parsed by a function of its own (addresses, status codes, digests). ``pure``:
+    the function never warns and keeps no location, so the loader may reuse its value for
+    the same words (a connect_port or digest said by 5,000 checks alike, issue 17)."""
 
     function: Callable[[list[str], Context], Any]
     what: str
+    pure: bool = False
 
     def parse(self, args, ctx):
         return self.function(args, ctx)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .diagnostics import Diagnostics, Location
+from .diagnostics import Diagnostics, Location, location
 from .lexer import Quoted, SourceLine
 
 MAX_DEPTH = 64
@@ -35,7 +35,7 @@ class Stmt:
 
     @property
     def location(self) -> Location:
-        return Location(self.file, self.line)
+        return location(self.file, self.line)
 
     @property
     def words(self) -> list[str]:

@@ -11,7 +11,6 @@ import os
 import stat
 from typing import Any, Callable, Iterator
 
-from ..scriptsec import default_user, problem, refusal
 from .blocks.virtual_server import virtual_server_name
 from .blocks.vmac import duplicate_names
 from .diagnostics import Diagnostics, Location
@@ -350,6 +349,9 @@ def _walk(node: Any, where: Location, user: str | None, pause: Callable[[], None
 def _scripts(config, diagnostics: Diagnostics) -> None:
     """keepalived's start-up script security check: a script root runs that a non-root user
     could change is refused with enable_script_security, and warned about without it."""
+    # Here, not at the top: scriptsec brings shutil, shlex, pwd and grp (9 ms), and a
+    # model without a script (-t of most files) never asks (issue 17).
+    from ..scriptsec import default_user, problem, refusal
     security = config.global_defs.enable_script_security
     seen: set[tuple[str, str | None]] = set()
     for where, keyword, command, user in _commands(config, config.location,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
+# socket's C half: its inet_pton and inet_ntop are socket's own, without the enums and
+# selectors socket.py builds on import (-t imports what it needs, issue 17)
+from _socket import AF_INET, inet_ntop, inet_pton
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from .diagnostics import Location
 from .schema import Context, Invalid
@@ -60,7 +61,7 @@ def host_text(word: str, ctx: Context, what: str = "an IP address") -> str:
     (issue 17). Anything else (IPv6, a prefix or range to drop, a mistake) goes through
     parse_host."""
     try:
-        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, word)) == word:
+        if inet_ntop(AF_INET, inet_pton(AF_INET, word)) == word:
             return str(word)
     except (OSError, ValueError, TypeError):
         pass
@@ -581,6 +582,7 @@ def peer_url(args: list[str], ctx: Context) -> str:
     """One line of ``override_peers { ... }``: http(s)://HOST:PORT of a peer's --web."""
     if len(args) != 1:
         raise Invalid(f"expects one URL (http[s]://HOST:PORT), got {' '.join(args)!r}")
+    from urllib.parse import urlsplit      # here: only override_peers has URLs
     url = args[0].rstrip("/")
     parts = urlsplit(url)
     try:

@@ -140,3 +140,53 @@ def test_config_test_does_without_gevent(tmp_path):
     assert not _imports_gevent("-t", "-f", path)
     assert not _imports_gevent("--config-test", "-f", path)
     assert _imports_gevent("-d", "-f", path)         # the rest patched as before
+
+
+def _run(*args: str, importtime: bool = False) -> subprocess.CompletedProcess:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    flags = ["-X", "importtime"] if importtime else []
+    env = dict(os.environ, PYTHONPATH=root)
+    env.pop("PYTHONUNBUFFERED", None)       # stdout block-buffered, as a pipe has it
+    return subprocess.run([sys.executable, *flags, "-m", "director", *args],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=root)
+
+
+def test_config_test_imports_only_what_it_needs(tmp_path):
+    """-t of a file without a misspelt keyword, ${_RANDOM}, script, include pattern or
+    override_peers: none of the modules only those need (issue 17)."""
+    done = _run("-t", "-f", write(tmp_path, VALID), importtime=True)
+    assert done.returncode == 0, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "director.config.loader" in imported            # the listing is read right
+    assert not imported & {"difflib", "random", "director.scriptsec", "json", "socket", "glob",
+                           "urllib.parse", "shutil"}
+
+
+def test_process_leaves_with_the_verdict_and_output_written(tmp_path, capsys):
+    """``python -m director`` ends -t and the dumps with os._exit (cli._leave): what the
+    process prints through pipes (block-buffered) is what cli.main prints, exit code
+    included, for a valid file, a file with errors and --dump-json."""
+    valid = write(tmp_path, VALID)
+    broken = write(tmp_path, VALID.replace("priority 150", "priority 999\n    bogus_kw 1"),
+                   "broken.conf")
+    for args in (["-t", "-f", valid], ["-t", "-f", broken], ["--dump-json", "-f", valid],
+                 ["-d", "-f", valid]):
+        args += ["-i", "lb-test"]
+        code = cli.main(args)
+        printed = capsys.readouterr()
+        done = _run(*args)
+        assert (done.returncode, done.stdout, done.stderr) == (code, printed.out, printed.err)
+    assert done.stdout and code == 0
+    assert _run("-t", "-f", broken).returncode == 1
+
+
+def test_help_is_argparse_own_at_any_width(monkeypatch):
+    """cli's formatter finds the width as shutil would (without importing it, issue 17)."""
+    import argparse
+    for columns in ("", "40", "0", "x", "200"):
+        monkeypatch.setenv("COLUMNS", columns)
+        plain = cli.parser()
+        plain.formatter_class = argparse.HelpFormatter
+        assert cli.parser().format_help() == plain.format_help()
+    assert cli._columns() == 200

@@ -364,3 +364,24 @@ def test_golden_files_preprocess_the_same_on_both_paths(monkeypatch):
             slow = Preprocessor(Diagnostics(), "lb1", read).run(path)
         assert [(l.location, l.words, l.indent) for l in fast] == \
             [(l.location, l.words, l.indent) for l in slow], path
+
+
+def test_whole_text_checks_say_what_the_per_line_checks_say():
+    """_has_special and _braces_apart_in (the whole-file path, issue 17) against the per-line
+    definitions, on random texts of words, braces, blanks and special characters."""
+    import random
+
+    from director.config.lexer import _SPECIAL, _braces_apart_in, _has_special
+    rng = random.Random(17)
+    fast_path = 0
+    for _ in range(5000):
+        text = "".join(rng.choice(["a", "bc", "{", "}", " ", " ", "\t", "\n", "\n", " {\n",
+                                   " }\n", "\n}\n", "\r", "#", "\u00a0"])
+                       for _ in range(rng.randint(0, 12)))
+        split = [line.split() for line in text.split("\n")]
+        apart = text.count("{") == sum(words.count("{") for words in split) and \
+            text.count("}") == sum(words.count("}") for words in split)
+        assert _braces_apart_in(text, split) == apart, repr(text)
+        assert _has_special(text) == bool(_SPECIAL(text)), repr(text)
+        fast_path += apart and "{" in text
+    assert fast_path > 100

@@ -128,3 +128,19 @@ def test_the_script_walk_runs_only_when_the_load_made_a_script(tmp_path, monkeyp
     path.write_text(base % "    notify_up /bin/true\n")
     assert load_config(str(path), config_id="t", interface_exists=lambda name: True).ok
     assert walked == [1]
+
+
+def test_keep_holds_what_the_load_would_free_and_changes_nothing(tmp_path):
+    """load_config(keep=...) (cli's -t, which leaves without freeing): the same model and
+    diagnostics; the statement tree and a whole file's lines and words are in ``keep``."""
+    servers = "".join(f"  real_server 10.0.0.{n} 80 {{\n    weight 2\n  }}\n" for n in range(1, 4))
+    path = tmp_path / "keepalived.conf"
+    path.write_text(f"virtual_server 10.0.0.100 80 {{\n{servers}}}\n")    # no protocol: a warning
+    kept: list = []
+    freed = load_config(str(path), config_id="t", interface_exists=None)
+    held = load_config(str(path), config_id="t", interface_exists=None, keep=kept)
+    assert [str(d) for d in held.diagnostics] == [str(d) for d in freed.diagnostics]
+    assert held.diagnostics and held.config is not None and held.config == freed.config
+    lines, words = next(item for item in kept if isinstance(item, tuple))
+    assert lines[0] == "virtual_server 10.0.0.100 80 {" and words[0][0] == "virtual_server"
+    assert any(getattr(item, "root", None) for item in kept)     # the TreeBuilder

@@ -49,7 +49,7 @@ def _url(c: type[Vocabulary]) -> Block:
         header=c.no_header, finish=finish,
         keywords=(
             c.Kw("path", c.Text("a URL path")),
-            c.Kw("digest", c.Custom(c.digest, "32 hex digits"),
+            c.Kw("digest", c.Custom(c.digest, "32 hex digits", pure=True),
                  doc="MD5 of the body, as genhash prints."),
             c.Kw("status_code", c.Custom(c.status_codes, "CODE or LOW-HIGH, ..."),
                  doc="Accepted status codes. Default: 200-299."),

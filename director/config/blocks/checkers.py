@@ -20,7 +20,7 @@ def _port(args, ctx):
     return parse_port(one_value(args, "a port number"), 1)
 
 
-PORT = Custom(_port, "port 1-65535")
+PORT = Custom(_port, "port 1-65535", pure=True)
 
 CONNECTION = (
     Kw("connect_ip", IP_ADDRESS, doc="Check this address instead of the real server's."),
