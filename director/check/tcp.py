@@ -42,7 +42,7 @@ import struct
 import time
 from typing import Any, Callable
 
-from .checker import CheckResult, Target
+from .checker import PASSED, CheckResult, Target
 from . import poller
 from .poller import EPOLLET, EPOLLFAIL, EPOLLOUT, POLLER
 from .sockets import prepare
@@ -142,8 +142,10 @@ class _Attempt:
             self.sock.close()
         self.sock = None
         elapsed = _monotonic() - self.started
-        self.done(CheckResult.passed(elapsed) if error is None
-                  else CheckResult(False, elapsed, error))
+        if error is None:
+            self.done(PASSED, elapsed)      # no CheckResult per pass (checker.PASSED)
+        else:
+            self.done(CheckResult(False, elapsed, error))
 
     def on_event(self, events: int) -> None:
         if events & EPOLLFAIL:
