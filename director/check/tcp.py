@@ -75,7 +75,8 @@ _forget = _waiting.pop
 
 class _Sockets:
     """Disconnected TCP sockets of one family, SO_LINGER 0 set and already in the poller's
-    epoll set, kept for the next check (at most FREE_MAX: beyond that, closed)."""
+    epoll set, kept for the next check (at most FREE_MAX: beyond that, closed). A check's
+    _Attempt.finish disconnects its socket and puts it back here."""
 
     def __init__(self, family: int) -> None:
         self.family = family
@@ -97,15 +98,6 @@ class _Sockets:
             sock.close()
             raise
         return sock, False
-
-    def give_back(self, sock: Any, fd: int) -> None:
-        """After the check: abort the connection (a reset if it got as far as a SYN-ACK) and
-        keep the socket, or close it if the disconnect fails or enough are kept."""
-        if (_libc_connect is not None and len(self.free) < FREE_MAX
-                and _libc_connect(fd, AF_UNSPEC_ADDRESS, 16) == 0):
-            self.free.append(sock)
-        else:
-            sock.close()                # SO_LINGER 0: the same reset; leaves the epoll set
 
     def close(self) -> None:
         while self.free:
@@ -135,11 +127,15 @@ class _Attempt:
         if not self.live:
             return
         self.live = False
-        _forget(self.fd, None)              # POLLER.forget, without the call
-        if self.keep is not None:
-            self.keep.give_back(self.sock, self.fd)
+        fd, sock, keep = self.fd, self.sock, self.keep
+        _forget(fd, None)                   # POLLER.forget, without the call
+        # Abort the connection (a reset if it got as far as a SYN-ACK) and keep the socket
+        # for the next check, or close it if the disconnect fails or enough are kept.
+        if keep is not None and _libc_connect is not None and len(keep.free) < FREE_MAX \
+                and _libc_connect(fd, AF_UNSPEC_ADDRESS, 16) == 0:
+            keep.free.append(sock)
         else:
-            self.sock.close()
+            sock.close()                    # SO_LINGER 0: the same reset; leaves the epoll set
         self.sock = None
         elapsed = _monotonic() - self.started
         if error is None:
