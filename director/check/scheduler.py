@@ -195,8 +195,10 @@ class Scheduler:
                         job.checker.start(job.done)
                     except Exception as exc:  # a checker bug must not stop the dispatcher
                         self.crashes += 1
-                        self._finished(job, CheckResult(False, 0.0,
-                                                        f"checker crashed: {exc!r}"))
+                        if job.running:      # no result yet: this attempt failed. (One that
+                            # was given stands: a second would queue the job twice.)
+                            self._finished(job, CheckResult(False, 0.0,
+                                                            f"checker crashed: {exc!r}"))
                 else:
                     ready.put(job)
             if len(batch) == BATCH:
@@ -241,9 +243,9 @@ class Scheduler:
             self._finished(job, result)
 
     def _finished(self, job: Job, result: CheckResult, duration: float | None = None) -> None:
-        """A checker's ``done``: ``done(result)``, or ``done(PASSED, duration)`` for a pass
-        with nothing else to say (no CheckResult made per check). Runs in a worker or, for
-        callback checkers, in the loop itself: no blocking."""
+        """A checker's ``done``, once per start: ``done(result)``, or ``done(PASSED,
+        duration)`` for a pass with nothing else to say (no CheckResult made per check).
+        Runs in a worker or, for callback checkers, in the loop itself: no blocking."""
         job.running = False
         if job.removed:
             return

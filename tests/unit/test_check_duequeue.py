@@ -165,3 +165,41 @@ def test_steady_passes_keep_every_observable_of_a_result():
         assert job.due == 1000.0 + 7 * 0.125
     finally:
         scheduler.stop()
+
+
+class ReportsThenRaises:
+    """A loop checker with a bug: it gives its result, then raises."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def start(self, done):
+        self.calls += 1
+        done(PASSED, 0.001)
+        raise RuntimeError("after done")
+
+
+def test_a_checker_that_raises_after_its_result_is_counted_once_and_stays_on_cadence():
+    """The crash is counted, the result it gave stands, and the job is queued once: no
+    second result, no check of its own or of its neighbours started off its cadence."""
+    from director.check.scheduler import Scheduler
+    from director.clock import FakeClock
+
+    clock = FakeClock(start=1000.0)
+    scheduler = Scheduler(clock, workers=0)
+    settings = CheckSettings(delay_loop=0.125, connect_timeout=0.25, retry=0,
+                             delay_before_retry=0.0625, warmup=0.0, alpha=False)
+    buggy = ReportsThenRaises()
+    job = scheduler.add(("vs", "bug", "X"), buggy, settings)
+    neighbours = [Scripted([]) for _ in range(3)]
+    others = [scheduler.add(("vs", f"n{number}", "X"), checker, settings)
+              for number, checker in enumerate(neighbours)]
+    scheduler.start()
+    try:
+        clock.advance(1.0)               # attempts at 0, 0.125, ... 1.0: nine each
+        assert buggy.calls == 9 and scheduler.crashes == 9
+        assert (job.ok, job.failed) == (9, 0) and job.health.up
+        assert [(other.ok, other.failed) for other in others] == [(9, 0)] * 3
+        assert max(scheduler.lateness) == 0.0
+    finally:
+        scheduler.stop()
