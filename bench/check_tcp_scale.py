@@ -208,11 +208,15 @@ def run_ours(args) -> None:
 
 
 class NullCheck:
-    """--null-checker: passes at once, on the loop like TCP_CHECK, with no system call."""
+    """--null-checker: passes at once, on the loop like TCP_CHECK, with no system call, and
+    ends as TCP_CHECK's passes do (checker.PASSED)."""
+
+    def __init__(self) -> None:
+        from director.check.checker import PASSED
+        self.passed = PASSED
 
     def start(self, done) -> None:
-        from director.check.checker import CheckResult
-        done(CheckResult.passed(0.0))
+        done(self.passed, 0.0)
 
 
 def cprofile_checks(scheduler, totals, seconds: float) -> None:
@@ -243,6 +247,23 @@ def cprofile_checks(scheduler, totals, seconds: float) -> None:
           file=sys.stderr)
 
 
+class CollectorTimes:
+    """A gc.callbacks entry: the garbage collections of the window, per generation, and the
+    process time they took (the collector runs in the checker's own thread)."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.collections[info["generation"]] += 1
+            self.seconds += time.process_time() - self._started
+
+
 def measure_window(scheduler, args) -> None:
     """Start the scheduler, let it warm up, measure one window and print the result line the
     parent reads (shared by check_http_scale.py)."""
@@ -262,10 +283,13 @@ def measure_window(scheduler, args) -> None:
     gevent.sleep(args.warmup)
     scheduler.lateness.clear()
     ok0, failed0 = totals()
+    collector = CollectorTimes()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.monotonic()
     print("window-start", flush=True)
+    gc.callbacks.append(collector)
     gevent.sleep(args.window)
+    gc.callbacks.remove(collector)
     elapsed = time.monotonic() - start
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     print("window-end", flush=True)
@@ -294,6 +318,7 @@ def measure_window(scheduler, args) -> None:
         "crashes": scheduler.crashes, "hub_crashes": dict(hub.crashes),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_mb": rss_now,
+        "gc": {"collections": collector.collections, "seconds": collector.seconds},
     }
     print("result " + json.dumps(result), flush=True)
     seconds = cprofile_seconds()
@@ -624,6 +649,10 @@ def print_report(args, ours: list[dict], theirs: list[dict], version: str, ncpu:
             ("RSS at end / peak (MB)", f"{o['rss_mb']:.0f} / {o['peak_rss_mb']:.0f}",
              f"{h['rss_mb']:.0f} / {h['peak_rss_mb']:.0f}" if h else "-"),
             ("machine busy cores in window", *both(lambda w: w["machine_busy_cores"], ".2f")),
+            ("garbage collections/s, gen 0 / 1 / 2; CPU in them (us a check)",
+             (" / ".join(f"{count / o['elapsed']:.1f}" for count in o["gc"]["collections"])
+              + f"; {o['gc']['seconds'] / max(1, o['ok'] + o['failed']) * 1e6:.2f}")
+             if "gc" in o else "-", "-"),
             ("TIME_WAIT / orphans at window end",
              *both(lambda w: f"{w['tw']} / {w['orphan']}", "")),
             ("longest accept queue; ListenOverflows",
@@ -640,6 +669,8 @@ def print_report(args, ours: list[dict], theirs: list[dict], version: str, ncpu:
         h_cores = median([r[2] for r in rows if r[2] is not None])
         ratio = o_cores / h_cores
         print(f"ratio director/HAProxy (cores): {ratio:.2f}x")
+        per_check = median([(r[0] / r[1]) / (r[2] / r[3]) for r in rows if r[2] and r[3]])
+        print(f"ratio director/HAProxy (CPU per check): {per_check:.2f}x")
         verdicts.append(f"<= 2x HAProxy: {'within' if ratio <= 2 else 'over'} ({ratio:.2f}x)")
     verdicts.append(f"lateness p99 < 50 ms: {'within' if p99 < 0.05 else 'over'} "
                     f"({p99 * 1e3:.1f} ms)")

@@ -4,7 +4,10 @@ force (CheckSettings) and the Checker protocol the scheduler drives.
 A checker is a class built from its parsed config block and a Target, doing no I/O in its
 constructor; ``check()`` runs one attempt in a greenlet and returns a CheckResult. It honours
 ``target.connect_timeout`` for its own waits; the scheduler also kills it at a hard deadline,
-so a checker that hangs or raises costs only its own server a failed attempt.
+so a checker that hangs or raises costs only its own server a failed attempt. A checker that
+runs on the loop instead has ``start(done)`` and ends the attempt with ``done(result)``, or
+``done(PASSED, duration)`` for a pass with nothing else to say (no object made per check:
+TCP_CHECK's ten thousand a second); whoever passes a ``done`` accepts both.
 
 The checker modules import these from here, not from base.py: base.py reads the kinds'
 declarations (kinds/), which import their checker modules when the first checker is built.
@@ -13,6 +16,7 @@ declarations (kinds/), which import their checker modules when the first checker
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 
@@ -59,6 +63,11 @@ class CheckResult:
 _new = object.__new__
 _PASSED = {"ok": True, "error": None, "weight": None, "reply_error": None, "agent": None}
 assert set(_PASSED) | {"duration", "detail"} == set(CheckResult.__dataclass_fields__)
+
+# A pass with nothing else to say, shared: a checker on the loop ends such an attempt with
+# ``done(PASSED, duration)`` and no CheckResult is made (the scheduler keeps the duration
+# beside it, Job.last_duration). Its own duration means nothing; its detail is read-only.
+PASSED = CheckResult(True, 0.0, detail=MappingProxyType({}))
 
 
 class Checker(Protocol):

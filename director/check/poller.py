@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import hub
 from ..log import event
-from .checker import CheckResult
+from .checker import PASSED, CheckResult
 
 log = logging.getLogger("director.check")
 
@@ -127,7 +127,9 @@ def wait(start: Any, seconds: float) -> CheckResult:
     box = hub.Event()
     results: list[CheckResult] = []
 
-    def done(result: CheckResult) -> None:
+    def done(result: CheckResult, duration: float | None = None) -> None:
+        if result is PASSED:                # done(PASSED, duration): made whole here
+            result = CheckResult.passed(duration or 0.0)
         results.append(result)
         box.set()
 

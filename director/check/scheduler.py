@@ -1,26 +1,30 @@
 """The check scheduler: every (virtual server, real server, checker) is a Job with a deadline.
 
-One greenlet keeps the deadlines (a FIFO per delay_loop for the steady cadence, a heap for
-the rest) and starts what is due. Checkers with ``start()`` (TCP_CHECK, plain HTTP_GET) run
-as callbacks on the loop (poller.py); the others run in a bounded set of worker greenlets, each
-attempt under a hard deadline (the checker's ``hard_deadline`` when it has one: an SMTP
-conversation or several urls take longer than one connect_timeout), so a checker that hangs
-or raises costs its own server one failed attempt and delays nobody else. First checks are
-spread over ``warmup`` (jitter, never a thundering herd). The pure rule of hysteresis.py
-turns results into up/down. Every wait, and the hard deadline, is the Clock's: on a FakeClock
-the scheduler runs tick by tick as a test advances it.
+One greenlet keeps the deadlines (duequeue.py: a FIFO per delay_loop for the steady cadence,
+a heap for the rest) and starts what is due, a batch per wake-up. Checkers with ``start()``
+(TCP_CHECK, plain HTTP_GET) run as callbacks on the loop (poller.py); the others run in a
+bounded set of worker greenlets, each attempt under a hard deadline (the checker's
+``hard_deadline`` when it has one: an SMTP conversation or several urls take longer than one
+connect_timeout), so a checker that hangs or raises costs its own server one failed attempt
+and delays nobody else. First checks are spread over ``warmup`` (jitter, never a thundering
+herd). The pure rule of hysteresis.py turns results into up/down. Every wait, and the hard
+deadline, is the Clock's: on a FakeClock the scheduler runs tick by tick as a test advances it.
+
+A steady pass (up, no retry pending, and nothing to say but the duration: checker.PASSED)
+is counted in place: no CheckResult, history tuple or queue entry is made for it, so that
+ten thousand a second leave the collector nothing to do (bench/check_tcp_scale.py prints
+its collections) and cost the interpreter only their counters and next deadline.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
-import heapq
-import itertools
 import logging
+import math
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from .. import hub
@@ -29,13 +33,13 @@ from ..log import event
 # director_check_duration_seconds' buckets: each result adds one to one bucket of its job
 # (a list slot, not a metric object); the metrics add them up when scraped.
 from ..state import DURATION_BUCKETS
-from .checker import CheckResult, CheckSettings
+from .checker import PASSED, CheckResult, CheckSettings
+from .duequeue import DueQueue
 from .hysteresis import Health, initial_health, judge
 
 log = logging.getLogger("director.check")
 _bisect_left = bisect.bisect_left
-_heappush = heapq.heappush
-_heappop = heapq.heappop
+_copysign = math.copysign
 
 HARD_DEADLINE_SLACK = 1.0       # beyond connect_timeout before a worker kills an attempt
 LATENESS_SAMPLES = 4096         # the most recent start delays, for the bench and the metrics
@@ -43,7 +47,15 @@ BATCH = 128                     # checks started per loop turn before the loop m
 TICK = 0.005                    # the dispatcher wakes at most this often: each wake-up costs a
                                 # greenlet switch, so ten thousand checks a second start in
                                 # batches (lateness stays a few ms, far under the 50 ms goal)
-HISTORY = 40                    # recent (duration, ok) per job: the dashboard's sparkline
+HISTORY = 40                    # recent results per job: the dashboard's sparkline
+
+
+def history_point(value: float) -> tuple[float, bool]:
+    """A Job.recent entry as (duration, ok). An entry is the attempt's duration, negated for a
+    failure (the sign bit tells: a failure of 0 s is -0.0): one float per check, where a
+    (duration, ok) tuple per check was one more object for the collector to move and 40 per
+    job kept (bench/check_tcp_scale.py: 10,000 jobs)."""
+    return (-value, False) if _copysign(1.0, value) < 0 else (value, True)
 
 
 @dataclass(eq=False, slots=True)   # slots: one object less to fetch per check (10,000 jobs
@@ -53,35 +65,49 @@ class Job:                          # do not stay in the caches)
     settings: CheckSettings
     health: Health
     due: float = 0.0
+    seq: int = 0                         # its place among equal due times (DueQueue)
     running: bool = False
-    last: CheckResult | None = None
+    # The last result as its checker gave it: a pass with nothing else to say is the shared
+    # checker.PASSED, whose duration is last_duration (``last`` gives it whole).
+    result: CheckResult | None = None
+    last_duration: float = 0.0
     last_at: float | None = None         # monotonic time of the last result (see wall_time)
     ok: int = 0                          # attempts that passed
     failed: int = 0                      # attempts that failed
     buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
     duration_sum: float = 0.0
-    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
+    recent: deque = field(default_factory=lambda: deque(maxlen=HISTORY))   # history_point's
     removed: bool = False
     callback: bool = False               # the checker runs on the loop (start()), no greenlet
     done: Any = None                     # bound once: called with the result
+
+    @property
+    def last(self) -> CheckResult | None:
+        """The last result, None before the first (a shared PASSED is made whole here, for
+        the reader that wants one: the check path never builds it)."""
+        result = self.result
+        return CheckResult.passed(self.last_duration) if result is PASSED else result
+
+    @last.setter
+    def last(self, result: CheckResult | None) -> None:
+        self.result = result
+        self.last_duration = 0.0 if result is None else result.duration
+
+    def history(self) -> list[tuple[float, bool]]:
+        """The recent (duration, ok), oldest first."""
+        return [history_point(value) for value in self.recent]
 
 
 class Scheduler:
     def __init__(self, clock: Clock, workers: int = 256, rng: random.Random | None = None,
                  lateness_samples: int = LATENESS_SAMPLES) -> None:
         self.clock = clock
+        self._now = clock.now
         self.workers = workers
         self.rng = rng or random.Random()
         self.jobs: list[Job] = []
-        self._heap: list[tuple[float, int, Job]] = []
-        # The steady cadence skips the heap: a job checked again delay_loop after its last
-        # due time lands behind every job of the same delay_loop popped before it, so one
-        # FIFO per delay_loop stays in due order; popping a 10,000-entry heap of tuples cost
-        # about 2 us a check (py-spy: 7 % of TCP_CHECK's process). Anything else (first
-        # checks, retries, a late cadence) goes to the heap.
-        self._lines: dict[float, deque] = {}
+        self._queue = DueQueue()
         self._wake_at = float("-inf")        # when the waiting dispatcher wakes anyway
-        self._sequence = itertools.count()
         self._ready: hub.Queue = hub.Queue()
         self._wake = hub.Event()
         self._greenlets: list[hub.Greenlet] = []
@@ -122,31 +148,11 @@ class Scheduler:
         self.jobs = [job for job in self.jobs if not job.removed]
 
     def _push(self, job: Job, cadence: float | None = None) -> None:
-        """Queue ``job`` at ``job.due``: on the FIFO of ``cadence`` (its delay_loop) when
-        that keeps the FIFO in order, else on the heap."""
-        due = job.due
-        entry = (due, next(self._sequence), job)
-        if cadence is not None:
-            line = self._lines.get(cadence)
-            if line is None:
-                line = self._lines[cadence] = deque()
-            if not line or line[-1][0] <= due:
-                line.append(entry)
-            else:
-                _heappush(self._heap, entry)
-        else:
-            _heappush(self._heap, entry)
-        if due < self._wake_at:              # only an earlier deadline needs a wake-up
+        """Queue ``job`` at ``job.due`` (on the FIFO of ``cadence``, its delay_loop, when
+        that keeps the FIFO in order) and wake the dispatcher if it sleeps past it."""
+        self._queue.push(job, cadence)
+        if job.due < self._wake_at:          # only an earlier deadline needs a wake-up
             self._wake.set()
-
-    def _earliest(self) -> tuple[Any, Any]:
-        """The earliest entry and where it is (the heap or a FIFO); (None, None) if none."""
-        heap = self._heap
-        best, where = (heap[0], heap) if heap else (None, None)
-        for line in self._lines.values():
-            if line and (best is None or line[0] < best):
-                best, where = line[0], line
-        return best, where
 
     # -- running -------------------------------------------------------------------------------
 
@@ -162,49 +168,40 @@ class Scheduler:
     def _dispatch(self) -> None:
         """Start what is due, at most BATCH per loop turn: the results of the checks just
         started must be read while they are fresh, or they look slow and fall due together
-        again (a herd that grows with every round)."""
-        heap = self._heap
+        again (a herd that grows with every round). What is due comes out of the queue as
+        one batch per wake-up (DueQueue.pop_due), not one look at every line per check."""
         clock = self.clock
+        queue = self._queue
         lateness = self.lateness
-        earliest = self._earliest
-        lines = self._lines
+        ready = self._ready
         while True:
             self._wake_at = float("-inf")    # running: no push needs to wake it
             now = clock.now()
             self.heartbeat = now
-            started = 0
-            while started < BATCH:
-                entry, where = (heap[0], heap) if heap else (None, None)   # _earliest(),
-                for line in lines.values():                                # inlined
-                    if line and (entry is None or line[0] < entry):
-                        entry, where = line[0], line
-                if entry is None or entry[0] > now:
-                    break
-                if where is heap:
-                    _heappop(heap)
-                else:
-                    where.popleft()
-                due, _, job = entry
+            batch = queue.pop_due(now, BATCH)
+            samples = self.lateness_samples
+            for job in batch:
                 if job.removed or job.running:
                     continue
-                late = now - due
-                if len(lateness) < self.lateness_samples:
-                    lateness.append(late)
-                else:                      # a ring: the most recent lateness_samples
-                    lateness[self._lateness_at] = late
-                    self._lateness_at = (self._lateness_at + 1) % self.lateness_samples
+                if len(lateness) < samples:
+                    lateness.append(now - job.due)
+                else:                        # a ring: the most recent lateness_samples
+                    at = self._lateness_at
+                    lateness[at] = now - job.due
+                    self._lateness_at = (at + 1) % samples
                 job.running = True
-                started += 1
                 if job.callback:             # on the loop (TCP_CHECK, HTTP_GET)
                     try:
                         job.checker.start(job.done)
                     except Exception as exc:  # a checker bug must not stop the dispatcher
                         self.crashes += 1
-                        self._finished(job, CheckResult(False, 0.0,
-                                                        f"checker crashed: {exc!r}"))
+                        if job.running:      # no result yet: this attempt failed. (One that
+                            # was given stands: a second would queue the job twice.)
+                            self._finished(job, CheckResult(False, 0.0,
+                                                            f"checker crashed: {exc!r}"))
                 else:
-                    self._ready.put(job)
-            if started == BATCH:
+                    ready.put(job)
+            if len(batch) == BATCH:
                 # Let the loop run its timers and I/O (the replies of the checks just started,
                 # a VRRP advert due), then go on. Not sleep(0): gevent runs 50 such callbacks
                 # before it looks at the clock, so a backlog started 6,400 checks in one go
@@ -213,9 +210,9 @@ class Scheduler:
                 hub.breathe()
                 continue
             self._wake.clear()
-            entry, _ = earliest()
+            earliest = queue.earliest()
             now = clock.now()
-            wait = min(entry[0] - now, 1.0) if entry is not None else 1.0
+            wait = min(earliest - now, 1.0) if earliest is not None else 1.0
             if wait > 0:
                 self._wake_at = now + max(wait, TICK)
                 clock.wait(self._wake, max(wait, TICK))
@@ -245,56 +242,81 @@ class Scheduler:
                 timer.close()
             self._finished(job, result)
 
-    def _finished(self, job: Job, result: CheckResult) -> None:
-        """Runs in a worker or, for callback checkers, in the loop itself: no blocking."""
+    def _finished(self, job: Job, result: CheckResult, duration: float | None = None) -> None:
+        """A checker's ``done``, once per start: ``done(result)``, or ``done(PASSED,
+        duration)`` for a pass with nothing else to say (no CheckResult made per check).
+        Runs in a worker or, for callback checkers, in the loop itself: no blocking."""
         job.running = False
         if job.removed:
             return
-        now = self.clock.now()
-        previous = job.last
-        job.last = result
+        now = self._now()
+        previous = job.result
+        if duration is None:
+            duration = result.duration
+        elif result is not PASSED and duration != result.duration:
+            result = replace(result, duration=duration)
+        job.result = result
+        job.last_duration = duration
         job.last_at = now
+        job.buckets[_bisect_left(DURATION_BUCKETS, duration)] += 1
+        job.duration_sum += duration
+        health = job.health
+        settings = job.settings
+        if result is PASSED and previous is PASSED and health.up and not health.failures:
+            # The steady case, ten thousand times a second: judge() would say "stay up, next
+            # at delay_loop", and nothing differs from the last result (no weight, agent or
+            # reply error to tell): counters and the next deadline only.
+            job.ok += 1
+            job.recent.append(duration)
+            next_in = settings.delay_loop
+            due = job.due + next_in
+            if due > now:
+                job.due = due
+                self._queue.push(job, next_in)
+                if due < self._wake_at:
+                    self._wake.set()
+            else:
+                job.due = now + next_in
+                self._push(job)
+            return
+        self._judged(job, previous, result, duration, now)
+
+    def _judged(self, job: Job, previous: CheckResult | None, result: CheckResult,
+                duration: float, now: float) -> None:
+        """The rest of _finished for every result but a steady pass: hysteresis, the reply
+        error's count, the log lines, the listeners."""
+        ok = result.ok
+        job.recent.append(duration if ok else -duration)
         if result.reply_error:
             counted = (job.key[2], result.reply_error)
             self.reply_errors[counted] = self.reply_errors.get(counted, 0) + 1
-        duration = result.duration
-        ok = result.ok
-        job.buckets[_bisect_left(DURATION_BUCKETS, duration)] += 1
-        job.duration_sum += duration
-        job.history.append((duration, ok))
         health = job.health
         settings = job.settings
         if ok and health.up and not health.failures:
-            # The steady case, ten thousand times a second: judge() would say "stay up, next
-            # at delay_loop"; say it without building a Verdict.
+            # judge() would say "stay up, next at delay_loop": say it without a Verdict
+            # (HTTP_GET's passes come this way, each a CheckResult of its own)
             job.ok += 1
             next_in = settings.delay_loop
             changed = False
         else:
-            if result.ok:
+            if ok:
                 job.ok += 1
             else:
                 job.failed += 1
-            verdict = judge(job.settings, health, result.ok)
+            verdict = judge(settings, health, ok)
             job.health, next_in, changed = verdict.health, verdict.next_in, verdict.changed
-            if not result.ok and health.up and job.settings.log_all_failures:
-                # keepalived logs only the fall unless told to log every failure while up
-                event(log, "check.attempt_failed", virtual_server=job.key[0],
-                      real_server=job.key[1], checker=job.key[2],
-                      attempt=health.failures + 1, retry=job.settings.retry,
-                      error=result.error or "")
+        if not ok and health.up and settings.log_all_failures:
+            # keepalived logs only the fall unless told to log every failure while up
+            event(log, "check.attempt_failed", virtual_server=job.key[0],
+                  real_server=job.key[1], checker=job.key[2],
+                  attempt=health.failures + 1, retry=settings.retry,
+                  error=result.error or "")
         # A fixed cadence from the last due time, not from when the check ended: the
         # warmup spread survives, and a slow check does not push its server later.
         due = job.due + next_in
         if next_in == settings.delay_loop and due > now:
             job.due = due
-            line = self._lines.get(next_in)
-            if line and line[-1][0] <= due:  # _push, inlined for the steady case
-                line.append((due, next(self._sequence), job))
-                if due < self._wake_at:
-                    self._wake.set()
-            else:
-                self._push(job, next_in)
+            self._push(job, next_in)
         else:
             job.due = now + next_in
             self._push(job)
@@ -302,13 +324,15 @@ class Scheduler:
             effect = result.weight is not None or result.agent is not None
         else:
             effect = result.weight != previous.weight or result.agent != previous.agent
-        if effect:
-            self._tell(self.effect_listeners, job, result)
-        if changed:
-            event(log, "check.state", virtual_server=job.key[0], real_server=job.key[1],
-                  checker=job.key[2], state="up" if job.health.up else "down",
-                  error=result.error or "")
-            self._tell(self.listeners, job, result)
+        if effect or changed:
+            told = job.last if result is PASSED else result     # listeners get it whole
+            if effect:
+                self._tell(self.effect_listeners, job, told)
+            if changed:
+                event(log, "check.state", virtual_server=job.key[0], real_server=job.key[1],
+                      checker=job.key[2], state="up" if job.health.up else "down",
+                      error=result.error or "")
+                self._tell(self.listeners, job, told)
 
     @staticmethod
     def _tell(listeners: list, job: Job, result: CheckResult) -> None:

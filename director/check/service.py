@@ -48,24 +48,24 @@ class RealServerState:
 
     def last_error(self) -> str:
         """The error of the most recent failed attempt among its checkers, if any."""
-        failed = [job for job in self.jobs if job.last is not None and not job.last.ok]
+        failed = [job for job in self.jobs if job.result is not None and not job.result.ok]
         latest = max(failed, key=lambda job: job.last_at, default=None)
-        return (latest.last.error or "failed") if latest is not None else ""
+        return (latest.result.error or "failed") if latest is not None else ""
 
     def dynamic_weight(self) -> int | None:
         """The weight a checker asked for last: MISC_CHECK misc_dynamic, FILE_CHECK,
         AGENT_CHECK (the first of its checkers that asks one)."""
         for job in self.jobs:
-            if job.last is not None and job.last.weight is not None:
-                return job.last.weight
+            if job.result is not None and job.result.weight is not None:
+                return job.result.weight
         return None
 
     def agent(self) -> Any:
         """What its AGENT_CHECK's agent has said (check/agent.py AgentState), if it has one
         that has spoken; its administrative state (drain, maint) and maxconn reach the pool."""
         for job in self.jobs:
-            if job.last is not None and job.last.agent is not None:
-                return job.last.agent
+            if job.result is not None and job.result.agent is not None:
+                return job.result.agent
         return None
 
 
@@ -171,7 +171,8 @@ class CheckService:
                                                     [job.key[2] for job in after.jobs])):
             if old_job is not None:
                 job.health = old_job.health
-                job.last, job.last_at = old_job.last, old_job.last_at
+                job.result, job.last_duration = old_job.result, old_job.last_duration
+                job.last_at = old_job.last_at
                 job.ok, job.failed = old_job.ok, old_job.failed
                 inherit = getattr(job.checker, "inherit", None)
                 if inherit is not None:          # what an agent said outlives its checker
@@ -258,8 +259,8 @@ class CheckService:
                                                for v in self.config.virtual_servers}:
             return None
         return {state.name[1]: [[round(duration, 6), ok] for duration, ok in
-                                (state.jobs[0].history if len(state.jobs) == 1 else
-                                 [point for job in state.jobs for point in job.history])]
+                                (state.jobs[0].history() if len(state.jobs) == 1 else
+                                 [point for job in state.jobs for point in job.history()])]
                 for state in states}
 
     def find(self, virtual_name: str, real_name: str) -> RealServerState | None:
@@ -339,17 +340,17 @@ class CheckService:
         if len(jobs) == 1:
             (latest,) = jobs
             checker, ok, failed = latest.key[2], latest.ok, latest.failed
-            if latest.last is None:
+            if latest.result is None:
                 latest = None
         else:
-            latest = max((job for job in jobs if job.last is not None),
+            latest = max((job for job in jobs if job.result is not None),
                          key=lambda job: job.last_at, default=None)
             checker = "+".join(job.key[2] for job in jobs) or None
             ok, failed = sum(job.ok for job in jobs), sum(job.failed for job in jobs)
         last_check = None
         if latest is not None:
-            result = latest.last
-            last_check = LastCheck(result.ok, round(result.duration, 6), result.error,
+            result = latest.result          # a shared PASSED: its duration is the job's
+            last_check = LastCheck(result.ok, round(latest.last_duration, 6), result.error,
                                    round(offset + latest.last_at, 3),
                                    result.detail.get("cert_not_after"))
         agent = state.agent() if state.has_agent else None

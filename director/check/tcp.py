@@ -42,7 +42,7 @@ import struct
 import time
 from typing import Any, Callable
 
-from .checker import CheckResult, Target
+from .checker import PASSED, CheckResult, Target
 from . import poller
 from .poller import EPOLLET, EPOLLFAIL, EPOLLOUT, POLLER
 from .sockets import prepare
@@ -77,7 +77,8 @@ class KeptSockets:
     """Disconnected TCP sockets of one family, already in the poller's epoll set, kept for
     the next check (at most FREE_MAX: beyond that, closed). TCP_CHECK's have SO_LINGER 0
     set (``linger_reset``: a close is a reset too); HTTP_GET's not (http.py: a close after a
-    failure is the plain close it always was)."""
+    failure is the plain close it always was). TCP_CHECK's _Attempt.finish disconnects its
+    socket and puts it back here inline; HTTP_GET calls give_back."""
 
     def __init__(self, family: int, linger_reset: bool = True) -> None:
         self.family = family
@@ -140,15 +141,21 @@ class _Attempt:
         if not self.live:
             return
         self.live = False
-        _forget(self.fd, None)              # POLLER.forget, without the call
-        if self.keep is not None:
-            self.keep.give_back(self.sock, self.fd)
+        fd, sock, keep = self.fd, self.sock, self.keep
+        _forget(fd, None)                   # POLLER.forget, without the call
+        # Abort the connection (a reset if it got as far as a SYN-ACK) and keep the socket
+        # for the next check, or close it if the disconnect fails or enough are kept.
+        if keep is not None and _libc_connect is not None and len(keep.free) < FREE_MAX \
+                and _libc_connect(fd, AF_UNSPEC_ADDRESS, 16) == 0:
+            keep.free.append(sock)
         else:
-            self.sock.close()
+            sock.close()                    # SO_LINGER 0: the same reset; leaves the epoll set
         self.sock = None
         elapsed = _monotonic() - self.started
-        self.done(CheckResult.passed(elapsed) if error is None
-                  else CheckResult(False, elapsed, error))
+        if error is None:
+            self.done(PASSED, elapsed)      # no CheckResult per pass (checker.PASSED)
+        else:
+            self.done(CheckResult(False, elapsed, error))
 
     def on_event(self, events: int) -> None:
         if events & EPOLLFAIL:

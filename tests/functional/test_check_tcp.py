@@ -168,7 +168,9 @@ def test_kept_sockets_are_bounded_and_none_is_taken_while_the_poller_reads(monke
     results = []
     try:
         for _ in range(6):
-            TcpCheck(None, Target("127.0.0.1", port, 1.0)).start(results.append)
+            # done(result), or done(PASSED, duration) for a pass (checker.PASSED)
+            TcpCheck(None, Target("127.0.0.1", port, 1.0)).start(
+                lambda result, duration=None: results.append(result))
         deadline = time.monotonic() + 5
         while len(results) < 6:
             assert time.monotonic() < deadline, "checks did not finish"
