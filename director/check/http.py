@@ -51,7 +51,7 @@ from typing import Any
 
 from ..genhash import HEADER_END, GenhashError, build_request, compute_digest, parse_response
 from ..log import event as log_event
-from .checker import CheckResult, Target
+from .checker import PASSED, CheckResult, Target
 from . import poller
 from .poller import EPOLLET, EPOLLFAIL, EPOLLIN, EPOLLOUT, POLLER
 from .sockets import prepare
@@ -372,7 +372,7 @@ class _Check:
         if self.index < len(checker.config.url):
             self.next_url()
         else:
-            self.done(CheckResult.passed(_monotonic() - self.started))
+            self.done(PASSED, _monotonic() - self.started)    # no object per pass
 
 
 class HttpCheck:
@@ -454,7 +454,8 @@ class HttpCheck:
                   real_server=self.target.real_server, error=error)
 
     def start(self, done) -> None:
-        """Plain HTTP_GET on the loop: ``done(CheckResult)`` is called from the loop."""
+        """Plain HTTP_GET on the loop: ``done(CheckResult)``, or ``done(PASSED, duration)``
+        for a pass, is called from the loop."""
         _Check(self, done).next_url()
 
     @property

@@ -154,7 +154,7 @@ def test_kept_sockets_go_from_server_to_server_with_failures_between():
                     done.set()
 
             for index, (_, check) in enumerate(checks):
-                check.start(lambda result, index=index: finish(index, result))
+                check.start(lambda result, duration=None, index=index: finish(index, result))
             assert done.wait(DEADLINE), f"{len(results)} of {len(checks)} ended"
             for index, (want, _) in enumerate(checks):
                 error = results[index].error
