@@ -20,17 +20,19 @@ from .state import (ReloadView, State, VirtualServerView, configured_virtual_ser
 YIELD_EVERY = 1000
 
 
-def virtual_servers(director: Any, yield_every: int = YIELD_EVERY,
-                    with_jobs: bool = False) -> tuple[VirtualServerView, ...]:
-    """Live where the daemon runs them; as configured where it does not (-P)."""
+def virtual_servers(director: Any, yield_every: int = YIELD_EVERY
+                    ) -> tuple[VirtualServerView, ...]:
+    """Live where the daemon runs them (with their checkers' counters); as configured where
+    it does not (-P)."""
     if director.lb is not None:
-        return director.lb.virtual_servers(yield_every, with_jobs)
+        return director.lb.virtual_servers(yield_every)
     return configured_virtual_servers(director.config)
 
 
 def take(director: Any, yield_every: int = YIELD_EVERY, with_jobs: bool = False) -> State:
-    """The live state of a running Director (daemon.py). ``with_jobs``: each checker's
-    counters too (the metrics)."""
+    """The live state of a running Director (daemon.py). ``with_jobs`` (the metrics ask for
+    each checker's counters): the live views carry them always, one set of views shared by
+    every reader (director/check/service.py CheckService.views)."""
     balancer = None if director.lb is None else director.lb.view()
     status = director.reload_status
     return State(
@@ -41,7 +43,7 @@ def take(director: Any, yield_every: int = YIELD_EVERY, with_jobs: bool = False)
         reload=ReloadView(status.get("result"), status.get("at"),
                           tuple(status.get("errors", ())), status.get("note", "")),
         vrrp=director.vrrp_snapshot(),
-        virtual_servers=virtual_servers(director, yield_every, with_jobs),
+        virtual_servers=virtual_servers(director, yield_every),
         at=time.time(), reloads=frozen(director.reloads),
         last_reload_success=director.last_reload_success,
         notifications=frozen(director.notifications()),

@@ -16,6 +16,7 @@ and cached across scrapes, and each line is one concatenation.
 
 from __future__ import annotations
 
+from itertools import accumulate as _accumulate
 from typing import Any, Iterator
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
@@ -24,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from director.state import (DURATION_BUCKETS, VRRP_STATE_NUMBERS, WEB_REFUSALS, FirewallView,
                             JobStats, LatenessView, LvsSyncView, RealServerView, State,
-                            VirtualServerView, VrrpView)
+                            VirtualServerView, VrrpView, keep_encoded)
 
 BUCKET_LABELS = [repr(float(bound)) for bound in DURATION_BUCKETS] + ["+Inf"]
 
@@ -302,14 +303,12 @@ class LabelCache:
 
     def __init__(self) -> None:
         self.labels: dict[tuple, str] = {}
-        self.buckets: dict[tuple, tuple[str, ...]] = {}
+        self.buckets: dict[tuple, str] = {}           # histogram_format's, by names
         # Each checker's histogram and totals as written at the last scrape, with the
         # counters they were written from: a checker that has not run since (delay_loop
         # longer than the scrape interval) is written again only if its counters differ.
         self.histograms: dict[tuple, tuple[tuple, float, str]] = {}
         self.totals: dict[tuple, tuple[int, int, str]] = {}
-        # each virtual server's lines, by name, with its view (per_server_text)
-        self.servers: dict[str, tuple] = {}
         self.asked = 0
 
     def of(self, *names: str) -> str:
@@ -321,12 +320,17 @@ class LabelCache:
             self.labels[names] = found
         return found
 
-    def bucket_lines(self, *names: str) -> tuple[str, ...]:
+    def histogram_format(self, *names: str) -> str:
+        """A checker's histogram lines as one %-format: 14 cumulative bucket counts, the
+        count, the sum (as _number writes it). One C call writes them, where a line at a
+        time was most of a changed server's lines' cost."""
         found = self.buckets.get(names)
         if found is None:
-            labels = self.of(*names)
-            found = tuple(f'director_check_duration_seconds_bucket{{{labels},le="{le}"}} '
-                          for le in BUCKET_LABELS)
+            labels = self.of(*names).replace("%", "%%")
+            found = "".join([f"director_check_duration_seconds_bucket{{{labels},"
+                             f'le="{le}"}} %d\n' for le in BUCKET_LABELS])
+            found += (f"director_check_duration_seconds_count{{{labels}}} %d\n"
+                      f"director_check_duration_seconds_sum{{{labels}}} %s\n")
             self.buckets[names] = found
         return found
 
@@ -334,19 +338,13 @@ class LabelCache:
         names = (job.virtual_server, job.real_server, job.checker)
         self.asked += 1
         found = self.histograms.get(names)
-        if found is not None and found[0] == job.buckets and found[1] == job.duration_sum:
+        buckets, duration_sum = job.buckets, job.duration_sum
+        if found is not None and found[0] == buckets and found[1] == duration_sum:
             return found[2]
-        lines = self.bucket_lines(*names)
-        out, running = [], 0
-        for line, count in zip(lines, job.buckets):
-            running += count
-            out.append(f"{line}{running}\n")
-        labels = self.of(*names)
-        out.append(f"director_check_duration_seconds_count{{{labels}}} {running}\n"
-                   f"director_check_duration_seconds_sum{{{labels}}} "
-                   f"{_number(job.duration_sum)}\n")
-        text = "".join(out)
-        self.histograms[names] = (job.buckets, job.duration_sum, text)
+        cumulative = tuple(_accumulate(buckets))
+        text = self.histogram_format(*names) % (*cumulative, cumulative[-1],
+                                                _number(duration_sum))
+        self.histograms[names] = (buckets, duration_sum, text)
         return text
 
     def checks_total(self, job: JobStats) -> str:
@@ -433,21 +431,19 @@ _CONDITIONS = ("virtual_traffic", "real_traffic", "connections")
 
 def per_server_text(snapshot: State, cache: LabelCache) -> str:
     """The families with samples per real server: each virtual server's lines of each
-    family, kept by the identity of its view (the daemon gives the same view object again
-    while nothing it shows changed: director/lb/service.py), a real server's by its own
-    view's, so a scrape writes only the lines of servers that changed."""
-    kept, used = cache.servers, {}
+    family, kept on its view (``metric_lines``: the daemon gives the same view object again
+    while nothing it shows changed, director/lb/service.py), a real server's on its own
+    view, so a scrape writes only the lines of servers that changed."""
     parts = []
     for server in snapshot.virtual_servers:
-        found = kept.get(server.name)
-        if found is None or found[0] is not server:
-            found = _server_part(server, cache, found[2] if found is not None else ())
+        found = server.metric_lines
+        if found is None:
+            found = _server_part(server, cache)
+            keep_encoded(server, "metric_lines", found)
         else:
-            cache.asked += found[3]
-        used[server.name] = found
-        parts.append(found[1])
-    cache.servers = used
-    present = {condition: any(part[-1][number] for part in parts)
+            cache.asked += found[-1]
+        parts.append(found)
+    present = {condition: any(part[-2][number] for part in parts)
                for number, condition in enumerate(_CONDITIONS)}
     out: list[str] = []
     for slot, (header, condition) in enumerate(FAMILIES):
@@ -460,34 +456,33 @@ def per_server_text(snapshot: State, cache: LabelCache) -> str:
     return "".join(out)
 
 
-def _server_part(server: VirtualServerView, cache: LabelCache, kept: tuple) -> tuple:
-    """(view, its lines by family slot and which conditional families it has lines in,
-    (its real server views, their parts), the label lookups they stand for)."""
+def _server_part(server: VirtualServerView, cache: LabelCache) -> tuple:
+    """A virtual server's lines by family slot, which conditional families it has lines in,
+    and the label lookups they stand for (LabelCache's bound). Strings, booleans and
+    numbers only: kept on the view, nothing in it for the garbage collector to follow."""
     asked = cache.asked
     name = server.name
-    # the kept parts by position (a real server keeps its place but across a reload)
-    reals = server.real_servers
-    kept_reals, kept_parts = kept if kept and len(kept[0]) == len(reals) else (reals, None)
     real_parts = []
-    for index, real in enumerate(reals):
-        if kept_parts is not None and kept_reals[index] is real:
-            part = kept_parts[index]
-            cache.asked += part[-1]
-            real_parts.append(part)
+    for real in server.real_servers:
+        part = real.metric_lines
+        if part is None:
+            part = _real_part(name, real, cache)
+            keep_encoded(real, "metric_lines", part)
         else:
-            real_parts.append(_real_part(name, real, cache))
+            cache.asked += part[-1]
+        real_parts.append(part)
     # by family slot, the lines of each real server (not joined: the scrape joins once)
     columns = list(zip(*real_parts)) if real_parts else [()] * _REAL_PART
     labels = cache.of(server.name)
     counters = server.counters
-    lines = (*columns[:_VIRTUAL],
-             *[(f"{name}{{{labels}}} {value_of(server)}\n",)
-               for name, _, _, value_of in VIRTUAL_FAMILIES],
-             *[(line,) for line in (_traffic_lines(_VIRTUAL_TRAFFIC_NAMES, labels, counters)
-                                    if counters else ("",) * len(TRAFFIC))],
-             *columns[_VIRTUAL:_VIRTUAL + 5],
-             (bool(counters), any(columns[_VIRTUAL]), any(columns[_VIRTUAL + 3])))
-    return server, lines, (reals, real_parts), cache.asked - asked
+    return (*columns[:_VIRTUAL],
+            *[(f"{name}{{{labels}}} {value_of(server)}\n",)
+              for name, _, _, value_of in VIRTUAL_FAMILIES],
+            *[(line,) for line in (_traffic_lines(_VIRTUAL_TRAFFIC_NAMES, labels, counters)
+                                   if counters else ("",) * len(TRAFFIC))],
+            *columns[_VIRTUAL:_VIRTUAL + 5],
+            (bool(counters), any(columns[_VIRTUAL]), any(columns[_VIRTUAL + 3])),
+            cache.asked - asked)
 
 
 _REAL_PART = _VIRTUAL + 5 + 1   # a real server's part: its lines up to its families, its

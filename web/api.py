@@ -95,7 +95,7 @@ def state():
         servers = servers[offset:offset + limit]
     fragments: bodies.FragmentCache = current_app.config["STATE_FRAGMENTS"]
     chunks = bodies.state_chunks(snapshot.head_json(), servers, tail, fragments.dumps,
-                                 fragments.walk(), whole=not paged)
+                                 fragments.walk())
     headers = {"Vary": "Accept-Encoding"}
     if bodies.accepts_gzip(request.accept_encodings):
         chunks = bodies.gzip_stream(chunks)

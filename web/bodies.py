@@ -8,10 +8,10 @@ between batches (hub.Slicer) and the first bytes leave before the last are encod
 is level 1: on this text it is several times smaller for a fraction of level 6's CPU, and
 its header carries no time (mtime 0), so the same body gives the same bytes.
 
-The JSON of each virtual and real server is kept between requests (``FragmentCache``) by the
-view's identity: the daemon gives the same view object again while nothing it shows changed
-(director/lb/service.py, director/check/service.py), and a view is frozen, so its encoding
-cannot go stale. A request encodes only the views that are new and joins the rest.
+The JSON of each virtual and real server is kept between requests on its view
+(``FragmentCache``): the daemon gives the same view object again while nothing it shows
+changed (director/lb/service.py, director/check/service.py), and a view is frozen, so its
+encoding cannot go stale. A request encodes only the views that are new and joins the rest.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import zlib
 from typing import Any, Callable, Iterable, Iterator
 
 from director import hub
+from director.state import keep_encoded
 
 GZIP_LEVEL = 1
 GZIP_MIN = 1024             # bytes: smaller bodies go as they are
@@ -127,76 +128,65 @@ def real_server_text(view: Any) -> str | None:
 
 
 class FragmentCache:
-    """The encoded JSON of virtual servers and of their real servers, by the virtual server's
-    name, with the views they were encoded from: a view that is the same object as the one
-    kept gives the kept bytes (a frozen view's JSON cannot change). What a whole walk of the
-    state used replaces what was held, so removed servers leave with it; a walk of part of
-    it (a filter, a page) adds to it, bounded."""
+    """How an app encodes virtual and real servers: the JSON of each is kept on its view
+    (``json_text``, director/state.py's ENCODED), so a view that comes again gives its bytes
+    at once (a frozen view's JSON cannot change) and a new one is encoded once. Nothing is
+    held here: a view the daemon has replaced goes with what was made of it."""
 
     def __init__(self, dumps: Callable[[Any], str], short: bool = True) -> None:
         self.dumps = dumps                      # the app's, compact: the same bytes as before
-        # real_server_text for the usual real server: only where ``dumps`` is json.dumps
-        # compact and ASCII (Flask's default provider, as create_app sets it)
+        # real_server_text for the usual real server, and the bytes kept on the views: only
+        # where ``dumps`` is json.dumps compact and ASCII (Flask's default provider, as
+        # create_app sets it; every such app writes the same bytes of a view)
         self.short = short
-        # name -> (virtual server view, its JSON, its real servers' JSON in their order)
-        self.held: dict[str, tuple[Any, bytes, list[bytes]]] = {}
-        self.whole = 0                          # virtual servers the last whole walk used
 
     def walk(self) -> FragmentWalk:
         return FragmentWalk(self)
 
-    def keep(self, used: dict, whole: bool) -> None:
-        if whole or len(self.held) + len(used) > 3 * self.whole + 1000:
-            self.held = used
-            self.whole = len(used) if whole else self.whole
-        else:
-            self.held.update(used)
-
 
 class FragmentWalk:
-    """One request's use of a FragmentCache: what it encoded or found, kept when it ends."""
+    """One request's use of a FragmentCache: counts what it encoded (the tests)."""
 
     def __init__(self, cache: FragmentCache) -> None:
         self.cache = cache
-        self.held = cache.held
-        self.used: dict[str, tuple[Any, bytes, list[bytes]]] = {}
-        self.encoded = 0                        # views encoded by this walk (the tests)
+        self.encoded = 0                        # views encoded by this walk
 
     def virtual_server(self, view: Any) -> bytes:
         """``dumps(view.as_json())``, byte for byte: its head, then its real servers."""
-        kept = self.held.get(view.name)
-        if kept is not None and kept[0] is view:
-            self.used[view.name] = kept
-            return kept[1]
+        text = view.json_text
+        short = self.cache.short
+        if text is not None and short:
+            return text
         dumps = self.cache.dumps
-        # the real servers' JSON by position, reused where the view is the same object
-        kept_reals, kept_texts = (kept[0].real_servers, kept[2]) if kept is not None \
-            else ((), ())
         texts = []
-        for index, real in enumerate(view.real_servers):
-            if index < len(kept_reals) and kept_reals[index] is real:
-                texts.append(kept_texts[index])
-                continue
-            text = real_server_text(real) if self.cache.short else None
-            texts.append((text if text is not None else dumps(real.as_json())).encode())
+        for real in view.real_servers:
+            if short:
+                found = real.json_text
+                if found is not None:
+                    texts.append(found)
+                    continue
+                found = real_server_text(real)
+                found = (found if found is not None else dumps(real.as_json())).encode()
+                keep_encoded(real, "json_text", found)
+            else:
+                found = dumps(real.as_json()).encode()
+            texts.append(found)
             self.encoded += 1
         head = dumps(view.head_json()).encode()
         text = b"".join((head[:-1], b',"real_servers":[', b",".join(texts), b"]}"))
         self.encoded += 1
-        self.used[view.name] = (view, text, texts)
+        if short:
+            keep_encoded(view, "json_text", text)
         return text
-
-    def done(self, whole: bool) -> None:
-        self.cache.keep(self.used, whole)
 
 
 def state_chunks(head: dict[str, Any], servers: Iterable[Any], tail: dict[str, Any],
-                 dumps: Callable[[Any], str], walk: FragmentWalk | None = None,
-                 whole: bool = True) -> Iterator[bytes]:
+                 dumps: Callable[[Any], str], walk: FragmentWalk | None = None
+                 ) -> Iterator[bytes]:
     """The JSON of ``{**head, "virtual_servers": [...], **tail}`` and a newline (byte for
     byte what Flask's jsonify sends of that dict), each virtual server encoded as its turn
-    comes (or found in ``walk``'s cache: then ``whole`` says whether ``servers`` are all of
-    them): never the whole 4 MB document as dicts at once."""
+    comes (or found on its view, through ``walk``): never the whole 4 MB document as dicts
+    at once."""
     slicer = hub.Slicer(0.005)
     opening = dumps(head)
     pending = [(opening[:-1] + ("," if head else "") + '"virtual_servers":[').encode()]
@@ -216,5 +206,3 @@ def state_chunks(head: dict[str, Any], servers: Iterable[Any], tail: dict[str, A
     closing = dumps(tail)
     pending.append(("]" + ("," + closing[1:] if tail else "}") + "\n").encode())
     yield b"".join(pending)
-    if walk is not None:
-        walk.done(whole)

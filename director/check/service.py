@@ -37,10 +37,10 @@ class RealServerState:
     weight_override: int | None = None  # the weight it gets instead, until a reload
     maintenance: bool = False       # out of the pool, still checked
     overrides: tuple = ()           # the active overrides.Entry of it, for the views
-    # Its last CheckView without and with the jobs' counters (CheckService.views), and the
-    # model they were built from: a server no check, override or reload touched since gives
-    # the same object again, which the web face and the metrics keep encoded by identity.
-    views: list = field(default_factory=lambda: [None, None])
+    # Its last CheckView (CheckService.views) and the model it was built from: a server no
+    # check, override or reload touched since gives the same object again, on which the web
+    # face and the metrics keep what they made of it.
+    view: CheckView | None = None
     viewed_model: Any = None
 
     def compute_up(self) -> bool:
@@ -277,21 +277,21 @@ class CheckService:
 
     # -- what the dashboard, the metrics and the dump files read ---------------------------
 
-    def views(self, virtual_name: str, reals: Sequence[Any],
-              with_jobs: bool = False) -> list[CheckView | None]:
+    def views(self, virtual_name: str, reals: Sequence[Any]) -> list[CheckView | None]:
         """The check view of each of ``reals`` (real_server models of ``virtual_name``), in
-        their order; None for one not checked here. ``with_jobs``: each checker's counters
-        and duration buckets too (the metrics; the JSON has no use for them).
+        their order; None for one not checked here. With each checker's counters and
+        duration buckets (the metrics; the JSON has no use for them, but one set of views
+        shared by /api/v1/state and /metrics is half the objects kept of two, and a server
+        that changed is built once for both).
 
         A server's view is built again only when something it shows may have changed: its
         checkers' last results and counts (a new CheckResult and ok/failed with every
         attempt), its up, drain and overrides, its configuration (a reload swaps the
         model). Otherwise the view it gave last is given again, the same object: at ten
         thousand servers checked every 10 s, a request a second rebuilds a tenth of them,
-        and the readers keep what they made of a view (its JSON, its metric lines) by its
-        identity (web/bodies.py, metrics/collector.py)."""
+        and the readers keep what they made of a view on it (its JSON, its metric lines:
+        director/state.py ENCODED)."""
         offset = self.scheduler.wall_time(0.0)         # monotonic -> epoch, once per call
-        slot = 1 if with_jobs else 0
         out: list[CheckView | None] = []
         for state in self._states_of(virtual_name, reals):
             if state is None:
@@ -300,7 +300,7 @@ class CheckService:
             # Compared with the view's own fields, no key kept beside it (a tuple per server
             # is a hundred thousand objects more for the collector to walk): every result
             # adds one to its checker's ok or failed, so equal totals mean no new result.
-            view = state.views[slot]
+            view = state.view
             if view is not None and view.up is state.up and \
                     view.drained is state.drained and view.overrides is state.overrides and \
                     state.viewed_model is state.real_server:
@@ -314,11 +314,8 @@ class CheckService:
                         view.failed == sum(job.failed for job in jobs):
                     out.append(view)
                     continue
-            view = self._view(state, offset, with_jobs)
-            if state.viewed_model is not state.real_server:     # a reload: both go
-                state.views[1 - slot] = None
-                state.viewed_model = state.real_server
-            state.views[slot] = view
+            state.view = view = self._view(state, offset)
+            state.viewed_model = state.real_server
             out.append(view)
         return out
 
@@ -335,7 +332,7 @@ class CheckService:
         return states
 
     @staticmethod
-    def _view(state: RealServerState, offset: float, with_jobs: bool) -> CheckView:
+    def _view(state: RealServerState, offset: float) -> CheckView:
         jobs = state.jobs
         if len(jobs) == 1:
             (latest,) = jobs
@@ -356,9 +353,8 @@ class CheckService:
         agent = state.agent() if state.has_agent else None
         return CheckView(
             checker, state.up, state.drained, ok, failed, last_check,
-            tuple(JobStats(state.name[0], state.name[1], job.key[2], job.ok, job.failed,
-                           tuple(job.buckets), job.duration_sum) for job in jobs)
-            if with_jobs else (),
+            tuple([JobStats(state.name[0], state.name[1], job.key[2], job.ok, job.failed,
+                            tuple(job.buckets), job.duration_sum) for job in jobs]),
             None if agent is None else frozen(agent.as_json(state.real_server.weight)),
             state.overrides)
 

@@ -118,9 +118,9 @@ class LoadBalancer:
         self.applied_health: dict[str, tuple[bool, int]] = {}
         self.ramps = Ramps()                    # slow start, by (virtual server, address, port)
         self._desired_of: Any = None            # the configuration self.desired was decided for
-        # The views virtual_servers() gave last (without, with the jobs' counters), each
-        # with what it was built from, by virtual server name: see there.
-        self._views: list[dict[str, tuple]] = [{}, {}]
+        # The views virtual_servers() gave last, each with what it was built from, by
+        # virtual server name: see there.
+        self._views: dict[str, tuple] = {}
 
     def _configure(self, config: Any) -> None:
         self.config = config
@@ -514,18 +514,16 @@ class LoadBalancer:
                                 None if self.last_error is None else frozen(self.last_error),
                                 self.failing, self.warnings())
 
-    def virtual_servers(self, yield_every: int = 0,
-                        with_jobs: bool = False) -> tuple[VirtualServerView, ...]:
+    def virtual_servers(self, yield_every: int = 0) -> tuple[VirtualServerView, ...]:
         """Each virtual server in the configuration's order, its pool as the checks see it
-        (CheckService.views) and as the kernel has it. ``yield_every`` real servers the loop
-        may run (ten thousand of them must not hold back a VRRP advert); ``with_jobs``: see
-        CheckService.views.
+        (CheckService.views, with the checkers' counters) and as the kernel has it.
+        ``yield_every`` real servers the loop may run (ten thousand of them must not hold
+        back a VRRP advert).
 
         A view equal in every input to the one given last (the same check view, weights,
         counters, connections, drain and ramp; for a virtual server the same real server
         views and its own live fields) is that one again, the same object: the web face and
-        the metrics keep its encoding by identity, so a request re-encodes only what
-        changed. The inputs are compared, never assumed: nothing needs to remember to say
+        the metrics keep its encoding on it, so a request re-encodes only what changed. The inputs are compared, never assumed: nothing needs to remember to say
         that it changed something."""
         kernel, desired = self.backend.kernel, self.desired
         counters = self.backend.counters()
@@ -536,7 +534,11 @@ class LoadBalancer:
         # that view, without a look at each of its real servers.
         settled = not counters and not connections and not self.ramps.ramps
         now = time.monotonic()
-        last_virtuals = self._views[1 if with_jobs else 0]
+        # Taken out as the walk goes: a view replaced here dies here, with what the readers
+        # made of it (director/state.py ENCODED), rather than at the end, when the new ones
+        # are all made. With every server changed, the old views and the new were two sets
+        # of ten thousand alive at once, for the collector to walk and promote.
+        last_virtuals = self._views
         made_virtuals: dict[str, tuple] = {}
         out = []
         walked = 0
@@ -546,10 +548,10 @@ class LoadBalancer:
             # Pools are built whole by a converge or a read, never changed afterwards
             kernel_pools = [kernel[key] for key in keys if key in kernel]
             wanted_pools = [desired[key] for key in keys if key in desired]
-            checks = self.checks.views(name, virtual.real_servers, with_jobs)
+            checks = self.checks.views(name, virtual.real_servers)
             basis = (virtual, checks, kernel_pools, wanted_pools, self.quorum.get(name, True),
                      name in self.suspended)
-            found = last_virtuals.get(name)
+            found = last_virtuals.pop(name, None)
             walked += len(checks)
             if settled and found is not None and found[2] == basis:
                 made_virtuals[name] = found
@@ -606,7 +608,7 @@ class LoadBalancer:
             if yield_every and walked >= yield_every:
                 walked = 0
                 hub.breathe()
-        self._views[1 if with_jobs else 0] = made_virtuals
+        self._views = made_virtuals
         return tuple(out)
 
 

@@ -58,7 +58,7 @@ class Live(FakeDirector):
 
     def snapshot(self, with_jobs=False):
         return replace(contract_state(with_jobs),
-                       virtual_servers=self.lb.virtual_servers(with_jobs=with_jobs))
+                       virtual_servers=self.lb.virtual_servers())
 
 
 @pytest.fixture
@@ -85,9 +85,9 @@ def bodies(client):
 
 def kept_nothing(checks, lb):
     """What the same live state gives with every kept view and encoding forgotten."""
-    lb._views = [{}, {}]
+    lb._views = {}
     for state in checks.real_servers:
-        state.views = [None, None]
+        state.view = None
     app = create_app(Live(lb), admin_token=TOKEN)
     return bodies(app.test_client())
 
@@ -180,3 +180,31 @@ def test_what_did_not_change_is_not_encoded_again(live):
     after = lb.virtual_servers()
     assert after[0] is views[0] and after[1] is not views[1]
     assert after[1].real_servers[0] is views[1].real_servers[0]
+
+
+def test_a_replaced_view_is_not_kept_alive(live):
+    """What the web face and the metrics made of a view is kept on the view, not in maps of
+    their own: once the services have replaced a view, nothing holds it (issue 17: with every
+    server changed between two scrapes, the readers' maps kept a second set of views alive
+    for the garbage collector to walk). One set of views serves both readers."""
+    import gc
+
+    from director.state import CheckView, RealServerView
+
+    checks, lb, client, app = live
+
+    def alive(kind):
+        gc.collect()
+        return sum(1 for item in gc.get_objects() if type(item) is kind)
+
+    bodies(client)
+    # the contract state's own views (FakeDirector) are made per request and die with it
+    servers, checked = alive(RealServerView), alive(CheckView)
+    assert (servers, checked) == (4, 4)
+    for vs in VS:                               # every server changed since the last scrape
+        for address in ("10.0.0.1", "10.0.0.2"):
+            result(checks, vs, address, True)
+    bodies(client)
+    assert (alive(RealServerView), alive(CheckView)) == (servers, checked)
+    state, metrics = bodies(client)
+    assert b'result="success"} 1\n' in metrics and b'"checks":{"ok":1' in state
