@@ -144,7 +144,10 @@ def test_a_changed_or_removed_servers_job_is_freed_without_the_collector(tmp_pat
         checks.apply(reconcile.plan(checks.config, new).servers, new)
         clock.advance(3.0)             # their deadlines leave the scheduler's heap
         gc.collect()
-        assert [o.key for o in gc.garbage if isinstance(o, Job)] == []
+        # this test's jobs only: another test's stopped scheduler may still hold its own (a
+        # killed greenlet keeps them until the loop runs it once more)
+        assert [o.key for o in gc.garbage
+                if isinstance(o, Job) and o.key[1].startswith("127.0.0.1")] == []
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
