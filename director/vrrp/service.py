@@ -59,6 +59,12 @@ class Prepared:
         self.vmac_links: VmacLinks | None = None
         self.held: set[str] = set()          # our VMACs it may replace: not polled meanwhile
         self.watcher: InterfaceWatcher | None = None
+        # Our VMACs the new file defines otherwise: replaced by apply, once the instances
+        # advertising on them have gone (not here: a reload refused after it would have
+        # changed them, and their instances' adverts meanwhile failed with ENODEV), and
+        # the instances whose sockets apply opens then, with those sockets' keys.
+        self.replace: list[Any] = []
+        self.deferred: list[tuple[Instance, list[tuple]]] = []
 
     def release(self) -> None:
         if self.watcher is not None:
@@ -216,12 +222,17 @@ class VrrpService(ReceivePath):
                     continue
                 links = prepared.vmacs.get(name)
                 remade = False          # one of ours replaced: sockets bound to it are dead
+                deferred = False        # one of ours to replace in apply (Prepared.replace)
                 for link in links.all if links else ():
                     ours = link.name in self.vmac_links.owned
                     if ours:
                         prepared.watcher = self.interface_watcher
                         prepared.held.add(link.name)
                         self.interface_watcher.held.add(link.name)
+                        if self.vmac_links.stale(link):
+                            prepared.replace.append(link)
+                            deferred = True
+                            continue
                     remade = self.vmac_links.ensure(link) and ours or remade
                     if not ours:
                         prepared.made.append(link.name)
@@ -229,12 +240,15 @@ class VrrpService(ReceivePath):
                 primary = (links and links.source) or \
                     self.addresses.primary_address(item.interface, family)
                 keys = self._socket_keys(item, defs, links, primary)
-                for key in keys:
+                for key in keys if not deferred else ():
                     if key not in prepared.opened and (remade or key not in self.sockets):
                         prepared.opened[key] = VrrpSocket(*key).open()
-                sock = prepared.opened.get(keys[0]) or self.sockets[keys[0]]
+                sock = None if deferred else \
+                    prepared.opened.get(keys[0]) or self.sockets[keys[0]]
                 instance = Instance(item, defs, effective_version(item, defs), family,
                                     self.clock, self.addresses, self.announcer, sock)
+                if deferred:
+                    prepared.deferred.append((instance, keys))
                 instance.vmac, instance.socket_keys = links, keys
                 before = next((old for old in self.instances if old.name == name), None)
                 if before is not None:          # keepalived keeps the AH counter on reload
@@ -251,6 +265,20 @@ class VrrpService(ReceivePath):
             prepared.abandon()
             raise
         return prepared
+
+    def _replace_vmacs(self, prepared: Prepared) -> None:
+        """Our VMACs the new file defines otherwise, replaced now that the instances that
+        advertised on them have gone, and their successors' sockets opened on the new
+        ones. An error here fails the apply, which the daemon rolls back."""
+        for link in prepared.replace:
+            self.vmac_links.ensure(link)
+        prepared.replace = []
+        for instance, keys in prepared.deferred:
+            for key in keys:
+                if key not in prepared.opened:
+                    prepared.opened[key] = VrrpSocket(*key).open()
+            instance.sender = prepared.opened[keys[0]]
+        prepared.deferred = []
 
     def apply(self, prepared: Prepared, timeout: float = 2.0) -> dict[str, int]:
         """Apply a prepared reload. A kept instance runs on untouched: no transition, no
@@ -301,6 +329,7 @@ class VrrpService(ReceivePath):
         for runner in self.scripts.values():
             runner.configure(config.global_defs.script_user,
                              config.global_defs.enable_script_security)
+        self._replace_vmacs(prepared)
         for key in prepared.opened.keys() & self.sockets.keys():   # its VMAC was remade
             receiver = self.receivers.pop(key, None)
             if receiver is not None:

@@ -116,6 +116,18 @@ class VmacLinks:
 
     # -- links ----------------------------------------------------------------------------
 
+    def stale(self, link: Link) -> bool:
+        """Whether an interface named ``link.name`` exists and differs from ``link`` (ensure
+        would replace it). Raises OSError as ensure does: a missing base, an interface of
+        that name that is no macvlan or ipvlan."""
+        with self.addresses.lock:
+            base = self._index(link.base)
+            if base is None:
+                raise OSError(errno.ENODEV, f"{link.name}: base interface {link.base} does "
+                                            f"not exist")
+            index = self._index(link.name)
+            return index is not None and not self._matches(index, link, base)
+
     def ensure(self, link: Link, restore: bool = False) -> bool:
         """Make ``link`` exist as planned, up, with its sysctls and addresses. True when it
         made (or replaced) the interface, False when one of ours was already right.
