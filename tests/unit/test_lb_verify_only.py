@@ -9,12 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from director import hub
 from director.config import load_config
 from director.lb import service as lb_service
 from director.lb.service import LoadBalancer
 from director.notify import Notifier
-from tests.unit.test_lb_loop_faults import FailingBackend
+from tests.unit.test_lb_loop_faults import FailingBackend, wait_until
 
 CONFIG = """
 virtual_server 192.0.2.10 80 {
@@ -35,15 +34,6 @@ virtual_server 192.0.2.10 80 {
     }
 }
 """
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        hub.sleep(0.01)
-    return False
 
 
 class State:
